@@ -1,0 +1,1 @@
+"""Alerts: low-balance and short-runway notifications by email and signed webhook."""

@@ -1,0 +1,32 @@
+"""Apply the Alembic migrations (``billing db upgrade``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from billing_pipeline.db.connection import ensure_database, sqlalchemy_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # '%' would be read as interpolation by configparser.
+    cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config("postgresql://x@/x")).get_current_head()
+
+
+def upgrade(url: str) -> str:
+    """Create the database if needed and migrate it to the newest revision; returns that revision."""
+    ensure_database(url)
+    command.upgrade(alembic_config(url), "head")
+    return head_revision()

@@ -1,0 +1,31 @@
+"""The one Dagster ``Definitions`` of the billing pipeline.
+
+Each domain contributes its assets, jobs, sensors and schedules through its own ``defs``;
+resources are bound once, here, from the environment.
+"""
+
+import dagster as dg
+
+from billing_pipeline.alerts.defs import defs as alerts_defs
+from billing_pipeline.ingestion.defs import defs as ingestion_defs
+from billing_pipeline.invoicing.defs import defs as invoicing_defs
+from billing_pipeline.ledger.defs import defs as ledger_defs
+from billing_pipeline.lifecycle.defs import defs as lifecycle_defs
+from billing_pipeline.payments.defs import defs as payments_defs
+from billing_pipeline.resources import PostgresResource
+from billing_pipeline.transform.defs import defs as transform_defs
+
+resources = {
+    "postgres": PostgresResource(database_url=dg.EnvVar("BILLING_DATABASE_URL")),
+}
+
+defs = dg.Definitions.merge(
+    ingestion_defs,
+    transform_defs,
+    ledger_defs,
+    alerts_defs,
+    payments_defs,
+    lifecycle_defs,
+    invoicing_defs,
+    dg.Definitions(resources=resources),
+)

@@ -1,0 +1,1 @@
+"""Ingestion: Prometheus pod metrics and machine rentals, one UTC hour at a time."""

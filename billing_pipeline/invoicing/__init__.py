@@ -1,0 +1,1 @@
+"""Invoicing: monthly invoices and SLA credits."""

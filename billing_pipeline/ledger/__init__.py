@@ -1,0 +1,1 @@
+"""The append-only credit ledger: the only code that writes credit_transactions and credits."""

@@ -1,0 +1,1 @@
+"""Lifecycle: the account state machine and its actions on the Kubernetes cluster."""

@@ -1,0 +1,154 @@
+"""Platform tables (contract section 2) and the append-only credit ledger (section 5).
+
+Revision ID: 0001
+Revises:
+"""
+
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+# Platform tables: the platform writes them in production; the pipeline only reads them.
+# machine_usages and pricing_configs deliberately carry no checks or foreign keys: a bad row
+# written by the platform must reach the pipeline so it can be quarantined with a reason,
+# rather than being rejected somewhere nobody sees.
+PLATFORM = """
+CREATE TABLE billing.accounts (
+    id                       text PRIMARY KEY,
+    name                     text NOT NULL,
+    email                    text,
+    low_balance_threshold    numeric(20, 6) NOT NULL DEFAULT 10,
+    grace_period_hours       integer NOT NULL DEFAULT 72 CHECK (grace_period_hours >= 0),
+    volume_policy            text NOT NULL DEFAULT 'delete' CHECK (volume_policy IN ('delete', 'retain')),
+    volume_retention_days    integer NOT NULL DEFAULT 7 CHECK (volume_retention_days >= 0),
+    early_idle_deletion      boolean NOT NULL DEFAULT false,
+    auto_topup_enabled       boolean NOT NULL DEFAULT false,
+    auto_topup_threshold     numeric(20, 6),
+    auto_topup_amount        numeric(20, 6),
+    auto_topup_monthly_limit numeric(20, 6),
+    stripe_customer_id       text,
+    stripe_payment_method_id text,
+    notify_email             text,
+    notify_webhook_url       text,
+    created_at               timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE billing.deployments (
+    id         text PRIMARY KEY,
+    account_id text NOT NULL REFERENCES billing.accounts (id),
+    namespace  text NOT NULL,
+    name       text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    deleted_at timestamptz
+);
+CREATE INDEX deployments_account_idx ON billing.deployments (account_id);
+CREATE INDEX deployments_namespace_name_idx ON billing.deployments (namespace, name);
+
+CREATE TABLE billing.domains (
+    hostname      text PRIMARY KEY,
+    deployment_id text NOT NULL REFERENCES billing.deployments (id),
+    status        text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'suspended', 'released'))
+);
+
+CREATE TABLE billing.machine_usages (
+    id           text PRIMARY KEY,
+    account_id   text,
+    machine_id   text,
+    machine_type text,
+    node_name    text,
+    started_at   timestamptz,
+    ended_at     timestamptz,
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX machine_usages_updated_idx ON billing.machine_usages (updated_at);
+
+CREATE TABLE billing.pricing_configs (
+    id             text PRIMARY KEY,
+    resource       text NOT NULL,
+    machine_type   text,
+    unit           text NOT NULL,
+    unit_price     numeric NOT NULL,
+    basis          text NOT NULL DEFAULT 'usage',
+    effective_from timestamptz NOT NULL,
+    effective_to   timestamptz
+);
+"""
+
+# The ledger. Sign and presence rules are checked here as well as in the ledger module, so a
+# writer that bypasses the module still cannot post a positive usage deduction.
+LEDGER = """
+CREATE TABLE billing.credit_transactions (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id      text NOT NULL REFERENCES billing.accounts (id),
+    account_seq     bigint NOT NULL CHECK (account_seq > 0),
+    type            text NOT NULL CHECK (type IN ('topup', 'auto_topup', 'usage_deduction',
+                                                  'sla_credit', 'admin_adjustment', 'reversal')),
+    amount          numeric(20, 6) NOT NULL CHECK (amount <> 0),
+    balance_after   numeric(20, 6) NOT NULL,
+    idempotency_key text NOT NULL UNIQUE,
+    reference       jsonb NOT NULL DEFAULT '{}'::jsonb,
+    reason          text,
+    actor           text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    prev_hash       text NOT NULL,
+    entry_hash      text NOT NULL,
+    CONSTRAINT credit_transactions_account_seq_key UNIQUE (account_id, account_seq),
+    CONSTRAINT sign_matches_type CHECK (
+        (type IN ('topup', 'auto_topup', 'sla_credit') AND amount > 0)
+        OR (type = 'usage_deduction' AND amount < 0)
+        OR type IN ('admin_adjustment', 'reversal')
+    ),
+    CONSTRAINT adjustment_has_reason_and_actor CHECK (
+        type <> 'admin_adjustment'
+        OR (coalesce(btrim(reason), '') <> '' AND coalesce(btrim(actor), '') <> '')
+    ),
+    CONSTRAINT reversal_names_reversed_entry CHECK (type <> 'reversal' OR reference ? 'reverses')
+);
+CREATE INDEX credit_transactions_created_idx ON billing.credit_transactions (created_at);
+
+COMMENT ON TABLE billing.credit_transactions IS
+    'Append-only credit ledger. UPDATE, DELETE and TRUNCATE are refused by trigger; '
+    'each entry is hash-chained to the previous entry of its account.';
+
+-- Immutability: a statement-level trigger fires for the table owner and superusers alike
+-- (only an explicit DISABLE TRIGGER / session_replication_role switches it off, which the
+-- hash chain then exposes).
+CREATE FUNCTION billing.refuse_ledger_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'billing.credit_transactions is append-only: % refused', TG_OP
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'Correct a mistake with a new entry (a reversal or an adjustment), never an edit.';
+END;
+$$;
+
+CREATE TRIGGER credit_transactions_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON billing.credit_transactions
+    FOR EACH STATEMENT EXECUTE FUNCTION billing.refuse_ledger_change();
+
+REVOKE UPDATE, DELETE, TRUNCATE ON billing.credit_transactions FROM PUBLIC;
+
+-- A cache of each account's balance, equal to the sum of its ledger at every commit.
+CREATE TABLE billing.credits (
+    account_id          text PRIMARY KEY REFERENCES billing.accounts (id),
+    balance             numeric(20, 6) NOT NULL DEFAULT 0,
+    last_transaction_id bigint REFERENCES billing.credit_transactions (id),
+    updated_at          timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+def upgrade() -> None:
+    op.execute(PLATFORM)
+    op.execute(LEDGER)
+
+
+def downgrade() -> None:
+    op.execute(
+        "DROP TABLE billing.credits, billing.credit_transactions, billing.pricing_configs, "
+        "billing.machine_usages, billing.domains, billing.deployments, billing.accounts; "
+        "DROP FUNCTION billing.refuse_ledger_change();"
+    )

@@ -1,0 +1,22 @@
+"""Fixtures shared by every test: real PostgreSQL databases, migrated."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.databases import DatabaseFactory
+
+
+@pytest.fixture(scope="session")
+def databases():
+    factory = DatabaseFactory()
+    yield factory
+    factory.drop_all()
+
+
+@pytest.fixture
+def db_url(databases, monkeypatch) -> str:
+    """A fresh, migrated billing database; also exported as BILLING_DATABASE_URL."""
+    url = databases.new()
+    monkeypatch.setenv("BILLING_DATABASE_URL", url)
+    return url
