@@ -1,1 +1,31 @@
-"""The append-only credit ledger: the only code that writes credit_transactions and credits."""
+"""The append-only credit ledger: the only code that writes credit_transactions and credits.
+
+Jobs build ``Entry`` values and call ``post_entries`` (a batch, one transaction) or
+``post_entry``; ``verify_ledger`` recomputes every balance and hash and reports what is wrong.
+"""
+
+from billing_pipeline.ledger.entries import (
+    Entry,
+    EntryType,
+    IdempotencyConflict,
+    LedgerInputError,
+    round_credits,
+    to_amount,
+)
+from billing_pipeline.ledger.posting import PostResult, balance_of, post_entries, post_entry
+from billing_pipeline.ledger.verify import LedgerProblem, verify_ledger
+
+__all__ = [
+    "Entry",
+    "EntryType",
+    "IdempotencyConflict",
+    "LedgerInputError",
+    "LedgerProblem",
+    "PostResult",
+    "balance_of",
+    "post_entries",
+    "post_entry",
+    "round_credits",
+    "to_amount",
+    "verify_ledger",
+]

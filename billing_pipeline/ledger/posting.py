@@ -1,0 +1,238 @@
+"""Posting entries to the append-only ledger, exactly once, with the balance cache in step.
+
+How one batch is posted, in one transaction:
+
+1. Every entry is validated first (``Entry.validated``): a bad batch is refused whole.
+2. The ``credits`` rows of the batch's accounts are locked in account order (``FOR UPDATE``),
+   which serialises writers per account and cannot deadlock between batches.
+3. After the lock, a new statement reads each account's last entry (its sequence number,
+   balance and hash) and the idempotency keys already posted; a key seen before is reported as
+   a duplicate, or refused if its content differs.
+4. New rows get consecutive per-account sequence numbers, running balances and chained hashes,
+   are written with one ``COPY``, and the cache is set from the running balances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Iterable, Sequence
+
+import psycopg
+
+from billing_pipeline.ledger.entries import (
+    GENESIS_HASH,
+    Entry,
+    IdempotencyConflict,
+    LedgerInputError,
+    canonical_json,
+    entry_hash,
+)
+
+COPY_COLUMNS = (
+    "account_id, account_seq, type, amount, balance_after, idempotency_key, "
+    "reference, reason, actor, created_at, prev_hash, entry_hash"
+)
+
+
+@dataclass(frozen=True)
+class PostResult:
+    """What happened to one entry. ``created`` is False when its key had been posted before."""
+
+    entry_id: int
+    account_id: str
+    idempotency_key: str
+    type: str
+    amount: Decimal
+    balance_after: Decimal
+    created: bool
+
+
+@dataclass
+class _AccountHead:
+    seq: int
+    balance: Decimal
+    hash: str
+
+
+def _dedupe_batch(entries: Sequence[Entry]) -> list[Entry]:
+    """The batch's distinct entries; the same key twice must mean the same entry."""
+    by_key: dict[str, Entry] = {}
+    for entry in entries:
+        prior = by_key.setdefault(entry.idempotency_key, entry)
+        if prior is not entry and (prior.account_id, prior.type, prior.amount) != (
+            entry.account_id,
+            entry.type,
+            entry.amount,
+        ):
+            raise IdempotencyConflict(
+                f"idempotency key {entry.idempotency_key!r} appears twice in one batch with different "
+                f"content ({prior.account_id} {prior.type} {prior.amount} vs "
+                f"{entry.account_id} {entry.type} {entry.amount}); nothing was posted."
+            )
+    return list(by_key.values())
+
+
+def _lock_accounts(cur: psycopg.Cursor, accounts: list[str]) -> None:
+    cur.execute(
+        "INSERT INTO billing.credits (account_id) SELECT id FROM billing.accounts WHERE id = ANY(%s) "
+        "ON CONFLICT (account_id) DO NOTHING",
+        (accounts,),
+    )
+    locked = {
+        row[0]
+        for row in cur.execute(
+            "SELECT account_id FROM billing.credits WHERE account_id = ANY(%s) ORDER BY account_id FOR UPDATE",
+            (accounts,),
+        )
+    }
+    unknown = sorted(set(accounts) - locked)
+    if unknown:
+        shown = ", ".join(repr(a) for a in unknown[:10]) + (" …" if len(unknown) > 10 else "")
+        raise LedgerInputError(
+            f"unknown account(s) {shown}: not in billing.accounts. Create the account first; "
+            "nothing of this batch was posted."
+        )
+
+
+def _account_heads(cur: psycopg.Cursor, accounts: list[str]) -> dict[str, _AccountHead]:
+    # Read after the lock, in a statement of its own, so it sees every entry committed before.
+    rows = cur.execute(
+        """
+        SELECT a.account_id, t.account_seq, t.balance_after, t.entry_hash
+        FROM unnest(%s::text[]) AS a (account_id)
+        LEFT JOIN LATERAL (
+            SELECT account_seq, balance_after, entry_hash
+            FROM billing.credit_transactions t
+            WHERE t.account_id = a.account_id
+            ORDER BY account_seq DESC
+            LIMIT 1
+        ) t ON true
+        """,
+        (accounts,),
+    ).fetchall()
+    return {
+        account: _AccountHead(seq or 0, balance if balance is not None else Decimal("0.000000"), h or GENESIS_HASH)
+        for account, seq, balance, h in rows
+    }
+
+
+def _already_posted(cur: psycopg.Cursor, entries: list[Entry]) -> dict[str, PostResult]:
+    rows = cur.execute(
+        "SELECT id, account_id, idempotency_key, type, amount, balance_after "
+        "FROM billing.credit_transactions WHERE idempotency_key = ANY(%s)",
+        ([e.idempotency_key for e in entries],),
+    ).fetchall()
+    posted = {r[2]: PostResult(*r, created=False) for r in rows}
+    for entry in entries:
+        prior = posted.get(entry.idempotency_key)
+        if prior and (prior.account_id, prior.type, prior.amount) != (entry.account_id, entry.type, entry.amount):
+            raise IdempotencyConflict(
+                f"idempotency key {entry.idempotency_key!r} was already posted as entry {prior.entry_id} "
+                f"({prior.account_id} {prior.type} {prior.amount}), not as {entry.account_id} {entry.type} "
+                f"{entry.amount}. Use a different key for a different entry; nothing was posted."
+            )
+    return posted
+
+
+def post_entries(conn: psycopg.Connection, entries: Iterable[Entry]) -> list[PostResult]:
+    """Post a batch in one transaction; returns one result per given entry, in order.
+
+    An entry whose idempotency key was posted before is not written again: its result has
+    ``created=False`` and describes the existing entry.
+    """
+    given = [entry.validated() for entry in entries]
+    if not given:
+        return []
+    batch = _dedupe_batch(given)
+    accounts = sorted({e.account_id for e in batch})
+    now = datetime.now(timezone.utc)
+    with conn.transaction(), conn.cursor() as cur:
+        _lock_accounts(cur, accounts)
+        heads = _account_heads(cur, accounts)
+        results = _already_posted(cur, batch)
+        new_rows = []
+        for entry in batch:
+            if entry.idempotency_key in results:
+                continue
+            head = heads[entry.account_id]
+            seq, balance = head.seq + 1, head.balance + entry.amount
+            digest = entry_hash(
+                prev_hash=head.hash,
+                account_id=entry.account_id,
+                account_seq=seq,
+                type=entry.type,
+                amount=entry.amount,
+                balance_after=balance,
+                idempotency_key=entry.idempotency_key,
+                reference=entry.reference,
+                reason=entry.reason,
+                actor=entry.actor,
+                created_at=now,
+            )
+            new_rows.append(
+                (entry.account_id, seq, entry.type, entry.amount, balance, entry.idempotency_key,
+                 canonical_json(entry.reference), entry.reason, entry.actor, now, head.hash, digest)
+            )
+            heads[entry.account_id] = _AccountHead(seq, balance, digest)
+        if new_rows:
+            _write(cur, new_rows, results)
+            touched = sorted({row[0] for row in new_rows})
+            last_ids = {}
+            for row in new_rows:
+                last_ids[row[0]] = results[row[5]].entry_id  # rows are in sequence order per account
+            cur.execute(
+                """
+                UPDATE billing.credits AS c
+                SET balance = v.balance, last_transaction_id = v.last_id, updated_at = now()
+                FROM unnest(%s::text[], %s::numeric[], %s::bigint[]) AS v (account_id, balance, last_id)
+                WHERE c.account_id = v.account_id
+                """,
+                (touched, [heads[a].balance for a in touched], [last_ids[a] for a in touched]),
+            )
+    returned: list[PostResult] = []
+    seen: set[str] = set()
+    for entry in given:  # a key repeated within the batch is reported as the duplicate it is
+        result = results[entry.idempotency_key]
+        returned.append(replace(result, created=False) if entry.idempotency_key in seen else result)
+        seen.add(entry.idempotency_key)
+    return returned
+
+
+def _write(cur: psycopg.Cursor, rows: list[tuple], results: dict[str, PostResult]) -> None:
+    try:
+        with cur.copy(f"COPY billing.credit_transactions ({COPY_COLUMNS}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.errors.UniqueViolation as exc:
+        # Same-account races are serialised by the lock; this is a key reused for another account
+        # by a writer that committed after our check.
+        raise IdempotencyConflict(
+            f"an idempotency key of this batch was posted concurrently for another account "
+            f"({exc.diag.message_detail}); nothing was posted."
+        ) from None
+    ids = cur.execute(
+        "SELECT idempotency_key, id FROM billing.credit_transactions WHERE idempotency_key = ANY(%s)",
+        ([row[5] for row in rows],),
+    ).fetchall()
+    id_of = dict(ids)
+    for account, _seq, type_, amount, balance, key, *_rest in rows:
+        results[key] = PostResult(id_of[key], account, key, type_, amount, balance, created=True)
+
+
+def post_entry(conn: psycopg.Connection, entry: Entry) -> PostResult:
+    """Post one entry in its own transaction (or the caller's)."""
+    return post_entries(conn, [entry])[0]
+
+
+def balance_of(conn: psycopg.Connection, account_id: str) -> Decimal:
+    """The account's current balance (from the cache, which equals the ledger at every commit)."""
+    row = conn.execute(
+        "SELECT a.id, c.balance FROM billing.accounts a LEFT JOIN billing.credits c ON c.account_id = a.id "
+        "WHERE a.id = %s",
+        (account_id,),
+    ).fetchone()
+    if row is None:
+        raise LedgerInputError(f"unknown account {account_id!r}: not in billing.accounts.")
+    return row[1] if row[1] is not None else Decimal("0.000000")
