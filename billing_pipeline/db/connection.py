@@ -38,9 +38,15 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def local_server() -> tuple[str, int]:
+    """The local server to try (``BILLING_LOCAL_PG=host:port``, default 127.0.0.1:5432)."""
+    host, _, port = os.environ.get("BILLING_LOCAL_PG", f"{LOCAL_HOST}:{LOCAL_PORT}").rpartition(":")
+    return host, int(port)
+
+
 def _local_server_answers(timeout: float = 0.5) -> bool:
     try:
-        with socket.create_connection((LOCAL_HOST, LOCAL_PORT), timeout=timeout):
+        with socket.create_connection(local_server(), timeout=timeout):
             return True
     except OSError:
         return False
@@ -69,13 +75,14 @@ def database_url(*, allow_embedded: bool = True) -> str:
     url = os.environ.get("BILLING_DATABASE_URL")
     if url:
         return url
+    host, port = local_server()
     if _local_server_answers():
-        return make_conninfo_url(host=LOCAL_HOST, dbname=DATABASE_NAME, port=LOCAL_PORT)
+        return make_conninfo_url(host=host, dbname=DATABASE_NAME, port=port)
     if allow_embedded:
         return _embedded_server_url()
     raise ConfigurationError(
         "No billing database: BILLING_DATABASE_URL is not set and nothing answers on "
-        f"{LOCAL_HOST}:{LOCAL_PORT}. Set BILLING_DATABASE_URL=postgresql://USER@HOST:PORT/DB."
+        f"{host}:{port}. Set BILLING_DATABASE_URL=postgresql://USER@HOST:PORT/DB."
     )
 
 

@@ -1,0 +1,10 @@
+import sys
+
+from billing_pipeline.demo.run import main
+from billing_pipeline.errors import BillingError
+
+try:
+    sys.exit(main())
+except BillingError as exc:
+    print(f"demo: {exc}", file=sys.stderr)
+    sys.exit(exc.exit_code)
