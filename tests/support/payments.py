@@ -1,0 +1,67 @@
+"""Test helpers for deduction, alerts and top-ups: a stand-in priced-usage mart, accounts with
+payment settings, and the local emulators (Stripe, SMTP, webhooks) started per test."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Iterable
+
+import psycopg
+import pytest
+
+# The documented columns of analytics.fct_priced_usage (issue 4); the real table comes from dbt.
+PRICED_USAGE_DDL = """
+CREATE SCHEMA IF NOT EXISTS analytics;
+CREATE TABLE IF NOT EXISTS analytics.fct_priced_usage (
+    account_id        text NOT NULL,
+    hour              timestamptz NOT NULL,
+    usage_kind        text NOT NULL,
+    resource          text NOT NULL,
+    deployment_id     text,
+    machine_id        text,
+    quantity          numeric NOT NULL,
+    unit              text NOT NULL,
+    unit_price        numeric NOT NULL,
+    amount            numeric NOT NULL,
+    is_estimate       boolean NOT NULL DEFAULT false,
+    covered_by_rental boolean NOT NULL DEFAULT false
+);
+"""
+
+
+def create_priced_usage_mart(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute(PRICED_USAGE_DDL)
+
+
+def replace_priced_usage(url: str, hour: datetime, rows: Iterable[tuple]) -> None:
+    """Re-materialise one hour of the stand-in mart, as an incremental dbt run would.
+
+    rows: (account_id, usage_kind, resource, amount[, is_estimate])
+    """
+    with psycopg.connect(url) as conn:
+        conn.execute("DELETE FROM analytics.fct_priced_usage WHERE hour = %s", (hour,))
+        with conn.cursor().copy(
+            "COPY analytics.fct_priced_usage (account_id, hour, usage_kind, resource, deployment_id, "
+            "quantity, unit, unit_price, amount, is_estimate) FROM STDIN"
+        ) as copy:
+            for account, kind, resource, amount, *rest in rows:
+                copy.write_row((account, hour, kind, resource, f"dep-{account}", Decimal("1"), "core_hour",
+                                Decimal(amount), Decimal(amount), bool(rest[0]) if rest else False))
+
+
+def set_balance(url: str, account_id: str, amount: Decimal, key: str) -> None:
+    from billing_pipeline.ledger import Entry, post_entry
+
+    with psycopg.connect(url) as conn:
+        post_entry(conn, Entry(account_id, "topup", amount, key))
+
+
+def configure_account(url: str, account_id: str, **columns) -> None:
+    """Set account columns (notify_email, auto_topup_enabled, ...) for a test."""
+    if not columns:
+        return
+    sets = ", ".join(f"{name} = %({name})s" for name in columns)
+    with psycopg.connect(url) as conn:
+        conn.execute(f"UPDATE billing.accounts SET {sets} WHERE id = %(id)s", {**columns, "id": account_id})
