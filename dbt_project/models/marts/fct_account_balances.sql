@@ -1,0 +1,80 @@
+-- One row per account at the as_of clock (var as_of, else the end of the partition window,
+-- else now()): ledger balance, priced usage the ledger has not deducted yet, burn rate over the
+-- previous 24 hours, runway at that rate, lifecycle state.
+
+with accounts as (
+    select * from {{ ref('stg_platform__accounts') }}
+),
+
+ledger as (
+    select * from {{ ref('stg_ledger__credit_transactions') }}
+),
+
+ledger_totals as (
+    select
+        account_id,
+        sum(amount) as ledger_balance,
+        -- Deducted usage, net of reversals that name a usage window (reference hour + usage_kind).
+        -sum(amount) filter (
+            where transaction_type = 'usage_deduction'
+               or (transaction_type = 'reversal' and reference_usage_kind is not null)
+        ) as usage_deducted,
+        max(created_at) as last_transaction_at
+    from ledger
+    group by account_id
+),
+
+charged_totals as (
+    select account_id, sum(amount) as usage_charged
+    from {{ ref('int_usage_charges_daily') }}
+    group by account_id
+),
+
+last_24_hours as (
+    select account_id, sum(amount) as amount, bool_or(is_estimate) as has_estimate
+    from {{ ref('fct_usage_charges') }}
+    where hour >= {{ as_of_timestamp() }} - interval '24 hours'
+      and hour < {{ as_of_timestamp() }}
+    group by account_id
+),
+
+states as (
+    select * from {{ ref('int_account_lifecycle_states') }}
+),
+
+combined as (
+    select
+        accounts.account_id,
+        accounts.low_balance_threshold,
+        coalesce(ledger_totals.ledger_balance, 0) as ledger_balance,
+        coalesce(charged_totals.usage_charged, 0) - coalesce(ledger_totals.usage_deducted, 0)
+            as usage_not_yet_deducted,
+        coalesce(last_24_hours.amount, 0) / 24 as burn_rate_per_hour,
+        coalesce(last_24_hours.has_estimate, false) as burn_rate_includes_estimates,
+        states.lifecycle_state,
+        states.lifecycle_state_source,
+        ledger_totals.last_transaction_at
+    from accounts
+    left join ledger_totals on accounts.account_id = ledger_totals.account_id
+    left join charged_totals on accounts.account_id = charged_totals.account_id
+    left join last_24_hours on accounts.account_id = last_24_hours.account_id
+    left join states on accounts.account_id = states.account_id
+)
+
+select
+    account_id,
+    ledger_balance,
+    usage_not_yet_deducted,
+    ledger_balance - usage_not_yet_deducted as available_balance,
+    burn_rate_per_hour,
+    burn_rate_includes_estimates,
+    case
+        when ledger_balance - usage_not_yet_deducted <= 0 then 0
+        when burn_rate_per_hour > 0 then round((ledger_balance - usage_not_yet_deducted) / burn_rate_per_hour, 2)
+    end as runway_hours,
+    low_balance_threshold,
+    lifecycle_state,
+    lifecycle_state_source,
+    last_transaction_at,
+    {{ as_of_timestamp() }} as as_of
+from combined

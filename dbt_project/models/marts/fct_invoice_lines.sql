@@ -1,0 +1,79 @@
+-- Invoice lines per account and calendar month (UTC): one per usage kind and resource (and
+-- machine type for rentals), one per top-up, SLA credit, adjustment and reversal. Amounts are
+-- signed like the ledger: + credits the account, - debits it; usage lines are rounded
+-- half-even to 6 decimal places. Usage deductions themselves are not lines: the usage lines
+-- are what they settle.
+
+with usage_days as (
+    select * from {{ ref('int_priced_usage_daily') }}
+),
+
+ledger as (
+    select * from {{ ref('stg_ledger__credit_transactions') }}
+    where transaction_type in ('topup', 'auto_topup', 'sla_credit', 'admin_adjustment', 'reversal')
+),
+
+usage_lines as (
+    select
+        account_id,
+        date_trunc('month', usage_day, 'UTC') as invoice_month,
+        'usage'::text as line_type,
+        usage_kind,
+        resource,
+        machine_type,
+        sum(charged_quantity) as quantity,
+        sum(covered_quantity) as covered_quantity,
+        unit,
+        -{{ round_half_even('sum(amount_exact)', 6) }} as amount,
+        sum(estimate_rows) > 0 as is_estimate,
+        null::bigint as transaction_id,
+        null::timestamptz as occurred_at,
+        usage_kind || ' ' || resource || coalesce(' (' || machine_type || ')', '') as description
+    from usage_days
+    group by 1, 2, 3, 4, 5, 6, 9
+),
+
+ledger_lines as (
+    select
+        account_id,
+        date_trunc('month', created_at, 'UTC') as invoice_month,
+        transaction_type as line_type,
+        null::text as usage_kind,
+        null::text as resource,
+        null::text as machine_type,
+        null::numeric as quantity,
+        null::numeric as covered_quantity,
+        null::text as unit,
+        amount::numeric as amount,
+        false as is_estimate,
+        transaction_id,
+        created_at as occurred_at,
+        coalesce(reason, reference::text) as description
+    from ledger
+),
+
+lines as (
+    select * from usage_lines
+    union all
+    select * from ledger_lines
+)
+
+select
+    md5(concat_ws('|', account_id, {{ iso_utc('invoice_month') }}, line_type,
+        coalesce(usage_kind, ''), coalesce(resource, ''), coalesce(machine_type, ''),
+        coalesce(unit, ''), coalesce(transaction_id::text, ''))) as invoice_line_key,
+    account_id,
+    (invoice_month at time zone 'UTC')::date as invoice_month,
+    line_type,
+    usage_kind,
+    resource,
+    machine_type,
+    quantity,
+    covered_quantity,
+    unit,
+    amount,
+    is_estimate,
+    transaction_id,
+    occurred_at,
+    description
+from lines
