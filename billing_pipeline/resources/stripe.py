@@ -1,0 +1,125 @@
+"""Stripe as a Dagster resource: off-session PaymentIntents on a saved card, and finding them again.
+
+Configuration: ``STRIPE_API_KEY`` (a secret: bound with ``dg.EnvVar`` in definitions.py, never
+logged) and ``STRIPE_API_BASE`` (optional, e.g. the local emulator's URL). Unset fields fall back
+to those environment variables when the resource is used, so a pipeline without Stripe
+configured still runs every stage that does not charge anyone; charging then fails with a
+``ConfigurationError`` that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import stripe
+
+from billing_pipeline.errors import ConfigurationError
+
+ATTEMPT_KEY_METADATA = "satusky_attempt_key"
+ACCOUNT_METADATA = "satusky_account_id"
+
+
+@dataclass(frozen=True)
+class PaymentOutcome:
+    """What Stripe said about one PaymentIntent (or a refused confirmation)."""
+
+    payment_intent_id: str | None
+    status: str  # succeeded | failed | processing | unknown
+    failure_code: str | None = None
+    failure_message: str | None = None
+    amount_cents: int | None = None
+
+
+def _outcome_of(pi: Any) -> PaymentOutcome:
+    status = pi["status"]
+    error = pi.get("last_payment_error") if hasattr(pi, "get") else None
+    if status == "succeeded":
+        return PaymentOutcome(pi["id"], "succeeded", amount_cents=pi["amount"])
+    if status in ("processing", "requires_capture"):
+        return PaymentOutcome(pi["id"], "processing", amount_cents=pi["amount"])
+    if status == "requires_action":
+        # Off session nobody can complete 3-D Secure: the customer has to act.
+        return PaymentOutcome(pi["id"], "failed", "authentication_required",
+                              "The card requires authentication, which cannot happen off session.", pi["amount"])
+    code = (error or {}).get("code") if error else None
+    message = (error or {}).get("message") if error else None
+    return PaymentOutcome(pi["id"], "failed", code or status, message or f"PaymentIntent is {status}", pi["amount"])
+
+
+class StripeResource(dg.ConfigurableResource):
+    """Stripe API access for auto top-ups."""
+
+    api_key: str | None = None
+    api_base: str | None = None
+    currency: str = "usd"
+
+    def _client(self) -> stripe.StripeClient:
+        key = self.api_key or os.environ.get("STRIPE_API_KEY")
+        if not key:
+            raise ConfigurationError(
+                "STRIPE_API_KEY is not set: auto top-up cannot charge anyone. Set it to the Stripe "
+                "secret key (or a test key with STRIPE_API_BASE pointing at a local emulator)."
+            )
+        base = self.api_base or os.environ.get("STRIPE_API_BASE")
+        kwargs: dict[str, Any] = {"max_network_retries": 0}
+        if base:
+            kwargs["base_addresses"] = {"api": base.rstrip("/")}
+        return stripe.StripeClient(key, **kwargs)
+
+    def charge_off_session(
+        self,
+        *,
+        customer_id: str,
+        payment_method_id: str,
+        amount_cents: int,
+        idempotency_key: str,
+        metadata: dict[str, str],
+        description: str,
+    ) -> PaymentOutcome:
+        """Create and confirm an off-session PaymentIntent; a decline is an outcome, not an error."""
+        client = self._client()
+        try:
+            pi = client.v1.payment_intents.create(
+                params={
+                    "amount": amount_cents,
+                    "currency": self.currency,
+                    "customer": customer_id,
+                    "payment_method": payment_method_id,
+                    "off_session": True,
+                    "confirm": True,
+                    "metadata": metadata,
+                    "description": description,
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.CardError as exc:
+            err = exc.error
+            pi = getattr(err, "payment_intent", None) if err else None
+            return PaymentOutcome(
+                pi["id"] if pi else None, "failed", exc.code or "card_declined", exc.user_message or str(exc),
+                amount_cents,
+            )
+        return _outcome_of(pi)
+
+    def find_payment_intent(self, *, customer_id: str, attempt_key: str, max_pages: int = 20) -> PaymentOutcome | None:
+        """The PaymentIntent created for ``attempt_key`` (by its metadata), or None if Stripe has none.
+
+        Listing by customer is strongly consistent (search can lag by a minute); an emulator that
+        refuses the customer filter is listed whole.
+        """
+        client = self._client()
+        try:
+            page = client.v1.payment_intents.list(params={"customer": customer_id, "limit": 100})
+        except stripe.InvalidRequestError:
+            page = client.v1.payment_intents.list(params={"limit": 100})
+        for _ in range(max_pages):
+            for pi in page.data:
+                if (pi.get("metadata") or {}).get(ATTEMPT_KEY_METADATA) == attempt_key:
+                    return _outcome_of(pi)
+            if not page.has_more or not page.data:
+                return None
+            page = page.next_page()
+        return None
