@@ -1,5 +1,7 @@
-"""Dagster definitions of the transform domain (assets, jobs, sensors, schedules)."""
+"""Dagster definitions of the transform domain: the dbt models and their tests (asset checks)."""
 
 import dagster as dg
 
-defs = dg.Definitions()
+from billing_pipeline.transform.assets import billing_dbt_models
+
+defs = dg.Definitions(assets=[billing_dbt_models])
