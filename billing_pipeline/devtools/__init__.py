@@ -1,0 +1,1 @@
+"""Local stand-ins for external services (Kubernetes API emulator) used by tests and the demo."""

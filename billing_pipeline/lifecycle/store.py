@@ -1,0 +1,170 @@
+"""Reading and writing lifecycle state: accounts, deployments, volumes, events."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from billing_pipeline.lifecycle.machine import Snapshot, State
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    name: str
+    balance: Decimal
+    low_balance_threshold: Decimal
+    grace_period_hours: int
+    volume_policy: str
+    volume_retention_days: int
+    early_idle_deletion: bool
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: str
+    account_id: str
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Volume:
+    namespace: str
+    name: str
+    deployment_id: str
+    size_bytes: Decimal | None
+
+
+def load_account(conn: psycopg.Connection, account_id: str) -> Account | None:
+    row = conn.execute(
+        "SELECT a.id, a.name, coalesce(c.balance, 0), a.low_balance_threshold, a.grace_period_hours, "
+        "a.volume_policy, a.volume_retention_days, a.early_idle_deletion "
+        "FROM billing.accounts a LEFT JOIN billing.credits c ON c.account_id = a.id WHERE a.id = %s",
+        (account_id,),
+    ).fetchone()
+    return Account(*row) if row else None
+
+
+def lock_snapshot(conn: psycopg.Connection, account_id: str, now: datetime, *, lock: bool = True) -> Snapshot | None:
+    row = conn.execute(
+        "SELECT state, entered_at, grace_deadline, episode, transitions FROM billing.account_lifecycle "
+        "WHERE account_id = %s" + (" FOR UPDATE" if lock else ""),
+        (account_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return Snapshot(State(row[0]), row[1], row[2], row[3], row[4])
+
+
+def save_snapshot(conn: psycopg.Connection, account_id: str, snap: Snapshot, balance: Decimal, now: datetime) -> None:
+    conn.execute(
+        "INSERT INTO billing.account_lifecycle (account_id, state, entered_at, grace_deadline, episode, "
+        "transitions, last_balance, evaluated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (account_id) DO UPDATE SET state = excluded.state, entered_at = excluded.entered_at, "
+        "grace_deadline = excluded.grace_deadline, episode = excluded.episode, "
+        "transitions = excluded.transitions, last_balance = excluded.last_balance, "
+        "evaluated_at = excluded.evaluated_at",
+        (account_id, snap.state.value, snap.entered_at, snap.grace_deadline, snap.episode, snap.transitions,
+         balance, now),
+    )
+
+
+def live_deployments(conn: psycopg.Connection, account_id: str) -> list[Deployment]:
+    """The account's deployments not deleted by the platform and not (being) cleaned up."""
+    rows = conn.execute(
+        "SELECT d.id, d.account_id, d.namespace, d.name FROM billing.deployments d "
+        "WHERE d.account_id = %s AND d.deleted_at IS NULL "
+        "AND NOT EXISTS (SELECT 1 FROM billing.lifecycle_cleanups c WHERE c.deployment_id = d.id) "
+        "ORDER BY d.namespace, d.name, d.id",
+        (account_id,),
+    ).fetchall()
+    return [Deployment(*r) for r in rows]
+
+
+def account_namespaces(conn: psycopg.Connection, account_id: str) -> set[str]:
+    """Every namespace the account's deployments rows name: the only places cleanup may act."""
+    return {r[0] for r in conn.execute(
+        "SELECT DISTINCT namespace FROM billing.deployments WHERE account_id = %s", (account_id,)).fetchall()}
+
+
+def shared_namespaces(conn: psycopg.Connection, account_id: str) -> set[str]:
+    """The account's namespaces that also hold another account's deployments."""
+    return {r[0] for r in conn.execute(
+        "SELECT DISTINCT d.namespace FROM billing.deployments d JOIN billing.deployments o "
+        "ON o.namespace = d.namespace AND o.account_id <> d.account_id WHERE d.account_id = %s",
+        (account_id,)).fetchall()}
+
+
+def known_volumes(conn: psycopg.Connection, deployment_ids: list[str]) -> list[Volume]:
+    """The PVCs ingestion last saw for these deployments, with their requested size."""
+    if not deployment_ids:
+        return []
+    rows = conn.execute(
+        "SELECT DISTINCT ON (namespace, persistentvolumeclaim) namespace, persistentvolumeclaim, deployment_id, "
+        "requested_bytes FROM billing.metric_volume_hours WHERE deployment_id = ANY(%s) "
+        "ORDER BY namespace, persistentvolumeclaim, hour DESC",
+        (deployment_ids,),
+    ).fetchall()
+    return [Volume(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def domains_of(conn: psycopg.Connection, deployment_ids: list[str]) -> dict[str, list[tuple[str, str]]]:
+    out: dict[str, list[tuple[str, str]]] = {}
+    if deployment_ids:
+        for host, dep, status in conn.execute(
+            "SELECT hostname, deployment_id, status FROM billing.domains WHERE deployment_id = ANY(%s) "
+            "ORDER BY hostname", (deployment_ids,)).fetchall():
+            out.setdefault(dep, []).append((host, status))
+    return out
+
+
+def record_event(
+    conn: psycopg.Connection, *, key: str, account_id: str, kind: str, action: str, outcome: str,
+    decided_at: datetime, deployment_id: str | None = None, from_state: str | None = None,
+    to_state: str | None = None, target: dict | None = None, detail: dict | None = None,
+) -> bool:
+    """Append one event; False (and nothing written) if ``key`` was recorded before."""
+    row = conn.execute(
+        "INSERT INTO billing.lifecycle_events (event_key, account_id, deployment_id, kind, action, from_state, "
+        "to_state, target, outcome, detail, decided_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (event_key) DO NOTHING RETURNING id",
+        (key, account_id, deployment_id, kind, action, from_state, to_state,
+         json.dumps(target or {}, default=str), outcome, json.dumps(detail or {}, default=str), decided_at),
+    ).fetchone()
+    return row is not None
+
+
+def events(conn: psycopg.Connection, account_id: str) -> list[dict[str, Any]]:
+    cur = conn.execute(
+        "SELECT id, event_key, deployment_id, kind, action, from_state, to_state, target, outcome, detail, decided_at "
+        "FROM billing.lifecycle_events WHERE account_id = %s ORDER BY id", (account_id,))
+    cols = [c.name for c in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def fmt_time(ts: datetime | None) -> str:
+    return "-" if ts is None else ts.astimezone(tz=_UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def fmt_size(size_bytes: Decimal | int | None) -> str:
+    if size_bytes is None:
+        return "size unknown"
+    gib = Decimal(size_bytes) / Decimal(2**30)
+    if gib >= 1:
+        return f"{gib.quantize(Decimal('0.1')).normalize():f} GiB"
+    return f"{(Decimal(size_bytes) / Decimal(2**20)).quantize(Decimal('0.1')).normalize():f} MiB"
+
+
+from datetime import timezone as _tz  # noqa: E402
+
+_UTC = _tz.utc
+
+
+def retention_end(expired_at: datetime, account: Account) -> datetime:
+    return expired_at + timedelta(days=account.volume_retention_days)
