@@ -13,11 +13,13 @@ from billing_pipeline.ledger.defs import defs as ledger_defs
 from billing_pipeline.lifecycle.defs import defs as lifecycle_defs
 from billing_pipeline.payments.defs import defs as payments_defs
 from billing_pipeline.resources import PostgresResource
+from billing_pipeline.resources.prometheus import PrometheusResource
 from billing_pipeline.transform.defs import defs as transform_defs
 from billing_pipeline.transform.resources import dbt_resource
 
 resources = {
     "postgres": PostgresResource(database_url=dg.EnvVar("BILLING_DATABASE_URL")),
+    "prometheus": PrometheusResource(url=dg.EnvVar("PROMETHEUS_URL")),
     "dbt": dbt_resource(),
 }
 

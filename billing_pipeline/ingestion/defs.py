@@ -1,5 +1,33 @@
-"""Dagster definitions of the ingestion domain (assets, jobs, sensors, schedules)."""
+"""Dagster definitions of the ingestion domain (assets, jobs, sensors, schedules).
+
+Jobs: ``ingestion_hourly_job`` (every ingestion asset, one hour partition per run) and
+``machine_rental_hours_job`` (rentals only: the sensor's re-slicing). The platform tables are
+external assets (``platform.py``).
+"""
 
 import dagster as dg
 
-defs = dg.Definitions()
+from billing_pipeline.ingestion.assets import GROUP, machine_rentals, prometheus_metric_hours
+from billing_pipeline.ingestion.platform import platform_specs
+from billing_pipeline.ingestion.sensors import build_machine_rental_corrections_sensor
+from billing_pipeline.partitions import hourly_partitions
+
+ingestion_hourly_job = dg.define_asset_job(
+    "ingestion_hourly_job",
+    selection=dg.AssetSelection.groups(GROUP),
+    partitions_def=hourly_partitions,
+    description="One hour of ingestion: Prometheus metrics and machine rentals.",
+)
+
+machine_rental_hours_job = dg.define_asset_job(
+    "machine_rental_hours_job",
+    selection=dg.AssetSelection.assets(machine_rentals),
+    partitions_def=hourly_partitions,
+    description="Re-slices one hour of machine rentals (after a correction).",
+)
+
+defs = dg.Definitions(
+    assets=[*platform_specs, prometheus_metric_hours, machine_rentals],
+    jobs=[ingestion_hourly_job, machine_rental_hours_job],
+    sensors=[build_machine_rental_corrections_sensor(machine_rental_hours_job)],
+)

@@ -32,6 +32,7 @@ CREATE TABLE billing.metric_container_hours (
     memory_usage_gib_hours    numeric NOT NULL DEFAULT 0,
     memory_request_gib_hours  numeric NOT NULL DEFAULT 0,
     gpu_request_hours         numeric NOT NULL DEFAULT 0,
+    attribution_note          text,  -- why a row is unattributed (or how it was attributed)
     PRIMARY KEY (hour, namespace, pod, container)
 );
 CREATE INDEX metric_container_hours_deployment_idx ON billing.metric_container_hours (deployment_id, hour);
@@ -46,6 +47,7 @@ CREATE TABLE billing.metric_pod_network_hours (
     account_id    text,
     attribution   text NOT NULL CHECK (attribution IN ('label', 'owner_chain', 'unattributed')),
     egress_gib    numeric NOT NULL DEFAULT 0,
+    attribution_note text,
     PRIMARY KEY (hour, namespace, pod)
 );
 
@@ -58,6 +60,7 @@ CREATE TABLE billing.metric_volume_hours (
     attribution           text NOT NULL CHECK (attribution IN ('label', 'owner_chain', 'unattributed')),
     requested_bytes       numeric NOT NULL DEFAULT 0,
     storage_gib_hours     numeric NOT NULL DEFAULT 0,
+    attribution_note      text,
     PRIMARY KEY (hour, namespace, persistentvolumeclaim)
 );
 
@@ -86,6 +89,17 @@ CREATE TABLE billing.machine_rental_hours (
     PRIMARY KEY (hour, machine_usage_id)
 );
 CREATE INDEX machine_rental_hours_account_idx ON billing.machine_rental_hours (account_id, hour);
+CREATE INDEX machine_rental_hours_usage_idx ON billing.machine_rental_hours (machine_usage_id);
+
+-- Which hours have been sliced, with the clock ("now") used for ongoing rentals and the wall
+-- time of the slicing: how corrected rentals (updated_at later than sliced_at) and provisional
+-- slices of a not yet finished hour are found and re-sliced.
+CREATE TABLE billing.machine_rental_slicings (
+    hour      timestamptz PRIMARY KEY,
+    clock     timestamptz NOT NULL,
+    sliced_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    rentals   integer NOT NULL
+);
 
 -- Rows that cannot be billed as they stand, kept with a reason a person can read.
 CREATE TABLE billing.quarantined_rows (
@@ -108,6 +122,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(
-        "DROP TABLE billing.quarantined_rows, billing.machine_rental_hours, billing.metric_hours, "
+        "DROP TABLE billing.quarantined_rows, billing.machine_rental_slicings, billing.machine_rental_hours, billing.metric_hours, "
         "billing.metric_volume_hours, billing.metric_pod_network_hours, billing.metric_container_hours"
     )

@@ -1,0 +1,347 @@
+"""One hour of pod metrics: Prometheus aggregates -> attributed rows in PostgreSQL.
+
+``fetch_hour(prometheus, hour, clock)`` runs the hour's queries (``promql``) in parallel and
+returns raw per-container, per-pod, per-ReplicaSet and per-PVC figures plus the completeness
+problems found. It raises ``PrometheusUnavailable`` (naming the URL and the hour) before
+anything is written when Prometheus does not answer.
+
+``write_hour(conn, fetched)`` replaces the hour in one transaction: raw figures are COPYed into
+temporary tables, then attribution and unit conversion are done in SQL (contract §3):
+
+* attribution: the pod's ``satusky.io/deployment-id`` label if it names a row of
+  ``billing.deployments``; a pod without the label goes through the legacy owner chain
+  (pod -> ReplicaSet -> Deployment name, matched on ``deployments(namespace, name)``, preferring
+  the deployment alive during the hour); anything else is kept as ``unattributed`` with an
+  ``attribution_note`` saying why. ``account_id`` comes from ``billing.deployments``.
+* units: cpu core-hours = increase / 3600; request core-hours = sum over present minutes / 60;
+  GiB-hours = sum / 60 / 2^30; egress GiB = increase / 2^30; all as exact ``numeric``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import psycopg
+
+from billing_pipeline.errors import BillingError
+from billing_pipeline.ingestion import promql
+from billing_pipeline.resources.prometheus import PrometheusResource, PrometheusUnavailable
+
+HOUR = timedelta(hours=1)
+
+
+@dataclass
+class FetchedHour:
+    hour: datetime
+    prometheus_url: str
+    containers: dict[tuple[str, str, str], dict[str, str]] = field(default_factory=dict)
+    pods: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
+    replicasets: dict[tuple[str, str], str] = field(default_factory=dict)
+    volumes: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    series: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HourSummary:
+    hour: datetime
+    complete: bool
+    problems: list[str]
+    containers: int
+    pods: int
+    volumes: int
+    unattributed_containers: int
+    unattributed_cpu_share: float
+    unattributed_memory_share: float
+
+
+def _finite(value: str) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+def _minute_ranges(minutes: list[int]) -> str:
+    out, start, prev = [], None, None
+    for m in minutes + [None]:
+        if start is None:
+            start = prev = m
+        elif m is not None and m == prev + 1:
+            prev = m
+        else:
+            out.append(f"{start:02d}" if start == prev else f"{start:02d}-{prev:02d}")
+            start = prev = m
+    return ", ".join(out)
+
+
+def fetch_hour(prometheus: PrometheusResource, hour: datetime, clock: datetime) -> FetchedHour:
+    """Query Prometheus for ``[hour, hour+1h)``; raise ``PrometheusUnavailable`` if it fails."""
+    at = promql.eval_time(hour)
+    first, last = promql.minute_steps(hour)
+    label = f"for hour {hour:%Y-%m-%d %H:00} UTC"
+    jobs = {
+        "containers": lambda: prometheus.query(promql.CONTAINERS, at, what=label),
+        "pods": lambda: prometheus.query(promql.PODS, at, what=label),
+        "volumes": lambda: prometheus.query(promql.VOLUMES, at, what=label),
+        "scrapes": lambda: prometheus.query_range(promql.SCRAPES, first, last, 60, what=label),
+    }
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = {name: pool.submit(fn) for name, fn in jobs.items()}
+        results = {}
+        for name, fut in futures.items():
+            try:
+                results[name] = fut.result()
+            except PrometheusUnavailable:
+                raise
+            except Exception as exc:  # a malformed answer is as bad as no answer
+                raise PrometheusUnavailable(
+                    f"Prometheus at {prometheus.url} gave an unusable answer {label}: {exc}. "
+                    "Nothing was written for that hour."
+                ) from None
+
+    out = FetchedHour(hour=hour, prometheus_url=prometheus.url)
+    out.series = {name: len(results[name]) for name in ("containers", "pods", "volumes")}
+    bad_values = 0
+
+    for r in results["containers"]:
+        m, value = r["metric"], r["value"][1]
+        if not _finite(value):
+            bad_values += 1
+            continue
+        key = (m["namespace"], m["pod"], m["container"])
+        row = out.containers.setdefault(key, {})
+        q = m["q"]
+        if q == "request_sum":
+            row[f"request_{m['resource']}"] = value
+        else:
+            row[q] = value
+
+    for r in results["pods"]:
+        m, value = r["metric"], r["value"][1]
+        q = m["q"]
+        if q == "replicaset_owner":
+            out.replicasets[(m["namespace"], m["replicaset"])] = m["owner_name"]
+            continue
+        row = out.pods.setdefault((m["namespace"], m["pod"]), {})
+        if q == "node_minutes":
+            nodes = row.setdefault("nodes", {})
+            nodes[m.get("node", "")] = float(value)
+        elif q == "label":
+            row["label"] = m["label_satusky_io_deployment_id"]
+        elif q == "owner":
+            row["owner"] = m["owner_name"]
+        elif q == "egress_increase":
+            if _finite(value):
+                row["egress"] = value
+            else:
+                bad_values += 1
+    for namespace, pod, _container in out.containers:
+        out.pods.setdefault((namespace, pod), {})
+
+    for r in results["volumes"]:
+        m, value = r["metric"], r["value"][1]
+        row = out.volumes.setdefault((m["namespace"], m["persistentvolumeclaim"]), {})
+        if m["q"] == "label":
+            row["label"] = m["label_satusky_io_deployment_id"]
+        elif _finite(value):
+            row[m["q"]] = value
+        else:
+            bad_values += 1
+
+    # Completeness: every minute of the hour must have samples from both exporters.
+    seen: dict[str, set[int]] = {"cAdvisor": set(), "kube-state-metrics": set()}
+    base = hour.timestamp()
+    for r in results["scrapes"]:
+        source = r["metric"].get("source")
+        for ts, _v in r.get("values", []):
+            seen.setdefault(source, set()).add(int((float(ts) - base) // 60))
+    if hour + HOUR > clock:
+        out.problems.append(
+            f"the hour was not over at {clock:%Y-%m-%d %H:%M:%S} UTC (the run's clock): its metrics are still arriving"
+        )
+    if not seen["cAdvisor"] and not seen["kube-state-metrics"]:
+        out.problems.append("Prometheus holds no cAdvisor or kube-state-metrics samples for this hour")
+    else:
+        for source, minutes in seen.items():
+            missing = [m for m in range(60) if m not in minutes]
+            if missing:
+                out.problems.append(
+                    f"{source}: no samples in {len(missing)} minute(s) of the hour (minutes {_minute_ranges(missing)}): scrape gap"
+                )
+    if bad_values:
+        out.problems.append(f"{bad_values} value(s) were NaN or infinite and were left out")
+    return out
+
+
+# --- writing -------------------------------------------------------------------------------
+
+_STAGING = """
+CREATE TEMP TABLE stg_container (
+    namespace text, pod text, container text, cpu_increase numeric, memory_sum numeric,
+    usage_minutes int, request_cpu numeric, request_memory numeric, request_gpu numeric, request_minutes int
+) ON COMMIT DROP;
+CREATE TEMP TABLE stg_pod (
+    namespace text, pod text, node text, label_deployment_id text, owner_replicaset text, egress_increase numeric
+) ON COMMIT DROP;
+CREATE TEMP TABLE stg_replicaset (namespace text, replicaset text, owner_deployment text) ON COMMIT DROP;
+CREATE TEMP TABLE stg_volume (
+    namespace text, persistentvolumeclaim text, bytes_sum numeric, bytes_max numeric, label_deployment_id text
+) ON COMMIT DROP;
+"""
+
+_ATTRIBUTE_PODS = """
+CREATE TEMP TABLE stg_pod_attribution ON COMMIT DROP AS
+SELECT p.namespace, p.pod, p.node, p.egress_increase,
+       coalesce(dl.id, dc.id) AS deployment_id,
+       coalesce(dl.account_id, dc.account_id) AS account_id,
+       CASE WHEN dl.id IS NOT NULL THEN 'label'
+            WHEN dc.id IS NOT NULL THEN 'owner_chain'
+            ELSE 'unattributed' END AS attribution,
+       CASE WHEN dl.id IS NOT NULL THEN NULL
+            WHEN p.label_deployment_id IS NOT NULL THEN
+                format('label satusky.io/deployment-id=%%s names no row of billing.deployments', p.label_deployment_id)
+            WHEN dc.id IS NOT NULL THEN
+                format('no satusky.io/deployment-id label; owner chain ReplicaSet %%s -> Deployment %%s/%%s',
+                       p.owner_replicaset, p.namespace, r.owner_deployment)
+            WHEN r.owner_deployment IS NOT NULL THEN
+                format('no satusky.io/deployment-id label; owner chain ReplicaSet %%s -> Deployment %%s/%%s '
+                       'matches no row of billing.deployments', p.owner_replicaset, p.namespace, r.owner_deployment)
+            WHEN p.owner_replicaset IS NOT NULL THEN
+                format('no satusky.io/deployment-id label; ReplicaSet %%s has no Deployment owner', p.owner_replicaset)
+            ELSE 'no satusky.io/deployment-id label and no ReplicaSet owner in kube-state-metrics'
+       END AS attribution_note
+FROM stg_pod p
+LEFT JOIN billing.deployments dl ON dl.id = p.label_deployment_id
+LEFT JOIN stg_replicaset r
+       ON p.label_deployment_id IS NULL AND r.namespace = p.namespace AND r.replicaset = p.owner_replicaset
+LEFT JOIN LATERAL (
+    SELECT d.id, d.account_id
+    FROM billing.deployments d
+    WHERE d.namespace = p.namespace AND d.name = r.owner_deployment
+    ORDER BY (d.created_at < %(hour_end)s AND (d.deleted_at IS NULL OR d.deleted_at > %(hour)s)) DESC,
+             d.created_at DESC, d.id
+    LIMIT 1
+) dc ON true;
+CREATE UNIQUE INDEX ON stg_pod_attribution (namespace, pod);
+"""
+
+_REPLACE = """
+DELETE FROM billing.metric_container_hours WHERE hour = %(hour)s;
+DELETE FROM billing.metric_pod_network_hours WHERE hour = %(hour)s;
+DELETE FROM billing.metric_volume_hours WHERE hour = %(hour)s;
+
+INSERT INTO billing.metric_container_hours (
+    hour, namespace, pod, container, node, deployment_id, account_id, attribution, attribution_note,
+    present_minutes, cpu_usage_core_hours, cpu_request_core_hours, memory_usage_gib_hours,
+    memory_request_gib_hours, gpu_request_hours)
+SELECT %(hour)s, c.namespace, c.pod, c.container, a.node, a.deployment_id, a.account_id,
+       a.attribution, a.attribution_note,
+       least(60, greatest(coalesce(c.usage_minutes, 0), coalesce(c.request_minutes, 0))),
+       coalesce(c.cpu_increase, 0) / 3600,
+       coalesce(c.request_cpu, 0) / 60,
+       coalesce(c.memory_sum, 0) / 60 / 1073741824,
+       coalesce(c.request_memory, 0) / 60 / 1073741824,
+       coalesce(c.request_gpu, 0) / 60
+FROM stg_container c
+JOIN stg_pod_attribution a USING (namespace, pod);
+
+INSERT INTO billing.metric_pod_network_hours (
+    hour, namespace, pod, node, deployment_id, account_id, attribution, attribution_note, egress_gib)
+SELECT %(hour)s, a.namespace, a.pod, a.node, a.deployment_id, a.account_id, a.attribution,
+       a.attribution_note, a.egress_increase / 1073741824
+FROM stg_pod_attribution a
+WHERE a.egress_increase IS NOT NULL;
+
+INSERT INTO billing.metric_volume_hours (
+    hour, namespace, persistentvolumeclaim, deployment_id, account_id, attribution, attribution_note,
+    requested_bytes, storage_gib_hours)
+SELECT %(hour)s, v.namespace, v.persistentvolumeclaim, d.id, d.account_id,
+       CASE WHEN d.id IS NOT NULL THEN 'label' ELSE 'unattributed' END,
+       CASE WHEN d.id IS NOT NULL THEN NULL
+            WHEN v.label_deployment_id IS NOT NULL THEN
+                format('label satusky.io/deployment-id=%%s names no row of billing.deployments', v.label_deployment_id)
+            ELSE 'no satusky.io/deployment-id label on the PersistentVolumeClaim' END,
+       coalesce(v.bytes_max, 0), coalesce(v.bytes_sum, 0) / 60 / 1073741824
+FROM stg_volume v
+LEFT JOIN billing.deployments d ON d.id = v.label_deployment_id
+WHERE v.bytes_sum IS NOT NULL OR v.bytes_max IS NOT NULL;
+"""
+
+_UPSERT_HOUR = """
+INSERT INTO billing.metric_hours (hour, complete, problems, prometheus_url, series, ingested_at)
+VALUES (%(hour)s, %(complete)s, %(problems)s, %(url)s, %(series)s, now())
+ON CONFLICT (hour) DO UPDATE SET complete = EXCLUDED.complete, problems = EXCLUDED.problems,
+    prometheus_url = EXCLUDED.prometheus_url, series = EXCLUDED.series, ingested_at = EXCLUDED.ingested_at
+"""
+
+_SUMMARY = """
+SELECT count(*) AS containers,
+       count(*) FILTER (WHERE attribution = 'unattributed') AS unattributed,
+       coalesce(sum(cpu_usage_core_hours), 0), coalesce(sum(cpu_usage_core_hours) FILTER (WHERE attribution = 'unattributed'), 0),
+       coalesce(sum(memory_usage_gib_hours), 0), coalesce(sum(memory_usage_gib_hours) FILTER (WHERE attribution = 'unattributed'), 0)
+FROM billing.metric_container_hours WHERE hour = %(hour)s
+"""
+
+
+def write_hour(conn: psycopg.Connection, fetched: FetchedHour) -> HourSummary:
+    """Replace the hour's rows (one transaction): DELETE, COPY to staging, INSERT ... SELECT."""
+    hour = fetched.hour
+    params = {"hour": hour, "hour_end": hour + HOUR}
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(_STAGING)
+        with cur.copy("COPY stg_container FROM STDIN") as copy:
+            for (ns, pod, container), r in fetched.containers.items():
+                copy.write_row((ns, pod, container, r.get("cpu_increase"), r.get("memory_sum"),
+                                _int(r.get("usage_minutes")), r.get("request_cpu"), r.get("request_memory"),
+                                r.get("request_nvidia_com_gpu"), _int(r.get("request_minutes"))))
+        with cur.copy("COPY stg_pod FROM STDIN") as copy:
+            for (ns, pod), r in fetched.pods.items():
+                nodes = r.get("nodes") or {}
+                node = max(sorted(nodes), key=lambda n: nodes[n]) if nodes else None
+                copy.write_row((ns, pod, node or None, r.get("label"), r.get("owner"), r.get("egress")))
+        with cur.copy("COPY stg_replicaset FROM STDIN") as copy:
+            for (ns, rs), owner in fetched.replicasets.items():
+                copy.write_row((ns, rs, owner))
+        with cur.copy("COPY stg_volume FROM STDIN") as copy:
+            for (ns, pvc), r in fetched.volumes.items():
+                copy.write_row((ns, pvc, r.get("bytes_sum"), r.get("bytes_max"), r.get("label")))
+        cur.execute("ANALYZE stg_pod; ANALYZE stg_replicaset")
+        _execute_all(cur, _ATTRIBUTE_PODS, params)
+        _execute_all(cur, _REPLACE, params)
+        cur.execute(_UPSERT_HOUR, {
+            **params, "complete": not fetched.problems, "problems": json.dumps(fetched.problems),
+            "url": fetched.prometheus_url, "series": json.dumps(fetched.series),
+        })
+        n, unattributed, cpu, cpu_u, mem, mem_u = cur.execute(_SUMMARY, params).fetchone()
+        pods = cur.execute("SELECT count(*) FROM stg_pod").fetchone()[0]
+        volumes = cur.execute("SELECT count(*) FROM billing.metric_volume_hours WHERE hour = %(hour)s", params).fetchone()[0]
+    return HourSummary(
+        hour=hour, complete=not fetched.problems, problems=list(fetched.problems), containers=n, pods=pods,
+        volumes=volumes, unattributed_containers=unattributed,
+        unattributed_cpu_share=float(cpu_u / cpu) if cpu else 0.0,
+        unattributed_memory_share=float(mem_u / mem) if mem else 0.0,
+    )
+
+
+def _execute_all(cur: psycopg.Cursor, script: str, params: dict) -> None:
+    """Run a ``;``-separated script statement by statement (bound parameters allow only one)."""
+    for statement in script.split(";\n"):
+        if statement.strip():
+            cur.execute(statement, params)
+
+
+def _int(value: str | None) -> int | None:
+    return None if value is None else int(float(value))
+
+
+def ingest_metrics_hour(prometheus: PrometheusResource, conn: psycopg.Connection, hour: datetime,
+                        clock: datetime) -> HourSummary:
+    """Fetch then write one hour; nothing is written if Prometheus fails."""
+    if hour.minute or hour.second or hour.microsecond:
+        raise BillingError(f"{hour.isoformat()} is not the start of an hour")
+    return write_hour(conn, fetch_hour(prometheus, hour, clock))

@@ -1,0 +1,68 @@
+"""Prometheus as a Dagster resource (``prometheus-api-client``), URL from ``PROMETHEUS_URL``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import dagster as dg
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from pydantic import PrivateAttr
+from urllib3.util.retry import Retry
+
+from billing_pipeline.errors import BillingError
+
+
+class PrometheusUnavailable(BillingError):
+    """Prometheus did not answer (or answered with an error): nothing was written."""
+
+
+class PrometheusResource(dg.ConfigurableResource):
+    """Instant and range queries against one Prometheus server.
+
+    Every failure (connection refused, timeout, HTTP error, query error) is raised as
+    ``PrometheusUnavailable`` naming the URL and what was being done, so that an hourly asset
+    can say "Prometheus at URL did not answer for hour H" and write nothing.
+    """
+
+    url: str
+    timeout_seconds: float = 120.0
+    retries: int = 2
+
+    _client: PrometheusConnect | None = PrivateAttr(default=None)
+
+    def client(self) -> PrometheusConnect:
+        if self._client is None:
+            retry = Retry(total=self.retries, connect=self.retries, read=0, backoff_factor=0.2,
+                          status_forcelist=(502, 503, 504), allowed_methods=None)
+            self._client = PrometheusConnect(url=self.url.rstrip("/"), retry=retry,
+                                             timeout=self.timeout_seconds, method="POST")
+        return self._client
+
+    def _fail(self, what: str, exc: Exception) -> PrometheusUnavailable:
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        return PrometheusUnavailable(
+            f"Prometheus at {self.url} did not answer {what}: {detail}. "
+            "Nothing was written for it; check that Prometheus runs (PROMETHEUS_URL), then run it again."
+        )
+
+    def query(self, promql: str, at: float | datetime, *, what: str = "a query") -> list[dict]:
+        """An instant query evaluated at ``at`` (UNIX seconds, millisecond precision kept)."""
+        ts = at.timestamp() if isinstance(at, datetime) else at
+        try:
+            return self.client().custom_query(promql, params={"time": f"{ts:.3f}"})
+        except (requests.RequestException, PrometheusApiClientException, ValueError) as exc:
+            raise self._fail(what, exc) from None
+
+    def query_range(self, promql: str, start: float, end: float, step_seconds: float, *,
+                    what: str = "a range query") -> list[dict]:
+        """A range query; ``start``/``end`` in UNIX seconds (millisecond precision kept)."""
+        try:
+            # The client rounds start/end to whole seconds; pass them as params to keep the ms.
+            return self.client().custom_query_range(
+                promql, datetime.fromtimestamp(start), datetime.fromtimestamp(end), str(step_seconds),
+                params={"start": f"{start:.3f}", "end": f"{end:.3f}"},
+            )
+        except (requests.RequestException, PrometheusApiClientException, ValueError) as exc:
+            raise self._fail(what, exc) from None
