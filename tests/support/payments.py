@@ -65,3 +65,71 @@ def configure_account(url: str, account_id: str, **columns) -> None:
     sets = ", ".join(f"{name} = %({name})s" for name in columns)
     with psycopg.connect(url) as conn:
         conn.execute(f"UPDATE billing.accounts SET {sets} WHERE id = %(id)s", {**columns, "id": account_id})
+
+
+BALANCES_DDL = """
+CREATE SCHEMA IF NOT EXISTS analytics;
+CREATE TABLE IF NOT EXISTS analytics.fct_account_balances (
+    account_id text PRIMARY KEY,
+    ledger_balance numeric,
+    burn_rate_per_hour numeric,
+    runway_hours numeric
+);
+"""
+
+
+def set_burn_rate(url: str, account_id: str, per_hour: Decimal) -> None:
+    """A stand-in fct_account_balances row (the real one comes from dbt)."""
+    with psycopg.connect(url) as conn:
+        conn.execute(BALANCES_DDL)
+        conn.execute(
+            "INSERT INTO analytics.fct_account_balances (account_id, burn_rate_per_hour) VALUES (%s, %s) "
+            "ON CONFLICT (account_id) DO UPDATE SET burn_rate_per_hour = excluded.burn_rate_per_hour",
+            (account_id, per_hour),
+        )
+
+
+def post(url: str, account_id: str, type_: str, amount: str, key: str) -> None:
+    from billing_pipeline.ledger import Entry, post_entry
+
+    reference = {"hour": key, "usage_kind": "workload_consumption", "account_id": account_id} if type_ == "usage_deduction" else {}
+    with psycopg.connect(url) as conn:
+        post_entry(conn, Entry(account_id, type_, Decimal(amount), key, reference))
+
+
+WEBHOOK_SECRET = "whsec_test_not_a_real_secret"
+
+
+@pytest.fixture
+def smtp_sink():
+    from billing_pipeline.devtools.smtp_sink import start_smtp_sink
+
+    sink = start_smtp_sink()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def webhook_receiver():
+    from billing_pipeline.devtools.webhook_receiver import start_webhook_receiver
+
+    receiver = start_webhook_receiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def notify(smtp_sink):
+    from billing_pipeline.resources.notify import NotifyResource
+
+    return NotifyResource(smtp_host=smtp_sink.host, smtp_port=smtp_sink.port, smtp_from="billing@satusky.test",
+                          webhook_secret=WEBHOOK_SECRET)
+
+
+@pytest.fixture
+def stripe_emulator():
+    from billing_pipeline.devtools.stripe_emulator import start_stripe_emulator
+
+    emulator = start_stripe_emulator()
+    yield emulator
+    emulator.stop()
