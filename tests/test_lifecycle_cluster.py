@@ -64,3 +64,223 @@ def test_grace_entry_removes_ingress_rules_and_topup_restores_them_identically(d
     assert kinds[("remove_ingress_rules", "done")] == 1 and kinds[("restore_ingress_rules", "done")] == 1
     assert kinds[("transition", "done")] == 3  # healthy->low, low->grace, grace->healthy
     assert kube.successful("DELETE") == []
+
+
+def _setup_two_accounts(db_url, kube):
+    create_accounts(db_url, "acme", "beta")
+    set_account(db_url, "acme", grace_period_hours=24)
+    add_deployment(db_url, "dep-web", "acme", "acme-prod", "web", hosts=["web.acme.test"])
+    add_deployment(db_url, "dep-old", "acme", "acme-prod", "legacy")  # created before labels existed
+    add_deployment(db_url, "dep-beta", "beta", "beta-prod", "web", hosts=["web.beta.test"])
+    seed_deployment(kube, "acme-prod", "web", "dep-web", "acme", host="web.acme.test",
+                    pvcs={"data-pg-0": "20Gi"})
+    seed_deployment(kube, "acme-prod", "legacy", None, None, host="legacy.acme.test")
+    # Same names, another account; an unlabelled twin in another namespace; kube-system twins.
+    seed_deployment(kube, "beta-prod", "web", "dep-beta", "beta", host="web.beta.test", pvcs={"data-pg-0": "5Gi"})
+    seed_deployment(kube, "other", "web", None, None, host="x.test", pvcs={"data-pg-0": "1Gi"})
+    seed_deployment(kube, "kube-system", "web", "dep-web", "acme", host="y.test", pvcs={"data-pg-0": "1Gi"})
+    # Something else in the account's namespace that belongs to no deployment of it.
+    kube.put("ConfigMap", "acme-prod", "unrelated", labels={"app": "unrelated"})
+    set_balance(db_url, "acme", -3)
+    set_balance(db_url, "beta", 50)
+
+
+ACME_OBJECTS = {
+    ("Deployment", "acme-prod", "web"), ("Service", "acme-prod", "web"), ("Ingress", "acme-prod", "web"),
+    ("ConfigMap", "acme-prod", "web-config"), ("Secret", "acme-prod", "web-secret"),
+    ("PersistentVolumeClaim", "acme-prod", "data-pg-0"),
+    ("Deployment", "acme-prod", "legacy"), ("Service", "acme-prod", "legacy"), ("Ingress", "acme-prod", "legacy"),
+}
+
+
+def test_expiry_deletes_exactly_the_deployments_objects(db_url, kube, cluster):
+    _setup_two_accounts(db_url, kube)
+    before = kube.objects()
+    assert run(db_url, cluster, T0).errors == []
+    assert _state(db_url, "acme") == ("grace_period", T0 + timedelta(hours=24))
+    # Nothing deleted before the deadline, even a second before it.
+    assert run(db_url, cluster, T0 + timedelta(hours=24) - timedelta(seconds=1)).errors == []
+    assert kube.successful("DELETE") == [] and _state(db_url, "acme")[0] == "grace_period"
+
+    r = run(db_url, cluster, T0 + timedelta(hours=24))
+    assert r.errors == [] and _state(db_url, "acme")[0] == "expired"
+    assert before - kube.objects() == ACME_OBJECTS
+    deleted = kube.successful("DELETE")
+    assert set(deleted) == ACME_OBJECTS and len(deleted) == len(ACME_OBJECTS)
+    # Only the account's namespace was ever called; routing first, volumes last.
+    assert {c.namespace for c in kube.calls} == {"acme-prod"}
+    assert deleted[0][0] == "Ingress" and deleted[-1][0] == "PersistentVolumeClaim"
+    assert domain_status(db_url) == {"web.acme.test": "released", "web.beta.test": "active"}
+    ev = events(db_url, "acme")
+    delete_events = [e for e in ev if e["action"] == "delete"]
+    assert {(e["target"]["kind"], e["target"]["namespace"], e["target"]["name"]) for e in delete_events} == ACME_OBJECTS
+    assert all(e["outcome"] == "done" for e in delete_events) and len(delete_events) == len(ACME_OBJECTS)
+    legacy = {e["target"]["name"] for e in delete_events if e["target"]["found_by"] == "legacy_name"}
+    assert legacy == {"legacy"}
+    assert [n[0] for n in outbox(db_url, "acme")] == ["lifecycle_grace_period", "lifecycle_expired"]
+    assert events(db_url, "beta") == [] or all(e["kind"] == "transition" for e in events(db_url, "beta"))
+
+    # Re-running is a no-op: no call that changes anything, no new event.
+    n_calls, n_events = len(kube.successful("DELETE")), len(events(db_url))
+    assert run(db_url, cluster, T0 + timedelta(hours=30)).errors == []
+    assert len(kube.successful("DELETE")) == n_calls and len(events(db_url)) == n_events
+
+
+def test_protected_namespace_and_foreign_namespace_are_refused(db_url, kube, cluster):
+    create_accounts(db_url, "acme")
+    set_account(db_url, "acme", grace_period_hours=0)
+    add_deployment(db_url, "dep-sys", "acme", "kube-system", "coredns")
+    add_deployment(db_url, "dep-ops", "acme", "platform-ops", "web")  # configured as protected
+    seed_deployment(kube, "kube-system", "coredns", "dep-sys", "acme")
+    seed_deployment(kube, "platform-ops", "web", "dep-ops", "acme")
+    before = kube.objects()
+    set_balance(db_url, "acme", -1)
+    r = run(db_url, cluster, T0)
+    assert len(r.errors) == 1 and "protected namespace" in r.errors[0]
+    assert kube.objects() == before and [c for c in kube.calls if c.method != "GET" or c.namespace] == []
+    refused = [e for e in events(db_url, "acme") if e["kind"] == "guard"]
+    assert refused and all(e["outcome"] == "refused" for e in refused)
+
+
+def test_retain_keeps_the_pvc_then_deletes_it_after_the_retention_period(db_url, kube, cluster):
+    create_accounts(db_url, "acme")
+    set_account(db_url, "acme", grace_period_hours=1, volume_policy="retain", volume_retention_days=7)
+    add_deployment(db_url, "dep-web", "acme", "acme-prod", "web")
+    seed_deployment(kube, "acme-prod", "web", "dep-web", "acme", pvcs={"data-pg-0": "20Gi", "logs": "1Gi"})
+    set_balance(db_url, "acme", -1)
+    assert run(db_url, cluster, T0).errors == []
+    assert run(db_url, cluster, T0 + timedelta(hours=1)).errors == []  # expires
+    assert _state(db_url, "acme")[0] == "expired"
+    assert kube.get("Deployment", "acme-prod", "web") is None
+    assert kube.get("PersistentVolumeClaim", "acme-prod", "data-pg-0") is not None
+    assert run(db_url, cluster, T0 + timedelta(days=7)).errors == []  # one hour short of 7 days after expiry
+    assert kube.get("PersistentVolumeClaim", "acme-prod", "data-pg-0") is not None
+    assert run(db_url, cluster, T0 + timedelta(days=7, hours=1)).errors == []
+    assert kube.get("PersistentVolumeClaim", "acme-prod", "data-pg-0") is None
+    assert kube.get("PersistentVolumeClaim", "acme-prod", "logs") is None
+    pvc_deletes = [c for c in kube.successful("DELETE") if c[0] == "PersistentVolumeClaim"]
+    assert sorted(pvc_deletes) == [("PersistentVolumeClaim", "acme-prod", "data-pg-0"),
+                                   ("PersistentVolumeClaim", "acme-prod", "logs")]
+
+
+def test_a_403_stops_the_step_with_a_clear_error_and_a_rerun_finishes(db_url, kube, cluster):
+    create_accounts(db_url, "acme")
+    set_account(db_url, "acme", grace_period_hours=0)
+    add_deployment(db_url, "dep-web", "acme", "acme-prod", "web", hosts=["web.acme.test"])
+    seed_deployment(kube, "acme-prod", "web", "dep-web", "acme", pvcs={"data-pg-0": "20Gi"})
+    kube.fail("Service", "acme-prod", "web", 403, methods={"DELETE"})
+    set_balance(db_url, "acme", -1)
+    r = run(db_url, cluster, T0)
+    assert len(r.errors) == 1
+    assert "HTTP 403" in r.errors[0] and "Service acme-prod/web" in r.errors[0] and "permission" in r.errors[0]
+    # What was deleted before the failure is recorded; the Service and everything after it is not.
+    assert kube.get("Service", "acme-prod", "web") is not None
+    assert kube.get("PersistentVolumeClaim", "acme-prod", "data-pg-0") is not None
+    ev = events(db_url, "acme")
+    done = {e["target"]["kind"] for e in ev if e["action"] == "delete" and e["outcome"] == "done"}
+    assert done == {"Ingress", "Deployment"}
+    assert [e["outcome"] for e in ev if e["action"] == "delete" and e["target"]["kind"] == "Service"] == ["failed"]
+    assert domain_status(db_url) == {"web.acme.test": "suspended"}  # not released: the step is not done
+
+    kube.clear_faults()
+    assert run(db_url, cluster, T0 + timedelta(hours=1)).errors == []
+    assert {o for o in kube.objects() if o[1] == "acme-prod"} == set()
+    assert domain_status(db_url) == {"web.acme.test": "released"}
+    ev = events(db_url, "acme")
+    assert Counter(e["event_key"] for e in ev).most_common(1)[0][1] == 1
+    assert [e["outcome"] for e in ev if e["action"] == "delete" and e["target"]["kind"] == "Service"] == ["failed", "done"]
+
+
+class Killed(BaseException):
+    """Stands for the process dying (SIGKILL) right after the cluster answered."""
+
+
+def test_a_cleanup_killed_halfway_finishes_next_run_without_double_deletes_or_events(db_url, kube, cluster):
+    from billing_pipeline.lifecycle import cluster as cluster_mod
+
+    create_accounts(db_url, "acme")
+    set_account(db_url, "acme", grace_period_hours=0)
+    add_deployment(db_url, "dep-web", "acme", "acme-prod", "web", hosts=["web.acme.test"])
+    seed_deployment(kube, "acme-prod", "web", "dep-web", "acme", pvcs={"data-pg-0": "20Gi"})
+    set_balance(db_url, "acme", -1)
+
+    real_delete = cluster_mod.Cluster.delete
+    deletes = []
+
+    def dying_delete(self, kind, ns, name):
+        result = real_delete(self, kind, ns, name)
+        deletes.append(name)
+        if len(deletes) == 3:  # the object is gone on the cluster, nothing recorded yet
+            raise Killed()
+        return result
+
+    cluster.delete = dying_delete.__get__(cluster)
+    with pytest.raises(Killed):
+        run(db_url, cluster, T0)
+    assert len(kube.successful("DELETE")) == 3
+    del cluster.delete
+
+    assert run(db_url, cluster, T0 + timedelta(minutes=5)).errors == []
+    assert {o for o in kube.objects() if o[1] == "acme-prod"} == set()
+    ok = Counter(kube.successful("DELETE"))
+    assert ok and max(ok.values()) == 1  # no object deleted twice
+    ev = events(db_url, "acme")
+    assert len({e["event_key"] for e in ev}) == len(ev)
+    deletes_recorded = Counter((e["target"]["kind"], e["target"]["name"]) for e in ev if e["action"] == "delete")
+    assert len(deletes_recorded) == 6 and set(deletes_recorded.values()) == {1}
+    # The third object was deleted before the kill: the re-run found it absent and said so.
+    assert [e["outcome"] for e in ev if e["action"] == "delete"].count("already_absent") == 1
+
+
+def test_dry_run_records_what_it_would_do_and_does_nothing(db_url, kube, cluster):
+    create_accounts(db_url, "acme")
+    set_account(db_url, "acme", grace_period_hours=0)
+    add_deployment(db_url, "dep-web", "acme", "acme-prod", "web", hosts=["web.acme.test"])
+    seed_deployment(kube, "acme-prod", "web", "dep-web", "acme", pvcs={"data-pg-0": "20Gi"})
+    before = {o: kube.get(*o) for o in kube.objects()}
+    set_balance(db_url, "acme", -1)
+    assert run(db_url, cluster, T0, dry_run=True).errors == []
+    assert run(db_url, cluster, T0, dry_run=True).errors == []  # same clock: recorded once
+    assert {o: kube.get(*o) for o in kube.objects()} == before
+    assert {c.method for c in kube.calls} == {"GET"}
+    assert _state(db_url, "acme") is None and domain_status(db_url) == {"web.acme.test": "active"}
+    assert outbox(db_url, "acme") == []
+    ev = events(db_url, "acme")
+    assert ev and {e["kind"] for e in ev} == {"dry_run"} and {e["outcome"] for e in ev} == {"would_do"}
+    would = Counter(e["detail"]["would"] for e in ev)
+    assert would["transition"] == 2  # healthy -> grace -> expired (grace period 0 h)
+    would_delete = {(e["target"]["kind"], e["target"]["name"]) for e in ev if e["action"] == "delete"}
+    assert would_delete == {("Ingress", "web"), ("Deployment", "web"), ("Service", "web"),
+                            ("ConfigMap", "web-config"), ("Secret", "web-secret"),
+                            ("PersistentVolumeClaim", "data-pg-0")}
+    assert len(ev) == len({e["event_key"] for e in ev})
+
+
+def test_early_idle_deletion_deletes_an_idle_deployment_with_its_reason(db_url, kube, cluster):
+    create_accounts(db_url, "acme")
+    set_account(db_url, "acme", early_idle_deletion=True)
+    created = T0 - timedelta(days=3)
+    add_deployment(db_url, "dep-idle", "acme", "acme-prod", "cron", created_at=created)
+    add_deployment(db_url, "dep-busy", "acme", "acme-prod", "web", created_at=created)
+    seed_deployment(kube, "acme-prod", "cron", "dep-idle", "acme")
+    seed_deployment(kube, "acme-prod", "web", "dep-busy", "acme")
+    with psycopg.connect(db_url) as conn:
+        for h in range(24):
+            hour = T0 - timedelta(hours=24 - h)
+            conn.execute("INSERT INTO billing.metric_hours (hour, complete) VALUES (%s, true)", (hour,))
+            for dep, cpu, pod in (("dep-idle", "0.0001", "cron-1"), ("dep-busy", "0.5", "web-1")):
+                conn.execute(
+                    "INSERT INTO billing.metric_container_hours (hour, namespace, pod, container, deployment_id, "
+                    "account_id, attribution, present_minutes, cpu_usage_core_hours) VALUES "
+                    "(%s, 'acme-prod', %s, 'app', %s, 'acme', 'label', 60, %s)", (hour, pod, dep, cpu))
+    set_balance(db_url, "acme", -1)
+    assert run(db_url, cluster, T0 + timedelta(minutes=10)).errors == []
+    assert _state(db_url, "acme")[0] == "grace_period"
+    assert {o[2] for o in kube.objects() if o[1] == "acme-prod"} == {"web", "web-config", "web-secret"}
+    assert kube.get("Ingress", "acme-prod", "web")["spec"].get("rules") is None  # busy one: routing off only
+    reason = [e for e in events(db_url, "acme") if e["action"] == "early_idle_deletion"]
+    assert len(reason) == 1 and reason[0]["deployment_id"] == "dep-idle"
+    assert "idle over the last 24 hours" in reason[0]["detail"]["reason"]
+    notices = outbox(db_url, "acme")
+    assert [n[0] for n in notices] == ["lifecycle_grace_period", "lifecycle_idle_deletion"]
+    assert "cron" in notices[1][3] and "0.0024" in notices[1][3]
