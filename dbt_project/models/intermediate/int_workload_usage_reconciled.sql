@@ -28,7 +28,7 @@ select
     usage.unit,
     usage.usage_quantity,
     usage.max_request_usage_quantity,
-    renters.renter_account_ids,
+    array_to_string(renters.renter_account_ids, ', ') as renter_account_ids,
     case
         when renters.node_name is null then 'charged'
         when usage.account_id = any(renters.renter_account_ids) then 'covered_by_rental'

@@ -47,7 +47,7 @@ consumed as (
         sum(case when resource = 'network_egress' then usage_quantity else 0 end) as egress_gib,
         sum(list_amount) as consumption_list_amount,
         sum(amount) as consumption_charged_amount,
-        min(array_to_string(renter_account_ids, ', ')) as renter_account_ids
+        min(renter_account_ids) as renter_account_ids
     from usage
     group by hour, account_id, node_name
 ),
