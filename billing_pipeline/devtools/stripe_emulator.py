@@ -107,3 +107,33 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def create_customer_with_card(api_base: str, email: str, card_number: str = "4242424242424242",
+                              api_key: str = TEST_API_KEY) -> tuple[str, str]:
+    """A customer with an attached card on the emulator (raw test numbers only work there).
+
+    4242424242424242 succeeds; 4000000000000341 attaches, then every charge is declined;
+    4000002500003155 needs authentication (which off-session payments cannot do).
+    """
+    import stripe
+
+    client = stripe.StripeClient(api_key, base_addresses={"api": api_base})
+    customer = client.v1.customers.create(params={"email": email})
+    method = client.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": card_number, "exp_month": 12, "exp_year": 2035, "cvc": "123"}}
+    )
+    client.v1.payment_methods.attach(method["id"], params={"customer": customer["id"]})
+    return customer["id"], method["id"]
+
+
+def payment_intents(api_base: str, api_key: str = TEST_API_KEY) -> list[dict]:
+    """Every PaymentIntent the emulator holds (id, status, amount, metadata)."""
+    import stripe
+
+    client = stripe.StripeClient(api_key, base_addresses={"api": api_base})
+    intents = [pi.to_dict() for pi in client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()]
+    return [
+        {"id": pi["id"], "status": pi["status"], "amount": pi["amount"], "metadata": dict(pi.get("metadata") or {})}
+        for pi in sorted(intents, key=lambda pi: (pi.get("created") or 0, pi["id"]))
+    ]

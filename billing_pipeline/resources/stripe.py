@@ -33,9 +33,10 @@ class PaymentOutcome:
     amount_cents: int | None = None
 
 
-def _outcome_of(pi: Any) -> PaymentOutcome:
+def _outcome_of(obj: Any) -> PaymentOutcome:
+    pi = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
     status = pi["status"]
-    error = pi.get("last_payment_error") if hasattr(pi, "get") else None
+    error = pi.get("last_payment_error")
     if status == "succeeded":
         return PaymentOutcome(pi["id"], "succeeded", amount_cents=pi["amount"])
     if status in ("processing", "requires_capture"):
@@ -77,7 +78,6 @@ class StripeResource(dg.ConfigurableResource):
         amount_cents: int,
         idempotency_key: str,
         metadata: dict[str, str],
-        description: str,
     ) -> PaymentOutcome:
         """Create and confirm an off-session PaymentIntent; a decline is an outcome, not an error."""
         client = self._client()
@@ -91,7 +91,6 @@ class StripeResource(dg.ConfigurableResource):
                     "off_session": True,
                     "confirm": True,
                     "metadata": metadata,
-                    "description": description,
                 },
                 options={"idempotency_key": idempotency_key},
             )
@@ -116,7 +115,8 @@ class StripeResource(dg.ConfigurableResource):
         except stripe.InvalidRequestError:
             page = client.v1.payment_intents.list(params={"limit": 100})
         for _ in range(max_pages):
-            for pi in page.data:
+            for obj in page.data:
+                pi = obj.to_dict()
                 if (pi.get("metadata") or {}).get(ATTEMPT_KEY_METADATA) == attempt_key:
                     return _outcome_of(pi)
             if not page.has_more or not page.data:

@@ -1,0 +1,335 @@
+"""Stripe auto top-up: charge the saved card off session when the balance is low, credit it once.
+
+For every account with ``auto_topup_enabled``, a saved Stripe customer and payment method, and a
+balance at or below ``auto_topup_threshold`` (else ``low_balance_threshold``):
+
+1. The account is locked for this run with a session advisory lock (a second run skips it; a
+   killed run's lock dies with its connection).
+2. Eligibility is re-read under the lock: no unresolved attempt, not paused, backoff elapsed,
+   and ``auto_topup_monthly_limit`` not exceeded by this charge (pending and succeeded attempts
+   of the month count).
+3. A ``topup_attempts`` row with a unique ``attempt_key`` is **committed** before Stripe is
+   called; the same key is Stripe's idempotency key and the PaymentIntent's metadata.
+4. Stripe's answer is recorded: success posts one ``auto_topup`` ledger entry whose idempotency
+   key is the attempt key, in the same transaction that marks the attempt succeeded; a decline or
+   ``authentication_required`` marks it failed, tells the account, and backs off (1 h, 2 h …);
+   three failures in a row pause auto top-up until the saved payment method changes.
+
+A run that died between Stripe's answer and the ledger leaves a ``pending`` attempt. The next run
+finds the PaymentIntent by its metadata and finishes the attempt, or (if Stripe never saw it)
+charges under the same idempotency key. localstripe ignores idempotency keys, so the tests prove
+that this guard, not Stripe's, prevents the double charge.
+
+Currency: one credit is one unit of the Stripe currency (``StripeResource.currency``), charged in
+cents; amounts are rounded half-even to the cent and exactly what was charged is credited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Callable
+
+import psycopg
+
+from billing_pipeline.alerts.outbox import enqueue_notification
+from billing_pipeline.db.connection import connect
+from billing_pipeline.ledger import Entry, post_entry
+from billing_pipeline.resources.stripe import ACCOUNT_METADATA, ATTEMPT_KEY_METADATA, PaymentOutcome, StripeResource
+
+MAX_CONSECUTIVE_FAILURES = 3
+BACKOFF_BASE = timedelta(hours=1)
+CENT = Decimal("0.01")
+
+# Test hook: called with the attempt key right after Stripe answered and before anything is
+# recorded (the crash test SIGKILLs its own process here). None in production.
+AFTER_STRIPE_ANSWER: Callable[[str], None] | None = None
+
+_STATE = """
+WITH acct AS (
+    SELECT a.id, a.auto_topup_enabled AS enabled, a.auto_topup_amount AS amount,
+           coalesce(a.auto_topup_threshold, a.low_balance_threshold) AS threshold,
+           a.auto_topup_monthly_limit AS monthly_limit, a.stripe_customer_id AS customer,
+           a.stripe_payment_method_id AS payment_method, coalesce(c.balance, 0) AS balance
+    FROM billing.accounts a
+    LEFT JOIN billing.credits c ON c.account_id = a.id
+    WHERE (%(account)s::text IS NULL OR a.id = %(account)s)
+      AND a.auto_topup_enabled AND a.auto_topup_amount > 0
+      AND a.stripe_customer_id IS NOT NULL AND a.stripe_payment_method_id IS NOT NULL
+      AND coalesce(c.balance, 0) <= coalesce(a.auto_topup_threshold, a.low_balance_threshold)
+), marks AS (
+    SELECT acct.id,
+           (SELECT max(t.id) FROM billing.topup_attempts t
+            WHERE t.account_id = acct.id AND t.status = 'succeeded') AS last_success,
+           (SELECT max(p.last_attempt_id) FROM billing.topup_pauses p WHERE p.account_id = acct.id) AS last_pause
+    FROM acct
+)
+SELECT acct.id, acct.amount, acct.threshold, acct.monthly_limit, acct.customer, acct.payment_method, acct.balance,
+       (SELECT coalesce(sum(t.amount), 0) FROM billing.topup_attempts t
+        WHERE t.account_id = acct.id AND t.month = %(month)s AND t.status IN ('pending', 'succeeded')) AS used,
+       EXISTS (SELECT 1 FROM billing.topup_attempts t WHERE t.account_id = acct.id AND t.status = 'pending') AS pending,
+       EXISTS (SELECT 1 FROM billing.topup_pauses p WHERE p.account_id = acct.id AND p.lifted_at IS NULL) AS paused,
+       f.failures, f.last_failure_at
+FROM acct
+JOIN marks m ON m.id = acct.id
+CROSS JOIN LATERAL (
+    SELECT count(*) AS failures, max(t.resolved_at) AS last_failure_at
+    FROM billing.topup_attempts t
+    WHERE t.account_id = acct.id AND t.status = 'failed'
+      AND t.stripe_payment_method_id = acct.payment_method
+      AND t.id > greatest(coalesce(m.last_success, 0), coalesce(m.last_pause, 0))
+) f
+ORDER BY acct.id
+"""
+
+# A changed saved card lifts a pause (that is the customer's way to resume).
+_LIFT_PAUSES = """
+UPDATE billing.topup_pauses p SET lifted_at = %(now)s
+FROM billing.accounts a
+WHERE a.id = p.account_id AND p.lifted_at IS NULL
+  AND a.stripe_payment_method_id IS DISTINCT FROM p.stripe_payment_method_id
+RETURNING p.account_id
+"""
+
+
+@dataclass
+class TopupResult:
+    charged: list[tuple[str, Decimal, str]] = field(default_factory=list)
+    recovered: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    paused: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    unresolved: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"auto top-up: {len(self.charged)} charged ({sum((c[1] for c in self.charged), Decimal(0))} credits), "
+            f"{len(self.recovered)} recovered after an interruption, {len(self.failed)} failed, "
+            f"{len(self.paused)} paused, {len(self.resumed)} resumed after a card change, "
+            f"{len(self.skipped)} skipped, {len(self.unresolved)} left pending"
+        )
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    id: int
+    account_id: str
+    attempt_key: str
+    amount: Decimal
+    customer: str
+    payment_method: str
+
+
+def _month(now: datetime) -> date:
+    return now.astimezone(timezone.utc).date().replace(day=1)
+
+
+def _lock_key(account_id: str) -> str:
+    return f"billing.auto_topup:{account_id}"
+
+
+def run_auto_topup(
+    database_url: str,
+    stripe: StripeResource,
+    now: datetime | None = None,
+    *,
+    account_id: str | None = None,
+) -> TopupResult:
+    """One auto top-up pass over every account (or one), safe to run at any time and concurrently."""
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    result = TopupResult()
+    with connect(database_url, autocommit=True) as lock_conn, connect(database_url, autocommit=True) as conn:
+        with conn.transaction():
+            result.resumed = [r[0] for r in conn.execute(_LIFT_PAUSES, {"now": now})]
+        pending = conn.execute(
+            "SELECT account_id FROM billing.topup_attempts WHERE status = 'pending' "
+            "AND (%s::text IS NULL OR account_id = %s) ORDER BY account_id",
+            (account_id, account_id),
+        ).fetchall()
+        candidates = _state(conn, now, account_id)
+        conn.commit()
+        for account in sorted({r[0] for r in pending} | {r[0] for r in candidates}):
+            if not lock_conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (_lock_key(account),)).fetchone()[0]:
+                result.skipped.append((account, "another auto top-up run holds this account"))
+                continue
+            try:
+                _process_account(conn, stripe, account, now, result)
+            finally:
+                lock_conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_lock_key(account),))
+    return result
+
+
+def _state(conn: psycopg.Connection, now: datetime, account_id: str | None) -> list[tuple]:
+    return conn.execute(_STATE, {"account": account_id, "month": _month(now)}).fetchall()
+
+
+def _process_account(conn: psycopg.Connection, stripe: StripeResource, account: str, now: datetime,
+                     result: TopupResult) -> None:
+    # 1. An attempt a previous run left unresolved is finished first, never charged anew.
+    row = conn.execute(
+        "SELECT id, account_id, attempt_key, amount, stripe_customer_id, stripe_payment_method_id "
+        "FROM billing.topup_attempts WHERE account_id = %s AND status = 'pending'",
+        (account,),
+    ).fetchone()
+    conn.commit()
+    if row:
+        attempt = _Attempt(*row)
+        outcome = stripe.find_payment_intent(customer_id=attempt.customer, attempt_key=attempt.attempt_key)
+        if outcome is None:
+            # Stripe never saw it (the run died before the call): charge under the same key.
+            outcome = _charge(stripe, attempt)
+        if _finish(conn, attempt, outcome, now, result):
+            result.recovered.append((account, attempt.attempt_key))
+        return
+
+    # 2. Eligibility, re-read under the lock.
+    state = _state(conn, now, account)
+    conn.commit()
+    if not state:
+        return
+    (_, amount, threshold, monthly_limit, customer, payment_method, balance, used, _pending, paused,
+     failures, last_failure_at) = state[0]
+    amount = amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
+    if paused:
+        result.skipped.append((account, "paused after repeated failures until the card changes"))
+        return
+    if failures and last_failure_at is not None:
+        retry_at = last_failure_at + BACKOFF_BASE * (2 ** (failures - 1))
+        if now < retry_at:
+            result.skipped.append((account, f"backing off until {retry_at.isoformat()}"))
+            return
+    if monthly_limit is not None and used + amount > monthly_limit:
+        with conn.transaction():
+            enqueue_notification(
+                conn, account_id=account, kind="auto_topup_monthly_limit",
+                dedupe_key=f"auto_topup_monthly_limit:{account}:{_month(now):%Y-%m}",
+                subject=f"Satusky: auto top-up limit reached on account {account}",
+                body=(f"Auto top-up of {amount} credits was not charged: {used} of the monthly limit of "
+                      f"{monthly_limit} credits is already used in {_month(now):%B %Y}. The balance is {balance} "
+                      "credits; add credits by hand or raise the limit."),
+                payload={"event": "auto_topup_monthly_limit", "account_id": account, "amount": str(amount),
+                         "used": str(used), "monthly_limit": str(monthly_limit), "balance": str(balance)},
+            )
+        result.skipped.append((account, f"monthly limit {monthly_limit} would be exceeded ({used} used)"))
+        return
+
+    # 3. The attempt is committed before Stripe is called.
+    with conn.transaction():
+        attempt = _Attempt(*conn.execute(
+            """
+            INSERT INTO billing.topup_attempts (account_id, attempt_key, attempt_no, amount, month,
+                stripe_customer_id, stripe_payment_method_id, created_at)
+            SELECT %(account)s, 'auto_topup:' || %(account)s || ':' || n, n, %(amount)s, %(month)s,
+                   %(customer)s, %(pm)s, %(now)s
+            FROM (SELECT coalesce(max(attempt_no), 0) + 1 AS n FROM billing.topup_attempts
+                  WHERE account_id = %(account)s) x
+            RETURNING id, account_id, attempt_key, amount, stripe_customer_id, stripe_payment_method_id
+            """,
+            {"account": account, "amount": amount, "month": _month(now), "customer": customer,
+             "pm": payment_method, "now": now},
+        ).fetchone())
+    outcome = _charge(stripe, attempt)
+    _finish(conn, attempt, outcome, now, result)
+
+
+def _charge(stripe: StripeResource, attempt: _Attempt) -> PaymentOutcome:
+    try:
+        outcome = stripe.charge_off_session(
+            customer_id=attempt.customer,
+            payment_method_id=attempt.payment_method,
+            amount_cents=int(attempt.amount / CENT),
+            idempotency_key=attempt.attempt_key,
+            metadata={ATTEMPT_KEY_METADATA: attempt.attempt_key, ACCOUNT_METADATA: attempt.account_id},
+        )
+    except Exception as exc:  # network trouble etc.: the attempt stays pending and is resolved next run
+        return PaymentOutcome(None, "unknown", type(exc).__name__, str(exc)[:500])
+    if AFTER_STRIPE_ANSWER is not None:
+        AFTER_STRIPE_ANSWER(attempt.attempt_key)
+    return outcome
+
+
+def _finish(conn: psycopg.Connection, attempt: _Attempt, outcome: PaymentOutcome, now: datetime,
+            result: TopupResult) -> bool:
+    """Record Stripe's answer; True when the attempt is resolved (succeeded or failed)."""
+    account = attempt.account_id
+    if outcome.status in ("processing", "unknown"):
+        result.unresolved.append((account, f"{attempt.attempt_key}: {outcome.status} {outcome.failure_message or ''}".strip()))
+        return False
+    with conn.transaction():
+        still_pending = conn.execute(
+            "SELECT 1 FROM billing.topup_attempts WHERE id = %s AND status = 'pending' FOR UPDATE", (attempt.id,)
+        ).fetchone()
+        if not still_pending:
+            return False
+        if outcome.status == "succeeded":
+            credited = (Decimal(outcome.amount_cents) * CENT) if outcome.amount_cents is not None else attempt.amount
+            posted = post_entry(conn, Entry(
+                account, "auto_topup", credited, attempt.attempt_key,
+                reference={"payment_intent": outcome.payment_intent_id, "attempt_key": attempt.attempt_key,
+                           "stripe_customer": attempt.customer},
+            ))
+            conn.execute(
+                "UPDATE billing.topup_attempts SET status = 'succeeded', payment_intent_id = %s, ledger_entry_id = %s, "
+                "resolved_at = %s WHERE id = %s",
+                (outcome.payment_intent_id, posted.entry_id, now, attempt.id),
+            )
+            enqueue_notification(
+                conn, account_id=account, kind="auto_topup_succeeded", dedupe_key=f"{attempt.attempt_key}:succeeded",
+                subject=f"Satusky: {credited} credits added to account {account}",
+                body=(f"Your saved card was charged for an auto top-up of {credited} credits "
+                      f"(payment {outcome.payment_intent_id}). The balance is now {posted.balance_after} credits."),
+                payload={"event": "auto_topup_succeeded", "account_id": account, "amount": str(credited),
+                         "payment_intent": outcome.payment_intent_id, "balance": str(posted.balance_after)},
+            )
+            result.charged.append((account, credited, outcome.payment_intent_id or ""))
+            return True
+        conn.execute(
+            "UPDATE billing.topup_attempts SET status = 'failed', payment_intent_id = %s, failure_code = %s, "
+            "failure_message = %s, resolved_at = %s WHERE id = %s",
+            (outcome.payment_intent_id, outcome.failure_code, outcome.failure_message, now, attempt.id),
+        )
+        failures = conn.execute(
+            """
+            SELECT count(*) FROM billing.topup_attempts t
+            WHERE t.account_id = %(account)s AND t.status = 'failed' AND t.stripe_payment_method_id = %(pm)s
+              AND t.id > greatest(
+                  coalesce((SELECT max(id) FROM billing.topup_attempts WHERE account_id = %(account)s
+                            AND status = 'succeeded'), 0),
+                  coalesce((SELECT max(last_attempt_id) FROM billing.topup_pauses WHERE account_id = %(account)s), 0))
+            """,
+            {"account": account, "pm": attempt.payment_method},
+        ).fetchone()[0]
+        pause = failures >= MAX_CONSECUTIVE_FAILURES
+        retry_at = now + BACKOFF_BASE * (2 ** (failures - 1))
+        what_next = (
+            "Auto top-up is now paused until the saved card changes."
+            if pause else f"We will try again after {retry_at:%Y-%m-%d %H:%M} UTC; after "
+            f"{MAX_CONSECUTIVE_FAILURES} failures in a row auto top-up pauses until the card changes."
+        )
+        enqueue_notification(
+            conn, account_id=account, kind="auto_topup_failed", dedupe_key=f"{attempt.attempt_key}:failed",
+            subject=f"Satusky: auto top-up failed on account {account}",
+            body=(f"Charging {attempt.amount} credits to the saved card failed: {outcome.failure_message} "
+                  f"({outcome.failure_code}). {what_next}"),
+            payload={"event": "auto_topup_failed", "account_id": account, "amount": str(attempt.amount),
+                     "failure_code": outcome.failure_code, "consecutive_failures": failures,
+                     "payment_intent": outcome.payment_intent_id, "paused": pause},
+        )
+        if pause:
+            conn.execute(
+                "INSERT INTO billing.topup_pauses (account_id, stripe_payment_method_id, paused_at, last_attempt_id) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (account, attempt.payment_method, now, attempt.id),
+            )
+            enqueue_notification(
+                conn, account_id=account, kind="auto_topup_paused", dedupe_key=f"auto_topup_paused:{attempt.attempt_key}",
+                subject=f"Satusky: auto top-up paused on account {account}",
+                body=(f"Auto top-up failed {failures} times in a row on the saved card, so it is paused. "
+                      "Save a different card to resume it, or add credits by hand."),
+                payload={"event": "auto_topup_paused", "account_id": account, "consecutive_failures": failures},
+            )
+            result.paused.append(account)
+        result.failed.append((account, outcome.failure_code or "failed"))
+        return True
