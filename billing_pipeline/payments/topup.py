@@ -35,6 +35,7 @@ import psycopg
 
 from billing_pipeline.alerts.outbox import enqueue_notification
 from billing_pipeline.db.connection import connect
+from billing_pipeline.errors import ConfigurationError
 from billing_pipeline.ledger import Entry, post_entry
 from billing_pipeline.resources.stripe import ACCOUNT_METADATA, ATTEMPT_KEY_METADATA, PaymentOutcome, StripeResource
 
@@ -150,12 +151,19 @@ def run_auto_topup(
         ).fetchall()
         candidates = _state(conn, now, account_id)
         conn.commit()
-        for account in sorted({r[0] for r in pending} | {r[0] for r in candidates}):
+        accounts = sorted({r[0] for r in pending} | {r[0] for r in candidates})
+        if accounts:
+            stripe.check_configured()  # fail before recording any attempt
+        for account in accounts:
             if not lock_conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (_lock_key(account),)).fetchone()[0]:
                 result.skipped.append((account, "another auto top-up run holds this account"))
                 continue
             try:
                 _process_account(conn, stripe, account, now, result)
+            except (ConfigurationError, psycopg.Error):
+                raise
+            except Exception as exc:  # Stripe unreachable while looking an attempt up: next run retries
+                result.unresolved.append((account, f"{type(exc).__name__}: {exc}"[:500]))
             finally:
                 lock_conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_lock_key(account),))
     return result

@@ -110,3 +110,15 @@ class NotifyResource(dg.ConfigurableResource):
                     raise RuntimeError(f"webhook {url} answered HTTP {response.status}")
         except urllib.error.HTTPError as exc:
             raise RuntimeError(f"webhook {url} answered HTTP {exc.code}") from None
+
+
+def notify_resource() -> NotifyResource:
+    """The resource as definitions.py binds it: the webhook secret through ``dg.EnvVar`` when set.
+
+    SMTP settings and an unset secret are read from the environment when used, so the alert job
+    loads and queues notices even where delivery is not configured yet (deliveries then fail
+    per channel with a ConfigurationError and are retried).
+    """
+    if os.environ.get("BILLING_WEBHOOK_SECRET"):
+        return NotifyResource(webhook_secret=dg.EnvVar("BILLING_WEBHOOK_SECRET"))
+    return NotifyResource()

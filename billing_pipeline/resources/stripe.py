@@ -57,6 +57,10 @@ class StripeResource(dg.ConfigurableResource):
     api_base: str | None = None
     currency: str = "usd"
 
+    def check_configured(self) -> None:
+        """Raise ``ConfigurationError`` now, before any attempt is recorded, if no key is set."""
+        self._client()
+
     def _client(self) -> stripe.StripeClient:
         key = self.api_key or os.environ.get("STRIPE_API_KEY")
         if not key:
@@ -123,3 +127,14 @@ class StripeResource(dg.ConfigurableResource):
                 return None
             page = page.next_page()
         return None
+
+
+def stripe_resource() -> StripeResource:
+    """The resource as definitions.py binds it: the key through ``dg.EnvVar`` when it is set.
+
+    Without STRIPE_API_KEY at load time the resource still loads (so unrelated jobs run) and
+    reads the variable when used, failing then with a ConfigurationError that names it.
+    """
+    if os.environ.get("STRIPE_API_KEY"):
+        return StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY"))
+    return StripeResource()
