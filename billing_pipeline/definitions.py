@@ -13,6 +13,7 @@ from billing_pipeline.ledger.defs import defs as ledger_defs
 from billing_pipeline.lifecycle.defs import defs as lifecycle_defs
 from billing_pipeline.payments.defs import defs as payments_defs
 from billing_pipeline.resources import PostgresResource
+from billing_pipeline.resources.kubernetes import KubernetesResource
 from billing_pipeline.resources.notify import notify_resource
 from billing_pipeline.resources.prometheus import PrometheusResource
 from billing_pipeline.resources.stripe import stripe_resource
@@ -23,6 +24,9 @@ resources = {
     "postgres": PostgresResource(database_url=dg.EnvVar("BILLING_DATABASE_URL")),
     "prometheus": PrometheusResource(url=dg.EnvVar("PROMETHEUS_URL")),
     "dbt": dbt_resource(),
+    # KUBECONFIG (else in-cluster), BILLING_PROTECTED_NAMESPACES and BILLING_LIFECYCLE_DRY_RUN are
+    # read when the cluster is used: an unset KUBECONFIG is valid (in-cluster service account).
+    "kubernetes": KubernetesResource(),
     # STRIPE_API_KEY (+ STRIPE_API_BASE for an emulator); SMTP_HOST/PORT/FROM and
     # BILLING_WEBHOOK_SECRET: read when used, so jobs that do not charge or notify run without them.
     "stripe": stripe_resource(),

@@ -1,17 +1,21 @@
-"""`billing status ACCOUNT`: the balance and the account's state, in plain words."""
+"""`billing status ACCOUNT`: balance, lifecycle state, deadline and what happens at expiry."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from decimal import Decimal
 
 from billing_pipeline.cli.output import credits, emit
 from billing_pipeline.db import connect
-from billing_pipeline.errors import InputError
+from billing_pipeline.lifecycle.report import lifecycle_status
+from billing_pipeline.lifecycle.store import fmt_time
 
 
 def register(subparsers, json_parent) -> None:
-    p = subparsers.add_parser("status", parents=[json_parent], help="balance and lifecycle state of an account")
+    p = subparsers.add_parser("status", parents=[json_parent],
+                              help="balance, lifecycle state, deadline and what happens at expiry")
     p.add_argument("account")
+    p.add_argument("--now", help="the clock to describe the account at (ISO, default now)")
     p.set_defaults(handler=_status)
 
 
@@ -24,28 +28,39 @@ def balance_state(balance: Decimal, threshold: Decimal) -> str:
     return "healthy"
 
 
+def render_status(d: dict) -> str:
+    lines = [f"Account {d['account_id']} ({d['name']}): balance {credits(d['balance'])} credits."]
+    state = f"State: {d['state']} — {d['meaning']}"
+    if d["entered_at"]:
+        state += f" (since {fmt_time(d['entered_at'])})"
+    elif not d["evaluated"]:
+        state += " (from the balance; the lifecycle has not evaluated this account yet)"
+    lines.append(state + ".")
+    if d["state"] == "grace_period":
+        lines.append(f"Deadline: {fmt_time(d['grace_deadline'])}. Add credits before then to restore routing "
+                     "exactly as it was; otherwise:")
+    elif d["state"] == "expired":
+        lines.append(f"The grace period ended on {fmt_time(d['grace_deadline'])}.")
+    else:
+        lines.append(f"Deadline: none. If the balance reaches zero, routing is disabled and a "
+                     f"{d['grace_period_hours']}-hour grace period starts; at its end:")
+    policy = (f"retain (volumes kept {d['volume_retention_days']} days after expiry, then deleted with their data)"
+              if d["volume_policy"] == "retain" else "delete (volumes deleted with their data at expiry)")
+    for item in d["deployments"]:
+        lines.append(f"  - {item['text']}")
+    for item in d["volumes"]:
+        lines.append(f"  - {item['text']}")
+    if not d["deployments"] and not d["volumes"]:
+        lines.append("  - (no deployments)")
+    lines.append(f"Volume policy: {policy}. Early idle deletion: {'on' if d['early_idle_deletion'] else 'off'}.")
+    return "\n".join(lines)
+
+
 def _status(args) -> int:
+    from billing_pipeline.orchestration.clock import parse_clock
+
+    now = parse_clock(args.now) if args.now else datetime.now(timezone.utc)
     with connect() as conn:
-        row = conn.execute(
-            "SELECT a.id, a.name, a.low_balance_threshold, coalesce(c.balance, 0), c.updated_at "
-            "FROM billing.accounts a LEFT JOIN billing.credits c ON c.account_id = a.id WHERE a.id = %s",
-            (args.account,),
-        ).fetchone()
-    if row is None:
-        raise InputError(f"unknown account {args.account!r}: not in billing.accounts.")
-    account_id, name, threshold, balance, updated = row
-    data = {
-        "account_id": account_id, "name": name, "balance": balance,
-        "low_balance_threshold": threshold, "state": balance_state(balance, threshold),
-        "balance_updated_at": updated,
-    }
-    meaning = {
-        "healthy": "normal operation",
-        "low_balance": f"the balance is at or below the warning threshold of {credits(threshold)}",
-        "grace_period": "the balance is used up: routing is disabled until credits are added",
-    }
-    emit(args, data, lambda d: (
-        f"Account {account_id} ({name}): balance {credits(balance)} credits.\n"
-        f"State: {d['state']} — {meaning[d['state']]}."
-    ))
+        data = lifecycle_status(conn, args.account, now)
+    emit(args, data, render_status)
     return 0

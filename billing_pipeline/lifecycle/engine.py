@@ -152,7 +152,8 @@ class Lifecycle:
 
     def _need_cluster(self) -> Cluster:
         if self.cluster is None:
-            raise BillingError("this step needs the Kubernetes cluster, but none is configured: set KUBECONFIG.")
+            raise BillingError("this account needs Kubernetes actions (routing or cleanup) but no cluster is configured: "
+                               "set KUBECONFIG to a kubeconfig file (or run inside the cluster), then re-run grace_period_job.")
         return self.cluster
 
     # ---- events

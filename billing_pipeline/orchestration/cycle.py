@@ -56,6 +56,9 @@ STAGES: list[Stage] = [
     Stage("ingestion", "ingestion_hourly_job",
           description="Prometheus metrics and machine rentals of the hour (billing_pipeline.ingestion)"),
     # Later issues append here, in cycle order: dbt, deduction, alerts, top-ups, lifecycle.
+    # Lifecycle stays last: it acts on the balances the stages before it settled.
+    Stage("lifecycle", "grace_period_job", partitioned=False, clock="now",
+          description="account lifecycle at the cycle's clock: grace, recovery, expiry cleanup (billing_pipeline.lifecycle)"),
 ]
 
 RENTAL_CORRECTIONS_JOB = "machine_rental_hours_job"

@@ -1,0 +1,133 @@
+"""`billing status` in each lifecycle state, `billing cleanup-preview`, and grace_period_job in Dagster."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from billing_pipeline.cli.main import main
+from tests.support.kube import (  # noqa: F401  (fixtures)
+    add_deployment, cluster, kube, outbox, run, seed_deployment, set_account, set_balance,
+)
+from tests.support.platform import create_accounts
+
+T0 = datetime(2026, 11, 25, 14, 0, tzinfo=timezone.utc)
+
+
+def cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def acme(db_url, kube, cluster, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig_path))
+    create_accounts(db_url, "acme")
+    set_account(db_url, "acme", grace_period_hours=72)
+    add_deployment(db_url, "dep-web", "acme", "acme-prod", "web", hosts=["web.acme.test"])
+    seed_deployment(kube, "acme-prod", "web", "dep-web", "acme", pvcs={"data-pg-0": "20Gi"})
+    import psycopg
+    with psycopg.connect(db_url) as conn:
+        conn.execute("INSERT INTO billing.metric_volume_hours (hour, namespace, persistentvolumeclaim, deployment_id, "
+                     "account_id, attribution, requested_bytes) VALUES (%s, 'acme-prod', 'data-pg-0', 'dep-web', "
+                     "'acme', 'label', %s)", (T0 - timedelta(hours=1), 20 * 2**30))
+    return db_url
+
+
+def status(capsys, now, *extra):
+    code, out, err = cli(capsys, "status", "acme", "--now", now.isoformat(), *extra)
+    assert code == 0, err
+    return out
+
+
+def test_status_in_each_state(acme, kube, cluster, capsys):
+    set_balance(acme, "acme", 100)
+    run(acme, cluster, T0)
+    out = status(capsys, T0)
+    assert "State: healthy" in out and "Deadline: none" in out
+    assert "PVC data-pg-0 (20 GiB) would be deleted with its data at an expiry." in out
+
+    set_balance(acme, "acme", 4)
+    run(acme, cluster, T0)
+    out = status(capsys, T0)
+    assert "State: low_balance" in out
+
+    set_balance(acme, "acme", -2)
+    run(acme, cluster, T0 + timedelta(minutes=30))
+    out = status(capsys, T0 + timedelta(minutes=30))
+    assert "State: grace_period" in out and "Deadline: 2026-11-28 14:30 UTC" in out
+    assert "PVC data-pg-0 (20 GiB) will be deleted with its data on 2026-11-28 14:30 UTC." in out
+    assert "Deployment web (namespace acme-prod) will be deleted" in out and "web.acme.test released" in out
+    data = json.loads(status(capsys, T0, "--json"))
+    assert data["state"] == "grace_period" and data["grace_deadline"] == "2026-11-28T14:30:00+00:00"
+    assert data["volumes"][0]["fate"] == "pending_expiry" and data["balance"] == "-2.000000"
+
+    code, out, _ = cli(capsys, "cleanup-preview", "acme", "--now", T0.isoformat())
+    assert code == 0 and "Would delete 6 object(s)" in out and "data-pg-0 (20 GiB, with its data)" in out
+    preview = json.loads(cli(capsys, "cleanup-preview", "acme", "--json")[1])
+    assert {(o["kind"], o["name"]) for o in preview["delete"]} == {
+        ("Ingress", "web"), ("Deployment", "web"), ("Service", "web"), ("ConfigMap", "web-config"),
+        ("Secret", "web-secret"), ("PersistentVolumeClaim", "data-pg-0")}
+    assert {c.method for c in kube.calls if c.method != "PATCH"} == {"GET"}  # preview only reads
+
+    run(acme, cluster, T0 + timedelta(hours=72, minutes=30))
+    out = status(capsys, T0 + timedelta(hours=73))
+    assert "State: expired" in out and "was deleted on 2026-11-28 14:30 UTC (expired)" in out
+    assert "PVC data-pg-0 (20 GiB) was deleted with its data on 2026-11-28 14:30 UTC." in out
+    code, out, _ = cli(capsys, "cleanup-preview", "acme")
+    assert "Would delete nothing." in out
+
+
+def test_status_under_retain_and_unknown_account(acme, cluster, capsys):
+    set_account(acme, "acme", volume_policy="retain", volume_retention_days=7, grace_period_hours=1)
+    set_balance(acme, "acme", -1)
+    run(acme, cluster, T0)
+    out = status(capsys, T0)
+    assert "PVC data-pg-0 (20 GiB) will be kept after expiry until 2026-12-02 15:00 UTC, then deleted with its data." in out
+    run(acme, cluster, T0 + timedelta(hours=1))
+    out = status(capsys, T0 + timedelta(hours=2))
+    assert "PVC data-pg-0 (20 GiB) is kept under the retain policy until 2026-12-02 15:00 UTC, then will be deleted with its data." in out
+    code, _, err = cli(capsys, "status", "nobody")
+    assert code == 2 and "unknown account 'nobody'" in err and "Traceback" not in err
+    code, _, err = cli(capsys, "cleanup-preview", "nobody")
+    assert code == 2 and "unknown account 'nobody'" in err
+
+
+def test_grace_period_job_through_dagster_with_sensor_and_schedule(acme, kube, monkeypatch):
+    import dagster as dg
+
+    from billing_pipeline.lifecycle.defs import balance_change_lifecycle_sensor, grace_deadline_schedule, grace_period_job
+    from billing_pipeline.orchestration.clock import CLOCK_TAG
+    from billing_pipeline.resources import PostgresResource
+    from billing_pipeline.resources.kubernetes import KubernetesResource
+
+    resources = {"postgres": PostgresResource(database_url=acme),
+                 "kubernetes": KubernetesResource(kubeconfig=str(kube.kubeconfig_path))}
+    set_balance(acme, "acme", -1)
+    result = grace_period_job.execute_in_process(resources=resources, tags={CLOCK_TAG: T0.isoformat()})
+    assert result.success
+    assert kube.get("Ingress", "acme-prod", "web")["spec"].get("rules") is None
+    assert [n[0] for n in outbox(acme, "acme")] == ["lifecycle_grace_period"]
+
+    # The sensor asks once per balance change (run_key = the newest change), then skips.
+    with dg.build_sensor_context(resources={"postgres": PostgresResource(database_url=acme)}) as ctx:
+        first = balance_change_lifecycle_sensor(ctx)
+        again = balance_change_lifecycle_sensor(ctx)
+    assert isinstance(first, dg.RunRequest) and first.run_key.startswith("balances@")
+    assert isinstance(again, dg.SkipReason)
+    # The schedule runs with its tick time as the clock.
+    ctx = dg.build_schedule_context(scheduled_execution_time=T0 + timedelta(hours=72))
+    req = grace_deadline_schedule(ctx)
+    assert req.tags[CLOCK_TAG] == (T0 + timedelta(hours=72)).isoformat()
+    # A 500 on one object makes the run fail, naming it; once the API answers, a re-run finishes.
+    kube.fail("Service", "acme-prod", "web", 500, methods={"DELETE"})
+    result = grace_period_job.execute_in_process(resources=resources, tags=req.tags, raise_on_error=False)
+    assert not result.success
+    failure = [e for e in result.all_events if e.is_step_failure][0]
+    assert "HTTP 500" in str(failure.step_failure_data.error) and "Service acme-prod/web" in str(failure.step_failure_data.error)
+    kube.clear_faults()
+    result = grace_period_job.execute_in_process(resources=resources, tags=req.tags)
+    assert result.success and {o for o in kube.objects() if o[1] == "acme-prod"} == set()
