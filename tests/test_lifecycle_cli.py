@@ -60,7 +60,7 @@ def test_status_in_each_state(acme, kube, cluster, capsys):
     out = status(capsys, T0 + timedelta(minutes=30))
     assert "State: grace_period" in out and "Deadline: 2026-11-28 14:30 UTC" in out
     assert "PVC data-pg-0 (20 GiB) will be deleted with its data on 2026-11-28 14:30 UTC." in out
-    assert "Deployment web (namespace acme-prod) will be deleted" in out and "web.acme.test released" in out
+    assert "Deployment web (namespace acme-prod) will be deleted" in out and "web.acme.test then released" in out
     data = json.loads(status(capsys, T0, "--json"))
     assert data["state"] == "grace_period" and data["grace_deadline"] == "2026-11-28T14:30:00+00:00"
     assert data["volumes"][0]["fate"] == "pending_expiry" and data["balance"] == "-2.000000"
@@ -131,3 +131,14 @@ def test_grace_period_job_through_dagster_with_sensor_and_schedule(acme, kube, m
     kube.clear_faults()
     result = grace_period_job.execute_in_process(resources=resources, tags=req.tags)
     assert result.success and {o for o in kube.objects() if o[1] == "acme-prod"} == set()
+
+
+def test_lifecycle_demo_goes_through_grace_to_expiry(db_url):
+    from billing_pipeline.lifecycle.demo import run_lifecycle_demo
+
+    lines = run_lifecycle_demo(db_url)
+    text = "\n".join(lines)
+    assert "state grace_period, deadline 2026-11-28 15:00 UTC" in text
+    assert "ingress rules restored identically: yes" in text
+    assert "state expired" in text and "ERROR" not in text
+    assert "Objects left for this deployment: ConfigMap kube-system/" in text

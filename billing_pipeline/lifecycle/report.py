@@ -71,10 +71,11 @@ def lifecycle_status(conn: psycopg.Connection, account_id: str, now: datetime) -
         hosts = [h for h, _ in domains.get(dep_id, [])]
         doms = f"; domains {', '.join(hosts)} released" if hosts else ""
         if c is None:
+            doms = doms.replace("released", "then released")
             if at is None:
                 text = (f"Deployment {name} (namespace {ns}) would be deleted with its Services, Ingresses, "
                         f"ConfigMaps and Secrets at the end of a {account.grace_period_hours}-hour grace period "
-                        f"if the balance reaches zero{doms.replace('released', 'then released')}.")
+                        f"if the balance reaches zero{doms}.")
             elif state == "expired":
                 text = (f"Deployment {name} (namespace {ns}) will be deleted with its Services, Ingresses, "
                         f"ConfigMaps and Secrets at the next lifecycle run{doms}.")
