@@ -15,7 +15,7 @@ from billing_pipeline.cli.status import balance_state
 from billing_pipeline.db.connection import connect, database_url, redact_url
 from billing_pipeline.db.migrate import upgrade
 from billing_pipeline.demo import platform
-from billing_pipeline.demo.dagster_home import prepare_dagster_home
+from billing_pipeline.db.dagster_instance import prepare_dagster_home
 from billing_pipeline.ledger import Entry, EntryType, post_entries
 
 

@@ -14,8 +14,8 @@ statement for the whole window, is posted through the ledger module:
   ``{"reverses": <original entry id>}``.
 
 Every entry's reference carries ``{"hour", "usage_kind", "account_id"}`` (the convention the dbt
-models match on) plus the owed total, what had been settled before and whether the hour was an
-estimate. Nothing is ever edited. The whole settlement runs under one transaction-scoped
+models match on) plus ``owed`` (the hour's total after this entry) and ``is_estimate: true`` when
+the hour was priced as an estimate. Nothing is ever edited. The whole settlement runs under one transaction-scoped
 advisory lock, so two runs at once are serialised and the second finds nothing left to post;
 the idempotency keys make a repeated batch a no-op even without the lock.
 """
@@ -181,16 +181,12 @@ def settle_priced_usage(
 def _entry(account_id, hour_text, usage_kind, owed, settled, entries, original_id, is_estimate, lines) -> Entry:
     difference = owed - settled  # > 0: more is owed; < 0: too much was deducted
     key = f"usage:{account_id}:{hour_text}:{usage_kind}" + (f":{entries + 1}" if entries else "")
-    reference = {
-        "hour": hour_text,
-        "usage_kind": usage_kind,
-        "account_id": account_id,
-        "source": f"{PRICED_USAGE_SCHEMA}.{PRICED_USAGE_TABLE}",
-        "owed": str(owed),
-        "previously_settled": str(settled),
-        "usage_lines": lines,
-        "is_estimate": bool(is_estimate),
-    }
+    # Kept small on purpose (it is validated and hashed per entry): what was settled, the total
+    # owed after this entry, and whether it was an estimate. What was settled before is the
+    # ledger's own sum of the earlier entries.
+    reference = {"hour": hour_text, "usage_kind": usage_kind, "account_id": account_id, "owed": str(owed)}
+    if is_estimate:
+        reference["is_estimate"] = True
     if difference > 0:
         if original_id is not None:
             reference["adjusts"] = original_id

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from billing_pipeline.errors import InputError
 
@@ -61,14 +62,19 @@ def to_amount(value: Any, *, what: str = "amount") -> Decimal:
     return amount
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
     """One spelling of a JSON value, so that hashing it is repeatable."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def _plain_json(reference: Mapping[str, Any], key: str) -> dict[str, Any]:
     if not isinstance(reference, Mapping):
         raise LedgerInputError(f"entry {key!r}: reference must be a mapping, got {type(reference).__name__}.")
+    if not reference:
+        return {}
 
     def convert(value: Any) -> Any:
         if isinstance(value, float):
@@ -107,6 +113,10 @@ class Entry:
             raise LedgerInputError(
                 f"an entry for account {self.account_id!r} has no idempotency key; "
                 "every entry needs one, derived from what it pays for."
+            )
+        if len(key) > 200 or not key.isprintable():
+            raise LedgerInputError(
+                f"idempotency key {key[:60]!r}… must be printable text of at most 200 characters."
             )
         where = f"entry {key!r} (account {self.account_id!r})"
         if not isinstance(self.account_id, str) or not self.account_id.strip():
@@ -156,12 +166,16 @@ def entry_hash(
     amount: Decimal,
     balance_after: Decimal,
     idempotency_key: str,
-    reference: Mapping[str, Any],
+    reference_json: str,
     reason: str | None,
     actor: str | None,
-    created_at: datetime,
+    created_at: str,
 ) -> str:
-    """SHA-256 over an entry's content and the previous entry's hash (tamper evidence)."""
+    """SHA-256 over an entry's content and the previous entry's hash (tamper evidence).
+
+    ``reference_json`` is ``canonical_json(reference)`` and ``created_at`` is
+    ``timestamp_text(created_at)``: both computed once by the caller.
+    """
     content = [
         prev_hash,
         account_id,
@@ -170,9 +184,14 @@ def entry_hash(
         f"{amount:.6f}",
         f"{balance_after:.6f}",
         idempotency_key,
-        canonical_json(reference),
+        reference_json,
         reason,
         actor,
-        created_at.astimezone(timezone.utc).isoformat(timespec="microseconds"),
+        created_at,
     ]
-    return hashlib.sha256(canonical_json(content).encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(content).encode()).hexdigest()
+
+
+def timestamp_text(moment: datetime) -> str:
+    """The one spelling of an entry's creation time inside its hash."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import IsolationLevel
 from psycopg.pq import TransactionStatus
 
-from billing_pipeline.ledger.entries import GENESIS_HASH, entry_hash
+from billing_pipeline.ledger.entries import GENESIS_HASH, canonical_json, entry_hash, timestamp_text
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,8 @@ def _chain_problems(conn: psycopg.Connection) -> tuple[list[LedgerProblem], int,
                 problems.append(LedgerProblem(account, "chain_broken", f"entry {entry_id} (#{seq}) does not point at the hash of the entry before it", entry_id))
             recomputed = entry_hash(
                 prev_hash=prev_hash, account_id=account, account_seq=seq, type=type_, amount=amount,
-                balance_after=balance_after, idempotency_key=key, reference=reference,
-                reason=reason, actor=actor, created_at=created_at,
+                balance_after=balance_after, idempotency_key=key, reference_json=canonical_json(reference),
+                reason=reason, actor=actor, created_at=timestamp_text(created_at),
             )
             if recomputed != stored_hash:
                 problems.append(LedgerProblem(account, "hash_mismatch", f"entry {entry_id} (#{seq}, key {key!r}) was altered after it was written: its content no longer matches its hash", entry_id))

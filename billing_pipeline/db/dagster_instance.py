@@ -9,22 +9,20 @@ from psycopg.conninfo import conninfo_to_dict
 
 from billing_pipeline.db.connection import ensure_database, make_conninfo_url, state_dir
 
-DAGSTER_DATABASE = "satusky_dagster"
-
-
 def dagster_database_url(billing_url: str) -> str:
-    """The Dagster storage database: a sibling of the billing database on the same server."""
+    """The Dagster storage database: ``<billing database>_dagster`` on the same server."""
     p = conninfo_to_dict(billing_url)
     host = p.get("host", "127.0.0.1")
     port = int(p["port"]) if p.get("port") else None
-    return make_conninfo_url(host=host, port=port, dbname=DAGSTER_DATABASE, user=p.get("user", "postgres"))
+    dbname = f"{p.get('dbname', 'satusky_billing')}_dagster"
+    return make_conninfo_url(host=host, port=port, dbname=dbname, user=p.get("user", "postgres"))
 
 
-def prepare_dagster_home(billing_url: str) -> Path:
+def prepare_dagster_home(billing_url: str, home: Path | None = None) -> Path:
     """Write ``dagster.yaml`` (Postgres run, event-log and schedule storage) and set DAGSTER_HOME."""
     url = dagster_database_url(billing_url)
     ensure_database(url)
-    home = state_dir() / "dagster_home"
+    home = home or state_dir() / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     sqlalchemy_url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
     (home / "dagster.yaml").write_text(

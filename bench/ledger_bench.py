@@ -1,0 +1,84 @@
+"""Ledger throughput: 100,000 entries across 1,000 accounts, batch path vs single-entry path.
+
+Usage: .venv/bin/python bench/ledger_bench.py [--entries N] [--accounts N] [--batch-size N]
+Uses a scratch database `satusky_bench_ledger` on BILLING_BENCH_SERVER (default the local
+server 127.0.0.1:5432), dropped and re-created for each path so both start equal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from decimal import Decimal
+
+import psycopg
+from psycopg import sql
+
+from billing_pipeline.db.connection import make_conninfo_url
+from billing_pipeline.db.migrate import upgrade
+from billing_pipeline.ledger import Entry, post_entries, post_entry, verify_ledger
+
+SERVER = os.environ.get("BILLING_BENCH_SERVER", "127.0.0.1:5432")
+DB = "satusky_bench_ledger"
+
+
+def fresh_database(accounts: int) -> str:
+    host, port = SERVER.rsplit(":", 1)
+    with psycopg.connect(make_conninfo_url(host=host, port=int(port), dbname="postgres"), autocommit=True) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
+    url = make_conninfo_url(host=host, port=int(port), dbname=DB)
+    upgrade(url)
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        with cur.copy("COPY billing.accounts (id, name) FROM STDIN") as copy:
+            for i in range(accounts):
+                copy.write_row((f"acct-{i:05d}", f"Account {i}"))
+    return url
+
+
+def entries(n: int, accounts: int) -> list[Entry]:
+    # Alternate top-ups and usage deductions with amounts that need rounding.
+    out = []
+    for i in range(n):
+        account = f"acct-{i % accounts:05d}"
+        if i % 2:
+            out.append(Entry(account, "usage_deduction", -Decimal(i % 997) / 7 - Decimal("0.01"), f"u-{i}"))
+        else:
+            out.append(Entry(account, "topup", Decimal(i % 89) + Decimal("0.5"), f"t-{i}"))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--accounts", type=int, default=1_000)
+    parser.add_argument("--batch-size", type=int, default=100_000)
+    args = parser.parse_args()
+    batch = entries(args.entries, args.accounts)
+
+    url = fresh_database(args.accounts)
+    with psycopg.connect(url) as conn:
+        started = time.perf_counter()
+        for i in range(0, len(batch), args.batch_size):
+            post_entries(conn, batch[i : i + args.batch_size])
+        batch_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        assert verify_ledger(conn).ok
+        verify_seconds = time.perf_counter() - started
+
+    url = fresh_database(args.accounts)
+    with psycopg.connect(url, autocommit=True) as conn:
+        started = time.perf_counter()
+        for entry in batch:
+            post_entry(conn, entry)
+        single_seconds = time.perf_counter() - started
+
+    n = args.entries
+    print(f"entries={n} accounts={args.accounts} batch_size={args.batch_size}")
+    print(f"batch path:        {batch_seconds:7.2f} s  {n / batch_seconds:10,.0f} entries/s")
+    print(f"single-entry path: {single_seconds:7.2f} s  {n / single_seconds:10,.0f} entries/s")
+    print(f"verify (chain + balances): {verify_seconds:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
