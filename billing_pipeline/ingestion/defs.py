@@ -10,19 +10,16 @@ import dagster as dg
 from billing_pipeline.ingestion.assets import GROUP, machine_rentals, prometheus_metric_hours
 from billing_pipeline.ingestion.platform import platform_specs
 from billing_pipeline.ingestion.sensors import build_machine_rental_corrections_sensor
-from billing_pipeline.partitions import hourly_partitions
 
 ingestion_hourly_job = dg.define_asset_job(
     "ingestion_hourly_job",
     selection=dg.AssetSelection.groups(GROUP),
-    partitions_def=hourly_partitions,
     description="One hour of ingestion: Prometheus metrics and machine rentals.",
 )
 
 machine_rental_hours_job = dg.define_asset_job(
     "machine_rental_hours_job",
     selection=dg.AssetSelection.assets(machine_rentals),
-    partitions_def=hourly_partitions,
     description="Re-slices one hour of machine rentals (after a correction).",
 )
 
