@@ -56,6 +56,14 @@ STAGES: list[Stage] = [
     Stage("ingestion", "ingestion_hourly_job",
           description="Prometheus metrics and machine rentals of the hour (billing_pipeline.ingestion)"),
     # Later issues append here, in cycle order: dbt, deduction, alerts, top-ups, lifecycle.
+    # The dbt stage goes right here, before deduction (which reads fct_priced_usage).
+    Stage("deduction", "credit_usage_job",
+          description="settles the hour's fct_priced_usage into the ledger, differences only (billing_pipeline.ledger.deduction)"),
+    # Top-up before alerts: a balance restored by the saved card needs no low-balance warning.
+    Stage("auto_topup", "auto_topup_job", partitioned=False, clock="hour_end",
+          description="Stripe auto top-up of low balances, exactly once (billing_pipeline.payments.topup)"),
+    Stage("alerts", "balance_alert_job", partitioned=False, clock="hour_end",
+          description="low-balance and short-runway warnings, then notification delivery (billing_pipeline.alerts)"),
     # Lifecycle stays last: it acts on the balances the stages before it settled.
     Stage("lifecycle", "grace_period_job", partitioned=False, clock="now",
           description="account lifecycle at the cycle's clock: grace, recovery, expiry cleanup (billing_pipeline.lifecycle)"),
