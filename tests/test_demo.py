@@ -1,0 +1,44 @@
+"""The demo command runs end to end with no server and no BILLING_DATABASE_URL: on embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pgserver
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def embedded_state():
+    # Directly under /tmp: as root, pgserver runs PostgreSQL as its own system user, which must be
+    # able to traverse every parent folder (pytest's own tmp folders are private to root), and the
+    # Unix socket path must stay short (at most ~107 bytes).
+    state = Path(tempfile.mkdtemp(prefix="billing-demo-", dir="/tmp"))
+    state.chmod(0o755)
+    yield state
+    data = state / "pgdata"
+    if data.exists():
+        pgserver.get_server(data, cleanup_mode="stop").cleanup()
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def test_demo_runs_on_embedded_postgres_when_no_server_answers(embedded_state):
+    env = {k: v for k, v in os.environ.items() if k not in ("BILLING_DATABASE_URL", "DAGSTER_HOME")}
+    env.update(BILLING_LOCAL_PG="127.0.0.1:1", BILLING_STATE_DIR=str(embedded_state))
+    for run in (1, 2):  # the second run finds everything in place and posts nothing twice
+        result = subprocess.run(
+            [sys.executable, "-m", "billing_pipeline.demo"], cwd=REPO, env=env,
+            capture_output=True, text=True, timeout=1200,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        out = result.stdout
+        assert f"?host={embedded_state}" in out  # the embedded server's socket folder
+        assert "acme      Acme Robotics                +500.000000        1  healthy" in out
+        assert ("already posted" in out) == (run == 2)
