@@ -49,7 +49,7 @@ combined as (
         coalesce(ledger_totals.ledger_balance, 0) as ledger_balance,
         coalesce(charged_totals.usage_charged, 0) - coalesce(ledger_totals.usage_deducted, 0)
             as usage_not_yet_deducted,
-        coalesce(last_24_hours.amount, 0) / 24 as burn_rate_per_hour,
+        {{ round_half_even('coalesce(last_24_hours.amount, 0) / 24', 6) }} as burn_rate_per_hour,
         coalesce(last_24_hours.has_estimate, false) as burn_rate_includes_estimates,
         states.lifecycle_state,
         states.lifecycle_state_source,

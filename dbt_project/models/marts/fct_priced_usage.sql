@@ -9,6 +9,7 @@
     )
 }}
 -- depends_on: {{ ref('int_usage_prices_missing') }}
+-- depends_on: {{ ref('int_pricing_configs_checked') }}
 
 with workload as (
     select * from {{ ref('int_workload_usage_priced') }}
