@@ -105,6 +105,13 @@ class StripeResource(dg.ConfigurableResource):
                 pi["id"] if pi else None, "failed", exc.code or "card_declined", exc.user_message or str(exc),
                 amount_cents,
             )
+        except stripe.InvalidRequestError as exc:
+            # Stripe refused the request itself (customer or card gone, bad parameters): nothing
+            # was charged, and trying again unchanged cannot succeed. Network errors, 5xx and
+            # authentication problems are not caught: the attempt then stays pending and is
+            # looked up by the next run.
+            return PaymentOutcome(None, "failed", exc.code or "invalid_request", exc.user_message or str(exc),
+                                  amount_cents)
         return _outcome_of(pi)
 
     def find_payment_intent(self, *, customer_id: str, attempt_key: str, max_pages: int = 20) -> PaymentOutcome | None:
