@@ -111,3 +111,13 @@ def test_generated_cluster_is_deterministic():
     b = generated_cluster(T, 60, pods=50)
     assert a == b and len(a.pods) == 50
     assert {d.labelled for d in a.deployments} == {True, False}
+
+
+def test_ensure_tsdb_reuses_the_same_cluster_and_rebuilds_another(tmp_path):
+    from billing_pipeline.synthetic import ensure_tsdb
+
+    tsdb = ensure_tsdb(small_cluster(), tmp_path / "tsdb")
+    blocks = sorted(p.name for p in tsdb.iterdir() if p.is_dir())
+    assert blocks and sorted(p.name for p in ensure_tsdb(small_cluster(), tsdb).iterdir() if p.is_dir()) == blocks
+    rebuilt = sorted(p.name for p in ensure_tsdb(Cluster(start=T, minutes=20), tsdb).iterdir() if p.is_dir())
+    assert rebuilt != blocks

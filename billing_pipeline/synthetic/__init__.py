@@ -7,6 +7,7 @@ The API, in the order one uses it::
         write_openmetrics,      # Cluster -> OpenMetrics text (cAdvisor + kube-state-metrics)
         create_blocks,          # promtool tsdb create-blocks-from openmetrics --max-block-duration=24h
         build_tsdb,             # both of the above: Cluster -> TSDB directory
+        ensure_tsdb,            # build_tsdb unless the directory already holds this cluster
         PrometheusServer,       # prometheus on 127.0.0.1:<free port> over a TSDB; stop() by PID
         write_platform_rows,    # accounts, deployments, machine_usages -> billing database
         generated_cluster,      # a deterministic many-pod cluster (benchmarks, demo)
@@ -40,10 +41,10 @@ from billing_pipeline.synthetic.openmetrics import write_openmetrics
 from billing_pipeline.synthetic.platform_rows import write_platform_rows
 from billing_pipeline.synthetic.scenarios import generated_cluster
 from billing_pipeline.synthetic.server import PrometheusServer, free_port
-from billing_pipeline.synthetic.tsdb import build_tsdb, create_blocks, find_binary
+from billing_pipeline.synthetic.tsdb import build_tsdb, create_blocks, ensure_tsdb, find_binary
 
 __all__ = [
     "GIB", "MIB", "Account", "Cluster", "Container", "Deployment", "Pod", "Pvc", "Rental",
     "replicaset_name", "write_openmetrics", "write_platform_rows", "generated_cluster",
-    "PrometheusServer", "free_port", "build_tsdb", "create_blocks", "find_binary",
+    "PrometheusServer", "free_port", "build_tsdb", "create_blocks", "ensure_tsdb", "find_binary",
 ]

@@ -51,3 +51,22 @@ def build_tsdb(cluster: Cluster, tsdb_dir: str | Path, *, keep_text: bool = Fals
         if not keep_text:
             text.unlink(missing_ok=True)
     return tsdb_dir
+
+
+def ensure_tsdb(cluster: Cluster, tsdb_dir: str | Path) -> Path:
+    """``build_tsdb`` unless ``tsdb_dir`` already holds this very cluster (demo and benchmarks).
+
+    The cluster's description is fingerprinted (its ``repr``) into ``<tsdb_dir>/.cluster``;
+    a different description rebuilds the directory from scratch.
+    """
+    import hashlib
+
+    tsdb_dir = Path(tsdb_dir)
+    fingerprint = hashlib.sha256(repr(cluster).encode()).hexdigest()
+    marker = tsdb_dir / ".cluster"
+    if marker.exists() and marker.read_text() == fingerprint:
+        return tsdb_dir
+    shutil.rmtree(tsdb_dir, ignore_errors=True)
+    build_tsdb(cluster, tsdb_dir)
+    marker.write_text(fingerprint)
+    return tsdb_dir
