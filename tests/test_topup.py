@@ -197,3 +197,25 @@ def test_monthly_limit_is_never_exceeded(db_url, stripe_emulator, stripe_res):
     # A new month starts a new allowance.
     december = run_auto_topup(db_url, stripe_res, datetime(2026, 12, 1, 1, tzinfo=timezone.utc))
     assert [c[0] for c in december.charged] == ["acme"]
+
+
+def test_a_card_stripe_does_not_know_fails_cleanly_instead_of_staying_pending(db_url, stripe_emulator, stripe_res):
+    create_accounts(db_url, "acme")
+    enable(db_url, stripe_emulator, "acme")
+    configure_account(db_url, "acme", stripe_payment_method_id="pm_gone")
+    post(db_url, "acme", "topup", "1", "t1")
+    result = run_auto_topup(db_url, stripe_res, NOW)
+    assert len(result.failed) == 1 and result.unresolved == []
+    assert attempts(db_url)[0][1] == "failed" and outbox_kinds(db_url) == ["auto_topup_failed"]
+
+
+def test_without_a_stripe_key_nothing_is_recorded(db_url, stripe_emulator, monkeypatch):
+    from billing_pipeline.errors import ConfigurationError
+
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    create_accounts(db_url, "acme")
+    enable(db_url, stripe_emulator, "acme")
+    post(db_url, "acme", "topup", "1", "t1")
+    with pytest.raises(ConfigurationError, match="STRIPE_API_KEY"):
+        run_auto_topup(db_url, StripeResource(api_base=stripe_emulator.url), NOW)
+    assert attempts(db_url) == []

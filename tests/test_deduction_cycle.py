@@ -1,0 +1,65 @@
+"""`billing run`'s deduction, top-up and alert stages through Dagster, with the definitions' resources
+reading the emulators' settings from the environment; a second cycle does nothing twice."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import dagster as dg
+import psycopg
+
+from billing_pipeline.devtools.stripe_emulator import create_customer_with_card, payment_intents
+from billing_pipeline.orchestration import cycle
+from tests.support.payments import (  # noqa: F401 (fixtures)
+    WEBHOOK_SECRET,
+    configure_account,
+    create_priced_usage_mart,
+    post,
+    replace_priced_usage,
+    smtp_sink,
+    stripe_emulator,
+    webhook_receiver,
+)
+from tests.support.platform import create_accounts
+
+H = datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+MINE = [s for s in cycle.STAGES if s.name in ("deduction", "auto_topup", "alerts")]
+
+
+def test_cycle_stages_deduct_top_up_and_notify_once(db_url, monkeypatch, stripe_emulator, smtp_sink,
+                                                    webhook_receiver):
+    assert [s.job_name for s in MINE] == ["credit_usage_job", "auto_topup_job", "balance_alert_job"]
+    for key, value in {"STRIPE_API_KEY": stripe_emulator.api_key, "STRIPE_API_BASE": stripe_emulator.url,
+                       "SMTP_HOST": smtp_sink.host, "SMTP_PORT": str(smtp_sink.port),
+                       "BILLING_WEBHOOK_SECRET": WEBHOOK_SECRET}.items():
+        monkeypatch.setenv(key, value)
+    from billing_pipeline.definitions import defs
+
+    create_accounts(db_url, "acme", "globex")
+    customer, method = create_customer_with_card(stripe_emulator.url, "acme@example.test")
+    configure_account(db_url, "acme", auto_topup_enabled=True, auto_topup_amount=Decimal("40"),
+                      auto_topup_threshold=Decimal("10"), stripe_customer_id=customer,
+                      stripe_payment_method_id=method, notify_webhook_url=webhook_receiver.url)
+    post(db_url, "acme", "topup", "20", "t1")
+    post(db_url, "globex", "topup", "20", "t2")
+    create_priced_usage_mart(db_url)
+    replace_priced_usage(db_url, H, [("acme", "workload_consumption", "cpu", "12.5"),
+                                     ("globex", "machine_rental", "machine", "15")])
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        for _ in range(2):
+            result = cycle.run_hourly_cycle(H, H + timedelta(hours=1), now=H + timedelta(hours=2),
+                                            instance=instance, stages=MINE, definitions=defs)
+            assert [r.success for r in result.runs] == [True, True, True]
+
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT account_id, type, amount FROM billing.credit_transactions "
+                            "WHERE idempotency_key NOT IN ('t1', 't2') ORDER BY id").fetchall()
+    assert rows == [("acme", "usage_deduction", Decimal("-12.5")), ("globex", "usage_deduction", Decimal("-15")),
+                    ("acme", "auto_topup", Decimal("40"))]
+    assert len(payment_intents(stripe_emulator.url)) == 1
+    # globex fell to 5 (low balance, no auto top-up); acme was topped up before the alert stage.
+    subjects = sorted(m["Subject"] for m in smtp_sink.messages)
+    assert subjects == ["Satusky: 40.00 credits added to account acme", "Satusky: low balance on account globex"]
+    assert [r.headers["X-Satusky-Event"] for r in webhook_receiver.requests] == ["auto_topup_succeeded"]
