@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "billing_pipeline.cli.status",
     "billing_pipeline.cli.lifecycle_commands",
     "billing_pipeline.cli.run_command",
+    "billing_pipeline.cli.docs_command",
 ]
 
 
