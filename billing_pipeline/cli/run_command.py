@@ -48,7 +48,7 @@ def _run(args) -> int:
             "Set PROMETHEUS_URL=http://HOST:PORT and run again."
         )
     try:
-        result = run_hourly_cycle(start, end, now)
+        result = run_hourly_cycle(start, end, now, log_level="CRITICAL")
     except CycleError as exc:
         if args.json:
             print(to_json({**exc.result.as_dict(), "error": str(exc)}))

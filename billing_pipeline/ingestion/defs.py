@@ -1,8 +1,10 @@
 """Dagster definitions of the ingestion domain (assets, jobs, sensors, schedules).
 
 Jobs: ``ingestion_hourly_job`` (every ingestion asset, one hour partition per run) and
-``machine_rental_hours_job`` (rentals only: the sensor's re-slicing). The platform tables are
-external assets (``platform.py``).
+``machine_rental_hours_job`` (rentals only: the sensor's re-slicing). Schedule:
+``ingestion_hourly_job_schedule`` (stopped by default). Sensor:
+``machine_rental_corrections_sensor`` (stopped by default). The platform tables are external
+assets (``platform.py``).
 """
 
 import dagster as dg
@@ -23,8 +25,15 @@ machine_rental_hours_job = dg.define_asset_job(
     description="Re-slices one hour of machine rentals (after a correction).",
 )
 
+# Each hour's partition, five minutes after the hour ends (stopped by default: `billing run`
+# and the lead's cycle schedule drive the whole cycle; this runs ingestion alone).
+ingestion_hourly_schedule = dg.build_schedule_from_partitioned_job(
+    ingestion_hourly_job, minute_of_hour=5, default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+
 defs = dg.Definitions(
     assets=[*platform_specs, prometheus_metric_hours, machine_rentals],
     jobs=[ingestion_hourly_job, machine_rental_hours_job],
+    schedules=[ingestion_hourly_schedule],
     sensors=[build_machine_rental_corrections_sensor(machine_rental_hours_job)],
 )

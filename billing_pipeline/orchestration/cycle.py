@@ -183,8 +183,9 @@ def _error_text(result) -> str:
             err = err.cause
         if err is not None:
             text = err.message.strip()
-            prefix = f"{err.cls_name}: "
-            messages.append(text[len(prefix):] if text.startswith(prefix) else text)
+            marker = f"{err.cls_name}: "  # "module.path.ClassName: message"
+            head, sep, rest = text.partition(marker)
+            messages.append(rest if sep and " " not in head else text)
     seen: list[str] = []
     for m in messages:
         if m not in seen:
@@ -192,9 +193,11 @@ def _error_text(result) -> str:
     return "; ".join(seen) or "the Dagster run failed (see its event log)"
 
 
-def _execute(job, *, hour: datetime | None, partitioned: bool, tags: dict, instance, stage: str) -> StageRun:
+def _execute(job, *, hour: datetime | None, partitioned: bool, tags: dict, instance, stage: str,
+             log_level: str = "INFO") -> StageRun:
     t0 = time.monotonic()
     result = job.execute_in_process(
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         instance=instance, partition_key=hour.strftime(PARTITION_FORMAT) if partitioned and hour else None,
         tags=tags, raise_on_error=False,
     )
@@ -204,8 +207,13 @@ def _execute(job, *, hour: datetime | None, partitioned: bool, tags: dict, insta
 
 
 def run_hourly_cycle(start: datetime | str, end: datetime | str, now: datetime | str | None = None,
-                     instance=None, *, stages: list[Stage] | None = None, definitions=None) -> CycleResult:
-    """Run every stage for every hour in ``[start, end)`` through Dagster; see the module doc."""
+                     instance=None, *, stages: list[Stage] | None = None, definitions=None,
+                     log_level: str = "INFO") -> CycleResult:
+    """Run every stage for every hour in ``[start, end)`` through Dagster; see the module doc.
+
+    ``log_level`` is the Dagster console logger's level (the event log in the instance keeps
+    everything); the command line uses CRITICAL so that it prints only its own summary.
+    """
     start, end, now = validate_window(start, end, now)
     if definitions is None:
         from billing_pipeline.definitions import defs as definitions
@@ -216,14 +224,14 @@ def run_hourly_cycle(start: datetime | str, end: datetime | str, now: datetime |
     jobs = {s.name: definitions.resolve_job_def(s.job_name) for s in stages}
 
     if any(s.job_name == "ingestion_hourly_job" for s in stages):
-        _rental_corrections(definitions, instance, result, base_tags)
+        _rental_corrections(definitions, instance, result, base_tags, log_level)
 
     for hour in result.hours:
         for stage in stages:
             clock = now if stage.clock == "now" else min(now, hour + HOUR)
             tags = {**base_tags, CLOCK_TAG: clock.isoformat(), "billing/stage": stage.name}
             run = _execute(jobs[stage.name], hour=hour, partitioned=stage.partitioned, tags=tags,
-                           instance=instance, stage=stage.name)
+                           instance=instance, stage=stage.name, log_level=log_level)
             result.runs.append(run)
             if not run.success:
                 raise CycleError(
@@ -232,7 +240,7 @@ def run_hourly_cycle(start: datetime | str, end: datetime | str, now: datetime |
     return result
 
 
-def _rental_corrections(definitions, instance, result: CycleResult, base_tags: dict) -> None:
+def _rental_corrections(definitions, instance, result: CycleResult, base_tags: dict, log_level: str) -> None:
     from billing_pipeline.db.connection import connect, database_url
     from billing_pipeline.ingestion.rentals import stale_rental_hours
     from billing_pipeline.partitions import hourly_partitions
@@ -246,7 +254,8 @@ def _rental_corrections(definitions, instance, result: CycleResult, base_tags: d
     job = definitions.resolve_job_def(RENTAL_CORRECTIONS_JOB)
     for hour in stale:
         tags = {**base_tags, CLOCK_TAG: result.now.isoformat(), "billing/stage": "rental_corrections"}
-        run = _execute(job, hour=hour, partitioned=True, tags=tags, instance=instance, stage="rental_corrections")
+        run = _execute(job, hour=hour, partitioned=True, tags=tags, instance=instance, stage="rental_corrections",
+                       log_level=log_level)
         result.corrections.append(run)
         if not run.success:
             raise CycleError(

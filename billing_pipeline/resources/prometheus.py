@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import dagster as dg
@@ -16,6 +17,17 @@ from billing_pipeline.errors import BillingError
 
 class PrometheusUnavailable(BillingError):
     """Prometheus did not answer (or answered with an error): nothing was written."""
+
+
+def _describe(exc: Exception, timeout: float) -> str:
+    """A short reason: urllib3's messages carry the whole (URL-encoded) query otherwise."""
+    if isinstance(exc, requests.Timeout):
+        return f"no answer within {timeout:g}s"
+    if isinstance(exc, requests.ConnectionError):
+        errno = re.search(r"\[Errno -?\d+\] [^'\")]+", str(exc))
+        return f"cannot connect ({errno.group(0)})" if errno else "cannot connect"
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 class PrometheusResource(dg.ConfigurableResource):
@@ -41,7 +53,7 @@ class PrometheusResource(dg.ConfigurableResource):
         return self._client
 
     def _fail(self, what: str, exc: Exception) -> PrometheusUnavailable:
-        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        detail = _describe(exc, self.timeout_seconds)
         return PrometheusUnavailable(
             f"Prometheus at {self.url} did not answer {what}: {detail}. "
             "Nothing was written for it; check that Prometheus runs (PROMETHEUS_URL), then run it again."
