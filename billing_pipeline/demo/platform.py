@@ -1,7 +1,20 @@
-"""The demo platform: a few accounts, deployments, domains, prices and machine rentals.
+"""The demo platform: accounts, deployments and their pods, domains, prices and machine rentals.
 
-Written idempotently (``ON CONFLICT DO NOTHING``), so the demo can be run again on the same
-database. The demo day is 2026-11-24 (UTC).
+One synthetic cluster description (``billing_pipeline.synthetic``) is the single source of
+both the platform rows and the Prometheus series, so the demo's bill can be checked against
+what was described. Everything is written idempotently (``ON CONFLICT DO NOTHING``).
+
+The demo window is 2026-11-24 10:00-16:00 UTC. It shows both measurement streams:
+
+* acme's ``web`` pods run on a shared node: charged by consumption. Its legacy ``worker`` (no
+  deployment label: attributed through the owner chain) runs on ``node-std-2``, which acme
+  rents until 12:05: covered by the rental until then, charged by consumption after.
+* globex rents the GPU node ``node-gpu-1`` from 10:20 on (still rented) and trains on it:
+  the rental is charged, the consumption on its own rented node is covered.
+* initech's ``api`` (with a 20 GiB volume) runs on ``node-std-2`` too: while acme rents that
+  node, its consumption is an exception row for a person to look at.
+* a pod of a deployment the platform does not know stays unattributed (reported, not billed).
+* CPU gets dearer at 14:00.
 """
 
 from __future__ import annotations
@@ -11,6 +24,8 @@ from decimal import Decimal
 
 import psycopg
 
+from billing_pipeline.synthetic import GIB, MIB, Account, Cluster, Container, Deployment, Pod, Pvc, Rental, write_platform_rows
+
 D = Decimal
 
 
@@ -18,31 +33,62 @@ def utc(*parts: int) -> datetime:
     return datetime(*parts, tzinfo=timezone.utc)
 
 
-DEMO_START = utc(2026, 11, 24, 0)
-DEMO_END = utc(2026, 11, 25, 0)
+DEMO_START = utc(2026, 11, 24, 10)
+DEMO_END = utc(2026, 11, 24, 16)
+PRICE_CHANGE = utc(2026, 11, 24, 14)
+EFFECTIVE = utc(2026, 1, 1)
 
-# id, name, threshold, grace hours, volume policy, retention days, early idle deletion
-ACCOUNTS = [
-    ("acme", "Acme Robotics", D("50"), 72, "delete", 7, False),
-    ("globex", "Globex Analytics", D("100"), 72, "retain", 7, False),
-    ("initech", "Initech", D("20"), 24, "delete", 7, True),
-]
 
-# id, account, namespace, Kubernetes Deployment name
-DEPLOYMENTS = [
-    ("dep-acme-web", "acme", "acme", "web"),
-    ("dep-acme-worker", "acme", "acme", "worker"),
-    ("dep-globex-trainer", "globex", "globex", "trainer"),
-    ("dep-initech-api", "initech", "initech", "api"),
-]
+def _account(id_: str, name: str, threshold: str, **extra) -> Account:
+    return Account(id_, name, f"billing@{id_}.example",
+                   extra={"low_balance_threshold": D(threshold), "notify_email": f"ops@{id_}.example", **extra})
+
+
+def _web_container(cores: float, memory_mib: int, request_cores: float, request_mib: int, gpus: int = 0) -> Container:
+    return Container("app", cpu_cores=cores, memory_bytes=memory_mib * MIB, cpu_request=request_cores,
+                     memory_request=request_mib * MIB, gpu_request=gpus)
+
+
+DEMO_CLUSTER = Cluster(
+    start=DEMO_START,
+    minutes=int((DEMO_END - DEMO_START).total_seconds() // 60),
+    accounts=(
+        _account("acme", "Acme Robotics", "50", grace_period_hours=72, volume_policy="delete"),
+        _account("globex", "Globex Analytics", "100", volume_policy="retain", volume_retention_days=7),
+        _account("initech", "Initech", "20", grace_period_hours=24, early_idle_deletion=True),
+    ),
+    deployments=(
+        Deployment("dep-acme-web", "acme", "acme", "web"),
+        Deployment("dep-acme-worker", "acme", "acme", "worker", labelled=False),
+        Deployment("dep-globex-trainer", "globex", "globex", "trainer"),
+        Deployment("dep-initech-api", "initech", "initech", "api"),
+        Deployment("dep-unknown", "nobody", "scratch", "stray", registered=False),
+    ),
+    pods=(
+        Pod("web-7d9f-a1", "dep-acme-web", "node-shared-1", (_web_container(0.5, 512, 0.25, 1024),),
+            egress_bytes_per_minute=8 * MIB),
+        Pod("web-7d9f-b2", "dep-acme-web", "node-shared-1", (_web_container(0.5, 512, 0.25, 1024),),
+            egress_bytes_per_minute=8 * MIB),
+        Pod("worker-5c6d-c3", "dep-acme-worker", "node-std-2", (_web_container(1.5, 2048, 1.0, 2048),)),
+        Pod("trainer-0", "dep-globex-trainer", "node-gpu-1", (_web_container(3.5, 24 * 1024, 4.0, 16 * 1024, gpus=1),),
+            start_minute=20),
+        Pod("api-6b7c-d4", "dep-initech-api", "node-std-2", (_web_container(2.0, 4096, 1.0, 4096),),
+            egress_bytes_per_minute=2 * MIB),
+        Pod("stray-1", "dep-unknown", "node-shared-1", (_web_container(0.2, 256, 0.1, 256),)),
+    ),
+    pvcs=(Pvc("initech", "data-api-0", 20 * GIB, deployment_id="dep-initech-api"),),
+    rentals=(
+        Rental("rent-globex-a100", "globex", "m-a100-1", "gpu-a100", "node-gpu-1", utc(2026, 11, 24, 10, 20), None,
+               updated_at=utc(2026, 11, 24, 10, 20)),
+        Rental("rent-acme-std", "acme", "m-std-2", "standard-8", "node-std-2", utc(2026, 11, 24, 0),
+               utc(2026, 11, 24, 12, 5), updated_at=utc(2026, 11, 24, 12, 5)),
+    ),
+)
 
 DOMAINS = [
     ("www.acme.example", "dep-acme-web"),
     ("api.initech.example", "dep-initech-api"),
 ]
-
-EFFECTIVE = utc(2026, 1, 1)
-PRICE_CHANGE = utc(2026, 11, 24, 14)  # CPU gets dearer at 14:00 on the demo day
 
 # id, resource, machine type, unit, unit price, basis, effective from, effective to
 PRICES = [
@@ -56,34 +102,19 @@ PRICES = [
     ("machine-gpu-a100", "machine", "gpu-a100", "machine_hour", D("2.500"), "usage", EFFECTIVE, None),
 ]
 
-# id, account, machine id, machine type, node, started, ended (None: still rented)
-RENTALS = [
-    ("rent-globex-a100", "globex", "m-a100-1", "gpu-a100", "node-gpu-1", utc(2026, 11, 24, 10, 20), None),
-    ("rent-acme-std", "acme", "m-std-2", "standard-8", "node-std-2", utc(2026, 11, 24, 0), utc(2026, 11, 24, 12, 5)),
-]
-
-# Opening credit: (account, amount, payment reference)
+# Opening credit: (account, amount, payment reference). initech starts just above its warning
+# threshold of 20, so the demo's usage crosses it and the low-balance warning goes out.
 OPENING_TOPUPS = [
     ("acme", D("500.00"), "demo-opening-acme"),
     ("globex", D("150.00"), "demo-opening-globex"),
-    ("initech", D("25.00"), "demo-opening-initech"),
+    ("initech", D("20.50"), "demo-opening-initech"),
 ]
 
 
 def load_platform(conn: psycopg.Connection) -> None:
     """Insert the demo platform rows that are not there yet."""
     with conn.transaction(), conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO billing.accounts (id, name, email, notify_email, low_balance_threshold, grace_period_hours, "
-            "volume_policy, volume_retention_days, early_idle_deletion) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-            [(a, n, f"billing@{a}.example", f"ops@{a}.example", t, g, v, r, e) for a, n, t, g, v, r, e in ACCOUNTS],
-        )
-        cur.executemany(
-            "INSERT INTO billing.deployments (id, account_id, namespace, name, created_at) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-            [(*d, utc(2026, 11, 1)) for d in DEPLOYMENTS],
-        )
+        write_platform_rows(conn, DEMO_CLUSTER)
         cur.executemany(
             "INSERT INTO billing.domains (hostname, deployment_id) VALUES (%s, %s) ON CONFLICT (hostname) DO NOTHING",
             DOMAINS,
@@ -92,9 +123,4 @@ def load_platform(conn: psycopg.Connection) -> None:
             "INSERT INTO billing.pricing_configs (id, resource, machine_type, unit, unit_price, basis, "
             "effective_from, effective_to) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
             PRICES,
-        )
-        cur.executemany(
-            "INSERT INTO billing.machine_usages (id, account_id, machine_id, machine_type, node_name, started_at, "
-            "ended_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-            RENTALS,
         )

@@ -1,26 +1,50 @@
-"""Run the whole pipeline on demo data and show the result.
+"""Run the whole pipeline on demo data and show the result (``scripts/demo``).
 
 Database: BILLING_DATABASE_URL when set, else the local server on 127.0.0.1:5432 when it
-answers, else an embedded PostgreSQL started under ./.billing. Everything written is
-idempotent, so the demo can be run any number of times.
+answers, else an embedded PostgreSQL started under ./.billing. The demo then starts, on
+127.0.0.1 only, a Prometheus serving the demo cluster's metrics, the Kubernetes API emulator,
+localstripe, an SMTP sink and a webhook receiver; runs the hourly cycle through Dagster
+(ingestion, dbt, deduction, auto top-up, alerts, lifecycle) for the demo hours; prints the
+bill; walks one account through grace to expiry; and stops every service it started.
+Everything written is idempotent: run it again and nothing is posted, charged or sent twice.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from contextlib import ExitStack, redirect_stderr, redirect_stdout
+from pathlib import Path
 
+from billing_pipeline.cli.main import main as billing_cli
 from billing_pipeline.cli.output import credits
-from billing_pipeline.cli.status import balance_state
-from billing_pipeline.db.connection import connect, database_url, redact_url
+from billing_pipeline.db.connection import connect, database_url, redact_url, state_dir
+from billing_pipeline.db.dagster_instance import prepare_dagster_home
 from billing_pipeline.db.migrate import upgrade
 from billing_pipeline.demo import platform
-from billing_pipeline.db.dagster_instance import prepare_dagster_home
-from billing_pipeline.ledger import Entry, EntryType, post_entries
+from billing_pipeline.devtools.kube_emulator import KubeEmulator
+from billing_pipeline.ledger import Entry, EntryType, post_entries, verify_ledger
+from billing_pipeline.lifecycle.demo import ACCOUNT as LIFECYCLE_ACCOUNT
+from billing_pipeline.lifecycle.demo import run_lifecycle_demo
+from billing_pipeline.orchestration.cycle import run_hourly_cycle
+from billing_pipeline.payments.demo import local_payment_services, prepare_demo_accounts
+from billing_pipeline.synthetic import PrometheusServer, ensure_tsdb
 
 
 def section(title: str) -> None:
-    print(f"\n== {title} ==")
+    print(f"\n== {title} ==", flush=True)
+
+
+def table(conn, query: str, headers: list[str], params: tuple = ()) -> None:
+    """Print a query's rows as an aligned table (queries here are fixed text, values bound)."""
+    rows = [[credits(v) if hasattr(v, "as_tuple") else ("" if v is None else str(v)) for v in r]
+            for r in conn.execute(query, params).fetchall()]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    print("  " + "  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    for r in rows:
+        print("  " + "  ".join(v.rjust(w) if v[:1] in "+-" else v.ljust(w) for v, w in zip(r, widths)))
+    if not rows:
+        print("  (none)")
 
 
 def post_opening_credit(conn) -> None:
@@ -33,15 +57,40 @@ def post_opening_credit(conn) -> None:
         print(f"  {r.account_id:<8} top-up {credits(r.amount)} ({verb}, entry {r.entry_id})")
 
 
-def print_balances(conn) -> None:
-    rows = conn.execute(
-        "SELECT a.id, a.name, coalesce(c.balance, 0), a.low_balance_threshold, "
-        "(SELECT count(*) FROM billing.credit_transactions t WHERE t.account_id = a.id) "
-        "FROM billing.accounts a LEFT JOIN billing.credits c ON c.account_id = a.id ORDER BY a.id"
-    ).fetchall()
-    print(f"  {'account':<10}{'name':<20}{'balance':>20}{'entries':>9}  state")
-    for account, name, balance, threshold, entries in rows:
-        print(f"  {account:<10}{name:<20}{credits(balance):>20}{entries:>9}  {balance_state(balance, threshold)}")
+def show_bill(conn) -> None:
+    section("Priced usage, both streams side by side (analytics.fct_priced_usage)")
+    table(conn, """
+        SELECT account_id, usage_kind, resource, sum(quantity)::numeric(18,6) AS quantity, min(unit),
+               sum(amount) AS amount, bool_or(is_covered_by_rental) AS covered, bool_or(is_estimate) AS estimate
+        FROM analytics.fct_priced_usage GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
+          ["account", "usage kind", "resource", "quantity", "unit", "amount", "covered", "estimate"])
+
+    section("Reconciliation per node: rented capacity vs consumption (analytics.fct_usage_reconciliation)")
+    table(conn, """
+        SELECT account_id, node_name, reconciliation_status, count(*) AS hours,
+               sum(machine_hours_rented)::numeric(12,4), sum(cpu_core_hours_used)::numeric(12,4),
+               sum(covered_consumption_amount) AS covered, sum(consumption_charged_amount) AS charged,
+               max(exception_reason)
+        FROM analytics.fct_usage_reconciliation GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
+          ["account", "node", "status", "hours", "machine-h", "core-h used", "covered", "charged", "exception"])
+
+    section("Balances, burn rate and runway (analytics.fct_account_balances, as of the last dbt build,\n"
+            "   which runs before that hour's deduction: hence the usage not yet deducted)")
+    table(conn, """
+        SELECT account_id, ledger_balance, usage_not_yet_deducted, burn_rate_per_hour,
+               coalesce(round(runway_hours, 1)::text, 'n/a'), lifecycle_state
+        FROM analytics.fct_account_balances ORDER BY 1""",
+          ["account", "ledger balance", "not yet deducted", "burn/hour", "runway h", "state"])
+
+    section("Ledger entries posted by the jobs")
+    table(conn, """
+        SELECT account_id, type, count(*), sum(amount) FROM billing.credit_transactions
+        GROUP BY 1, 2 ORDER BY 1, 2""", ["account", "type", "entries", "total"])
+
+    section("Notifications (billing.notification_outbox)")
+    table(conn, """
+        SELECT account_id, kind, subject FROM billing.notification_outbox ORDER BY id""",
+          ["account", "kind", "subject"])
 
 
 def main() -> int:
@@ -53,21 +102,71 @@ def main() -> int:
     home = prepare_dagster_home(url)
     print(f"  Dagster instance (runs and events in PostgreSQL): DAGSTER_HOME={home}")
 
-    with connect(url) as conn:
-        section("Demo platform")
-        platform.load_platform(conn)
-        for table in ("accounts", "deployments", "domains", "pricing_configs", "machine_usages"):
-            count = conn.execute(f"SELECT count(*) FROM billing.{table}").fetchone()[0]  # fixed names
-            print(f"  billing.{table:<16} {count} rows")
+    with ExitStack() as services:
+        section("Local services (127.0.0.1 only, stopped at the end)")
+        tsdb = ensure_tsdb(platform.DEMO_CLUSTER, state_dir() / "demo-tsdb")
+        prometheus = services.enter_context(PrometheusServer(tsdb))
+        os.environ["PROMETHEUS_URL"] = prometheus.url
+        kube = services.enter_context(KubeEmulator())
+        os.environ["KUBECONFIG"] = str(kube.write_kubeconfig(state_dir() / "demo-kubeconfig"))
+        payments = services.enter_context(local_payment_services())
+        print(f"  Prometheus {prometheus.url} (demo cluster backfilled with promtool, pid {prometheus.pid})")
+        print(f"  Kubernetes API emulator {kube.url}")
+        print(f"  Stripe emulator {payments.stripe.url}, SMTP {payments.smtp.host}:{payments.smtp.port}, "
+              f"webhooks {payments.webhooks.url}")
 
-        section("Opening credit (ledger)")
-        post_opening_credit(conn)
+        with connect(url) as conn:
+            section("Demo platform")
+            platform.load_platform(conn)
+            for table_name in ("accounts", "deployments", "domains", "pricing_configs", "machine_usages"):
+                count = conn.execute(f"SELECT count(*) FROM billing.{table_name}").fetchone()[0]  # fixed names
+                print(f"  billing.{table_name:<16} {count} rows")
+            section("Opening credit (ledger)")
+            post_opening_credit(conn)
+        print("\n".join(prepare_demo_accounts(url, payments)))
 
-        section("Balances")
-        print_balances(conn)
-    print("\nDone. Explore: `billing status acme`, `billing ledger acme`, `billing verify`,")
-    print(f"and the Dagster UI: DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000")
-    return 0
+        section(f"Hourly cycle through Dagster: {platform.DEMO_START:%Y-%m-%d %H:%M} to "
+                f"{platform.DEMO_END:%H:%M} UTC")
+        cycle_log = state_dir() / "demo-cycle.log"
+        print(f"  (dbt and Dagster output of the runs goes to {cycle_log})", flush=True)
+        with open(cycle_log, "w") as log, redirect_stdout(log), redirect_stderr(log):
+            result = run_hourly_cycle(platform.DEMO_START, platform.DEMO_END, now=platform.DEMO_END,
+                                      log_level="CRITICAL")
+        by_stage: dict[str, list[float]] = {}
+        for run in result.runs:
+            by_stage.setdefault(run.stage, []).append(run.seconds)
+        for stage, seconds in by_stage.items():
+            print(f"  {stage:<11} {len(seconds)} Dagster runs, all succeeded ({sum(seconds):.1f} s)")
+
+        with connect(url) as conn:
+            show_bill(conn)
+        print("  Emails received by the SMTP sink: " + (", ".join(
+            f"{m['To']} «{m['Subject']}»" for m in payments.smtp.messages) or "none new"))
+        print(f"  Webhooks received: {len(payments.webhooks.requests)} (HMAC-SHA256 signed)")
+
+        section("Grace period to expiry, against the Kubernetes API emulator")
+        with connect(url) as conn:
+            shown_before = conn.execute("SELECT 1 FROM billing.accounts WHERE id = %s", (LIFECYCLE_ACCOUNT,)).fetchone()
+        if shown_before:
+            # The scenario drives the balance and the clock itself: shown once, then left as it ended.
+            print(f"  {LIFECYCLE_ACCOUNT} went through grace to expiry in an earlier demo run; where it stands:")
+            billing_cli(["status", LIFECYCLE_ACCOUNT, "--now", platform.DEMO_END.isoformat()])
+        else:
+            print("\n".join(run_lifecycle_demo(url, start=platform.DEMO_END, emulator=kube)))
+
+        section("billing status initech")
+        billing_cli(["status", "initech", "--now", platform.DEMO_END.isoformat()])
+
+        with connect(url) as conn:
+            report = verify_ledger(conn)
+        section("billing verify")
+        print(f"  {'OK' if report.ok else 'FAILED'}: {report.entries} entries in {report.accounts} accounts; "
+              "balances, cache and hash chain " + ("agree." if report.ok else f"disagree: {report.problems}"))
+    print("\nDone. Explore: `billing status acme`, `billing ledger initech`, `billing verify`, SQL on the")
+    print("analytics schema, and the Dagster UI (runs, lineage, schedules):")
+    print(f"  DAGSTER_HOME={home} BILLING_DATABASE_URL='{redact_url(url)}' \\\n"
+          f"    .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000")
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

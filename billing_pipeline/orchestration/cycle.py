@@ -55,8 +55,8 @@ class Stage:
 STAGES: list[Stage] = [
     Stage("ingestion", "ingestion_hourly_job",
           description="Prometheus metrics and machine rentals of the hour (billing_pipeline.ingestion)"),
-    # Later issues append here, in cycle order: dbt, deduction, alerts, top-ups, lifecycle.
-    # The dbt stage goes right here, before deduction (which reads fct_priced_usage).
+    Stage("dbt", "dbt_hourly_job",
+          description="dbt build of the hour: priced usage, reconciliation, balances, invoice lines (billing_pipeline.transform)"),
     Stage("deduction", "credit_usage_job",
           description="settles the hour's fct_priced_usage into the ledger, differences only (billing_pipeline.ledger.deduction)"),
     # Top-up before alerts: a balance restored by the saved card needs no low-balance warning.
