@@ -50,6 +50,10 @@ def test_demo_runs_on_embedded_postgres_when_no_server_answers(embedded_state):
         assert re.search(r"globex\s+workload_consumption\s+gpu\s+\+5\.666667\s+gpu_hour\s+\+0\.000000\s+True", out)
         assert re.search(r"initech\s+node-std-2\s+exception", out)
         assert "OK: " in out and "balances, cache and hash chain agree" in out
+        # `billing explain`: rented and consumed side by side, and how they reconcile.
+        assert "gpu-a100: 5.6667 machine-hours → +14.166667 credits" in out
+        assert "gpu: 5.6667 gpu_hour, of which 5.6667 on your own rented machines (covered: 0 credits)" in out
+        assert "deducted from the ledger: +14.166667; not yet deducted: +0.000000" in out
         outputs.append(out)
     # Re-running posted nothing: the same ledger totals both times.
     # (demo-lifecycle's scenario posts its own entries after this table, in the first run only.)

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "billing_pipeline.cli.db_commands",
     "billing_pipeline.cli.ledger_commands",
     "billing_pipeline.cli.status",
+    "billing_pipeline.cli.explain",
     "billing_pipeline.cli.lifecycle_commands",
     "billing_pipeline.cli.run_command",
     "billing_pipeline.cli.docs_command",

@@ -29,4 +29,4 @@ def emit(args, data: Any, render: Callable[[Any], str]) -> None:
 
 def credits(amount: Decimal) -> str:
     """An amount for people: thousands separated, all six decimals kept, sign explicit."""
-    return f"{amount:+,.6f}"
+    return f"{amount if amount else abs(amount):+,.6f}"  # a zero is "+0.000000", never "-0.000000"

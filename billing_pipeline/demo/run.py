@@ -154,6 +154,9 @@ def main() -> int:
         else:
             print("\n".join(run_lifecycle_demo(url, start=platform.DEMO_END, emulator=kube)))
 
+        section("billing explain globex --month 2026-11")
+        billing_cli(["explain", "globex", "--month", "2026-11"])
+
         section("billing status initech")
         billing_cli(["status", "initech", "--now", platform.DEMO_END.isoformat()])
 
