@@ -54,7 +54,8 @@ class DatabaseFactory:
         # In parallel: each DROP DATABASE waits for a checkpoint, and concurrent drops share them.
         def drop(name: str) -> None:
             with _admin() as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                for db in (name, f"{name}_dagster"):  # a test's Dagster storage lives beside it
+                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
 
         copies = [name for name in self.created if name != self.template]
         with ThreadPoolExecutor(max_workers=8) as pool:
