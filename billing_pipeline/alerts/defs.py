@@ -16,7 +16,8 @@ import dagster as dg
 
 from billing_pipeline.alerts.balance import evaluate_balance_alerts
 from billing_pipeline.alerts.delivery import deliver_due
-from billing_pipeline.ledger.defs import LEDGER_ASSET_KEY, build_materialization_sensor
+from billing_pipeline.ledger.defs import LEDGER_ASSET_KEY
+from billing_pipeline.orchestration.sensors import build_materialization_sensor
 from billing_pipeline.orchestration.clock import parse_clock, run_clock
 from billing_pipeline.resources.notify import NotifyResource
 from billing_pipeline.resources.postgres import PostgresResource

@@ -14,7 +14,8 @@ from typing import Optional
 import dagster as dg
 
 from billing_pipeline.errors import BillingError
-from billing_pipeline.ledger.defs import LEDGER_ASSET_KEY, build_materialization_sensor, ledger_changed
+from billing_pipeline.ledger.defs import LEDGER_ASSET_KEY, ledger_changed
+from billing_pipeline.orchestration.sensors import build_materialization_sensor
 from billing_pipeline.orchestration.clock import parse_clock, run_clock
 from billing_pipeline.payments.topup import run_auto_topup
 from billing_pipeline.resources.postgres import PostgresResource
