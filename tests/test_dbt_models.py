@@ -13,7 +13,7 @@ Scenario (2025-03-01, hours 10:00-14:00 UTC):
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import psycopg
@@ -148,15 +148,19 @@ def test_priced_usage_reconciliation_balances_and_invoice_lines(db_url, tmp_path
 
     lines = d.query(db_url, "SELECT invoice_month, line_type, usage_kind, resource, machine_type, quantity, amount "
                     "FROM analytics.fct_invoice_lines WHERE account_id = 'a1' ORDER BY line_type, usage_kind, resource")
-    assert {l[0].isoformat() for l in lines} == {"2025-03-01"} or {l[1] for l in lines if l[1] != "usage"} == {
-        "topup", "sla_credit", "admin_adjustment"}
-    usage = {(l[2], l[3]): (l[4], l[5], l[6]) for l in lines if l[1] == "usage"}
-    assert usage[("machine_rental", "machine")] == ("gpu-large", D(2400) / D(3600) + 1 + D(300) / D(3600)
-                                                    if False else usage[("machine_rental", "machine")][1], D("-2.100000"))
-    assert usage[("workload_consumption", "cpu")][1:] == (D(1 + 1 + 1 + 3), -(D("0.04") * 2 + D("0.06") + D("0.18")))
-    assert usage[("workload_consumption", "storage")][1:] == (D(40), D("-0.008000"))
+    usage = {(l[2], l[3]): (l[0], l[4], l[5], l[6]) for l in lines if l[1] == "usage"}
+    assert {v[0] for v in usage.values()} == {date(2025, 3, 1)}
+    month, machine_type, quantity, amount = usage[("machine_rental", "machine")]
+    assert machine_type == "gpu-large" and abs(quantity - D("1.75")) < D("1e-15") and amount == D("-2.100000")
+    # Charged cpu: 1 core-hour on shared-1 each hour, plus 2 on rented-a1 at 13:00 after the rental.
+    assert usage[("workload_consumption", "cpu")][2:] == (D(6), -(D("0.04") * 2 + D("0.06") + D("0.18")))
+    assert usage[("workload_consumption", "storage")][2:] == (D(40), D("-0.008000"))
+    # One line per top-up, SLA credit and adjustment, in the month it was posted.
     credits = sorted((l[1], l[6]) for l in lines if l[1] != "usage")
     assert credits == [("admin_adjustment", D("-1.5")), ("sla_credit", D("5")), ("topup", D("100"))]
+    posted = d.query(db_url, "SELECT date_trunc('month', min(created_at) AT TIME ZONE 'UTC')::date "
+                     "FROM billing.credit_transactions WHERE account_id = 'a1'")[0][0]
+    assert {l[0] for l in lines if l[1] != "usage"} == {posted}
 
     # The analyst role reads the marts and nothing else.
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -206,9 +210,7 @@ def test_usage_without_a_price_fails_the_build_naming_resource_machine_type_and_
     assert "no price in force for resource machine, machine type tiny, hour 2025-03-01T11:00Z" in run.output
     assert "tiny-neg (negative unit_price -0.5)" in run.output
     # Nothing was priced (certainly not at zero): the mart was never built.
-    exists = d.query(db_url, "SELECT to_regclass('analytics.fct_priced_usage') IS NOT NULL")[0][0]
-    assert not exists or d.query(db_url, "SELECT count(*) FROM analytics.fct_priced_usage")[0][0] == 0
-    # Hours outside the blocked ones still build.
+    assert d.query(db_url, "SELECT to_regclass('analytics.fct_priced_usage') IS NULL") == [(True,)]
+    # Hours outside the blocked ones still build: 12:00 and 13:00 for a1 (both kinds at 12:00) and a2.
     d.build(db_url, tmp_path, start=HOURS[2], hours=2)
-    assert d.query(db_url, "SELECT count(*), min(hour) FROM analytics.fct_usage_charges") == [(3, HOURS[2])] or \
-        d.query(db_url, "SELECT min(hour) FROM analytics.fct_usage_charges")[0][0] == HOURS[2]
+    assert d.query(db_url, "SELECT count(*), min(hour) FROM analytics.fct_usage_charges") == [(5, HOURS[2])]

@@ -1,8 +1,11 @@
+{#- incremental_predicates confine dbt's delete-by-key to the window's rows (index on the
+    hour), so the cost of a run follows the new data, not the history. -#}
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='priced_usage_day_key',
+        incremental_predicates=[in_window_periods('DBT_INTERNAL_DEST.usage_day', 'day')],
         pre_hook="{{ delete_window('usage_day', 'day') }}",
         indexes=[{'columns': ['usage_day']}],
     )

@@ -1,8 +1,11 @@
+{#- incremental_predicates confine dbt's delete-by-key to the window's rows (index on the
+    hour), so the cost of a run follows the new data, not the history. -#}
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='reconciliation_key',
+        incremental_predicates=[in_hour_window('DBT_INTERNAL_DEST.hour')],
         on_schema_change='append_new_columns',
         pre_hook="{{ delete_window('hour') }}",
         indexes=[{'columns': ['hour']}],
