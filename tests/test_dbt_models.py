@@ -13,6 +13,7 @@ Scenario (2025-03-01, hours 10:00-14:00 UTC):
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -209,6 +210,8 @@ def test_usage_without_a_price_fails_the_build_naming_resource_machine_type_and_
     assert "no price in force for resource gpu, machine type -, hour 2025-03-01T11:00Z" in run.output
     assert "no price in force for resource machine, machine type tiny, hour 2025-03-01T11:00Z" in run.output
     assert "tiny-neg (negative unit_price -0.5)" in run.output
+    # The rejected row is also reported on its own (a warning, an asset check in Dagster).
+    assert re.search(r"WARN 1 assert_no_rejected_pricing_configs", run.output)
     # Nothing was priced (certainly not at zero): the mart was never built.
     assert d.query(db_url, "SELECT to_regclass('analytics.fct_priced_usage') IS NULL") == [(True,)]
     # Hours outside the blocked ones still build: 12:00 and 13:00 for a1 (both kinds at 12:00) and a2.

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Iterator
 
 from dagster_dbt import DbtProject
+from dagster_dbt.dbt_project import using_dagster_dev
+from filelock import FileLock
 
 from billing_pipeline.db.connection import dbt_target
 
@@ -38,16 +40,32 @@ def _sources_newer_than(path: Path) -> bool:
     return (DBT_PROJECT_DIR / "dbt_project.yml").stat().st_mtime > mtime
 
 
+def _parse() -> None:
+    from dagster_dbt import DbtCliResource
+
+    DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()).cli(
+        ["parse", "--quiet"], target_path=dbt_project.target_path
+    ).wait()
+
+
 def ensure_manifest() -> Path:
-    """Parse the project when its manifest is missing or older than a model, macro or test.
+    """Parse the project when its manifest is missing or older than a model, macro or test
+    (and always under ``dagster dev``, like ``DbtProject.prepare_if_dev``).
 
     Deployed images ship a parsed manifest; on a development machine and in CI the first import
-    parses once (a few seconds, serialised across processes by dagster-dbt's guard).
+    parses once (a few seconds). A file lock serialises concurrent processes (pytest-xdist
+    workers); the venv's dbt is used even when it is not on PATH.
     """
-    dbt_project.prepare_if_dev()
     manifest = dbt_project.manifest_path
-    if not manifest.exists() or _sources_newer_than(manifest):
-        dbt_project.preparer.prepare(dbt_project)
+
+    def needed() -> bool:
+        return not manifest.exists() or _sources_newer_than(manifest)
+
+    if using_dagster_dev() or needed():
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(manifest.with_suffix(".parse-lock"))):
+            if using_dagster_dev() or needed():
+                _parse()
     return manifest
 
 
