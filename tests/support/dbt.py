@@ -35,8 +35,9 @@ def run_dbt(db_url: str, args: list[str], work_dir: Path, *, vars: dict | None =
     """``dbt <args>`` on the database at ``db_url``; artifacts under ``work_dir``."""
     env = {**os.environ, **dbt_env(db_url), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    cmd = [dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR),
-           "--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs")]
+    cmd = [dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR), "--log-path", str(work_dir / "logs")]
+    if args and args[0] != "debug":  # `dbt debug` writes no artifacts (and refuses the flag)
+        cmd += ["--target-path", str(work_dir / "target")]
     if args and args[0] in ("build", "run", "test"):
         cmd += ["--threads", str(DBT_THREADS)]
     if vars:
