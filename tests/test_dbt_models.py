@@ -87,6 +87,12 @@ def test_priced_usage_reconciliation_balances_and_invoice_lines(db_url, tmp_path
             Entry("a1", "admin_adjustment", D("-1.5"), "adj-a1", {}, reason="goodwill correction", actor="ops@satusky"),
             Entry("a1", "usage_deduction", D("-0.092"), "usage:a1:h10",
                   {"hour": "2025-03-01T10:00:00+00:00", "usage_kind": "workload_consumption", "account_id": "a1"}),
+            # A usage correction (part of settling usage: no invoice line of its own) and a
+            # reversal of the adjustment (a credit of its own: an invoice line).
+            Entry("a1", "reversal", D("0.092"), "usage:a1:h10:2",
+                  {"hour": "2025-03-01T10:00:00+00:00", "usage_kind": "workload_consumption", "account_id": "a1",
+                   "reverses": 4}),
+            Entry("a1", "reversal", D("1.5"), "reverse-adj-a1", {"reverses": 3}),
             Entry("a2", "topup", D("0.1"), "topup-a2", {}),
         ])
     d.build(db_url, tmp_path, start=H10, hours=4)
@@ -135,14 +141,15 @@ def test_priced_usage_reconciliation_balances_and_invoice_lines(db_url, tmp_path
     assert recon[0][4] == D(2) and recon[0][7] == D("0.1000")
     assert "rented by account(s) a1" in recon[1][8]
 
-    # Balances at 14:00: ledger 100 + 5 - 1.5 - 0.092 = 103.408; charged a1 = sum of expected.
+    # Balances at 14:00: ledger 100 + 5 - 1.5 - 0.092 + 0.092 + 1.5 = 105; nothing of a1's usage
+    # stays deducted (the hour-10 deduction was reversed); charged a1 = sum of expected.
     a1_charged = sum(v for (a, _, _), v in expected.items() if a == "a1")
     bal = d.query(db_url, "SELECT account_id, ledger_balance, usage_not_yet_deducted, burn_rate_per_hour, "
                   "runway_hours, lifecycle_state FROM analytics.fct_account_balances ORDER BY 1")
-    assert bal[0][:3] == ("a1", D("103.408"), a1_charged - D("0.092"))
+    assert bal[0][:3] == ("a1", D("105"), a1_charged)
     burn = (a1_charged / 24).quantize(D("0.000001"))
     assert bal[0][3] == burn == D("0.110333")
-    assert bal[0][4] == ((D("103.408") - (a1_charged - D("0.092"))) / burn).quantize(D("0.01"))
+    assert bal[0][4] == ((D("105") - a1_charged) / burn).quantize(D("0.01"))
     assert bal[0][5] == "healthy"
     a2_charged = sum(v for (a, _, _), v in expected.items() if a == "a2")
     assert bal[1] == ("a2", D("0.1"), a2_charged, (a2_charged / 24).quantize(D("0.000001")), D(0), "low_balance")
@@ -156,9 +163,11 @@ def test_priced_usage_reconciliation_balances_and_invoice_lines(db_url, tmp_path
     # Charged cpu: 1 core-hour on shared-1 each hour, plus 2 on rented-a1 at 13:00 after the rental.
     assert usage[("workload_consumption", "cpu")][2:] == (D(6), -(D("0.04") * 2 + D("0.06") + D("0.18")))
     assert usage[("workload_consumption", "storage")][2:] == (D(40), D("-0.008000"))
-    # One line per top-up, SLA credit and adjustment, in the month it was posted.
+    # One line per top-up, SLA credit, adjustment and reversal of one, in the month it was posted;
+    # the usage correction is not a line (the usage lines already show the corrected usage).
     credits = sorted((l[1], l[6]) for l in lines if l[1] != "usage")
-    assert credits == [("admin_adjustment", D("-1.5")), ("sla_credit", D("5")), ("topup", D("100"))]
+    assert credits == [("admin_adjustment", D("-1.5")), ("reversal", D("1.5")), ("sla_credit", D("5")),
+                       ("topup", D("100"))]
     posted = d.query(db_url, "SELECT date_trunc('month', min(created_at) AT TIME ZONE 'UTC')::date "
                      "FROM billing.credit_transactions WHERE account_id = 'a1'")[0][0]
     assert {l[0] for l in lines if l[1] != "usage"} == {posted}

@@ -11,6 +11,10 @@ with usage_days as (
 ledger as (
     select * from {{ ref('stg_ledger__credit_transactions') }}
     where transaction_type in ('topup', 'auto_topup', 'sla_credit', 'admin_adjustment', 'reversal')
+      -- A reversal that corrects a usage deduction (late data lowered an hour's usage) is part of
+      -- settling that usage: the usage lines already show the corrected usage, so listing the
+      -- reversal as well would credit it twice.
+      and not (transaction_type = 'reversal' and reference_usage_kind is not null)
 ),
 
 usage_lines as (
