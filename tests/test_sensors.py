@@ -16,14 +16,19 @@ from billing_pipeline.payments.defs import auto_topup_job, auto_topup_sensor
 from billing_pipeline.resources import PostgresResource
 from billing_pipeline.resources.notify import NotifyResource
 from billing_pipeline.resources.stripe import StripeResource
+from billing_pipeline.ingestion.assets import MACHINE_RENTAL_HOURS, METRIC_CONTAINER_HOURS, METRIC_HOURS
 from billing_pipeline.transform.assets import billing_dbt_models
+from billing_pipeline.transform.defs import dbt_after_ingestion_sensor, dbt_hourly_job
+from billing_pipeline.transform.resources import dbt_resource
 from tests.support.payments import create_priced_usage_mart, replace_priced_usage
 from tests.support.platform import create_accounts
 
-DEFS = dg.Definitions(jobs=[credit_usage_job, balance_alert_job, auto_topup_job],
-                      sensors=[credit_usage_sensor, balance_alert_sensor, auto_topup_sensor],
+DEFS = dg.Definitions(assets=[billing_dbt_models],
+                      jobs=[credit_usage_job, balance_alert_job, auto_topup_job, dbt_hourly_job],
+                      sensors=[credit_usage_sensor, balance_alert_sensor, auto_topup_sensor,
+                               dbt_after_ingestion_sensor],
                       resources={"postgres": PostgresResource(database_url="postgresql://unused"),
-                                 "stripe": StripeResource(), "notify": NotifyResource()})
+                                 "stripe": StripeResource(), "notify": NotifyResource(), "dbt": dbt_resource()})
 PRICED_USAGE = get_asset_key_for_model([billing_dbt_models], "fct_priced_usage")
 BALANCES = get_asset_key_for_model([billing_dbt_models], "fct_account_balances")
 
@@ -130,3 +135,20 @@ def test_deduction_run_reports_the_ledger_change_that_triggers_alerts_and_topups
                                                resources=resources).success
     assert alerts.tick().run_requests == [] and topups.tick().run_requests == []
     assert balance_alert_job.name == "balance_alert_job" and auto_topup_job.name == "auto_topup_job"
+
+
+def test_dbt_follows_ingestion_once_per_ingested_hour(instance):
+    assert dbt_after_ingestion_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert dbt_after_ingestion_sensor.job_name == "dbt_hourly_job"
+    ticker = Ticker(dbt_after_ingestion_sensor, instance)
+    assert ticker.tick().skip_message
+
+    # One ingestion run writes several tables of an hour: dbt runs once for that hour.
+    materialize(instance, METRIC_CONTAINER_HOURS, "2026-11-24-10:00")
+    materialize(instance, METRIC_HOURS, "2026-11-24-10:00")
+    materialize(instance, MACHINE_RENTAL_HOURS, "2026-11-24-10:00")
+    materialize(instance, MACHINE_RENTAL_HOURS, "2026-11-24-09:00")  # a corrected rental hour
+    launched = ticker.tick()
+    assert sorted(r.partition_key for r in launched.run_requests) == ["2026-11-24-09:00", "2026-11-24-10:00"]
+    assert len({r.run_key for r in launched.run_requests}) == 2
+    assert ticker.tick().skip_message  # nothing new: nothing launched twice
