@@ -180,3 +180,34 @@ def test_database_refuses_a_wrong_sign_even_from_a_writer_that_bypasses_the_modu
             "INSERT INTO billing.credit_transactions (account_id, account_seq, type, amount, balance_after, "
             "idempotency_key, prev_hash, entry_hash) VALUES ('acme', 1, 'usage_deduction', 5, 5, 'x', '', '')"
         )
+
+
+def test_database_refuses_entries_of_unknown_accounts_and_keeps_accounts_that_have_entries(ledger_db):
+    with psycopg.connect(ledger_db) as conn:
+        with pytest.raises(psycopg.errors.ForeignKeyViolation, match="unknown account 'ghost'"):
+            conn.execute(
+                "INSERT INTO billing.credit_transactions (account_id, account_seq, type, amount, balance_after, "
+                "idempotency_key, prev_hash, entry_hash) VALUES ('ghost', 1, 'topup', 5, 5, 'x', '', '')"
+            )
+        conn.rollback()
+        post_entry(conn, Entry("acme", "topup", D("10"), "t1"))
+        for statement in ("DELETE FROM billing.accounts WHERE id = 'acme'",
+                          "UPDATE billing.accounts SET id = 'acme2' WHERE id = 'acme'"):
+            with pytest.raises(psycopg.errors.ForeignKeyViolation, match="has ledger entries"):
+                conn.execute(statement)
+            conn.rollback()
+        conn.execute("DELETE FROM billing.accounts WHERE id = 'globex'")  # no entries: allowed
+
+
+def test_entry_hash_is_the_sha256_of_the_canonical_json_of_the_entry():
+    """The hand-spelled hash input must stay exactly canonical JSON, escapes and all."""
+    import hashlib
+
+    from billing_pipeline.ledger.entries import canonical_json, entry_hash
+
+    fields = dict(prev_hash="0" * 64, account_id='acme "x" é\n', account_seq=12, type="topup",
+                  amount=D("-1.5"), balance_after=D("2"), idempotency_key="k|1", reference_json='{"a":"b"}',
+                  reason="why \\ \x01 ünïcode", actor=None, created_at="2026-11-25T00:00:00.000000+00:00")
+    expected = canonical_json([fields["prev_hash"], fields["account_id"], 12, "topup", "-1.500000", "2.000000",
+                               "k|1", '{"a":"b"}', fields["reason"], None, fields["created_at"]])
+    assert entry_hash(**fields) == hashlib.sha256(expected.encode()).hexdigest()

@@ -32,6 +32,7 @@ class EntryType(StrEnum):
     REVERSAL = "reversal"
 
 
+ENTRY_TYPES = {t.value: t for t in EntryType}
 CREDITING_TYPES = {EntryType.TOPUP, EntryType.AUTO_TOPUP, EntryType.SLA_CREDIT}
 DEBITING_TYPES = {EntryType.USAGE_DEDUCTION}
 
@@ -63,6 +64,7 @@ def to_amount(value: Any, *, what: str = "amount") -> Decimal:
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_quote = json.encoder.encode_basestring  # a JSON string literal, as _CANONICAL spells it
 
 
 def canonical_json(value: Any) -> str:
@@ -71,10 +73,10 @@ def canonical_json(value: Any) -> str:
 
 
 def _plain_json(reference: Mapping[str, Any], key: str) -> dict[str, Any]:
+    if type(reference) is dict and not reference:
+        return {}  # the common case, cheaply
     if not isinstance(reference, Mapping):
         raise LedgerInputError(f"entry {key!r}: reference must be a mapping, got {type(reference).__name__}.")
-    if not reference:
-        return {}
 
     def convert(value: Any) -> Any:
         if isinstance(value, float):
@@ -121,14 +123,13 @@ class Entry:
         where = f"entry {key!r} (account {self.account_id!r})"
         if not isinstance(self.account_id, str) or not self.account_id.strip():
             raise LedgerInputError(f"entry {key!r} has no account id.")
-        try:
-            entry_type = EntryType(self.type)
-        except ValueError:
+        entry_type = ENTRY_TYPES.get(self.type)
+        if entry_type is None:
             raise LedgerInputError(
                 f"{where}: unknown type {self.type!r}; use one of {', '.join(t.value for t in EntryType)}."
-            ) from None
+            )
         amount = self.amount
-        if isinstance(amount, bool) or not isinstance(amount, Decimal):
+        if type(amount) is not Decimal and not isinstance(amount, Decimal):
             raise LedgerInputError(
                 f"{where}: amount {amount!r} is a {type(amount).__name__}; the ledger takes "
                 "decimal.Decimal only, e.g. Decimal('12.50')."
@@ -176,20 +177,15 @@ def entry_hash(
     ``reference_json`` is ``canonical_json(reference)`` and ``created_at`` is
     ``timestamp_text(created_at)``: both computed once by the caller.
     """
-    content = [
-        prev_hash,
-        account_id,
-        account_seq,
-        type,
-        f"{amount:.6f}",
-        f"{balance_after:.6f}",
-        idempotency_key,
-        reference_json,
-        reason,
-        actor,
-        created_at,
-    ]
-    return hashlib.sha256(_CANONICAL.encode(content).encode()).hexdigest()
+    # Exactly canonical_json([...]) of these fields, spelled out because this runs once per entry.
+    text = _quote
+    content = (
+        f"[{text(prev_hash)},{text(account_id)},{int(account_seq)},{text(type)},"
+        f"\"{amount:.6f}\",\"{balance_after:.6f}\",{text(idempotency_key)},{text(reference_json)},"
+        f"{'null' if reason is None else text(reason)},{'null' if actor is None else text(actor)},"
+        f"{text(created_at)}]"
+    )
+    return hashlib.sha256(content.encode()).hexdigest()
 
 
 def timestamp_text(moment: datetime) -> str:

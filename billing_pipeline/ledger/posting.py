@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import psycopg
 
@@ -155,38 +155,12 @@ def post_entries(conn: psycopg.Connection, entries: Iterable[Entry]) -> list[Pos
     batch = _dedupe_batch(given)
     accounts = sorted({e.account_id for e in batch})
     now = datetime.now(timezone.utc)
-    now_text = timestamp_text(now)
     with conn.transaction(), conn.cursor() as cur:
         _lock_accounts(cur, accounts)
         heads = _account_heads(cur, accounts)
         results = _already_posted(cur, batch)
-        new_rows = []
-        for entry in batch:
-            if entry.idempotency_key in results:
-                continue
-            head = heads[entry.account_id]
-            seq, balance = head.seq + 1, head.balance + entry.amount
-            reference_json = canonical_json(entry.reference)
-            digest = entry_hash(
-                prev_hash=head.hash,
-                account_id=entry.account_id,
-                account_seq=seq,
-                type=entry.type,
-                amount=entry.amount,
-                balance_after=balance,
-                idempotency_key=entry.idempotency_key,
-                reference_json=reference_json,
-                reason=entry.reason,
-                actor=entry.actor,
-                created_at=now_text,
-            )
-            new_rows.append(
-                (entry.account_id, seq, entry.type, entry.amount, balance, entry.idempotency_key,
-                 reference_json, entry.reason, entry.actor, now, head.hash, digest)
-            )
-            heads[entry.account_id] = _AccountHead(seq, balance, digest)
+        new_rows = _write(cur, _chained_rows(batch, results, heads, now), results)
         if new_rows:
-            _write(cur, new_rows, results)
             touched = sorted({row[0] for row in new_rows})
             last_ids = {}
             for row in new_rows:
@@ -209,11 +183,44 @@ def post_entries(conn: psycopg.Connection, entries: Iterable[Entry]) -> list[Pos
     return returned
 
 
-def _write(cur: psycopg.Cursor, rows: list[tuple], results: dict[str, PostResult]) -> None:
+def _chained_rows(batch: list[Entry], posted: dict[str, PostResult], heads: dict[str, _AccountHead],
+                  now: datetime) -> Iterator[tuple]:
+    """The batch's new entries as table rows: each account's next sequence number, running
+    balance and hash chained to its previous entry. ``heads`` advances as rows are produced."""
+    now_text = timestamp_text(now)
+    for entry in batch:
+        if entry.idempotency_key in posted:
+            continue
+        head = heads[entry.account_id]
+        seq, balance = head.seq + 1, head.balance + entry.amount
+        reference_json = canonical_json(entry.reference) if entry.reference else "{}"
+        digest = entry_hash(
+            prev_hash=head.hash,
+            account_id=entry.account_id,
+            account_seq=seq,
+            type=entry.type,
+            amount=entry.amount,
+            balance_after=balance,
+            idempotency_key=entry.idempotency_key,
+            reference_json=reference_json,
+            reason=entry.reason,
+            actor=entry.actor,
+            created_at=now_text,
+        )
+        heads[entry.account_id] = _AccountHead(seq, balance, digest)
+        yield (entry.account_id, seq, entry.type, entry.amount, balance, entry.idempotency_key,
+               reference_json, entry.reason, entry.actor, now, head.hash, digest)
+
+
+def _write(cur: psycopg.Cursor, new_rows: Iterator[tuple], results: dict[str, PostResult]) -> list[tuple]:
+    """COPY the rows as they are produced (the server inserts while Python hashes the next ones),
+    record their results, and return them."""
+    rows: list[tuple] = []
     try:
         with cur.copy(f"COPY billing.credit_transactions ({COPY_COLUMNS}) FROM STDIN") as copy:
-            for row in rows:
+            for row in new_rows:
                 copy.write_row(row)
+                rows.append(row)
     except psycopg.errors.UniqueViolation as exc:
         # Same-account races are serialised by the lock; this is a key reused for another account
         # by a writer that committed after our check.
@@ -221,6 +228,8 @@ def _write(cur: psycopg.Cursor, rows: list[tuple], results: dict[str, PostResult
             f"an idempotency key of this batch was posted concurrently for another account "
             f"({exc.diag.message_detail}); nothing was posted."
         ) from None
+    if not rows:
+        return rows
     # The ids the database gave: found by each account's new sequence numbers (an index range).
     first_seq: dict[str, int] = {}
     for row in rows:
@@ -232,10 +241,11 @@ def _write(cur: psycopg.Cursor, rows: list[tuple], results: dict[str, PostResult
             "JOIN unnest(%s::text[], %s::bigint[]) AS v (account_id, first_seq) "
             "ON t.account_id = v.account_id AND t.account_seq >= v.first_seq",
             (list(first_seq), list(first_seq.values())),
-        )
+        ).fetchall()
     }
     for account, seq, type_, amount, balance, key, *_rest in rows:
         results[key] = PostResult(id_of[(account, seq)], account, key, type_, amount, balance, created=True)
+    return rows
 
 
 def post_entry(conn: psycopg.Connection, entry: Entry) -> PostResult:
