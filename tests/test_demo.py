@@ -47,7 +47,8 @@ def test_demo_runs_on_embedded_postgres_when_no_server_answers(embedded_state):
             assert f"{stage:<11} 6 Dagster runs, all succeeded" in out
         # Both streams, side by side: globex's rental is charged, its consumption on it covered.
         assert re.search(r"globex\s+machine_rental\s+machine\s+\+5\.666667\s+machine_hour\s+\+14\.166667", out)
-        assert re.search(r"globex\s+workload_consumption\s+gpu\s+\+5\.666667\s+gpu_hour\s+\+0\.000000\s+True", out)
+        assert re.search(r"globex\s+workload_consumption\s+gpu\s+\+5\.666667\s+gpu_hour\s+\+0\.000000\s+yes", out)
+        assert re.search(r"acme\s+workload_consumption\s+cpu\s+.*core_hour\s+\+0\.445000\s+partly", out)
         assert re.search(r"initech\s+node-std-2\s+exception", out)
         assert "OK: " in out and "balances, cache and hash chain agree" in out
         # `billing explain`: rented and consumed side by side, and how they reconcile.

@@ -61,9 +61,12 @@ def show_bill(conn) -> None:
     section("Priced usage, both streams side by side (analytics.fct_priced_usage)")
     table(conn, """
         SELECT account_id, usage_kind, resource, sum(quantity)::numeric(18,6) AS quantity, min(unit),
-               sum(amount) AS amount, bool_or(is_covered_by_rental) AS covered, bool_or(is_estimate) AS estimate
+               sum(amount) AS amount,
+               CASE WHEN bool_and(is_covered_by_rental) THEN 'yes' WHEN bool_or(is_covered_by_rental)
+                    THEN 'partly' ELSE 'no' END AS covered,
+               CASE WHEN bool_or(is_estimate) THEN 'yes' ELSE 'no' END AS estimate
         FROM analytics.fct_priced_usage GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
-          ["account", "usage kind", "resource", "quantity", "unit", "amount", "covered", "estimate"])
+          ["account", "usage kind", "resource", "quantity", "unit", "amount", "covered by rental", "estimate"])
 
     section("Reconciliation per node: rented capacity vs consumption (analytics.fct_usage_reconciliation)")
     table(conn, """
