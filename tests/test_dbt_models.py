@@ -95,6 +95,9 @@ def test_priced_usage_reconciliation_balances_and_invoice_lines(db_url, tmp_path
             Entry("a1", "reversal", D("1.5"), "reverse-adj-a1", {"reverses": 3}),
             Entry("a2", "topup", D("0.1"), "topup-a2", {}),
         ])
+        # a2 was evaluated by the lifecycle (its persisted state wins over the balance's).
+        conn.execute("INSERT INTO billing.account_lifecycle (account_id, state, entered_at, grace_deadline, "
+                     "evaluated_at) VALUES ('a2', 'grace_period', %s, %s, %s)", (H10, H10 + timedelta(hours=72), H10))
     d.build(db_url, tmp_path, start=H10, hours=4)
 
     expected = expected_charges()
@@ -152,7 +155,9 @@ def test_priced_usage_reconciliation_balances_and_invoice_lines(db_url, tmp_path
     assert bal[0][4] == ((D("105") - a1_charged) / burn).quantize(D("0.01"))
     assert bal[0][5] == "healthy"
     a2_charged = sum(v for (a, _, _), v in expected.items() if a == "a2")
-    assert bal[1] == ("a2", D("0.1"), a2_charged, (a2_charged / 24).quantize(D("0.000001")), D(0), "low_balance")
+    assert bal[1] == ("a2", D("0.1"), a2_charged, (a2_charged / 24).quantize(D("0.000001")), D(0), "grace_period")
+    sources = d.query(db_url, "SELECT account_id, lifecycle_state_source FROM analytics.fct_account_balances ORDER BY 1")
+    assert sources == [("a1", "derived_from_balance"), ("a2", "lifecycle")]
 
     lines = d.query(db_url, "SELECT invoice_month, line_type, usage_kind, resource, machine_type, quantity, amount "
                     "FROM analytics.fct_invoice_lines WHERE account_id = 'a1' ORDER BY line_type, usage_kind, resource")

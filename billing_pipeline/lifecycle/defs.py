@@ -87,5 +87,13 @@ def grace_deadline_schedule(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(run_key=f"deadlines@{at.isoformat()}", tags={CLOCK_TAG: at.isoformat()})
 
 
-defs = dg.Definitions(jobs=[grace_period_job], sensors=[balance_change_lifecycle_sensor],
+# The persisted states, written by grace_period_job; the dbt balances mart reads them.
+account_lifecycle = dg.AssetSpec(
+    key=dg.AssetKey(["lifecycle", "account_lifecycle"]),
+    group_name="lifecycle",
+    description="billing.account_lifecycle: each account's lifecycle state, since when, and its grace deadline.",
+    kinds={"postgres"},
+)
+
+defs = dg.Definitions(assets=[account_lifecycle], jobs=[grace_period_job], sensors=[balance_change_lifecycle_sensor],
                       schedules=[grace_deadline_schedule])

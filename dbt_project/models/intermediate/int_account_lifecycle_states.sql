@@ -1,7 +1,6 @@
--- Lifecycle state per account (contract section 6), derived from the ledger balance and the
--- account's threshold. Stand-in until billing.account_lifecycle (issue 6) persists the state
--- with grace deadlines and expiry: then select its `state` here instead; nothing downstream
--- changes.
+-- Lifecycle state per account (contract section 6): the state grace_period_job persisted
+-- (billing.account_lifecycle: it alone knows deadlines and expiry), else, for an account the
+-- lifecycle has not evaluated yet, the state its ledger balance and threshold imply.
 with accounts as (
     select * from {{ ref('stg_platform__accounts') }}
 ),
@@ -10,16 +9,24 @@ balances as (
     select account_id, sum(amount) as balance
     from {{ ref('stg_ledger__credit_transactions') }}
     group by account_id
+),
+
+persisted as (
+    select * from {{ ref('stg_lifecycle__account_lifecycle') }}
 )
 
 select
     accounts.account_id,
     coalesce(balances.balance, 0) as balance,
-    case
-        when coalesce(balances.balance, 0) <= 0 then 'grace_period'
-        when coalesce(balances.balance, 0) <= accounts.low_balance_threshold then 'low_balance'
-        else 'healthy'
-    end as lifecycle_state,
-    'derived_from_balance'::text as lifecycle_state_source
+    coalesce(
+        persisted.lifecycle_state,
+        case
+            when coalesce(balances.balance, 0) <= 0 then 'grace_period'
+            when coalesce(balances.balance, 0) <= accounts.low_balance_threshold then 'low_balance'
+            else 'healthy'
+        end
+    ) as lifecycle_state,
+    case when persisted.account_id is null then 'derived_from_balance' else 'lifecycle' end as lifecycle_state_source
 from accounts
 left join balances on accounts.account_id = balances.account_id
+left join persisted on accounts.account_id = persisted.account_id
