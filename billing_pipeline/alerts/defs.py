@@ -16,7 +16,7 @@ import dagster as dg
 
 from billing_pipeline.alerts.balance import evaluate_balance_alerts
 from billing_pipeline.alerts.delivery import deliver_due
-from billing_pipeline.ledger.defs import LEDGER_ASSET_KEY
+from billing_pipeline.ledger.defs import balance_change_keys
 from billing_pipeline.orchestration.sensors import build_materialization_sensor
 from billing_pipeline.orchestration.clock import parse_clock, run_clock
 from billing_pipeline.resources.notify import NotifyResource
@@ -54,18 +54,10 @@ def balance_alert_job():
     alert_and_deliver()
 
 
-def _watched() -> list[dg.AssetKey]:
-    from dagster_dbt import get_asset_key_for_model
-
-    from billing_pipeline.transform.assets import billing_dbt_models
-
-    return [LEDGER_ASSET_KEY, get_asset_key_for_model([billing_dbt_models], "fct_account_balances")]
-
-
 balance_alert_sensor = build_materialization_sensor(
     name="balance_alert_sensor",
     job=balance_alert_job,
-    asset_keys=_watched,
+    asset_keys=balance_change_keys,
     per_partition=False,
     description="Checks balances after the ledger changes or fct_account_balances is materialised.",
 )

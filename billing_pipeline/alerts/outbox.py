@@ -18,15 +18,7 @@ from billing_pipeline.errors import InputError
 
 # Recipients are resolved at queue time from the account row: the addresses in force when the
 # decision was taken. notify_email falls back to the account's email.
-_ENQUEUE = """
-WITH queued AS (
-    INSERT INTO billing.notification_outbox (account_id, kind, dedupe_key, subject, body, payload)
-    SELECT a.id, %(kind)s, %(dedupe_key)s, %(subject)s, %(body)s, %(payload)s::jsonb
-    FROM billing.accounts a
-    WHERE a.id = %(account_id)s
-    ON CONFLICT (dedupe_key) DO NOTHING
-    RETURNING id, account_id
-), channels AS (
+_CHANNELS = """channels AS (
     INSERT INTO billing.notification_deliveries (notification_id, channel, target)
     SELECT q.id, c.channel, c.target
     FROM queued q
@@ -35,10 +27,20 @@ WITH queued AS (
                                ('webhook', nullif(btrim(a.notify_webhook_url), ''))) AS c (channel, target)
     WHERE c.target IS NOT NULL
     RETURNING notification_id
-)
+)"""
+
+_ENQUEUE = """
+WITH queued AS (
+    INSERT INTO billing.notification_outbox (account_id, kind, dedupe_key, subject, body, payload)
+    SELECT a.id, %(kind)s, %(dedupe_key)s, %(subject)s, %(body)s, %(payload)s::jsonb
+    FROM billing.accounts a
+    WHERE a.id = %(account_id)s
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING id, account_id
+), {channels}
 SELECT (SELECT count(*) FROM queued), (SELECT count(*) FROM channels),
        EXISTS (SELECT 1 FROM billing.accounts WHERE id = %(account_id)s)
-"""
+""".replace("{channels}", _CHANNELS)
 
 # Set-based form for jobs that queue many notifications at once: the caller's SELECT (a SQL
 # text producing account_id, kind, dedupe_key, subject, body, payload) is wrapped by this.
@@ -49,18 +51,9 @@ queued AS (
     SELECT account_id, kind, dedupe_key, subject, body, payload FROM wanted
     ON CONFLICT (dedupe_key) DO NOTHING
     RETURNING id, account_id
-), channels AS (
-    INSERT INTO billing.notification_deliveries (notification_id, channel, target)
-    SELECT q.id, c.channel, c.target
-    FROM queued q
-    JOIN billing.accounts a ON a.id = q.account_id
-    CROSS JOIN LATERAL (VALUES ('email', coalesce(nullif(btrim(a.notify_email), ''), nullif(btrim(a.email), ''))),
-                               ('webhook', nullif(btrim(a.notify_webhook_url), ''))) AS c (channel, target)
-    WHERE c.target IS NOT NULL
-    RETURNING notification_id
-)
+), {channels}
 SELECT (SELECT count(*) FROM queued)
-"""
+""".replace("{channels}", _CHANNELS)
 
 
 def enqueue_notification(

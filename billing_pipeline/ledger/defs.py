@@ -70,6 +70,15 @@ def _priced_usage_key() -> list[dg.AssetKey]:
     return [get_asset_key_for_model([billing_dbt_models], "fct_priced_usage")]
 
 
+def balance_change_keys() -> list[dg.AssetKey]:
+    """What changes balances as the alert and top-up sensors see it: the ledger and the balances mart."""
+    from dagster_dbt import get_asset_key_for_model
+
+    from billing_pipeline.transform.assets import billing_dbt_models
+
+    return [LEDGER_ASSET_KEY, get_asset_key_for_model([billing_dbt_models], "fct_account_balances")]
+
+
 credit_usage_sensor = build_materialization_sensor(
     name="credit_usage_sensor",
     job=credit_usage_job,

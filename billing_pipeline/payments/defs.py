@@ -14,7 +14,7 @@ from typing import Optional
 import dagster as dg
 
 from billing_pipeline.errors import BillingError
-from billing_pipeline.ledger.defs import LEDGER_ASSET_KEY, ledger_changed
+from billing_pipeline.ledger.defs import balance_change_keys, ledger_changed
 from billing_pipeline.orchestration.sensors import build_materialization_sensor
 from billing_pipeline.orchestration.clock import parse_clock, run_clock
 from billing_pipeline.payments.topup import run_auto_topup
@@ -60,18 +60,10 @@ def auto_topup_job():
     auto_topup()
 
 
-def _watched() -> list[dg.AssetKey]:
-    from dagster_dbt import get_asset_key_for_model
-
-    from billing_pipeline.transform.assets import billing_dbt_models
-
-    return [LEDGER_ASSET_KEY, get_asset_key_for_model([billing_dbt_models], "fct_account_balances")]
-
-
 auto_topup_sensor = build_materialization_sensor(
     name="auto_topup_sensor",
     job=auto_topup_job,
-    asset_keys=_watched,
+    asset_keys=balance_change_keys,
     per_partition=False,
     description="Tops up low balances after the ledger changes or fct_account_balances is materialised.",
 )
