@@ -31,6 +31,10 @@ from billing_pipeline.ledger.entries import (
     timestamp_text,
 )
 
+# _NO_GENERIC_PLANS: statements over credit_transactions are planned on every call, never as
+# a server-side prepared statement. A generic plan made while the ledger was small (a hash join
+# over a sequential scan) would otherwise be kept as the ledger grows, and each post would then
+# read the whole table.
 KEY_SEPARATOR = "\x1f"  # idempotency keys may not contain control characters
 COPY_COLUMNS = (
     "account_id, account_seq, type, amount, balance_after, idempotency_key, "
@@ -113,6 +117,7 @@ def _account_heads(cur: psycopg.Cursor, accounts: list[str]) -> dict[str, _Accou
         ) t ON true
         """,
         (accounts,),
+        prepare=False,  # see _NO_GENERIC_PLANS
     ).fetchall()
     return {
         account: _AccountHead(seq or 0, balance if balance is not None else Decimal("0.000000"), h or GENESIS_HASH)
@@ -130,6 +135,7 @@ def _already_posted(cur: psycopg.Cursor, entries: list[Entry]) -> dict[str, Post
         "SELECT id, account_id, idempotency_key, type, amount, balance_after "
         "FROM billing.credit_transactions WHERE idempotency_key = ANY(string_to_array(%s, %s))",
         (_key_list(e.idempotency_key for e in entries), KEY_SEPARATOR),
+        prepare=False,  # see _NO_GENERIC_PLANS
     ).fetchall()
     posted = {r[2]: PostResult(*r, created=False) for r in rows}
     for entry in entries:
@@ -241,6 +247,7 @@ def _write(cur: psycopg.Cursor, new_rows: Iterator[tuple], results: dict[str, Po
             "JOIN unnest(%s::text[], %s::bigint[]) AS v (account_id, first_seq) "
             "ON t.account_id = v.account_id AND t.account_seq >= v.first_seq",
             (list(first_seq), list(first_seq.values())),
+            prepare=False,  # see _NO_GENERIC_PLANS
         ).fetchall()
     }
     for account, seq, type_, amount, balance, key, *_rest in rows:
