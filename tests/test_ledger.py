@@ -211,3 +211,12 @@ def test_entry_hash_is_the_sha256_of_the_canonical_json_of_the_entry():
     expected = canonical_json([fields["prev_hash"], fields["account_id"], 12, "topup", "-1.500000", "2.000000",
                                "k|1", '{"a":"b"}', fields["reason"], None, fields["created_at"]])
     assert entry_hash(**fields) == hashlib.sha256(expected.encode()).hexdigest()
+
+
+def test_the_lifecycle_audit_trail_is_append_only_too(ledger_db):
+    with psycopg.connect(ledger_db) as conn:
+        for statement in ("UPDATE billing.lifecycle_events SET action = 'x'", "DELETE FROM billing.lifecycle_events",
+                          "TRUNCATE billing.lifecycle_events"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="billing.lifecycle_events is append-only"):
+                conn.execute(statement)
+            conn.rollback()

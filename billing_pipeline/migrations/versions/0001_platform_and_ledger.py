@@ -116,18 +116,19 @@ COMMENT ON TABLE billing.credit_transactions IS
 -- Immutability: a statement-level trigger fires for the table owner and superusers alike
 -- (only an explicit DISABLE TRIGGER / session_replication_role switches it off, which the
 -- hash chain then exposes).
-CREATE FUNCTION billing.refuse_ledger_change() RETURNS trigger
+-- Shared by every append-only table; the trigger's argument is the hint for the person refused.
+CREATE FUNCTION billing.refuse_append_only_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'billing.credit_transactions is append-only: % refused', TG_OP
-        USING ERRCODE = 'insufficient_privilege',
-              HINT = 'Correct a mistake with a new entry (a reversal or an adjustment), never an edit.';
+    RAISE EXCEPTION '%.% is append-only: % refused', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'insufficient_privilege', HINT = TG_ARGV[0];
 END;
 $$;
 
 CREATE TRIGGER credit_transactions_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON billing.credit_transactions
-    FOR EACH STATEMENT EXECUTE FUNCTION billing.refuse_ledger_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION billing.refuse_append_only_change(
+        'Correct a mistake with a new entry (a reversal or an adjustment), never an edit.');
 
 REVOKE UPDATE, DELETE, TRUNCATE ON billing.credit_transactions FROM PUBLIC;
 
@@ -190,6 +191,6 @@ def downgrade() -> None:
     op.execute(
         "DROP TABLE billing.credits, billing.credit_transactions, billing.pricing_configs, "
         "billing.machine_usages, billing.domains, billing.deployments, billing.accounts; "
-        "DROP FUNCTION billing.refuse_ledger_change(), billing.check_ledger_accounts(), "
+        "DROP FUNCTION billing.refuse_append_only_change(), billing.check_ledger_accounts(), "
         "billing.keep_accounts_with_entries();"
     )

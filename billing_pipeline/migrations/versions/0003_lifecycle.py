@@ -55,18 +55,10 @@ CREATE INDEX lifecycle_events_account_idx ON billing.lifecycle_events (account_i
 COMMENT ON TABLE billing.lifecycle_events IS
     'Append-only audit of lifecycle transitions and cluster actions; UPDATE, DELETE and TRUNCATE are refused.';
 
-CREATE FUNCTION billing.refuse_lifecycle_event_change() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'billing.lifecycle_events is append-only: % refused', TG_OP
-        USING ERRCODE = 'insufficient_privilege',
-              HINT = 'Record a new event instead of editing the audit trail.';
-END;
-$$;
-
 CREATE TRIGGER lifecycle_events_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON billing.lifecycle_events
-    FOR EACH STATEMENT EXECUTE FUNCTION billing.refuse_lifecycle_event_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION billing.refuse_append_only_change(
+        'Record a new event instead of editing the audit trail.');
 
 REVOKE UPDATE, DELETE, TRUNCATE ON billing.lifecycle_events FROM PUBLIC;
 
@@ -136,6 +128,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(
         "DROP TABLE billing.lifecycle_cleanup_objects, billing.lifecycle_cleanups, "
-        "billing.lifecycle_saved_ingresses, billing.lifecycle_events, billing.account_lifecycle; "
-        "DROP FUNCTION billing.refuse_lifecycle_event_change();"
+        "billing.lifecycle_saved_ingresses, billing.lifecycle_events, billing.account_lifecycle"
     )
