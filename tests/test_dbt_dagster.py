@@ -17,7 +17,7 @@ from billing_pipeline.synthetic import (
     GIB, MIB, Account, Cluster, Container, Deployment, Pod, PrometheusServer, Pvc, Rental, build_tsdb,
     write_platform_rows,
 )
-from billing_pipeline.transform.assets import billing_dbt_models, window_vars
+from billing_pipeline.transform.assets import DBT_MODELS, dbt_model_key, dbt_source_keys, window_vars
 from billing_pipeline.transform.translator import layer_group
 from tests.support import dbt as d
 
@@ -31,24 +31,23 @@ def test_lineage_runs_from_ingestion_through_the_layers_to_the_marts():
     from billing_pipeline.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    stg = get_asset_key_for_model([billing_dbt_models], "stg_ingestion__metric_container_hours")
-    sources = get_asset_keys_by_output_name_for_source([billing_dbt_models], "ingestion")
+    stg = dbt_model_key("stg_ingestion__metric_container_hours")
+    sources = dbt_source_keys("ingestion")
     assert {k.to_user_string() for k in sources.values()} == {
         "ingestion/metric_container_hours", "ingestion/metric_pod_network_hours", "ingestion/metric_volume_hours",
         "ingestion/metric_hours", "ingestion/machine_rental_hours"}
     assert dg.AssetKey(["ingestion", "metric_container_hours"]) in graph.get(stg).parent_keys
     assert dg.AssetKey(["ledger", "credit_transactions"]) in graph.get(
-        get_asset_key_for_model([billing_dbt_models], "stg_ledger__credit_transactions")).parent_keys
+        dbt_model_key("stg_ledger__credit_transactions")).parent_keys
     assert dg.AssetKey(["platform", "pricing_configs"]) in graph.get(
-        get_asset_key_for_model([billing_dbt_models], "stg_platform__pricing_configs")).parent_keys
-    groups = {name: graph.get(get_asset_key_for_model([billing_dbt_models], name)).group_name
+        dbt_model_key("stg_platform__pricing_configs")).parent_keys
+    groups = {name: graph.get(dbt_model_key(name)).group_name
               for name in ("stg_ingestion__metric_hours", "int_workload_usage_priced", "fct_priced_usage")}
     assert groups == {"stg_ingestion__metric_hours": "dbt_staging", "int_workload_usage_priced": "dbt_intermediate",
                       "fct_priced_usage": "dbt_marts"}
     # The ingestion asset is materialisable and upstream: Prometheus -> ingestion -> staging -> marts.
     assert graph.get(dg.AssetKey(["ingestion", "metric_container_hours"])).is_materializable
-    checks = {k.name for k in graph.asset_check_keys if k.asset_key == get_asset_key_for_model(
-        [billing_dbt_models], "fct_priced_usage")}
+    checks = {k.name for k in graph.asset_check_keys if k.asset_key == dbt_model_key("fct_priced_usage")}
     assert "unique_fct_priced_usage_priced_usage_key" in checks
     assert layer_group(["satusky_billing", "marts", "fct_x"]) == "dbt_marts"
     assert window_vars(DAY, DAY + H) == {"min_hour": "2025-03-02T00:00:00+00:00", "max_hour": "2025-03-02T01:00:00+00:00"}
@@ -127,7 +126,7 @@ def test_a_day_of_synthetic_cluster_data_through_ingestion_and_dbt(db_url, tmp_p
         evaluations = result.get_asset_check_evaluations()
         assert evaluations and all(e.passed for e in evaluations)
         materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-        assert get_asset_key_for_model([billing_dbt_models], "fct_priced_usage") in materialized
+        assert dbt_model_key("fct_priced_usage") in materialized
     finally:
         server.stop()
 
