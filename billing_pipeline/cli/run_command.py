@@ -30,6 +30,9 @@ def register(subparsers, json_parent) -> None:
     p.add_argument("--end", required=True, help="end of the window (exclusive), ISO 8601, on an hour")
     p.add_argument("--now", help="the clock the runs see: lifecycle deadlines, ongoing rentals (default: now)")
     p.add_argument("--chunk-hours", type=int, default=24, help="hours per Dagster run (default 24)")
+    p.add_argument("--only", metavar="STAGE[,STAGE]",
+                   help="run only these stages of the cycle: ingestion, dbt, ledger, payments, lifecycle, alerts "
+                        "(default: all; corrections outside the window are then not run)")
     p.set_defaults(handler=_run)
 
 
@@ -49,6 +52,7 @@ def _run(args) -> int:
     if args.chunk_hours < 1:
         from billing_pipeline.errors import InputError
         raise InputError(f"--chunk-hours {args.chunk_hours} must be at least 1")
+    selection = _only(args.only)
     url = database_url()
     os.environ["BILLING_DATABASE_URL"] = url  # the Dagster resources read it from the environment
     if not os.environ.get("PROMETHEUS_URL"):
@@ -66,6 +70,7 @@ def _run(args) -> int:
         root.addHandler(handler)
         try:
             result = run_billing_window(start, end, now, database_url=url, chunk_hours=args.chunk_hours,
+                                        asset_selection=selection,
                                         on_progress=lambda line: print(f"billing run: {line}", file=terminal, flush=True))
         finally:
             root.removeHandler(handler)
@@ -74,6 +79,23 @@ def _run(args) -> int:
     if result.problems:
         raise CycleError(result)
     return 0
+
+
+def _only(value: str | None):
+    """``--only`` as the asset keys of those stages, or None for the whole cycle."""
+    if not value:
+        return None
+    from billing_pipeline.errors import InputError
+    from billing_pipeline.orchestration.graph import STAGE_GROUPS, stage_selection
+
+    stages = [s.strip() for s in value.split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGE_GROUPS]
+    if unknown or not stages:
+        raise InputError(f"--only {value!r}: unknown stage(s) {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(STAGE_GROUPS)}")
+    from billing_pipeline.definitions import defs
+
+    return sorted(stage_selection(stages).resolve(defs.resolve_asset_graph()), key=lambda k: k.path)
 
 
 def render(d: dict) -> str:

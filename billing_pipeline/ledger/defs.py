@@ -113,7 +113,6 @@ def credit_transactions(context: dg.AssetExecutionContext, postgres: PostgresRes
 credit_usage_job = dg.define_asset_job(
     "credit_usage_job",
     selection=dg.AssetSelection.assets(credit_transactions),
-    partitions_def=hourly_partitions,
     tags=JOB_TAGS,
     description="Settles priced usage into the ledger for an hour (or a range), exactly once (contract section 7).",
 )

@@ -36,11 +36,24 @@ from billing_pipeline.partitions import first_billable_hour, hourly_partitions, 
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.runs import JOB_TAGS, LANE_TAG, MONEY_LANE
 
-CYCLE_GROUPS = ("ingestion", "dbt_staging", "dbt_intermediate", "dbt_marts", "ledger", "payments", "lifecycle",
-                "alerts")
+# The cycle's stages by the asset groups they materialise (``billing run --only STAGE``).
+STAGE_GROUPS = {
+    "ingestion": ("ingestion",),
+    "dbt": ("dbt_staging", "dbt_intermediate", "dbt_marts"),
+    "ledger": ("ledger",),
+    "payments": ("payments",),
+    "lifecycle": ("lifecycle",),
+    "alerts": ("alerts",),
+}
+CYCLE_GROUPS = tuple(g for groups in STAGE_GROUPS.values() for g in groups)
 ACTION_GROUPS = ("payments", "lifecycle", "alerts")
 
 hourly_cycle = dg.AssetSelection.groups(*CYCLE_GROUPS)
+
+
+def stage_selection(stages: list[str]) -> dg.AssetSelection:
+    """The part of the cycle that materialises the given stages (names of ``STAGE_GROUPS``)."""
+    return dg.AssetSelection.groups(*(g for stage in stages for g in STAGE_GROUPS[stage]))
 # What a correction needs: everything downstream of the rental slices, metric ingestion excluded
 # (Prometheus may no longer hold an old hour; its stored figures stay).
 settlement_after_rentals = hourly_cycle - dg.AssetSelection.assets(prometheus_metric_hours)
@@ -49,7 +62,6 @@ settlement_after_ingestion = settlement_after_rentals - dg.AssetSelection.assets
 hourly_billing_job = dg.define_asset_job(
     "hourly_billing_job",
     selection=hourly_cycle,
-    partitions_def=hourly_partitions,
     tags=JOB_TAGS,
     description="The hourly cycle: ingestion, dbt, settlement into the ledger, auto top-ups, lifecycle, alerts and "
                 "deliveries, for one hour or a range of hours.",
