@@ -13,7 +13,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 
 from billing_pipeline.partitions import hourly_partitions
 from billing_pipeline.resources import PostgresResource
-from billing_pipeline.transform.project import DBT_THREADS, dbt_environment, dbt_project, ensure_manifest
+from billing_pipeline.transform.project import DBT_THREADS, dbt_environment, dbt_project, ensure_manifest, manifest_for_database
 from billing_pipeline.transform.translator import BillingDbtTranslator
 
 
@@ -23,7 +23,7 @@ def window_vars(start, end) -> dict[str, str]:
 
 
 @dbt_assets(
-    manifest=ensure_manifest(),
+    manifest=manifest_for_database(ensure_manifest()),
     project=dbt_project,
     dagster_dbt_translator=BillingDbtTranslator(),
     partitions_def=hourly_partitions,
@@ -42,4 +42,4 @@ def billing_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, p
         "--vars", json.dumps(window_vars(window.start, window.end)),
     ]
     with dbt_environment(postgres.database_url):
-        yield from dbt.cli(args, context=context).stream()
+        yield from dbt.cli(args, context=context).stream().fetch_row_counts()
