@@ -19,6 +19,7 @@ import argparse
 import difflib
 import importlib
 import json
+import os
 import re
 import sys
 
@@ -221,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         return report_error(f"database error: {str(exc).strip()}", "database", 1, as_json=args.json)
     except KeyboardInterrupt:
         return report_error("interrupted", "interrupted", 130, as_json=args.json)
+    except BrokenPipeError:  # `billing ledger acme | head`: the reader left; nothing to report
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
     except (SystemExit, GeneratorExit):
         raise
     except Exception as exc:  # a bug: still no traceback for the user, but what and where

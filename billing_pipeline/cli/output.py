@@ -114,7 +114,8 @@ def console(stream=None):
 
     stream = stream or sys.stdout
     tty = bool(getattr(stream, "isatty", lambda: False)())
-    width = None if tty else int(os.environ.get("COLUMNS", "200"))
+    # Piped or captured: never wrap a table row (scripts and `less -S` read whole lines).
+    width = None if tty else 1000
     return Console(
         file=stream, width=width, no_color=not colour_allowed(stream), color_system="auto" if colour_allowed(stream) else None,
         highlight=False, emoji=False, markup=False, soft_wrap=False,
