@@ -47,6 +47,9 @@ COMMON_ARGUMENT_HELP = {
 
 OUTPUT_FORMATS = ("text", "json")
 
+# The arguments being parsed, for suggestions argparse's messages do not carry.
+_ARGV: list[str] = []
+
 
 class UsageError(Exception):
     """The command line itself is wrong (argparse's errors): exit code 2."""
@@ -80,6 +83,16 @@ def _with_suggestion(parser: argparse.ArgumentParser, message: str) -> str:
                 if close:
                     return f"unknown option {word!r}: did you mean {close[0]!r}? (see {parser.prog} --help)"
         return f"unexpected argument(s): {unknown[1]} (see {parser.prog} --help)"
+    if message.startswith("the following arguments are required"):
+        # argparse checks required options before it reports unknown ones: a mistyped
+        # `--mnth` shows up as a missing `--month`. Say which word was probably meant.
+        known = _all_options(parser)
+        for word in _ARGV:
+            option = word.split("=")[0]
+            if option.startswith("--") and option not in known:
+                close = difflib.get_close_matches(option, known, n=1, cutoff=0.6)
+                if close:
+                    return f"unknown option {option!r}: did you mean {close[0]!r}? (see {parser.prog} --help)"
     return f"{message} (see {parser.prog} --help)"
 
 
@@ -206,6 +219,7 @@ def report_error(message: str, code: str, exit_code: int, *, as_json: bool) -> i
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     argv, want_json = split_output_flags(argv)
+    _ARGV[:] = argv
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
