@@ -116,8 +116,11 @@ def console(stream=None):
     tty = bool(getattr(stream, "isatty", lambda: False)())
     # Piped or captured: never wrap a table row (scripts and `less -S` read whole lines).
     width = None if tty else 1000
+    allowed = colour_allowed(stream)
     return Console(
-        file=stream, width=width, no_color=not colour_allowed(stream), color_system="auto" if colour_allowed(stream) else None,
+        # color_system=None drops every style (bold too), not only colours.
+        file=stream, width=width, no_color=not allowed, color_system="auto" if allowed else None,
+        force_terminal=allowed or None,
         highlight=False, emoji=False, markup=False, soft_wrap=False,
     )
 
@@ -128,7 +131,7 @@ def table(columns: Sequence[str | tuple[str, str]], rows: Iterable[Sequence[Any]
     from rich.table import Table
 
     t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-              header_style="bold" if colour_allowed() else "")
+              header_style="bold")  # styles reach only a console that allows them (see console())
     for column in columns:
         name, justify = (column, "left") if isinstance(column, str) else column
         t.add_column(name, justify=justify, overflow="fold")
