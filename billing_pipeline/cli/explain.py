@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import psycopg
 
-from billing_pipeline.cli.output import credits, emit, quantity, resource_words, table, unit_words
+from billing_pipeline.cli.output import credits, decimal_text, emit, quantity, resource_words, table, unit_words
 from billing_pipeline.db import connect
 from billing_pipeline.errors import BillingError, InputError
 
@@ -258,7 +258,7 @@ def _detail_table(d: dict):
             who = p["deployment_id"] or (f"{p['machine_id']} ({p['machine_type']})" if p["machine_id"] else "")
             covered = " covered" if p["is_covered_by_rental"] else ""
             rows.append(["", "", who, resource_words(p["resource"]),
-                         f"{quantity(p['quantity'], 6)} {unit_words(p['unit'])}", f"{p['unit_price']:f}",
+                         f"{quantity(p['quantity'], 6)} {unit_words(p['unit'])}", decimal_text(p["unit_price"]),
                          credits(p["amount"]) + covered, ""])
     return table(["entry", "hour (UTC)", "deployment / machine", "resource", ("quantity", "right"),
                   ("unit price", "right"), ("priced", "right"), ("ledger amount", "right")], rows,

@@ -149,10 +149,13 @@ def _print_human(result: Any) -> None:
     items = result if isinstance(result, (list, tuple)) else [result]
     out = console()
     for item in items:
-        if isinstance(item, str):
-            out.print(item, markup=False, highlight=False)
-        else:
+        if out.is_terminal:
             out.print(item)
+            continue
+        # Piped: the same text without the padding rich puts after the last column.
+        with out.capture() as captured:
+            out.print(item)
+        sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
 def emit(args, data: Any, render: Callable[[Any], Any]) -> None:
