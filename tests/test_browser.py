@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,64 @@ def test_the_six_jobs_are_defined(job):
     if job not in names and not JOBS[job]:
         pytest.skip(f"{job} is not defined yet (issue 10 adds it)")
     assert job in names
+
+
+# What the asset pages show for the dbt models: owners, descriptions, the real database, row counts.
+
+ROW_COUNT_SCRIPT = """
+import json, sys
+from datetime import datetime, timezone
+import dagster as dg
+from billing_pipeline.resources import PostgresResource
+from billing_pipeline.transform.assets import billing_dbt_models
+from billing_pipeline.transform.resources import dbt_resource
+
+result = dg.materialize([billing_dbt_models], partition_key=sys.argv[1], instance=dg.DagsterInstance.ephemeral(),
+                        resources={"dbt": dbt_resource(), "postgres": PostgresResource(database_url=sys.argv[2])})
+print(json.dumps({"success": result.success, "row_counts": {
+    "/".join(e.asset_key.path): e.materialization.metadata["dagster/row_count"].value
+    for e in result.get_asset_materialization_events() if "dagster/row_count" in e.materialization.metadata}}))
+"""
+
+
+def test_dbt_assets_are_owned_described_and_name_their_database():
+    from billing_pipeline.ownership import BILLING_OWNER
+    from billing_pipeline.transform.project import ensure_manifest, manifest_for_database
+    from billing_pipeline.transform.translator import BillingDbtTranslator
+
+    manifest = manifest_for_database(ensure_manifest(), "billing_elsewhere")
+    translator = BillingDbtTranslator()
+    models = [uid for uid, node in manifest["nodes"].items() if node["resource_type"] == "model"]
+    assert len(models) > 20
+    for uid in models:
+        spec = translator.get_asset_spec(manifest, uid, None)
+        assert spec.owners == [BILLING_OWNER], uid
+        assert spec.description and len(spec.description) > 20, uid
+        assert spec.metadata["dagster/table_name"].startswith("billing_elsewhere."), uid
+        assert manifest["nodes"][uid]["relation_name"].startswith('"billing_elsewhere".'), uid
+
+
+@pytest.mark.slow
+def test_a_dbt_build_records_row_counts(db_url, tmp_path):
+    """The dbt asset, built for one hour in the process the code server would be: each table
+    model's materialisation carries its row count, read from the database it was built in."""
+    from tests.support import dbt as d
+    from tests.support.platform import create_accounts
+
+    hour = "2026-11-24-10:00"
+    create_accounts(db_url, "acme")
+    d.add_standard_prices(db_url)
+    d.add_deployment(db_url, "dep-acme", "acme")
+    start = datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+    d.add_container_hour(db_url, start, "acme-1", deployment_id="dep-acme", account_id="acme", node="node-s",
+                         cpu_usage="1", cpu_request="1", mem_usage="2", mem_request="2")
+    d.mark_hours(db_url, start, 1)
+    env = {**os.environ, "BILLING_DATABASE_URL": db_url}
+    env.pop("DAGSTER_HOME", None)
+    proc = subprocess.run([sys.executable, "-c", ROW_COUNT_SCRIPT, hour, db_url], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["success"]
+    assert report["row_counts"]["analytics/fct_priced_usage"] == 2  # cpu and memory of one container-hour
+    assert report["row_counts"]["analytics/fct_account_balances"] == 1
