@@ -11,6 +11,7 @@ SQL does not already state.
 
 from __future__ import annotations
 
+import difflib
 import re
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -147,7 +148,10 @@ def explanation(conn: psycopg.Connection, account_id: str, start: datetime, end:
                 *, detail: bool = False) -> dict:
     account = conn.execute("SELECT id, name FROM billing.accounts WHERE id = %s", (account_id,)).fetchone()
     if account is None:
-        raise InputError(f"unknown account {account_id!r}: not in billing.accounts.")
+        known = [r[0] for r in conn.execute("SELECT id FROM billing.accounts ORDER BY id").fetchall()]
+        close = difflib.get_close_matches(account_id, known, n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise InputError(f"unknown account {account_id!r}: not in billing.accounts.{hint}")
     params = {"account": account_id, "start": start, "end": end}
     if conn.execute("SELECT to_regclass('analytics.fct_priced_usage')").fetchone()[0] is None:
         raise BillingError("the priced-usage marts do not exist yet (schema analytics): run the pipeline first, "
