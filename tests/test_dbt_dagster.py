@@ -157,6 +157,9 @@ def test_a_day_through_the_whole_cycle_with_billing_run(db_url, tmp_path):
                                   "--now", (DAY + 25 * H).isoformat()], env)
         assert code == 0, err
         assert out["corrections"] == [f"2025-03-02-{h:02d}:00" for h in range(8, 19)]
+        # One ranged run re-prices and settles the eleven corrected hours, then the window's own run.
+        assert [r["scope"] for r in out["runs"]] == ["hours 2025-03-02-08:00 to 2025-03-02-18:00",
+                                                     "hours 2025-03-02-23:00 to 2025-03-02-23:00"]
         assert ledger_differs_from_charges(db_url) == []
         rented = d.query(db_url, """SELECT -sum(amount) FROM billing.credit_transactions
                                     WHERE account_id = 'acct-a' AND reference->>'usage_kind' = 'machine_rental'""")
