@@ -23,6 +23,8 @@ namespaced endpoints of the kinds the lifecycle touches:
 * ``resourceVersion``: a counter, bumped on every write; a PUT (or a patch that carries
   ``metadata.resourceVersion``) with a stale one answers **409 Conflict** ("the object has been
   modified; please apply your changes to the latest version and try again").
+* Serialization in one canonical key order (sorted), whatever order the client sent, as the API
+  server answers in its schema's field order: equal objects are byte-identical on the wire.
 * ``metadata.uid`` and ``creationTimestamp`` set at creation and kept; ``apiVersion``/``kind``
   set from the endpoint.
 * A VolumeSnapshot's ``status`` as the CSI snapshot controller sets it: ``readyToUse`` true at
@@ -236,6 +238,16 @@ def _status(code: int, reason: str, message: str, details: dict | None = None) -
     }
 
 
+def _canonical(value: Any) -> Any:
+    """One key order for every stored object, whatever order the client sent: kube-apiserver always
+    serializes in its schema's field order, so equal objects are byte-identical on the wire."""
+    if isinstance(value, dict):
+        return {k: _canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
 def _group(api_version: str) -> str:
     return api_version.rsplit("/", 1)[0] if "/" in api_version else ""
 
@@ -396,7 +408,7 @@ def _make_handler(state: _State, lock: threading.RLock):
             if kind == "VolumeSnapshot" and old is None:
                 obj["status"] = self._snapshot_status(key[1], obj)
             state.resource_version += 1
-            state.objects[key] = obj
+            state.objects[key] = obj = _canonical(obj)
             return (201 if old is None else 200), copy.deepcopy(obj)
 
         def _snapshot_status(self, ns: str, obj: dict) -> dict:
@@ -499,7 +511,7 @@ class KubeEmulator:
             if causes:
                 raise ValueError(f"{kind} {namespace}/{name} would be refused: {causes}")
             self._state.resource_version += 1
-            self._state.objects[(plural, namespace, name)] = obj
+            self._state.objects[(plural, namespace, name)] = obj = _canonical(obj)
             return copy.deepcopy(obj)
 
     def get(self, kind: str, namespace: str, name: str) -> dict | None:

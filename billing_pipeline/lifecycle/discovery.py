@@ -38,17 +38,21 @@ def quantity_bytes(q: str | None) -> Decimal | None:
 def owned_objects(cluster: Cluster, account_id: str, dep: Deployment, kind: str, *,
                   legacy_by_name: bool) -> list[dict]:
     """The objects of ``kind`` of ``dep`` in its namespace, as the API server returned them."""
-    found: dict[str, dict] = {}
+    return [obj for obj, _ in _owned(cluster, account_id, dep, kind, legacy_by_name=legacy_by_name)]
+
+
+def _owned(cluster: Cluster, account_id: str, dep: Deployment, kind: str, *,
+           legacy_by_name: bool) -> list[tuple[dict, str]]:
+    found: dict[str, tuple[dict, str]] = {}
     for obj in cluster.list(kind, dep.namespace, f"{DEPLOYMENT_ID_LABEL}={dep.id}"):
         if labels_of(obj).get(ACCOUNT_ID_LABEL, account_id) == account_id:
-            found[obj["metadata"]["name"]] = obj
+            found[obj["metadata"]["name"]] = (obj, "label")
     if legacy_by_name and dep.name not in found:
         obj = cluster.get(kind, dep.namespace, dep.name)
         if obj is not None:
             labels = labels_of(obj)
             if DEPLOYMENT_ID_LABEL not in labels and labels.get(ACCOUNT_ID_LABEL, account_id) == account_id:
-                obj.setdefault("metadata", {})["_found_by"] = "legacy_name"
-                found[dep.name] = obj
+                found[dep.name] = (obj, "legacy_name")
     return list(found.values())
 
 
@@ -57,13 +61,13 @@ def discover(cluster: Cluster, account_id: str, dep: Deployment, *, legacy_by_na
     """The objects that belong to ``dep``, of each of ``kinds``, to plan their deletion."""
     out = []
     for kind in kinds:
-        for obj in owned_objects(cluster, account_id, dep, kind, legacy_by_name=legacy_by_name):
+        for obj, found_by in _owned(cluster, account_id, dep, kind, legacy_by_name=legacy_by_name):
             meta = obj["metadata"]
             size = None
             if kind == "PersistentVolumeClaim":
                 size = quantity_bytes((((obj.get("spec") or {}).get("resources") or {}).get("requests") or {})
                                       .get("storage"))
-            out.append(PlannedObject(kind, meta.get("namespace"), meta["name"], meta.pop("_found_by", "label"),
+            out.append(PlannedObject(kind, meta.get("namespace"), meta["name"], found_by,
                                      meta.get("uid"), size))
     return out
 

@@ -23,7 +23,9 @@ import json
 from billing_pipeline.errors import BillingError
 from billing_pipeline.lifecycle import store
 from billing_pipeline.lifecycle.actions import tracked
-from billing_pipeline.lifecycle.cluster import ACCOUNT_ID_LABEL, DEPLOYMENT_ID_LABEL, ClusterCallError, labels_of
+from billing_pipeline.lifecycle.cluster import (
+    ACCOUNT_ID_LABEL, DEPLOYMENT_ID_LABEL, CallResult, ClusterCallError, labels_of,
+)
 from billing_pipeline.lifecycle.discovery import owned_objects, target
 from billing_pipeline.lifecycle.store import Account, Deployment
 
@@ -82,7 +84,8 @@ def _ensure_service(lc, account: Account, dep: Deployment, episode: int, service
         return
     body = suspension_service(account.id, dep, lc.cluster.suspension_host, lc.cluster.suspension_port)
     try:
-        result = lc.cluster.create("Service", dep.namespace, body)
+        existing = lc.cluster.get("Service", dep.namespace, service)
+        result = CallResult("exists", existing) if existing is not None else lc.cluster.create("Service", dep.namespace, body)
     except ClusterCallError as exc:
         lc.failed(account, dep.id, f"suspension_service:{dep.namespace}/{service}", "create_suspension_service", tgt, exc)
         raise
