@@ -56,8 +56,9 @@ def test_snapshot_policy_keeps_the_pvc_until_the_snapshot_is_ready_then_expires_
     assert kube.get("Deployment", "acme-prod", "web") is None
     assert kube.get("PersistentVolumeClaim", "acme-prod", "data-pg-0") is not None  # held: not ready
     data, text = _status(db_url, T0 + timedelta(hours=1))
-    assert f"PVC data-pg-0 (20 GiB) is kept with its data: Snapshot not ready yet: waiting for VolumeSnapshot " \
-           f"acme-prod/{SNAP} to be ready to use" in text and "retried every 15 minutes" in text
+    assert (f"PVC data-pg-0 (20 GiB) is kept with its data until its VolumeSnapshot acme-prod/{SNAP} is ready to use "
+            "(not ready at 2026-11-25 15:00 UTC; checked again every 15 minutes); then the PVC is deleted with its data "
+            "and the snapshot kept 7 days.") in text
     assert {a["key"]: a["state"] for a in data["actions"]}["snapshot:acme-prod/data-pg-0"] == "pending"
     assert run(db_url, cluster, T0 + timedelta(hours=1, minutes=15)).errors == []  # still not ready: kept
     assert kube.get("PersistentVolumeClaim", "acme-prod", "data-pg-0") is not None

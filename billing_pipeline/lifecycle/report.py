@@ -14,7 +14,7 @@ import psycopg
 
 from billing_pipeline.errors import InputError
 from billing_pipeline.lifecycle import notices, store
-from billing_pipeline.lifecycle.actions import not_done_text
+from billing_pipeline.lifecycle.actions import RETRY_EVERY_MINUTES, not_done_text
 from billing_pipeline.lifecycle.machine import State, state_for_balance
 from billing_pipeline.lifecycle.preview import cleanup_preview  # noqa: F401  (re-exported)
 from billing_pipeline.lifecycle.store import fmt_size, fmt_time
@@ -22,8 +22,8 @@ from billing_pipeline.lifecycle.store import fmt_size, fmt_time
 MEANING = {
     "healthy": "normal operation",
     "low_balance": "the balance is at or below the warning threshold; everything still runs",
-    "grace_period": "the balance is used up: routing goes to a suspension page and domains are suspended, "
-                    "workloads keep running",
+    "grace_period": "the balance is used up: domains are suspended and routing is to go to a suspension page "
+                    "(each deployment below says whether the cluster has done it); workloads keep running",
     "expired": "the grace period ended with the balance at or below zero: deployments are deleted",
 }
 WORKLOAD = notices.WORKLOAD_OBJECTS
@@ -157,7 +157,12 @@ def _volume_text(account, ns, pvc, size, c, cleaned, snap, snap_action, at, now,
         if snap is None:
             return (f"{size_words} will be captured as a VolumeSnapshot at the next lifecycle run; the PVC is deleted "
                     "once the snapshot is ready to use.", "snapshotting", None)
-        what = ("Snapshot failed" if snap["status"] == "failed" else "Snapshot not ready yet")
+        if snap["status"] != "failed" and snap_action is not None and snap_action["state"] == "pending":
+            return (f"{size_words} is kept with its data until its VolumeSnapshot {ns}/{snap['snapshot_name']} is ready "
+                    f"to use (not ready at {fmt_time(snap_action['last_attempt_at'])}; checked again every "
+                    f"{RETRY_EVERY_MINUTES} minutes); then the PVC is deleted with its data and the snapshot kept "
+                    f"{account.volume_retention_days} days.", "snapshotting", None)
+        what = "Snapshot failed" if snap["status"] == "failed" else "Snapshot not taken yet"
         return (f"{size_words} is kept with its data: " + not_done_text(snap_action, what) + ".", "snapshotting", None)
     if c is not None:
         when = c["volumes_delete_after"]
