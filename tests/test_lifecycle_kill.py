@@ -72,3 +72,60 @@ def test_cleanup_sigkilled_after_each_cluster_write_completes_once_on_rerun(db_u
         assert len(events(db_url, account)) == n_events
         n += 1
     assert held_writes == WRITES
+
+
+ROUTING_WRITES = ["POST Service", "PUT Ingress", "PUT Deployment",  # grace: suspension page, scale to zero
+                  "PUT Ingress", "DELETE Service", "PUT Deployment"]  # top-up: restore
+
+
+def test_routing_and_scaling_sigkilled_after_each_write_restore_exactly_once(db_url, kube, cluster):
+    import json
+
+    from billing_pipeline.lifecycle.routing import suspension_service_name
+
+    held_writes = []
+    for n in range(len(ROUTING_WRITES) + 1):
+        account, ns, dep = f"acme{n}", f"ns{n}", f"dep-{n}"
+        create_accounts(db_url, account)
+        set_account(db_url, account, scale_to_zero_after_hours=0)
+        add_deployment(db_url, dep, account, ns, "web")
+        seed_deployment(kube, ns, "web", dep, account)
+        original = json.dumps(kube.get("Ingress", ns, "web")["spec"])
+        set_balance(db_url, account, -1)
+        phase_two = n >= 3
+        if phase_two:  # kill during the restore: enter grace uninterrupted first, then top up
+            assert run(db_url, cluster, T0, account_ids=[account]).errors == []
+            set_balance(db_url, account, 50)
+        kube.pause_after_write(n - 3 if phase_two else n)
+        at = T0 + timedelta(hours=1 if phase_two else 0)
+        child = run_in_child(db_url, str(kube.kubeconfig_path), at, [account])
+        held = wait_until_held(kube, child)
+        if held is None:
+            child.join(30)
+            kube.release()
+            assert n == len(ROUTING_WRITES) and child.exitcode == 0
+            break
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(30)
+        kube.release()
+        held_writes.append(f"{held.method} {held.kind}")
+        # Re-run where the killed run was, then to the end (top-up if not yet).
+        assert run(db_url, cluster, at + timedelta(minutes=15), account_ids=[account]).errors == []
+        if not phase_two:
+            service = kube.get("Ingress", ns, "web")["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+            assert service["name"] == suspension_service_name(dep) and \
+                kube.get("Deployment", ns, "web")["spec"]["replicas"] == 0
+            set_balance(db_url, account, 50)
+            assert run(db_url, cluster, T0 + timedelta(hours=2), account_ids=[account]).errors == []
+        assert json.dumps(kube.get("Ingress", ns, "web")["spec"]) == original  # byte-identical
+        assert kube.get("Deployment", ns, "web")["spec"]["replicas"] == 1
+        assert kube.get("Service", ns, suspension_service_name(dep)) is None
+        writes = Counter((c.method, c.kind) for c in kube.calls if c.namespace == ns and c.method != "GET"
+                         and c.status < 300)
+        assert writes == {("POST", "Service"): 1, ("PUT", "Ingress"): 2, ("PUT", "Deployment"): 2,
+                          ("DELETE", "Service"): 1}, (n, writes)
+        ev = events(db_url, account)
+        acts = Counter(e["action"] for e in ev if e["kind"] == "cluster_call")
+        assert acts == {"create_suspension_service": 1, "suspend_ingress": 1, "scale_to_zero": 1,
+                        "restore_ingress": 1, "delete_suspension_service": 1, "scale_restore": 1}, (n, acts)
+    assert held_writes == ROUTING_WRITES
