@@ -454,6 +454,7 @@ class KubeEmulator:
         self._lock = threading.RLock()
         self._server = ThreadingHTTPServer((host, port), _make_handler(self._state, self._lock))
         self._server.daemon_threads = True
+        self._server.block_on_close = False  # idle keep-alive connections must not hold up stop()
         self._thread: threading.Thread | None = None
 
     # lifecycle
