@@ -65,6 +65,9 @@ def test_status_in_each_state(acme, kube, cluster, capsys):
     data = json.loads(status(capsys, T0, "--json"))
     assert data["state"] == "grace_period" and data["grace_deadline"] == "2026-11-28T14:30:00+00:00"
     assert data["volumes"][0]["fate"] == "pending_expiry" and data["balance"] == "-2.000000"
+    assert [(a["key"], a["action"], a["state"]) for a in data["actions"]] == [("routing:dep-web", "routing_off", "done")]
+    assert data["deployments"][0]["actions"][0]["error"] is None
+    assert "Routing is disabled: its Ingresses send visitors to the suspension page" in out
 
     code, out, _ = cli(capsys, "cleanup-preview", "acme", "--now", T0.isoformat())
     assert code == 0 and "Would delete 7 object(s)" in out and "data-pg-0 (20 GiB, with its data)" in out
