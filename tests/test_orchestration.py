@@ -81,6 +81,16 @@ def test_the_lineage_runs_from_prometheus_to_the_money_and_the_cluster():
         assert defs.resolve_job_def(name).tags["billing/lane"] == "money"
 
 
+def test_billing_run_creates_its_runs_under_the_workspace_location_name():
+    import yaml
+
+    from billing_pipeline.orchestration.launcher import DEFINITIONS_MODULE, LOCATION_NAME
+
+    (entry,) = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]
+    assert entry["python_module"]["location_name"] == LOCATION_NAME
+    assert entry["python_module"]["module_name"] == DEFINITIONS_MODULE
+
+
 def _wait(condition, seconds: float, what: str, process: subprocess.Popen | None = None, log: Path | None = None):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
