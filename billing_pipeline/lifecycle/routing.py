@@ -62,12 +62,13 @@ def suspended_spec(spec: dict, service: str, port: int) -> dict:
 
 def disable(lc, account: Account, episode: int, outcome) -> None:
     """Point every Ingress of every live deployment of ``account`` to its suspension Service."""
+    shared = store.shared_namespaces(lc.conn, account.id)  # no legacy match by name there: it may be theirs
     for dep in store.live_deployments(lc.conn, account.id):
         with tracked(lc, account.id, f"routing:{dep.id}", "routing_off", dep.id,
                      {"namespace": dep.namespace, "deployment": dep.name}):
             cluster = lc.need_cluster()
             cluster.guard(dep.namespace)
-            ingresses = owned_objects(cluster, account.id, dep, "Ingress", legacy_by_name=True)
+            ingresses = owned_objects(cluster, account.id, dep, "Ingress", legacy_by_name=dep.namespace not in shared)
             service = suspension_service_name(dep.id)
             if ingresses:
                 _ensure_service(lc, account, dep, episode, service)

@@ -27,11 +27,13 @@ def scale_down_if_due(lc, account: Account, episode: int, grace_entered_at: date
     due = scale_to_zero_at(account, grace_entered_at)
     if due is None or lc.now < due:
         return
+    shared = store.shared_namespaces(lc.conn, account.id)  # no legacy match by name there: it may be theirs
     for dep in store.live_deployments(lc.conn, account.id):
         with tracked(lc, account.id, f"scale:{dep.id}", "scale_to_zero", dep.id,
                      {"namespace": dep.namespace, "deployment": dep.name}):
             cluster = lc.need_cluster()
-            for obj in owned_objects(cluster, account.id, dep, "Deployment", legacy_by_name=True):
+            for obj in owned_objects(cluster, account.id, dep, "Deployment",
+                                     legacy_by_name=dep.namespace not in shared):
                 _scale_down(lc, account, dep, episode, obj, outcome)
 
 
