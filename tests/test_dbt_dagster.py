@@ -153,15 +153,16 @@ def test_a_day_through_the_whole_cycle_with_billing_run(db_url, tmp_path):
                                      WHERE is_covered_by_rental AND resource = 'cpu'""")
         assert covered[0][0] == 13 and abs(covered[0][1] - 26) < D("0.0001")
 
-        # The rental really ended at 08:05, not 18:05: hours 08..18 are outside the next window.
+        # The rental really ended at 08:05, not 18:05: the hours it touched are outside the next window.
         d.query(db_url, "UPDATE billing.machine_usages SET ended_at = %s, updated_at = clock_timestamp() "
                 "WHERE id = 'rent-a' RETURNING 1", (DAY + timedelta(hours=8, minutes=5),))
         code, out, err = billing(["run", "--start", (DAY + 23 * H).isoformat(), "--end", (DAY + 24 * H).isoformat(),
                                   "--now", (DAY + 25 * H).isoformat()], env)
         assert code == 0, err
-        assert out["corrections"] == [f"2025-03-02-{h:02d}:00" for h in range(8, 19)]
-        # One ranged run re-prices and settles the eleven corrected hours, then the window's own run.
-        assert [r["scope"] for r in out["runs"]] == ["hours 2025-03-02-08:00 to 2025-03-02-18:00",
+        # Every hour the rental touched, before or after its correction (06:20-18:05 then 06:20-08:05).
+        assert out["corrections"] == [f"2025-03-02-{h:02d}:00" for h in range(6, 19)]
+        # One ranged run re-prices and settles the corrected hours, then the window's own run.
+        assert [r["scope"] for r in out["runs"]] == ["hours 2025-03-02-06:00 to 2025-03-02-18:00",
                                                      "hours 2025-03-02-23:00 to 2025-03-02-23:00"]
         assert ledger_differs_from_charges(db_url) == []
         rented = d.query(db_url, """SELECT -sum(amount) FROM billing.credit_transactions

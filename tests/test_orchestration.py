@@ -175,7 +175,8 @@ def test_daemon_and_billing_run_share_the_instance_without_collisions(db_url, tm
             _wait(lambda: all(_sensor_ticks(instance)[name] > n for name, n in ticks.items() if n < 5),
                   300, "another tick of every running sensor", dev, dev_log)
 
-            records = instance.get_run_records()
+            # A schedule's tick may still be running; every run that finished succeeded.
+            records = [r for r in instance.get_run_records() if r.end_time is not None]
             assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records), [
                 (r.dagster_run.job_name, r.dagster_run.status) for r in records]
             assert not launched_for_past_work(instance, runs_before)
