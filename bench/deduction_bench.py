@@ -3,11 +3,11 @@
 Usage: .venv/bin/python bench/deduction_bench.py [--accounts N] [--lines-per-account N]
 Uses a scratch database `satusky_bench_deduction` on BILLING_BENCH_SERVER (default the local
 server 127.0.0.1:5432), dropped and re-created. Each account has a prior ledger history (a
-top-up and 24 settled hours), and the hour to settle has `--lines-per-account` priced-usage
-rows per account across both usage kinds (workload consumption and machine rental), in a
-stand-in `analytics.fct_priced_usage` with the mart's columns. Timed: the first settlement
-(2 entries per account), a re-run (nothing to post) and a correction of 10 % of the accounts
-(adjusting deductions and reversals).
+top-up and 24 settled hours), and the hour to settle has one usage charge per account and usage
+kind (workload consumption and machine rental), in a stand-in `analytics.fct_usage_charges`
+with the mart's columns (what settlement reads; `--lines-per-account` priced rows are summed
+into each). Timed: the first settlement (2 entries per account), a re-run (nothing to post) and
+a correction of 10 % of the accounts (adjusting deductions and reversals).
 """
 
 from __future__ import annotations
@@ -51,22 +51,22 @@ def fresh_database(accounts: int) -> str:
     return url
 
 
-def usage_rows(accounts: int, lines: int, hour: datetime, factor: int = 1):
+def usage_rows(accounts: int, lines: int, hour: datetime):
+    """(account, hour, usage kind, amount, priced lines): one charge per account and kind, with
+    micro-credit amounts as fct_usage_charges holds them."""
     for i in range(accounts):
-        for j in range(lines):
-            kind = KINDS[j % 2]
-            amount = Decimal(((i * 7 + j * 13) % 1000) + 1) / Decimal(1_000_003) * factor
-            yield (f"acct-{i:05d}", hour, kind, "cpu" if kind == KINDS[0] else "machine", f"dep-{i}-{j}",
-                   Decimal("1"), "core_hour", amount, amount, False)
+        for k, kind in enumerate(KINDS):
+            amount = sum(Decimal(((i * 7 + j * 13) % 1000) + 1) for j in range(k, lines, 2)) / Decimal(1000)
+            yield (f"acct-{i:05d}", hour, kind, amount, len(range(k, lines, 2)))
 
 
 def load_hour(url: str, rows) -> None:
     with psycopg.connect(url) as conn, conn.cursor() as cur:
-        with cur.copy("COPY analytics.fct_priced_usage (account_id, hour, usage_kind, resource, deployment_id, "
-                      "quantity, unit, unit_price, amount, is_estimate) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        conn.execute("ANALYZE analytics.fct_priced_usage")
+        with cur.copy("COPY analytics.fct_usage_charges (account_id, hour, usage_kind, amount, amount_exact, "
+                      "priced_row_count) FROM STDIN") as copy:
+            for account, hour, kind, amount, lines in rows:
+                copy.write_row((account, hour, kind, amount, amount, lines))
+        conn.execute("ANALYZE analytics.fct_usage_charges")
 
 
 def main() -> None:
@@ -99,14 +99,15 @@ def main() -> None:
         t_rerun = time.perf_counter() - t0
         # Correct 10 % of the accounts: half owe more, half owe less.
         corrected = max(args.accounts // 10, 1)
-        conn.execute("DELETE FROM analytics.fct_priced_usage WHERE hour = %s AND account_id < %s",
+        conn.execute("DELETE FROM analytics.fct_usage_charges WHERE hour = %s AND account_id < %s",
                      (HOUR, f"acct-{corrected:05d}"))
-        load_hour(url, ((a, h, k, r, d, q, u, p, amt * (2 if int(a[5:]) % 2 else Decimal("0.5")), e)
-                        for a, h, k, r, d, q, u, p, amt, e in usage_rows(corrected, args.lines_per_account, HOUR)))
+        load_hour(url, ((a, h, k, amt * (2 if int(a[5:]) % 2 else Decimal("0.5")), n)
+                        for a, h, k, amt, n in usage_rows(corrected, args.lines_per_account, HOUR)))
         t0 = time.perf_counter()
         fix = settle_priced_usage(conn, *window)
         t_fix = time.perf_counter() - t0
-    print(f"accounts: {args.accounts}, priced-usage lines in the hour: {args.accounts * args.lines_per_account}")
+    print(f"accounts: {args.accounts}, usage charges in the hour: {args.accounts * len(KINDS)} "
+          f"({args.accounts * args.lines_per_account} priced lines)")
     print(f"first settlement: {first.posted} entries, {t_first:.2f} s")
     print(f"re-run: {rerun.posted} entries, {t_rerun:.2f} s")
     print(f"correction of {corrected} accounts: {fix.adjustments} adjusting deductions, {fix.reversals} reversals, "

@@ -1,6 +1,6 @@
 """The clock a run sees.
 
-``billing run --now ISO`` (and ``run_hourly_cycle(now=...)``) puts the clock in the run tag
+``billing run --now ISO`` (and ``run_billing_window(now=...)``) puts the clock in the run tag
 ``billing/now``; every asset that needs "now" (ongoing rentals, whether an hour is over,
 lifecycle deadlines) reads it with ``run_clock(context)`` and falls back to the wall clock.
 """
