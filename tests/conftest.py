@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# The ledger signs entries with an HMAC key from the environment (contract section 5); the
+# whole session (and every subprocess it starts) uses this throw-away one.
+os.environ.setdefault("BILLING_LEDGER_KEY", "test-ledger-key-" + "0" * 32)
 
 from tests.support.databases import DatabaseFactory
 

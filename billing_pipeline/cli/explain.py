@@ -155,7 +155,9 @@ def render(d: dict) -> str:
 
 
 def _explain(args) -> int:
-    start, end = month_window(args.month)
+    from billing_pipeline.cli.inputs import parse_month
+
+    start, end = parse_month(args.month)
     with connect() as conn:
         data = explanation(conn, args.account, start, end)
     emit(args, data, render)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 
+from billing_pipeline.cli.inputs import parse_amount, parse_limit, parse_text
 from billing_pipeline.cli.output import credits, emit
 from billing_pipeline.db import connect
-from billing_pipeline.errors import InputError
-from billing_pipeline.ledger import Entry, EntryType, balance_of, post_entry, to_amount, verify_ledger
+from billing_pipeline.ledger import Entry, EntryType, balance_of, post_entry, verify_ledger
 
 
 def register(subparsers, json_parent) -> None:
     p = subparsers.add_parser("ledger", parents=[json_parent], help="an account's ledger entries, newest first")
     p.add_argument("account")
-    p.add_argument("--limit", type=int, default=50, help="how many entries (default 50)")
+    p.add_argument("--limit", default=50, help="how many entries (default 50)")
     p.set_defaults(handler=_ledger)
 
     p = subparsers.add_parser("topup", parents=[json_parent], help="credit a payment received")
@@ -35,12 +35,12 @@ def register(subparsers, json_parent) -> None:
     p.set_defaults(handler=_adjust)
 
     p = subparsers.add_parser("verify", parents=[json_parent], help="check balances, cache and hash chain")
+    p.add_argument("--checkpoint", help="a file outside the database: check the chain heads it holds, then write the current ones")
     p.set_defaults(handler=_verify)
 
 
 def _ledger(args) -> int:
-    if args.limit <= 0:
-        raise InputError(f"--limit must be positive, not {args.limit}.")
+    args.limit = parse_limit(args.limit)
     with connect() as conn:
         balance = balance_of(conn, args.account)
         rows = conn.execute(
@@ -90,15 +90,17 @@ def _post_and_report(args, entry: Entry) -> int:
 
 
 def _topup(args) -> int:
-    entry = Entry(args.account, EntryType.TOPUP, to_amount(args.amount), args.reference,
+    args.reference = parse_text(args.reference, what="--reference", max_length=200)
+    entry = Entry(args.account, EntryType.TOPUP, parse_amount(args.amount, positive=True), args.reference,
                   reference={"payment_reference": args.reference}, actor="cli")
     return _post_and_report(args, entry)
 
 
 def _adjust(args) -> int:
-    amount = to_amount(args.amount)
+    amount = parse_amount(args.amount)
+    args.reason, args.actor = parse_text(args.reason, what="--reason", required=False), parse_text(args.actor, what="--actor", required=False)
     key = args.key or "adjust:" + hashlib.sha256(
-        "\x1f".join([args.account, f"{amount}", args.reason.strip(), args.actor.strip()]).encode()
+        "\x1f".join([args.account, f"{amount}", args.reason or "", args.actor or ""]).encode()
     ).hexdigest()[:32]
     entry = Entry(args.account, EntryType.ADMIN_ADJUSTMENT, amount, key, reason=args.reason, actor=args.actor)
     return _post_and_report(args, entry)
@@ -106,15 +108,16 @@ def _adjust(args) -> int:
 
 def _verify(args) -> int:
     with connect() as conn:
-        report = verify_ledger(conn)
+        report = verify_ledger(conn, checkpoint=args.checkpoint)
     data = {
         "ok": report.ok, "accounts": report.accounts, "entries": report.entries,
+        "unkeyed_entries": report.unkeyed_entries, "key_ids": report.key_ids, "notes": report.notes,
         "problems": [p.__dict__ for p in report.problems],
     }
 
     def render(d) -> str:
         if d["ok"]:
-            return f"Ledger verified: {d['entries']} entries in {d['accounts']} accounts; balances, cache and hash chain agree."
+            return "\n".join([f"Ledger verified: {d['entries']} entries in {d['accounts']} accounts; balances, cache and hash chain agree."] + [f"  {n}." for n in d["notes"]])
         lines = [f"Ledger verification FAILED: {len(report.problems)} problem(s) in {d['entries']} entries:"]
         lines += [f"  {p.account_id}: [{p.kind}] {p.detail}" for p in report.problems]
         return "\n".join(lines)
