@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -76,7 +77,7 @@ def test_only_the_demo_falls_back_to_the_local_server(monkeypatch):
 
 @pytest.fixture
 def missing_db(databases):
-    name = f"{databases.prefix}_typo"
+    name = f"{databases.prefix}_typo_{uuid.uuid4().hex[:6]}"  # one per test: a test may create it
     databases.created.append(name)  # dropped at the end if a test created it
     return server_url(name)
 

@@ -98,7 +98,8 @@ def _topup(args) -> int:
 
 def _adjust(args) -> int:
     amount = parse_amount(args.amount)
-    args.reason, args.actor = parse_text(args.reason, what="--reason", required=False), parse_text(args.actor, what="--actor", required=False)
+    args.reason = parse_text(args.reason, what="--reason", required=False)
+    args.actor = parse_text(args.actor, what="--actor", required=False)
     key = args.key or "adjust:" + hashlib.sha256(
         "\x1f".join([args.account, f"{amount}", args.reason or "", args.actor or ""]).encode()
     ).hexdigest()[:32]
@@ -117,7 +118,8 @@ def _verify(args) -> int:
 
     def render(d) -> str:
         if d["ok"]:
-            return "\n".join([f"Ledger verified: {d['entries']} entries in {d['accounts']} accounts; balances, cache and hash chain agree."] + [f"  {n}." for n in d["notes"]])
+            return "\n".join([f"Ledger verified: {d['entries']} entries in {d['accounts']} accounts; balances, cache "
+                              "and hash chain agree."] + [f"  {n}." for n in d["notes"]])
         lines = [f"Ledger verification FAILED: {len(report.problems)} problem(s) in {d['entries']} entries:"]
         lines += [f"  {p.account_id}: [{p.kind}] {p.detail}" for p in report.problems]
         return "\n".join(lines)
