@@ -89,7 +89,8 @@ def prometheus_metric_hours(context: dg.AssetExecutionContext, prometheus: Prome
     yield dg.MaterializeResult(asset_key=METRIC_CONTAINER_HOURS, metadata={
         **common, "rows": summary.containers, "unattributed_rows": summary.unattributed_containers,
         "unattributed_cpu_share": summary.unattributed_cpu_share,
-        "unattributed_memory_share": summary.unattributed_memory_share})
+        "unattributed_memory_share": summary.unattributed_memory_share,
+        "quarantined_pods": summary.quarantined_pods})  # doubly-claimed Deployments: billed to nobody
     yield dg.MaterializeResult(asset_key=METRIC_POD_NETWORK_HOURS, metadata={**common, "pods": summary.pods})
     yield dg.MaterializeResult(asset_key=METRIC_VOLUME_HOURS, metadata={**common, "rows": summary.volumes})
     yield dg.MaterializeResult(asset_key=METRIC_HOURS, metadata={
@@ -104,8 +105,12 @@ def prometheus_metric_hours(context: dg.AssetExecutionContext, prometheus: Prome
     worst = max(summary.unattributed_cpu_share, summary.unattributed_memory_share)
     yield dg.AssetCheckResult(
         asset_key=METRIC_CONTAINER_HOURS, check_name="unattributed_share",
-        passed=worst <= UNATTRIBUTED_SHARE_WARN, severity=dg.AssetCheckSeverity.WARN,
+        passed=worst <= UNATTRIBUTED_SHARE_WARN and not summary.quarantined_pods, severity=dg.AssetCheckSeverity.WARN,
+        description=None if not summary.quarantined_pods else (
+            f"{summary.quarantined_pods} pod(s) of a Deployment claimed by two accounts: billed to nobody, "
+            "see billing.quarantined_rows"),
         metadata={"hour": hour.isoformat(), "unattributed_rows": summary.unattributed_containers,
+                  "quarantined_pods": summary.quarantined_pods,
                   "unattributed_cpu_share": summary.unattributed_cpu_share,
                   "unattributed_memory_share": summary.unattributed_memory_share},
     )
