@@ -5,12 +5,14 @@ fct_priced_usage checked against figures computed by hand from the cluster's des
 
 from __future__ import annotations
 
+import json
 import os
 
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import dagster as dg
+import jsonschema
 import pytest
 
 from billing_pipeline.db.connection import connect
@@ -21,7 +23,7 @@ from billing_pipeline.synthetic import (
 from billing_pipeline.transform.assets import dbt_model_key, dbt_source_keys, window_vars
 from billing_pipeline.transform.translator import layer_group
 from tests.support import dbt as d
-from tests.support.cycle import billing, ledger_differs_from_charges
+from tests.support.cycle import REPO, billing, ledger_differs_from_charges
 from tests.support.payments import set_balance
 
 UTC = timezone.utc
@@ -124,6 +126,7 @@ def test_a_day_through_the_whole_cycle_with_billing_run(db_url, tmp_path):
                                   "--now", (DAY + 25 * H).isoformat()], env)
         assert code == 0, err
         assert "24 of 24 hours" in err  # progress on stderr, the document alone on stdout
+        jsonschema.validate(out, json.loads((REPO / "docs" / "schemas" / "run.json").read_text()))
         assert [(r["job"], r["status"], r["scope"]) for r in out["runs"]] == [
             ("hourly_billing_job", "SUCCESS", "hours 2025-03-02-00:00 to 2025-03-02-23:00")]
         assert out["ok"] and out["problems"] == [] and out["corrections"] == []
@@ -157,6 +160,9 @@ def test_a_day_through_the_whole_cycle_with_billing_run(db_url, tmp_path):
                                   "--now", (DAY + 25 * H).isoformat()], env)
         assert code == 0, err
         assert out["corrections"] == [f"2025-03-02-{h:02d}:00" for h in range(8, 19)]
+        # One ranged run re-prices and settles the eleven corrected hours, then the window's own run.
+        assert [r["scope"] for r in out["runs"]] == ["hours 2025-03-02-08:00 to 2025-03-02-18:00",
+                                                     "hours 2025-03-02-23:00 to 2025-03-02-23:00"]
         assert ledger_differs_from_charges(db_url) == []
         rented = d.query(db_url, """SELECT -sum(amount) FROM billing.credit_transactions
                                     WHERE account_id = 'acct-a' AND reference->>'usage_kind' = 'machine_rental'""")

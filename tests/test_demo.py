@@ -43,8 +43,9 @@ def test_demo_runs_on_embedded_postgres_when_no_server_answers(embedded_state):
         out = result.stdout
         assert f"?host={embedded_state}" in out  # the embedded server's socket folder
         assert ("already posted" in out) == (run == 2)
-        for stage in ("ingestion", "dbt", "deduction", "auto_topup", "alerts", "lifecycle"):
-            assert f"{stage:<11} 6 Dagster runs, all succeeded" in out
+        # The six hours are one ranged run of the whole cycle, recorded on the demo's instance.
+        assert re.search(r"hourly_billing_job run [0-9a-f]{8} \(in_process\): success in", out)
+        assert ("posted 0 ledger entries" in out) == (run == 2)
         # Both streams, side by side: globex's rental is charged, its consumption on it covered.
         assert re.search(r"globex\s+machine_rental\s+machine\s+\+5\.666667\s+machine_hour\s+\+14\.166667", out)
         assert re.search(r"globex\s+workload_consumption\s+gpu\s+\+5\.666667\s+gpu_hour\s+\+0\.000000\s+yes", out)
@@ -52,8 +53,9 @@ def test_demo_runs_on_embedded_postgres_when_no_server_answers(embedded_state):
         assert re.search(r"initech\s+node-std-2\s+exception", out)
         assert "OK: " in out and "balances, cache and hash chain agree" in out
         # `billing explain`: rented and consumed side by side, and how they reconcile.
-        assert "gpu-a100: 5.6667 machine-hours → +14.166667 credits" in out
-        assert "gpu: 5.6667 gpu_hour, of which 5.6667 on your own rented machines (covered: 0 credits)" in out
+        assert re.search(r"machines rented\s+gpu-a100\s+5\.6667 machine-hours\s+\+14\.166667", out)
+        assert re.search(r"workloads consumed\s+GPU\s+5\.6667 GPU-hours\s+5\.6667 GPU-hours\s+\+0\.000000", out)
+        assert "Your rentals covered consumption worth +8.426667 credits on node-gpu-1" in out
         assert "deducted from the ledger: +14.166667; not yet deducted: +0.000000" in out
         outputs.append(out)
     # Re-running posted nothing: the same ledger totals both times.

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from billing_pipeline.cli.main import main
+from billing_pipeline.lifecycle.routing import suspension_service_name
 from tests.support.kube import (  # noqa: F401  (fixtures)
     add_deployment, cluster, kube, outbox, run, seed_deployment, set_account, set_balance,
 )
@@ -64,14 +65,20 @@ def test_status_in_each_state(acme, kube, cluster, capsys):
     data = json.loads(status(capsys, T0, "--json"))
     assert data["state"] == "grace_period" and data["grace_deadline"] == "2026-11-28T14:30:00+00:00"
     assert data["volumes"][0]["fate"] == "pending_expiry" and data["balance"] == "-2.000000"
+    assert [(a["key"], a["action"], a["state"]) for a in data["actions"]] == [("routing:dep-web", "routing_off", "done")]
+    assert data["deployments"][0]["actions"][0]["error"] is None
+    assert "Routing is disabled: its Ingresses send visitors to the suspension page" in out
 
     code, out, _ = cli(capsys, "cleanup-preview", "acme", "--now", T0.isoformat())
-    assert code == 0 and "Would delete 6 object(s)" in out and "data-pg-0 (20 GiB, with its data)" in out
+    assert code == 0 and "Would delete 7 object(s)" in out and "data-pg-0 (20 GiB, with its data)" in out
     preview = json.loads(cli(capsys, "cleanup-preview", "acme", "--json")[1])
     assert {(o["kind"], o["name"]) for o in preview["delete"]} == {
         ("Ingress", "web"), ("Deployment", "web"), ("Service", "web"), ("ConfigMap", "web-config"),
-        ("Secret", "web-secret"), ("PersistentVolumeClaim", "data-pg-0")}
-    assert {c.method for c in kube.calls if c.method != "PATCH"} == {"GET"}  # preview only reads
+        ("Secret", "web-secret"), ("PersistentVolumeClaim", "data-pg-0"),
+        ("Service", suspension_service_name("dep-web"))}  # the suspension Service, labelled for the deployment
+    n_writes = len([c for c in kube.calls if c.method != "GET"])
+    cli(capsys, "cleanup-preview", "acme", "--json")
+    assert len([c for c in kube.calls if c.method != "GET"]) == n_writes  # preview only reads
 
     run(acme, cluster, T0 + timedelta(hours=72, minutes=30))
     out = status(capsys, T0 + timedelta(hours=73))
@@ -108,7 +115,8 @@ def test_grace_period_job_through_dagster_with_schedule(acme, kube, monkeypatch)
     set_balance(acme, "acme", -1)
     result = grace_period_job.execute_in_process(tags={CLOCK_TAG: T0.isoformat()})
     assert result.success
-    assert kube.get("Ingress", "acme-prod", "web")["spec"].get("rules") is None
+    backend = kube.get("Ingress", "acme-prod", "web")["spec"]["rules"][0]["http"]["paths"][0]["backend"]
+    assert backend["service"]["name"] == suspension_service_name("dep-web")
     assert [n[0] for n in outbox(acme, "acme")] == ["lifecycle_grace_period"]
 
     # The schedule runs with its tick time as the clock.

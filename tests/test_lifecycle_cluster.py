@@ -1,14 +1,14 @@
-"""The lifecycle against a Kubernetes API emulator, over HTTP through the official client."""
+"""The lifecycle against the validating Kubernetes API emulator, over HTTP through the official client."""
 
 from __future__ import annotations
 
 import copy
+import json
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import psycopg
-import pytest
-
+from billing_pipeline.lifecycle.routing import suspension_service_name
 from tests.support.kube import (  # noqa: F401  (fixtures)
     add_deployment, cluster, domain_status, events, kube, outbox, run, seed_deployment, set_account, set_balance,
 )
@@ -23,11 +23,21 @@ def _state(url, account):
                             (account,)).fetchone()
 
 
-def test_grace_entry_removes_ingress_rules_and_topup_restores_them_identically(db_url, kube, cluster):
+def _backends(spec: dict) -> list[dict]:
+    out = [p["backend"] for r in spec.get("rules") or [] for p in (r.get("http") or {}).get("paths") or []]
+    return out + ([spec["defaultBackend"]] if "defaultBackend" in spec else [])
+
+
+def test_grace_points_every_backend_to_the_suspension_page_and_topup_restores_byte_identical(db_url, kube, cluster):
     create_accounts(db_url, "acme")
     add_deployment(db_url, "dep-web", "acme", "acme-prod", "web", hosts=["web.acme.test", "www.acme.test"])
     seed_deployment(kube, "acme-prod", "web", "dep-web", "acme", host="web.acme.test")
+    # A defaultBackend too: every backend must go to the suspension page.
+    ing = kube.get("Ingress", "acme-prod", "web")
+    kube.put("Ingress", "acme-prod", "web", labels=ing["metadata"]["labels"], spec={
+        **ing["spec"], "defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}})
     original = copy.deepcopy(kube.get("Ingress", "acme-prod", "web")["spec"])
+    original_bytes = json.dumps(original)
 
     set_balance(db_url, "acme", 5)
     r = run(db_url, cluster, T0)
@@ -40,30 +50,41 @@ def test_grace_entry_removes_ingress_rules_and_topup_restores_them_identically(d
     state, deadline = _state(db_url, "acme")
     assert state == "grace_period" and deadline == T0 + timedelta(hours=73)
     spec = kube.get("Ingress", "acme-prod", "web")["spec"]
-    assert "rules" not in spec and spec["tls"] == original["tls"]
+    service = suspension_service_name("dep-web")
+    assert _backends(spec) == [{"service": {"name": service, "port": {"number": 80}}}] * 3
+    assert spec["tls"] == original["tls"] and [r["host"] for r in spec["rules"]] == ["web.acme.test"]
+    page = kube.get("Service", "acme-prod", service)
+    assert page["spec"]["type"] == "ExternalName" and page["spec"]["externalName"] == "suspended.satusky.io"
+    assert page["metadata"]["labels"]["satusky.io/deployment-id"] == "dep-web"
+    assert page["metadata"]["labels"]["satusky.io/account-id"] == "acme"
     assert domain_status(db_url) == {"web.acme.test": "suspended", "www.acme.test": "suspended"}
     notices = outbox(db_url, "acme")
     assert [n[0] for n in notices] == ["lifecycle_grace_period"]
     assert "2026-11-28 15:00 UTC" in notices[0][3] and "Deployment web (namespace acme-prod)" in notices[0][3]
     with psycopg.connect(db_url) as conn:
-        saved = conn.execute("SELECT rules, status FROM billing.lifecycle_saved_ingresses").fetchall()
-    assert saved == [(original["rules"], "disabled")]
+        saved = conn.execute("SELECT spec_text, status FROM billing.lifecycle_saved_ingresses").fetchall()
+    assert saved == [(original_bytes, "disabled")]
 
     # Re-running in grace changes nothing and records nothing new.
-    n_events, n_patches = len(events(db_url)), len(kube.successful("PATCH"))
+    n_events, n_writes = len(events(db_url)), len([c for c in kube.calls if c.method != "GET"])
     r = run(db_url, cluster, T0 + timedelta(hours=2))
-    assert r.errors == [] and len(events(db_url)) == n_events and len(kube.successful("PATCH")) == n_patches
+    assert r.errors == [] and len(events(db_url)) == n_events
+    assert len([c for c in kube.calls if c.method != "GET"]) == n_writes
 
     set_balance(db_url, "acme", 100)
     r = run(db_url, cluster, T0 + timedelta(hours=3))
     assert r.errors == [] and _state(db_url, "acme")[0] == "healthy"
-    assert kube.get("Ingress", "acme-prod", "web")["spec"] == original
+    assert json.dumps(kube.get("Ingress", "acme-prod", "web")["spec"]) == original_bytes  # byte-identical
+    assert kube.get("Service", "acme-prod", service) is None
     assert domain_status(db_url) == {"web.acme.test": "active", "www.acme.test": "active"}
     assert [n[0] for n in outbox(db_url, "acme")] == ["lifecycle_grace_period", "lifecycle_recovered"]
     kinds = Counter((e["action"], e["outcome"]) for e in events(db_url))
-    assert kinds[("remove_ingress_rules", "done")] == 1 and kinds[("restore_ingress_rules", "done")] == 1
+    assert kinds[("suspend_ingress", "done")] == 1 and kinds[("restore_ingress", "done")] == 1
+    assert kinds[("create_suspension_service", "done")] == 1 and kinds[("delete_suspension_service", "done")] == 1
     assert kinds[("transition", "done")] == 3  # healthy->low, low->grace, grace->healthy
-    assert kube.successful("DELETE") == []
+    assert kube.successful("DELETE") == [("Service", "acme-prod", service)]
+    # Every write went through the validating API (nothing refused).
+    assert [c for c in kube.calls if c.status == 422] == []
 
 
 def _setup_two_accounts(db_url, kube):
@@ -102,19 +123,22 @@ def test_expiry_deletes_exactly_the_deployments_objects(db_url, kube, cluster):
     assert run(db_url, cluster, T0 + timedelta(hours=24) - timedelta(seconds=1)).errors == []
     assert kube.successful("DELETE") == [] and _state(db_url, "acme")[0] == "grace_period"
 
+    pages = {("Service", "acme-prod", suspension_service_name(d)) for d in ("dep-web", "dep-old")}
+    assert kube.objects() - before == pages  # the suspension Services, labelled for their deployments
     r = run(db_url, cluster, T0 + timedelta(hours=24))
     assert r.errors == [] and _state(db_url, "acme")[0] == "expired"
-    assert before - kube.objects() == ACME_OBJECTS
+    assert before - kube.objects() == ACME_OBJECTS and not pages & kube.objects()
     deleted = kube.successful("DELETE")
-    assert set(deleted) == ACME_OBJECTS and len(deleted) == len(ACME_OBJECTS)
+    assert set(deleted) == ACME_OBJECTS | pages and len(deleted) == len(ACME_OBJECTS | pages)
     # Only the account's namespace was ever called; routing first, volumes last.
     assert {c.namespace for c in kube.calls} == {"acme-prod"}
     assert deleted[0][0] == "Ingress" and deleted[-1][0] == "PersistentVolumeClaim"
     assert domain_status(db_url) == {"web.acme.test": "released", "web.beta.test": "active"}
     ev = events(db_url, "acme")
     delete_events = [e for e in ev if e["action"] == "delete"]
-    assert {(e["target"]["kind"], e["target"]["namespace"], e["target"]["name"]) for e in delete_events} == ACME_OBJECTS
-    assert all(e["outcome"] == "done" for e in delete_events) and len(delete_events) == len(ACME_OBJECTS)
+    assert {(e["target"]["kind"], e["target"]["namespace"], e["target"]["name"])
+            for e in delete_events} == ACME_OBJECTS | pages
+    assert all(e["outcome"] == "done" for e in delete_events) and len(delete_events) == len(ACME_OBJECTS | pages)
     legacy = {e["target"]["name"] for e in delete_events if e["target"]["found_by"] == "legacy_name"}
     assert legacy == {"legacy"}
     assert [n[0] for n in outbox(db_url, "acme")] == ["lifecycle_grace_period", "lifecycle_expired"]
@@ -191,47 +215,6 @@ def test_a_403_stops_the_step_with_a_clear_error_and_a_rerun_finishes(db_url, ku
     assert [e["outcome"] for e in ev if e["action"] == "delete" and e["target"]["kind"] == "Service"] == ["failed", "done"]
 
 
-class Killed(BaseException):
-    """Stands for the process dying (SIGKILL) right after the cluster answered."""
-
-
-def test_a_cleanup_killed_halfway_finishes_next_run_without_double_deletes_or_events(db_url, kube, cluster):
-    from billing_pipeline.lifecycle import cluster as cluster_mod
-
-    create_accounts(db_url, "acme")
-    set_account(db_url, "acme", grace_period_hours=0)
-    add_deployment(db_url, "dep-web", "acme", "acme-prod", "web", hosts=["web.acme.test"])
-    seed_deployment(kube, "acme-prod", "web", "dep-web", "acme", pvcs={"data-pg-0": "20Gi"})
-    set_balance(db_url, "acme", -1)
-
-    real_delete = cluster_mod.Cluster.delete
-    deletes = []
-
-    def dying_delete(self, kind, ns, name):
-        result = real_delete(self, kind, ns, name)
-        deletes.append(name)
-        if len(deletes) == 3:  # the object is gone on the cluster, nothing recorded yet
-            raise Killed()
-        return result
-
-    cluster.delete = dying_delete.__get__(cluster)
-    with pytest.raises(Killed):
-        run(db_url, cluster, T0)
-    assert len(kube.successful("DELETE")) == 3
-    del cluster.delete
-
-    assert run(db_url, cluster, T0 + timedelta(minutes=5)).errors == []
-    assert {o for o in kube.objects() if o[1] == "acme-prod"} == set()
-    ok = Counter(kube.successful("DELETE"))
-    assert ok and max(ok.values()) == 1  # no object deleted twice
-    ev = events(db_url, "acme")
-    assert len({e["event_key"] for e in ev}) == len(ev)
-    deletes_recorded = Counter((e["target"]["kind"], e["target"]["name"]) for e in ev if e["action"] == "delete")
-    assert len(deletes_recorded) == 6 and set(deletes_recorded.values()) == {1}
-    # The third object was deleted before the kill: the re-run found it absent and said so.
-    assert [e["outcome"] for e in ev if e["action"] == "delete"].count("already_absent") == 1
-
-
 def test_dry_run_records_what_it_would_do_and_does_nothing(db_url, kube, cluster):
     create_accounts(db_url, "acme")
     set_account(db_url, "acme", grace_period_hours=0)
@@ -276,8 +259,10 @@ def test_early_idle_deletion_deletes_an_idle_deployment_with_its_reason(db_url, 
     set_balance(db_url, "acme", -1)
     assert run(db_url, cluster, T0 + timedelta(minutes=10)).errors == []
     assert _state(db_url, "acme")[0] == "grace_period"
-    assert {o[2] for o in kube.objects() if o[1] == "acme-prod"} == {"web", "web-config", "web-secret"}
-    assert kube.get("Ingress", "acme-prod", "web")["spec"].get("rules") is None  # busy one: routing off only
+    assert {o[2] for o in kube.objects() if o[1] == "acme-prod"} == {
+        "web", "web-config", "web-secret", suspension_service_name("dep-busy")}
+    assert _backends(kube.get("Ingress", "acme-prod", "web")["spec"])[0]["service"]["name"] == \
+        suspension_service_name("dep-busy")  # busy one: routing off only
     reason = [e for e in events(db_url, "acme") if e["action"] == "early_idle_deletion"]
     assert len(reason) == 1 and reason[0]["deployment_id"] == "dep-idle"
     assert "idle over the last 24 hours" in reason[0]["detail"]["reason"]

@@ -81,6 +81,27 @@ def test_the_lineage_runs_from_prometheus_to_the_money_and_the_cluster():
         assert defs.resolve_job_def(name).tags["billing/lane"] == "money"
 
 
+def test_windows_and_corrections_are_cut_into_ranged_runs():
+    from billing_pipeline.orchestration.cycle import chunks, consecutive_ranges
+
+    assert chunks(START, START + 50 * H, 24) == [(START, START + 24 * H), (START + 24 * H, START + 48 * H),
+                                                 (START + 48 * H, START + 50 * H)]
+    # Consecutive stale hours become one run; a gap starts another; no run exceeds the chunk size.
+    hours = [START + h * H for h in (7, 0, 1, 2, 5, 6)]
+    assert consecutive_ranges(hours, 2) == [(START, START + 2 * H), (START + 2 * H, START + 3 * H),
+                                            (START + 5 * H, START + 7 * H), (START + 7 * H, START + 8 * H)]
+
+
+def test_billing_run_creates_its_runs_under_the_workspace_location_name():
+    import yaml
+
+    from billing_pipeline.orchestration.launcher import DEFINITIONS_MODULE, LOCATION_NAME
+
+    (entry,) = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]
+    assert entry["python_module"]["location_name"] == LOCATION_NAME
+    assert entry["python_module"]["module_name"] == DEFINITIONS_MODULE
+
+
 def _wait(condition, seconds: float, what: str, process: subprocess.Popen | None = None, log: Path | None = None):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -25,12 +25,17 @@ from datetime import datetime, timezone
 import psycopg
 
 from billing_pipeline.alerts.outbox import ENQUEUE_SET
+from billing_pipeline.lifecycle.machine import State, state_sql
 
 RUNWAY_WARNING_HOURS = 24
 BALANCES_MART = "analytics.fct_account_balances"
 
+# The balance -> state rule is the lifecycle machine's (one owner); the low-balance crossing opens
+# when it says low_balance and closes when it says healthy (at or below zero the grace period has
+# its own notices, so the crossing stays open).
 _STATE = """
     SELECT a.id AS account_id, coalesce(c.balance, 0) AS balance, a.low_balance_threshold AS threshold,
+           """ + state_sql("coalesce(c.balance, 0)", "a.low_balance_threshold") + """ AS balance_state,
            {burn} AS burn_rate
     FROM billing.accounts a
     LEFT JOIN billing.credits c ON c.account_id = a.id
@@ -43,7 +48,7 @@ conditions AS (
     SELECT s.*, k.kind,
            CASE WHEN s.burn_rate > 0 THEN round(s.balance / s.burn_rate, 2) END AS runway_hours,
            CASE k.kind
-               WHEN 'low_balance' THEN s.balance > 0 AND s.balance <= s.threshold
+               WHEN 'low_balance' THEN s.balance_state = '""" + State.LOW_BALANCE.value + """'
                ELSE s.balance > 0 AND s.burn_rate > 0 AND s.balance / s.burn_rate < %(runway)s
            END AS entered
     FROM state s CROSS JOIN (VALUES ('low_balance'), ('short_runway')) AS k (kind)
@@ -73,7 +78,7 @@ recovered AS (
     FROM state s
     WHERE x.account_id = s.account_id AND x.recovered_at IS NULL
       AND CASE x.kind
-              WHEN 'low_balance' THEN s.balance > s.threshold
+              WHEN 'low_balance' THEN s.balance_state = '""" + State.HEALTHY.value + """'
               ELSE s.balance > 0 AND (s.burn_rate IS NULL OR s.burn_rate <= 0
                                       OR s.balance / s.burn_rate >= %(runway)s)
           END

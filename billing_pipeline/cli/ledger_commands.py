@@ -3,69 +3,112 @@
 from __future__ import annotations
 
 import hashlib
+import os
+from datetime import timezone
+from decimal import Decimal, InvalidOperation
 
 from billing_pipeline.cli.inputs import parse_amount, parse_limit, parse_text
-from billing_pipeline.cli.output import credits, emit
+from billing_pipeline.cli.output import credits, emit, table
 from billing_pipeline.db import connect
+from billing_pipeline.errors import ConfigurationError, InputError
 from billing_pipeline.ledger import Entry, EntryType, balance_of, post_entry, verify_ledger
 
 
+# `billing adjust` asks for --yes above this many credits (either sign); BILLING_ADJUST_CONFIRM_ABOVE
+# overrides it, e.g. 0 to confirm every adjustment.
+ADJUST_CONFIRM_ABOVE_DEFAULT = Decimal("1000")
+
+LEDGER_COLUMNS = ("id", "created_at", "type", "amount", "balance_after", "idempotency_key", "reason", "actor",
+                  "reference")
+
+
 def register(subparsers, json_parent) -> None:
-    p = subparsers.add_parser("ledger", parents=[json_parent], help="an account's ledger entries, newest first")
-    p.add_argument("account")
-    p.add_argument("--limit", default=50, help="how many entries (default 50)")
+    p = subparsers.add_parser(
+        "ledger", parents=[json_parent], help="an account's ledger entries, newest first",
+        description="An account's ledger entries, newest first, with the balance. Pages with --limit and "
+                    "--before: the last line says how to see older entries.")
+    p.add_argument("account", help="the account id (billing.accounts.id), e.g. acme")
+    p.add_argument("--limit", default=20, help="how many entries to show (default 20)")
+    p.add_argument("--before", metavar="ENTRY_ID",
+                   help="show only entries older than this entry id (the next page)")
     p.set_defaults(handler=_ledger)
 
-    p = subparsers.add_parser("topup", parents=[json_parent], help="credit a payment received")
-    p.add_argument("account")
-    p.add_argument("amount", help="credits, as a decimal, e.g. 100 or 25.50")
+    p = subparsers.add_parser(
+        "topup", parents=[json_parent], help="credit a payment received",
+        description="Credit a payment received. The reference is the idempotency key: the same reference "
+                    "twice posts once.")
+    p.add_argument("account", help="the account id (billing.accounts.id), e.g. acme")
+    p.add_argument("amount", help="credits, a positive decimal, e.g. 100 or 25.50")
     p.add_argument("--reference", required=True, help="the payment's reference; also its idempotency key")
     p.set_defaults(handler=_topup)
 
-    p = subparsers.add_parser("adjust", parents=[json_parent], help="post an admin adjustment (+ or -)")
-    p.add_argument("account")
+    p = subparsers.add_parser(
+        "adjust", parents=[json_parent], help="post an admin adjustment (+ or -)",
+        description="Post an admin adjustment (+ credits the account, - debits it), with a reason and who "
+                    "decided it. Above BILLING_ADJUST_CONFIRM_ABOVE credits (default 1000) it needs --yes.")
+    p.add_argument("account", help="the account id (billing.accounts.id), e.g. acme")
     p.add_argument("amount", help="signed credits, e.g. -5 or 12.5")
-    p.add_argument("--reason", required=True)
-    p.add_argument("--actor", required=True, help="who decided it")
+    p.add_argument("--reason", required=True, help="why, in words the customer may read")
+    p.add_argument("--actor", required=True, help="who decided it (a person or ticket)")
     p.add_argument(
         "--key",
         help="idempotency key; default derived from account, amount, reason and actor, so repeating "
         "the same command posts once. Give a new key to post an identical adjustment again.",
     )
+    p.add_argument("--yes", action="store_true",
+                   help="confirm an adjustment above BILLING_ADJUST_CONFIRM_ABOVE credits")
     p.set_defaults(handler=_adjust)
 
-    p = subparsers.add_parser("verify", parents=[json_parent], help="check balances, cache and hash chain")
-    p.add_argument("--checkpoint", help="a file outside the database: check the chain heads it holds, then write the current ones")
+    p = subparsers.add_parser(
+        "verify", parents=[json_parent], help="check balances, cache and hash chain",
+        description="Check every account's ledger: balances, the balance cache and the hash chain. "
+                    "Exit code 1 when anything disagrees.")
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="a file outside the database: check the chain heads it holds, then write the current ones")
     p.set_defaults(handler=_verify)
 
 
 def _ledger(args) -> int:
     args.limit = parse_limit(args.limit)
+    if args.before is not None:
+        args.before = parse_limit(args.before, what="--before", maximum=2**62)
     with connect() as conn:
         balance = balance_of(conn, args.account)
+        total = conn.execute("SELECT count(*) FROM billing.credit_transactions WHERE account_id = %s",
+                             (args.account,)).fetchone()[0]
         rows = conn.execute(
-            "SELECT id, created_at, type, amount, balance_after, idempotency_key, reason, actor, reference "
-            "FROM billing.credit_transactions WHERE account_id = %s ORDER BY account_seq DESC LIMIT %s",
-            (args.account, args.limit),
+            f"SELECT {', '.join(LEDGER_COLUMNS)} FROM billing.credit_transactions "
+            "WHERE account_id = %s AND (%s::bigint IS NULL OR id < %s::bigint) "
+            "ORDER BY account_seq DESC LIMIT %s",
+            (args.account, args.before, args.before, args.limit + 1),
         ).fetchall()
-    entries = [
-        dict(zip(("id", "created_at", "type", "amount", "balance_after", "idempotency_key", "reason", "actor", "reference"), r))
-        for r in rows
-    ]
+    more = len(rows) > args.limit
+    entries = [dict(zip(LEDGER_COLUMNS, r)) for r in rows[: args.limit]]
+    data = {
+        "account_id": args.account, "balance": balance, "total_entries": total, "shown": len(entries),
+        "before": args.before, "next_before": entries[-1]["id"] if more and entries else None,
+        "entries": entries,
+    }
 
-    def render(d) -> str:
-        lines = [f"Ledger of {args.account}: balance {credits(balance)} credits"]
+    def render(d):
+        out = [f"Ledger of {args.account}: balance {credits(balance)} credits."]
         if not entries:
-            lines.append("  (no entries yet)")
-        for e in entries:
-            why = f"  {e['reason']} ({e['actor']})" if e["reason"] else ""
-            lines.append(
-                f"  #{e['id']:<7} {e['created_at']:%Y-%m-%d %H:%M:%S} {e['type']:<16} "
-                f"{credits(e['amount']):>18} -> {credits(e['balance_after']):>18}  [{e['idempotency_key']}]{why}"
-            )
-        return "\n".join(lines)
+            out.append("No entries" + (" older than that." if args.before else " yet."))
+            return out
+        out.append(table(
+            ["entry", "time (UTC)", "type", ("amount", "right"), ("balance after", "right"), "reason (by)", "key"],
+            ([e["id"], f"{e['created_at'].astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}", e["type"],
+              credits(e["amount"]), credits(e["balance_after"]),
+              f"{e['reason']} ({e['actor']})" if e["reason"] else "", e["idempotency_key"]] for e in entries),
+        ))
+        where = f" older than entry {args.before}" if args.before else ""
+        footer = f"Showing {len(entries)} of {total} entries{where}, newest first."
+        if d["next_before"]:
+            footer += f" Older: billing ledger {args.account} --before {d['next_before']}"
+        out.append(footer)
+        return out
 
-    emit(args, {"account_id": args.account, "balance": balance, "entries": entries}, render)
+    emit(args, data, render)
     return 0
 
 
@@ -96,10 +139,32 @@ def _topup(args) -> int:
     return _post_and_report(args, entry)
 
 
+def adjust_confirm_above() -> Decimal:
+    """The amount above which `billing adjust` needs --yes (BILLING_ADJUST_CONFIRM_ABOVE, default 1000)."""
+    text = os.environ.get("BILLING_ADJUST_CONFIRM_ABOVE", "").strip()
+    if not text:
+        return ADJUST_CONFIRM_ABOVE_DEFAULT
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite() or value < 0:
+        raise ConfigurationError(f"BILLING_ADJUST_CONFIRM_ABOVE={text!r} is not an amount of credits; "
+                                 "set it to a number such as 1000 (or 0 to confirm every adjustment).")
+    return value
+
+
 def _adjust(args) -> int:
     amount = parse_amount(args.amount)
     args.reason = parse_text(args.reason, what="--reason", required=False)
     args.actor = parse_text(args.actor, what="--actor", required=False)
+    limit = adjust_confirm_above()
+    if abs(amount) > limit and not args.yes:
+        error = InputError(f"an adjustment of {credits(amount)} credits to {args.account} is above "
+                           f"{limit:f} credits (BILLING_ADJUST_CONFIRM_ABOVE): nothing was posted. "
+                           "Check the amount and run the same command again with --yes.")
+        error.code = "confirmation_required"
+        raise error
     key = args.key or "adjust:" + hashlib.sha256(
         "\x1f".join([args.account, f"{amount}", args.reason or "", args.actor or ""]).encode()
     ).hexdigest()[:32]

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from billing_pipeline.cli.output import emit
 from billing_pipeline.db import connect
-from billing_pipeline.lifecycle.report import cleanup_preview
+from billing_pipeline.lifecycle.preview import cleanup_preview
 from billing_pipeline.lifecycle.store import fmt_size, fmt_time
 
 
@@ -33,7 +33,10 @@ def _preview(args) -> int:
         if d["delete"]:
             lines.append(f"Would delete {len(d['delete'])} object(s):")
             for o in d["delete"]:
-                size = f" ({fmt_size(o['size_bytes'])}, with its data)" if o["kind"] == "PersistentVolumeClaim" else ""
+                size = ""
+                if o["kind"] == "PersistentVolumeClaim":
+                    size = (f" ({fmt_size(o['size_bytes'])}, with its data, once its VolumeSnapshot is ready)"
+                            if o.get("snapshot_first") else f" ({fmt_size(o['size_bytes'])}, with its data)")
                 how = "label" if o["found_by"] == "label" else "legacy, by name"
                 lines.append(f"  {o['kind']:<22} {o['namespace']}/{o['name']}{size}  [{how}; deployment {o['deployment_id']}]")
         else:

@@ -1,20 +1,31 @@
 """Entry point of the `billing` command line.
 
-Each command group lives in its own module with a ``register(subparsers)`` function that adds
-its subcommands; a subcommand sets ``handler`` to a function ``handler(args) -> int``. Every
-command accepts ``--json``. Errors are printed on stderr in plain words, never as a traceback,
-with a non-zero exit code.
+Each command group lives in its own module with a ``register(subparsers, json_parent)`` function
+that adds its subcommands; a subcommand sets ``handler`` to a function ``handler(args) -> int``.
+
+What this module gives every command, so that no command module has to:
+- ``--json`` or ``-o json`` anywhere on the line (before or after the subcommand);
+- ``--version``; did-you-mean suggestions for a mistyped command or option;
+- a description for every command and help for the common arguments (``account``) when the
+  module did not write one;
+- errors in plain words on stderr (``billing: ...``), or, in JSON mode, one JSON document
+  ``{"error": "...", "code": "...", "exit_code": N}`` on stderr; never a traceback. Exit codes:
+  0 success, 1 failure, 2 bad input or usage, 3 configuration, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import json
+import os
+import re
 import sys
 
 import psycopg
 
-from billing_pipeline.errors import BillingError
+from billing_pipeline.errors import BillingError, ConfigurationError, InputError
 
 # The modules that contribute subcommands, in the order `billing --help` lists them.
 COMMAND_MODULES = [
@@ -27,37 +38,215 @@ COMMAND_MODULES = [
     "billing_pipeline.cli.docs_command",
 ]
 
+# Help for arguments many commands share, used where a command module gave none.
+COMMON_ARGUMENT_HELP = {
+    "account": "the account id (billing.accounts.id), e.g. acme",
+    "now": "the clock to decide at, ISO 8601 (e.g. 2026-11-24T16:00Z); default: the current time",
+    "month": "the UTC calendar month, YYYY-MM (e.g. 2026-11)",
+}
+
+OUTPUT_FORMATS = ("text", "json")
+
+# The arguments being parsed, for suggestions argparse's messages do not carry.
+_ARGV: list[str] = []
+
+
+class UsageError(Exception):
+    """The command line itself is wrong (argparse's errors): exit code 2."""
+
+    def __init__(self, message: str, usage: str):
+        super().__init__(message)
+        self.usage = usage
+
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse's own usage errors: exit 2, no traceback
-        self.print_usage(sys.stderr)
-        self.exit(2, f"billing: error: {message}\n")
+    def error(self, message: str):  # argparse's own usage errors: no traceback, a suggestion if we have one
+        raise UsageError(_with_suggestion(self, message), self.format_usage())
+
+
+def _with_suggestion(parser: argparse.ArgumentParser, message: str) -> str:
+    """Add "did you mean ...?" to argparse's messages about an unknown command or option."""
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if choice and not re.match(r"argument -", message):  # a command, not an option's value
+        wrong = choice[1]
+        options = re.findall(r"'([^']*)'", choice[2])
+        close = difflib.get_close_matches(wrong, options, n=1, cutoff=0.5)
+        if close:
+            return f"unknown command {wrong!r}: did you mean {close[0]!r}? (see {parser.prog} --help)"
+        return f"unknown command {wrong!r}; choose from {', '.join(options)} (see {parser.prog} --help)"
+    unknown = re.match(r"unrecognized arguments: (.*)", message)
+    if unknown:
+        known = _all_options(parser)
+        for word in unknown[1].split():
+            if word.startswith("-"):
+                close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6)
+                if close:
+                    return f"unknown option {word!r}: did you mean {close[0]!r}? (see {parser.prog} --help)"
+        return f"unexpected argument(s): {unknown[1]} (see {parser.prog} --help)"
+    if message.startswith("the following arguments are required"):
+        # argparse checks required options before it reports unknown ones: a mistyped
+        # `--mnth` shows up as a missing `--month`. Say which word was probably meant.
+        known = _all_options(parser)
+        for word in _ARGV:
+            option = word.split("=")[0]
+            if option.startswith("--") and option not in known:
+                close = difflib.get_close_matches(option, known, n=1, cutoff=0.6)
+                if close:
+                    return f"unknown option {option!r}: did you mean {close[0]!r}? (see {parser.prog} --help)"
+    return f"{message} (see {parser.prog} --help)"
+
+
+def _all_options(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string of ``parser`` and of its subcommands (argparse reports unknown
+    options of a subcommand at the top level)."""
+    found: list[str] = []
+    for action in parser._actions:
+        found += action.option_strings
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _all_options(sub)
+    return sorted(set(found))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("satusky-billing")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
+def _complete_help(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand a description and every common argument a help text."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, sub in action.choices.items():
+            if sub.description is None and helps.get(name):
+                sub.description = helps[name][0].upper() + helps[name][1:] + "."
+            for arg in sub._actions:
+                if arg.help is None and arg.dest in COMMON_ARGUMENT_HELP:
+                    arg.help = COMMON_ARGUMENT_HELP[arg.dest]
+            _complete_help(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="billing", description="Satusky prepaid-credit billing.")
+    parser = _Parser(
+        prog="billing",
+        description="Satusky prepaid-credit billing: the ledger, balances, explanations and the hourly cycle.",
+        epilog="Add --json (or -o json) anywhere for one JSON document on stdout; errors then come as JSON on "
+               "stderr. Shapes: docs/cli.md. Configuration: BILLING_DATABASE_URL, PROMETHEUS_URL, KUBECONFIG, "
+               "STRIPE_API_KEY.",
+    )
+    parser.add_argument("--version", action="version", version=f"billing {_version()}",
+                        help="print the version and exit")
+    parser.add_argument("--json", action="store_true", help="print one JSON document (also: -o json)")
+    parser.add_argument("-o", "--output-format", dest="output_format", choices=OUTPUT_FORMATS,
+                        help="text (default) or json; may also come after the command")
     json_parent = argparse.ArgumentParser(add_help=False)
-    json_parent.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    json_parent.add_argument("--json", action="store_true",
+                             help="print one JSON document on stdout (also: -o json, anywhere on the line)")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers, json_parent)
+    _complete_help(parser)
     return parser
 
 
+def split_output_flags(argv: list[str]) -> tuple[list[str], bool]:
+    """Take ``--json`` / ``-o json`` / ``--output-format json`` out of ``argv`` wherever they are.
+
+    Returns the remaining arguments and whether JSON was asked for. Arguments after ``--`` are
+    left alone. An ``-o`` with another value than text/json is left for argparse to refuse.
+    """
+    rest: list[str] = []
+    want_json = False
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            rest += argv[i:]
+            break
+        if word == "--json":
+            want_json = True
+        elif word in ("-o", "--output-format") and i + 1 < len(argv) and argv[i + 1] in OUTPUT_FORMATS:
+            want_json = argv[i + 1] == "json"
+            i += 1
+        elif word in ("-ojson", "-otext", "--output-format=json", "--output-format=text", "-o=json", "-o=text"):
+            want_json = word.endswith("json")
+        else:
+            rest.append(word)
+        i += 1
+    return rest, want_json
+
+
+def error_code(exc: BaseException) -> str:
+    """A stable, machine-readable name for a failure (the ``code`` of a JSON error)."""
+    explicit = getattr(exc, "code", None)
+    if isinstance(explicit, str):
+        return explicit
+    if isinstance(exc, UsageError):
+        return "usage"
+    message = str(exc)
+    if isinstance(exc, InputError):
+        if "unknown account" in message:
+            return "unknown_account"
+        return "invalid_input"
+    if isinstance(exc, ConfigurationError):
+        return "configuration"
+    if isinstance(exc, BillingError):
+        return "failed"
+    if isinstance(exc, psycopg.Error):
+        return "database"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return "internal"
+
+
+def report_error(message: str, code: str, exit_code: int, *, as_json: bool) -> int:
+    """Print one error on stderr (one JSON document in JSON mode) and return the exit code."""
+    if as_json:
+        print(json.dumps({"error": message, "code": code, "exit_code": exit_code}, ensure_ascii=False),
+              file=sys.stderr)
+    else:
+        # One line, whatever went wrong: scripts can grep it, people read it at a glance.
+        print(f"billing: {message}" if code != "usage" else f"billing: error: {message}", file=sys.stderr)
+    return exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, want_json = split_output_flags(argv)
+    _ARGV[:] = argv
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        # argparse's convention: usage errors leave through SystemExit(2).
+        raise SystemExit(report_error(str(exc), "usage", 2, as_json=want_json)) from None
+    args.json = bool(want_json or getattr(args, "json", False) or getattr(args, "output_format", None) == "json")
     try:
         return args.handler(args) or 0
     except BillingError as exc:
-        print(f"billing: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return report_error(str(exc), error_code(exc), exc.exit_code, as_json=args.json)
     except psycopg.Error as exc:
         # A database error we did not anticipate: still one readable line, no traceback.
-        print(f"billing: database error: {str(exc).strip()}", file=sys.stderr)
-        return 1
+        return report_error(f"database error: {str(exc).strip()}", "database", 1, as_json=args.json)
     except KeyboardInterrupt:
-        print("billing: interrupted", file=sys.stderr)
-        return 130
+        return report_error("interrupted", "interrupted", 130, as_json=args.json)
+    except BrokenPipeError:  # `billing ledger acme | head`: the reader left; nothing to report
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+    except (SystemExit, GeneratorExit):
+        raise
+    except Exception as exc:  # a bug: still no traceback for the user, but what and where
+        return report_error(f"internal error ({type(exc).__name__}): {exc}. This is a bug; please report it "
+                            "with the command you ran.", "internal", 1, as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -105,8 +105,8 @@ def render(d: dict) -> str:
         lines.append(f"Corrections settled outside the window: {len(d['corrections'])} hour(s) "
                      f"({', '.join(d['corrections'][:6])}{' ...' if len(d['corrections']) > 6 else ''}).")
     for r in d["runs"]:
-        status = "ok" if r["status"] == "SUCCESS" else r["status"]
-        lines.append(f"  run {r['run_id'][:8]}  {r['scope']:<44} {status:<8} {r['seconds']:7.1f} s  ({r['launched_by']})")
+        lines.append(f"  run {r['run_id'][:8]}  {r['scope']:<44} {r['status']:<8} {r['seconds']:7.1f} s  "
+                     f"({r['launched_by']})")
     p = d["posted"]
     lines.append(f"Posted {p['entries']} ledger entr{'y' if p['entries'] == 1 else 'ies'}, net "
                  f"{credits(p['net_amount'])} credits:")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from decimal import Decimal
 
 from billing_pipeline.cli.output import credits, emit
 from billing_pipeline.db import connect
@@ -19,15 +18,6 @@ def register(subparsers, json_parent) -> None:
     p.set_defaults(handler=_status)
 
 
-def balance_state(balance: Decimal, threshold: Decimal) -> str:
-    """The lifecycle state the balance alone implies (contract section 6)."""
-    if balance <= 0:
-        return "grace_period"
-    if balance <= threshold:
-        return "low_balance"
-    return "healthy"
-
-
 def render_status(d: dict) -> str:
     lines = [f"Account {d['account_id']} ({d['name']}): balance {credits(d['balance'])} credits."]
     state = f"State: {d['state']} — {d['meaning']}"
@@ -38,21 +28,24 @@ def render_status(d: dict) -> str:
     lines.append(state + ".")
     if d["state"] == "grace_period":
         lines.append(f"Deadline: {fmt_time(d['grace_deadline'])}. Add credits before then to restore routing "
-                     "exactly as it was; otherwise:")
+                     "exactly as it was" + (" and the saved replica counts" if d["scale_to_zero_after_hours"] is not None
+                                            else "") + "; otherwise:")
     elif d["state"] == "expired":
         lines.append(f"The grace period ended on {fmt_time(d['grace_deadline'])}.")
     else:
         lines.append(f"Deadline: none. If the balance reaches zero, routing is disabled and a "
                      f"{d['grace_period_hours']}-hour grace period starts; at its end:")
-    policy = (f"retain (volumes kept {d['volume_retention_days']} days after expiry, then deleted with their data)"
-              if d["volume_policy"] == "retain" else "delete (volumes deleted with their data at expiry)")
+    policy = d["volume_policy_text"]
     for item in d["deployments"]:
         lines.append(f"  - {item['text']}")
     for item in d["volumes"]:
         lines.append(f"  - {item['text']}")
     if not d["deployments"] and not d["volumes"]:
         lines.append("  - (no deployments)")
-    lines.append(f"Volume policy: {policy}. Early idle deletion: {'on' if d['early_idle_deletion'] else 'off'}.")
+    staged = ("off" if d["scale_to_zero_after_hours"] is None
+              else f"after {d['scale_to_zero_after_hours']} hours of grace")
+    lines.append(f"Volume policy: {policy}. Early idle deletion: {'on' if d['early_idle_deletion'] else 'off'}. "
+                 f"Scale to zero: {staged}.")
     return "\n".join(lines)
 
 
@@ -60,7 +53,9 @@ def _status(args) -> int:
     from billing_pipeline.cli.inputs import parse_time
 
     now = parse_time(args.now) if args.now else datetime.now(timezone.utc)
+    from billing_pipeline.resources.kubernetes import KubernetesResource
+
     with connect() as conn:
-        data = lifecycle_status(conn, args.account, now)
+        data = lifecycle_status(conn, args.account, now, snapshot_class=KubernetesResource.from_env().snapshot_class)
     emit(args, data, render_status)
     return 0

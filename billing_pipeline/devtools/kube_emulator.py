@@ -1,19 +1,45 @@
-"""A small Kubernetes API emulator, spoken to over HTTP by the official ``kubernetes`` client.
+"""A Kubernetes API emulator, spoken to over HTTP by the official ``kubernetes`` client.
 
-No kube-apiserver can be installed on these machines, and ``kmock`` ignores label selectors,
-which the lifecycle cleanup relies on. This emulator keeps objects in memory and serves the
+No kube-apiserver can be installed on these machines, and ``kmock`` ignores label selectors and
+``resourceVersion``. This emulator keeps objects in memory (127.0.0.1 only) and serves the
 namespaced endpoints of the kinds the lifecycle touches:
 
 * core/v1: services, configmaps, secrets, persistentvolumeclaims
 * apps/v1: deployments
 * networking.k8s.io/v1: ingresses
+* snapshot.storage.k8s.io/v1: volumesnapshots (the CSI snapshot CRD)
 
-It supports GET (read, and list with ``labelSelector``: ``k=v``, ``k==v``, ``k!=v``, ``k``,
-``!k``, ``k in (a,b)``, ``k notin (a,b)``), POST (409 if it exists), PUT, PATCH (JSON patch,
-merge patch; a strategic merge patch is applied as a merge patch), DELETE (404 if absent).
-Faults can be injected per object (``fail``), and every request is recorded (``calls``).
+**Emulated as kube-apiserver does it**
 
-It is used by the tests and by the demo; it binds to 127.0.0.1 only.
+* GET (read; list with ``labelSelector``, equality- and set-based: ``k=v``, ``k==v``, ``k!=v``,
+  ``k``, ``!k``, ``k in (a,b)``, ``k notin (a,b)``), POST (409 AlreadyExists), PUT (404 if absent),
+  PATCH (JSON patch; merge patch; a strategic merge patch is applied as a merge patch), DELETE
+  (404 NotFound if absent).
+* Validation of every object written (``kube_rules``): the Kubernetes OpenAPI schema of the kind
+  (strict, through ``kubernetes-validate``), and the API server's own rules for these kinds
+  (Ingress ``rules``/``defaultBackend``, backends, immutable fields, names, label values).
+  A refusal answers **422 Invalid** with ``details.causes``, in the ``Status`` shape of
+  kube-apiserver; nothing is stored.
+* ``resourceVersion``: a counter, bumped on every write; a PUT (or a patch that carries
+  ``metadata.resourceVersion``) with a stale one answers **409 Conflict** ("the object has been
+  modified; please apply your changes to the latest version and try again").
+* Serialization in one canonical key order (sorted), whatever order the client sent, as the API
+  server answers in its schema's field order: equal objects are byte-identical on the wire.
+* ``metadata.uid`` and ``creationTimestamp`` set at creation and kept; ``apiVersion``/``kind``
+  set from the endpoint.
+* A VolumeSnapshot's ``status`` as the CSI snapshot controller sets it: ``readyToUse`` true at
+  creation (``snapshot_mode = "ready"``), false until ``set_snapshot_ready`` (``"pending"``), or an
+  ``error`` (``"error"``, or a source PVC that does not exist).
+
+**Not emulated**: authentication and RBAC (403 only as an injected fault), watches, the
+``/status`` and ``/scale`` subresources, server-side apply, field managers, finalizers and
+graceful deletion (DELETE removes at once), garbage collection of owned objects, admission
+webhooks, defaulting (no field is filled in), cluster-scoped kinds, delete-collection, paging,
+field selectors, and any controller (a Deployment runs no pods; a PVC binds no volume).
+
+Test hooks: ``fail`` injects an HTTP error per object; ``pause_after_write`` holds the answer
+to a chosen write, already applied, until ``release`` (a test SIGKILLs the client meanwhile);
+``calls`` records every request. Used by the tests and by the demo.
 """
 
 from __future__ import annotations
@@ -30,6 +56,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from billing_pipeline.devtools import kube_rules
+
 # plural -> (api prefix, apiVersion, Kind)
 RESOURCES: dict[str, tuple[str, str, str]] = {
     "services": ("/api/v1", "v1", "Service"),
@@ -38,11 +66,13 @@ RESOURCES: dict[str, tuple[str, str, str]] = {
     "persistentvolumeclaims": ("/api/v1", "v1", "PersistentVolumeClaim"),
     "deployments": ("/apis/apps/v1", "apps/v1", "Deployment"),
     "ingresses": ("/apis/networking.k8s.io/v1", "networking.k8s.io/v1", "Ingress"),
+    "volumesnapshots": ("/apis/snapshot.storage.k8s.io/v1", "snapshot.storage.k8s.io/v1", "VolumeSnapshot"),
 }
 KIND_TO_PLURAL = {kind: plural for plural, (_, _, kind) in RESOURCES.items()}
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 _PATH = re.compile(
-    r"^(?P<prefix>/api/v1|/apis/apps/v1|/apis/networking\.k8s\.io/v1)"
+    r"^(?P<prefix>/api/v1|/apis/[a-z0-9.]+/v1)"
     r"/namespaces/(?P<ns>[^/]+)/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?/?$"
 )
 
@@ -68,12 +98,22 @@ class Fault:
 
 
 @dataclass
+class _Pause:
+    remaining: int  # successful writes to let through before holding one
+    reached: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    call: Call | None = None
+
+
+@dataclass
 class _State:
     objects: dict[tuple[str, str, str], dict] = field(default_factory=dict)  # (plural, ns, name)
     faults: dict[tuple[str, str, str], Fault] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     resource_version: int = 0
-    # Called with (method, plural, ns, name) before a request is served; may block or raise.
+    snapshot_mode: str = "ready"  # "ready" | "pending" | "error"
+    pause: _Pause | None = None
+    # Called with (method, kind, ns, name) before a request is served; may block or raise.
     hook: Any = None
 
 
@@ -198,6 +238,40 @@ def _status(code: int, reason: str, message: str, details: dict | None = None) -
     }
 
 
+def _canonical(value: Any) -> Any:
+    """One key order for every stored object, whatever order the client sent: kube-apiserver always
+    serializes in its schema's field order, so equal objects are byte-identical on the wire."""
+    if isinstance(value, dict):
+        return {k: _canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _group(api_version: str) -> str:
+    return api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+
+
+def _resource_name(plural: str, api_version: str) -> str:
+    return f"{plural}.{_group(api_version)}" if _group(api_version) else plural
+
+
+def _invalid(kind: str, api_version: str, name: str, causes: list[tuple[str, str]]) -> tuple[int, dict]:
+    """422 Invalid, worded and shaped as kube-apiserver answers it."""
+    qualified = f"{kind}.{_group(api_version)}" if _group(api_version) else kind
+    text = ", ".join(f"{f}: {m}" for f, m in causes)
+    return 422, _status(422, "Invalid", f'{qualified} "{name}" is invalid: {text}', {
+        "name": name, "group": _group(api_version), "kind": kind,
+        "causes": [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes]})
+
+
+def _conflict(plural: str, api_version: str, name: str) -> tuple[int, dict]:
+    return 409, _status(
+        409, "Conflict", f'Operation cannot be fulfilled on {_resource_name(plural, api_version)} "{name}": '
+        "the object has been modified; please apply your changes to the latest version and try again",
+        {"name": name, "group": _group(api_version), "kind": plural})
+
+
 def _make_handler(state: _State, lock: threading.RLock):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -207,11 +281,14 @@ def _make_handler(state: _State, lock: threading.RLock):
 
         def _send(self, code: int, body: dict) -> None:
             data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client died while we held the answer (a SIGKILL test)
+                self.close_connection = True
 
         def _body(self) -> Any:
             length = int(self.headers.get("Content-Length") or 0)
@@ -231,9 +308,21 @@ def _make_handler(state: _State, lock: threading.RLock):
             plural, ns, name = m.group("plural"), m.group("ns"), m.group("name")
             if state.hook is not None:
                 state.hook(method, RESOURCES[plural][2], ns, name)
+            pause = None
             with lock:
                 code, answer = self._serve(method, plural, ns, name, query, body)
-                state.calls.append(Call(method, RESOURCES[plural][2], ns, name, query, code, body))
+                call = Call(method, RESOURCES[plural][2], ns, name or (answer.get("metadata") or {}).get("name"),
+                            query, code, body)
+                state.calls.append(call)
+                if method in WRITES and code < 300 and state.pause is not None:
+                    if state.pause.remaining == 0:
+                        pause, state.pause = state.pause, None
+                        pause.call = call
+                    else:
+                        state.pause.remaining -= 1
+            if pause is not None:  # applied, answer held: the client is killed meanwhile
+                pause.reached.set()
+                pause.release.wait(timeout=60)
             self._send(code, answer)
 
         def _serve(self, method, plural, ns, name, query, body) -> tuple[int, dict]:
@@ -245,11 +334,12 @@ def _make_handler(state: _State, lock: threading.RLock):
                     fault.times -= 1
                     if fault.times <= 0:
                         del state.faults[key]
-                reason = {403: "Forbidden", 500: "InternalError", 503: "ServiceUnavailable"}.get(fault.status, "Error")
+                reason = {403: "Forbidden", 409: "Conflict", 500: "InternalError",
+                          503: "ServiceUnavailable"}.get(fault.status, "Error")
                 return fault.status, _status(
                     fault.status, reason,
-                    f'{plural} "{name}" is {reason.lower()}: injected fault for {kind} {ns}/{name}',
-                    {"name": name, "kind": plural},
+                    f'{_resource_name(plural, api_version)} "{name}" is {reason.lower()}: injected fault for '
+                    f"{kind} {ns}/{name}", {"name": name, "kind": plural},
                 )
             if name is None:
                 if method == "GET":
@@ -266,51 +356,72 @@ def _make_handler(state: _State, lock: threading.RLock):
                     obj_name = (body.get("metadata") or {}).get("name")
                     key = (plural, ns, obj_name)
                     if key in state.objects:
-                        return 409, _status(409, "AlreadyExists", f'{plural} "{obj_name}" already exists',
-                                            {"name": obj_name, "kind": plural})
-                    return 201, self._store(key, body, api_version, kind, new=True)
+                        return 409, _status(409, "AlreadyExists", f'{_resource_name(plural, api_version)} '
+                                            f'"{obj_name}" already exists', {"name": obj_name, "kind": plural})
+                    return self._store(key, body, api_version, kind, old=None)
                 return 405, _status(405, "MethodNotAllowed", f"{method} not supported on a collection")
             current = state.objects.get(key)
-            if current is None and method != "PUT":
-                return 404, _status(404, "NotFound", f'{plural} "{name}" not found', {"name": name, "kind": plural})
+            if current is None:
+                return 404, _status(404, "NotFound", f'{_resource_name(plural, api_version)} "{name}" not found',
+                                    {"name": name, "kind": plural})
             if method == "GET":
                 return 200, copy.deepcopy(current)
             if method == "DELETE":
                 del state.objects[key]
-                return 200, _status(200, "", "", {"name": name, "kind": plural, "uid": current["metadata"]["uid"]})
+                return 200, copy.deepcopy(current)
             if method == "PUT":
-                return (200 if current else 201), self._store(key, body, api_version, kind, new=current is None)
+                return self._store(key, body, api_version, kind, old=current)
             if method == "PATCH":
                 content_type = self.headers.get("Content-Type", "")
                 try:
-                    if "json-patch" in content_type:
-                        patched = _json_patch(current, body)
-                    else:
-                        patched = _merge_patch(current, body)
+                    patched = _json_patch(current, body) if "json-patch" in content_type else _merge_patch(current, body)
                 except (ValueError, KeyError, IndexError, TypeError) as exc:
-                    return 422, _status(422, "Invalid", f"patch could not be applied: {exc}")
-                patched["metadata"]["name"] = name
-                patched["metadata"]["namespace"] = ns
-                patched["metadata"]["uid"] = current["metadata"]["uid"]
-                return 200, self._store(key, patched, api_version, kind, new=False)
+                    return _invalid(kind, api_version, name, [("<patch>", f"the patch could not be applied: {exc}")])
+                if "json-patch" in content_type:  # a JSON patch does not carry a precondition
+                    patched.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
+                return self._store(key, patched, api_version, kind, old=current)
             return 405, _status(405, "MethodNotAllowed", f"{method} not supported")
 
-        def _store(self, key, body, api_version, kind, *, new: bool) -> dict:
-            obj = copy.deepcopy(body)
+        def _store(self, key, body, api_version, kind, *, old: dict | None) -> tuple[int, dict]:
+            obj = copy.deepcopy(body) if isinstance(body, dict) else {}
             meta = obj.setdefault("metadata", {})
+            if meta.get("name") not in (None, key[2]):
+                return _invalid(kind, api_version, key[2], [("metadata.name", "Invalid value: the name of the "
+                                                             "object does not match the name on the URL")])
+            if old is not None:
+                sent = meta.get("resourceVersion")
+                if sent not in (None, "") and sent != old["metadata"]["resourceVersion"]:
+                    return _conflict(key[0], api_version, key[2])
             meta["name"], meta["namespace"] = key[2], key[1]
-            state.resource_version += 1
-            meta["resourceVersion"] = str(state.resource_version)
-            if new:
+            obj["apiVersion"], obj["kind"] = api_version, kind
+            if old is None:
                 meta["uid"] = str(uuid.uuid4())
                 meta["creationTimestamp"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             else:
-                old = state.objects[key]["metadata"]
-                meta.setdefault("uid", old.get("uid"))
-                meta.setdefault("creationTimestamp", old.get("creationTimestamp"))
-            obj["apiVersion"], obj["kind"] = api_version, kind
-            state.objects[key] = obj
-            return copy.deepcopy(obj)
+                meta["uid"], meta["creationTimestamp"] = old["metadata"]["uid"], old["metadata"]["creationTimestamp"]
+                if kind == "VolumeSnapshot" and "status" in old:
+                    obj["status"] = old["status"]  # status is the controller's, not the client's
+            meta["resourceVersion"] = str(state.resource_version + 1)
+            causes = kube_rules.check(obj, old)
+            if causes:
+                return _invalid(kind, api_version, key[2], causes)
+            if kind == "VolumeSnapshot" and old is None:
+                obj["status"] = self._snapshot_status(key[1], obj)
+            state.resource_version += 1
+            state.objects[key] = obj = _canonical(obj)
+            return (201 if old is None else 200), copy.deepcopy(obj)
+
+        def _snapshot_status(self, ns: str, obj: dict) -> dict:
+            pvc = ((obj.get("spec") or {}).get("source") or {}).get("persistentVolumeClaimName")
+            now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            source = state.objects.get(("persistentvolumeclaims", ns, pvc))
+            if source is None or state.snapshot_mode == "error":
+                why = (f'failed to take snapshot of the volume: PersistentVolumeClaim "{pvc}" not found'
+                       if source is None else "failed to take snapshot of the volume: the CSI driver returned an error")
+                return {"readyToUse": False, "error": {"message": why, "time": now}}
+            size = (((source.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
+            return {"readyToUse": state.snapshot_mode == "ready", "creationTime": now, "restoreSize": size,
+                    "boundVolumeSnapshotContentName": f"snapcontent-{obj['metadata']['uid']}"}
 
         def do_GET(self):
             self._handle("GET")
@@ -343,6 +454,7 @@ class KubeEmulator:
         self._lock = threading.RLock()
         self._server = ThreadingHTTPServer((host, port), _make_handler(self._state, self._lock))
         self._server.daemon_threads = True
+        self._server.block_on_close = False  # idle keep-alive connections must not hold up stop()
         self._thread: threading.Thread | None = None
 
     # lifecycle
@@ -357,6 +469,7 @@ class KubeEmulator:
         return self
 
     def stop(self) -> None:
+        self.release()
         self._server.shutdown()
         self._server.server_close()
 
@@ -379,21 +492,27 @@ class KubeEmulator:
 
     # direct state access (no HTTP)
     def put(self, kind: str, namespace: str, name: str, *, labels: dict | None = None, **fields: Any) -> dict:
-        """Create or replace an object of ``kind`` ("Deployment", "Ingress", ...)."""
+        """Create or replace an object of ``kind`` ("Deployment", "Ingress", ...), validated as a write
+        (``ValueError`` with the causes if the API server would refuse it)."""
         plural = KIND_TO_PLURAL[kind]
         _, api_version, _ = RESOURCES[plural]
         with self._lock:
-            self._state.resource_version += 1
+            old = self._state.objects.get((plural, namespace, name))
             obj = {
                 "apiVersion": api_version, "kind": kind,
                 "metadata": {
                     "name": name, "namespace": namespace, "labels": dict(labels or {}),
-                    "uid": str(uuid.uuid4()), "resourceVersion": str(self._state.resource_version),
+                    "uid": old["metadata"]["uid"] if old else str(uuid.uuid4()),
+                    "resourceVersion": str(self._state.resource_version + 1),
                     "creationTimestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 },
                 **copy.deepcopy(fields),
             }
-            self._state.objects[(plural, namespace, name)] = obj
+            causes = kube_rules.check(obj, None)
+            if causes:
+                raise ValueError(f"{kind} {namespace}/{name} would be refused: {causes}")
+            self._state.resource_version += 1
+            self._state.objects[(plural, namespace, name)] = obj = _canonical(obj)
             return copy.deepcopy(obj)
 
     def get(self, kind: str, namespace: str, name: str) -> dict | None:
@@ -418,6 +537,42 @@ class KubeEmulator:
     def clear_faults(self) -> None:
         with self._lock:
             self._state.faults.clear()
+
+    def pause_after_write(self, n: int = 0) -> None:
+        """Hold the answer to the ``n``-th next successful write (0: the next one), already applied,
+        until ``release``; ``wait_paused`` tells when it is held."""
+        with self._lock:
+            self._state.pause = _Pause(n)
+            self._pause = self._state.pause
+
+    def wait_paused(self, timeout: float = 30.0) -> Call | None:
+        """The held write, once it is held; None if the client finished (or died) without reaching it."""
+        pause = getattr(self, "_pause", None)
+        if pause is None or not pause.reached.wait(timeout):
+            return None
+        return pause.call
+
+    def release(self) -> None:
+        pause = getattr(self, "_pause", None)
+        with self._lock:
+            self._state.pause = None
+        if pause is not None:
+            pause.release.set()
+            self._pause = None
+
+    def set_snapshot_mode(self, mode: str) -> None:
+        """How new VolumeSnapshots come out: ``ready``, ``pending`` (until ``set_snapshot_ready``) or ``error``."""
+        assert mode in ("ready", "pending", "error")
+        self._state.snapshot_mode = mode
+
+    def set_snapshot_ready(self, namespace: str, name: str) -> None:
+        """The snapshot controller finishing a pending snapshot."""
+        with self._lock:
+            obj = self._state.objects[("volumesnapshots", namespace, name)]
+            obj["status"] = {**obj.get("status", {}), "readyToUse": True}
+            obj["status"].pop("error", None)
+            self._state.resource_version += 1
+            obj["metadata"]["resourceVersion"] = str(self._state.resource_version)
 
     def set_hook(self, hook) -> None:
         """``hook(method, kind, namespace, name)`` runs before each request (may block or raise)."""

@@ -7,7 +7,7 @@
   (or that needs the cluster while none is configured) does not stop the others: what succeeded
   is recorded, and the check ``every_cluster_action_done`` fails naming the accounts.
 * ``grace_period_job``: the lifecycle, then delivery of the notices it queued.
-  ``grace_deadline_schedule`` (on by default) runs it every 15 minutes, so a deadline (or the end
+  ``grace_deadline_schedule`` (on by default) runs it every ``RETRY_EVERY_MINUTES`` (15) minutes, so a deadline (or the end
   of a volume retention period) that passes without any new data still acts.
 
 Re-runnable at any time with the same result: transitions, notices and cluster actions are
@@ -18,6 +18,7 @@ import dagster as dg
 
 from billing_pipeline.asset_keys import ACCOUNT_LIFECYCLE, AUTO_TOPUPS, LEDGER, NOTIFICATION_DELIVERIES
 from billing_pipeline.errors import ConfigurationError
+from billing_pipeline.lifecycle.actions import RETRY_EVERY_MINUTES
 from billing_pipeline.lifecycle.engine import run_lifecycle
 from billing_pipeline.orchestration.clock import CLOCK_TAG, run_clock
 from billing_pipeline.ownership import BILLING_OWNERS
@@ -78,7 +79,8 @@ grace_period_job = dg.define_asset_job(
 )
 
 
-@dg.schedule(job=grace_period_job, cron_schedule="*/15 * * * *", execution_timezone="UTC",
+# Status tells customers pending actions are "retried every N minutes": the same constant.
+@dg.schedule(job=grace_period_job, cron_schedule=f"*/{RETRY_EVERY_MINUTES} * * * *", execution_timezone="UTC",
              default_status=dg.DefaultScheduleStatus.RUNNING,
              description="Acts on deadlines that pass without new data.")
 def grace_deadline_schedule(context: dg.ScheduleEvaluationContext):

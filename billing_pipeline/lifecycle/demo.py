@@ -60,13 +60,16 @@ def run_lifecycle_demo(db_url: str, *, start: datetime | None = None, grace_peri
                 conn.execute("INSERT INTO billing.domains (hostname, deployment_id) VALUES (%s, %s)", (host, dep_id))
             rules = [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
                       "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]
-            kube.put("Deployment", NAMESPACE, name, labels=labels, spec={"replicas": 2})
+            kube.put("Deployment", NAMESPACE, name, labels=labels, spec={
+                "replicas": 2, "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}},
+                             "spec": {"containers": [{"name": "shop", "image": "demo/shop:1"}]}}})
             kube.put("Service", NAMESPACE, name, labels=labels, spec={"ports": [{"port": 80}]})
-            kube.put("Ingress", NAMESPACE, name, labels=labels, spec={"rules": rules})
+            original = kube.put("Ingress", NAMESPACE, name, labels=labels, spec={"rules": rules})["spec"]
             kube.put("ConfigMap", NAMESPACE, f"{name}-config", labels=labels, data={"MODE": "prod"})
             kube.put("Secret", NAMESPACE, f"{name}-db", labels=labels, data={"PASSWORD": "c2VjcmV0"})
             kube.put("PersistentVolumeClaim", NAMESPACE, f"data-{name}-0", labels=labels,
-                     spec={"resources": {"requests": {"storage": "20Gi"}}})
+                     spec={"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}}})
             kube.put("ConfigMap", "kube-system", f"{name}-config", labels=labels)  # never touched
             lines.append(f"Lifecycle demo: account {ACCOUNT}, deployment {NAMESPACE}/{name} ({dep_id}), "
                          f"Kubernetes API emulator at {kube.url}")
@@ -88,8 +91,10 @@ def run_lifecycle_demo(db_url: str, *, start: datetime | None = None, grace_peri
                 if acc.error:
                     lines.append(f"    ERROR: {acc.error}")
                 ingress = kube.get("Ingress", NAMESPACE, name)
-                lines.append("    ingress rules: " + ("(deleted)" if ingress is None else
-                             "present" if (ingress.get("spec") or {}).get("rules") else "removed"))
+                backend = None if ingress is None else \
+                    ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
+                lines.append("    ingress backend: " + ("(deleted)" if ingress is None else
+                             "the deployment's Service" if backend == name else f"suspension page (Service {backend})"))
                 for item in status["deployments"] + status["volumes"]:
                     if dep_id == item.get("deployment_id"):
                         lines.append(f"    status: {item['text']}")
@@ -97,7 +102,7 @@ def run_lifecycle_demo(db_url: str, *, start: datetime | None = None, grace_peri
             step(start, Decimal("4"), "balance down to 4 credits")
             step(start + timedelta(hours=1), Decimal("-1.5"), "balance used up (-1.5)")
             step(start + timedelta(hours=2), Decimal("25"), "top-up of 26.5 credits")
-            restored = (kube.get("Ingress", NAMESPACE, name)["spec"]["rules"] == rules)
+            restored = kube.get("Ingress", NAMESPACE, name)["spec"] == original
             lines.append(f"    ingress rules restored identically: {'yes' if restored else 'NO'}")
             step(start + timedelta(hours=3), Decimal("-2"), "balance used up again (-2)")
             step(start + timedelta(hours=3 + grace_period_hours), None, "grace deadline reached, no top-up")

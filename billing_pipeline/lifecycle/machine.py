@@ -22,6 +22,18 @@ from decimal import Decimal
 from enum import Enum
 
 
+# "Idle", for early_idle_deletion during grace: over the IDLE_WINDOW_HOURS complete UTC hours before
+# now, every hour ingested complete, the deployment existed the whole window, used under
+# IDLE_CPU_CORE_HOURS of CPU in total and sent under IDLE_EGRESS_GIB of network egress in total.
+IDLE_WINDOW_HOURS = 24
+IDLE_CPU_CORE_HOURS = Decimal("0.01")
+IDLE_EGRESS_GIB = Decimal("0.001")
+
+
+def is_idle(cpu_core_hours: Decimal, egress_gib: Decimal) -> bool:
+    return cpu_core_hours < IDLE_CPU_CORE_HOURS and egress_gib < IDLE_EGRESS_GIB
+
+
 class State(str, Enum):
     HEALTHY = "healthy"
     LOW_BALANCE = "low_balance"
@@ -65,12 +77,26 @@ class Decision:
     transitions: list[Transition] = field(default_factory=list)
 
 
-def _by_balance(balance: Decimal, threshold: Decimal) -> State:
+def state_for_balance(balance: Decimal, threshold: Decimal) -> State:
+    """The state the balance alone implies (contract section 6): the one owner of this rule.
+
+    ``balance <= 0`` -> grace_period (expiry needs the persisted deadline, so the balance alone
+    never says ``expired``); ``0 < balance <= threshold`` -> low_balance; else healthy. The
+    report, the CLI, the balance alerts (``state_sql``) and the dbt macro
+    ``lifecycle_state_for_balance`` (checked against ``state_sql`` by the tests) all ask here.
+    """
     if balance <= 0:
         return State.GRACE_PERIOD
     if balance <= threshold:
         return State.LOW_BALANCE
     return State.HEALTHY
+
+
+def state_sql(balance: str, threshold: str) -> str:
+    """``state_for_balance`` as a SQL expression over the columns (or expressions) given."""
+    return (f"CASE WHEN {balance} <= 0 THEN '{State.GRACE_PERIOD.value}' "
+            f"WHEN {balance} <= {threshold} THEN '{State.LOW_BALANCE.value}' "
+            f"ELSE '{State.HEALTHY.value}' END")
 
 
 def initial(now: datetime) -> Snapshot:
@@ -94,7 +120,7 @@ def step(snapshot: Snapshot, inputs: Inputs, now: datetime) -> Decision:
         snap = Snapshot(to, now, deadline, episode, snap.transitions + 1)
 
     if balance > 0:
-        target = _by_balance(balance, inputs.low_balance_threshold)
+        target = state_for_balance(balance, inputs.low_balance_threshold)
         if snap.state != target:
             reason = {
                 State.GRACE_PERIOD: "recovered: the balance is above zero again before the deadline",

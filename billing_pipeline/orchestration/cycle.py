@@ -4,8 +4,8 @@
 
 1. Corrections first. Hours outside the window whose rental slices are stale (a corrected
    ``machine_usages`` row) or whose ingestion was re-materialised after their settlement are
-   re-priced and settled (``hourly_billing_job`` without metric ingestion), as the daemon's
-   correction sensors would.
+   re-priced and settled (``hourly_billing_job`` without metric ingestion, one ranged run per
+   stretch of consecutive hours), as the daemon's correction sensors would.
 2. The window, in chunks of at most ``chunk_hours`` hours, each one ranged run of
    ``hourly_billing_job``: ingestion, dbt and settlement for the chunk's hours (one dbt build per
    chunk), then top-ups, lifecycle, alerts and deliveries once, at the run's clock.
@@ -144,6 +144,17 @@ def chunks(start: datetime, end: datetime, size: int) -> list[tuple[datetime, da
     return out
 
 
+def consecutive_ranges(hours: list[datetime], size: int) -> list[tuple[datetime, datetime]]:
+    """Sorted hours grouped into runs of consecutive hours, [start, end) of at most ``size`` hours."""
+    ranges: list[tuple[datetime, datetime]] = []
+    for hour in sorted(hours):
+        if ranges and ranges[-1][1] == hour and ranges[-1][1] - ranges[-1][0] < size * HOUR:
+            ranges[-1] = (ranges[-1][0], hour + HOUR)
+        else:
+            ranges.append((hour, hour + HOUR))
+    return ranges
+
+
 def stale_hours_outside(conn, instance, start: datetime, end: datetime, now: datetime) -> list[str]:
     """Hours outside [start, end) that a correction left unsettled (rentals or re-ingestion)."""
     from billing_pipeline.asset_keys import LEDGER
@@ -194,12 +205,14 @@ def run_billing_window(start: datetime | str, end: datetime | str, now: datetime
             from billing_pipeline.definitions import defs
 
             selection = list(settlement_after_rentals.resolve(defs.resolve_asset_graph()))
-            for i, key in enumerate(result.corrections, 1):
-                launcher.on_progress = lambda line, i=i: say(
-                    f"corrections {i}/{len(result.corrections)} hour {key}: {line}")
-                result.runs.append(launcher.run("hourly_billing_job", asset_selection=selection, label="",
-                                                tags={**tags, "dagster/partition": key,
-                                                      "billing/stage": "correction"}))
+            ranges = consecutive_ranges([partition_hour(k) for k in result.corrections], chunk_hours)
+            for i, (lo, hi) in enumerate(ranges, 1):
+                launcher.on_progress = lambda line, i=i, lo=lo: say(
+                    f"corrections {i}/{len(ranges)} from {lo:%Y-%m-%d %H:00}: {line}")
+                result.runs.append(launcher.run(
+                    "hourly_billing_job", asset_selection=selection, label="",
+                    tags={**tags, RANGE_START_TAG: partition_key(lo), RANGE_END_TAG: partition_key(hi - HOUR),
+                          "billing/stage": "correction"}))
         done_hours = 0
         for n, (lo, hi) in enumerate(windows, 1):
             hours = len(hours_between(lo, hi))

@@ -37,8 +37,10 @@ from billing_pipeline.errors import BillingError
 from billing_pipeline.runs import LANE_TAG, MONEY_LANE
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
-# workspace.yaml loads this module without a location_name: Dagster then names the location after it.
-LOCATION_NAME = "billing_pipeline.definitions"
+# The code location's name in workspace.yaml: runs created here must carry it, or the daemon
+# cannot launch them and the UI does not list them under their job.
+LOCATION_NAME = "billing_pipeline"
+DEFINITIONS_MODULE = "billing_pipeline.definitions"
 DAEMON_HEARTBEAT_SECONDS = 90
 QUEUE_WAIT_SECONDS = 1800
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
@@ -64,15 +66,20 @@ class RunOutcome:
 
 
 def default_instance() -> dg.DagsterInstance:
-    """The instance of ``DAGSTER_HOME`` (the demo's when the demo set it up)."""
+    """The instance of ``DAGSTER_HOME``, else the demo's (``<state dir>/dagster_home``) if it exists."""
     import os
 
-    if not os.environ.get("DAGSTER_HOME"):
-        from billing_pipeline.errors import ConfigurationError
+    from billing_pipeline.db.connection import state_dir
+    from billing_pipeline.errors import ConfigurationError
 
-        raise ConfigurationError(
-            "DAGSTER_HOME is not set: runs are recorded on a Dagster instance. Point it at the folder of "
-            "dagster.yaml (the demo's is ./.billing/dagster_home), or run `scripts/demo` once to create one.")
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        demo_home = state_dir() / "dagster_home"
+        if not (demo_home / "dagster.yaml").exists():
+            raise ConfigurationError(
+                "DAGSTER_HOME is not set: runs are recorded on a Dagster instance. Point it at the folder of the "
+                "instance's dagster.yaml, or run `scripts/demo` once to create the demo's (./.billing/dagster_home).")
+        os.environ["DAGSTER_HOME"] = str(demo_home)
     return dg.DagsterInstance.get()
 
 
@@ -87,7 +94,7 @@ def code_location(instance: dg.DagsterInstance) -> Iterator:
     """The pipeline's code location, loaded in this process under the workspace's location name."""
     origin = InProcessCodeLocationOrigin(
         loadable_target_origin=LoadableTargetOrigin(
-            module_name=LOCATION_NAME, attribute="defs", working_directory=str(REPOSITORY_ROOT)),
+            module_name=DEFINITIONS_MODULE, attribute="defs", working_directory=str(REPOSITORY_ROOT)),
         location_name=LOCATION_NAME,
     )
     with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as process_context:
@@ -211,6 +218,8 @@ class Launcher:
                 error = error.cause
             if error is not None:
                 outcome.errors.append(_message(error))
+            elif event.event_type == DagsterEventType.RUN_FAILURE and event.message:
+                outcome.errors.append(event.message)  # e.g. the run could not be launched
         outcome.errors = list(dict.fromkeys(outcome.errors))
         return outcome
 

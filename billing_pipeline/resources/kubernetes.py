@@ -8,6 +8,13 @@ Configuration, each optional:
   and ``default`` (comma-separated in ``BILLING_PROTECTED_NAMESPACES``).
 * ``dry_run``: record what the lifecycle would do and do nothing (``BILLING_LIFECYCLE_DRY_RUN``
   = 1/true/yes).
+* ``suspension_host`` / ``suspension_port``: the host (and port) serving the "suspended, add
+  credits" page; in grace every Ingress backend points to a Service of type ExternalName to it
+  (``BILLING_SUSPENSION_HOST``, default ``suspended.satusky.io``; ``BILLING_SUSPENSION_PORT``, 80).
+  A Service of the platform's own in another namespace is reached as
+  ``<name>.<namespace>.svc.cluster.local``.
+* ``snapshot_class``: the ``VolumeSnapshotClass`` of the snapshots taken under
+  ``volume_policy=snapshot`` (``BILLING_SNAPSHOT_CLASS``; default the cluster's default class).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import Optional
 import dagster as dg
 
 from billing_pipeline.errors import ConfigurationError
-from billing_pipeline.lifecycle.cluster import Cluster, protected_namespaces
+from billing_pipeline.lifecycle.cluster import DEFAULT_SUSPENSION_HOST, Cluster, protected_namespaces
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -32,6 +39,9 @@ class KubernetesResource(dg.ConfigurableResource):
     protected_namespaces: Optional[str] = None
     dry_run: Optional[bool] = None
     request_timeout_seconds: float = 30.0
+    suspension_host: Optional[str] = None
+    suspension_port: Optional[int] = None
+    snapshot_class: Optional[str] = None
 
     @classmethod
     def from_env(cls) -> "KubernetesResource":
@@ -41,6 +51,9 @@ class KubernetesResource(dg.ConfigurableResource):
             kubeconfig=os.environ.get("KUBECONFIG") or None,
             protected_namespaces=os.environ.get("BILLING_PROTECTED_NAMESPACES") or None,
             dry_run=None if dry is None else dry.strip().lower() in _TRUE,
+            suspension_host=os.environ.get("BILLING_SUSPENSION_HOST") or None,
+            suspension_port=int(os.environ["BILLING_SUSPENSION_PORT"]) if os.environ.get("BILLING_SUSPENSION_PORT") else None,
+            snapshot_class=os.environ.get("BILLING_SNAPSHOT_CLASS") or None,
         )
 
     def _resolved_kubeconfig(self) -> str | None:
@@ -77,4 +90,8 @@ class KubernetesResource(dg.ConfigurableResource):
                 f"Cannot configure the Kubernetes client ({exc.__class__.__name__}: {exc}). Set KUBECONFIG "
                 "to a kubeconfig file, or run inside the cluster with a service account."
             ) from None
-        return Cluster(api_client, protected=self.protected(), request_timeout=self.request_timeout_seconds, **kwargs)
+        port = self.suspension_port or int(os.environ.get("BILLING_SUSPENSION_PORT") or 80)
+        return Cluster(api_client, protected=self.protected(), request_timeout=self.request_timeout_seconds,
+                       suspension_host=self.suspension_host or os.environ.get("BILLING_SUSPENSION_HOST")
+                       or DEFAULT_SUSPENSION_HOST, suspension_port=port,
+                       snapshot_class=self.snapshot_class or os.environ.get("BILLING_SNAPSHOT_CLASS") or None, **kwargs)

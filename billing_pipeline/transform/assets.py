@@ -13,7 +13,7 @@ from dagster_dbt import DbtCliResource, dbt_assets, get_asset_key_for_model, get
 
 from billing_pipeline.partitions import hourly_partitions
 from billing_pipeline.resources import PostgresResource
-from billing_pipeline.transform.project import DBT_THREADS, dbt_environment, dbt_project, ensure_manifest
+from billing_pipeline.transform.project import DBT_THREADS, dbt_environment, dbt_project, ensure_manifest, manifest_for_database
 from billing_pipeline.transform.translator import BillingDbtTranslator
 
 
@@ -27,6 +27,8 @@ def window_vars(start, end) -> dict[str, str]:
 # Two dbt invocations per run, declared here, rather than the several subsets Dagster would cut
 # out of one definition to break the cycle dbt -> ledger -> dbt.
 AFTER_LEDGER = "source:ledger+ source:lifecycle+"
+# The manifest as it names the database the pipeline writes (storage metadata, row counts).
+MANIFEST = manifest_for_database(ensure_manifest())
 
 
 def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource):
@@ -40,11 +42,11 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: Pos
         "--vars", json.dumps(window_vars(window.start, window.end)),
     ]
     with dbt_environment(postgres.database_url):
-        yield from dbt.cli(args, context=context).stream()
+        yield from dbt.cli(args, context=context).stream().fetch_row_counts()
 
 
 @dbt_assets(
-    manifest=ensure_manifest(),
+    manifest=MANIFEST,
     project=dbt_project,
     dagster_dbt_translator=BillingDbtTranslator(),
     partitions_def=hourly_partitions,
@@ -58,7 +60,7 @@ def dbt_usage_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, pos
 
 
 @dbt_assets(
-    manifest=ensure_manifest(),
+    manifest=MANIFEST,
     project=dbt_project,
     dagster_dbt_translator=BillingDbtTranslator(),
     partitions_def=hourly_partitions,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -66,6 +67,33 @@ def ensure_manifest() -> Path:
         with FileLock(str(manifest.with_suffix(".parse-lock"))):
             if using_dagster_dev() or needed():
                 _parse()
+    return manifest
+
+
+def manifest_for_database(manifest_path: Path, database: str | None = None) -> dict:
+    """The parsed manifest, naming ``database`` (default: the one BILLING_DATABASE_URL names).
+
+    The manifest is parsed once with profiles.yml's default database (``satusky_billing``), but
+    the data lives in the database BILLING_DATABASE_URL names. dagster-dbt takes the relation
+    names from the manifest for the assets' "Storage" metadata (``dagster/table_name``) and for
+    the row-count query after each build, so they must name the real database: PostgreSQL refuses
+    a query that names another one.
+    """
+    manifest = json.loads(Path(manifest_path).read_text())
+    if database is None:
+        url = os.environ.get("BILLING_DATABASE_URL")
+        database = str(dbt_target(url)["dbname"]) if url else None
+    if not database:
+        return manifest
+    for section in ("nodes", "sources", "seeds", "snapshots"):
+        for node in (manifest.get(section) or {}).values():
+            old = node.get("database")
+            if not old or old == database:
+                continue
+            node["database"] = database
+            relation = node.get("relation_name")
+            if relation and relation.startswith(f'"{old}".'):
+                node["relation_name"] = f'"{database}".' + relation[len(f'"{old}".'):]
     return manifest
 
 

@@ -109,3 +109,37 @@ def outbox(url: str, account_id: str) -> list[tuple[str, str, str, str]]:
     with psycopg.connect(url) as conn:
         return conn.execute("SELECT kind, dedupe_key, subject, body FROM billing.notification_outbox "
                             "WHERE account_id = %s ORDER BY id", (account_id,)).fetchall()
+
+
+def run_in_child(url: str, kubeconfig: str, now: datetime, account_ids: list[str]):
+    """One lifecycle evaluation in a separate process (forked, so it starts at once), to be SIGKILLed."""
+    import multiprocessing
+
+    process = multiprocessing.get_context("fork").Process(target=_child, args=(url, kubeconfig, now, account_ids))
+    process.start()
+    return process
+
+
+def _child(url: str, kubeconfig: str, now: datetime, account_ids: list[str]) -> None:
+    import os
+
+    code = 1
+    try:
+        cluster = KubernetesResource(kubeconfig=kubeconfig).cluster()
+        code = 0 if run(url, cluster, now, account_ids=account_ids).errors == [] else 1
+    finally:
+        os._exit(code)  # never run the parent's (pytest's) exit handlers
+
+
+def wait_until_held(kube: KubeEmulator, process, timeout: float = 60.0):
+    """The write the emulator holds for ``process``, or None if the process ended without reaching it."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = kube.wait_paused(0.05)
+        if held is not None:
+            return held
+        if not process.is_alive():
+            return kube.wait_paused(0.2)
+    raise AssertionError("the child neither reached the held write nor ended")

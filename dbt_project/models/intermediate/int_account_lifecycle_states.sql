@@ -1,6 +1,7 @@
 -- Lifecycle state per account (contract section 6): the state grace_period_job persisted
 -- (billing.account_lifecycle: it alone knows deadlines and expiry), else, for an account the
--- lifecycle has not evaluated yet, the state its ledger balance and threshold imply.
+-- lifecycle has not evaluated yet, the state its ledger balance and threshold imply, by the
+-- lifecycle machine's own rule (macro lifecycle_state_for_balance, checked against machine.py).
 with accounts as (
     select * from {{ ref('stg_platform__accounts') }}
 ),
@@ -20,11 +21,7 @@ select
     coalesce(balances.balance, 0) as balance,
     coalesce(
         persisted.lifecycle_state,
-        case
-            when coalesce(balances.balance, 0) <= 0 then 'grace_period'
-            when coalesce(balances.balance, 0) <= accounts.low_balance_threshold then 'low_balance'
-            else 'healthy'
-        end
+        {{ lifecycle_state_for_balance('coalesce(balances.balance, 0)', 'accounts.low_balance_threshold') }}
     ) as lifecycle_state,
     case when persisted.account_id is null then 'derived_from_balance' else 'lifecycle' end as lifecycle_state_source
 from accounts

@@ -1,16 +1,21 @@
-"""Reading and writing lifecycle state: accounts, deployments, volumes, events."""
+"""Accounts, the persisted machine state, deployments, volumes, domains and events."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 
 from billing_pipeline.lifecycle.machine import Snapshot, State
+
+__all__ = ["Account", "Deployment", "Volume", "load_account", "account_ids", "lock_snapshot", "save_snapshot",
+           "live_deployments", "account_deployments", "account_namespaces", "shared_namespaces", "known_volumes",
+           "domains_of", "move_domains", "release_domains", "record_event", "count_events", "events",
+           "fmt_time", "fmt_size", "retention_end"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,7 @@ class Account:
     volume_policy: str
     volume_retention_days: int
     early_idle_deletion: bool
+    scale_to_zero_after_hours: int | None = None
 
 
 @dataclass(frozen=True)
@@ -44,14 +50,19 @@ class Volume:
 def load_account(conn: psycopg.Connection, account_id: str) -> Account | None:
     row = conn.execute(
         "SELECT a.id, a.name, coalesce(c.balance, 0), a.low_balance_threshold, a.grace_period_hours, "
-        "a.volume_policy, a.volume_retention_days, a.early_idle_deletion "
+        "a.volume_policy, a.volume_retention_days, a.early_idle_deletion, a.scale_to_zero_after_hours "
         "FROM billing.accounts a LEFT JOIN billing.credits c ON c.account_id = a.id WHERE a.id = %s",
         (account_id,),
     ).fetchone()
     return Account(*row) if row else None
 
 
-def lock_snapshot(conn: psycopg.Connection, account_id: str, now: datetime, *, lock: bool = True) -> Snapshot | None:
+def account_ids(conn: psycopg.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT id FROM billing.accounts ORDER BY id").fetchall()]
+
+
+def lock_snapshot(conn: psycopg.Connection, account_id: str, now: datetime | None = None, *,
+                  lock: bool = True) -> Snapshot | None:
     row = conn.execute(
         "SELECT state, entered_at, grace_deadline, episode, transitions FROM billing.account_lifecycle "
         "WHERE account_id = %s" + (" FOR UPDATE" if lock else ""),
@@ -84,6 +95,14 @@ def live_deployments(conn: psycopg.Connection, account_id: str) -> list[Deployme
         "ORDER BY d.namespace, d.name, d.id",
         (account_id,),
     ).fetchall()
+    return [Deployment(*r) for r in rows]
+
+
+def account_deployments(conn: psycopg.Connection, account_id: str) -> list[Deployment]:
+    """Every deployment of the account the platform has not deleted (cleaned up or not)."""
+    rows = conn.execute(
+        "SELECT id, account_id, namespace, name FROM billing.deployments WHERE account_id = %s "
+        "AND deleted_at IS NULL ORDER BY namespace, name, id", (account_id,)).fetchall()
     return [Deployment(*r) for r in rows]
 
 
@@ -124,6 +143,18 @@ def domains_of(conn: psycopg.Connection, deployment_ids: list[str]) -> dict[str,
     return out
 
 
+def move_domains(conn: psycopg.Connection, deployment_ids: list[str], old: str, new: str) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "UPDATE billing.domains SET status = %s WHERE deployment_id = ANY(%s) AND status = %s "
+        "RETURNING hostname", (new, deployment_ids, old)).fetchall()]
+
+
+def release_domains(conn: psycopg.Connection, deployment_id: str) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "UPDATE billing.domains SET status = 'released' WHERE deployment_id = %s AND status <> 'released' "
+        "RETURNING hostname", (deployment_id,)).fetchall()]
+
+
 def record_event(
     conn: psycopg.Connection, *, key: str, account_id: str, kind: str, action: str, outcome: str,
     decided_at: datetime, deployment_id: str | None = None, from_state: str | None = None,
@@ -140,6 +171,11 @@ def record_event(
     return row is not None
 
 
+def count_events(conn: psycopg.Connection, key_prefix: str) -> int:
+    return conn.execute("SELECT count(*) FROM billing.lifecycle_events WHERE event_key LIKE %s",
+                        (key_prefix + "%",)).fetchone()[0]
+
+
 def events(conn: psycopg.Connection, account_id: str) -> list[dict[str, Any]]:
     cur = conn.execute(
         "SELECT id, event_key, deployment_id, kind, action, from_state, to_state, target, outcome, detail, decided_at "
@@ -149,7 +185,7 @@ def events(conn: psycopg.Connection, account_id: str) -> list[dict[str, Any]]:
 
 
 def fmt_time(ts: datetime | None) -> str:
-    return "-" if ts is None else ts.astimezone(tz=_UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "-" if ts is None else ts.astimezone(tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def fmt_size(size_bytes: Decimal | int | None) -> str:
@@ -159,11 +195,6 @@ def fmt_size(size_bytes: Decimal | int | None) -> str:
     if gib >= 1:
         return f"{gib.quantize(Decimal('0.1')).normalize():f} GiB"
     return f"{(Decimal(size_bytes) / Decimal(2**20)).quantize(Decimal('0.1')).normalize():f} MiB"
-
-
-from datetime import timezone as _tz  # noqa: E402
-
-_UTC = _tz.utc
 
 
 def retention_end(expired_at: datetime, account: Account) -> datetime:
