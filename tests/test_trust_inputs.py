@@ -41,7 +41,7 @@ BAD_INPUT = [
     # point 6: refused badly on main
     (("ledger", "acme", "--limit", "99999999999999999999"), "--limit '99999999999999999999' must be a whole number"),
     (("ledger", "acme", "--limit", "٥"), "must be a whole number"),
-    (("ledger", "acme", "--limit", "0"), "must be a whole number"),
+    (("ledger", "acme", "--limit", "0"), "--limit must be positive"),
 ]
 
 

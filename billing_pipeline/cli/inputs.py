@@ -66,11 +66,11 @@ def parse_time(text: str, *, what: str = "--now") -> datetime:
     """An ISO 8601 instant as an aware UTC datetime (naive input is taken as UTC)."""
     value = str(text).strip()
     if len(value) > MAX_INPUT_LENGTH or not _ISO_TIME.fullmatch(value):
-        raise InputError(f"{what} {shown(text)} is not an ISO 8601 time; write it like 2026-11-24T10:00Z.")
+        raise InputError(f"{what} {shown(text)} is not an ISO 8601 time; write it e.g. 2026-11-24T10:00Z.")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise InputError(f"{what} {shown(text)} is not a valid time ({exc}); write it like 2026-11-24T10:00Z.") from None
+        raise InputError(f"{what} {shown(text)} is not a valid time ({exc}); write it in ISO 8601, e.g. 2026-11-24T10:00Z.") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     if not MIN_YEAR <= parsed.year <= MAX_YEAR:
@@ -93,7 +93,9 @@ def parse_month(text: str, *, what: str = "--month") -> tuple[datetime, datetime
 def parse_limit(text: str | int, *, what: str = "--limit", maximum: int = MAX_LIMIT) -> int:
     """A positive count of rows to show, at most ``maximum``."""
     value = str(text).strip()
-    if len(value) > MAX_INPUT_LENGTH or not _INTEGER.fullmatch(value) or not 1 <= int(value) <= maximum:
+    if len(value) <= MAX_INPUT_LENGTH and _INTEGER.fullmatch(value) and int(value) <= 0:
+        raise InputError(f"{what} must be positive, not {int(value)}: a whole number from 1 to {maximum:,}.")
+    if len(value) > MAX_INPUT_LENGTH or not _INTEGER.fullmatch(value) or int(value) > maximum:
         raise InputError(f"{what} {shown(text)} must be a whole number from 1 to {maximum:,}.")
     return int(value)
 
