@@ -129,7 +129,7 @@ def test_fifty_concurrent_adjustments_each_sent_twice_post_fifty(db_url, capsys)
     create_accounts(db_url, "acme")
     rng = random.Random(SEED)
     amounts = [f"{rng.choice('+-')}{rng.randint(1, 9999)}.{rng.randint(0, 999999):06d}" for _ in range(50)]
-    calls = [lambda i=i: main(["adjust", "acme", amounts[i], "--reason", f"case {i}", "--actor", "ops"])
+    calls = [lambda i=i: main(["adjust", "acme", amounts[i], "--reason", f"case {i}", "--actor", "ops", "--yes"])
              for i in range(50)] * 2
     rng.shuffle(calls)
     assert _parallel(calls) == [0] * 100
