@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+# The ledger signs entries with an HMAC key from the environment (contract section 5); the
+# whole session (and every subprocess it starts) uses this throw-away one.
+os.environ.setdefault("BILLING_LEDGER_KEY", "test-ledger-key-" + "0" * 32)
 # The tests' scenarios start in 2025; every process they start (dagster, billing) inherits it.
 os.environ.setdefault("BILLING_FIRST_HOUR", "2025-01-01T00:00:00Z")
 

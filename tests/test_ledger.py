@@ -178,7 +178,7 @@ def test_database_refuses_a_wrong_sign_even_from_a_writer_that_bypasses_the_modu
     with psycopg.connect(ledger_db) as conn, pytest.raises(psycopg.errors.CheckViolation, match="sign_matches_type"):
         conn.execute(
             "INSERT INTO billing.credit_transactions (account_id, account_seq, type, amount, balance_after, "
-            "idempotency_key, prev_hash, entry_hash) VALUES ('acme', 1, 'usage_deduction', 5, 5, 'x', '', '')"
+            "idempotency_key, prev_hash, entry_hash, key_id) VALUES ('acme', 1, 'usage_deduction', 5, 5, 'x', '', '', 'k')"
         )
 
 
@@ -187,7 +187,7 @@ def test_database_refuses_entries_of_unknown_accounts_and_keeps_accounts_that_ha
         with pytest.raises(psycopg.errors.ForeignKeyViolation, match="unknown account 'ghost'"):
             conn.execute(
                 "INSERT INTO billing.credit_transactions (account_id, account_seq, type, amount, balance_after, "
-                "idempotency_key, prev_hash, entry_hash) VALUES ('ghost', 1, 'topup', 5, 5, 'x', '', '')"
+                "idempotency_key, prev_hash, entry_hash, key_id) VALUES ('ghost', 1, 'topup', 5, 5, 'x', '', '', 'k')"
             )
         conn.rollback()
         post_entry(conn, Entry("acme", "topup", D("10"), "t1"))

@@ -307,7 +307,9 @@ def render(d: dict) -> list:
 
 
 def _explain(args) -> int:
-    start, end = month_window(args.month)
+    from billing_pipeline.cli.inputs import parse_month
+
+    start, end = parse_month(args.month)
     with connect() as conn:
         data = explanation(conn, args.account, start, end, detail=args.detail)
     emit(args, data, render)

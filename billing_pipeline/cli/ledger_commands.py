@@ -7,10 +7,11 @@ import os
 from datetime import timezone
 from decimal import Decimal, InvalidOperation
 
+from billing_pipeline.cli.inputs import parse_amount, parse_limit, parse_text
 from billing_pipeline.cli.output import credits, emit, table
 from billing_pipeline.db import connect
 from billing_pipeline.errors import ConfigurationError, InputError
-from billing_pipeline.ledger import Entry, EntryType, balance_of, post_entry, to_amount, verify_ledger
+from billing_pipeline.ledger import Entry, EntryType, balance_of, post_entry, verify_ledger
 
 
 # `billing adjust` asks for --yes above this many credits (either sign); BILLING_ADJUST_CONFIRM_ABOVE
@@ -27,8 +28,8 @@ def register(subparsers, json_parent) -> None:
         description="An account's ledger entries, newest first, with the balance. Pages with --limit and "
                     "--before: the last line says how to see older entries.")
     p.add_argument("account", help="the account id (billing.accounts.id), e.g. acme")
-    p.add_argument("--limit", type=int, default=20, help="how many entries to show (default 20)")
-    p.add_argument("--before", type=int, metavar="ENTRY_ID",
+    p.add_argument("--limit", default=20, help="how many entries to show (default 20)")
+    p.add_argument("--before", metavar="ENTRY_ID",
                    help="show only entries older than this entry id (the next page)")
     p.set_defaults(handler=_ledger)
 
@@ -62,14 +63,15 @@ def register(subparsers, json_parent) -> None:
         "verify", parents=[json_parent], help="check balances, cache and hash chain",
         description="Check every account's ledger: balances, the balance cache and the hash chain. "
                     "Exit code 1 when anything disagrees.")
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="a file outside the database: check the chain heads it holds, then write the current ones")
     p.set_defaults(handler=_verify)
 
 
 def _ledger(args) -> int:
-    if args.limit <= 0:
-        raise InputError(f"--limit must be positive, not {args.limit}.")
-    if args.before is not None and args.before <= 0:
-        raise InputError(f"--before must be an entry id (a positive number), not {args.before}.")
+    args.limit = parse_limit(args.limit)
+    if args.before is not None:
+        args.before = parse_limit(args.before, what="--before", maximum=2**62)
     with connect() as conn:
         balance = balance_of(conn, args.account)
         total = conn.execute("SELECT count(*) FROM billing.credit_transactions WHERE account_id = %s",
@@ -131,7 +133,8 @@ def _post_and_report(args, entry: Entry) -> int:
 
 
 def _topup(args) -> int:
-    entry = Entry(args.account, EntryType.TOPUP, to_amount(args.amount), args.reference,
+    args.reference = parse_text(args.reference, what="--reference", max_length=200)
+    entry = Entry(args.account, EntryType.TOPUP, parse_amount(args.amount, positive=True), args.reference,
                   reference={"payment_reference": args.reference}, actor="cli")
     return _post_and_report(args, entry)
 
@@ -152,7 +155,9 @@ def adjust_confirm_above() -> Decimal:
 
 
 def _adjust(args) -> int:
-    amount = to_amount(args.amount)
+    amount = parse_amount(args.amount)
+    args.reason = parse_text(args.reason, what="--reason", required=False)
+    args.actor = parse_text(args.actor, what="--actor", required=False)
     limit = adjust_confirm_above()
     if abs(amount) > limit and not args.yes:
         error = InputError(f"an adjustment of {credits(amount)} credits to {args.account} is above "
@@ -161,7 +166,7 @@ def _adjust(args) -> int:
         error.code = "confirmation_required"
         raise error
     key = args.key or "adjust:" + hashlib.sha256(
-        "\x1f".join([args.account, f"{amount}", args.reason.strip(), args.actor.strip()]).encode()
+        "\x1f".join([args.account, f"{amount}", args.reason or "", args.actor or ""]).encode()
     ).hexdigest()[:32]
     entry = Entry(args.account, EntryType.ADMIN_ADJUSTMENT, amount, key, reason=args.reason, actor=args.actor)
     return _post_and_report(args, entry)
@@ -169,15 +174,17 @@ def _adjust(args) -> int:
 
 def _verify(args) -> int:
     with connect() as conn:
-        report = verify_ledger(conn)
+        report = verify_ledger(conn, checkpoint=args.checkpoint)
     data = {
         "ok": report.ok, "accounts": report.accounts, "entries": report.entries,
+        "unkeyed_entries": report.unkeyed_entries, "key_ids": report.key_ids, "notes": report.notes,
         "problems": [p.__dict__ for p in report.problems],
     }
 
     def render(d) -> str:
         if d["ok"]:
-            return f"Ledger verified: {d['entries']} entries in {d['accounts']} accounts; balances, cache and hash chain agree."
+            return "\n".join([f"Ledger verified: {d['entries']} entries in {d['accounts']} accounts; balances, cache "
+                              "and hash chain agree."] + [f"  {n}." for n in d["notes"]])
         lines = [f"Ledger verification FAILED: {len(report.problems)} problem(s) in {d['entries']} entries:"]
         lines += [f"  {p.account_id}: [{p.kind}] {p.detail}" for p in report.problems]
         return "\n".join(lines)

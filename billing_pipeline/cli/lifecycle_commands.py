@@ -19,10 +19,10 @@ def register(subparsers, json_parent) -> None:
 
 
 def _preview(args) -> int:
-    from billing_pipeline.orchestration.clock import parse_clock
+    from billing_pipeline.cli.inputs import parse_time
     from billing_pipeline.resources.kubernetes import KubernetesResource
 
-    now = parse_clock(args.now) if args.now else datetime.now(timezone.utc)
+    now = parse_time(args.now) if args.now else datetime.now(timezone.utc)
     cluster = KubernetesResource.from_env().cluster()
     with connect() as conn:
         data = cleanup_preview(conn, cluster, args.account, now)

@@ -50,9 +50,9 @@ def render_status(d: dict) -> str:
 
 
 def _status(args) -> int:
-    from billing_pipeline.orchestration.clock import parse_clock
+    from billing_pipeline.cli.inputs import parse_time
 
-    now = parse_clock(args.now) if args.now else datetime.now(timezone.utc)
+    now = parse_time(args.now) if args.now else datetime.now(timezone.utc)
     from billing_pipeline.resources.kubernetes import KubernetesResource
 
     with connect() as conn:

@@ -1,18 +1,25 @@
 """Finding and connecting to the billing database.
 
-``BILLING_DATABASE_URL`` names the database. Without it, the command line and the demo fall
-back, in order, to the local server on 127.0.0.1:5432 (database ``satusky_billing``) and to an
-embedded PostgreSQL (``pgserver``) kept under ``BILLING_STATE_DIR`` (default ``./.billing``).
+``BILLING_DATABASE_URL`` names the database, as a URL (``postgresql://USER:PASSWORD@HOST:PORT/DB``)
+or a libpq key/value string (``host=... dbname=...``). Every command uses only that database
+and refuses to run without it (contract section 5). Only the demo falls back
+(``demo_database_url``), in order, to the local server on 127.0.0.1:5432 (database
+``satusky_billing``) and to an embedded PostgreSQL (``pgserver``) kept under
+``BILLING_STATE_DIR`` (default ``./.billing``).
+
+Passwords never reach a message: ``redact_url`` masks them in both spellings, in the URL's
+user part and in its query (``?password=``), and ``redact_text`` masks them in a driver's error.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -29,13 +36,44 @@ def state_dir() -> Path:
     return Path(os.environ.get("BILLING_STATE_DIR", ".billing")).resolve()
 
 
+SECRET_PARAMS = ("password", "sslpassword")
+_KEYWORD_SECRET = re.compile(
+    r"\b(" + "|".join(SECRET_PARAMS) + r")(\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE
+)
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced, safe to print or log."""
+    """The connection string with every password replaced by ``***``, safe to print or log.
+
+    Handles both libpq spellings: a URL (password in the user part and/or ``?password=``) and a
+    key/value string (``password=...``, quoted or not)."""
+    if "://" not in url:
+        return _KEYWORD_SECRET.sub(lambda m: f"{m[1]}{m[2]}***", url)
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    userinfo, at, hostinfo = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostinfo}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in SECRET_PARAMS for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() in SECRET_PARAMS else v) for k, v in pairs], safe="*/")
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` (e.g. a driver's error message about ``url``) with the URL's passwords masked."""
+    text = _KEYWORD_SECRET.sub(lambda m: f"{m[1]}{m[2]}***", text.replace(url, redact_url(url)))
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error:
+        params = {}
+    for name in SECRET_PARAMS:
+        secret = params.get(name)
+        if secret and len(secret) >= 4:  # a one-letter password cannot be masked in free text
+            text = text.replace(secret, "***")
+    return text
 
 
 def local_server() -> tuple[str, int]:
@@ -70,9 +108,24 @@ def make_conninfo_url(*, host: str, dbname: str, user: str = "postgres", port: i
     return f"postgresql://{user}@{host}:{port or LOCAL_PORT}/{dbname}"
 
 
-def database_url(*, allow_embedded: bool = True) -> str:
-    """The billing database URL: the environment's, else the local server's, else embedded."""
-    url = os.environ.get("BILLING_DATABASE_URL")
+def database_url() -> str:
+    """The billing database named by ``BILLING_DATABASE_URL``; a ConfigurationError without it.
+
+    There is no fallback: a command that writes money must not write it to whatever database
+    happens to answer on this machine."""
+    url = os.environ.get("BILLING_DATABASE_URL", "").strip()
+    if url:
+        return url
+    raise ConfigurationError(
+        "BILLING_DATABASE_URL is not set: say which billing database to use, e.g. "
+        "BILLING_DATABASE_URL=postgresql://USER@HOST:5432/satusky_billing (only the demo, "
+        "`scripts/demo`, falls back to a local or embedded PostgreSQL)."
+    )
+
+
+def demo_database_url(*, allow_embedded: bool = True) -> str:
+    """For the demo only: the environment's database, else the local server's, else embedded."""
+    url = os.environ.get("BILLING_DATABASE_URL", "").strip()
     if url:
         return url
     host, port = local_server()
@@ -86,21 +139,41 @@ def database_url(*, allow_embedded: bool = True) -> str:
     )
 
 
-def ensure_database(url: str) -> None:
-    """Create the database named in ``url`` if the server does not have it yet."""
-    params = conninfo_to_dict(url)
+def _conninfo(url: str) -> dict[str, str]:
+    try:
+        return conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(
+            f"BILLING_DATABASE_URL {redact_url(url)} is not a PostgreSQL connection string "
+            f"({redact_text(str(exc).strip(), url)}); write it as postgresql://USER@HOST:PORT/DB."
+        ) from None
+
+
+def ensure_database(url: str, *, create: bool = True) -> bool:
+    """Make sure the database named in ``url`` exists; returns True if it was created now.
+
+    With ``create=False`` a missing database is a ConfigurationError (a mistyped name is not
+    silently turned into a new, empty billing database)."""
+    params = _conninfo(url)
     dbname = params.get("dbname") or "postgres"
     admin = make_conninfo(url, dbname="postgres")
     try:
         with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
-            if not exists:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+            if exists:
+                return False
+            if not create:
+                raise ConfigurationError(
+                    f"database {dbname!r} does not exist on the server of {redact_url(url)}. If the name is "
+                    "right, create it with `billing db upgrade --create`; otherwise correct BILLING_DATABASE_URL."
+                )
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+            return True
     except psycopg.errors.DuplicateDatabase:
-        pass  # created concurrently by another process: that is what we wanted
+        return False  # created concurrently by another process: that is what we wanted
     except psycopg.OperationalError as exc:
         raise ConfigurationError(
-            f"Cannot reach PostgreSQL at {redact_url(url)}: {str(exc).strip()}. "
+            f"Cannot reach PostgreSQL at {redact_url(url)}: {redact_text(str(exc).strip(), url)}. "
             "Check that the server runs, or set BILLING_DATABASE_URL."
         ) from None
 
@@ -111,17 +184,43 @@ def connect(url: str | None = None, *, autocommit: bool = False) -> Iterator[psy
     url = url or database_url()
     try:
         conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
-    except psycopg.OperationalError as exc:
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
         raise ConfigurationError(
-            f"Cannot connect to the billing database at {redact_url(url)}: {str(exc).strip()}. "
+            f"Cannot connect to the billing database at {redact_url(url)}: {redact_text(str(exc).strip(), url)}. "
             "Check that the server runs and the database exists (run `billing db upgrade`), "
             "or set BILLING_DATABASE_URL."
         ) from None
     try:
         with conn:
             yield conn
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn, psycopg.errors.InvalidSchemaName):
+        problem = _schema_problem(url)
+        if problem:
+            raise ConfigurationError(problem) from None
+        raise
     finally:
         conn.close()
+
+
+def _schema_problem(url: str) -> str | None:
+    """Why the billing schema is not usable (never migrated, or behind the code), else None."""
+    from billing_pipeline.db.migrate import head_revision
+
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            if conn.execute("SELECT to_regclass('billing.alembic_version')").fetchone()[0] is None:
+                current = None
+            else:
+                row = conn.execute("SELECT version_num FROM billing.alembic_version").fetchone()
+                current = row[0] if row else None
+    except psycopg.Error:
+        return None
+    head = head_revision()
+    if current == head:
+        return None
+    state = "has never been migrated" if current is None else f"is at migration {current}, this code needs {head}"
+    return (f"the billing database at {redact_url(url)} {state}: run `billing db upgrade` "
+            "(with the same BILLING_DATABASE_URL), then try again.")
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -132,7 +231,7 @@ def sqlalchemy_url(url: str) -> str:
 
 def dbt_target(url: str) -> dict[str, str | int]:
     """Host, port, user, password and database as dbt-postgres wants them."""
-    p = conninfo_to_dict(url)
+    p = _conninfo(url)
     return {
         "host": p.get("host", LOCAL_HOST),
         "port": int(p.get("port") or LOCAL_PORT),

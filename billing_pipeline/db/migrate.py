@@ -25,8 +25,11 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config("postgresql://x@/x")).get_current_head()
 
 
-def upgrade(url: str) -> str:
-    """Create the database if needed and migrate it to the newest revision; returns that revision."""
-    ensure_database(url)
+def upgrade(url: str, *, create: bool = True) -> str:
+    """Migrate the database to the newest revision; returns that revision.
+
+    A missing database is created when ``create`` is true (tests, the demo, ``billing db upgrade
+    --create``), else refused with a ConfigurationError."""
+    ensure_database(url, create=create)
     command.upgrade(alembic_config(url), "head")
     return head_revision()

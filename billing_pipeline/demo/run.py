@@ -18,12 +18,12 @@ from pathlib import Path
 
 from billing_pipeline.cli.main import main as billing_cli
 from billing_pipeline.cli.output import credits
-from billing_pipeline.db.connection import connect, database_url, redact_url, state_dir
+from billing_pipeline.db.connection import connect, demo_database_url, redact_url, state_dir
 from billing_pipeline.db.dagster_instance import prepare_dagster_home
 from billing_pipeline.db.migrate import upgrade
 from billing_pipeline.demo import platform
 from billing_pipeline.devtools.kube_emulator import KubeEmulator
-from billing_pipeline.ledger import Entry, EntryType, post_entries, verify_ledger
+from billing_pipeline.ledger import Entry, EntryType, ensure_demo_ledger_key, post_entries, verify_ledger
 from billing_pipeline.lifecycle.demo import ACCOUNT as LIFECYCLE_ACCOUNT
 from billing_pipeline.lifecycle.demo import run_lifecycle_demo
 from billing_pipeline.orchestration.cycle import run_billing_window
@@ -96,7 +96,8 @@ def show_bill(conn) -> None:
 
 
 def main() -> int:
-    url = database_url()
+    url = demo_database_url()  # only the demo may fall back to a local or embedded database
+    ensure_demo_ledger_key(state_dir())  # the ledger's HMAC key, kept in ./.billing/ledger.key
     os.environ["BILLING_DATABASE_URL"] = url  # the Dagster resources read it from the environment
     section("Database")
     print(f"  billing database: {redact_url(url)}")

@@ -114,11 +114,13 @@ def prometheus_metric_hours(context: dg.AssetExecutionContext, prometheus: Prome
               "prometheus_url": prometheus.url}
     shares = [(h, max(s.unattributed_cpu_share, s.unattributed_memory_share), s) for h, s in summaries]
     worst_hour, worst, worst_summary = max(shares, key=lambda x: x[1])
+    quarantined = sum(s.quarantined_pods for _, s in summaries)
     yield dg.MaterializeResult(asset_key=METRIC_CONTAINER_HOURS, metadata={
         **common, "rows": sum(s.containers for _, s in summaries),
         "unattributed_rows": sum(s.unattributed_containers for _, s in summaries),
         "unattributed_cpu_share_max": max(s.unattributed_cpu_share for _, s in summaries),
-        "unattributed_memory_share_max": max(s.unattributed_memory_share for _, s in summaries)})
+        "unattributed_memory_share_max": max(s.unattributed_memory_share for _, s in summaries),
+        "quarantined_pods": quarantined})  # doubly-claimed Deployments: billed to nobody
     yield dg.MaterializeResult(asset_key=METRIC_POD_NETWORK_HOURS,
                                metadata={**common, "pods": sum(s.pods for _, s in summaries)})
     yield dg.MaterializeResult(asset_key=METRIC_VOLUME_HOURS,
@@ -135,8 +137,12 @@ def prometheus_metric_hours(context: dg.AssetExecutionContext, prometheus: Prome
     )
     yield dg.AssetCheckResult(
         asset_key=METRIC_CONTAINER_HOURS, check_name="unattributed_share",
-        passed=worst <= UNATTRIBUTED_SHARE_WARN, severity=dg.AssetCheckSeverity.WARN,
+        passed=worst <= UNATTRIBUTED_SHARE_WARN and not quarantined, severity=dg.AssetCheckSeverity.WARN,
+        description=None if not quarantined else (
+            f"{quarantined} pod-hour(s) of a Deployment claimed by two accounts: billed to nobody, "
+            "see billing.quarantined_rows"),
         metadata={"worst_hour": worst_hour.isoformat(), "unattributed_rows": worst_summary.unattributed_containers,
+                  "quarantined_pods": quarantined,
                   "unattributed_cpu_share": worst_summary.unattributed_cpu_share,
                   "unattributed_memory_share": worst_summary.unattributed_memory_share},
     )

@@ -13,6 +13,11 @@ temporary tables, then attribution and unit conversion are done in SQL (contract
   (pod -> ReplicaSet -> Deployment name, matched on ``deployments(namespace, name)``, preferring
   the deployment alive during the hour); anything else is kept as ``unattributed`` with an
   ``attribution_note`` saying why. ``account_id`` comes from ``billing.deployments``.
+* quarantine (contract §2): a Kubernetes Deployment ``(namespace, name)`` claimed by live rows
+  of ``billing.deployments`` (not deleted before the hour) of two or more accounts is billed to
+  nobody. Its pods' usage stays ``unattributed`` with a note naming every claim, and the claim is
+  recorded in ``billing.quarantined_rows`` (source ``deployments``) until a person removes the
+  wrong claim (sets its ``deleted_at``); re-running the hours then bills them to the owner.
 * units: cpu core-hours = increase / 3600; request core-hours = sum over present minutes / 60;
   GiB-hours = sum / 60 / 2^30; egress GiB = increase / 2^30; all as exact ``numeric``.
 """
@@ -57,6 +62,7 @@ class HourSummary:
     unattributed_containers: int
     unattributed_cpu_share: float
     unattributed_memory_share: float
+    quarantined_pods: int = 0  # pods of a doubly-claimed Deployment: billed to nobody
 
 
 def _finite(value: str) -> bool:
@@ -194,6 +200,34 @@ CREATE TEMP TABLE stg_volume (
 ) ON COMMIT DROP;
 """
 
+_CLAIMED_TWICE = """
+CREATE TEMP TABLE stg_claimed_twice ON COMMIT DROP AS
+SELECT d.namespace, d.name,
+       format('Kubernetes Deployment %%s/%%s is claimed by deployments of different accounts: %%s; its usage is '
+              'billed to nobody until the wrong claim is removed from billing.deployments (set its deleted_at) '
+              'and the hours are run again',
+              d.namespace, d.name,
+              string_agg(format('%%s (account %%s)', d.id, d.account_id), ', ' ORDER BY d.id)) AS reason,
+       jsonb_agg(jsonb_build_object('id', d.id, 'account_id', d.account_id, 'created_at', d.created_at,
+                                    'deleted_at', d.deleted_at) ORDER BY d.id) AS claims
+FROM billing.deployments d
+WHERE d.deleted_at IS NULL OR d.deleted_at > %(hour)s
+GROUP BY d.namespace, d.name
+HAVING count(DISTINCT d.account_id) > 1;
+INSERT INTO billing.quarantined_rows (source_table, source_id, reason, row_data)
+SELECT 'deployments', namespace || '/' || name, reason,
+       jsonb_build_object('namespace', namespace, 'name', name, 'claims', claims)
+FROM stg_claimed_twice
+ON CONFLICT (source_table, source_id, reason) DO UPDATE
+    SET last_seen_at = now(), row_data = EXCLUDED.row_data, resolved_at = NULL;
+UPDATE billing.quarantined_rows q SET resolved_at = now()
+WHERE q.source_table = 'deployments' AND q.resolved_at IS NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM billing.deployments d
+      WHERE d.namespace || '/' || d.name = q.source_id AND d.deleted_at IS NULL
+      GROUP BY d.namespace, d.name HAVING count(DISTINCT d.account_id) > 1)
+"""
+
 _ATTRIBUTE_PODS = """
 CREATE TEMP TABLE stg_pod_attribution ON COMMIT DROP AS
 SELECT p.namespace, p.pod, p.node, p.egress_increase,
@@ -203,6 +237,9 @@ SELECT p.namespace, p.pod, p.node, p.egress_increase,
             WHEN dc.id IS NOT NULL THEN 'owner_chain'
             ELSE 'unattributed' END AS attribution,
        CASE WHEN dl.id IS NOT NULL THEN NULL
+            WHEN q.reason IS NOT NULL THEN
+                format('quarantined: no satusky.io/deployment-id label; owner chain ReplicaSet %%s -> %%s',
+                       p.owner_replicaset, q.reason)
             WHEN p.label_deployment_id IS NOT NULL THEN
                 format('label satusky.io/deployment-id=%%s names no row of billing.deployments', p.label_deployment_id)
             WHEN dc.id IS NOT NULL THEN
@@ -219,10 +256,12 @@ FROM stg_pod p
 LEFT JOIN billing.deployments dl ON dl.id = p.label_deployment_id
 LEFT JOIN stg_replicaset r
        ON p.label_deployment_id IS NULL AND r.namespace = p.namespace AND r.replicaset = p.owner_replicaset
+LEFT JOIN stg_claimed_twice q ON q.namespace = p.namespace AND q.name = r.owner_deployment
 LEFT JOIN LATERAL (
     SELECT d.id, d.account_id
     FROM billing.deployments d
     WHERE d.namespace = p.namespace AND d.name = r.owner_deployment
+      AND q.name IS NULL  -- a doubly-claimed Deployment is billed to nobody, never to a guess
     ORDER BY (d.created_at < %(hour_end)s AND (d.deleted_at IS NULL OR d.deleted_at > %(hour)s)) DESC,
              d.created_at DESC, d.id
     LIMIT 1
@@ -311,6 +350,7 @@ def write_hour(conn: psycopg.Connection, fetched: FetchedHour) -> HourSummary:
             for (ns, pvc), r in fetched.volumes.items():
                 copy.write_row((ns, pvc, r.get("bytes_sum"), r.get("bytes_max"), r.get("label")))
         cur.execute("ANALYZE stg_pod; ANALYZE stg_replicaset")
+        _execute_all(cur, _CLAIMED_TWICE, params)
         _execute_all(cur, _ATTRIBUTE_PODS, params)
         _execute_all(cur, _REPLACE, params)
         cur.execute(_UPSERT_HOUR, {
@@ -319,12 +359,14 @@ def write_hour(conn: psycopg.Connection, fetched: FetchedHour) -> HourSummary:
         })
         n, unattributed, cpu, cpu_u, mem, mem_u = cur.execute(_SUMMARY, params).fetchone()
         pods = cur.execute("SELECT count(*) FROM stg_pod").fetchone()[0]
+        quarantined = cur.execute(
+            "SELECT count(*) FROM stg_pod_attribution WHERE attribution_note LIKE 'quarantined:%'").fetchone()[0]
         volumes = cur.execute("SELECT count(*) FROM billing.metric_volume_hours WHERE hour = %(hour)s", params).fetchone()[0]
     return HourSummary(
         hour=hour, complete=not fetched.problems, problems=list(fetched.problems), containers=n, pods=pods,
         volumes=volumes, unattributed_containers=unattributed,
         unattributed_cpu_share=float(cpu_u / cpu) if cpu else 0.0,
-        unattributed_memory_share=float(mem_u / mem) if mem else 0.0,
+        unattributed_memory_share=float(mem_u / mem) if mem else 0.0, quarantined_pods=quarantined,
     )
 
 
@@ -345,3 +387,12 @@ def ingest_metrics_hour(prometheus: PrometheusResource, conn: psycopg.Connection
     if hour.minute or hour.second or hour.microsecond:
         raise BillingError(f"{hour.isoformat()} is not the start of an hour")
     return write_hour(conn, fetch_hour(prometheus, hour, clock))
+
+
+def quarantined_deployments(conn: psycopg.Connection) -> list[dict]:
+    """Unresolved quarantine entries for doubly-claimed Deployments, oldest first (for reports)."""
+    rows = conn.execute(
+        "SELECT source_id, reason, row_data, first_seen_at FROM billing.quarantined_rows "
+        "WHERE source_table = 'deployments' AND resolved_at IS NULL ORDER BY first_seen_at, source_id"
+    ).fetchall()
+    return [{"deployment": r[0], "reason": r[1], "row": r[2], "first_seen_at": r[3]} for r in rows]

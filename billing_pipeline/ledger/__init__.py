@@ -9,9 +9,13 @@ from billing_pipeline.ledger.entries import (
     EntryType,
     IdempotencyConflict,
     LedgerInputError,
+    MAX_ENTRY_AMOUNT,
+    ensure_demo_ledger_key,
+    ledger_keyring,
     round_credits,
     to_amount,
 )
+from billing_pipeline.ledger.checkpoint import chain_head, chain_heads
 from billing_pipeline.ledger.posting import PostResult, balance_of, post_entries, post_entry
 from billing_pipeline.ledger.verify import LedgerProblem, verify_ledger
 
@@ -21,8 +25,13 @@ __all__ = [
     "IdempotencyConflict",
     "LedgerInputError",
     "LedgerProblem",
+    "MAX_ENTRY_AMOUNT",
     "PostResult",
     "balance_of",
+    "chain_head",
+    "chain_heads",
+    "ensure_demo_ledger_key",
+    "ledger_keyring",
     "post_entries",
     "post_entry",
     "round_credits",

@@ -1,26 +1,54 @@
-"""Ledger entries: their types, sign rules, rounding and the hash that chains them.
+"""Ledger entries: their types, sign rules, rounding and the keyed hash that chains them.
 
 Validation happens here, before anything touches the database, so a bad batch is refused
 whole with a message naming the entry, and nothing is written.
+
+The chain is keyed (contract section 5): each entry's hash is HMAC-SHA256 under a secret that
+lives outside the database, so someone with full database rights cannot recompute it after an
+edit. The keys come from the environment (read by ``ledger_keyring``):
+
+* ``BILLING_LEDGER_KEY``: the current secret (at least 32 characters); new entries are signed
+  with it. Without it the ledger refuses to post or verify (a ``ConfigurationError``).
+* ``BILLING_LEDGER_KEY_ID``: the current key's id, stored on every entry it signs (default: a
+  fingerprint ``k-<12 hex>`` derived one-way from the secret).
+* ``BILLING_LEDGER_RETIRED_KEYS``: ``id:secret,id:secret`` of earlier keys, used only to verify
+  the entries they signed. Rotating = move the current key there, set a new current one.
+
+Entries written before the chain was keyed (migration 0006) carry the key id
+``legacy-sha256``: their hash is the old unkeyed SHA-256; ``billing verify`` accepts them only
+below the boundary recorded by that migration and reports how many remain.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
+import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from enum import StrEnum
 from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-from billing_pipeline.errors import InputError
+from billing_pipeline.errors import ConfigurationError, InputError
 
 MICRO = Decimal("0.000001")
-# numeric(20, 6) holds 14 digits before the point.
+# numeric(20, 6) holds 14 digits before the point: the most a balance can ever hold.
 MAX_ABS_AMOUNT = Decimal("99999999999999.999999")
+# The most one entry may move (either sign): far above any real payment or month of usage, and
+# far enough below MAX_ABS_AMOUNT that a balance cannot overflow from a handful of entries.
+MAX_ENTRY_AMOUNT = Decimal("1000000000")
 GENESIS_HASH = "0" * 64
+LEGACY_KEY_ID = "legacy-sha256"
+KEY_ENV, KEY_ID_ENV, RETIRED_KEYS_ENV = "BILLING_LEDGER_KEY", "BILLING_LEDGER_KEY_ID", "BILLING_LEDGER_RETIRED_KEYS"
+MIN_KEY_LENGTH = 32
+_KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}", re.ASCII)
 
 
 class EntryType(StrEnum):
@@ -139,16 +167,19 @@ class Entry:
         amount = round_credits(amount)
         if amount == 0:
             raise LedgerInputError(f"{where}: amount is zero after rounding to micro-credits; nothing to post.")
-        if abs(amount) > MAX_ABS_AMOUNT:
-            raise LedgerInputError(f"{where}: amount {amount} is beyond the ledger's range (14 integer digits).")
+        if abs(amount) > MAX_ENTRY_AMOUNT:
+            raise LedgerInputError(
+                f"{where}: amount {amount} is more than one entry may move ({MAX_ENTRY_AMOUNT:,} credits); "
+                "split it into several entries if it is really meant."
+            )
         if entry_type in CREDITING_TYPES and amount < 0:
             raise LedgerInputError(f"{where}: a {entry_type} credits the account, so its amount must be positive, not {amount}.")
         if entry_type in DEBITING_TYPES and amount > 0:
             raise LedgerInputError(
                 f"{where}: a {entry_type} debits the account, so its amount must be negative, not {amount}."
             )
-        reason = (self.reason or "").strip() or None
-        actor = (self.actor or "").strip() or None
+        reason = _plain_text(self.reason, "reason", where)
+        actor = _plain_text(self.actor, "actor", where)
         if entry_type is EntryType.ADMIN_ADJUSTMENT and (reason is None or actor is None):
             missing = " and ".join(n for n, v in (("a reason", reason), ("an actor", actor)) if v is None)
             raise LedgerInputError(f"{where}: an admin adjustment needs {missing}: say why, and who decided.")
@@ -171,9 +202,14 @@ def entry_hash(
     reason: str | None,
     actor: str | None,
     created_at: str,
+    key_id: str = LEGACY_KEY_ID,
+    key: bytes | None = None,
 ) -> str:
-    """SHA-256 over an entry's content and the previous entry's hash (tamper evidence).
+    """The hash chaining an entry to the one before it (tamper evidence).
 
+    With a ``key``: HMAC-SHA256 under that key over the key id, the previous entry's hash and
+    the entry's content. Without one (``key_id`` ``legacy-sha256``, entries written before the
+    chain was keyed): plain SHA-256 over the previous hash and the content.
     ``reference_json`` is ``canonical_json(reference)`` and ``created_at`` is
     ``timestamp_text(created_at)``: both computed once by the caller.
     """
@@ -185,9 +221,127 @@ def entry_hash(
         f"{'null' if reason is None else text(reason)},{'null' if actor is None else text(actor)},"
         f"{text(created_at)}]"
     )
-    return hashlib.sha256(content.encode()).hexdigest()
+    if key is None:
+        if key_id != LEGACY_KEY_ID:
+            raise ConfigurationError(f"ledger key {key_id!r} is needed to hash this entry but was not given.")
+        return hashlib.sha256(content.encode()).hexdigest()
+    return hmac.new(key, f"[{text(key_id)},{content[1:]}".encode(), hashlib.sha256).hexdigest()
 
 
 def timestamp_text(moment: datetime) -> str:
     """The one spelling of an entry's creation time inside its hash."""
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+_BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+MAX_TEXT_LENGTH = 500
+
+
+def _plain_text(value: Any, what: str, where: str) -> str | None:
+    """A reason or actor: one line of printable text, or None when empty."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise LedgerInputError(f"{where}: {what} must be text, not {type(value).__name__}.")
+    value = value.strip()
+    if not value:
+        return None
+    bad = next((c for c in value if not c.isprintable() or c in _BIDI_CONTROLS), None)
+    if bad is not None:
+        raise LedgerInputError(
+            f"{where}: {what} contains the control character U+{ord(bad):04X}; write one line of plain "
+            "text (no newlines, tabs or terminal escape codes)."
+        )
+    if len(value) > MAX_TEXT_LENGTH:
+        raise LedgerInputError(f"{where}: {what} is {len(value)} characters long; at most {MAX_TEXT_LENGTH}.")
+    return value
+
+
+# --- the ledger key --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LedgerKeyring:
+    """The ledger's HMAC keys: the current one (signs new entries) and retired ones (verify only)."""
+
+    current_id: str
+    keys: Mapping[str, bytes] = field(repr=False)
+
+    @property
+    def current_key(self) -> bytes:
+        return self.keys[self.current_id]
+
+
+def key_fingerprint(secret: str) -> str:
+    """The default id of a key: one-way, so printing it reveals nothing usable."""
+    return "k-" + hmac.new(secret.encode(), b"satusky ledger key id", hashlib.sha256).hexdigest()[:12]
+
+
+def _check_key(secret: str, what: str) -> bytes:
+    if len(secret) < MIN_KEY_LENGTH:
+        raise ConfigurationError(
+            f"{what} is {len(secret)} characters long; the ledger key must have at least {MIN_KEY_LENGTH} "
+            "(generate one with `openssl rand -hex 32`)."
+        )
+    return secret.encode()
+
+
+def _check_key_id(key_id: str, what: str) -> str:
+    if not _KEY_ID_PATTERN.fullmatch(key_id) or key_id == LEGACY_KEY_ID:
+        raise ConfigurationError(
+            f"{what} {key_id!r} is not a usable key id: use 1-64 letters, digits, '.', '_' or '-' "
+            f"(and not {LEGACY_KEY_ID!r})."
+        )
+    return key_id
+
+
+@lru_cache(maxsize=8)
+def _keyring(current: str | None, current_id: str | None, retired: str | None) -> LedgerKeyring:
+    if not current:
+        raise ConfigurationError(
+            f"{KEY_ENV} is not set: the ledger signs every entry with this secret (HMAC-SHA256), kept outside "
+            f"the database. Set {KEY_ENV} to a random secret of at least {MIN_KEY_LENGTH} characters "
+            "(e.g. `openssl rand -hex 32`); see docs/reliability.md."
+        )
+    keys: dict[str, bytes] = {}
+    for item in (retired or "").split(","):
+        if not item.strip():
+            continue
+        key_id, sep, secret = item.strip().partition(":")
+        if not sep:
+            raise ConfigurationError(
+                f"{RETIRED_KEYS_ENV} must list keys as id:secret,id:secret; an item has no ':' "
+                f"(item {len(keys) + 1})."
+            )
+        keys[_check_key_id(key_id, f"{RETIRED_KEYS_ENV}: key id")] = _check_key(secret, f"{RETIRED_KEYS_ENV}: key {key_id!r}")
+    key_id = _check_key_id(current_id, KEY_ID_ENV) if current_id else key_fingerprint(current)
+    secret = _check_key(current, KEY_ENV)
+    if keys.get(key_id, secret) != secret:
+        raise ConfigurationError(
+            f"key id {key_id!r} names two different secrets ({KEY_ENV} and {RETIRED_KEYS_ENV}); "
+            "a key id must always mean the same key."
+        )
+    keys[key_id] = secret
+    return LedgerKeyring(key_id, keys)
+
+
+def ledger_keyring() -> LedgerKeyring:
+    """The ledger keys from the environment; a ConfigurationError naming the variable if unset."""
+    return _keyring(os.environ.get(KEY_ENV), os.environ.get(KEY_ID_ENV), os.environ.get(RETIRED_KEYS_ENV))
+
+
+def ensure_demo_ledger_key(state_dir: Path | str) -> Path:
+    """For the demo only: a ledger key kept in ``<state_dir>/ledger.key`` (created once, mode 0600),
+    exported as ``BILLING_LEDGER_KEY`` unless the environment already sets one. Returns the file."""
+    path = Path(state_dir) / "ledger.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another demo process made it a moment ago
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32) + "\n")
+    os.environ.setdefault(KEY_ENV, path.read_text().strip())
+    return path

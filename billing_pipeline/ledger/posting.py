@@ -8,8 +8,9 @@ How one batch is posted, in one transaction:
 3. After the lock, a new statement reads each account's last entry (its sequence number,
    balance and hash) and the idempotency keys already posted; a key seen before is reported as
    a duplicate, or refused if its content differs.
-4. New rows get consecutive per-account sequence numbers, running balances and chained hashes,
-   are written with one ``COPY``, and the cache is set from the running balances.
+4. New rows get consecutive per-account sequence numbers, running balances and hashes chained
+   under the current ledger key (HMAC, ``entries.ledger_keyring``), are written with one
+   ``COPY``, and the cache is set from the running balances.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ import psycopg
 
 from billing_pipeline.ledger.entries import (
     GENESIS_HASH,
+    MAX_ABS_AMOUNT,
     Entry,
     IdempotencyConflict,
     LedgerInputError,
     canonical_json,
     entry_hash,
+    ledger_keyring,
     timestamp_text,
 )
 
@@ -38,7 +41,7 @@ from billing_pipeline.ledger.entries import (
 KEY_SEPARATOR = "\x1f"  # idempotency keys may not contain control characters
 COPY_COLUMNS = (
     "account_id, account_seq, type, amount, balance_after, idempotency_key, "
-    "reference, reason, actor, created_at, prev_hash, entry_hash"
+    "reference, reason, actor, created_at, prev_hash, entry_hash, key_id"
 )
 
 
@@ -158,6 +161,7 @@ def post_entries(conn: psycopg.Connection, entries: Iterable[Entry]) -> list[Pos
     given = [entry.validated() for entry in entries]
     if not given:
         return []
+    keyring = ledger_keyring()  # before any SQL: no key, no posting
     batch = _dedupe_batch(given)
     accounts = sorted({e.account_id for e in batch})
     now = datetime.now(timezone.utc)
@@ -165,7 +169,7 @@ def post_entries(conn: psycopg.Connection, entries: Iterable[Entry]) -> list[Pos
         _lock_accounts(cur, accounts)
         heads = _account_heads(cur, accounts)
         results = _already_posted(cur, batch)
-        new_rows = _write(cur, _chained_rows(batch, results, heads, now), results)
+        new_rows = _write(cur, _chained_rows(batch, results, heads, now, keyring.current_id, keyring.current_key), results)
         if new_rows:
             touched = sorted({row[0] for row in new_rows})
             last_ids = {}
@@ -190,15 +194,22 @@ def post_entries(conn: psycopg.Connection, entries: Iterable[Entry]) -> list[Pos
 
 
 def _chained_rows(batch: list[Entry], posted: dict[str, PostResult], heads: dict[str, _AccountHead],
-                  now: datetime) -> Iterator[tuple]:
+                  now: datetime, key_id: str, key: bytes) -> Iterator[tuple]:
     """The batch's new entries as table rows: each account's next sequence number, running
-    balance and hash chained to its previous entry. ``heads`` advances as rows are produced."""
+    balance and hash chained (under ``key``) to its previous entry. ``heads`` advances as rows
+    are produced. A balance that would leave the ledger's range refuses the whole batch."""
     now_text = timestamp_text(now)
     for entry in batch:
         if entry.idempotency_key in posted:
             continue
         head = heads[entry.account_id]
         seq, balance = head.seq + 1, head.balance + entry.amount
+        if abs(balance) > MAX_ABS_AMOUNT:
+            raise LedgerInputError(
+                f"entry {entry.idempotency_key!r} would take account {entry.account_id!r}'s balance from "
+                f"{head.balance} to {balance}, beyond what the ledger can hold (±{MAX_ABS_AMOUNT}); "
+                "nothing of this batch was posted."
+            )
         reference_json = canonical_json(entry.reference) if entry.reference else "{}"
         digest = entry_hash(
             prev_hash=head.hash,
@@ -212,10 +223,12 @@ def _chained_rows(batch: list[Entry], posted: dict[str, PostResult], heads: dict
             reason=entry.reason,
             actor=entry.actor,
             created_at=now_text,
+            key_id=key_id,
+            key=key,
         )
         heads[entry.account_id] = _AccountHead(seq, balance, digest)
         yield (entry.account_id, seq, entry.type, entry.amount, balance, entry.idempotency_key,
-               reference_json, entry.reason, entry.actor, now, head.hash, digest)
+               reference_json, entry.reason, entry.actor, now, head.hash, digest, key_id)
 
 
 def _write(cur: psycopg.Cursor, new_rows: Iterator[tuple], results: dict[str, PostResult]) -> list[tuple]:

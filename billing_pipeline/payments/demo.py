@@ -183,6 +183,6 @@ def run_payments_demo(database_url: str, *, now: datetime | None = None, start: 
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use
-    from billing_pipeline.db.connection import database_url
+    from billing_pipeline.db.connection import demo_database_url
 
-    print("\n".join(run_payments_demo(database_url())))
+    print("\n".join(run_payments_demo(demo_database_url())))
