@@ -3,15 +3,21 @@
 * ``ledger/credit_transactions`` (hourly partitions, ranged runs): settles the hours of the run
   from ``fct_usage_charges`` into the ledger, differences only (``ledger.deduction``). Its
   materialization of an hour means "the ledger holds what that hour owes"; its metadata carries
-  what was posted and the ledger's chain heads at that moment.
+  what was posted and the ledger's chain heads at that moment (``chain_heads_sha256`` over all
+  of them, and the heads themselves for up to 1,000 accounts): a checkpoint outside the billing
+  database.
 * Asset checks on it: the ledger equals ``fct_usage_charges`` for the run's hours, and the
   balance cache (``billing.credits``) equals the ledger's sum for every account.
 * ``credit_usage_job``: the settlement alone, for one hour or a range (contract section 7).
 """
 
+import hashlib
+import json
+
 import dagster as dg
 
 from billing_pipeline.asset_keys import LEDGER
+from billing_pipeline.ledger.checkpoint import chain_heads
 from billing_pipeline.ledger.deduction import CHARGES_SCHEMA, CHARGES_TABLE, settle_priced_usage
 from billing_pipeline.ownership import BILLING_OWNERS
 from billing_pipeline.runs import JOB_TAGS
@@ -20,6 +26,7 @@ from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.transform.assets import dbt_model_key
 
 USAGE_CHARGES = dbt_model_key("fct_usage_charges")
+CHAIN_HEADS_SHOWN = 1000
 
 # Per account, hour and usage kind: what the mart says is owed against what the ledger holds.
 _LEDGER_VS_CHARGES = f"""
@@ -80,8 +87,7 @@ def credit_transactions(context: dg.AssetExecutionContext, postgres: PostgresRes
         result = settle_priced_usage(conn, window.start, window.end)
         mismatches = conn.execute(_LEDGER_VS_CHARGES, {"start": window.start, "end": window.end}).fetchall()
         cache = conn.execute(_CACHE_VS_LEDGER).fetchall()
-        heads = conn.execute(
-            "SELECT count(DISTINCT account_id), count(*), max(id) FROM billing.credit_transactions").fetchone()
+        heads = chain_heads(conn)
     context.log.info(result.summary())
     if result.unknown_accounts:
         context.log.warning(
@@ -94,7 +100,14 @@ def credit_transactions(context: dg.AssetExecutionContext, postgres: PostgresRes
         "already_posted": result.already_posted, "net_deducted": str(result.total_deducted),
         "accounts_charged": len(result.accounts),
         "unknown_accounts": dg.MetadataValue.json(result.unknown_accounts),
-        "ledger_accounts": heads[0], "ledger_entries": heads[1], "ledger_last_id": heads[2],
+        # The chain heads, published outside the billing database (in Dagster's event log): a
+        # checkpoint `billing verify` can be held against (contract section 5). One digest over
+        # all heads, and the heads themselves up to a size the UI shows comfortably.
+        "ledger_accounts": len(heads),
+        "ledger_entries": sum(h["entries"] for h in heads.values()),
+        "chain_heads_sha256": hashlib.sha256(
+            json.dumps(heads, sort_keys=True, separators=(",", ":")).encode()).hexdigest(),
+        "chain_heads": dg.MetadataValue.json(dict(sorted(heads.items())[:CHAIN_HEADS_SHOWN])),
     })
     yield dg.AssetCheckResult(
         check_name="ledger_equals_usage_charges", passed=not mismatches,
