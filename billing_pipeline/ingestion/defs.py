@@ -11,6 +11,7 @@ import dagster as dg
 
 from billing_pipeline.ingestion.assets import GROUP, machine_rentals, prometheus_metric_hours
 from billing_pipeline.ingestion.platform import platform_specs
+from billing_pipeline.ingestion.probes import probe_availability_hours
 from billing_pipeline.ingestion.sensors import build_machine_rental_corrections_sensor
 
 ingestion_hourly_job = dg.define_asset_job(
@@ -32,7 +33,7 @@ ingestion_hourly_schedule = dg.build_schedule_from_partitioned_job(
 )
 
 defs = dg.Definitions(
-    assets=[*platform_specs, prometheus_metric_hours, machine_rentals],
+    assets=[*platform_specs, prometheus_metric_hours, machine_rentals, probe_availability_hours],
     jobs=[ingestion_hourly_job, machine_rental_hours_job],
     schedules=[ingestion_hourly_schedule],
     sensors=[build_machine_rental_corrections_sensor(machine_rental_hours_job)],

@@ -1,5 +1,62 @@
-"""Dagster definitions of the invoicing domain (assets, jobs, sensors, schedules)."""
+"""Dagster definitions of the invoicing domain (month-end).
+
+* ``sla_credit_job``: the month's SLA credits (``invoicing/sla_credits``).
+* ``monthly_invoice_job``: SLA credits, then the invoices (``invoicing/invoices`` depends on the
+  SLA asset, so a run of the job does them in that order). ``billing close-month`` runs it.
+* ``month_close_schedule``: runs ``monthly_invoice_job`` for the month just ended, on the first of
+  the next month once its last hour has had ``BILLING_MONTH_CLOSE_DELAY_HOURS`` (default 6) to
+  settle (read when the definitions load). On by default: closing is idempotent.
+"""
+
+import os
 
 import dagster as dg
 
-defs = dg.Definitions()
+from billing_pipeline.invoicing.assets import invoices, monthly_partitions, sla_credits
+
+DEFAULT_CLOSE_DELAY_HOURS = 6
+
+sla_credit_job = dg.define_asset_job(
+    "sla_credit_job",
+    selection=dg.AssetSelection.assets(sla_credits),
+    partitions_def=monthly_partitions,
+    tags={"billing/domain": "invoicing"},
+    description="Measures the month's availability per deployment and posts its SLA credits, once (section 10).",
+)
+
+monthly_invoice_job = dg.define_asset_job(
+    "monthly_invoice_job",
+    selection=dg.AssetSelection.assets(sla_credits, invoices),
+    partitions_def=monthly_partitions,
+    tags={"billing/domain": "invoicing"},
+    description="Month-end: SLA credits, then one immutable invoice per account (sections 9 and 10).",
+)
+
+
+def close_delay_hours() -> int:
+    """``BILLING_MONTH_CLOSE_DELAY_HOURS``: hours after the month's end before it is closed."""
+    raw = os.environ.get("BILLING_MONTH_CLOSE_DELAY_HOURS", "").strip()
+    try:
+        value = int(raw) if raw else DEFAULT_CLOSE_DELAY_HOURS
+    except ValueError:
+        value = DEFAULT_CLOSE_DELAY_HOURS
+    return min(max(value, 0), 27 * 24)  # the schedule fires within the next month's first 28 days
+
+
+def build_month_close_schedule(delay_hours: int | None = None) -> dg.ScheduleDefinition:
+    delay = close_delay_hours() if delay_hours is None else delay_hours
+    return dg.build_schedule_from_partitioned_job(
+        monthly_invoice_job, name="month_close_schedule",
+        day_of_month=1 + delay // 24, hour_of_day=delay % 24, minute_of_hour=0,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Closes the month just ended {delay} hour(s) after its last hour: SLA credits, then invoices.",
+    )
+
+
+month_close_schedule = build_month_close_schedule()
+
+defs = dg.Definitions(
+    assets=[sla_credits, invoices],
+    jobs=[sla_credit_job, monthly_invoice_job],
+    schedules=[month_close_schedule],
+)
