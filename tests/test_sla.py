@@ -115,6 +115,6 @@ def test_tiers_are_data(sla_db):
     with psycopg.connect(sla_db) as conn:
         conn.execute("INSERT INTO billing.sla_credit_tiers (id, below_availability, credit_share) "
                      "VALUES ('below_99_95', 0.9995, 0.05)")
-        insert_probe_month(conn, "dep-acme", MONTH, down_minutes=15)  # 99.966%
+        insert_probe_month(conn, "dep-acme", MONTH, down_minutes=30)  # 99.933%: below 99.95%, not below 99.9%
         credit_sla(conn, parse_month(MONTH))
         assert measurement(conn, "dep-acme")["tier"] == "below_99_95"
