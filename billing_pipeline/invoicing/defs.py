@@ -9,17 +9,18 @@
 """
 
 import os
+from datetime import timedelta, timezone
 
 import dagster as dg
 
-from billing_pipeline.invoicing.assets import invoices, monthly_partitions, sla_credits
+from billing_pipeline.invoicing.assets import invoices, sla_credits
+from billing_pipeline.orchestration.clock import CLOCK_TAG
 
 DEFAULT_CLOSE_DELAY_HOURS = 6
 
 sla_credit_job = dg.define_asset_job(
     "sla_credit_job",
     selection=dg.AssetSelection.assets(sla_credits),
-    partitions_def=monthly_partitions,
     tags={"billing/domain": "invoicing"},
     description="Measures the month's availability per deployment and posts its SLA credits, once (section 10).",
 )
@@ -27,7 +28,6 @@ sla_credit_job = dg.define_asset_job(
 monthly_invoice_job = dg.define_asset_job(
     "monthly_invoice_job",
     selection=dg.AssetSelection.assets(sla_credits, invoices),
-    partitions_def=monthly_partitions,
     tags={"billing/domain": "invoicing"},
     description="Month-end: SLA credits, then one immutable invoice per account (sections 9 and 10).",
 )
@@ -44,13 +44,23 @@ def close_delay_hours() -> int:
 
 
 def build_month_close_schedule(delay_hours: int | None = None) -> dg.ScheduleDefinition:
+    """The schedule closing the month just ended, ``delay_hours`` after its last hour ended."""
     delay = close_delay_hours() if delay_hours is None else delay_hours
-    return dg.build_schedule_from_partitioned_job(
-        monthly_invoice_job, name="month_close_schedule",
-        day_of_month=1 + delay // 24, hour_of_day=delay % 24, minute_of_hour=0,
+
+    @dg.schedule(
+        name="month_close_schedule", job=monthly_invoice_job,
+        cron_schedule=f"0 {delay % 24} {1 + delay // 24} * *", execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"Closes the month just ended {delay} hour(s) after its last hour: SLA credits, then invoices.",
     )
+    def month_close_schedule(context: dg.ScheduleEvaluationContext):
+        tick = context.scheduled_execution_time.astimezone(timezone.utc)
+        month_start = (tick.replace(day=1) - timedelta(days=1)).replace(day=1)
+        key = f"{month_start:%Y-%m-01}"
+        return dg.RunRequest(run_key=f"month_close:{key}", partition_key=key,
+                             tags={CLOCK_TAG: tick.isoformat(), "billing/stage": "month_end"})
+
+    return month_close_schedule
 
 
 month_close_schedule = build_month_close_schedule()
