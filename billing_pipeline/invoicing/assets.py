@@ -32,6 +32,7 @@ monthly_partitions = dg.MonthlyPartitionsDefinition(start_date=MONTHLY_START, ti
 
 SLA_CREDITS = dg.AssetKey(["invoicing", "sla_credits"])
 INVOICES = dg.AssetKey(["invoicing", "invoices"])
+INVOICE_LINES = dg.AssetKey(["invoicing", "invoice_lines"])
 PRICED_USAGE = get_asset_key_for_model([billing_dbt_models], "fct_priced_usage")
 ACCOUNT_LIFECYCLE = dg.AssetKey(["lifecycle", "account_lifecycle"])
 
@@ -62,13 +63,20 @@ def sla_credits(context: dg.AssetExecutionContext, postgres: PostgresResource) -
                                           "no_measurement": dg.MetadataValue.json(result.no_measurement)})
 
 
-@dg.asset(
-    key=INVOICES, group_name=GROUP, partitions_def=monthly_partitions, kinds={"postgres"},
-    deps=[SLA_CREDITS, LEDGER_ASSET_KEY, PRICED_USAGE, METRIC_HOURS],
-    metadata={"table": "billing.invoices"},
-    description="One immutable invoice per account and month, numbered gaplessly (contract section 9).",
+@dg.multi_asset(
+    name="invoices",
+    specs=[
+        dg.AssetSpec(INVOICES, group_name=GROUP, kinds={"postgres"},
+                     deps=[SLA_CREDITS, LEDGER_ASSET_KEY, PRICED_USAGE, METRIC_HOURS],
+                     metadata={"table": "billing.invoices"},
+                     description="One immutable invoice per account and month, numbered gaplessly (contract section 9)."),
+        dg.AssetSpec(INVOICE_LINES, group_name=GROUP, kinds={"postgres"}, deps=[SLA_CREDITS, LEDGER_ASSET_KEY],
+                     metadata={"table": "billing.invoice_lines"},
+                     description="The invoices' lines, each naming the ledger entries it sums, with resource detail."),
+    ],
+    partitions_def=monthly_partitions,
 )
-def invoices(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+def invoices(context: dg.AssetExecutionContext, postgres: PostgresResource):
     month = partition_month(context)
     with postgres.connect() as conn:
         result = issue_invoices(conn, month, close_id=context.run.run_id)
@@ -76,5 +84,7 @@ def invoices(context: dg.AssetExecutionContext, postgres: PostgresResource) -> d
     context.log.info(f"invoices {summary['month']}: {result.invoices_issued} issued "
                      f"(numbers {result.first_number}-{result.last_number}), {result.entries} ledger entries, "
                      f"{result.prior_period_lines} prior-period line(s), {result.unbilled_hours} unbilled hour(s)")
-    return dg.MaterializeResult(metadata={"summary": dg.MetadataValue.json(summary),
-                                          "invoices_issued": result.invoices_issued})
+    yield dg.MaterializeResult(asset_key=INVOICES, metadata={"summary": dg.MetadataValue.json(summary),
+                                                             "invoices_issued": result.invoices_issued})
+    yield dg.MaterializeResult(asset_key=INVOICE_LINES, metadata={"lines": result.lines,
+                                                                  "ledger_entries": result.entries})
