@@ -1,9 +1,11 @@
 """Month-end: close one month for 2,000 accounts through Dagster (aim: under 120 s).
 
-Usage: .venv/bin/python bench/month_end_bench.py [--accounts N] [--month YYYY-MM] [--keep]
+Usage: .venv/bin/python bench/month_end_bench.py [--accounts N] [--month YYYY-MM] [--reuse] [--keep]
 
 Uses a scratch database `satusky_bench_month_end` on BILLING_BENCH_SERVER (default the local
-server 127.0.0.1:5432), dropped and re-created (dropped again at the end unless --keep). Set-up
+server 127.0.0.1:5432), copied from a set-up database `satusky_bench_month_end_setup` that is
+built first (about 9 minutes here; `--reuse` keeps and reuses it between runs) and dropped at the
+end unless --keep. Set-up
 (not timed): N accounts with one deployment each; a month of hourly priced usage in a stand-in
 `analytics.fct_priced_usage` (cpu and memory per deployment and hour, a rented machine for every
 other account), settled hour by hour into the ledger by the real deduction (a usage deduction per
@@ -46,10 +48,32 @@ def server(dbname: str) -> str:
     return make_conninfo_url(host=host, port=int(port), dbname=dbname)
 
 
-def drop() -> None:
+SETUP_DB = f"{DB}_setup"
+
+
+def drop(*names: str) -> None:
     with psycopg.connect(server("postgres"), autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(f"{DB}_dagster")))
+        for name in names or (DB, f"{DB}_dagster"):
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def set_up_database(n: int, month: str, reuse: bool) -> None:
+    """The set-up database (built unless --reuse finds it with N accounts), then a copy to close."""
+    setup_url = server(SETUP_DB)
+    ready = False
+    if reuse:
+        try:
+            with psycopg.connect(setup_url) as conn:
+                ready = conn.execute("SELECT count(*) FROM billing.accounts").fetchone()[0] == n
+        except psycopg.OperationalError:
+            ready = False
+    if not ready:
+        drop(SETUP_DB)
+        upgrade(setup_url)
+        set_up(setup_url, n, month)
+    drop()
+    with psycopg.connect(server("postgres"), autocommit=True) as c:
+        c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(DB), sql.Identifier(SETUP_DB)))
 
 
 def set_up(url: str, n: int, month: str) -> None:
@@ -108,12 +132,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", type=int, default=2000)
     parser.add_argument("--month", default="2026-10")
+    parser.add_argument("--reuse", action="store_true", help="reuse (and keep) the set-up database")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
-    drop()
+    set_up_database(args.accounts, args.month, args.reuse)
     url = server(DB)
-    upgrade(url)
-    set_up(url, args.accounts, args.month)
     os.environ["BILLING_DATABASE_URL"] = url
     from billing_pipeline.invoicing.month_end import run_month_end
 
@@ -134,6 +157,8 @@ def main() -> None:
     print(f"close again: {t_again:.1f} s — {again['invoices_issued']} invoices, {again['sla_credits_posted']} SLA credits")
     if not args.keep:
         drop()
+    if not args.reuse:
+        drop(SETUP_DB)
 
 
 if __name__ == "__main__":

@@ -45,10 +45,10 @@ ORDER BY usage_kind, resource, machine_type NULLS FIRST, unit_price
 _DAILY = """
 SELECT date_trunc('day', (t.reference ->> 'hour')::timestamptz, 'UTC')::date AS day,
        t.reference ->> 'usage_kind' AS stream, -sum(t.amount) AS spend
-FROM billing.invoice_entries ie
-JOIN billing.credit_transactions t ON t.id = ie.ledger_entry_id
-JOIN billing.invoice_lines l ON l.invoice_id = ie.invoice_id AND l.line_no = ie.line_no
-WHERE ie.invoice_id = %s AND l.line_type = 'usage' AND NOT l.prior_period
+FROM billing.invoice_lines l
+CROSS JOIN LATERAL unnest(l.ledger_entry_ids) AS e (id)
+JOIN billing.credit_transactions t ON t.id = e.id
+WHERE l.invoice_id = %s AND l.line_type = 'usage' AND NOT l.prior_period
 GROUP BY 1, 2
 """
 

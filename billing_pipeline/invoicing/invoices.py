@@ -7,7 +7,8 @@
    first one's invoices and issues nothing for them. Numbers are the counter + 1, 2, … in issue
    order (account id within one close) and the counter moves in the same transaction, so a
    rolled-back close leaves no gap.
-2. Collects, for every account without an invoice for this month or a later one, every ledger
+2. Collects, for every account without an invoice for this month or a later one (none: done at
+   once, so closing again costs next to nothing), every ledger
    entry of period ≤ month (``billing.ledger_entry_period``: the usage hour's month, the measured
    month of an SLA credit, else the month of ``created_at``) not yet on an invoice
    (``billing.invoice_entries``, whose primary key is the entry: exactly one invoice per entry).
@@ -35,6 +36,14 @@ from billing_pipeline.invoicing.months import month_bounds, month_text
 HOUR = timedelta(hours=1)
 PRICED_USAGE = "analytics.fct_priced_usage"
 
+# Accounts that get an invoice for the month: no invoice for it or a later month yet.
+_CANDIDATES = """
+CREATE TEMP TABLE close_candidates ON COMMIT DROP AS
+SELECT a.id AS account_id, a.created_at
+FROM billing.accounts a
+WHERE NOT EXISTS (SELECT 1 FROM billing.invoices i WHERE i.account_id = a.id AND i.period_month >= %(month)s)
+"""
+
 _ENTRIES = """
 CREATE TEMP TABLE close_entries ON COMMIT DROP AS
 SELECT t.id, t.account_id, t.type, t.amount, t.reason, t.actor, t.reference,
@@ -42,23 +51,21 @@ SELECT t.id, t.account_id, t.type, t.amount, t.reason, t.actor, t.reference,
             THEN t.reference ->> 'usage_kind' END AS usage_kind,
        billing.ledger_entry_period(t.type, t.reference, t.created_at) AS period
 FROM billing.credit_transactions t
+JOIN close_candidates c ON c.account_id = t.account_id
 WHERE billing.ledger_entry_period(t.type, t.reference, t.created_at) <= %(month)s
   AND NOT EXISTS (SELECT 1 FROM billing.invoice_entries ie WHERE ie.ledger_entry_id = t.id)
-  AND NOT EXISTS (SELECT 1 FROM billing.invoices i
-                  WHERE i.account_id = t.account_id AND i.period_month >= %(month)s)
 """
 
 _ACCOUNTS = """
 CREATE TEMP TABLE close_accounts ON COMMIT DROP AS
-SELECT a.id AS account_id, prev.id AS previous_invoice_id, coalesce(prev.closing_balance, 0) AS opening_balance
-FROM billing.accounts a
+SELECT c.account_id, prev.id AS previous_invoice_id, coalesce(prev.closing_balance, 0) AS opening_balance
+FROM close_candidates c
 LEFT JOIN LATERAL (
     SELECT i.id, i.closing_balance FROM billing.invoices i
-    WHERE i.account_id = a.id ORDER BY i.period_month DESC LIMIT 1
+    WHERE i.account_id = c.account_id ORDER BY i.period_month DESC LIMIT 1
 ) prev ON true
-WHERE NOT EXISTS (SELECT 1 FROM billing.invoices i WHERE i.account_id = a.id AND i.period_month >= %(month)s)
-  AND (a.created_at < %(end)s OR prev.id IS NOT NULL
-       OR EXISTS (SELECT 1 FROM close_entries e WHERE e.account_id = a.id))
+WHERE c.created_at < %(end)s OR prev.id IS NOT NULL
+   OR EXISTS (SELECT 1 FROM close_entries e WHERE e.account_id = c.account_id)
 """
 
 _LINES = """
@@ -202,6 +209,9 @@ def issue_invoices(conn: psycopg.Connection, month: date, close_id: str) -> Issu
         last = cur.execute("SELECT last_number FROM billing.invoice_number_counter WHERE singleton FOR UPDATE"
                            ).fetchone()[0]
         params = {"month": month, "start": start, "end": end, "close_id": close_id, "last": last}
+        cur.execute(_CANDIDATES, params, prepare=False)
+        if not cur.rowcount:  # every account is invoiced for this month (or later): nothing to do
+            return result
         cur.execute(_ENTRIES, params, prepare=False)
         cur.execute("ANALYZE close_entries")
         cur.execute(_ACCOUNTS, params, prepare=False)
