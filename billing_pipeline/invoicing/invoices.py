@@ -44,16 +44,25 @@ FROM billing.accounts a
 WHERE NOT EXISTS (SELECT 1 FROM billing.invoices i WHERE i.account_id = a.id AND i.period_month >= %(month)s)
 """
 
+# The period is computed once per entry (the subquery is fenced by OFFSET 0); usage entries keep
+# only what their lines need (millions of rows a month), other entries their reference and reason.
 _ENTRIES = """
 CREATE TEMP TABLE close_entries ON COMMIT DROP AS
-SELECT t.id, t.account_id, t.type, t.amount, t.reason, t.actor, t.reference,
-       CASE WHEN t.type IN ('usage_deduction', 'reversal') AND t.reference ? 'usage_kind'
-            THEN t.reference ->> 'usage_kind' END AS usage_kind,
-       billing.ledger_entry_period(t.type, t.reference, t.created_at) AS period
-FROM billing.credit_transactions t
-JOIN close_candidates c ON c.account_id = t.account_id
-WHERE billing.ledger_entry_period(t.type, t.reference, t.created_at) <= %(month)s
-  AND NOT EXISTS (SELECT 1 FROM billing.invoice_entries ie WHERE ie.ledger_entry_id = t.id)
+SELECT * FROM (
+    SELECT t.id, t.account_id, t.type, t.amount, k.usage_kind,
+           CASE WHEN k.usage_kind IS NULL THEN t.reason END AS reason,
+           CASE WHEN k.usage_kind IS NULL THEN t.actor END AS actor,
+           CASE WHEN k.usage_kind IS NULL THEN t.reference END AS reference,
+           billing.ledger_entry_period(t.type, t.reference, t.created_at) AS period
+    FROM billing.credit_transactions t
+    JOIN close_candidates c ON c.account_id = t.account_id
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN t.type IN ('usage_deduction', 'reversal') THEN t.reference ->> 'usage_kind' END AS usage_kind
+    ) k
+    WHERE NOT EXISTS (SELECT 1 FROM billing.invoice_entries ie WHERE ie.ledger_entry_id = t.id)
+    OFFSET 0
+) e
+WHERE e.period <= %(month)s
 """
 
 _ACCOUNTS = """
@@ -72,7 +81,7 @@ _LINES = """
 CREATE TEMP TABLE close_lines ON COMMIT DROP AS
 WITH grouped AS (
     SELECT account_id, 'usage'::text AS line_type, usage_kind, period,
-           array_agg(id ORDER BY id) AS ids, sum(amount) AS amount, min(id) AS first_id,
+           array_agg(id) AS ids, sum(amount) AS amount, min(id) AS first_id,
            CASE usage_kind WHEN 'machine_rental' THEN 'Machine rental (rented capacity)'
                            WHEN 'workload_consumption' THEN 'Workload consumption'
                            ELSE 'Usage: ' || usage_kind END
@@ -208,6 +217,7 @@ def issue_invoices(conn: psycopg.Connection, month: date, close_id: str) -> Issu
     with conn.transaction(), conn.cursor() as cur:
         last = cur.execute("SELECT last_number FROM billing.invoice_number_counter WHERE singleton FOR UPDATE"
                            ).fetchone()[0]
+        cur.execute("SET LOCAL jit = off")  # one-off statements: compiling costs more than it saves
         params = {"month": month, "start": start, "end": end, "close_id": close_id, "last": last}
         cur.execute(_CANDIDATES, params, prepare=False)
         if not cur.rowcount:  # every account is invoiced for this month (or later): nothing to do

@@ -84,9 +84,14 @@ CREATE TABLE billing.sla_measurements (
 -- An entry's period: the month of its usage hour (usage deductions and their reversals), the
 -- measured month (SLA credits), else the month of its created_at. Used by the invoice job and
 -- by the analysts' models, so the rule lives once.
+-- The usage hour is read as the deduction writes it (UTC, ISO 8601, '+00:00') without parsing
+-- a timestamp (this runs for every entry at month-end); any other spelling is parsed.
 CREATE FUNCTION billing.ledger_entry_period(entry_type text, reference jsonb, created_at timestamptz)
 RETURNS date LANGUAGE sql STABLE AS $$
     SELECT CASE
+        WHEN entry_type IN ('usage_deduction', 'reversal') AND reference ? 'usage_kind'
+             AND reference ->> 'hour' LIKE '____-__-__T__:__:__+00:00'
+            THEN (left(reference ->> 'hour', 7) || '-01')::date
         WHEN entry_type IN ('usage_deduction', 'reversal') AND reference ? 'usage_kind'
              AND reference ->> 'hour' ~ '^\\d{4}-\\d{2}-\\d{2}[T ]\\d{2}:\\d{2}'
             THEN (date_trunc('month', (reference ->> 'hour')::timestamptz, 'UTC') AT TIME ZONE 'UTC')::date
