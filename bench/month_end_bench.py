@@ -138,6 +138,9 @@ def main() -> None:
     set_up_database(args.accounts, args.month, args.reuse)
     url = server(DB)
     os.environ["BILLING_DATABASE_URL"] = url
+    import tempfile
+
+    os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="month-end-bench-dagster-")  # a throw-away instance
     from billing_pipeline.invoicing.month_end import run_month_end
 
     _, end = month_bounds(parse_month(args.month))

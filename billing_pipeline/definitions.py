@@ -1,7 +1,8 @@
 """The one Dagster ``Definitions`` of the billing pipeline.
 
-Each domain contributes its assets, jobs, sensors and schedules through its own ``defs``;
-resources are bound once, here, from the environment.
+Each domain contributes its assets and jobs through its own ``defs``; the hourly cycle's jobs,
+sensors and schedule come from ``orchestration.graph``; resources are bound once, here, from the
+environment.
 """
 
 import dagster as dg
@@ -11,6 +12,7 @@ from billing_pipeline.ingestion.defs import defs as ingestion_defs
 from billing_pipeline.invoicing.defs import defs as invoicing_defs
 from billing_pipeline.ledger.defs import defs as ledger_defs
 from billing_pipeline.lifecycle.defs import defs as lifecycle_defs
+from billing_pipeline.orchestration.graph import defs as cycle_defs
 from billing_pipeline.payments.defs import defs as payments_defs
 from billing_pipeline.resources import PostgresResource
 from billing_pipeline.resources.kubernetes import KubernetesResource
@@ -41,5 +43,8 @@ defs = dg.Definitions.merge(
     payments_defs,
     lifecycle_defs,
     invoicing_defs,
-    dg.Definitions(resources=resources),
+    cycle_defs,
+    # Steps run one after another in the run's own process: the cycle is a chain, and a subprocess
+    # per step would re-import the definitions (seconds each) for nothing.
+    dg.Definitions(resources=resources, executor=dg.in_process_executor),
 )

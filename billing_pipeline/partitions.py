@@ -1,7 +1,48 @@
-"""The one partitioning of the pipeline: UTC hours, as usage is measured and priced."""
+"""The one partitioning of the pipeline: UTC hours, as usage is measured and priced.
+
+The first billable hour comes from ``BILLING_FIRST_HOUR`` (ISO 8601, on an hour), so a new
+install shows partitions from its go-live hour rather than thousands of missing hours before
+it. Every process that loads the Definitions (web server, daemon, run workers, ``billing``)
+must see the same value: set it once in the deployment's environment.
+"""
+
+import os
+from datetime import datetime, timezone
 
 import dagster as dg
 
-HOURLY_START = "2025-01-01-00:00"
+FIRST_HOUR_VARIABLE = "BILLING_FIRST_HOUR"
+DEFAULT_FIRST_HOUR = "2026-11-01T00:00:00+00:00"
+PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
 
-hourly_partitions = dg.HourlyPartitionsDefinition(start_date=HOURLY_START, timezone="UTC")
+
+def first_billable_hour() -> datetime:
+    """``BILLING_FIRST_HOUR`` as an aware UTC datetime; a value that is not an hour is refused."""
+    from billing_pipeline.errors import ConfigurationError
+
+    raw = os.environ.get(FIRST_HOUR_VARIABLE) or DEFAULT_FIRST_HOUR
+    try:
+        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigurationError(
+            f"{FIRST_HOUR_VARIABLE}={raw!r} is not an ISO 8601 time; set it to the first billable hour, "
+            "e.g. 2026-11-01T00:00Z") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    value = value.astimezone(timezone.utc)
+    if value.minute or value.second or value.microsecond:
+        raise ConfigurationError(f"{FIRST_HOUR_VARIABLE}={raw!r} is not on an hour boundary (e.g. {value:%Y-%m-%dT%H}:00Z)")
+    return value
+
+
+def partition_key(hour: datetime) -> str:
+    """The partition key of the UTC hour starting at ``hour``."""
+    return hour.astimezone(timezone.utc).strftime(PARTITION_FORMAT)
+
+
+def partition_hour(key: str) -> datetime:
+    return datetime.strptime(key, PARTITION_FORMAT).replace(tzinfo=timezone.utc)
+
+
+hourly_partitions = dg.HourlyPartitionsDefinition(
+    start_date=first_billable_hour().strftime(PARTITION_FORMAT), timezone="UTC")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# The tests' scenarios start in 2025; every process they start (dagster, billing) inherits it.
+os.environ.setdefault("BILLING_FIRST_HOUR", "2025-01-01T00:00:00Z")
 
 from tests.support.databases import DatabaseFactory
 

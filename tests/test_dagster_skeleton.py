@@ -74,10 +74,10 @@ def test_dagster_dev_starts_and_lists_the_pipeline(db_url, tmp_path):
                 time.sleep(1)
         assert repository is not None, "dagster dev did not serve the code location in time"
         jobs = {j["name"] for j in repository["jobs"]}
-        assert {"ingestion_hourly_job", "dbt_hourly_job", "credit_usage_job", "balance_alert_job",
+        assert {"hourly_billing_job", "account_actions_job", "credit_usage_job", "balance_alert_job",
                 "auto_topup_job", "grace_period_job"} <= jobs
-        assert {"dbt_after_ingestion_sensor", "credit_usage_sensor", "balance_alert_sensor", "auto_topup_sensor",
-                "balance_change_lifecycle_sensor"} <= {s["name"] for s in repository["sensors"]}
+        assert {"corrections_sensor", "rental_corrections_sensor", "balance_change_sensor"} <= {
+            s["name"] for s in repository["sensors"]}
         assets = {"/".join(a["assetKey"]["path"]) for a in repository["assetNodes"]}
         assert {"ingestion/metric_container_hours", "analytics/fct_priced_usage", "ledger/credit_transactions",
                 "platform/machine_usages"} <= assets

@@ -5,21 +5,24 @@ fct_priced_usage checked against figures computed by hand from the cluster's des
 
 from __future__ import annotations
 
+import os
+
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import dagster as dg
 import pytest
-from dagster_dbt import get_asset_key_for_model, get_asset_keys_by_output_name_for_source
 
 from billing_pipeline.db.connection import connect
 from billing_pipeline.synthetic import (
     GIB, MIB, Account, Cluster, Container, Deployment, Pod, PrometheusServer, Pvc, Rental, build_tsdb,
     write_platform_rows,
 )
-from billing_pipeline.transform.assets import billing_dbt_models, window_vars
+from billing_pipeline.transform.assets import dbt_model_key, dbt_source_keys, window_vars
 from billing_pipeline.transform.translator import layer_group
 from tests.support import dbt as d
+from tests.support.cycle import billing, ledger_differs_from_charges
+from tests.support.payments import set_balance
 
 UTC = timezone.utc
 DAY = datetime(2025, 3, 2, tzinfo=UTC)
@@ -31,24 +34,23 @@ def test_lineage_runs_from_ingestion_through_the_layers_to_the_marts():
     from billing_pipeline.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    stg = get_asset_key_for_model([billing_dbt_models], "stg_ingestion__metric_container_hours")
-    sources = get_asset_keys_by_output_name_for_source([billing_dbt_models], "ingestion")
+    stg = dbt_model_key("stg_ingestion__metric_container_hours")
+    sources = dbt_source_keys("ingestion")
     assert {k.to_user_string() for k in sources.values()} == {
         "ingestion/metric_container_hours", "ingestion/metric_pod_network_hours", "ingestion/metric_volume_hours",
         "ingestion/metric_hours", "ingestion/machine_rental_hours"}
     assert dg.AssetKey(["ingestion", "metric_container_hours"]) in graph.get(stg).parent_keys
     assert dg.AssetKey(["ledger", "credit_transactions"]) in graph.get(
-        get_asset_key_for_model([billing_dbt_models], "stg_ledger__credit_transactions")).parent_keys
+        dbt_model_key("stg_ledger__credit_transactions")).parent_keys
     assert dg.AssetKey(["platform", "pricing_configs"]) in graph.get(
-        get_asset_key_for_model([billing_dbt_models], "stg_platform__pricing_configs")).parent_keys
-    groups = {name: graph.get(get_asset_key_for_model([billing_dbt_models], name)).group_name
+        dbt_model_key("stg_platform__pricing_configs")).parent_keys
+    groups = {name: graph.get(dbt_model_key(name)).group_name
               for name in ("stg_ingestion__metric_hours", "int_workload_usage_priced", "fct_priced_usage")}
     assert groups == {"stg_ingestion__metric_hours": "dbt_staging", "int_workload_usage_priced": "dbt_intermediate",
                       "fct_priced_usage": "dbt_marts"}
     # The ingestion asset is materialisable and upstream: Prometheus -> ingestion -> staging -> marts.
     assert graph.get(dg.AssetKey(["ingestion", "metric_container_hours"])).is_materializable
-    checks = {k.name for k in graph.asset_check_keys if k.asset_key == get_asset_key_for_model(
-        [billing_dbt_models], "fct_priced_usage")}
+    checks = {k.name for k in graph.asset_check_keys if k.asset_key == dbt_model_key("fct_priced_usage")}
     assert "unique_fct_priced_usage_priced_usage_key" in checks
     assert layer_group(["satusky_billing", "marts", "fct_x"]) == "dbt_marts"
     assert window_vars(DAY, DAY + H) == {"min_hour": "2025-03-02T00:00:00+00:00", "max_hour": "2025-03-02T01:00:00+00:00"}
@@ -95,15 +97,17 @@ def hand_computed_totals() -> dict[tuple[str, str, str], Decimal]:
 
 @pytest.mark.prometheus
 @pytest.mark.slow
-def test_a_day_of_synthetic_cluster_data_through_ingestion_and_dbt(db_url, tmp_path, monkeypatch):
-    from billing_pipeline.definitions import defs
-    from billing_pipeline.orchestration import cycle
-
+def test_a_day_through_the_whole_cycle_with_billing_run(db_url, tmp_path):
+    """`billing run` (the console script) runs every stage through the real Definitions on the
+    instance: ingestion, dbt, settlement, top-ups, lifecycle, alerts; the figures are checked
+    against hand-computed totals, the ledger against the bill, and a correction outside the next
+    window is settled by that next run."""
     cluster = day_cluster()
     server = PrometheusServer(build_tsdb(cluster, tmp_path / "tsdb")).start()
+    env = {**os.environ, "PROMETHEUS_URL": server.url, "BILLING_DATABASE_URL": db_url,
+           "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    (tmp_path / "dagster_home").mkdir()
     try:
-        monkeypatch.setenv("PROMETHEUS_URL", server.url)
-        monkeypatch.delenv("DAGSTER_HOME", raising=False)
         with connect(db_url) as conn:
             write_platform_rows(conn, cluster)
         d.add_price(db_url, "cpu-1", "cpu", "core_hour", "0.04", basis="max_request_usage", end=DAY + 12 * H)
@@ -113,41 +117,55 @@ def test_a_day_of_synthetic_cluster_data_through_ingestion_and_dbt(db_url, tmp_p
         d.add_price(db_url, "sto", "storage", "gib_hour", "0.0002")
         d.add_price(db_url, "egr", "network_egress", "gib", "0.08")
         d.add_price(db_url, "std8", "machine", "machine_hour", "0.90", machine_type="standard-8")
+        for account in ("acct-a", "acct-b"):
+            set_balance(db_url, account, D("100"), f"opening-{account}")
 
-        ingestion = [s for s in cycle.STAGES if s.name == "ingestion"]
-        cycle.run_hourly_cycle(DAY, DAY + 24 * H, DAY + 25 * H, stages=ingestion)
+        code, out, err = billing(["run", "--start", DAY.isoformat(), "--end", (DAY + 24 * H).isoformat(),
+                                  "--now", (DAY + 25 * H).isoformat()], env)
+        assert code == 0, err
+        assert "24 of 24 hours" in err  # progress on stderr, the document alone on stdout
+        assert [(r["job"], r["status"], r["scope"]) for r in out["runs"]] == [
+            ("hourly_billing_job", "SUCCESS", "hours 2025-03-02-00:00 to 2025-03-02-23:00")]
+        assert out["ok"] and out["problems"] == [] and out["corrections"] == []
+        assert out["metrics"]["complete"] == 24
+        assert set(out["posted"]["by_account"]) == {"acct-a", "acct-b"}
+        assert out["accounts_by_state"] == {"healthy": ["acct-a", "acct-b"]}
+        assert out["posted"]["by_type"]["usage_deduction"]["entries"] == len(d.query(
+            db_url, "SELECT 1 FROM analytics.fct_usage_charges WHERE amount <> 0"))
 
-        # The whole day as one single-run backfill of the dbt assets (their BackfillPolicy).
-        result = defs.resolve_job_def("dbt_hourly_job").execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(),
-            tags={"dagster/asset_partition_range_start": "2025-03-02-00:00",
-                  "dagster/asset_partition_range_end": "2025-03-02-23:00"},
-        )
-        assert result.success
-        evaluations = result.get_asset_check_evaluations()
-        assert evaluations and all(e.passed for e in evaluations)
-        materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-        assert get_asset_key_for_model([billing_dbt_models], "fct_priced_usage") in materialized
+        got = {(a, k, r): amt for a, k, r, amt in d.query(db_url, """
+            SELECT account_id, usage_kind, resource, sum(amount) FROM analytics.fct_priced_usage
+            GROUP BY 1, 2, 3""")}
+        expected = hand_computed_totals()
+        assert set(got) == set(expected)
+        for key, value in expected.items():
+            # Prometheus' increase() extrapolates at the window edges (2699.9999 for 2700): a few
+            # micro-credits over a day at most.
+            assert abs(got[key] - value) < D("0.00001"), (key, got[key], value)
+        assert expected[("acct-a", "machine_rental", "machine")] == D("10.575")
+        assert ledger_differs_from_charges(db_url) == []
+        hours = d.query(db_url, "SELECT count(DISTINCT hour), bool_or(is_estimate) FROM analytics.fct_priced_usage")
+        assert hours == [(24, False)]
+        covered = d.query(db_url, """SELECT count(DISTINCT hour), sum(quantity) FROM analytics.fct_priced_usage
+                                     WHERE is_covered_by_rental AND resource = 'cpu'""")
+        assert covered[0][0] == 13 and abs(covered[0][1] - 26) < D("0.0001")
+
+        # The rental really ended at 08:05, not 18:05: hours 08..18 are outside the next window.
+        d.query(db_url, "UPDATE billing.machine_usages SET ended_at = %s, updated_at = clock_timestamp() "
+                "WHERE id = 'rent-a' RETURNING 1", (DAY + timedelta(hours=8, minutes=5),))
+        code, out, err = billing(["run", "--start", (DAY + 23 * H).isoformat(), "--end", (DAY + 24 * H).isoformat(),
+                                  "--now", (DAY + 25 * H).isoformat()], env)
+        assert code == 0, err
+        assert out["corrections"] == [f"2025-03-02-{h:02d}:00" for h in range(8, 19)]
+        assert ledger_differs_from_charges(db_url) == []
+        rented = d.query(db_url, """SELECT -sum(amount) FROM billing.credit_transactions
+                                    WHERE account_id = 'acct-a' AND reference->>'usage_kind' = 'machine_rental'""")
+        assert rented == [(D("0.90") * (D(1) + D(45) / D(60)),)]  # 06:20-08:05
+        assert out["posted"]["by_type"]["reversal"]["entries"] >= 10
+
+        # Nothing left to do: a third run posts nothing.
+        code, out, _ = billing(["run", "--start", (DAY + 23 * H).isoformat(), "--end", (DAY + 24 * H).isoformat(),
+                                "--now", (DAY + 25 * H).isoformat()], env)
+        assert code == 0 and out["posted"]["entries"] == 0 and out["corrections"] == []
     finally:
         server.stop()
-
-    got = {(a, k, r): amt for a, k, r, amt in d.query(db_url, """
-        SELECT account_id, usage_kind, resource, sum(amount) FROM analytics.fct_priced_usage
-        GROUP BY 1, 2, 3""")}
-    expected = hand_computed_totals()
-    assert set(got) == set(expected)
-    for key, value in expected.items():
-        # Prometheus' increase() extrapolates at the window edges (2699.9999 for 2700): a few
-        # micro-credits over a day at most.
-        assert abs(got[key] - value) < D("0.00001"), (key, got[key], value)
-    assert expected[("acct-a", "machine_rental", "machine")] == D("10.575")
-    assert expected[("acct-b", "workload_consumption", "gpu")] == D("36.0")
-
-    hours = d.query(db_url, "SELECT count(DISTINCT hour), bool_or(is_estimate) FROM analytics.fct_priced_usage")
-    assert hours == [(24, False)]
-    covered = d.query(db_url, """SELECT count(DISTINCT hour), sum(quantity) FROM analytics.fct_priced_usage
-                                 WHERE is_covered_by_rental AND resource = 'cpu'""")
-    assert covered[0][0] == 13 and abs(covered[0][1] - 26) < D("0.0001")
-    recon = d.query(db_url, "SELECT count(*), sum(machine_hours_rented) FROM analytics.fct_usage_reconciliation "
-                    "WHERE account_id = 'acct-a' AND reconciliation_status = 'covered_by_rental'")
-    assert recon[0][0] == 13 and recon[0][1] == D("11.75")

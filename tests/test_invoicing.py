@@ -45,8 +45,11 @@ def cli(capsys, *argv):
 
 
 @pytest.fixture
-def october(db_url):
-    """October 2026 priced and settled for three accounts; acme's deployment at 98.7% availability."""
+def october(db_url, monkeypatch, tmp_path):
+    """October 2026 priced and settled for three accounts; acme's deployment at 98.7% availability.
+    Runs go to a Dagster instance of the test's own (DAGSTER_HOME)."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
     with psycopg.connect(db_url) as conn:
         create_platform(conn, ACCOUNTS)
         create_priced_usage_mart(conn)
@@ -86,7 +89,7 @@ def test_month_close_lines_equal_the_ledger_to_the_micro_credit_and_closing_agai
     assert code == 0, out
     summary = json.loads(out)
     assert summary["invoices_issued"] == 3 and summary["sla_credits_posted"] == 1
-    assert summary["runs"][0]["status"] == "SUCCESS"
+    assert summary["runs"][0]["status"] == "SUCCESS" and summary["runs"][0]["launched_by"] == "in_process"
 
     with psycopg.connect(october) as conn:
         entries = ledger(conn)

@@ -96,41 +96,36 @@ def test_status_under_retain_and_unknown_account(acme, cluster, capsys):
     assert code == 2 and "unknown account 'nobody'" in err
 
 
-def test_grace_period_job_through_dagster_with_sensor_and_schedule(acme, kube, monkeypatch):
+def test_grace_period_job_through_dagster_with_schedule(acme, kube, monkeypatch):
     import dagster as dg
 
-    from billing_pipeline.lifecycle.defs import balance_change_lifecycle_sensor, grace_deadline_schedule, grace_period_job
+    from billing_pipeline.definitions import defs
+    from billing_pipeline.lifecycle.defs import grace_deadline_schedule
     from billing_pipeline.orchestration.clock import CLOCK_TAG
-    from billing_pipeline.resources import PostgresResource
-    from billing_pipeline.resources.kubernetes import KubernetesResource
 
-    resources = {"postgres": PostgresResource(database_url=acme),
-                 "kubernetes": KubernetesResource(kubeconfig=str(kube.kubeconfig_path))}
+    monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig_path))
+    grace_period_job = defs.resolve_job_def("grace_period_job")
     set_balance(acme, "acme", -1)
-    result = grace_period_job.execute_in_process(resources=resources, tags={CLOCK_TAG: T0.isoformat()})
+    result = grace_period_job.execute_in_process(tags={CLOCK_TAG: T0.isoformat()})
     assert result.success
     assert kube.get("Ingress", "acme-prod", "web")["spec"].get("rules") is None
     assert [n[0] for n in outbox(acme, "acme")] == ["lifecycle_grace_period"]
 
-    # The sensor asks once per balance change (run_key = the newest change), then skips.
-    with dg.build_sensor_context(resources={"postgres": PostgresResource(database_url=acme)}) as ctx:
-        first = balance_change_lifecycle_sensor(ctx)
-        again = balance_change_lifecycle_sensor(ctx)
-    assert isinstance(first, dg.RunRequest) and first.run_key.startswith("balances@")
-    assert isinstance(again, dg.SkipReason)
     # The schedule runs with its tick time as the clock.
     ctx = dg.build_schedule_context(scheduled_execution_time=T0 + timedelta(hours=72))
     req = grace_deadline_schedule(ctx)
     assert req.tags[CLOCK_TAG] == (T0 + timedelta(hours=72)).isoformat()
-    # A 500 on one object makes the run fail, naming it; once the API answers, a re-run finishes.
+    # A 500 on one object: the run records what it could, and its check fails naming the object;
+    # once the API answers, a re-run finishes.
     kube.fail("Service", "acme-prod", "web", 500, methods={"DELETE"})
-    result = grace_period_job.execute_in_process(resources=resources, tags=req.tags, raise_on_error=False)
-    assert not result.success
-    failure = [e for e in result.all_events if e.is_step_failure][0]
-    assert "HTTP 500" in str(failure.step_failure_data.error) and "Service acme-prod/web" in str(failure.step_failure_data.error)
+    result = grace_period_job.execute_in_process(tags=req.tags)
+    (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "every_cluster_action_done"]
+    assert not check.passed
+    assert "HTTP 500" in check.description and "Service acme-prod/web" in check.description
     kube.clear_faults()
-    result = grace_period_job.execute_in_process(resources=resources, tags=req.tags)
-    assert result.success and {o for o in kube.objects() if o[1] == "acme-prod"} == set()
+    result = grace_period_job.execute_in_process(tags=req.tags)
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    assert {o for o in kube.objects() if o[1] == "acme-prod"} == set()
 
 
 def test_lifecycle_demo_goes_through_grace_to_expiry(db_url):

@@ -1,74 +1,93 @@
 """Dagster definitions of the alerts domain.
 
-* ``balance_alert_job``: opens and closes low-balance and short-runway crossings for every
-  account, queues their notices (``alerts.balance``), then delivers every due notification of
-  the outbox (``alerts.delivery``; also those queued by top-ups and the lifecycle).
-* ``balance_alert_sensor`` (on by default): runs it after the ledger changes (deductions, top-ups)
-  or ``fct_account_balances`` (the burn rate) is materialised.
-* ``notification_retry_schedule`` (on by default): every 10 minutes, so failed deliveries are
-  retried on their backoff even when no data moves.
+* ``alerts/balance_alerts``: opens and closes low-balance and short-runway crossings for every
+  account and queues their notices (``alerts.balance``), after the hour's settlement, top-ups and
+  the balances mart (its burn rate).
+* ``alerts/notification_deliveries``: delivers every due notice of the outbox by email and
+  signed webhook (``alerts.delivery``): the alerts', the top-ups' and the lifecycle's, so it
+  runs last in the cycle.
+* ``balance_alert_job``: both. ``notification_retry_schedule`` (on by default) runs it every
+  10 minutes, so failed deliveries are retried on their backoff even when no data moves.
 """
-
-
-from typing import Optional
 
 import dagster as dg
 
 from billing_pipeline.alerts.balance import evaluate_balance_alerts
 from billing_pipeline.alerts.delivery import deliver_due
-from billing_pipeline.ledger.defs import balance_change_keys
-from billing_pipeline.orchestration.sensors import build_materialization_sensor
-from billing_pipeline.orchestration.clock import parse_clock, run_clock
+from billing_pipeline.asset_keys import ACCOUNT_LIFECYCLE, AUTO_TOPUPS, BALANCE_ALERTS, LEDGER, NOTIFICATION_DELIVERIES
+from billing_pipeline.orchestration.clock import run_clock
+from billing_pipeline.ownership import BILLING_OWNERS
 from billing_pipeline.resources.notify import NotifyResource
 from billing_pipeline.resources.postgres import PostgresResource
+from billing_pipeline.runs import JOB_TAGS
+from billing_pipeline.transform.assets import dbt_model_key
+
+ACCOUNT_BALANCES = dbt_model_key("fct_account_balances")
 
 
-class AlertConfig(dg.Config):
-    now: Optional[str] = None  # ISO clock; default the run's billing/now tag, else the wall clock
-
-
-@dg.op(description="Warn about low balances and short runways (once per crossing), then deliver due notices.")
-def alert_and_deliver(context: dg.OpExecutionContext, config: AlertConfig, postgres: PostgresResource,
-                      notify: NotifyResource) -> dg.Output:
-    now = parse_clock(config.now) if config.now else run_clock(context)
+@dg.asset(
+    key=BALANCE_ALERTS,
+    # Top-ups first: a balance the saved card restored needs no low-balance warning.
+    deps=[LEDGER, AUTO_TOPUPS, ACCOUNT_BALANCES],
+    group_name="alerts",
+    kinds={"postgres"},
+    owners=BILLING_OWNERS,
+    description="billing.balance_alert_crossings: low-balance and short-runway warnings, once per crossing, "
+                "with a recovery notice; notices are queued in billing.notification_outbox.",
+)
+def balance_alerts(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+    now = run_clock(context)
     with postgres.connect(autocommit=True) as conn:
         alerts = evaluate_balance_alerts(conn, now)
-        delivery = deliver_due(conn, notify, now)
     context.log.info(alerts.summary())
-    context.log.info(delivery.summary())
-    for nid, channel, error in delivery.failed:
-        context.log.warning(f"notification {nid} by {channel} failed, will retry: {error}")
-    return dg.Output(None, metadata={
+    return dg.MaterializeResult(metadata={
         "now": now.isoformat(),
         "crossings_opened": dg.MetadataValue.json([list(c) for c in alerts.opened]),
         "crossings_recovered": dg.MetadataValue.json([list(c) for c in alerts.recovered]),
         "notifications_queued": alerts.queued,
-        "delivered": len(delivery.delivered), "delivery_failures": len(delivery.failed),
         "burn_rate_source": alerts.runway_source,
     })
 
 
-@dg.job(tags={"billing/domain": "alerts"},
-        description="Low-balance and short-runway warnings by email and signed webhook, once per crossing.")
-def balance_alert_job():
-    alert_and_deliver()
+@dg.asset(
+    key=NOTIFICATION_DELIVERIES,
+    deps=[BALANCE_ALERTS, AUTO_TOPUPS, ACCOUNT_LIFECYCLE],
+    group_name="alerts",
+    kinds={"email", "postgres"},
+    owners=BILLING_OWNERS,
+    description="Deliveries of billing.notification_outbox by email and HMAC-signed webhook, each channel "
+                "recorded, retried with backoff, never re-sent once delivered.",
+)
+def notification_deliveries(context: dg.AssetExecutionContext, postgres: PostgresResource,
+                            notify: NotifyResource) -> dg.MaterializeResult:
+    now = run_clock(context)
+    with postgres.connect(autocommit=True) as conn:
+        delivery = deliver_due(conn, notify, now)
+    context.log.info(delivery.summary())
+    for nid, channel, error in delivery.failed:
+        context.log.warning(f"notification {nid} by {channel} failed, will retry: {error}")
+    return dg.MaterializeResult(metadata={
+        "now": now.isoformat(), "delivered": len(delivery.delivered), "delivery_failures": len(delivery.failed),
+        "failures": dg.MetadataValue.json([[nid, channel, error] for nid, channel, error in delivery.failed]),
+    })
 
 
-balance_alert_sensor = build_materialization_sensor(
-    name="balance_alert_sensor",
-    job=balance_alert_job,
-    asset_keys=balance_change_keys,
-    per_partition=False,
-    description="Checks balances after the ledger changes or fct_account_balances is materialised.",
+balance_alert_job = dg.define_asset_job(
+    "balance_alert_job",
+    selection=dg.AssetSelection.assets(balance_alerts, notification_deliveries),
+    tags=JOB_TAGS,
+    description="Low-balance and short-runway warnings by email and signed webhook, once per crossing, "
+                "then delivery of every due notice.",
 )
 
 notification_retry_schedule = dg.ScheduleDefinition(
     name="notification_retry_schedule",
     job=balance_alert_job,
     cron_schedule="*/10 * * * *",
+    execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Retries failed notification deliveries on their backoff, and re-checks balances.",
 )
 
-defs = dg.Definitions(jobs=[balance_alert_job], sensors=[balance_alert_sensor],
+defs = dg.Definitions(assets=[balance_alerts, notification_deliveries], jobs=[balance_alert_job],
                       schedules=[notification_retry_schedule])

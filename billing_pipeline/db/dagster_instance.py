@@ -8,6 +8,7 @@ from pathlib import Path
 from psycopg.conninfo import conninfo_to_dict
 
 from billing_pipeline.db.connection import ensure_database, make_conninfo_url, state_dir
+from billing_pipeline.runs import LANE_TAG, MONEY_LANE
 
 def dagster_database_url(billing_url: str) -> str:
     """The Dagster storage database: ``<billing database>_dagster`` on the same server."""
@@ -30,6 +31,14 @@ def prepare_dagster_home(billing_url: str, home: Path | None = None) -> Path:
         "storage:\n"
         "  postgres:\n"
         f"    postgres_url: \"{sqlalchemy_url}\"\n"
+        "# One run of the money lane at a time (billing_pipeline/runs.py): a run a sensor or schedule\n"
+        "# starts and a run `billing run` submits wait for each other in the queue.\n"
+        "run_queue:\n"
+        "  max_concurrent_runs: 4\n"
+        "  tag_concurrency_limits:\n"
+        f"    - key: \"{LANE_TAG}\"\n"
+        f"      value: \"{MONEY_LANE}\"\n"
+        "      limit: 1\n"
         "telemetry:\n"
         "  enabled: false\n"
     )

@@ -26,7 +26,7 @@ from billing_pipeline.devtools.kube_emulator import KubeEmulator
 from billing_pipeline.ledger import Entry, EntryType, post_entries, verify_ledger
 from billing_pipeline.lifecycle.demo import ACCOUNT as LIFECYCLE_ACCOUNT
 from billing_pipeline.lifecycle.demo import run_lifecycle_demo
-from billing_pipeline.orchestration.cycle import run_hourly_cycle
+from billing_pipeline.orchestration.cycle import run_billing_window
 from billing_pipeline.payments.demo import local_payment_services, prepare_demo_accounts
 from billing_pipeline.synthetic import PrometheusServer, ensure_tsdb
 
@@ -77,8 +77,7 @@ def show_bill(conn) -> None:
         FROM analytics.fct_usage_reconciliation GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
           ["account", "node", "status", "hours", "machine-h", "core-h used", "covered", "charged", "exception"])
 
-    section("Balances, burn rate and runway (analytics.fct_account_balances, as of the last dbt build,\n"
-            "   which runs before that hour's deduction: hence the usage not yet deducted)")
+    section("Balances, burn rate and runway (analytics.fct_account_balances, built after the settlement)")
     table(conn, """
         SELECT account_id, ledger_balance, usage_not_yet_deducted, burn_rate_per_hour,
                coalesce(round(runway_hours, 1)::text, 'n/a'), lifecycle_state
@@ -133,13 +132,15 @@ def main() -> int:
         cycle_log = state_dir() / "demo-cycle.log"
         print(f"  (dbt and Dagster output of the runs goes to {cycle_log})", flush=True)
         with open(cycle_log, "w") as log, redirect_stdout(log), redirect_stderr(log):
-            result = run_hourly_cycle(platform.DEMO_START, platform.DEMO_END, now=platform.DEMO_END,
-                                      log_level="CRITICAL")
-        by_stage: dict[str, list[float]] = {}
+            result = run_billing_window(platform.DEMO_START, platform.DEMO_END, now=platform.DEMO_END, database_url=url)
         for run in result.runs:
-            by_stage.setdefault(run.stage, []).append(run.seconds)
-        for stage, seconds in by_stage.items():
-            print(f"  {stage:<11} {len(seconds)} Dagster runs, all succeeded ({sum(seconds):.1f} s)")
+            print(f"  hourly_billing_job run {run.run_id[:8]} ({run.launched_by}): {run.status.lower()} in "
+                  f"{run.seconds:.1f} s")
+        for problem in result.problems:
+            print(f"  problem: {problem}")
+        posted = result.summary["posted"]
+        print(f"  posted {posted['entries']} ledger entries, net {credits(posted['net_amount'])} credits; "
+              f"runs are in the Dagster UI under hourly_billing_job")
 
         with connect(url) as conn:
             show_bill(conn)

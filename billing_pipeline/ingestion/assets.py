@@ -1,5 +1,8 @@
 """Hourly-partitioned ingestion assets (keys ``["ingestion", ...]``, group ``ingestion``).
 
+Each asset takes one hour or a range of hours per run (``BackfillPolicy.single_run()``: a catch-up
+of a week is one run, not 168), and writes each hour in its own transaction.
+
 * ``prometheus_metric_hours`` (one multi-asset, one transaction per hour) materialises
   ``ingestion/metric_container_hours``, ``ingestion/metric_pod_network_hours``,
   ``ingestion/metric_volume_hours`` and ``ingestion/metric_hours`` (completeness) from a
@@ -8,19 +11,22 @@
 * ``machine_rentals`` materialises ``ingestion/machine_rental_hours`` (rentals sliced into
   the hour) and ``ingestion/quarantined_rows`` (bad platform rows, with reasons).
 
-Asset checks (severity WARN, one result per hour): ``hour_complete`` (scrape gaps, hour not
+Asset checks (severity WARN, one result per run, naming the hours): ``hour_complete`` (scrape gaps, hour not
 over), ``unattributed_share`` (usage no deployment claims), ``no_quarantined_rentals``.
 """
 
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import dagster as dg
 
+from billing_pipeline.asset_keys import PROMETHEUS
 from billing_pipeline.ingestion.metrics import fetch_hour, write_hour
 from billing_pipeline.ingestion.platform import platform_key
 from billing_pipeline.ingestion.rentals import quarantined_rentals, slice_rental_hour
 from billing_pipeline.orchestration.clock import run_clock
+from billing_pipeline.ownership import BILLING_OWNERS
 from billing_pipeline.partitions import hourly_partitions
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.resources.prometheus import PrometheusResource
@@ -41,14 +47,29 @@ MACHINE_RENTAL_HOURS = ingestion_key("machine_rental_hours")
 QUARANTINED_ROWS = ingestion_key("quarantined_rows")
 
 
-def partition_hour(context: dg.AssetExecutionContext) -> datetime:
-    start = context.partition_time_window.start
-    return datetime.fromtimestamp(start.timestamp(), tz=timezone.utc)
+def partition_hours(context: dg.AssetExecutionContext) -> list[datetime]:
+    """The UTC hours of the run: one partition, or every hour of a ranged run."""
+    window = context.partition_time_window
+    hour = datetime.fromtimestamp(window.start.timestamp(), tz=timezone.utc)
+    end = datetime.fromtimestamp(window.end.timestamp(), tz=timezone.utc)
+    hours = []
+    while hour < end:
+        hours.append(hour)
+        hour += timedelta(hours=1)
+    return hours
 
 
 def _spec(key: dg.AssetKey, description: str, deps=(), kinds=("postgres",)) -> dg.AssetSpec:
     return dg.AssetSpec(key=key, description=description, group_name=GROUP, deps=list(deps),
-                        kinds=set(kinds), metadata={"table": f"billing.{key.path[-1]}"})
+                        kinds=set(kinds), owners=BILLING_OWNERS, metadata={"table": f"billing.{key.path[-1]}"})
+
+
+# Prometheus itself: the source of every workload metric (cAdvisor and kube-state-metrics).
+prometheus_source = dg.AssetSpec(
+    key=PROMETHEUS, group_name="sources", kinds={"prometheus"}, owners=BILLING_OWNERS,
+    description="Prometheus (PROMETHEUS_URL): cAdvisor and kube-state-metrics series of the cluster, read with "
+                "aggregated PromQL per hour.",
+)
 
 
 @dg.multi_asset(
@@ -56,13 +77,13 @@ def _spec(key: dg.AssetKey, description: str, deps=(), kinds=("postgres",)) -> d
     specs=[
         _spec(METRIC_CONTAINER_HOURS, "Per container and hour: cpu, memory, gpu usage and requests, node, "
               "deployment and account (label, owner chain or unattributed).",
-              deps=[platform_key("deployments")], kinds=("prometheus", "postgres")),
+              deps=[PROMETHEUS, platform_key("deployments")], kinds=("prometheus", "postgres")),
         _spec(METRIC_POD_NETWORK_HOURS, "Per pod and hour: egress GiB, node, deployment and account.",
-              deps=[platform_key("deployments")], kinds=("prometheus", "postgres")),
+              deps=[PROMETHEUS, platform_key("deployments")], kinds=("prometheus", "postgres")),
         _spec(METRIC_VOLUME_HOURS, "Per PersistentVolumeClaim and hour: requested bytes and GiB-hours.",
-              deps=[platform_key("deployments")], kinds=("prometheus", "postgres")),
+              deps=[PROMETHEUS, platform_key("deployments")], kinds=("prometheus", "postgres")),
         _spec(METRIC_HOURS, "Per hour: whether its metrics were complete, and the problems found.",
-              kinds=("prometheus", "postgres")),
+              deps=[PROMETHEUS], kinds=("prometheus", "postgres")),
     ],
     check_specs=[
         dg.AssetCheckSpec("hour_complete", asset=METRIC_HOURS,
@@ -72,42 +93,52 @@ def _spec(key: dg.AssetKey, description: str, deps=(), kinds=("postgres",)) -> d
                                       "usage is claimed by no deployment."),
     ],
     partitions_def=hourly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def prometheus_metric_hours(context: dg.AssetExecutionContext, prometheus: PrometheusResource,
                             postgres: PostgresResource):
-    hour = partition_hour(context)
     clock = run_clock(context)
-    fetched = fetch_hour(prometheus, hour, clock)  # raises before anything is written
+    hours = partition_hours(context)
+    summaries = []
     with postgres.connect() as conn:
-        summary = write_hour(conn, fetched)
+        for hour in hours:
+            fetched = fetch_hour(prometheus, hour, clock)  # raises before anything of the hour is written
+            summary = write_hour(conn, fetched)
+            summaries.append((hour, summary))
+            context.log.info(
+                f"hour {hour:%Y-%m-%d %H:00}: {summary.containers} containers, {summary.pods} pods, "
+                f"{summary.volumes} volumes; complete={summary.complete}")
         incomplete_total = conn.execute("SELECT count(*) FROM billing.metric_hours WHERE NOT complete").fetchone()[0]
-    context.log.info(
-        f"hour {hour:%Y-%m-%d %H:00}: {summary.containers} containers, {summary.pods} pods, "
-        f"{summary.volumes} volumes; complete={summary.complete}"
-    )
-    common = {"hour": hour.isoformat(), "prometheus_url": prometheus.url}
+    incomplete = {h.isoformat(): s.problems for h, s in summaries if not s.complete}
+    common = {"hours": len(hours), "first_hour": hours[0].isoformat(), "last_hour": hours[-1].isoformat(),
+              "prometheus_url": prometheus.url}
+    shares = [(h, max(s.unattributed_cpu_share, s.unattributed_memory_share), s) for h, s in summaries]
+    worst_hour, worst, worst_summary = max(shares, key=lambda x: x[1])
     yield dg.MaterializeResult(asset_key=METRIC_CONTAINER_HOURS, metadata={
-        **common, "rows": summary.containers, "unattributed_rows": summary.unattributed_containers,
-        "unattributed_cpu_share": summary.unattributed_cpu_share,
-        "unattributed_memory_share": summary.unattributed_memory_share})
-    yield dg.MaterializeResult(asset_key=METRIC_POD_NETWORK_HOURS, metadata={**common, "pods": summary.pods})
-    yield dg.MaterializeResult(asset_key=METRIC_VOLUME_HOURS, metadata={**common, "rows": summary.volumes})
+        **common, "rows": sum(s.containers for _, s in summaries),
+        "unattributed_rows": sum(s.unattributed_containers for _, s in summaries),
+        "unattributed_cpu_share_max": max(s.unattributed_cpu_share for _, s in summaries),
+        "unattributed_memory_share_max": max(s.unattributed_memory_share for _, s in summaries)})
+    yield dg.MaterializeResult(asset_key=METRIC_POD_NETWORK_HOURS,
+                               metadata={**common, "pods": sum(s.pods for _, s in summaries)})
+    yield dg.MaterializeResult(asset_key=METRIC_VOLUME_HOURS,
+                               metadata={**common, "rows": sum(s.volumes for _, s in summaries)})
     yield dg.MaterializeResult(asset_key=METRIC_HOURS, metadata={
-        **common, "complete": summary.complete, "problems": dg.MetadataValue.json(summary.problems)})
+        **common, "complete_hours": len(hours) - len(incomplete), "incomplete": dg.MetadataValue.json(incomplete)})
     yield dg.AssetCheckResult(
-        asset_key=METRIC_HOURS, check_name="hour_complete", passed=summary.complete,
+        asset_key=METRIC_HOURS, check_name="hour_complete", passed=not incomplete,
         severity=dg.AssetCheckSeverity.WARN,
-        description=None if summary.complete else "; ".join(summary.problems),
-        metadata={"hour": hour.isoformat(), "problems": dg.MetadataValue.json(summary.problems),
+        description=None if not incomplete else "; ".join(
+            f"{h}: {'; '.join(p)}" for h, p in list(incomplete.items())[:5]),
+        metadata={**common, "incomplete": dg.MetadataValue.json(incomplete),
                   "incomplete_hours_total": incomplete_total},
     )
-    worst = max(summary.unattributed_cpu_share, summary.unattributed_memory_share)
     yield dg.AssetCheckResult(
         asset_key=METRIC_CONTAINER_HOURS, check_name="unattributed_share",
         passed=worst <= UNATTRIBUTED_SHARE_WARN, severity=dg.AssetCheckSeverity.WARN,
-        metadata={"hour": hour.isoformat(), "unattributed_rows": summary.unattributed_containers,
-                  "unattributed_cpu_share": summary.unattributed_cpu_share,
-                  "unattributed_memory_share": summary.unattributed_memory_share},
+        metadata={"worst_hour": worst_hour.isoformat(), "unattributed_rows": worst_summary.unattributed_containers,
+                  "unattributed_cpu_share": worst_summary.unattributed_cpu_share,
+                  "unattributed_memory_share": worst_summary.unattributed_memory_share},
     )
 
 
@@ -124,18 +155,20 @@ def prometheus_metric_hours(context: dg.AssetExecutionContext, prometheus: Prome
                           description="No machine_usages row is waiting in quarantine."),
     ],
     partitions_def=hourly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def machine_rentals(context: dg.AssetExecutionContext, postgres: PostgresResource):
-    hour = partition_hour(context)
     clock = run_clock(context)
+    hours = partition_hours(context)
     with postgres.connect() as conn:
-        summary = slice_rental_hour(conn, hour, clock)
+        summaries = [slice_rental_hour(conn, hour, clock) for hour in hours]
         waiting = quarantined_rentals(conn)
     yield dg.MaterializeResult(asset_key=MACHINE_RENTAL_HOURS, metadata={
-        "hour": hour.isoformat(), "clock": clock.isoformat(), "rentals": summary.rentals,
-        "machine_hours": summary.machine_hours, "ongoing": summary.ongoing})
+        "hours": len(hours), "first_hour": hours[0].isoformat(), "last_hour": hours[-1].isoformat(),
+        "clock": clock.isoformat(), "rentals": max(s.rentals for s in summaries),
+        "machine_hours": str(sum(Decimal(s.machine_hours) for s in summaries)), "ongoing": summaries[-1].ongoing})
     yield dg.MaterializeResult(asset_key=QUARANTINED_ROWS, metadata={
-        "unresolved": summary.quarantined_unresolved, "new": summary.quarantined_new})
+        "unresolved": len(waiting), "new": sum(s.quarantined_new for s in summaries)})
     yield dg.AssetCheckResult(
         asset_key=QUARANTINED_ROWS, check_name="no_quarantined_rentals", passed=not waiting,
         severity=dg.AssetCheckSeverity.WARN,

@@ -5,6 +5,8 @@ Keys ``["platform", "<table>"]``, group ``platform``. dbt sources map onto exact
 
 import dagster as dg
 
+from billing_pipeline.ownership import BILLING_OWNERS
+
 PLATFORM_TABLES = {
     "accounts": "Customer accounts: thresholds, grace period, volume policy, auto top-up settings.",
     "deployments": "Kubernetes Deployments the platform created, with their account (namespace, name).",
@@ -24,6 +26,7 @@ platform_specs = [
         description=description,
         group_name="platform",
         kinds={"postgres"},
+        owners=BILLING_OWNERS,
         metadata={"table": f"billing.{table}", "written_by": "the Satusky platform"},
     )
     for table, description in PLATFORM_TABLES.items()

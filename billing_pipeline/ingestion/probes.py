@@ -24,9 +24,11 @@ import dagster as dg
 import psycopg
 
 from billing_pipeline.ingestion import promql
-from billing_pipeline.ingestion.assets import GROUP, ingestion_key, partition_hour
+from billing_pipeline.asset_keys import PROMETHEUS
+from billing_pipeline.ingestion.assets import GROUP, ingestion_key, partition_hours
 from billing_pipeline.ingestion.platform import platform_key
 from billing_pipeline.orchestration.clock import run_clock
+from billing_pipeline.ownership import BILLING_OWNERS
 from billing_pipeline.partitions import hourly_partitions
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.resources.prometheus import PrometheusResource, PrometheusUnavailable
@@ -146,11 +148,11 @@ def write_probe_hour(conn: psycopg.Connection, fetched: ProbeHour) -> ProbeSumma
 @dg.multi_asset(
     name="probe_availability_hours",
     specs=[
-        dg.AssetSpec(PROBE_DEPLOYMENT_HOURS, group_name=GROUP, kinds={"prometheus", "postgres"},
-                     deps=[platform_key("deployments")], metadata={"table": "billing.probe_deployment_hours"},
+        dg.AssetSpec(PROBE_DEPLOYMENT_HOURS, group_name=GROUP, kinds={"prometheus", "postgres"}, owners=BILLING_OWNERS,
+                     deps=[PROMETHEUS, platform_key("deployments")], metadata={"table": "billing.probe_deployment_hours"},
                      description="Per deployment and hour: minutes measured and down by probe_success, "
                                  "and each minute's state (contract section 3)."),
-        dg.AssetSpec(PROBE_HOURS, group_name=GROUP, kinds={"prometheus", "postgres"},
+        dg.AssetSpec(PROBE_HOURS, group_name=GROUP, kinds={"prometheus", "postgres"}, owners=BILLING_OWNERS, deps=[PROMETHEUS],
                      metadata={"table": "billing.probe_hours"},
                      description="Per hour: whether the probe data is complete, and the gaps found."),
     ],
@@ -159,24 +161,29 @@ def write_probe_hour(conn: psycopg.Connection, fetched: ProbeHour) -> ProbeSumma
                           description="Every minute of the hour has probe samples for every live deployment."),
     ],
     partitions_def=hourly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def probe_availability_hours(context: dg.AssetExecutionContext, prometheus: PrometheusResource,
                              postgres: PostgresResource):
-    hour = partition_hour(context)
-    fetched = fetch_probe_hour(prometheus, hour, run_clock(context))
+    """Every hour of the run (one partition, or a range), each in its own transaction."""
+    hours = partition_hours(context)
+    clock = run_clock(context)
+    fetched = [fetch_probe_hour(prometheus, hour, clock) for hour in hours]  # raises before any write
     with postgres.connect() as conn:
-        summary = write_probe_hour(conn, fetched)
-    context.log.info(f"probes of hour {hour:%Y-%m-%d %H:00}: {summary.deployments} deployments, "
-                     f"{summary.measured_minutes} measured / {summary.down_minutes} down minutes; "
-                     f"complete={summary.complete}")
-    common = {"hour": hour.isoformat(), "prometheus_url": prometheus.url}
+        summaries = [write_probe_hour(conn, f) for f in fetched]
+    problems = [f"{s.hour:%Y-%m-%d %H:00}: {p}" for s in summaries for p in s.problems]
+    complete = all(s.complete for s in summaries)
+    measured, down = sum(s.measured_minutes for s in summaries), sum(s.down_minutes for s in summaries)
+    context.log.info(f"probes of {len(hours)} hour(s) from {hours[0]:%Y-%m-%d %H:00}: {measured} measured / "
+                     f"{down} down minutes; complete={complete}")
+    common = {"hours": len(hours), "first_hour": hours[0].isoformat(), "prometheus_url": prometheus.url}
     yield dg.MaterializeResult(asset_key=PROBE_DEPLOYMENT_HOURS, metadata={
-        **common, "deployments": summary.deployments, "measured_minutes": summary.measured_minutes,
-        "down_minutes": summary.down_minutes})
+        **common, "deployments": max(s.deployments for s in summaries), "measured_minutes": measured,
+        "down_minutes": down})
     yield dg.MaterializeResult(asset_key=PROBE_HOURS, metadata={
-        **common, "complete": summary.complete, "problems": dg.MetadataValue.json(summary.problems)})
+        **common, "complete": complete, "problems": dg.MetadataValue.json(problems[:100])})
     yield dg.AssetCheckResult(
-        asset_key=PROBE_HOURS, check_name="probe_hour_complete", passed=summary.complete,
-        severity=dg.AssetCheckSeverity.WARN, description=None if summary.complete else "; ".join(summary.problems),
-        metadata={"hour": hour.isoformat(), "problems": dg.MetadataValue.json(summary.problems)},
+        asset_key=PROBE_HOURS, check_name="probe_hour_complete", passed=complete,
+        severity=dg.AssetCheckSeverity.WARN, description=None if complete else "; ".join(problems[:10]),
+        metadata={"problems": dg.MetadataValue.json(problems[:100])},
     )

@@ -11,16 +11,16 @@ Both are re-runnable: a second run of a month measures, posts and issues nothing
 """
 
 import dagster as dg
-from dagster_dbt import get_asset_key_for_model
 
+from billing_pipeline.asset_keys import ACCOUNT_LIFECYCLE, LEDGER
 from billing_pipeline.ingestion.assets import METRIC_HOURS
 from billing_pipeline.ingestion.probes import PROBE_DEPLOYMENT_HOURS
 from billing_pipeline.invoicing.invoices import issue_invoices
 from billing_pipeline.invoicing.months import parse_month
 from billing_pipeline.invoicing.sla import credit_sla
-from billing_pipeline.ledger.defs import LEDGER_ASSET_KEY, ledger_changed
+from billing_pipeline.ownership import BILLING_OWNERS
 from billing_pipeline.resources.postgres import PostgresResource
-from billing_pipeline.transform.assets import billing_dbt_models
+from billing_pipeline.transform.assets import dbt_model_key
 
 GROUP = "invoicing"
 MONTHLY_START = "2025-01-01"
@@ -33,8 +33,7 @@ monthly_partitions = dg.MonthlyPartitionsDefinition(start_date=MONTHLY_START, ti
 SLA_CREDITS = dg.AssetKey(["invoicing", "sla_credits"])
 INVOICES = dg.AssetKey(["invoicing", "invoices"])
 INVOICE_LINES = dg.AssetKey(["invoicing", "invoice_lines"])
-PRICED_USAGE = get_asset_key_for_model([billing_dbt_models], "fct_priced_usage")
-ACCOUNT_LIFECYCLE = dg.AssetKey(["lifecycle", "account_lifecycle"])
+PRICED_USAGE = dbt_model_key("fct_priced_usage")
 
 
 def partition_month(context: dg.AssetExecutionContext):
@@ -42,8 +41,8 @@ def partition_month(context: dg.AssetExecutionContext):
 
 
 @dg.asset(
-    key=SLA_CREDITS, group_name=GROUP, partitions_def=monthly_partitions, kinds={"postgres"},
-    deps=[PROBE_DEPLOYMENT_HOURS, PRICED_USAGE, ACCOUNT_LIFECYCLE, LEDGER_ASSET_KEY],
+    key=SLA_CREDITS, group_name=GROUP, partitions_def=monthly_partitions, kinds={"postgres"}, owners=BILLING_OWNERS,
+    deps=[PROBE_DEPLOYMENT_HOURS, PRICED_USAGE, ACCOUNT_LIFECYCLE, LEDGER],
     metadata={"table": "billing.sla_measurements"},
     description="Monthly availability per deployment and its sla_credit ledger entry, once (contract section 10).",
 )
@@ -55,9 +54,6 @@ def sla_credits(context: dg.AssetExecutionContext, postgres: PostgresResource) -
     context.log.info(f"SLA {summary['month']}: {result.measured} deployment(s) measured, "
                      f"{result.credits_posted} credit(s) posted ({summary['credited_amount']}), "
                      f"{len(result.no_measurement)} without any measured minute")
-    if result.credits_posted:
-        context.log_event(ledger_changed(f"{result.credits_posted} SLA credit(s) for {summary['month']}",
-                                         month=summary["month"], entries=result.credits_posted))
     return dg.MaterializeResult(metadata={"summary": dg.MetadataValue.json(summary),
                                           "credits_posted": result.credits_posted,
                                           "no_measurement": dg.MetadataValue.json(result.no_measurement)})
@@ -66,11 +62,11 @@ def sla_credits(context: dg.AssetExecutionContext, postgres: PostgresResource) -
 @dg.multi_asset(
     name="invoices",
     specs=[
-        dg.AssetSpec(INVOICES, group_name=GROUP, kinds={"postgres"},
-                     deps=[SLA_CREDITS, LEDGER_ASSET_KEY, PRICED_USAGE, METRIC_HOURS],
+        dg.AssetSpec(INVOICES, group_name=GROUP, kinds={"postgres"}, owners=BILLING_OWNERS,
+                     deps=[SLA_CREDITS, LEDGER, PRICED_USAGE, METRIC_HOURS],
                      metadata={"table": "billing.invoices"},
                      description="One immutable invoice per account and month, numbered gaplessly (contract section 9)."),
-        dg.AssetSpec(INVOICE_LINES, group_name=GROUP, kinds={"postgres"}, deps=[SLA_CREDITS, LEDGER_ASSET_KEY],
+        dg.AssetSpec(INVOICE_LINES, group_name=GROUP, kinds={"postgres"}, owners=BILLING_OWNERS, deps=[SLA_CREDITS, LEDGER],
                      metadata={"table": "billing.invoice_lines"},
                      description="The invoices' lines, each naming the ledger entries it sums, with resource detail."),
     ],

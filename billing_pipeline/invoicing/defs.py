@@ -15,20 +15,21 @@ import dagster as dg
 
 from billing_pipeline.invoicing.assets import invoices, sla_credits
 from billing_pipeline.orchestration.clock import CLOCK_TAG
+from billing_pipeline.runs import JOB_TAGS
 
 DEFAULT_CLOSE_DELAY_HOURS = 6
 
 sla_credit_job = dg.define_asset_job(
     "sla_credit_job",
     selection=dg.AssetSelection.assets(sla_credits),
-    tags={"billing/domain": "invoicing"},
+    tags={**JOB_TAGS, "billing/domain": "invoicing"},  # the money lane: one writer at a time
     description="Measures the month's availability per deployment and posts its SLA credits, once (section 10).",
 )
 
 monthly_invoice_job = dg.define_asset_job(
     "monthly_invoice_job",
     selection=dg.AssetSelection.assets(sla_credits, invoices),
-    tags={"billing/domain": "invoicing"},
+    tags={**JOB_TAGS, "billing/domain": "invoicing"},  # the money lane: one writer at a time
     description="Month-end: SLA credits, then one immutable invoice per account (sections 9 and 10).",
 )
 

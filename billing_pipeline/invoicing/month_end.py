@@ -1,9 +1,10 @@
 """Closing a month through Dagster: ``run_month_end(month, now) -> dict``.
 
-Runs ``monthly_invoice_job`` (SLA credits, then invoices) for the month's partition, as the
-``month_close_schedule`` would, on the DagsterInstance of ``DAGSTER_HOME`` when set (else an
-ephemeral one), with the run tag ``billing/now``. A month that has not ended at ``now`` is
-refused. Closing a month again issues and posts nothing. The summary is JSON-able.
+Launches ``monthly_invoice_job`` (SLA credits, then invoices) for the month's partition on the
+shared instance, as the ``month_close_schedule`` would, through ``orchestration.launcher`` (the
+daemon's run queue when one runs, else here, in the money lane), with the run tag ``billing/now``.
+A month that has not ended at ``now`` is refused. Closing a month again issues and posts nothing.
+The summary is JSON-able.
 """
 
 from __future__ import annotations
@@ -31,21 +32,25 @@ def check_month_ended(month: date, now: datetime) -> None:
         )
 
 
-def _summary_of(result) -> dict[str, dict]:
+def _summaries(instance, run_id: str) -> dict[str, dict]:
+    from dagster._core.events import DagsterEventType
+
     out: dict[str, dict] = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.step_materialization_data.materialization
+    for record in instance.get_records_for_run(run_id, of_type={DagsterEventType.ASSET_MATERIALIZATION}).records:
+        mat = record.event_log_entry.dagster_event.event_specific_data.materialization
         value = mat.metadata.get("summary")
         if value is not None:
-            out["/".join(mat.asset_key.path)] = value.value
+            out[mat.asset_key.to_user_string()] = value.value
     return out
 
 
-def run_month_end(month: date | str, now: datetime | str | None = None, *, instance=None, definitions=None,
-                  log_level: str = "CRITICAL") -> dict:
+def run_month_end(month: date | str, now: datetime | str | None = None, *, instance=None,
+                  database_url: str | None = None) -> dict:
     """Close ``month`` (SLA credits, then invoices) through Dagster; returns a JSON-able summary:
     ``{"month", "now", "invoices_issued", "sla_credits_posted", "sla", "invoices", "runs"}``."""
-    from billing_pipeline.orchestration.cycle import _error_text, default_instance
+    from billing_pipeline.db.connection import connect
+    from billing_pipeline.db.connection import database_url as configured_url
+    from billing_pipeline.orchestration.launcher import Launcher, code_location, default_instance
 
     month = parse_month(month)
     if now is None:
@@ -56,19 +61,18 @@ def run_month_end(month: date | str, now: datetime | str | None = None, *, insta
         except ValueError:
             raise InputError(f"--now {now!r} is not an ISO 8601 timestamp (for example 2026-11-01T06:00:00Z)") from None
     check_month_ended(month, now)
-    if definitions is None:
-        from billing_pipeline.definitions import defs as definitions
-    job = definitions.resolve_job_def(JOB_NAME)
+    url = database_url or configured_url()
     instance = instance or default_instance()
-    result = job.execute_in_process(
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        instance=instance, partition_key=f"{month:%Y-%m-%d}",
-        tags={CLOCK_TAG: now.isoformat(), "billing/stage": "month_end"}, raise_on_error=False,
-    )
-    run = {"job": JOB_NAME, "run_id": result.run_id, "status": "SUCCESS" if result.success else "FAILURE"}
-    if not result.success:
-        raise MonthEndError(f"closing {month_text(month)} failed (Dagster run {result.run_id}): {_error_text(result)}")
-    summaries = _summary_of(result)
+    with connect(url, autocommit=True) as conn, code_location(instance) as (workspace, location):
+        launcher = Launcher(instance, workspace, location, lock_conn=conn)
+        outcome = launcher.run(JOB_NAME, label="", tags={
+            CLOCK_TAG: now.isoformat(), "dagster/partition": f"{month:%Y-%m-%d}", "billing/stage": "month_end"})
+    run = {"job": JOB_NAME, "run_id": outcome.run_id, "status": outcome.status,
+           "seconds": round(outcome.seconds, 3), "launched_by": outcome.launched_by}
+    if not outcome.success:
+        raise MonthEndError(f"closing {month_text(month)} failed (Dagster run {outcome.run_id}): "
+                            + ("; ".join(outcome.errors) or "see the run's event log"))
+    summaries = _summaries(instance, outcome.run_id)
     sla = summaries.get("invoicing/sla_credits", {})
     invoices = summaries.get("invoicing/invoices", {})
     return {"month": month_text(month), "now": now.isoformat(),

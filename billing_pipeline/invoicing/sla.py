@@ -14,7 +14,8 @@
    * availability = (measured − down) / measured; the tier is the most severe row of
      ``billing.sla_credit_tiers`` whose threshold the availability is below.
    * base = the month's workload consumption of the deployment (``analytics.fct_priced_usage``,
-     ``usage_kind = workload_consumption``); credit = base × share, rounded half-even.
+     ``usage_kind = workload_consumption``); credit = base × share, kept exact in the measurement
+     and rounded half-even to micro-credits by the ledger module when posted (its one rounding rule).
 2. **Credit** each measurement with outcome ``credit`` as one ``sla_credit`` ledger entry, key
    ``sla:<deployment>:<YYYY-MM>``, the measurement in its reference (through the ledger module).
 """
@@ -29,8 +30,7 @@ import psycopg
 
 from billing_pipeline.errors import BillingError
 from billing_pipeline.invoicing.months import month_bounds, month_text
-from billing_pipeline.ledger import Entry, post_entries
-from billing_pipeline.ledger.deduction import half_even_6
+from billing_pipeline.ledger import Entry, post_entries, round_credits
 
 SLA_LOCK = "billing.sla_credit"
 PRICED_USAGE = "analytics.fct_priced_usage"
@@ -113,7 +113,7 @@ WITH deps AS (
     LEFT JOIN base b USING (deployment_id)
 ), tiered AS (
     SELECT r.*, t.id AS tier_id, t.credit_share,
-           {half_even_6("r.base_amount * coalesce(t.credit_share, 0)")} AS credit_amount
+           r.base_amount * coalesce(t.credit_share, 0) AS credit_amount
     FROM rows r
     LEFT JOIN LATERAL (
         SELECT id, credit_share FROM billing.sla_credit_tiers
@@ -128,10 +128,11 @@ INSERT INTO billing.sla_measurements (
 SELECT deployment_id, %(month)s, account_id, existed_minutes, existed_minutes - eligible_minutes,
        eligible_minutes, measured_minutes, down_minutes, greatest(0, eligible_minutes - measured_minutes),
        availability, tier_id, credit_share, base_amount,
-       CASE WHEN tier_id IS NOT NULL AND measured_minutes > 0 AND credit_amount > 0 THEN credit_amount ELSE 0 END,
+       CASE WHEN tier_id IS NOT NULL AND measured_minutes > 0 THEN credit_amount ELSE 0 END,
        CASE WHEN measured_minutes = 0 THEN 'no_measurement'
             WHEN tier_id IS NULL THEN 'met'
-            WHEN credit_amount <= 0 THEN 'no_base'
+            -- a credit that rounds (half-even) to zero micro-credits is nothing to post
+            WHEN credit_amount <= 0.0000005 THEN 'no_base'
             ELSE 'credit' END,
        'sla:' || deployment_id || ':' || %(month_text)s
 FROM tiered
@@ -191,7 +192,7 @@ def credit_sla(conn: psycopg.Connection, month: date) -> SlaResult:
             )
         result.measured = conn.execute(_MEASURE, params, prepare=False).rowcount
         rows = conn.execute(_TO_CREDIT, params).fetchall()
-        entries = [Entry(r[1], "sla_credit", r[12], r[13], reference=_reference(r, month),
+        entries = [Entry(r[1], "sla_credit", round_credits(r[12]), r[13], reference=_reference(r, month),
                          reason=f"SLA credit {month_text(month)}: {r[0]} availability {r[8] * 100:.3f}%")
                    for r in rows]
         for posted in post_entries(conn, entries):

@@ -1,7 +1,8 @@
-"""Settling priced usage: the ledger pays for what ``fct_priced_usage`` says was used.
+"""Settling priced usage: the ledger pays for what ``fct_usage_charges`` says is owed.
 
 For every account, UTC hour and usage kind (``workload_consumption`` | ``machine_rental``) the
-amount owed is the mart's sum, rounded half-even to micro-credits. What was already settled is
+amount owed is the mart's ``amount``, already rounded half-even to micro-credits by dbt (the one
+place the rounding rule lives: the ``round_half_even`` macro). What was already settled is
 read back from the ledger itself: the sum of ``usage_deduction`` and ``reversal`` entries whose
 reference names that same account, hour and usage kind. The difference, computed in one SQL
 statement for the whole window, is posted through the ledger module:
@@ -33,19 +34,10 @@ from billing_pipeline.errors import BillingError
 from billing_pipeline.ledger.entries import Entry
 from billing_pipeline.ledger.posting import post_entries
 
-PRICED_USAGE_SCHEMA = "analytics"
-PRICED_USAGE_TABLE = "fct_priced_usage"
+CHARGES_SCHEMA = "analytics"
+CHARGES_TABLE = "fct_usage_charges"
 SETTLEMENT_LOCK = "billing.credit_usage"
 HOUR_TEXT = """to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"')"""
-
-
-def half_even_6(expr: str) -> str:
-    """SQL rounding half-even to micro-credits (PostgreSQL's round() goes half away from zero)."""
-    scaled = f"(({expr}) * 1000000)"
-    return (
-        f"(CASE WHEN {scaled} - trunc({scaled}) IN (0.5, -0.5) AND mod(trunc({scaled}), 2) = 0 "
-        f"THEN trunc({scaled}) / 1000000 ELSE round({expr}, 6) END)::numeric(20, 6)"
-    )
 
 
 # One statement: owed per account/hour/kind from the mart, settled so far from the ledger, and
@@ -53,7 +45,8 @@ def half_even_6(expr: str) -> str:
 # not reversed); within such an hour, an account whose usage vanished is settled back to zero.
 _DIFFERENCES = """
 WITH usage AS (
-    SELECT u.account_id, u.hour, u.usage_kind, u.amount, coalesce(u.is_estimate, false) AS is_estimate
+    SELECT u.account_id, u.hour, u.usage_kind, u.amount, coalesce(u.is_estimate, false) AS is_estimate,
+           u.priced_row_count
     FROM {mart} u
     WHERE (%(start)s::timestamptz IS NULL OR u.hour >= %(start)s::timestamptz)
       AND (%(end)s::timestamptz IS NULL OR u.hour < %(end)s::timestamptz)
@@ -61,10 +54,9 @@ WITH usage AS (
     SELECT DISTINCT {hour_text} AS hour_text FROM usage u
 ), owed AS (
     SELECT u.account_id, {hour_text} AS hour_text, u.usage_kind,
-           {owed_rounded} AS owed, bool_or(u.is_estimate) AS is_estimate, count(*) AS lines
+           u.amount AS owed, u.is_estimate, u.priced_row_count AS lines
     FROM usage u
     JOIN billing.accounts a ON a.id = u.account_id
-    GROUP BY u.account_id, u.hour, u.usage_kind
 ), settled AS (
     SELECT t.account_id, t.reference ->> 'hour' AS hour_text, t.reference ->> 'usage_kind' AS usage_kind,
            -sum(t.amount) AS settled, count(*) AS entries,
@@ -136,17 +128,17 @@ def settle_priced_usage(
     start: datetime | None = None,
     end: datetime | None = None,
     *,
-    schema: str = PRICED_USAGE_SCHEMA,
-    table: str = PRICED_USAGE_TABLE,
+    schema: str = CHARGES_SCHEMA,
+    table: str = CHARGES_TABLE,
 ) -> SettlementResult:
-    """Post what is owed for the hours in ``[start, end)`` (all hours if None), exactly once."""
+    """Post what ``fct_usage_charges`` says is owed for the hours in ``[start, end)`` (all hours
+    if None) and the ledger does not hold yet, exactly once."""
     start, end = _utc(start), _utc(end)
     params = {"start": start, "end": end}
     mart = _mart(schema, table)
     query = sql.SQL(_DIFFERENCES).format(
         mart=mart,
         hour_text=sql.SQL(HOUR_TEXT.format(col="u.hour")),
-        owed_rounded=sql.SQL(half_even_6("sum(u.amount)")),
     )
     result = SettlementResult(start, end)
     with conn.transaction():
@@ -154,7 +146,7 @@ def settle_priced_usage(
             "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}"."{table}"',)
         ).fetchone()[0]:
             raise BillingError(
-                f"priced usage table {schema}.{table} does not exist: build the dbt project first "
+                f"usage charges table {schema}.{table} does not exist: build the dbt project first "
                 "(`billing run` or `dbt build`), then settle usage."
             )
         # Serialise settlements: a second run waits, then sees the first one's entries.

@@ -1,90 +1,120 @@
-"""Dagster definitions of the ledger domain.
+"""Dagster definitions of the ledger domain: usage settlement as an hourly asset.
 
-* ``ledger/credit_transactions``: the ledger table as an external asset (the dbt ledger source
-  maps onto it). Jobs that post entries report a materialization of it, which is what the alert
-  and top-up sensors watch.
-* ``credit_usage_job`` (hourly partitions): settles one hour of ``fct_priced_usage`` into the
-  ledger (``ledger.deduction``).
-* ``credit_usage_sensor`` (on by default): launches ``credit_usage_job`` for the hour of every new
-  ``fct_priced_usage`` materialization, with the event's storage id in the ``run_key``, so a
-  re-evaluation never launches twice and a re-materialised hour is settled again (its difference).
-
-The sensors are built by ``orchestration.sensors.build_materialization_sensor``.
+* ``ledger/credit_transactions`` (hourly partitions, ranged runs): settles the hours of the run
+  from ``fct_usage_charges`` into the ledger, differences only (``ledger.deduction``). Its
+  materialization of an hour means "the ledger holds what that hour owes"; its metadata carries
+  what was posted and the ledger's chain heads at that moment.
+* Asset checks on it: the ledger equals ``fct_usage_charges`` for the run's hours, and the
+  balance cache (``billing.credits``) equals the ledger's sum for every account.
+* ``credit_usage_job``: the settlement alone, for one hour or a range (contract section 7).
 """
-
 
 import dagster as dg
 
-from billing_pipeline.ledger.deduction import settle_priced_usage
-from billing_pipeline.orchestration.sensors import build_materialization_sensor
+from billing_pipeline.asset_keys import LEDGER
+from billing_pipeline.ledger.deduction import CHARGES_SCHEMA, CHARGES_TABLE, settle_priced_usage
+from billing_pipeline.ownership import BILLING_OWNERS
+from billing_pipeline.runs import JOB_TAGS
 from billing_pipeline.partitions import hourly_partitions
 from billing_pipeline.resources.postgres import PostgresResource
+from billing_pipeline.transform.assets import dbt_model_key
 
-LEDGER_ASSET_KEY = dg.AssetKey(["ledger", "credit_transactions"])
+USAGE_CHARGES = dbt_model_key("fct_usage_charges")
 
-credit_transactions = dg.AssetSpec(
-    key=LEDGER_ASSET_KEY,
-    group_name="ledger",
-    description="billing.credit_transactions: the append-only credit ledger (written only by billing_pipeline.ledger).",
-    kinds={"postgres"},
+# Per account, hour and usage kind: what the mart says is owed against what the ledger holds.
+_LEDGER_VS_CHARGES = f"""
+WITH owed AS (
+    SELECT account_id, hour, usage_kind, amount FROM {CHARGES_SCHEMA}.{CHARGES_TABLE}
+    WHERE hour >= %(start)s AND hour < %(end)s
+      AND account_id IN (SELECT id FROM billing.accounts)
+), settled AS (
+    SELECT account_id, (reference ->> 'hour')::timestamptz AS hour, reference ->> 'usage_kind' AS usage_kind,
+           -sum(amount) AS amount
+    FROM billing.credit_transactions
+    WHERE type IN ('usage_deduction', 'reversal') AND reference ? 'usage_kind'
+      AND (reference ->> 'hour')::timestamptz >= %(start)s AND (reference ->> 'hour')::timestamptz < %(end)s
+    GROUP BY 1, 2, 3
 )
+SELECT coalesce(o.account_id, s.account_id), coalesce(o.hour, s.hour), coalesce(o.usage_kind, s.usage_kind),
+       coalesce(o.amount, 0), coalesce(s.amount, 0)
+FROM owed o FULL JOIN settled s USING (account_id, hour, usage_kind)
+WHERE coalesce(o.amount, 0) <> coalesce(s.amount, 0)
+ORDER BY 2, 1, 3
+LIMIT 20
+"""
+
+_CACHE_VS_LEDGER = """
+SELECT a.id, coalesce(c.balance, 0), coalesce(t.total, 0)
+FROM billing.accounts a
+LEFT JOIN billing.credits c ON c.account_id = a.id
+LEFT JOIN (SELECT account_id, sum(amount) AS total FROM billing.credit_transactions GROUP BY 1) t
+       ON t.account_id = a.id
+WHERE coalesce(c.balance, 0) <> coalesce(t.total, 0)
+ORDER BY 1
+LIMIT 20
+"""
 
 
-def ledger_changed(description: str, **metadata) -> dg.AssetMaterialization:
-    """The event a job logs after posting ledger entries; downstream sensors react to it."""
-    return dg.AssetMaterialization(asset_key=LEDGER_ASSET_KEY, description=description, metadata=metadata)
-
-
-@dg.op(description="Post the usage deductions (and adjusting entries) owed for the partition's hour.")
-def settle_hour(context: dg.OpExecutionContext, postgres: PostgresResource):
+@dg.asset(
+    key=LEDGER,
+    deps=[USAGE_CHARGES],
+    partitions_def=hourly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="ledger",
+    kinds={"postgres"},
+    owners=BILLING_OWNERS,
+    description="billing.credit_transactions, the append-only credit ledger: each hour's usage settled from "
+                "fct_usage_charges (differences only: a deduction, an adjusting deduction or a reversal). Top-ups, "
+                "SLA credits and adjustments are posted to the same table by their own assets and commands.",
+    check_specs=[
+        dg.AssetCheckSpec("ledger_equals_usage_charges", asset=LEDGER,
+                          description="For every account, hour and usage kind of the run, the ledger's usage entries "
+                                      "sum to fct_usage_charges.amount."),
+        dg.AssetCheckSpec("balance_cache_equals_ledger", asset=LEDGER,
+                          description="billing.credits.balance equals the sum of the account's ledger entries."),
+    ],
+)
+def credit_transactions(context: dg.AssetExecutionContext, postgres: PostgresResource):
     window = context.partition_time_window
     with postgres.connect(autocommit=True) as conn:
         result = settle_priced_usage(conn, window.start, window.end)
+        mismatches = conn.execute(_LEDGER_VS_CHARGES, {"start": window.start, "end": window.end}).fetchall()
+        cache = conn.execute(_CACHE_VS_LEDGER).fetchall()
+        heads = conn.execute(
+            "SELECT count(DISTINCT account_id), count(*), max(id) FROM billing.credit_transactions").fetchone()
     context.log.info(result.summary())
     if result.unknown_accounts:
         context.log.warning(
-            f"priced usage of hour {window.start.isoformat()} names accounts missing from billing.accounts "
-            f"(not deducted): {', '.join(result.unknown_accounts)}; check the quarantine and the platform's accounts."
-        )
-    if result.posted:
-        yield ledger_changed(result.summary(), hour=window.start.isoformat(), entries=result.posted,
-                             deducted=str(result.total_deducted))
-    yield dg.Output(None, metadata={
-        "hour": window.start.isoformat(), "deductions": result.deductions, "adjustments": result.adjustments,
-        "reversals": result.reversals, "already_posted": result.already_posted,
-        "net_deducted": str(result.total_deducted), "accounts": len(result.accounts),
+            f"usage of [{window.start.isoformat()}, {window.end.isoformat()}) names accounts missing from "
+            f"billing.accounts (not deducted): {', '.join(result.unknown_accounts)}; check the quarantine and the "
+            "platform's accounts.")
+    yield dg.MaterializeResult(metadata={
+        "window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
+        "deductions": result.deductions, "adjustments": result.adjustments, "reversals": result.reversals,
+        "already_posted": result.already_posted, "net_deducted": str(result.total_deducted),
+        "accounts_charged": len(result.accounts),
+        "unknown_accounts": dg.MetadataValue.json(result.unknown_accounts),
+        "ledger_accounts": heads[0], "ledger_entries": heads[1], "ledger_last_id": heads[2],
     })
+    yield dg.AssetCheckResult(
+        check_name="ledger_equals_usage_charges", passed=not mismatches,
+        description=None if not mismatches else f"{len(mismatches)} account-hour(s) differ, e.g. "
+        + "; ".join(f"{a} {h:%Y-%m-%d %H:00} {k}: owed {o}, ledger {s}" for a, h, k, o, s in mismatches[:3]),
+        metadata={"mismatches": dg.MetadataValue.json(
+            [[a, h.isoformat(), k, str(o), str(s)] for a, h, k, o, s in mismatches])},
+    )
+    yield dg.AssetCheckResult(
+        check_name="balance_cache_equals_ledger", passed=not cache,
+        description=None if not cache else "; ".join(f"{a}: cache {c}, ledger {t}" for a, c, t in cache[:3]),
+        metadata={"mismatches": dg.MetadataValue.json([[a, str(c), str(t)] for a, c, t in cache])},
+    )
 
 
-@dg.job(partitions_def=hourly_partitions, tags={"billing/domain": "ledger"},
-        description="Settles one hour of priced usage into the ledger, exactly once (contract section 7).")
-def credit_usage_job():
-    settle_hour()
-
-
-def _priced_usage_key() -> list[dg.AssetKey]:
-    from dagster_dbt import get_asset_key_for_model
-
-    from billing_pipeline.transform.assets import billing_dbt_models
-
-    return [get_asset_key_for_model([billing_dbt_models], "fct_priced_usage")]
-
-
-def balance_change_keys() -> list[dg.AssetKey]:
-    """What changes balances as the alert and top-up sensors see it: the ledger and the balances mart."""
-    from dagster_dbt import get_asset_key_for_model
-
-    from billing_pipeline.transform.assets import billing_dbt_models
-
-    return [LEDGER_ASSET_KEY, get_asset_key_for_model([billing_dbt_models], "fct_account_balances")]
-
-
-credit_usage_sensor = build_materialization_sensor(
-    name="credit_usage_sensor",
-    job=credit_usage_job,
-    asset_keys=_priced_usage_key,
-    per_partition=True,
-    description="Settles an hour into the ledger each time its fct_priced_usage is (re)materialised.",
+credit_usage_job = dg.define_asset_job(
+    "credit_usage_job",
+    selection=dg.AssetSelection.assets(credit_transactions),
+    tags=JOB_TAGS,
+    description="Settles priced usage into the ledger for an hour (or a range), exactly once (contract section 7).",
 )
 
-defs = dg.Definitions(assets=[credit_transactions], jobs=[credit_usage_job], sensors=[credit_usage_sensor])
+defs = dg.Definitions(assets=[credit_transactions], jobs=[credit_usage_job])

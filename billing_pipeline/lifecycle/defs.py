@@ -1,82 +1,81 @@
-"""Dagster definitions of the lifecycle domain: ``grace_period_job``, its sensor and schedule.
+"""Dagster definitions of the lifecycle domain: ``lifecycle/account_lifecycle`` and its job.
 
-* ``grace_period_job`` evaluates every account at the run's clock (``billing/now`` tag, set by
-  ``billing run --now`` and by the schedule; else the wall clock) and acts on the cluster.
-* ``balance_change_lifecycle_sensor`` launches it when a balance changes (``billing.credits``),
-  with the newest balance change as ``run_key``: a re-evaluation never double-launches.
-* ``grace_deadline_schedule`` launches it every 15 minutes, so a deadline (or the end of a
-  volume retention period) that passes without any new data still acts.
+* ``lifecycle/account_lifecycle`` (downstream of settlement and top-ups): evaluates every
+  account at the run's clock (``billing/now`` tag, else the wall clock), persists its state in
+  ``billing.account_lifecycle`` (the balances mart reads it) and acts on the cluster: routing off
+  in grace, restored after a top-up, cleanup at expiry. An account whose cluster action failed
+  (or that needs the cluster while none is configured) does not stop the others: what succeeded
+  is recorded, and the check ``every_cluster_action_done`` fails naming the accounts.
+* ``grace_period_job``: the lifecycle, then delivery of the notices it queued.
+  ``grace_deadline_schedule`` (on by default) runs it every 15 minutes, so a deadline (or the end
+  of a volume retention period) that passes without any new data still acts.
 
-The job is re-runnable at any time with the same result: transitions, notices and cluster
-actions are keyed (see ``lifecycle.engine``).
+Re-runnable at any time with the same result: transitions, notices and cluster actions are
+keyed (see ``lifecycle.engine``).
 """
-
-from typing import Optional
 
 import dagster as dg
 
-from billing_pipeline.errors import BillingError, ConfigurationError
+from billing_pipeline.asset_keys import ACCOUNT_LIFECYCLE, AUTO_TOPUPS, LEDGER, NOTIFICATION_DELIVERIES
+from billing_pipeline.errors import ConfigurationError
 from billing_pipeline.lifecycle.engine import run_lifecycle
-from billing_pipeline.orchestration.clock import CLOCK_TAG, parse_clock, run_clock
+from billing_pipeline.orchestration.clock import CLOCK_TAG, run_clock
+from billing_pipeline.ownership import BILLING_OWNERS
 from billing_pipeline.resources.kubernetes import KubernetesResource
 from billing_pipeline.resources.postgres import PostgresResource
+from billing_pipeline.runs import JOB_TAGS
 
 
-class LifecycleConfig(dg.Config):
-    now: Optional[str] = None  # ISO clock; default the run's billing/now tag, else the wall clock
-    account_id: Optional[str] = None  # evaluate one account only
-
-
-@dg.op(description="Evaluate every account's lifecycle at the run's clock and act on the cluster.")
-def evaluate_lifecycle(context: dg.OpExecutionContext, config: LifecycleConfig, postgres: PostgresResource,
-                       kubernetes: KubernetesResource) -> dg.Output:
-    now = parse_clock(config.now) if config.now else run_clock(context)
+@dg.asset(
+    key=ACCOUNT_LIFECYCLE,
+    deps=[LEDGER, AUTO_TOPUPS],
+    group_name="lifecycle",
+    kinds={"kubernetes", "postgres"},
+    owners=BILLING_OWNERS,
+    description="billing.account_lifecycle: each account's lifecycle state (healthy, low balance, grace period, "
+                "expired), since when, its grace deadline, and the cluster actions taken (billing.lifecycle_events).",
+    check_specs=[dg.AssetCheckSpec("every_cluster_action_done", asset=ACCOUNT_LIFECYCLE,
+                                   description="Every account's lifecycle step completed, cluster actions included.")],
+)
+def account_lifecycle(context: dg.AssetExecutionContext, postgres: PostgresResource, kubernetes: KubernetesResource):
+    now = run_clock(context)
     dry_run = kubernetes.is_dry_run()
     try:
         cluster = kubernetes.cluster()
     except ConfigurationError as exc:
         # Decisions (states, notices, domains) do not need the cluster; an account that needs a
-        # cluster action then fails with "no cluster configured", and the run fails with it.
+        # cluster action then fails with "no cluster configured", reported by the check.
         context.log.warning(str(exc))
         cluster = None
     with postgres.connect(autocommit=True) as conn:
-        report = run_lifecycle(conn, cluster, now, dry_run=dry_run,
-                               account_ids=[config.account_id] if config.account_id else None)
+        report = run_lifecycle(conn, cluster, now, dry_run=dry_run)
     for a in report.accounts:
         for t in a.transitions:
             context.log.info(f"{a.account_id}: {t.from_state.value} -> {t.to_state.value} ({t.reason})")
         for action in a.actions:
             context.log.info(f"{a.account_id}: {action}")
-    if report.errors:
-        raise BillingError(
-            f"lifecycle at {now.isoformat()}: {len(report.errors)} account(s) could not be completed; "
-            "what succeeded is recorded, re-run grace_period_job to finish:\n" + "\n".join(report.errors))
-    return dg.Output(None, metadata={
+    for error in report.errors:
+        context.log.error(error)
+    yield dg.MaterializeResult(metadata={
         "now": now.isoformat(), "dry_run": dry_run, "accounts": len(report.accounts),
         "transitions": sum(len(a.transitions) for a in report.accounts),
         "cluster_actions": sum(len(a.actions) for a in report.accounts),
         "states": dg.MetadataValue.json({a.account_id: a.state for a in report.accounts}),
+        "errors": dg.MetadataValue.json(report.errors),
     })
+    yield dg.AssetCheckResult(
+        check_name="every_cluster_action_done", passed=not report.errors, severity=dg.AssetCheckSeverity.ERROR,
+        description=None if not report.errors else (
+            f"{len(report.errors)} account(s) not completed; what succeeded is recorded and the next run "
+            "finishes the rest: " + "; ".join(report.errors)))
 
 
-@dg.job(description="Account lifecycle (contract section 6): grace period, recovery, expiry cleanup.",
-        tags={"billing/domain": "lifecycle"})
-def grace_period_job():
-    evaluate_lifecycle()
-
-
-@dg.sensor(job=grace_period_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Launches grace_period_job when an account's balance changes.")
-def balance_change_lifecycle_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource):
-    with postgres.connect() as conn:
-        newest = conn.execute("SELECT max(updated_at) FROM billing.credits").fetchone()[0]
-    if newest is None:
-        return dg.SkipReason("no balance yet")
-    cursor = newest.isoformat()
-    if context.cursor == cursor:
-        return dg.SkipReason(f"no balance change since {cursor}")
-    context.update_cursor(cursor)
-    return dg.RunRequest(run_key=f"balances@{cursor}")
+grace_period_job = dg.define_asset_job(
+    "grace_period_job",
+    selection=dg.AssetSelection.assets(account_lifecycle) | dg.AssetSelection.assets(NOTIFICATION_DELIVERIES),
+    tags=JOB_TAGS,
+    description="Account lifecycle (grace period, recovery, expiry cleanup), then delivery of its notices.",
+)
 
 
 @dg.schedule(job=grace_period_job, cron_schedule="*/15 * * * *", execution_timezone="UTC",
@@ -87,13 +86,4 @@ def grace_deadline_schedule(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(run_key=f"deadlines@{at.isoformat()}", tags={CLOCK_TAG: at.isoformat()})
 
 
-# The persisted states, written by grace_period_job; the dbt balances mart reads them.
-account_lifecycle = dg.AssetSpec(
-    key=dg.AssetKey(["lifecycle", "account_lifecycle"]),
-    group_name="lifecycle",
-    description="billing.account_lifecycle: each account's lifecycle state, since when, and its grace deadline.",
-    kinds={"postgres"},
-)
-
-defs = dg.Definitions(assets=[account_lifecycle], jobs=[grace_period_job], sensors=[balance_change_lifecycle_sensor],
-                      schedules=[grace_deadline_schedule])
+defs = dg.Definitions(assets=[account_lifecycle], jobs=[grace_period_job], schedules=[grace_deadline_schedule])

@@ -1,116 +1,43 @@
-"""The hourly cycle, run through Dagster: ``run_hourly_cycle(start, end, now=None, instance=None)``.
+"""``billing run``: the hourly cycle for a window of hours, through the Dagster instance.
 
-For every UTC hour in ``[start, end)``, in order, each ``Stage`` of ``STAGES`` runs as one
-Dagster job run (partitioned stages with that hour's partition key), on the DagsterInstance of
-``DAGSTER_HOME`` when it is set (so the runs show in the web UI) or else an ephemeral one.
-Every run carries the tags ``billing/now`` (the clock lifecycle decisions and ongoing rentals
-see: ``orchestration.clock``), ``billing/cycle`` and ``billing/stage``.
+``run_billing_window(start, end, now)``:
 
-Before the hours, rental hours made stale by corrections to ``machine_usages`` (outside the
-window: those inside are re-sliced by the window itself) are re-sliced through
-``machine_rental_hours_job``, as ``machine_rental_corrections_sensor`` would.
+1. Corrections first. Hours outside the window whose rental slices are stale (a corrected
+   ``machine_usages`` row) or whose ingestion was re-materialised after their settlement are
+   re-priced and settled (``hourly_billing_job`` without metric ingestion), as the daemon's
+   correction sensors would.
+2. The window, in chunks of at most ``chunk_hours`` hours, each one ranged run of
+   ``hourly_billing_job``: ingestion, dbt and settlement for the chunk's hours (one dbt build per
+   chunk), then top-ups, lifecycle, alerts and deliveries once, at the run's clock.
+3. A summary read back from the database: what was posted, accounts by lifecycle state,
+   quarantined rows, notices queued and deliveries failed, cluster actions, incomplete hours,
+   and every run with its failed steps and checks.
 
-A stage failing stops the cycle (later hours and stages build on earlier ones) with a
-``CycleError`` naming the stage, the hour, the Dagster run and the error.
-
-Adding a stage (dbt, deduction, alerts, top-ups, lifecycle): define its job in the domain's
-``defs.py`` and append ``Stage("<name>", "<job name>", partitioned=<bool>)`` to ``STAGES`` in
-the order the cycle must run them. An unpartitioned stage (``partitioned=False``) still runs
-once per hour, after the stages before it; ``Stage.clock`` says which clock its run sees.
+Runs go through ``orchestration.launcher``: queued for the daemon when one is running, else
+executed here; either way they are runs of the workspace's code location, shown in the UI. Every
+run carries ``billing/now`` (the clock top-ups, the lifecycle and ongoing rentals see) and
+``billing/cycle``. A failed run stops the later chunks (they build on it); a failed check (a
+top-up that could not be made, a cluster action that failed) does not: the summary names it and
+the exit status is non-zero.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Literal
+from typing import Callable
 
 from billing_pipeline.errors import BillingError, InputError
 from billing_pipeline.orchestration.clock import CLOCK_TAG, parse_clock
+from billing_pipeline.orchestration.launcher import Launcher, RunOutcome, code_location, default_instance
+from billing_pipeline.partitions import first_billable_hour, partition_hour, partition_key
 
 HOUR = timedelta(hours=1)
-PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One step of the hourly cycle: a job of the one ``Definitions``, run once per hour.
-
-    ``partitioned``: run with the hour's partition key (the job must use ``hourly_partitions``).
-    ``clock``: the ``billing/now`` the run sees: ``"now"`` (the cycle's clock) or ``"hour_end"``
-    (the end of the hour being run, capped at the cycle's clock: replaying history "as the
-    schedules would have run it").
-    """
-
-    name: str
-    job_name: str
-    partitioned: bool = True
-    clock: Literal["now", "hour_end"] = "now"
-    description: str = ""
-
-
-STAGES: list[Stage] = [
-    Stage("ingestion", "ingestion_hourly_job",
-          description="Prometheus metrics and machine rentals of the hour (billing_pipeline.ingestion)"),
-    Stage("dbt", "dbt_hourly_job",
-          description="dbt build of the hour: priced usage, reconciliation, balances, invoice lines (billing_pipeline.transform)"),
-    Stage("deduction", "credit_usage_job",
-          description="settles the hour's fct_priced_usage into the ledger, differences only (billing_pipeline.ledger.deduction)"),
-    # Top-up before alerts: a balance restored by the saved card needs no low-balance warning.
-    Stage("auto_topup", "auto_topup_job", partitioned=False, clock="hour_end",
-          description="Stripe auto top-up of low balances, exactly once (billing_pipeline.payments.topup)"),
-    Stage("alerts", "balance_alert_job", partitioned=False, clock="hour_end",
-          description="low-balance and short-runway warnings, then notification delivery (billing_pipeline.alerts)"),
-    # Lifecycle stays last: it acts on the balances the stages before it settled.
-    Stage("lifecycle", "grace_period_job", partitioned=False, clock="now",
-          description="account lifecycle at the cycle's clock: grace, recovery, expiry cleanup (billing_pipeline.lifecycle)"),
-]
-
-RENTAL_CORRECTIONS_JOB = "machine_rental_hours_job"
-
-
-@dataclass(frozen=True)
-class StageRun:
-    hour: datetime
-    stage: str
-    run_id: str
-    success: bool
-    seconds: float
-    error: str | None = None
-
-
-@dataclass
-class CycleResult:
-    start: datetime
-    end: datetime
-    now: datetime
-    cycle_id: str
-    runs: list[StageRun] = field(default_factory=list)
-    corrections: list[StageRun] = field(default_factory=list)
-
-    @property
-    def hours(self) -> list[datetime]:
-        return hours_between(self.start, self.end)
-
-    def as_dict(self) -> dict:
-        def run(r: StageRun) -> dict:
-            return {"hour": r.hour.isoformat(), "stage": r.stage, "run_id": r.run_id,
-                    "status": "SUCCESS" if r.success else "FAILURE", "seconds": round(r.seconds, 3),
-                    **({"error": r.error} if r.error else {})}
-        return {"start": self.start.isoformat(), "end": self.end.isoformat(), "now": self.now.isoformat(),
-                "cycle_id": self.cycle_id, "hours": len(self.hours),
-                "corrections": [run(r) for r in self.corrections], "runs": [run(r) for r in self.runs]}
-
-
-class CycleError(BillingError):
-    """A stage of the cycle failed; ``result`` holds the runs done so far."""
-
-    def __init__(self, message: str, result: CycleResult) -> None:
-        super().__init__(message)
-        self.result = result
+CHUNK_HOURS = 24
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def to_utc(value: datetime | str, what: str) -> datetime:
@@ -137,8 +64,6 @@ def hours_between(start: datetime, end: datetime) -> list[datetime]:
 def validate_window(start: datetime | str, end: datetime | str, now: datetime | str | None = None
                     ) -> tuple[datetime, datetime, datetime]:
     """Check and normalise a cycle window; raise ``InputError`` saying what to fix."""
-    from billing_pipeline.partitions import hourly_partitions
-
     start, end = to_utc(start, "--start"), to_utc(end, "--end")
     now = to_utc(now, "--now") if now is not None else datetime.now(timezone.utc)
     for what, value in (("--start", start), ("--end", end)):
@@ -150,9 +75,10 @@ def validate_window(start: datetime | str, end: datetime | str, now: datetime | 
             )
     if end <= start:
         raise InputError(f"--end {end.isoformat()} must be after --start {start.isoformat()}")
-    first = datetime.fromtimestamp(hourly_partitions.start.timestamp(), tz=timezone.utc)
+    first = first_billable_hour()
     if start < first:
-        raise InputError(f"--start {start.isoformat()} is before the first billable hour {first.isoformat()}")
+        raise InputError(f"--start {start.isoformat()} is before the first billable hour {first.isoformat()} "
+                         "(BILLING_FIRST_HOUR)")
     last_hour = end - HOUR
     if last_hour >= now:
         raise InputError(
@@ -162,102 +88,144 @@ def validate_window(start: datetime | str, end: datetime | str, now: datetime | 
     return start, end, now
 
 
-def default_instance():
-    """The DagsterInstance of ``DAGSTER_HOME`` when set (runs show in the web UI), else ephemeral."""
+@dataclass
+class CycleResult:
+    start: datetime
+    end: datetime
+    now: datetime
+    cycle_id: str
+    runs: list[RunOutcome] = field(default_factory=list)
+    corrections: list[str] = field(default_factory=list)  # partition keys re-settled outside the window
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def hours(self) -> list[datetime]:
+        return hours_between(self.start, self.end)
+
+    @property
+    def problems(self) -> list[str]:
+        """Failed runs and failed ERROR checks, each in one line naming the stage."""
+        out = []
+        for run in self.runs:
+            if not run.success:
+                out.append(f"run {run.run_id} ({_scope(run)}) {run.status}: "
+                           + ("; ".join(run.errors) or "see its event log"))
+            for check in run.failed_checks:
+                if check["severity"] == "ERROR":
+                    out.append(f"{check['asset']} ({check['check']}): {check['description']}")
+        return out
+
+    def as_dict(self) -> dict:
+        return {
+            "cycle_id": self.cycle_id, "start": self.start.isoformat(), "end": self.end.isoformat(),
+            "now": self.now.isoformat(), "hours": len(self.hours), "ok": not self.problems,
+            "problems": self.problems, "corrections": self.corrections, **self.summary,
+            "runs": [{"run_id": r.run_id, "job": r.job_name, "scope": _scope(r), "status": r.status,
+                      "launched_by": r.launched_by, "seconds": round(r.seconds, 3), "failed_steps": r.failed_steps,
+                      "failed_checks": r.failed_checks, "errors": r.errors} for r in self.runs],
+        }
+
+
+def _scope(run: RunOutcome) -> str:
+    tags = run.tags
+    if RANGE_START_TAG in tags:
+        return f"hours {tags[RANGE_START_TAG]} to {tags[RANGE_END_TAG]}"
+    if "dagster/partition" in tags:
+        return f"hour {tags['dagster/partition']}"
+    return run.job_name
+
+
+def chunks(start: datetime, end: datetime, size: int) -> list[tuple[datetime, datetime]]:
+    """[start, end) cut into consecutive windows of at most ``size`` hours."""
+    out, h = [], start
+    while h < end:
+        out.append((h, min(h + size * HOUR, end)))
+        h = out[-1][1]
+    return out
+
+
+def stale_hours_outside(conn, instance, start: datetime, end: datetime, now: datetime) -> list[str]:
+    """Hours outside [start, end) that a correction left unsettled (rentals or re-ingestion)."""
+    from billing_pipeline.asset_keys import LEDGER
+    from billing_pipeline.ingestion.assets import MACHINE_RENTAL_HOURS, METRIC_HOURS
+    from billing_pipeline.orchestration.graph import stale_rental_partitions
+
     import dagster as dg
 
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
-    return dg.DagsterInstance.ephemeral()
+    stale = set(stale_rental_partitions(conn, now))
+    materialized = dg.DagsterEventType.ASSET_MATERIALIZATION
+    settled = instance.get_latest_storage_id_by_partition(LEDGER, materialized)
+    for key in (METRIC_HOURS, MACHINE_RENTAL_HOURS):
+        for partition, storage_id in instance.get_latest_storage_id_by_partition(key, materialized).items():
+            if settled.get(partition, 0) < storage_id:
+                stale.add(partition)
+    return sorted(k for k in stale if not (start <= partition_hour(k) < end) and partition_hour(k) < now)
 
 
-def _error_text(result) -> str:
-    """The user-facing message of a failed in-process run (deepest cause, class name dropped)."""
-    messages = []
-    for event in result.all_events:
-        data = getattr(event, "step_failure_data", None) if event.is_step_failure else None
-        err = data.error if data is not None else None
-        if err is None and event.event_type_value == "PIPELINE_FAILURE":
-            err = getattr(event.event_specific_data, "error", None)
-        while err is not None and err.cause is not None:
-            err = err.cause
-        if err is not None:
-            text = err.message.strip()
-            marker = f"{err.cls_name}: "  # "module.path.ClassName: message"
-            head, sep, rest = text.partition(marker)
-            messages.append(rest if sep and " " not in head else text)
-    seen: list[str] = []
-    for m in messages:
-        if m not in seen:
-            seen.append(m)
-    return "; ".join(seen) or "the Dagster run failed (see its event log)"
+def run_billing_window(start: datetime | str, end: datetime | str, now: datetime | str | None = None, *,
+                       instance=None, database_url: str | None = None, chunk_hours: int = CHUNK_HOURS,
+                       asset_selection=None, on_progress: Callable[[str], None] | None = None) -> CycleResult:
+    """Run the hourly cycle for ``[start, end)`` on the instance; see the module doc.
 
-
-def _execute(job, *, hour: datetime | None, partitioned: bool, tags: dict, instance, stage: str,
-             log_level: str = "INFO") -> StageRun:
-    t0 = time.monotonic()
-    result = job.execute_in_process(
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        instance=instance, partition_key=hour.strftime(PARTITION_FORMAT) if partitioned and hour else None,
-        tags=tags, raise_on_error=False,
-    )
-    seconds = time.monotonic() - t0
-    return StageRun(hour=hour, stage=stage, run_id=result.run_id, success=result.success, seconds=seconds,
-                    error=None if result.success else _error_text(result))
-
-
-def run_hourly_cycle(start: datetime | str, end: datetime | str, now: datetime | str | None = None,
-                     instance=None, *, stages: list[Stage] | None = None, definitions=None,
-                     log_level: str = "INFO") -> CycleResult:
-    """Run every stage for every hour in ``[start, end)`` through Dagster; see the module doc.
-
-    ``log_level`` is the Dagster console logger's level (the event log in the instance keeps
-    everything); the command line uses CRITICAL so that it prints only its own summary.
+    ``asset_selection`` (asset keys) runs part of the cycle (tests run ingestion alone with it);
+    ``on_progress`` receives one line per step started or done, with hours done and time left.
     """
+    from billing_pipeline.db.connection import connect
+    from billing_pipeline.db.connection import database_url as configured_url
+    from billing_pipeline.orchestration.graph import settlement_after_rentals
+    from billing_pipeline.orchestration.summary import summarise, watermarks
+
     start, end, now = validate_window(start, end, now)
-    if definitions is None:
-        from billing_pipeline.definitions import defs as definitions
-    stages = STAGES if stages is None else stages
+    url = database_url or configured_url()
     instance = instance or default_instance()
     result = CycleResult(start=start, end=end, now=now, cycle_id=uuid.uuid4().hex[:12])
-    base_tags = {"billing/cycle": result.cycle_id}
-    jobs = {s.name: definitions.resolve_job_def(s.job_name) for s in stages}
+    say = on_progress or (lambda _line: None)
+    began = time.monotonic()
+    windows = chunks(start, end, chunk_hours)
+    total_hours = len(result.hours)
+    tags = {"billing/cycle": result.cycle_id, CLOCK_TAG: now.isoformat()}
 
-    if any(s.job_name == "ingestion_hourly_job" for s in stages):
-        _rental_corrections(definitions, instance, result, base_tags, log_level)
+    with connect(url, autocommit=True) as conn, code_location(instance) as (workspace, location):
+        marks = watermarks(conn)
+        launcher = Launcher(instance, workspace, location, lock_conn=conn)
+        if asset_selection is None:
+            result.corrections = stale_hours_outside(conn, instance, start, end, now)
+        if result.corrections:
+            from billing_pipeline.definitions import defs
 
-    for hour in result.hours:
-        for stage in stages:
-            clock = now if stage.clock == "now" else min(now, hour + HOUR)
-            tags = {**base_tags, CLOCK_TAG: clock.isoformat(), "billing/stage": stage.name}
-            run = _execute(jobs[stage.name], hour=hour, partitioned=stage.partitioned, tags=tags,
-                           instance=instance, stage=stage.name, log_level=log_level)
+            selection = list(settlement_after_rentals.resolve(defs.resolve_asset_graph()))
+            for i, key in enumerate(result.corrections, 1):
+                launcher.on_progress = lambda line, i=i: say(
+                    f"corrections {i}/{len(result.corrections)} hour {key}: {line}")
+                result.runs.append(launcher.run("hourly_billing_job", asset_selection=selection, label="",
+                                                tags={**tags, "dagster/partition": key,
+                                                      "billing/stage": "correction"}))
+        done_hours = 0
+        for n, (lo, hi) in enumerate(windows, 1):
+            hours = len(hours_between(lo, hi))
+
+            def progress(line: str, n=n, done=done_hours) -> None:
+                elapsed = time.monotonic() - began
+                left = f", ~{elapsed / done * (total_hours - done):.0f} s left" if done else ""
+                say(f"[{elapsed:6.1f} s] chunk {n}/{len(windows)} ({done} of {total_hours} hours done{left}): {line}")
+
+            launcher.on_progress = progress
+            range_tags = {RANGE_START_TAG: partition_key(lo), RANGE_END_TAG: partition_key(hi - HOUR)}
+            run = launcher.run("hourly_billing_job", asset_selection=asset_selection,
+                               tags={**tags, **range_tags}, label="")
             result.runs.append(run)
+            done_hours += hours
+            say(f"[{time.monotonic() - began:6.1f} s] {done_hours} of {total_hours} hours: run {run.run_id[:8]} "
+                f"{run.status}")
             if not run.success:
-                raise CycleError(
-                    f"stage {stage.name} failed for hour {hour:%Y-%m-%d %H:00} UTC (Dagster run {run.run_id}): "
-                    f"{run.error}", result)
+                break
+        result.summary = summarise(conn, marks, start, end)
     return result
 
 
-def _rental_corrections(definitions, instance, result: CycleResult, base_tags: dict, log_level: str) -> None:
-    from billing_pipeline.db.connection import connect, database_url
-    from billing_pipeline.ingestion.rentals import stale_rental_hours
-    from billing_pipeline.partitions import hourly_partitions
+class CycleError(BillingError):
+    """The cycle ran with problems; ``result`` holds what it did."""
 
-    first = hourly_partitions.start.timestamp()
-    with connect(database_url()) as conn:
-        stale = [h for h in stale_rental_hours(conn, result.now)
-                 if h.timestamp() >= first and not (result.start <= h < result.end)]
-    if not stale:
-        return
-    job = definitions.resolve_job_def(RENTAL_CORRECTIONS_JOB)
-    for hour in stale:
-        tags = {**base_tags, CLOCK_TAG: result.now.isoformat(), "billing/stage": "rental_corrections"}
-        run = _execute(job, hour=hour, partitioned=True, tags=tags, instance=instance, stage="rental_corrections",
-                       log_level=log_level)
-        result.corrections.append(run)
-        if not run.success:
-            raise CycleError(
-                f"re-slicing corrected rentals failed for hour {hour:%Y-%m-%d %H:00} UTC "
-                f"(Dagster run {run.run_id}): {run.error}", result)
+    def __init__(self, result: CycleResult) -> None:
+        super().__init__("; ".join(result.problems))
+        self.result = result

@@ -153,7 +153,11 @@ def run_auto_topup(
         conn.commit()
         accounts = sorted({r[0] for r in pending} | {r[0] for r in candidates})
         if accounts:
-            stripe.check_configured()  # fail before recording any attempt
+            try:
+                stripe.check_configured()  # fail before recording any attempt
+            except ConfigurationError as exc:
+                raise ConfigurationError(
+                    f"{exc} Accounts waiting for an auto top-up: {', '.join(accounts)}.") from None
         for account in accounts:
             if not lock_conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (_lock_key(account),)).fetchone()[0]:
                 result.skipped.append((account, "another auto top-up run holds this account"))

@@ -113,12 +113,11 @@ class NotifyResource(dg.ConfigurableResource):
 
 
 def notify_resource() -> NotifyResource:
-    """The resource as definitions.py binds it: the webhook secret through ``dg.EnvVar`` when set.
+    """The resource as definitions.py binds it: SMTP settings and BILLING_WEBHOOK_SECRET are read
+    from the environment when a notice is delivered, never at load time.
 
-    SMTP settings and an unset secret are read from the environment when used, so the alert job
-    loads and queues notices even where delivery is not configured yet (deliveries then fail
-    per channel with a ConfigurationError and are retried).
+    So the alert job loads and queues notices even where delivery is not configured yet
+    (deliveries then fail per channel with a ConfigurationError and are retried), and the
+    definitions do not depend on what the environment held when they were imported.
     """
-    if os.environ.get("BILLING_WEBHOOK_SECRET"):
-        return NotifyResource(webhook_secret=dg.EnvVar("BILLING_WEBHOOK_SECRET"))
     return NotifyResource()

@@ -1,6 +1,6 @@
 """Stripe as a Dagster resource: off-session PaymentIntents on a saved card, and finding them again.
 
-Configuration: ``STRIPE_API_KEY`` (a secret: bound with ``dg.EnvVar`` in definitions.py, never
+Configuration: ``STRIPE_API_KEY`` (a secret: read from the environment when a charge is made, never
 logged) and ``STRIPE_API_BASE`` (optional, e.g. the local emulator's URL). Unset fields fall back
 to those environment variables when the resource is used, so a pipeline without Stripe
 configured still runs every stage that does not charge anyone; charging then fails with a
@@ -137,11 +137,12 @@ class StripeResource(dg.ConfigurableResource):
 
 
 def stripe_resource() -> StripeResource:
-    """The resource as definitions.py binds it: the key through ``dg.EnvVar`` when it is set.
+    """The resource as definitions.py binds it: STRIPE_API_KEY (and STRIPE_API_BASE) are read from
+    the environment when a charge is made, never at load time.
 
-    Without STRIPE_API_KEY at load time the resource still loads (so unrelated jobs run) and
-    reads the variable when used, failing then with a ConfigurationError that names it.
+    So the definitions load the same whatever the environment held when they were imported (a
+    long-lived process such as ``billing run`` executing runs in-process, or the code server),
+    jobs that do not charge run without a key, and a missing key fails only the top-ups, with a
+    ConfigurationError naming the variable. The key is never logged or shown in the UI.
     """
-    if os.environ.get("STRIPE_API_KEY"):
-        return StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY"))
     return StripeResource()

@@ -1,4 +1,4 @@
-"""The dbt models as Dagster assets, one hourly partition at a time.
+"""The dbt models as Dagster assets, one hour or a range of hours per run.
 
 The partition window goes to dbt as ``--vars {"min_hour", "max_hour"}``; incremental models
 rebuild exactly those hours. dbt tests surface as asset checks. dbt reaches the same database as
@@ -9,7 +9,7 @@ the ``postgres`` resource (BILLING_DATABASE_URL), through DBT_PG_* set for the s
 import json
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import DbtCliResource, dbt_assets, get_asset_key_for_model, get_asset_keys_by_output_name_for_source
 
 from billing_pipeline.partitions import hourly_partitions
 from billing_pipeline.resources import PostgresResource
@@ -22,16 +22,14 @@ def window_vars(start, end) -> dict[str, str]:
     return {"min_hour": start.isoformat(), "max_hour": end.isoformat()}
 
 
-@dbt_assets(
-    manifest=ensure_manifest(),
-    project=dbt_project,
-    dagster_dbt_translator=BillingDbtTranslator(),
-    partitions_def=hourly_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    name="billing_dbt_models",
-)
-def billing_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource):
-    """Price, reconcile and roll up the usage of the partition's hours (``dbt build``)."""
+# The models that read the ledger or the persisted lifecycle run after the settlement and the
+# lifecycle; everything else (pricing, reconciliation, usage charges) runs before the settlement.
+# Two dbt invocations per run, declared here, rather than the several subsets Dagster would cut
+# out of one definition to break the cycle dbt -> ledger -> dbt.
+AFTER_LEDGER = "source:ledger+ source:lifecycle+"
+
+
+def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource):
     window = context.partition_time_window
     # dbt unit tests check SQL logic, not data: they run in CI (tests/test_dbt_unit_tests.py),
     # not every hour.
@@ -43,3 +41,43 @@ def billing_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, p
     ]
     with dbt_environment(postgres.database_url):
         yield from dbt.cli(args, context=context).stream()
+
+
+@dbt_assets(
+    manifest=ensure_manifest(),
+    project=dbt_project,
+    dagster_dbt_translator=BillingDbtTranslator(),
+    partitions_def=hourly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    exclude=AFTER_LEDGER,
+    name="dbt_usage_models",
+)
+def dbt_usage_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource):
+    """Price and reconcile the usage of the run's hours: what the ledger settles (``dbt build``)."""
+    yield from _build(context, dbt, postgres)
+
+
+@dbt_assets(
+    manifest=ensure_manifest(),
+    project=dbt_project,
+    dagster_dbt_translator=BillingDbtTranslator(),
+    partitions_def=hourly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    select=AFTER_LEDGER,
+    name="dbt_ledger_models",
+)
+def dbt_ledger_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource):
+    """Balances, runway and invoice lines from the settled ledger and the lifecycle (``dbt build``)."""
+    yield from _build(context, dbt, postgres)
+
+
+DBT_MODELS = [dbt_usage_models, dbt_ledger_models]
+
+
+def dbt_model_key(model_name: str) -> dg.AssetKey:
+    """The asset key of a dbt model (the translator's, from the one manifest both share)."""
+    return get_asset_key_for_model([dbt_usage_models], model_name)
+
+
+def dbt_source_keys(source_name: str) -> dict[str, dg.AssetKey]:
+    return get_asset_keys_by_output_name_for_source([dbt_usage_models], source_name)

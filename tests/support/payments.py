@@ -4,7 +4,7 @@ payment settings, and the local emulators (Stripe, SMTP, webhooks) started per t
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Iterable
 
 import psycopg
@@ -27,6 +27,19 @@ CREATE TABLE IF NOT EXISTS analytics.fct_priced_usage (
     is_estimate       boolean NOT NULL DEFAULT false,
     covered_by_rental boolean NOT NULL DEFAULT false
 );
+-- What settlement reads: the mart's per account, hour and usage kind totals, rounded half-even
+-- to micro-credits (dbt's round_half_even; here Decimal.quantize fills the stand-in).
+CREATE TABLE IF NOT EXISTS analytics.fct_usage_charges (
+    usage_charge_key  text,
+    hour              timestamptz NOT NULL,
+    account_id        text NOT NULL,
+    usage_kind        text NOT NULL,
+    amount            numeric(20, 6) NOT NULL,
+    amount_exact      numeric NOT NULL,
+    covered_amount    numeric NOT NULL DEFAULT 0,
+    is_estimate       boolean NOT NULL DEFAULT false,
+    priced_row_count  bigint NOT NULL
+);
 """
 
 
@@ -40,8 +53,16 @@ def replace_priced_usage(url: str, hour: datetime, rows: Iterable[tuple]) -> Non
 
     rows: (account_id, usage_kind, resource, amount[, is_estimate])
     """
+    rows = list(rows)
+    charges: dict[tuple[str, str], list] = {}
+    for account, kind, _resource, amount, *rest in rows:
+        total = charges.setdefault((account, kind), [Decimal(0), False, 0])
+        total[0] += Decimal(amount)
+        total[1] = total[1] or (bool(rest[0]) if rest else False)
+        total[2] += 1
     with psycopg.connect(url) as conn:
         conn.execute("DELETE FROM analytics.fct_priced_usage WHERE hour = %s", (hour,))
+        conn.execute("DELETE FROM analytics.fct_usage_charges WHERE hour = %s", (hour,))
         with conn.cursor().copy(
             "COPY analytics.fct_priced_usage (account_id, hour, usage_kind, resource, deployment_id, "
             "quantity, unit, unit_price, amount, is_estimate) FROM STDIN"
@@ -49,6 +70,13 @@ def replace_priced_usage(url: str, hour: datetime, rows: Iterable[tuple]) -> Non
             for account, kind, resource, amount, *rest in rows:
                 copy.write_row((account, hour, kind, resource, f"dep-{account}", Decimal("1"), "core_hour",
                                 Decimal(amount), Decimal(amount), bool(rest[0]) if rest else False))
+        with conn.cursor().copy(
+            "COPY analytics.fct_usage_charges (hour, account_id, usage_kind, amount, amount_exact, is_estimate, "
+            "priced_row_count) FROM STDIN"
+        ) as copy:
+            for (account, kind), (exact, estimate, count) in charges.items():
+                copy.write_row((hour, account, kind, exact.quantize(Decimal("0.000001"), ROUND_HALF_EVEN), exact,
+                                estimate, count))
 
 
 def set_balance(url: str, account_id: str, amount: Decimal, key: str) -> None:

@@ -73,7 +73,7 @@ CREATE TABLE billing.sla_measurements (
     tier_id            text,
     credit_share       numeric(9, 6),
     base_amount        numeric NOT NULL,   -- the month's workload consumption (fct_priced_usage)
-    credit_amount      numeric(20, 6) NOT NULL DEFAULT 0,
+    credit_amount      numeric NOT NULL DEFAULT 0,  -- base x share, exact; posted rounded half-even by the ledger
     outcome            text NOT NULL CHECK (outcome IN ('credit', 'met', 'no_measurement', 'no_base')),
     idempotency_key    text NOT NULL UNIQUE,
     measured_at        timestamptz NOT NULL DEFAULT now(),
