@@ -36,8 +36,7 @@ from billing_pipeline.db.connection import make_conninfo_url  # noqa: E402
 from billing_pipeline.db.migrate import upgrade  # noqa: E402
 from billing_pipeline.invoicing.months import month_bounds, parse_month  # noqa: E402
 from billing_pipeline.ledger import Entry, post_entries  # noqa: E402
-from billing_pipeline.ledger.deduction import settle_priced_usage  # noqa: E402
-from tests.support.month_end import PRICED_USAGE_DDL, USAGE_SQL  # noqa: E402
+from tests.support.month_end import PRICED_USAGE_DDL, USAGE_SQL, settle  # noqa: E402
 
 SERVER = os.environ.get("BILLING_BENCH_SERVER", "127.0.0.1:5432")
 DB = "satusky_bench_month_end"
@@ -122,7 +121,7 @@ def set_up(url: str, n: int, month: str) -> None:
         post_entries(conn, [Entry(a, "topup", Decimal("5000"), f"pay-{a}") for a in accounts])
         t0, day, entries = time.perf_counter(), start, 0
         while day < end:
-            entries += settle_priced_usage(conn, day, day + timedelta(days=1)).posted
+            entries += settle(conn, day, day + timedelta(days=1)).posted
             day += timedelta(days=1)
         conn.execute("VACUUM ANALYZE billing.credit_transactions")
         print(f"set-up: {entries:,} usage deductions settled in {time.perf_counter() - t0:.1f} s")

@@ -20,13 +20,13 @@ from billing_pipeline.cli.main import main
 from billing_pipeline.invoicing.invoices import issue_invoices
 from billing_pipeline.invoicing.month_end import run_month_end
 from billing_pipeline.invoicing.months import parse_month
-from billing_pipeline.ledger.deduction import settle_priced_usage
 from tests.support.month_end import (
     create_platform,
     create_priced_usage_mart,
     insert_month_usage,
     insert_probe_month,
     mark_metric_hours,
+    settle,
     topup,
 )
 
@@ -58,7 +58,7 @@ def october(db_url, monkeypatch, tmp_path):
         insert_probe_month(conn, "dep-acme", "2026-10", down_minutes=580)  # 98.70%
         insert_probe_month(conn, "dep-globex", "2026-10")
         topup(conn, "acme", "500", "pay-acme-1")
-        settle_priced_usage(conn, OCT, NOV)
+        settle(conn, OCT, NOV)
     return db_url
 
 
@@ -160,8 +160,8 @@ def test_late_usage_is_a_prior_period_line_next_month_and_issued_invoices_are_im
                      "quantity, unit, unit_price, amount) VALUES (%s, 'acme', 'workload_consumption', 'gpu', "
                      "'dep-acme', 1, 'gpu_hour', 1.5, 1.5)", (late_hour,))
         insert_month_usage(conn, "2026-11", {"acme": "dep-acme"}, renters=[])
-        settle_priced_usage(conn, late_hour, late_hour + timedelta(hours=1))
-        settle_priced_usage(conn, NOV, DEC)
+        settle(conn, late_hour, late_hour + timedelta(hours=1))
+        settle(conn, NOV, DEC)
         late_ids = [r[0] for r in conn.execute(
             "SELECT id FROM billing.credit_transactions WHERE account_id = 'acme' AND (reference ->> 'hour')::timestamptz = %s "
             "ORDER BY id", (late_hour,)).fetchall()]
@@ -208,7 +208,7 @@ def test_numbers_are_gapless_across_accounts_and_months_with_concurrent_closes(d
             "unit, unit_price, amount) SELECT h, a, 'workload_consumption', 'cpu', 'dep', 1, 'core_hour', 0.5, 0.5 "
             "FROM unnest(%s::text[]) a, (VALUES (%s::timestamptz), (%s::timestamptz)) v (h)",
             (list(accounts), OCT + timedelta(hours=5), NOV + timedelta(hours=5)))
-        settle_priced_usage(conn)
+        settle(conn, OCT, DEC)
 
     def close_concurrently(month, times=3):
         barrier = threading.Barrier(times)

@@ -10,9 +10,8 @@ import psycopg
 from billing_pipeline.invoicing.invoices import issue_invoices
 from billing_pipeline.invoicing.months import parse_month
 from billing_pipeline.invoicing.sla import credit_sla
-from billing_pipeline.ledger.deduction import settle_priced_usage
 from tests.support.dbt import query, run_dbt
-from tests.support.month_end import create_platform, create_priced_usage_mart, insert_month_usage, insert_probe_month
+from tests.support.month_end import settle, create_platform, create_priced_usage_mart, insert_month_usage, insert_probe_month
 
 ACCOUNTS = {"acme": "dep-acme", "globex": "dep-globex"}
 
@@ -24,7 +23,7 @@ def test_marts_show_invoices_and_sla_availability(db_url, tmp_path):
         create_priced_usage_mart(conn)
         insert_month_usage(conn, "2026-10", ACCOUNTS, renters=["acme"])
         insert_probe_month(conn, "dep-acme", "2026-10", down_minutes=580)
-        settle_priced_usage(conn, datetime(2026, 10, 1, tzinfo=timezone.utc), datetime(2026, 11, 1, tzinfo=timezone.utc))
+        settle(conn, datetime(2026, 10, 1, tzinfo=timezone.utc), datetime(2026, 11, 1, tzinfo=timezone.utc))
         credit_sla(conn, month)
         issue_invoices(conn, month, close_id="test")
 

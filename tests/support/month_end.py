@@ -117,3 +117,46 @@ def topup(conn: psycopg.Connection, account_id: str, amount: str, key: str) -> N
     from billing_pipeline.ledger import Entry, post_entry
 
     post_entry(conn, Entry(account_id, "topup", Decimal(amount), key))
+
+
+USAGE_CHARGES_DDL = """
+CREATE TABLE IF NOT EXISTS analytics.fct_usage_charges (
+    usage_charge_key  text,
+    hour              timestamptz NOT NULL,
+    account_id        text NOT NULL,
+    usage_kind        text NOT NULL,
+    amount            numeric(20, 6) NOT NULL,
+    amount_exact      numeric NOT NULL,
+    covered_amount    numeric NOT NULL DEFAULT 0,
+    is_estimate       boolean NOT NULL DEFAULT false,
+    priced_row_count  bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fct_usage_charges_hour_idx ON analytics.fct_usage_charges (hour);
+"""
+
+# What dbt's fct_usage_charges holds: per account, hour and usage kind, the priced usage summed
+# and rounded half-even to micro-credits (the round_half_even macro, spelled out for the stand-in).
+_CHARGES = """
+DELETE FROM analytics.fct_usage_charges WHERE hour >= %(start)s AND hour < %(end)s;
+INSERT INTO analytics.fct_usage_charges (hour, account_id, usage_kind, amount, amount_exact, is_estimate, priced_row_count)
+SELECT hour, account_id, usage_kind,
+       CASE WHEN abs(x * 1000000 - trunc(x * 1000000)) = 0.5
+            THEN (trunc(x * 1000000) + CASE WHEN mod(trunc(x * 1000000), 2) = 0 THEN 0 ELSE sign(x) END) / 1000000
+            ELSE round(x, 6) END,
+       x, estimate, n
+FROM (SELECT hour, account_id, usage_kind, sum(amount) AS x, bool_or(is_estimate) AS estimate, count(*) AS n
+      FROM analytics.fct_priced_usage WHERE hour >= %(start)s AND hour < %(end)s
+      GROUP BY 1, 2, 3) s
+"""
+
+
+def settle(conn: psycopg.Connection, start: datetime, end: datetime):
+    """Roll the stand-in priced usage of ``[start, end)`` up into fct_usage_charges (as dbt would),
+    then settle it into the ledger with the real deduction."""
+    from billing_pipeline.ledger.deduction import settle_priced_usage
+
+    conn.execute(USAGE_CHARGES_DDL)
+    for statement in _CHARGES.split(";\n"):
+        conn.execute(statement, {"start": start, "end": end})
+    conn.commit()
+    return settle_priced_usage(conn, start, end)
