@@ -15,7 +15,7 @@ per 5 accounts (types ``gpu-large`` / ``cpu-medium``), covering the longest wind
 ``bench/.cache/cycle-<deployments>-<hours>/tsdb`` (gitignored) and served by ``PrometheusServer``.
 Every window starts at the same hour, so the 1- and 3-hour windows read the same TSDB.
 
-Each window's database ``satusky_bench_cycle`` on BILLING_BENCH_SERVER (default 127.0.0.1:5432)
+Each window's database ``satusky_bench_cycle_<pid>`` on BILLING_BENCH_SERVER (default 127.0.0.1:5432)
 is dropped, migrated, and given the platform rows, a price for every resource and every rented
 machine type, and an opening credit of 10,000 per account (enough for every account to stay
 healthy over a week). ``BILLING_LIFECYCLE_DRY_RUN=1`` keeps the lifecycle away from any cluster.
@@ -60,7 +60,7 @@ H = timedelta(hours=1)
 START = datetime(2025, 6, 2, tzinfo=UTC)
 CACHE = Path(__file__).resolve().parent / ".cache"
 RESULTS = Path(__file__).resolve().parent / "results"
-DB = "satusky_bench_cycle"
+DB = f"satusky_bench_cycle_{os.getpid()}"  # per process: two benches at once must not drop each other's database
 OPENING_CREDIT = Decimal("10000")
 PRICES = [  # (id, resource, unit, price, basis, machine_type)
     ("cpu", "cpu", "core_hour", "0.04", "max_request_usage", None),

@@ -55,8 +55,8 @@ JOBS = {
     "balance_alert_job": True,
     "auto_topup_job": True,
     "grace_period_job": True,
-    "monthly_invoice_job": False,
-    "sla_credit_job": False,
+    "monthly_invoice_job": True,
+    "sla_credit_job": True,
 }
 
 REPOSITORY_QUERY = """{ repositoriesOrError { ... on RepositoryConnection { nodes {

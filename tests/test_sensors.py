@@ -74,7 +74,8 @@ def test_every_sensor_and_schedule_ships_in_its_documented_state(defs):
     assert schedules == {"hourly_billing_job_schedule": dg.DefaultScheduleStatus.STOPPED,
                          "auto_topup_retry_schedule": dg.DefaultScheduleStatus.RUNNING,
                          "notification_retry_schedule": dg.DefaultScheduleStatus.RUNNING,
-                         "grace_deadline_schedule": dg.DefaultScheduleStatus.RUNNING}
+                         "grace_deadline_schedule": dg.DefaultScheduleStatus.RUNNING,
+                         "month_close_schedule": dg.DefaultScheduleStatus.RUNNING}
     assert {s.name: s.job_name for s in defs.sensors} == {
         "corrections_sensor": "hourly_billing_job", "rental_corrections_sensor": "hourly_billing_job",
         "balance_change_sensor": "account_actions_job"}

@@ -35,6 +35,7 @@ COMMAND_MODULES = [
     "billing_pipeline.cli.explain",
     "billing_pipeline.cli.lifecycle_commands",
     "billing_pipeline.cli.run_command",
+    "billing_pipeline.cli.invoice_commands",
     "billing_pipeline.cli.docs_command",
 ]
 

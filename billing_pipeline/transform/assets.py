@@ -22,11 +22,12 @@ def window_vars(start, end) -> dict[str, str]:
     return {"min_hour": start.isoformat(), "max_hour": end.isoformat()}
 
 
-# The models that read the ledger or the persisted lifecycle run after the settlement and the
-# lifecycle; everything else (pricing, reconciliation, usage charges) runs before the settlement.
+# The models that read the ledger, the persisted lifecycle or the month-end tables run after the
+# settlement and the lifecycle; everything else (pricing, reconciliation, usage charges) runs
+# before the settlement.
 # Two dbt invocations per run, declared here, rather than the several subsets Dagster would cut
 # out of one definition to break the cycle dbt -> ledger -> dbt.
-AFTER_LEDGER = "source:ledger+ source:lifecycle+"
+AFTER_LEDGER = "source:ledger+ source:lifecycle+ source:invoicing+"
 # The manifest as it names the database the pipeline writes (storage metadata, row counts).
 MANIFEST = manifest_for_database(ensure_manifest())
 

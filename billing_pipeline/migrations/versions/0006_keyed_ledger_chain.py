@@ -16,13 +16,13 @@ Adding a column with a constant default and a check constraint are DDL, not UPDA
 append-only trigger does not fire and no row is rewritten.
 
 Revision ID: 0006
-Revises: 0008 (issue 12's 0008 was merged first; 0006 follows it so the chain has one head)
+Revises: 0005
 """
 
 from alembic import op
 
 revision = "0006"
-down_revision = "0008"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

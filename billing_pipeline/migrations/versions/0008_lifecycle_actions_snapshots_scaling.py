@@ -19,7 +19,7 @@ Revises: 0005 (the lead re-points this at merge, after 0006/0007)
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0007_month_end"
 branch_labels = None
 depends_on = None
 
