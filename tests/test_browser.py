@@ -184,6 +184,12 @@ def _asset_graph_shows_the_chain(webserver, page):
     # Every group expanded (the UI's own shortcut, ⌥E): each asset of the chain is a node.
     page.mouse.click(1200, 900)
     page.keyboard.press("Alt+e")
+    # With every group open the whole graph is fitted to the screen, too small for the UI to draw
+    # node labels: zoom in (the graph's zoom-in button) until it does.
+    page.wait_for_timeout(1500)
+    for _ in range(4):
+        page.mouse.click(1572, 680)
+        page.wait_for_timeout(400)
     # The graph draws only the nodes in view, and is taller than the screen: pan from the top
     # to the bottom and collect every node label drawn on the way.
     nodes = page.locator("[class*='AssetNode_assetName']")

@@ -17,6 +17,7 @@ Either way the caller waits, and ``on_progress`` hears of each step as it starts
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from contextlib import contextmanager
@@ -143,6 +144,7 @@ class Launcher:
             self._wait(run.run_id, label)
         else:
             launched_by = "in_process"
+            _restore_sigterm()
             with self._lane():
                 worker = threading.Thread(target=self._execute_here, args=(run.run_id,), daemon=True)
                 worker.start()
@@ -222,6 +224,16 @@ class Launcher:
                 outcome.errors.append(event.message)  # e.g. the run could not be launched
         outcome.errors = list(dict.fromkeys(outcome.errors))
         return outcome
+
+
+def _restore_sigterm() -> None:
+    """Give SIGTERM back its default action if a parent (nohup, a supervisor) ignored it.
+
+    The run's log capture stops the ``tail`` processes it starts with SIGTERM; children inherit an
+    ignored signal, and each capture then waits 30 s for them before giving up, per stream.
+    """
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _message(error) -> str:
