@@ -36,7 +36,7 @@ import json
 import os
 
 # The scratch database's entries are chained under a key of their own unless one is given.
-os.environ.setdefault("BILLING_LEDGER_KEY", "bench-scratch-key")
+os.environ.setdefault("BILLING_LEDGER_KEY", "bench-scratch-ledger-key-not-a-secret-0123456789")
 import platform
 import shutil
 import signal

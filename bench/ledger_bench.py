@@ -11,7 +11,7 @@ import argparse
 import os
 
 # The scratch database's entries are chained under a key of their own unless one is given.
-os.environ.setdefault("BILLING_LEDGER_KEY", "bench-scratch-key")
+os.environ.setdefault("BILLING_LEDGER_KEY", "bench-scratch-ledger-key-not-a-secret-0123456789")
 import time
 from decimal import Decimal
 
