@@ -196,12 +196,19 @@ def _asset_graph_shows_the_chain(webserver, page):
     nodes.first.wait_for()
     page.wait_for_timeout(500)
     _shot(page, "lineage-assets")
-    labels: set[str] = set()
-    for dy in [-700] * 8 + [700] * 16:
-        labels |= set(nodes.all_inner_texts())
-        page.mouse.move(1000, 600)
-        page.mouse.wheel(0, dy)
-        page.wait_for_timeout(120)
+    # Zoomed in, the graph is wider and taller than the screen: sweep it column by column.
+    labels: set[str] = set(nodes.all_inner_texts())
+    page.mouse.move(1000, 600)
+    for _ in range(8):
+        page.mouse.wheel(-800, -800)
+        page.wait_for_timeout(80)
+    for column in range(16):
+        for dy in [800] * 10 + [-800] * 10:
+            labels |= set(nodes.all_inner_texts())
+            page.mouse.wheel(0, dy)
+            page.wait_for_timeout(80)
+        page.mouse.wheel(800, 0)
+        page.wait_for_timeout(80)
     labels |= set(nodes.all_inner_texts())
     for key in ASSET_CHAIN:
         name = key.rsplit("/", 1)[-1]
@@ -330,4 +337,4 @@ def test_a_dbt_build_records_row_counts(db_url, tmp_path):
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["success"]
     assert report["row_counts"]["analytics/fct_priced_usage"] == 2  # cpu and memory of one container-hour
-    assert report["row_counts"]["analytics/fct_account_balances"] == 1
+    assert report["row_counts"]["analytics/fct_usage_charges"] == 1  # one account, hour and usage kind
