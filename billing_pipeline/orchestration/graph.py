@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from billing_pipeline.asset_keys import ACCOUNT_LIFECYCLE, LEDGER
-from billing_pipeline.ingestion.assets import MACHINE_RENTAL_HOURS, METRIC_HOURS, machine_rentals, prometheus_metric_hours
+from billing_pipeline.ingestion.assets import MACHINE_RENTAL_HOURS, METRIC_HOURS, machine_rentals
 from billing_pipeline.ingestion.rentals import stale_rental_hours
 from billing_pipeline.partitions import first_billable_hour, hourly_partitions, partition_key
 from billing_pipeline.resources.postgres import PostgresResource
@@ -56,8 +56,8 @@ def stage_selection(stages: list[str]) -> dg.AssetSelection:
     return dg.AssetSelection.groups(*(g for stage in stages for g in STAGE_GROUPS[stage]))
 # What a correction needs: everything downstream of the rental slices, metric ingestion excluded
 # (Prometheus may no longer hold an old hour; its stored figures stay).
-settlement_after_rentals = hourly_cycle - dg.AssetSelection.assets(prometheus_metric_hours)
-settlement_after_ingestion = settlement_after_rentals - dg.AssetSelection.assets(machine_rentals)
+settlement_after_ingestion = hourly_cycle - dg.AssetSelection.groups(*STAGE_GROUPS["ingestion"])
+settlement_after_rentals = settlement_after_ingestion | dg.AssetSelection.assets(machine_rentals)
 
 hourly_billing_job = dg.define_asset_job(
     "hourly_billing_job",
