@@ -155,7 +155,7 @@ def priced_month(cli_db, tmp_path):
 
 
 @pytest.mark.slow
-def test_explain_validates_and_reads_as_a_statement(priced_month, capsys):
+def test_explain_validates_and_reads_as_a_statement(priced_month, capsys, tmp_path):
     statement = json_out(capsys, "explain", "acme", "--month", "2026-11", "--json", "--detail")
     validate("explain", statement)
     no_bare_decimals(statement)
@@ -178,6 +178,16 @@ def test_explain_validates_and_reads_as_a_statement(priced_month, capsys):
     assert text.count("covered consumption worth") == 1 and "+0.070000 credits" in text  # said once, in credits
     assert "Nothing needs attention." in text
     assert "Trail: each usage ledger entry" in text and "m-r-acme (std-4)" in text
+
+    page = tmp_path / "acme.html"
+    written = json_out(capsys, "explain", "acme", "--month", "2026-11", "--html", str(page), "--json")
+    validate("explain", written)
+    html = page.read_text()
+    assert written["html"] == str(page.resolve())
+    # The invoice's chart (SVG, no JavaScript): acme's rented machine and its consumption on 24 Nov.
+    assert "<svg" in html and "<script" not in html and "Rented capacity" in html
+    assert "24 Nov: Rented capacity 0.500000" in html
+    assert "machines rented" in html and "covered consumption worth" in html
 
     assert main(["explain", "initech", "--month", "2026-11", "--detail"]) == 0
     text = capsys.readouterr().out

@@ -110,6 +110,9 @@ def register(subparsers, json_parent) -> None:
                     "settled in the ledger.")
     p.add_argument("account", help="the account id (billing.accounts.id), e.g. acme")
     p.add_argument("--month", required=True, help="the UTC calendar month, YYYY-MM (e.g. 2026-11)")
+    p.add_argument("--html", metavar="FILE",
+                   help="also write the statement as an HTML page, with the chart of daily spend by stream "
+                        "(rented capacity vs workload consumption) the invoice uses")
     p.add_argument("--detail", action="store_true",
                    help="add the trail from each usage ledger entry to the priced hours it paid for "
                         "(hour, deployment or machine, resource, quantity, unit price)")
@@ -312,5 +315,46 @@ def _explain(args) -> int:
     start, end = parse_month(args.month)
     with connect() as conn:
         data = explanation(conn, args.account, start, end, detail=args.detail)
+        daily = _rows(conn, DAILY_SPEND, {"account": args.account, "start": start, "end": end}) if args.html else []
+    if args.html:
+        data["html"] = str(write_html(data, daily, start, end, args.html))
     emit(args, data, render)
     return 0
+
+
+# The month's priced usage per UTC day and stream, for the statement's chart.
+DAILY_SPEND = """
+SELECT (hour AT TIME ZONE 'UTC')::date AS day, usage_kind AS stream, sum(amount) AS spend
+FROM analytics.fct_priced_usage
+WHERE account_id = %(account)s AND hour >= %(start)s AND hour < %(end)s
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+
+def write_html(data: dict, daily: list[dict], start: datetime, end: datetime, path: str):
+    """The statement as one HTML page: the invoice's spend chart (SVG, no JavaScript), then the
+    statement as the command prints it."""
+    import io
+    from html import escape
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from billing_pipeline.invoicing.document import spend_chart_svg
+
+    console = Console(record=True, width=118, file=io.StringIO(), color_system=None)
+    for item in render(data):
+        console.print(item)
+    chart = spend_chart_svg({"period_start": start, "period_end": end, "daily_spend": daily})
+    title = f"Statement for {data['name']} ({data['account_id']}), {data['month']}"
+    page = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            "<style>body{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif;margin:2em;color:#222}"
+            "pre{font-size:12px;line-height:1.35}</style></head><body>"
+            f"<h1>{escape(title)}</h1><h2>Daily spend by stream</h2>{chart}"
+            f"<pre>{escape(console.export_text())}</pre></body></html>\n")
+    target = Path(path)
+    try:
+        target.write_text(page)
+    except OSError as exc:
+        raise InputError(f"--html {path}: cannot write the page ({exc.strerror}); choose a writable file") from None
+    return target.resolve()
