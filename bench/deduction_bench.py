@@ -32,7 +32,7 @@ from billing_pipeline.db.connection import make_conninfo_url  # noqa: E402
 from billing_pipeline.db.migrate import upgrade  # noqa: E402
 from billing_pipeline.ledger import Entry, post_entries  # noqa: E402
 from billing_pipeline.ledger.deduction import settle_priced_usage  # noqa: E402
-from tests.support.payments import PRICED_USAGE_DDL  # noqa: E402
+from tests.support.payments import USAGE_CHARGES_DDL  # noqa: E402
 
 SERVER = os.environ.get("BILLING_BENCH_SERVER", "127.0.0.1:5432")
 DB = "satusky_bench_deduction"
@@ -47,7 +47,7 @@ def fresh_database(accounts: int) -> str:
     url = make_conninfo_url(host=host, port=int(port), dbname=DB)
     upgrade(url)
     with psycopg.connect(url) as conn, conn.cursor() as cur:
-        conn.execute(PRICED_USAGE_DDL)
+        conn.execute(USAGE_CHARGES_DDL)
         with cur.copy("COPY billing.accounts (id, name) FROM STDIN") as copy:
             for i in range(accounts):
                 copy.write_row((f"acct-{i:05d}", f"Account {i}"))

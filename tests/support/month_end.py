@@ -9,6 +9,7 @@ from decimal import Decimal
 import psycopg
 
 from billing_pipeline.invoicing.months import month_bounds, parse_month
+from tests.support.payments import USAGE_CHARGES_DDL
 
 # The columns of analytics.fct_priced_usage that month-end reads (the real table comes from dbt).
 PRICED_USAGE_DDL = """
@@ -118,21 +119,6 @@ def topup(conn: psycopg.Connection, account_id: str, amount: str, key: str) -> N
 
     post_entry(conn, Entry(account_id, "topup", Decimal(amount), key))
 
-
-USAGE_CHARGES_DDL = """
-CREATE TABLE IF NOT EXISTS analytics.fct_usage_charges (
-    usage_charge_key  text,
-    hour              timestamptz NOT NULL,
-    account_id        text NOT NULL,
-    usage_kind        text NOT NULL,
-    amount            numeric(20, 6) NOT NULL,
-    amount_exact      numeric NOT NULL,
-    covered_amount    numeric NOT NULL DEFAULT 0,
-    is_estimate       boolean NOT NULL DEFAULT false,
-    priced_row_count  bigint NOT NULL
-);
-CREATE INDEX IF NOT EXISTS fct_usage_charges_hour_idx ON analytics.fct_usage_charges (hour);
-"""
 
 # What dbt's fct_usage_charges holds: per account, hour and usage kind, the priced usage summed
 # and rounded half-even to micro-credits (the round_half_even macro, spelled out for the stand-in).

@@ -27,8 +27,12 @@ CREATE TABLE IF NOT EXISTS analytics.fct_priced_usage (
     is_estimate       boolean NOT NULL DEFAULT false,
     covered_by_rental boolean NOT NULL DEFAULT false
 );
--- What settlement reads: the mart's per account, hour and usage kind totals, rounded half-even
--- to micro-credits (dbt's round_half_even; here Decimal.quantize fills the stand-in).
+"""
+
+# What settlement reads: the mart's per account, hour and usage kind totals, rounded half-even
+# to micro-credits (dbt's round_half_even; the stand-ins are filled already rounded).
+USAGE_CHARGES_DDL = """
+CREATE SCHEMA IF NOT EXISTS analytics;
 CREATE TABLE IF NOT EXISTS analytics.fct_usage_charges (
     usage_charge_key  text,
     hour              timestamptz NOT NULL,
@@ -40,12 +44,14 @@ CREATE TABLE IF NOT EXISTS analytics.fct_usage_charges (
     is_estimate       boolean NOT NULL DEFAULT false,
     priced_row_count  bigint NOT NULL
 );
+CREATE INDEX IF NOT EXISTS fct_usage_charges_hour_idx ON analytics.fct_usage_charges (hour);
 """
 
 
 def create_priced_usage_mart(url: str) -> None:
     with psycopg.connect(url) as conn:
         conn.execute(PRICED_USAGE_DDL)
+        conn.execute(USAGE_CHARGES_DDL)
 
 
 def replace_priced_usage(url: str, hour: datetime, rows: Iterable[tuple]) -> None:
