@@ -75,16 +75,27 @@ def test_fifteen_sigkills_at_random_points_leave_a_consistent_ledger_and_nothing
     work = ledger_worker.plan(SEED)
     rng = random.Random(SEED)
     progress = []
+    total = sum(len(rows) for _, rows in work)
     server = ForkServer(db_url)
     try:
-        for kill in range(KILLS):
-            pid = server.start()
-            # Each worker first re-posts what its predecessors did (duplicates), so later kills
-            # come later: spread over the plan, at a random point of whatever is running then.
-            time.sleep(0.06 * kill + rng.uniform(0.0, 0.1))
-            os.kill(pid, signal.SIGKILL)
-            assert server.wait() in (signal.SIGKILL, 0)  # killed (or, rarely, already done)
-            progress.append(len(check_ledger(db_url, work)))
+        with psycopg.connect(db_url, autocommit=True) as watch:
+            for kill in range(KILLS):
+                # Kills spread over the plan by its progress, not by the clock (a quiet machine
+                # finishes the whole plan in about a second): wait until the ledger holds this
+                # kill's share of the entries, then strike at a random moment of what runs next.
+                target = total * (kill + 1) // (KILLS + 2)
+                pid = server.start()
+                deadline = time.monotonic() + 60
+                while (watch.execute("SELECT count(*) FROM billing.credit_transactions").fetchone()[0] < target
+                       and time.monotonic() < deadline):
+                    time.sleep(0.002)
+                time.sleep(rng.uniform(0.0, 0.02))
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass  # the worker finished first: the check below still holds
+                assert server.wait() in (signal.SIGKILL, 0)  # killed (or, rarely, already done)
+                progress.append(len(check_ledger(db_url, work)))
         server.start()  # once more, to the end
         assert server.wait() == 0
     finally:
