@@ -56,12 +56,12 @@ from psycopg import sql  # noqa: E402
 
 from billing_pipeline.db.connection import connect, make_conninfo_url  # noqa: E402
 from billing_pipeline.db.migrate import upgrade  # noqa: E402
-from billing_pipeline.synthetic import PrometheusServer, build_tsdb, generated_cluster, write_platform_rows  # noqa: E402
+from billing_pipeline.synthetic import PrometheusServer, generated_cluster, write_platform_rows  # noqa: E402
+from tsdb_cache import cached_tsdb  # noqa: E402  (bench/, beside this script)
 
 UTC = timezone.utc
 H = timedelta(hours=1)
 START = datetime(2025, 6, 2, tzinfo=UTC)
-CACHE = Path(__file__).resolve().parent / ".cache"
 RESULTS = Path(__file__).resolve().parent / "results"
 DB = f"satusky_bench_cycle_{os.getpid()}"  # per process: two benches at once must not drop each other's database
 OPENING_CREDIT = Decimal("10000")
@@ -94,23 +94,8 @@ def cluster_for(deployments: int, hours: int):
 
 
 def prepare_tsdb(deployments: int, hours: int, rebuild: bool) -> tuple[Path, dict]:
-    CACHE.mkdir(exist_ok=True)
-    (CACHE / ".gitignore").write_text("*\n")
-    base = CACHE / f"cycle-{deployments}-{hours}"
-    marker = base / "built.json"
-    if rebuild and base.exists():
-        shutil.rmtree(base)
-    if not marker.exists():
-        shutil.rmtree(base, ignore_errors=True)
-        base.mkdir(parents=True)
-        print(f"backfilling {deployments} deployments x {hours} hours (promtool) ...", flush=True)
-        t0 = time.monotonic()
-        build_tsdb(cluster_for(deployments, hours), base / "tsdb")
-        seconds = time.monotonic() - t0
-        marker.write_text(json.dumps({"deployments": deployments, "hours": hours, "start": START.isoformat(),
-                                      "seconds": round(seconds, 1), "loadavg": os.getloadavg()}))
-        print(f"backfilled in {seconds:.1f}s -> {base / 'tsdb'}", flush=True)
-    return base / "tsdb", json.loads(marker.read_text())
+    return cached_tsdb(f"cycle-{deployments}-{hours}", lambda: cluster_for(deployments, hours),
+                       {"deployments": deployments, "hours": hours, "start": START.isoformat()}, rebuild)
 
 
 def server_parts() -> tuple[str, int]:

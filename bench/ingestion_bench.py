@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -35,10 +34,10 @@ from billing_pipeline.db.migrate import upgrade
 from billing_pipeline.ingestion.metrics import fetch_hour, write_hour
 from billing_pipeline.orchestration.clock import CLOCK_TAG
 from billing_pipeline.resources.prometheus import PrometheusResource
-from billing_pipeline.synthetic import PrometheusServer, build_tsdb, generated_cluster, write_platform_rows
+from billing_pipeline.synthetic import PrometheusServer, generated_cluster, write_platform_rows
+from tsdb_cache import cached_tsdb  # bench/, beside this script
 
 HOUR = datetime(2025, 6, 2, 10, tzinfo=timezone.utc)
-CACHE = Path(__file__).resolve().parent / ".cache"
 DB = "satusky_bench_ingestion"
 
 
@@ -47,20 +46,9 @@ def cluster_for(pods: int):
 
 
 def prepare_tsdb(pods: int, rebuild: bool) -> Path:
-    CACHE.mkdir(exist_ok=True)
-    (CACHE / ".gitignore").write_text("*\n")
-    base = CACHE / f"ingestion-{pods}"
-    marker = base / "built.json"
-    if rebuild and base.exists():
-        shutil.rmtree(base)
-    if not marker.exists():
-        shutil.rmtree(base, ignore_errors=True)
-        base.mkdir(parents=True)
-        t0 = time.monotonic()
-        build_tsdb(cluster_for(pods), base / "tsdb")
-        marker.write_text(json.dumps({"pods": pods, "hour": HOUR.isoformat(), "seconds": time.monotonic() - t0}))
-        print(f"backfilled {pods} pods in {time.monotonic() - t0:.1f}s -> {base / 'tsdb'}")
-    return base / "tsdb"
+    tsdb, _built = cached_tsdb(f"ingestion-{pods}", lambda: cluster_for(pods),
+                               {"pods": pods, "hour": HOUR.isoformat()}, rebuild)
+    return tsdb
 
 
 def scratch_database() -> str:
