@@ -1,6 +1,6 @@
 """`billing explain ACCOUNT --month YYYY-MM [--detail]`: one month of an account's bill, as a statement.
 
-Both measurements side by side (contract §4): machine capacity *rented* (from
+Both measurements side by side (docs/rules/pricing.md): machine capacity *rented* (from
 ``machine_usages``) and what the workloads *consumed* (from Prometheus). What the account's
 rentals covered is said once, in credits; exceptions come with what to do; the ledger shows how
 the month's usage was settled. ``--detail`` adds the trail from each usage ledger entry to the
