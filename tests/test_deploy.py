@@ -138,7 +138,7 @@ def test_a_broken_instance_file_is_refused(tmp_path, instance_env):
         data["run_coordinator"]["config"]["tag_concurrency_limits"][0]["limit"] = "one"
 
     broken = load_instance_config(edited_copy(tmp_path / "b", bad_limit))
-    with pytest.raises(Exception, match="limit"):
+    with pytest.raises(DagsterInvalidConfigError, match="tag_concurrency_limits"):
         build_run_coordinator(broken)
 
 
