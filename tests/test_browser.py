@@ -48,15 +48,14 @@ ASSET_CHAIN = [
 # Each key must be upstream of the next (the settlement is downstream of the marts).
 CHAIN_IS_DIRECTED = True
 
-# The six jobs of docs/rules/README.md. Those marked False are being added in parallel (issue 10): they
-# are checked once the code location has them, and reported as skipped until then.
+# The six jobs of docs/rules/README.md and the assets each one materialises.
 JOBS = {
-    "credit_usage_job": True,
-    "balance_alert_job": True,
-    "auto_topup_job": True,
-    "grace_period_job": True,
-    "monthly_invoice_job": True,
-    "sla_credit_job": True,
+    "credit_usage_job": ["ledger/credit_transactions"],
+    "balance_alert_job": ["alerts/balance_alerts", "alerts/notification_deliveries"],
+    "auto_topup_job": ["payments/auto_topups"],
+    "grace_period_job": ["alerts/notification_deliveries", "lifecycle/account_lifecycle"],
+    "monthly_invoice_job": ["invoicing/invoice_lines", "invoicing/invoices", "invoicing/sla_credits"],
+    "sla_credit_job": ["invoicing/sla_credits"],
 }
 
 REPOSITORY_QUERY = """{ repositoriesOrError { ... on RepositoryConnection { nodes {
@@ -229,10 +228,8 @@ def _jobs_are_listed(webserver, page):
     page.goto(f"{base}/jobs")
     page.get_by_text("credit_usage_job").first.wait_for()
     text = page.inner_text("body")
-    for job, required_now in JOBS.items():
-        if job not in present:
-            assert not required_now, f"job {job} is missing from the code location"
-            continue  # reported by test_the_six_jobs_are_defined
+    for job in JOBS:
+        assert job in present, f"job {job} is missing from the code location"
         assert re.search(rf"\b{job}\b", text), f"job {job} is not listed at /jobs"
     _shot(page, "jobs")
 
@@ -270,13 +267,11 @@ def test_the_ui_tells_the_whole_story(webserver, page):
 
 @pytest.mark.parametrize("job", list(JOBS))
 def test_the_six_jobs_are_defined(job):
-    """The jobs of docs/rules/README.md; the two issue 10 adds are skipped, by name, until they exist."""
+    """The jobs of docs/rules/README.md, each materialising exactly its assets."""
     from billing_pipeline.definitions import defs
 
-    names = {j.name for j in defs.resolve_all_job_defs()}
-    if job not in names and not JOBS[job]:
-        pytest.skip(f"{job} is not defined yet (issue 10 adds it)")
-    assert job in names
+    assets = defs.resolve_job_def(job).asset_layer.executable_asset_keys
+    assert sorted(key.to_user_string() for key in assets) == JOBS[job]
 
 
 # What the asset pages show for the dbt models: owners, descriptions, the real database, row counts.

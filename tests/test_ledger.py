@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from decimal import Decimal
 
 import psycopg
@@ -82,17 +83,29 @@ def test_same_key_with_different_content_is_refused(ledger_db):
 def test_eight_concurrent_writers_lose_nothing_and_double_nothing(ledger_db):
     writers, per_writer = 8, 500
     errors: list[BaseException] = []
+    created: Counter = Counter()  # key -> how many posts of it said created=True
+    created_lock = threading.Lock()
     start = threading.Barrier(writers)
 
+    def post(conn, e: Entry) -> None:
+        was_created = post_entry(conn, e).created
+        with created_lock:
+            created[e.idempotency_key] += was_created
+
+    def entry(owner: int, i: int) -> Entry:
+        return Entry("acme", "topup", D("0.01") * (owner + 1), f"w{owner}-{i}")
+
     def write(w: int) -> None:
+        neighbour = (w + 1) % writers
         try:
             with psycopg.connect(ledger_db, autocommit=True) as conn:
                 start.wait()
                 for i in range(per_writer):
-                    # Every writer also re-posts the key its neighbour uses: still exactly once.
-                    post_entry(conn, Entry("acme", "topup", D("0.01") * (w + 1), f"w{w}-{i}"))
+                    # Every 50th key is raced by two writers: the writer it belongs to and the writer
+                    # before it, which posts the same entry at about the same moment. Exactly one wins.
                     if i % 50 == 0:
-                        post_entry(conn, Entry("acme", "topup", D("0.01") * (w + 1), f"w{w}-{i}"))
+                        post(conn, entry(neighbour, i))
+                    post(conn, entry(w, i))
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -102,6 +115,9 @@ def test_eight_concurrent_writers_lose_nothing_and_double_nothing(ledger_db):
     for t in threads:
         t.join()
     assert not errors
+    raced = [f"w{w}-{i}" for w in range(writers) for i in range(0, per_writer, 50)]
+    assert len(raced) == 80 and all(created[key] == 1 for key in raced)  # one winner per raced key
+    assert sum(created.values()) == writers * per_writer
     expected = sum(D("0.01") * (w + 1) * per_writer for w in range(writers))
     with psycopg.connect(ledger_db) as conn:
         count, total, distinct_seq = conn.execute(
@@ -109,6 +125,10 @@ def test_eight_concurrent_writers_lose_nothing_and_double_nothing(ledger_db):
         ).fetchone()
         assert count == distinct_seq == writers * per_writer
         assert total == expected == balance_of(conn, "acme")
+        per_raced_key = conn.execute(
+            "SELECT count(*) FROM billing.credit_transactions WHERE idempotency_key = ANY(%s) "
+            "GROUP BY idempotency_key", (raced,)).fetchall()
+        assert per_raced_key == [(1,)] * len(raced)
         assert verify_ledger(conn).ok
 
 

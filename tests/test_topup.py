@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -77,30 +78,52 @@ def test_a_successful_top_up_credits_once(db_url, stripe_emulator, stripe_res):
     assert outbox_kinds(db_url) == ["auto_topup_succeeded"]
 
 
-CRASHING_RUN = textwrap.dedent("""
-    import os, signal, sys
+# A plain auto top-up pass in its own process: no hook, the production code as it ships.
+TOPUP_RUN = textwrap.dedent("""
+    import sys
     from datetime import datetime, timezone
-    from billing_pipeline.payments import topup
+    from billing_pipeline.payments.topup import run_auto_topup
     from billing_pipeline.resources.stripe import StripeResource
 
-    def die(attempt_key):
-        os.kill(os.getpid(), signal.SIGKILL)   # Stripe has answered; nothing is recorded yet
-
-    topup.AFTER_STRIPE_ANSWER = die
-    topup.run_auto_topup(sys.argv[1], StripeResource(api_key=sys.argv[2], api_base=sys.argv[3]),
-                         datetime(2026, 11, 25, 12, tzinfo=timezone.utc))
+    run_auto_topup(sys.argv[1], StripeResource(api_key=sys.argv[2], api_base=sys.argv[3]),
+                   datetime(2026, 11, 25, 12, tzinfo=timezone.utc))
 """)
+
+
+def _blocked_backends(conn, database: str) -> list[str]:
+    """Queries of other sessions on ``database`` waiting for a row lock."""
+    return [r[0] for r in conn.execute(
+        "SELECT query FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+        "AND wait_event_type = 'Lock'", (database,))]
 
 
 def test_killed_right_after_stripe_answered_still_credits_once(db_url, stripe_emulator, stripe_res):
     create_accounts(db_url, "acme")
     enable(db_url, stripe_emulator, "acme")
     post(db_url, "acme", "topup", "1", "t1")
-    proc = subprocess.run([sys.executable, "-c", CRASHING_RUN, db_url, stripe_emulator.api_key, stripe_emulator.url],
-                          capture_output=True, text=True, timeout=60, cwd=os.getcwd())
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
-    assert [p["status"] for p in payment_intents(stripe_emulator.url)] == ["succeeded"]  # Stripe charged...
-    assert auto_topups(db_url) == [] and attempts(db_url) == [("auto_topup:acme:1", "pending", None)]  # ...we did not record it
+    # The test holds acme's balance row, so the run, once Stripe has answered, waits to post the
+    # credit; it is SIGKILLed there, between Stripe's charge and anything recorded of it.
+    with psycopg.connect(db_url) as holder:
+        holder.execute("SELECT 1 FROM billing.credits WHERE account_id = 'acme' FOR UPDATE")
+        proc = subprocess.Popen([sys.executable, "-c", TOPUP_RUN, db_url, stripe_emulator.api_key, stripe_emulator.url],
+                                stderr=subprocess.PIPE, text=True, cwd=os.getcwd())
+        try:
+            deadline = time.monotonic() + 60
+            with psycopg.connect(db_url, autocommit=True) as watcher:
+                while not _blocked_backends(watcher, holder.info.dbname):
+                    assert proc.poll() is None, proc.stderr.read()
+                    assert time.monotonic() < deadline, "the run never reached the ledger"
+                    time.sleep(0.05)
+            assert [p["status"] for p in payment_intents(stripe_emulator.url)] == ["succeeded"]  # Stripe charged
+            os.kill(proc.pid, signal.SIGKILL)
+            assert proc.wait(timeout=30) == -signal.SIGKILL
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
+        holder.rollback()
+    assert auto_topups(db_url) == [] and attempts(db_url) == [("auto_topup:acme:1", "pending", None)]  # not recorded
     result = run_auto_topup(db_url, stripe_res, NOW + timedelta(minutes=1))
     assert result.recovered == [("acme", "auto_topup:acme:1")] and len(result.charged) == 1
     assert len(payment_intents(stripe_emulator.url)) == 1  # no second charge

@@ -169,8 +169,10 @@ def ensure_database(url: str, *, create: bool = True) -> bool:
                 )
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
             return True
-    except psycopg.errors.DuplicateDatabase:
-        return False  # created concurrently by another process: that is what we wanted
+    except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+        # Created concurrently by another process: that is what we wanted. Two CREATE DATABASE
+        # racing can fail as a unique violation on pg_database rather than duplicate_database.
+        return False
     except psycopg.OperationalError as exc:
         raise ConfigurationError(
             f"Cannot reach PostgreSQL at {redact_url(url)}: {redact_text(str(exc).strip(), url)}. "

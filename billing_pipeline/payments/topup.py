@@ -29,7 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Callable
 
 import psycopg
 
@@ -42,10 +41,6 @@ from billing_pipeline.resources.stripe import ACCOUNT_METADATA, ATTEMPT_KEY_META
 MAX_CONSECUTIVE_FAILURES = 3
 BACKOFF_BASE = timedelta(hours=1)
 CENT = Decimal("0.01")
-
-# Test hook: called with the attempt key right after Stripe answered and before anything is
-# recorded (the crash test SIGKILLs its own process here). None in production.
-AFTER_STRIPE_ANSWER: Callable[[str], None] | None = None
 
 _STATE = """
 WITH acct AS (
@@ -257,8 +252,6 @@ def _charge(stripe: StripeResource, attempt: _Attempt) -> PaymentOutcome:
         )
     except Exception as exc:  # network trouble etc.: the attempt stays pending and is resolved next run
         return PaymentOutcome(None, "unknown", type(exc).__name__, str(exc)[:500])
-    if AFTER_STRIPE_ANSWER is not None:
-        AFTER_STRIPE_ANSWER(attempt.attempt_key)
     return outcome
 
 
