@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 
 import psycopg
 
-from billing_pipeline.alerts.outbox import ENQUEUE_SET
+from billing_pipeline.notifications.outbox import ENQUEUE_SET
 from billing_pipeline.lifecycle.machine import State, state_sql
 
 RUNWAY_WARNING_HOURS = 24

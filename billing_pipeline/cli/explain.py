@@ -20,7 +20,7 @@ import psycopg
 
 from billing_pipeline.cli.output import credits, decimal_text, emit, quantity, resource_words, table, unit_words
 from billing_pipeline.db import connect
-from billing_pipeline.errors import BillingError, InputError
+from billing_pipeline.core.errors import BillingError, InputError
 
 ZERO = Decimal("0")
 

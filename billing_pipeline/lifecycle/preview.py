@@ -8,9 +8,9 @@ from typing import Any
 
 import psycopg
 
-from billing_pipeline.errors import InputError
+from billing_pipeline.core.errors import InputError
 from billing_pipeline.lifecycle import store
-from billing_pipeline.lifecycle.cluster import Cluster
+from billing_pipeline.resources.cluster import Cluster
 from billing_pipeline.lifecycle.discovery import discover
 from billing_pipeline.lifecycle.store import Deployment
 

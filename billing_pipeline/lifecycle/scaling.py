@@ -12,7 +12,7 @@ from datetime import datetime
 
 from billing_pipeline.lifecycle import store
 from billing_pipeline.lifecycle.actions import tracked
-from billing_pipeline.lifecycle.cluster import ClusterCallError
+from billing_pipeline.resources.cluster import ClusterCallError
 from billing_pipeline.lifecycle.discovery import owned_objects, target
 from billing_pipeline.lifecycle.notices import scale_to_zero_at
 from billing_pipeline.lifecycle.store import Account, Deployment

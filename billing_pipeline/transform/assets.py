@@ -11,15 +11,17 @@ import json
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets, get_asset_key_for_model, get_asset_keys_by_output_name_for_source
 
-from billing_pipeline.partitions import hourly_partitions
+from billing_pipeline.core.partitions import hourly_partitions
 from billing_pipeline.resources import PostgresResource
 from billing_pipeline.transform.project import DBT_THREADS, dbt_environment, dbt_project, ensure_manifest, manifest_for_database
 from billing_pipeline.transform.translator import BillingDbtTranslator
 
 
 def window_vars(start, end) -> dict[str, str]:
-    """dbt vars for the hours [start, end) (UTC ISO 8601)."""
-    return {"min_hour": start.isoformat(), "max_hour": end.isoformat()}
+    """dbt vars for the hours [start, end), spelled as ``Hour.text`` (UTC ISO 8601)."""
+    from billing_pipeline.core.hours import Hour
+
+    return {"min_hour": Hour.of(start).text, "max_hour": Hour.of(end).text}
 
 
 # The models that read the ledger, the persisted lifecycle or the month-end tables run after the
