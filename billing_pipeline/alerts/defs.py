@@ -17,9 +17,9 @@ from billing_pipeline.alerts.delivery import deliver_due
 from billing_pipeline.core.asset_keys import ACCOUNT_LIFECYCLE, AUTO_TOPUPS, BALANCE_ALERTS, LEDGER, NOTIFICATION_DELIVERIES
 from billing_pipeline.core.clock import run_clock
 from billing_pipeline.core.ownership import BILLING_OWNERS
+from billing_pipeline.core.runs import JOB_TAGS
 from billing_pipeline.resources.notify import NotifyResource
 from billing_pipeline.resources.postgres import PostgresResource
-from billing_pipeline.core.runs import JOB_TAGS
 from billing_pipeline.transform.assets import dbt_model_key
 
 ACCOUNT_BALANCES = dbt_model_key("fct_account_balances")

@@ -19,8 +19,8 @@ from decimal import Decimal
 import psycopg
 
 from billing_pipeline.cli.output import credits, decimal_text, emit, quantity, resource_words, table, unit_words
-from billing_pipeline.db import connect
 from billing_pipeline.core.errors import BillingError, InputError
+from billing_pipeline.db import connect
 
 ZERO = Decimal("0")
 

@@ -9,8 +9,8 @@ from urllib.parse import quote, urlencode
 
 from psycopg.conninfo import conninfo_to_dict
 
-from billing_pipeline.db.connection import LOCAL_PORT, ensure_database, state_dir
 from billing_pipeline.core.runs import LANE_TAG, MONEY_LANE
+from billing_pipeline.db.connection import LOCAL_PORT, ensure_database, state_dir
 
 # When the server needs a password, dagster.yaml names this variable instead of holding the secret.
 DAGSTER_URL_ENV = "BILLING_DAGSTER_DATABASE_URL"

@@ -22,13 +22,13 @@ from decimal import Decimal
 import dagster as dg
 
 from billing_pipeline.core.asset_keys import PROMETHEUS
-from billing_pipeline.ingestion.metrics import fetch_hour, write_hour
-from billing_pipeline.ingestion.platform import platform_key
-from billing_pipeline.ingestion.rentals import quarantined_rentals, slice_rental_hour
 from billing_pipeline.core.clock import run_clock
 from billing_pipeline.core.hours import Hour
 from billing_pipeline.core.ownership import BILLING_OWNERS
 from billing_pipeline.core.partitions import hourly_partitions
+from billing_pipeline.ingestion.metrics import fetch_hour, write_hour
+from billing_pipeline.ingestion.platform import platform_key
+from billing_pipeline.ingestion.rentals import quarantined_rentals, slice_rental_hour
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.resources.prometheus import PrometheusResource
 

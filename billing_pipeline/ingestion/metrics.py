@@ -33,9 +33,9 @@ from datetime import datetime
 import psycopg
 
 from billing_pipeline.core.errors import BillingError
+from billing_pipeline.core.hours import HOUR
 from billing_pipeline.ingestion import promql
 from billing_pipeline.resources.prometheus import PrometheusResource, PrometheusUnavailable
-from billing_pipeline.core.hours import HOUR
 
 
 

@@ -23,16 +23,16 @@ from datetime import datetime
 import dagster as dg
 import psycopg
 
-from billing_pipeline.ingestion import promql
 from billing_pipeline.core.asset_keys import PROMETHEUS
-from billing_pipeline.ingestion.assets import GROUP, ingestion_key, partition_hours
-from billing_pipeline.ingestion.platform import platform_key
 from billing_pipeline.core.clock import run_clock
+from billing_pipeline.core.hours import HOUR
 from billing_pipeline.core.ownership import BILLING_OWNERS
 from billing_pipeline.core.partitions import hourly_partitions
+from billing_pipeline.ingestion import promql
+from billing_pipeline.ingestion.assets import GROUP, ingestion_key, partition_hours
+from billing_pipeline.ingestion.platform import platform_key
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.resources.prometheus import PrometheusResource, PrometheusUnavailable
-from billing_pipeline.core.hours import HOUR
 
 PROBE_DEPLOYMENT_HOURS = ingestion_key("probe_deployment_hours")
 PROBE_HOURS = ingestion_key("probe_hours")

@@ -31,8 +31,8 @@ from datetime import date, datetime
 
 import psycopg
 
-from billing_pipeline.invoicing.months import month_bounds, month_text
 from billing_pipeline.core.hours import HOUR
+from billing_pipeline.invoicing.months import month_bounds, month_text
 
 PRICED_USAGE = "analytics.fct_priced_usage"
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from billing_pipeline.core.errors import BillingError, InputError
 from billing_pipeline.core.clock import CLOCK_TAG, clock_input
+from billing_pipeline.core.errors import BillingError, InputError
 from billing_pipeline.core.hours import HOUR, Hour
 from billing_pipeline.core.partitions import first_billable_hour
 from billing_pipeline.orchestration.launcher import Launcher, RunOutcome, code_location, default_instance

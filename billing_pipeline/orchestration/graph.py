@@ -30,12 +30,12 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from billing_pipeline.core.asset_keys import ACCOUNT_LIFECYCLE, LEDGER
-from billing_pipeline.ingestion.assets import MACHINE_RENTAL_HOURS, METRIC_HOURS, machine_rentals
-from billing_pipeline.ingestion.rentals import stale_rental_hours
 from billing_pipeline.core.hours import Hour
 from billing_pipeline.core.partitions import first_billable_hour, hourly_partitions
-from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.core.runs import JOB_TAGS, LANE_TAG, MONEY_LANE
+from billing_pipeline.ingestion.assets import MACHINE_RENTAL_HOURS, METRIC_HOURS, machine_rentals
+from billing_pipeline.ingestion.rentals import stale_rental_hours
+from billing_pipeline.resources.postgres import PostgresResource
 
 # The cycle's stages by the asset groups they materialise (``billing run --only STAGE``).
 STAGE_GROUPS = {

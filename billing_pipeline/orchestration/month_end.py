@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
+from billing_pipeline.core.clock import CLOCK_TAG, clock_input
 from billing_pipeline.core.errors import BillingError, InputError
 from billing_pipeline.invoicing.months import month_bounds, month_text, parse_month
-from billing_pipeline.core.clock import CLOCK_TAG, clock_input
 
 JOB_NAME = "monthly_invoice_job"
 

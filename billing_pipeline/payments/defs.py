@@ -12,13 +12,13 @@
 import dagster as dg
 
 from billing_pipeline.core.asset_keys import AUTO_TOPUPS, LEDGER
-from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.core.clock import run_clock
+from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.core.ownership import BILLING_OWNERS
+from billing_pipeline.core.runs import JOB_TAGS
 from billing_pipeline.payments.topup import run_auto_topup
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.resources.stripe import StripeResource
-from billing_pipeline.core.runs import JOB_TAGS
 
 
 @dg.asset(
