@@ -29,10 +29,10 @@ import dagster as dg  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg import sql
 
+from billing_pipeline.core.clock import CLOCK_TAG
 from billing_pipeline.db.connection import connect, make_conninfo_url
 from billing_pipeline.db.migrate import upgrade
 from billing_pipeline.ingestion.metrics import fetch_hour, write_hour
-from billing_pipeline.orchestration.clock import CLOCK_TAG
 from billing_pipeline.resources.prometheus import PrometheusResource
 from billing_pipeline.synthetic import PrometheusServer, generated_cluster, write_platform_rows
 from tsdb_cache import cached_tsdb  # bench/, beside this script

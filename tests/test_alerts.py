@@ -12,7 +12,7 @@ import pytest
 
 from billing_pipeline.alerts.balance import evaluate_balance_alerts
 from billing_pipeline.alerts.delivery import deliver_due
-from billing_pipeline.alerts.outbox import enqueue_notification
+from billing_pipeline.notifications.outbox import enqueue_notification
 from billing_pipeline.resources.notify import verify_webhook_signature
 from tests.support.payments import (  # noqa: F401 (fixtures)
     WEBHOOK_SECRET,

@@ -293,7 +293,7 @@ print(json.dumps({"success": result.success, "row_counts": {
 
 
 def test_dbt_assets_are_owned_described_and_name_their_database():
-    from billing_pipeline.ownership import BILLING_OWNER
+    from billing_pipeline.core.ownership import BILLING_OWNER
     from billing_pipeline.transform.project import ensure_manifest, manifest_for_database
     from billing_pipeline.transform.translator import BillingDbtTranslator
 

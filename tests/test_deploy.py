@@ -3,7 +3,7 @@
 deploy/dagster.yaml is loaded by ``dagster_instance_config`` (the function DagsterInstance uses
 to read $DAGSTER_HOME/dagster.yaml), its run coordinator is built from it, and its run
 launcher's config is validated against K8sRunLauncher's schema. deploy/helm/values.yaml must
-carry the same run-queue limits, and the money lane's limit must be the one billing_pipeline/runs.py
+carry the same run-queue limits, and the money lane's limit must be the one billing_pipeline/core/runs.py
 names. No cluster and no database are needed.
 """
 
@@ -24,7 +24,7 @@ from dagster._serdes import ConfigurableClassData
 from dagster._utils.merger import merge_dicts
 from dagster_k8s import K8sRunLauncher
 
-from billing_pipeline.runs import LANE_TAG, MONEY_LANE
+from billing_pipeline.core.runs import LANE_TAG, MONEY_LANE
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 

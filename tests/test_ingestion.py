@@ -13,9 +13,9 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
+from billing_pipeline.core.clock import CLOCK_TAG
 from billing_pipeline.db.connection import connect
 from billing_pipeline.ingestion.assets import machine_rentals, prometheus_metric_hours
-from billing_pipeline.orchestration.clock import CLOCK_TAG
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.resources.prometheus import PrometheusResource
 from billing_pipeline.synthetic import write_platform_rows

@@ -18,7 +18,7 @@ import pytest
 
 from billing_pipeline.cli.main import main
 from billing_pipeline.invoicing.invoices import issue_invoices
-from billing_pipeline.invoicing.month_end import run_month_end
+from billing_pipeline.orchestration.month_end import run_month_end
 from billing_pipeline.invoicing.months import parse_month
 from tests.support.month_end import (
     create_platform,

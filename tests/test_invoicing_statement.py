@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from billing_pipeline.db import connect
-from billing_pipeline.errors import BillingError, InputError
+from billing_pipeline.core.errors import BillingError, InputError
 from billing_pipeline.invoicing.statement import (
     PricedLine,
     account_name,

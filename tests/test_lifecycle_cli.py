@@ -108,7 +108,7 @@ def test_grace_period_job_through_dagster_with_schedule(acme, kube, monkeypatch)
 
     from billing_pipeline.definitions import defs
     from billing_pipeline.lifecycle.defs import grace_deadline_schedule
-    from billing_pipeline.orchestration.clock import CLOCK_TAG
+    from billing_pipeline.core.clock import CLOCK_TAG
 
     monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig_path))
     grace_period_job = defs.resolve_job_def("grace_period_job")

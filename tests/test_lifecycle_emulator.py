@@ -7,7 +7,7 @@ import json
 import kubernetes
 import pytest
 
-from billing_pipeline.lifecycle.cluster import ClusterCallError
+from billing_pipeline.resources.cluster import ClusterCallError
 from tests.support.kube import cluster, ingress_spec, kube, seed_deployment  # noqa: F401  (fixtures)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from billing_pipeline.asset_keys import (
+from billing_pipeline.core.asset_keys import (
     ACCOUNT_LIFECYCLE,
     AUTO_TOPUPS,
     BALANCE_ALERTS,

@@ -10,7 +10,7 @@ import pytest
 
 import billing_pipeline.db.connection as connection
 from billing_pipeline.db.connection import demo_database_url
-from billing_pipeline.errors import ConfigurationError
+from billing_pipeline.core.errors import ConfigurationError
 
 
 @pytest.fixture

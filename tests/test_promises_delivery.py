@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from billing_pipeline.alerts.delivery import deliver_due
-from billing_pipeline.alerts.outbox import enqueue_notification
+from billing_pipeline.notifications.outbox import enqueue_notification
 from billing_pipeline.devtools.smtp_sink import free_port
 from billing_pipeline.resources.notify import NotifyResource, verify_webhook_signature
 from tests.support.payments import WEBHOOK_SECRET, configure_account

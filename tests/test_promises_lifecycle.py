@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from billing_pipeline.definitions import defs
-from billing_pipeline.lifecycle.cluster import ACCOUNT_ID_LABEL, DEPLOYMENT_ID_LABEL
+from billing_pipeline.resources.cluster import ACCOUNT_ID_LABEL, DEPLOYMENT_ID_LABEL
 from tests.support.kube import (  # noqa: F401  (fixtures)
     add_deployment, cluster, events, kube, run, seed_deployment, set_account, set_balance,
 )

@@ -12,10 +12,10 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
-from billing_pipeline.asset_keys import ACCOUNT_LIFECYCLE, LEDGER
+from billing_pipeline.core.asset_keys import ACCOUNT_LIFECYCLE, LEDGER
+from billing_pipeline.core.clock import CLOCK_TAG
 from billing_pipeline.db.connection import connect
 from billing_pipeline.ingestion.assets import MACHINE_RENTAL_HOURS, QUARANTINED_ROWS
-from billing_pipeline.orchestration.clock import CLOCK_TAG
 from tests.support.payments import create_priced_usage_mart, replace_priced_usage, set_balance
 from tests.support.platform import create_accounts
 

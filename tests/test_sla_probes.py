@@ -8,8 +8,8 @@ import dagster as dg
 import psycopg
 import pytest
 
+from billing_pipeline.core.clock import CLOCK_TAG
 from billing_pipeline.ingestion.probes import probe_availability_hours
-from billing_pipeline.orchestration.clock import CLOCK_TAG
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.resources.prometheus import PrometheusResource
 from billing_pipeline.synthetic import PrometheusServer, create_blocks

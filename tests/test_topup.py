@@ -233,7 +233,7 @@ def test_a_card_stripe_does_not_know_fails_cleanly_instead_of_staying_pending(db
 
 
 def test_without_a_stripe_key_nothing_is_recorded(db_url, stripe_emulator, monkeypatch):
-    from billing_pipeline.errors import ConfigurationError
+    from billing_pipeline.core.errors import ConfigurationError
 
     monkeypatch.delenv("STRIPE_API_KEY", raising=False)
     create_accounts(db_url, "acme")

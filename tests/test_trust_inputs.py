@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from billing_pipeline.cli import inputs
 from billing_pipeline.cli.main import main
-from billing_pipeline.errors import InputError
+from billing_pipeline.core.errors import InputError
 from billing_pipeline.ledger import MAX_ENTRY_AMOUNT, Entry, LedgerInputError, post_entry
 from billing_pipeline.ledger.entries import MAX_ABS_AMOUNT
 from tests.support.platform import create_accounts, ledger_rows

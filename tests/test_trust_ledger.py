@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from billing_pipeline.cli.main import main
-from billing_pipeline.errors import ConfigurationError
+from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.ledger import (
     Entry,
     chain_heads,

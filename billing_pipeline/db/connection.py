@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from billing_pipeline.errors import ConfigurationError
+from billing_pipeline.core.errors import ConfigurationError
 
 DATABASE_NAME = "satusky_billing"
 LOCAL_HOST, LOCAL_PORT = "127.0.0.1", 5432

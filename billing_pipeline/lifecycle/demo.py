@@ -18,10 +18,10 @@ from pathlib import Path
 from billing_pipeline.db.connection import connect
 from billing_pipeline.devtools.kube_emulator import KubeEmulator
 from billing_pipeline.ledger import Entry, EntryType, balance_of, post_entry
-from billing_pipeline.lifecycle.cluster import ACCOUNT_ID_LABEL, DEPLOYMENT_ID_LABEL, Cluster
 from billing_pipeline.lifecycle.engine import run_lifecycle
 from billing_pipeline.lifecycle.report import lifecycle_status
 from billing_pipeline.lifecycle.store import fmt_time
+from billing_pipeline.resources.cluster import ACCOUNT_ID_LABEL, DEPLOYMENT_ID_LABEL, Cluster
 
 ACCOUNT = "demo-lifecycle"
 NAMESPACE = "demo-shop"

@@ -32,13 +32,13 @@ from typing import Iterable
 
 import psycopg
 
-from billing_pipeline.alerts.outbox import enqueue_notification
-from billing_pipeline.errors import BillingError
+from billing_pipeline.core.errors import BillingError
 from billing_pipeline.lifecycle import cleanup, idle, notices, routing, scaling, snapshots, store
-from billing_pipeline.lifecycle.cluster import Cluster, ClusterCallError
 from billing_pipeline.lifecycle.machine import Inputs, Snapshot, State, Transition, step
 from billing_pipeline.lifecycle.notices import volume_fate_line  # noqa: F401  (re-exported)
 from billing_pipeline.lifecycle.store import Account, Deployment, fmt_time
+from billing_pipeline.notifications.outbox import enqueue_notification
+from billing_pipeline.resources.cluster import Cluster, ClusterCallError
 
 log = logging.getLogger(__name__)
 

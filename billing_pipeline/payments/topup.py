@@ -32,10 +32,10 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import psycopg
 
-from billing_pipeline.alerts.outbox import enqueue_notification
+from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.db.connection import connect
-from billing_pipeline.errors import ConfigurationError
 from billing_pipeline.ledger import Entry, post_entry
+from billing_pipeline.notifications.outbox import enqueue_notification
 from billing_pipeline.resources.stripe import ACCOUNT_METADATA, ATTEMPT_KEY_METADATA, PaymentOutcome, StripeResource
 
 MAX_CONSECUTIVE_FAILURES = 3

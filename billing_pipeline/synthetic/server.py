@@ -19,7 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from billing_pipeline.errors import ConfigurationError
+from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.synthetic.tsdb import find_binary
 
 

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from billing_pipeline.errors import ConfigurationError
+from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.synthetic.model import Cluster
 from billing_pipeline.synthetic.openmetrics import write_openmetrics
 

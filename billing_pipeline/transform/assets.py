@@ -12,7 +12,8 @@ the ``postgres`` resource (BILLING_DATABASE_URL), through DBT_PG_* set for the s
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets, get_asset_key_for_model, get_asset_keys_by_output_name_for_source
 
-from billing_pipeline.partitions import hourly_partitions
+from billing_pipeline.core.hours import Hour
+from billing_pipeline.core.partitions import hourly_partitions
 from billing_pipeline.resources import PostgresResource
 from billing_pipeline.transform.project import (
     DBT_THREADS,
@@ -27,8 +28,9 @@ from billing_pipeline.transform.translator import BillingDbtTranslator
 
 
 def window_env(start, end) -> dict[str, str]:
-    """The hours [start, end) (UTC ISO 8601) as macros/partition_window.sql reads them."""
-    return {"BILLING_DBT_MIN_HOUR": start.isoformat(), "BILLING_DBT_MAX_HOUR": end.isoformat()}
+    """The hours [start, end), spelled as ``Hour.text`` (UTC ISO 8601), as
+    macros/partition_window.sql reads them."""
+    return {"BILLING_DBT_MIN_HOUR": Hour.of(start).text, "BILLING_DBT_MAX_HOUR": Hour.of(end).text}
 
 
 # The models that read the ledger, the persisted lifecycle or the month-end tables run after the

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from billing_pipeline.errors import BillingError, InputError
+from billing_pipeline.core.clock import CLOCK_TAG, clock_input
+from billing_pipeline.core.errors import BillingError, InputError
 from billing_pipeline.invoicing.months import month_bounds, month_text, parse_month
-from billing_pipeline.orchestration.clock import CLOCK_TAG, parse_clock
 
 JOB_NAME = "monthly_invoice_job"
 
@@ -53,13 +53,7 @@ def run_month_end(month: date | str, now: datetime | str | None = None, *, insta
     from billing_pipeline.orchestration.launcher import Launcher, code_location, default_instance
 
     month = parse_month(month)
-    if now is None:
-        now = datetime.now(timezone.utc)
-    elif isinstance(now, str):
-        try:
-            now = parse_clock(now)
-        except ValueError:
-            raise InputError(f"--now {now!r} is not an ISO 8601 timestamp (for example 2026-11-01T06:00:00Z)") from None
+    now = datetime.now(timezone.utc) if now is None else clock_input(now, "--now")
     check_month_ended(month, now)
     url = database_url or configured_url()
     instance = instance or default_instance()

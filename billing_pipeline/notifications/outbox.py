@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import psycopg
 
-from billing_pipeline.errors import InputError
+from billing_pipeline.core.errors import InputError
 
 # Recipients are resolved at queue time from the account row: the addresses in force when the
 # decision was taken. notify_email falls back to the account's email.

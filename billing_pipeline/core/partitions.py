@@ -11,15 +11,15 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from billing_pipeline.core.errors import ConfigurationError
+from billing_pipeline.core.hours import PARTITION_FORMAT, Hour
+
 FIRST_HOUR_VARIABLE = "BILLING_FIRST_HOUR"
 DEFAULT_FIRST_HOUR = "2026-11-01T00:00:00+00:00"
-PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
 
 
 def first_billable_hour() -> datetime:
     """``BILLING_FIRST_HOUR`` as an aware UTC datetime; a value that is not an hour is refused."""
-    from billing_pipeline.errors import ConfigurationError
-
     raw = os.environ.get(FIRST_HOUR_VARIABLE) or DEFAULT_FIRST_HOUR
     try:
         value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
@@ -35,14 +35,6 @@ def first_billable_hour() -> datetime:
     return value
 
 
-def partition_key(hour: datetime) -> str:
-    """The partition key of the UTC hour starting at ``hour``."""
-    return hour.astimezone(timezone.utc).strftime(PARTITION_FORMAT)
-
-
-def partition_hour(key: str) -> datetime:
-    return datetime.strptime(key, PARTITION_FORMAT).replace(tzinfo=timezone.utc)
-
-
+# Keys in Hour.key's format (Dagster's default for hourly partitions, said here so the two cannot drift).
 hourly_partitions = dg.HourlyPartitionsDefinition(
-    start_date=first_billable_hour().strftime(PARTITION_FORMAT), timezone="UTC")
+    start_date=Hour(first_billable_hour()).key, timezone="UTC", fmt=PARTITION_FORMAT)

@@ -1,5 +1,7 @@
 """The Kubernetes calls the lifecycle makes, through the official client, with its guards.
 
+``KubernetesResource`` (``resources.kubernetes``) configures and hands out a ``Cluster``.
+
 Objects travel as plain JSON dicts exactly as the API server returned them (the client's model
 round-trip would rename ``pathType`` to ``path_type`` and lose what it does not know, and Ingress
 rules must be restored exactly). Every call answers one of three ways:
@@ -17,7 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from billing_pipeline.errors import BillingError
+from billing_pipeline.core.errors import BillingError
 
 DEPLOYMENT_ID_LABEL = "satusky.io/deployment-id"
 ACCOUNT_ID_LABEL = "satusky.io/account-id"

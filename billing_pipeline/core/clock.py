@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from billing_pipeline.core.errors import InputError
+
 CLOCK_TAG = "billing/now"
 
 
@@ -25,3 +27,19 @@ def run_clock(context) -> datetime:
     tags = getattr(getattr(context, "run", None), "tags", None) or {}
     value = tags.get(CLOCK_TAG)
     return parse_clock(value) if value else datetime.now(timezone.utc)
+
+
+def clock_input(value: datetime | str, what: str) -> datetime:
+    """A time a person gave (``--now``, ``--start``), text or datetime, as an aware UTC datetime.
+
+    Text that is not ISO 8601 is refused with an ``InputError`` naming ``what`` and the value.
+    """
+    if isinstance(value, str):
+        try:
+            return parse_clock(value)
+        except ValueError:
+            raise InputError(
+                f"{what} {value!r} is not an ISO 8601 timestamp (for example 2026-11-01T06:00:00Z)") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
