@@ -8,7 +8,7 @@ scratch database, so each window is a catch-up of N hours: ingestion from a real
 dbt (usage models), settlement into the ledger, top-ups, lifecycle, dbt (ledger models), alerts
 and deliveries, in ranged runs of ``hourly_billing_job`` of at most ``--chunk-hours`` hours.
 
-The synthetic cluster (``billing_pipeline.synthetic.generated_cluster``, deterministic): 2 pods
+The synthetic cluster (``devkit.synthetic.generated_cluster``, deterministic): 2 pods
 per deployment, one account per 5 deployments, one node per 16 deployments, one machine rental
 per 5 accounts (types ``gpu-large`` / ``cpu-medium``), covering the longest window from
 2025-06-02T00:00Z. It is backfilled once with promtool into
@@ -56,7 +56,7 @@ from psycopg import sql  # noqa: E402
 
 from billing_pipeline.db.connection import connect, make_conninfo_url  # noqa: E402
 from billing_pipeline.db.migrate import upgrade  # noqa: E402
-from billing_pipeline.synthetic import PrometheusServer, generated_cluster, write_platform_rows  # noqa: E402
+from devkit.synthetic import PrometheusServer, generated_cluster, write_platform_rows  # noqa: E402
 from tsdb_cache import cached_tsdb  # noqa: E402  (bench/, beside this script)
 
 UTC = timezone.utc

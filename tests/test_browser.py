@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from billing_pipeline.db.dagster_instance import prepare_dagster_home
-from billing_pipeline.synthetic import free_port
+from devkit.synthetic import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = REPO / "docs" / "images"

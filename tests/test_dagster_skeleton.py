@@ -15,7 +15,7 @@ import dagster as dg
 import psycopg
 
 from billing_pipeline.db.dagster_instance import dagster_database_url, prepare_dagster_home
-from billing_pipeline.synthetic import free_port
+from devkit.synthetic import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 
 from billing_pipeline.db.connection import connect
-from billing_pipeline.synthetic import (
+from devkit.synthetic import (
     GIB, MIB, Account, Cluster, Container, Deployment, Pod, PrometheusServer, Pvc, Rental, build_tsdb,
     write_platform_rows,
 )

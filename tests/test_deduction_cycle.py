@@ -10,7 +10,7 @@ from decimal import Decimal
 import dagster as dg
 import psycopg
 
-from billing_pipeline.devtools.stripe_emulator import create_customer_with_card, payment_intents
+from devkit.emulators.stripe_emulator import create_customer_with_card, payment_intents
 from billing_pipeline.orchestration import cycle
 from tests.support.payments import (  # noqa: F401 (fixtures)
     WEBHOOK_SECRET,

@@ -36,7 +36,7 @@ def test_demo_runs_on_embedded_postgres_when_no_server_answers(embedded_state):
     outputs = []
     for run in (1, 2):  # the second run finds everything in place and posts nothing twice
         result = subprocess.run(
-            [sys.executable, "-m", "billing_pipeline.demo"], cwd=REPO, env=env,
+            [sys.executable, "-m", "devkit.demo"], cwd=REPO, env=env,
             capture_output=True, text=True, timeout=1200,
         )
         assert result.returncode == 0, result.stdout + result.stderr

@@ -18,7 +18,7 @@ from billing_pipeline.db.connection import connect
 from billing_pipeline.ingestion.assets import machine_rentals, prometheus_metric_hours
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.resources.prometheus import PrometheusResource
-from billing_pipeline.synthetic import write_platform_rows
+from devkit.synthetic import write_platform_rows
 from tests.support.prometheus import GAP_HOUR, SCENARIO_HOUR, T0, scenario_prometheus  # noqa: F401
 
 pytestmark = pytest.mark.prometheus

@@ -18,7 +18,7 @@ from billing_pipeline.ingestion.rentals import stale_rental_hours
 from billing_pipeline.orchestration import cycle
 from billing_pipeline.orchestration.cycle import CycleError
 from billing_pipeline.orchestration.graph import stale_rental_partitions
-from billing_pipeline.synthetic import PrometheusServer, write_platform_rows
+from devkit.synthetic import PrometheusServer, write_platform_rows
 from tests.support.prometheus import SCENARIO_HOUR, T0, copy_tsdb, scenario_prometheus  # noqa: F401
 
 pytestmark = pytest.mark.prometheus

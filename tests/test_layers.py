@@ -16,15 +16,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "billing_pipeline"
 LAYERS = [
     ("foundations", ["billing_pipeline.core"]),
     ("resources", ["billing_pipeline.resources", "billing_pipeline.db", "billing_pipeline.migrations"]),
-    # Local stand-ins for tests and the demo; to leave the product package for a dev-only one.
-    ("dev stand-ins", ["billing_pipeline.devtools", "billing_pipeline.synthetic"]),
     ("domains", ["billing_pipeline.ingestion", "billing_pipeline.transform", "billing_pipeline.ledger",
                  "billing_pipeline.notifications", "billing_pipeline.lifecycle", "billing_pipeline.alerts",
                  "billing_pipeline.payments", "billing_pipeline.invoicing"]),
     ("runner", ["billing_pipeline.orchestration"]),
     ("definitions", ["billing_pipeline.definitions"]),
     ("command line", ["billing_pipeline.cli"]),
-    ("demo", ["billing_pipeline.demo"]),
 ]
 # The package's own __init__ (warning filters only) is a foundation.
 ROOT_LAYER = "foundations"
@@ -35,15 +32,13 @@ DOMAIN_DEPENDENCIES = {
     "billing_pipeline.transform": set(),
     "billing_pipeline.ledger": {"billing_pipeline.transform"},  # settles the usage-charges mart's key
     "billing_pipeline.notifications": set(),
-    # The lifecycle queues notices; its demo posts ledger entries.
-    "billing_pipeline.lifecycle": {"billing_pipeline.ledger", "billing_pipeline.notifications"},
+    # The lifecycle queues notices.
+    "billing_pipeline.lifecycle": {"billing_pipeline.notifications"},
     # Balance alerts say which lifecycle state an account is in; they read the balances mart.
     "billing_pipeline.alerts": {"billing_pipeline.lifecycle", "billing_pipeline.notifications",
                                 "billing_pipeline.transform"},
-    # Top-ups post to the ledger and queue a notice; the payments demo (alone) settles usage and
-    # runs alerts: alerts goes from this set when the demo leaves the product package.
-    "billing_pipeline.payments": {"billing_pipeline.ledger", "billing_pipeline.notifications",
-                                  "billing_pipeline.alerts"},
+    # Top-ups post to the ledger and queue a notice.
+    "billing_pipeline.payments": {"billing_pipeline.ledger", "billing_pipeline.notifications"},
     # Invoices read ingestion's probe and metric hours and the marts; SLA credits post to the ledger.
     "billing_pipeline.invoicing": {"billing_pipeline.ingestion", "billing_pipeline.transform",
                                    "billing_pipeline.ledger"},
@@ -168,3 +163,38 @@ def test_an_upward_import_is_caught(tmp_path, monkeypatch):
     assert violations(fake / "ledger" / "bad.py") == [
         "billing_pipeline/ledger/bad.py:1 imports billing_pipeline.payments: billing_pipeline.ledger may not import "
         "billing_pipeline.payments (not in DOMAIN_DEPENDENCIES)"]
+
+
+# What only development installs (the dev dependency group) and devkit/, which holds the
+# emulators, the synthetic cluster and the demo: the product package never imports them.
+DEV_ONLY = ("devkit", "localstripe", "aiosmtpd", "pgserver", "kubernetes_validate", "pytest", "hypothesis",
+            "playwright", "jsonschema")
+
+
+def all_imports(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def dev_imports(path: Path) -> list[str]:
+    return [f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}" for line, name in all_imports(path)
+            if name.split(".")[0] in DEV_ONLY]
+
+
+def test_the_product_imports_nothing_from_the_dev_package():
+    found = [v for path in MODULES for v in dev_imports(path)]
+    assert found == []
+
+
+def test_a_dev_import_is_caught(tmp_path, monkeypatch):
+    fake = tmp_path / "billing_pipeline"
+    (fake / "payments").mkdir(parents=True)
+    (fake / "payments" / "bad.py").write_text("def f():\n    from devkit.emulators.stripe_emulator import x\n")
+    monkeypatch.setitem(globals(), "PACKAGE", fake)
+    assert dev_imports(fake / "payments" / "bad.py") == [
+        "billing_pipeline/payments/bad.py:2 imports devkit.emulators.stripe_emulator"]

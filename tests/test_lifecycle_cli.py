@@ -137,7 +137,7 @@ def test_grace_period_job_through_dagster_with_schedule(acme, kube, monkeypatch)
 
 
 def test_lifecycle_demo_goes_through_grace_to_expiry(db_url):
-    from billing_pipeline.lifecycle.demo import run_lifecycle_demo
+    from devkit.demo.lifecycle import run_lifecycle_demo
 
     lines = run_lifecycle_demo(db_url)
     text = "\n".join(lines)

@@ -28,7 +28,7 @@ from billing_pipeline.core.asset_keys import (
     PROMETHEUS,
 )
 from billing_pipeline.db.dagster_instance import prepare_dagster_home
-from billing_pipeline.synthetic import PrometheusServer, build_tsdb, free_port
+from devkit.synthetic import PrometheusServer, build_tsdb, free_port
 from tests.support.cycle import (
     BIN,
     REPO,

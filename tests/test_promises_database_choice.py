@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-import billing_pipeline.db.connection as connection
-from billing_pipeline.db.connection import demo_database_url
+import devkit.demo.database as connection
+from devkit.demo.database import demo_database_url
 from billing_pipeline.core.errors import ConfigurationError
 
 

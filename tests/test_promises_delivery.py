@@ -16,7 +16,7 @@ import pytest
 
 from billing_pipeline.alerts.delivery import deliver_due
 from billing_pipeline.notifications.outbox import enqueue_notification
-from billing_pipeline.devtools.smtp_sink import free_port
+from devkit.emulators.smtp_sink import free_port
 from billing_pipeline.resources.notify import NotifyResource, verify_webhook_signature
 from tests.support.payments import WEBHOOK_SECRET, configure_account
 from tests.support.platform import create_accounts

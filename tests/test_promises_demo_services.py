@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-import billing_pipeline.demo.run as demo_run
+import devkit.demo.run as demo_run
 
 
 class DemoStoppedHere(Exception):

@@ -12,7 +12,7 @@ from billing_pipeline.core.clock import CLOCK_TAG
 from billing_pipeline.ingestion.probes import probe_availability_hours
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.resources.prometheus import PrometheusResource
-from billing_pipeline.synthetic import PrometheusServer, create_blocks
+from devkit.synthetic import PrometheusServer, create_blocks
 
 T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
 

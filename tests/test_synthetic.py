@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from billing_pipeline.db.connection import connect
-from billing_pipeline.synthetic import (
+from devkit.synthetic import (
     GIB,
     Account,
     Cluster,
@@ -23,7 +23,7 @@ from billing_pipeline.synthetic import (
     write_openmetrics,
     write_platform_rows,
 )
-from billing_pipeline.synthetic.openmetrics import _counter
+from devkit.synthetic.openmetrics import _counter
 
 T = datetime(2025, 4, 1, tzinfo=timezone.utc)
 LINE = re.compile(r'^([a-z_]+)(\{.*\}) (\S+) (\d+)$')
@@ -114,7 +114,7 @@ def test_generated_cluster_is_deterministic():
 
 
 def test_ensure_tsdb_reuses_the_same_cluster_and_rebuilds_another(tmp_path):
-    from billing_pipeline.synthetic import ensure_tsdb
+    from devkit.synthetic import ensure_tsdb
 
     tsdb = ensure_tsdb(small_cluster(), tmp_path / "tsdb")
     blocks = sorted(p.name for p in tsdb.iterdir() if p.is_dir())

@@ -15,7 +15,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from billing_pipeline.devtools.stripe_emulator import create_customer_with_card, payment_intents
+from devkit.emulators.stripe_emulator import create_customer_with_card, payment_intents
 from billing_pipeline.ledger import balance_of, verify_ledger
 from billing_pipeline.payments.topup import run_auto_topup
 from billing_pipeline.resources.stripe import StripeResource

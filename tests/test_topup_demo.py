@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from billing_pipeline.payments.demo import run_payments_demo
+from devkit.demo.payments import run_payments_demo
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
 

@@ -22,7 +22,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from billing_pipeline.cli.main import main
-from billing_pipeline.db.connection import demo_database_url, redact_url
+from billing_pipeline.db.connection import redact_url
+from devkit.demo.database import demo_database_url
 from billing_pipeline.db.dagster_instance import dagster_database_url, prepare_dagster_home
 from tests.support.databases import server_url
 

@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import IO, Iterable
 
-from billing_pipeline.synthetic.model import Cluster, Pod, replicaset_name
+from devkit.synthetic.model import Cluster, Pod, replicaset_name
 
 _NS = uuid.UUID("6f1c1d6e-5b8e-4a43-9a57-5a7e2b0c0001")
 

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from billing_pipeline.devtools import kube_rules
+from devkit.emulators import kube_rules
 
 # plural -> (api prefix, apiVersion, Kind)
 RESOURCES: dict[str, tuple[str, str, str]] = {

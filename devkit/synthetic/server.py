@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from billing_pipeline.core.errors import ConfigurationError
-from billing_pipeline.synthetic.tsdb import find_binary
+from devkit.synthetic.tsdb import find_binary
 
 
 def free_port() -> int:

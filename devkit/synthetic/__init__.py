@@ -2,7 +2,7 @@
 
 The API, in the order one uses it::
 
-    from billing_pipeline.synthetic import (
+    from devkit.synthetic import (
         Cluster, Account, Deployment, Pod, Container, Pvc, Rental, GIB, MIB,   # the description
         write_openmetrics,      # Cluster -> OpenMetrics text (cAdvisor + kube-state-metrics)
         create_blocks,          # promtool tsdb create-blocks-from openmetrics --max-block-duration=24h
@@ -25,7 +25,7 @@ series and labels written are listed in ``openmetrics``. ``prometheus`` and ``pr
 on PATH (Debian package ``prometheus``).
 """
 
-from billing_pipeline.synthetic.model import (
+from devkit.synthetic.model import (
     GIB,
     MIB,
     Account,
@@ -37,11 +37,11 @@ from billing_pipeline.synthetic.model import (
     Rental,
     replicaset_name,
 )
-from billing_pipeline.synthetic.openmetrics import write_openmetrics
-from billing_pipeline.synthetic.platform_rows import write_platform_rows
-from billing_pipeline.synthetic.scenarios import generated_cluster
-from billing_pipeline.synthetic.server import PrometheusServer, free_port
-from billing_pipeline.synthetic.tsdb import build_tsdb, create_blocks, ensure_tsdb, find_binary
+from devkit.synthetic.openmetrics import write_openmetrics
+from devkit.synthetic.platform_rows import write_platform_rows
+from devkit.synthetic.scenarios import generated_cluster
+from devkit.synthetic.server import PrometheusServer, free_port
+from devkit.synthetic.tsdb import build_tsdb, create_blocks, ensure_tsdb, find_binary
 
 __all__ = [
     "GIB", "MIB", "Account", "Cluster", "Container", "Deployment", "Pod", "Pvc", "Rental",

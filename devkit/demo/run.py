@@ -18,17 +18,18 @@ from pathlib import Path
 
 from billing_pipeline.cli.main import main as billing_cli
 from billing_pipeline.cli.output import credits
-from billing_pipeline.db.connection import connect, demo_database_url, redact_url, state_dir
+from billing_pipeline.db.connection import connect, redact_url, state_dir
+from devkit.demo.database import demo_database_url
 from billing_pipeline.db.dagster_instance import prepare_dagster_home
 from billing_pipeline.db.migrate import upgrade
-from billing_pipeline.demo import platform
-from billing_pipeline.devtools.kube_emulator import KubeEmulator
+from devkit.demo import platform
+from devkit.emulators.kube_emulator import KubeEmulator
 from billing_pipeline.ledger import Entry, EntryType, ensure_demo_ledger_key, post_entries, verify_ledger
-from billing_pipeline.lifecycle.demo import ACCOUNT as LIFECYCLE_ACCOUNT
-from billing_pipeline.lifecycle.demo import run_lifecycle_demo
+from devkit.demo.lifecycle import ACCOUNT as LIFECYCLE_ACCOUNT
+from devkit.demo.lifecycle import run_lifecycle_demo
 from billing_pipeline.orchestration.cycle import run_billing_window
-from billing_pipeline.payments.demo import local_payment_services, prepare_demo_accounts
-from billing_pipeline.synthetic import PrometheusServer, ensure_tsdb
+from devkit.demo.payments import local_payment_services, prepare_demo_accounts
+from devkit.synthetic import PrometheusServer, ensure_tsdb
 
 
 def section(title: str) -> None:

@@ -30,14 +30,14 @@ from typing import Iterator
 from billing_pipeline.alerts.balance import evaluate_balance_alerts
 from billing_pipeline.alerts.delivery import deliver_due
 from billing_pipeline.db.connection import connect
-from billing_pipeline.devtools.smtp_sink import SmtpSink, start_smtp_sink
-from billing_pipeline.devtools.stripe_emulator import (
+from devkit.emulators.smtp_sink import SmtpSink, start_smtp_sink
+from devkit.emulators.stripe_emulator import (
     StripeEmulator,
     create_customer_with_card,
     payment_intents,
     start_stripe_emulator,
 )
-from billing_pipeline.devtools.webhook_receiver import WebhookReceiver, start_webhook_receiver
+from devkit.emulators.webhook_receiver import WebhookReceiver, start_webhook_receiver
 from billing_pipeline.ledger import Entry, balance_of, post_entries
 from billing_pipeline.ledger.deduction import settle_priced_usage
 from billing_pipeline.payments.topup import run_auto_topup
@@ -183,6 +183,6 @@ def run_payments_demo(database_url: str, *, now: datetime | None = None, start: 
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use
-    from billing_pipeline.db.connection import demo_database_url
+    from devkit.demo.database import demo_database_url
 
     print("\n".join(run_payments_demo(demo_database_url())))

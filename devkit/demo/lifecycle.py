@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from billing_pipeline.db.connection import connect
-from billing_pipeline.devtools.kube_emulator import KubeEmulator
+from devkit.emulators.kube_emulator import KubeEmulator
 from billing_pipeline.ledger import Entry, EntryType, balance_of, post_entry
 from billing_pipeline.lifecycle.engine import run_lifecycle
 from billing_pipeline.lifecycle.report import lifecycle_status

@@ -1,6 +1,6 @@
 """The demo platform: accounts, deployments and their pods, domains, prices and machine rentals.
 
-One synthetic cluster description (``billing_pipeline.synthetic``) is the single source of
+One synthetic cluster description (``devkit.synthetic``) is the single source of
 both the platform rows and the Prometheus series, so the demo's bill can be checked against
 what was described. Everything is written idempotently (``ON CONFLICT DO NOTHING``).
 
@@ -24,7 +24,7 @@ from decimal import Decimal
 
 import psycopg
 
-from billing_pipeline.synthetic import GIB, MIB, Account, Cluster, Container, Deployment, Pod, Pvc, Rental, write_platform_rows
+from devkit.synthetic import GIB, MIB, Account, Cluster, Container, Deployment, Pod, Pvc, Rental, write_platform_rows
 
 D = Decimal
 

@@ -1,7 +1,7 @@
 import sys
 
 from billing_pipeline.core.errors import BillingError
-from billing_pipeline.demo.run import main
+from devkit.demo.run import main
 
 try:
     sys.exit(main())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from billing_pipeline.synthetic.model import Cluster
+from devkit.synthetic.model import Cluster
 
 _ACCOUNT_COLUMNS = {
     "low_balance_threshold", "grace_period_hours", "volume_policy", "volume_retention_days",

@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 from billing_pipeline.core.errors import ConfigurationError
-from billing_pipeline.synthetic.model import Cluster
-from billing_pipeline.synthetic.openmetrics import write_openmetrics
+from devkit.synthetic.model import Cluster
+from devkit.synthetic.openmetrics import write_openmetrics
 
 
 def find_binary(name: str) -> str:

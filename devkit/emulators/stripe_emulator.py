@@ -4,7 +4,7 @@ localstripe's own CLI binds every interface and keeps its state in ``/tmp/locals
 (shared by every process on the machine, so parallel tests would leak customers into each
 other). This wrapper runs its aiohttp app in a child process bound to 127.0.0.1 on a free port,
 with the pickle load/dump switched off. Start it with ``start_stripe_emulator()``; stop it with
-``.stop()`` (by PID). ``python -m billing_pipeline.devtools.stripe_emulator`` runs it in the
+``.stop()`` (by PID). ``python -m devkit.emulators.stripe_emulator`` runs it in the
 foreground and prints the URL to use as ``STRIPE_API_BASE``.
 
 localstripe ignores Stripe idempotency keys: the project's own guard (top-up attempts committed
@@ -75,7 +75,7 @@ class StripeEmulator:
 def start_stripe_emulator(timeout: float = 20.0) -> StripeEmulator:
     """Start localstripe on 127.0.0.1 (free port) with empty state; returns when it answers."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "billing_pipeline.devtools.stripe_emulator", "--port", "0"],
+        [sys.executable, "-m", "devkit.emulators.stripe_emulator", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

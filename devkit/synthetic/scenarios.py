@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from billing_pipeline.synthetic.model import (
+from devkit.synthetic.model import (
     GIB,
     MIB,
     Account,
