@@ -115,7 +115,14 @@ class Lifecycle:
     # ---- entry point
     def run(self, account_ids: Iterable[str] | None = None) -> RunReport:
         report = RunReport(self.now, self.dry_run)
-        for account_id in (store.account_ids(self.conn) if account_ids is None else account_ids):
+        if account_ids is None:
+            # Every account: those with nothing to do are settled in one statement, the rest
+            # one by one.
+            quiet = store.settle_quiet_accounts(self.conn, self.now, record=not self.dry_run)
+            report.accounts.extend(AccountOutcome(a, State.HEALTHY.value) for a in quiet)
+            skip = set(quiet)
+            account_ids = [a for a in store.account_ids(self.conn) if a not in skip]
+        for account_id in account_ids:
             outcome = AccountOutcome(account_id, "?")
             try:
                 self.evaluate(account_id, outcome)
