@@ -8,7 +8,7 @@
   (``usage:<account>:<hour>:<kind>``). That key is what makes a repeated settlement post nothing,
   so this form can never change: an entry written in another form would not be found as "already
   settled" and the hour would be charged twice. The settlement builds the same text in SQL,
-  set-based, with ``HOUR_TEXT_SQL``; ``tests/test_hour.py`` holds the two to the letter. The
+  set-based, with ``HOUR_TEXT_SQL``; ``tests/unit/test_hour.py`` holds the two to the letter. The
   database reads it too: ``billing.ledger_entry_period`` (migration 0007) takes the month from
   this exact spelling without parsing, and the dbt staging model of the ledger casts it.
 * ``hour.key``, ``2026-11-24-10:00``: the Dagster partition key. Dagster stores it (run tags,

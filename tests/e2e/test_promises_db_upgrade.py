@@ -16,7 +16,7 @@ from psycopg import sql
 from billing_pipeline.db.migrate import head_revision
 from tests.support.databases import server_url
 
-BILLING = str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "billing")
+BILLING = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "billing")
 MIGRATION_LOCK = 7_420_001  # the id env.py locks; a test that holds it makes every upgrade wait
 
 

@@ -1,7 +1,7 @@
 """The statement's reads (billing_pipeline/invoicing/statement.py) that the `billing explain`
 tests do not reach: the trail from ledger entries to priced lines as a pure function, and the
 refusals before there is anything to explain. The statement over dbt-built marts is tested
-through the command in tests/test_cli_json.py."""
+through the command in tests/integration/test_cli_json.py."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ import pytest
 from billing_pipeline.db.dagster_instance import prepare_dagster_home
 from devkit.synthetic import free_port
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "docs" / "images"
 CHROMIUM = os.environ.get("BILLING_CHROMIUM", "/usr/bin/chromium")
 

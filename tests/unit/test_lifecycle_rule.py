@@ -13,7 +13,7 @@ import psycopg
 from billing_pipeline.lifecycle.machine import State, state_for_balance, state_sql
 from tests.support.databases import server_url
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BALANCES = [Decimal(x) for x in ("-5", "-0.000001", "0", "0.000001", "9.999999", "10", "10.000001", "1000")]
 THRESHOLDS = [Decimal(x) for x in ("0", "10", "20")]
 

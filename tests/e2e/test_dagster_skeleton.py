@@ -17,7 +17,7 @@ import psycopg
 from billing_pipeline.db.dagster_instance import dagster_database_url, prepare_dagster_home
 from devkit.synthetic import free_port
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_workspace_loads_the_one_definitions_object():

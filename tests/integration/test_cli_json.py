@@ -19,7 +19,7 @@ from tests.support import dbt as d
 from tests.support.kube import kube  # noqa: F401  (fixture)
 from tests.support.platform import create_accounts
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "docs" / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 UTC = timezone.utc
 HOUR = datetime(2026, 11, 24, 10, tzinfo=UTC)
 SIX_PLACES = re.compile(r"^-?\d+\.\d{6}$")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "billing_pipeline"
+PACKAGE = Path(__file__).resolve().parents[2] / "billing_pipeline"
 
 # (layer, module prefixes), lowest first. A module belongs to the layer of its longest prefix.
 LAYERS = [
@@ -59,7 +59,7 @@ def layer_of(module: str) -> str:
             return name
     if module == "billing_pipeline":
         return ROOT_LAYER
-    raise AssertionError(f"{module} is in no layer: add its package to LAYERS in tests/test_layers.py")
+    raise AssertionError(f"{module} is in no layer: add its package to LAYERS in tests/unit/test_layers.py")
 
 
 def domain_of(module: str) -> str | None:

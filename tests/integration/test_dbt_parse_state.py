@@ -8,18 +8,14 @@ the parse state, so a new window in ``--vars`` made it re-parse the whole projec
 from __future__ import annotations
 
 import json
-import os
-import time
 from datetime import datetime, timedelta, timezone
 
-import pytest
 
 from billing_pipeline.transform import project
 from billing_pipeline.transform.assets import window_env
 from billing_pipeline.transform.project import (
     dbt_environment,
     invocation_target,
-    prune_invocation_folders,
     temporary_environment,
 )
 from billing_pipeline.transform.resources import dbt_resource
@@ -58,48 +54,3 @@ def test_the_window_in_vars_would_force_a_full_parse(db_url):
         names = [event.raw_event["info"]["name"] for event in invocation.stream_raw_events()]
         invocation.wait()
     assert "UnableToPartialParse" in names
-
-
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    runs, state = tmp_path / "runs", tmp_path / "parse-state"
-    monkeypatch.setattr(project, "RUNS_DIR", runs)
-    monkeypatch.setattr(project, "PARSE_STATE_DIR", state)
-    return runs
-
-
-URL = "postgresql://postgres@127.0.0.1:5432/some_db"
-
-
-def test_a_successful_invocation_leaves_only_its_parse_state(runs_dir):
-    with invocation_target(URL) as target:
-        (target / "run_results.json").write_text("{}")
-        (target / project.PARTIAL_PARSE_FILE).write_bytes(b"state-1")
-    assert list(runs_dir.iterdir()) == []
-    assert project._parse_state_file(URL).read_bytes() == b"state-1"
-    # The next invocation starts from it.
-    with invocation_target(URL) as target:
-        assert (target / project.PARTIAL_PARSE_FILE).read_bytes() == b"state-1"
-    # Another database keeps its own.
-    with invocation_target(URL.replace("some_db", "other_db")) as target:
-        assert not (target / project.PARTIAL_PARSE_FILE).exists()
-
-
-def test_a_failed_invocation_keeps_its_folder_for_a_day(runs_dir):
-    with pytest.raises(RuntimeError), invocation_target(URL) as target:
-        (target / "dbt.log").write_text("what went wrong")
-        (target / project.PARTIAL_PARSE_FILE).write_bytes(b"half-done")
-        raise RuntimeError("dbt failed")
-    assert [p.name for p in runs_dir.iterdir()] == [target.name]
-    assert not project._parse_state_file(URL).exists()  # a failed run's parse state is not trusted
-    assert prune_invocation_folders() == 0  # younger than a day
-    old = time.time() - project.KEEP_FAILED_SECONDS - 60
-    os.utime(target, (old, old))
-    assert prune_invocation_folders() == 1
-    assert list(runs_dir.iterdir()) == []
-
-
-def test_the_shipped_parse_state_lives_beside_the_manifest():
-    target = project.DBT_PROJECT_DIR / "target"
-    assert project.RUNS_DIR == target / "runs" and project.PARSE_STATE_DIR == target / "parse-state"
-    assert project.RUNS_DIR.is_absolute()  # dbt runs with the project folder as its working directory

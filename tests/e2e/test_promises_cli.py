@@ -13,9 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.test_cli_json import cli_db, priced_month, validate  # noqa: F401  (fixtures)
+from tests.integration.test_cli_json import cli_db, priced_month, validate  # noqa: F401  (fixtures)
 
-BILLING = str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "billing")
+BILLING = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "billing")
 D = Decimal
 
 

@@ -26,7 +26,7 @@ from dagster_k8s import K8sRunLauncher
 
 from billing_pipeline.core.runs import LANE_TAG, MONEY_LANE
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 # Every variable deploy/dagster.yaml reads (the chart sets them in each pod).
 INSTANCE_ENV = {

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-CLI = Path(__file__).resolve().parent.parent / "billing_pipeline" / "cli"
+CLI = Path(__file__).resolve().parents[2] / "billing_pipeline" / "cli"
 
 # Statement-shaped text, not the words in help texts ("the account id (billing.accounts.id)").
 # SQL keywords are matched in capitals, as the project writes them, plus the shapes that only

@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TABLE = REPO / "docs" / "promises.md"
 # A cell naming a test: `tests/<file>.py::<function>`
 TEST_REFERENCE = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`")

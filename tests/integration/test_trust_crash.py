@@ -30,7 +30,7 @@ from billing_pipeline.ledger import verify_ledger
 from tests.support import ledger_worker
 from tests.support.platform import create_accounts
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SEED = 20261126
 KILLS = 15
 
