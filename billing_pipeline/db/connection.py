@@ -23,6 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from billing_pipeline.core.errors import ConfigurationError
+from billing_pipeline.db.revisions import head_revision
 
 DATABASE_NAME = "satusky_billing"
 LOCAL_HOST, LOCAL_PORT = "127.0.0.1", 5432
@@ -161,8 +162,6 @@ def connect(url: str | None = None, *, autocommit: bool = False) -> Iterator[psy
 
 def _schema_problem(url: str) -> str | None:
     """Why the billing schema is not usable (never migrated, or behind the code), else None."""
-    from billing_pipeline.db.migrate import head_revision
-
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
             if conn.execute("SELECT to_regclass('billing.alembic_version')").fetchone()[0] is None:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic import command
 from alembic.config import Config
-from alembic.script import ScriptDirectory
 
 from billing_pipeline.db.connection import ensure_database, sqlalchemy_url
+from billing_pipeline.db.revisions import MIGRATIONS_DIR, head_revision
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def alembic_config(url: str) -> Config:
@@ -19,10 +16,6 @@ def alembic_config(url: str) -> Config:
     # '%' would be read as interpolation by configparser.
     cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
     return cfg
-
-
-def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config("postgresql://x@/x")).get_current_head()
 
 
 def upgrade(url: str, *, create: bool = True) -> str:

@@ -29,6 +29,7 @@ import psycopg
 
 from billing_pipeline.core.errors import ConfigurationError, InputError
 from billing_pipeline.ledger.entries import LedgerKeyring, canonical_json
+from billing_pipeline.ledger.problems import LedgerProblem
 
 FORMAT = "satusky-ledger-checkpoint/1"
 
@@ -110,7 +111,6 @@ def _read(path: Path, keyring: LedgerKeyring) -> dict[str, Any]:
 
 def check_checkpoint(conn: psycopg.Connection, path: Path, keyring: LedgerKeyring) -> tuple[list, str]:
     """The problems found comparing the ledger with the heads in ``path``, and a note."""
-    from billing_pipeline.ledger.verify import LedgerProblem
 
     document = _read(path, keyring)
     recorded: dict[str, dict[str, Any]] = document["accounts"]

@@ -25,14 +25,7 @@ from billing_pipeline.ledger.entries import (
     ledger_keyring,
     timestamp_text,
 )
-
-
-@dataclass(frozen=True)
-class LedgerProblem:
-    account_id: str
-    kind: str
-    detail: str
-    entry_id: int | None = None
+from billing_pipeline.ledger.problems import LedgerProblem
 
 
 @dataclass(frozen=True)
