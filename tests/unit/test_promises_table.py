@@ -48,4 +48,4 @@ def test_every_promise_names_a_test_that_exists():
 def test_the_table_covers_every_section_of_the_readme_it_promises_for():
     headings = re.findall(r"^## (.+)$", TABLE.read_text(), flags=re.M)
     assert headings == ["The ledger's guarantees", "Reliability and security", "Account lifecycle", "Month-end",
-                        "Command line", "Ingestion, transform, deduction"]
+                        "Command line", "Ingestion, transform, deduction", "Layout"]
