@@ -54,10 +54,20 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: Pos
     ]
     url = postgres.database_url
     window_environment = temporary_environment(window_env(window.start, window.end))
-    with dbt_environment(url), window_environment, invocation_target(url) as target:
-        events = list(dbt.cli(args, context=context, target_path=target).stream())
+    # The events are held until dbt has finished, to add the row counts (below). A failed build
+    # still reports what it did (the models built, the failed tests as failed checks), then
+    # fails the step; its invocation folder stays for its dbt.log.
+    events, failure = [], None
+    try:
+        with dbt_environment(url), window_environment, invocation_target(url) as target:
+            for event in dbt.cli(args, context=context, target_path=target).stream():
+                events.append(event)
+    except Exception as exc:  # noqa: BLE001  (re-raised below, once the events are out)
+        failure = exc
     with postgres.connect() as conn:
         yield from with_row_counts(conn, events)
+    if failure is not None:
+        raise failure
 
 
 ROW_COUNT = "dagster/row_count"
