@@ -231,3 +231,28 @@ def test_usage_without_a_price_fails_the_build_naming_resource_machine_type_and_
     # Hours outside the blocked ones still build: 12:00 and 13:00 for a1 (both kinds at 12:00) and a2.
     d.build(db_url, tmp_path, start=HOURS[2], hours=2)
     assert d.query(db_url, "SELECT count(*), min(hour) FROM analytics.fct_usage_charges") == [(5, HOURS[2])]
+
+
+def test_a_failed_build_through_dagster_still_records_what_it_built(db_url):
+    """The same missing price, through the Dagster asset: the step fails, and the models dbt built
+    before the failure are still recorded as materialised, with their row counts."""
+    import dagster as dg
+
+    from billing_pipeline.core.hours import Hour
+    from billing_pipeline.resources import PostgresResource
+    from billing_pipeline.transform.assets import dbt_model_key, dbt_usage_models
+    from billing_pipeline.transform.resources import dbt_resource
+
+    seed_scenario(db_url)
+    d.add_container_hour(db_url, HOURS[1], "g1", deployment_id="d2", account_id="a2", node="shared-1", gpu="1")
+    result = dg.materialize(
+        [dbt_usage_models], partition_key=Hour(HOURS[1]).key, raise_on_error=False,
+        resources={"dbt": dbt_resource(), "postgres": PostgresResource(database_url=db_url)})
+    assert not result.success
+    built = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert dbt_model_key("stg_ingestion__metric_container_hours") in built
+    assert dbt_model_key("fct_priced_usage") not in built
+    counts = {e.asset_key: e.materialization.metadata["dagster/row_count"].value
+              for e in result.get_asset_materialization_events()
+              if "dagster/row_count" in e.materialization.metadata}
+    assert counts  # the tables dbt built before the failure, counted
