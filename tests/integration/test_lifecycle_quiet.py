@@ -82,3 +82,13 @@ def test_a_dry_run_records_nothing(db_url, evaluated):
     report = run(db_url, None, T0 + H, dry_run=True)
     assert evaluated == [] and [(a.account_id, a.state) for a in report.accounts] == [("calm", "healthy")]
     assert _lifecycle(db_url)["calm"][2] == T0
+
+
+def test_a_dry_run_treats_an_account_without_state_as_starting_healthy(db_url, evaluated):
+    create_accounts(db_url, "fresh", "broke", threshold=Decimal("10"))
+    set_balance(db_url, "fresh", 100)
+    report = run(db_url, None, T0, dry_run=True)
+    # "fresh" would stay healthy: no need to evaluate it; "broke" (balance 0) would enter grace.
+    assert evaluated == ["broke"]
+    assert {a.account_id: a.state for a in report.accounts} == {"fresh": "healthy", "broke": "grace_period"}
+    assert _lifecycle(db_url) == {}

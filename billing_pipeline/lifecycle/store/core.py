@@ -68,9 +68,10 @@ def account_ids(conn: psycopg.Connection) -> list[str]:
 _QUIET = """
 SELECT a.id, coalesce(c.balance, 0) AS balance
 FROM billing.accounts a
-JOIN billing.account_lifecycle l ON l.account_id = a.id AND l.state = 'healthy'
+LEFT JOIN billing.account_lifecycle l ON l.account_id = a.id
 LEFT JOIN billing.credits c ON c.account_id = a.id
-WHERE coalesce(c.balance, 0) > a.low_balance_threshold
+WHERE coalesce(l.state, 'healthy') = 'healthy'  -- no state yet: the machine starts healthy
+  AND coalesce(c.balance, 0) > a.low_balance_threshold
   AND NOT EXISTS (SELECT 1 FROM billing.lifecycle_saved_ingresses x
                   WHERE x.account_id = a.id AND x.status IN ('saved', 'disabled'))
   AND NOT EXISTS (SELECT 1 FROM billing.lifecycle_saved_scales x
@@ -84,7 +85,10 @@ WHERE coalesce(c.balance, 0) > a.low_balance_threshold
 
 def settle_quiet_accounts(conn: psycopg.Connection, now: datetime, *, record: bool = True) -> list[str]:
     """The accounts with nothing to do at ``now`` (see ``_QUIET``), in one statement; with
-    ``record`` their evaluation is recorded as the per-account step would (balance, time)."""
+    ``record`` their evaluation is recorded as the per-account step would (balance, time).
+
+    Recording updates persisted states only: an account with no state yet is left to the
+    per-account step, which creates it. A dry run persists nothing, so it counts those too."""
     if not record:
         return [r[0] for r in conn.execute(_QUIET + " ORDER BY a.id").fetchall()]
     rows = conn.execute(
