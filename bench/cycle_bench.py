@@ -323,7 +323,7 @@ def run_window(url: str, start: datetime, end: datetime, chunk_hours: int) -> di
         "outside_runs_seconds": round(wall - run_seconds, 3),
         "entries_posted": summary.get("posted", {}).get("entries"),
         "accounts_by_state": {k: len(v) for k, v in summary.get("accounts_by_state", {}).items()},
-        "dbt_invocations": floors.dbt_model_seconds(DBT_TARGET, since),
+        "dbt_invocations": floors.dbt_model_seconds(DBT_TARGET, since, [r.run_id for r in result.runs]),
     }
 
 

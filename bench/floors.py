@@ -30,6 +30,7 @@ from pathlib import Path
 
 import psycopg
 import requests
+from psycopg.types.json import Jsonb
 
 from billing_pipeline.ingestion import promql
 
@@ -71,7 +72,8 @@ def ingestion_floor(conn: psycopg.Connection, prom_url: str, hour: datetime) -> 
 
     series = queries()
     promql_s = _best_of_two(queries)
-    rows = {t: conn.execute(f"SELECT * FROM {t} WHERE hour = %s", (hour,)).fetchall()
+    rows = {t: [tuple(Jsonb(v) if isinstance(v, (dict, list)) else v for v in row)
+                for row in conn.execute(f"SELECT * FROM {t} WHERE hour = %s", (hour,))]
             for t in _existing(conn, INGESTION_TABLES)}
 
     def copy_rows():
@@ -87,15 +89,20 @@ def ingestion_floor(conn: psycopg.Connection, prom_url: str, hour: datetime) -> 
             "series": series, "rows": {t: len(r) for t, r in rows.items()}}
 
 
-def dbt_model_seconds(target_root: Path, since: float) -> list[dict]:
-    """The dbt invocations that wrote run_results.json after ``since`` (epoch seconds), oldest
-    first: their models' summed ``execution_time`` and elapsed time."""
+def dbt_model_seconds(target_root: Path, since: float, run_ids: list[str]) -> list[dict]:
+    """The dbt invocations of the given Dagster runs (dagster-dbt names each invocation's target
+    folder ``<step>-<run id[:7]>-<invocation>``) that wrote run_results.json after ``since``
+    (epoch seconds), oldest first: their models' summed ``execution_time`` and elapsed time."""
     found = []
     if not target_root.exists():
         return found
+    prefixes = {r[:7] for r in run_ids}
     for path in target_root.rglob("run_results.json"):
         if path.stat().st_mtime < since:
             continue
+        parts = path.parent.name.split("-")
+        if prefixes and not (len(parts) >= 2 and parts[-2] in prefixes):
+            continue  # another process's invocation (benchmarks may run side by side)
         results = json.loads(path.read_text())
         models = [r for r in results.get("results", []) if r.get("unique_id", "").startswith("model.")]
         found.append({"path": str(path), "mtime": path.stat().st_mtime,
