@@ -4,7 +4,7 @@ and the hourly cycle again with 1, 30 and 365 days of history (issue 14).
 Usage (the full run; every section is also selectable alone):
     .venv/bin/python bench/cycle_bench.py [--deployments 10000] [--pods-per-deployment 3]
         [--accounts 2000] [--rentals 2000] [--nodes N] [--hourly] [--month-end]
-        [--catch-up [HOURS]] [--catch-up-deployments 1000] [--growth [1,30,365]]
+        [--catch-up [HOURS]] [--catch-up-deployments 300] [--growth [1,30,365]]
         [--dense-days 30] [--reuse] [--rebuild] [--chunk-hours 24]
 With no section flag every section runs (hourly, month-end, catch-up of 168 h, growth 1,30,365).
 
@@ -38,9 +38,11 @@ Sections:
   set-up (a month of hourly usage settled into the ledger, probes, grace periods; about 9 min
   for 2,000 accounts, kept between runs with ``--reuse``). Aim: under 120 s.
 - catch-up: ``--catch-up`` hours (default 168) from 00:00 in ranged runs of ``--chunk-hours``,
-  at ``--catch-up-deployments`` (default 1,000; accounts, rentals and nodes scaled in
-  proportion): a week at 10,000 deployments is about 420 GB of OpenMetrics text, more than this
-  disk. The default scale is then EXTRAPOLATED, and labelled so: the measured seconds split into
+  at ``--catch-up-deployments`` (default 300; accounts, rentals and nodes scaled in
+  proportion): the TSDB is built from OpenMetrics text of about 7.5 GB per 60,000 pod-hours
+  (measured: 30,000 pods x 2 h), so a week at 10,000 deployments would be about 630 GB and at
+  1,000 deployments about 63 GB, more than this disk's free space; 300 deployments (900 pods)
+  need about 19 GB for the time of the build (the text is deleted once promtool is done). The default scale is then EXTRAPOLATED, and labelled so: the measured seconds split into
   the part that grows with the platform (ingestion, dbt model time, settlement, top-ups,
   lifecycle, alerts, deliveries: multiplied by deployments / catch-up-deployments) and the fixed
   part (run overhead, dbt start-up = dbt stage minus model time, time outside runs: kept as is,
@@ -540,7 +542,8 @@ def main() -> int:
     parser.add_argument("--month-end-accounts", type=int, default=None, help="default: --accounts")
     parser.add_argument("--month", default="2026-10")
     parser.add_argument("--catch-up", type=int, nargs="?", const=168, default=None, metavar="HOURS")
-    parser.add_argument("--catch-up-deployments", type=int, default=1_000)
+    parser.add_argument("--catch-up-deployments", type=int, default=300,
+                        help="scale of the measured catch-up (its TSDB's text is ~21 MB per pod and week)")
     parser.add_argument("--growth", nargs="?", const="1,30,365", default=None, metavar="DAYS",
                         help="history sizes in days, comma-separated")
     parser.add_argument("--dense-days", type=int, default=30, help="history days loaded hourly (older: daily)")
