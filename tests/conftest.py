@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-# The ledger signs entries with an HMAC key from the environment (contract section 5); the
+# The ledger signs entries with an HMAC key from the environment (docs/rules/ledger.md); the
 # whole session (and every subprocess it starts) uses this throw-away one.
 os.environ.setdefault("BILLING_LEDGER_KEY", "test-ledger-key-" + "0" * 32)
 # The tests' scenarios start in 2025; every process they start (dagster, billing) inherits it.

@@ -48,7 +48,7 @@ ASSET_CHAIN = [
 # Each key must be upstream of the next (the settlement is downstream of the marts).
 CHAIN_IS_DIRECTED = True
 
-# The six jobs of contract §7. Those marked False are being added in parallel (issue 10): they
+# The six jobs of docs/rules/README.md. Those marked False are being added in parallel (issue 10): they
 # are checked once the code location has them, and reported as skipped until then.
 JOBS = {
     "credit_usage_job": True,
@@ -270,7 +270,7 @@ def test_the_ui_tells_the_whole_story(webserver, page):
 
 @pytest.mark.parametrize("job", list(JOBS))
 def test_the_six_jobs_are_defined(job):
-    """Contract §7's jobs; the two issue 10 adds are skipped, by name, until they exist."""
+    """The jobs of docs/rules/README.md; the two issue 10 adds are skipped, by name, until they exist."""
     from billing_pipeline.definitions import defs
 
     names = {j.name for j in defs.resolve_all_job_defs()}

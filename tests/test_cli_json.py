@@ -41,7 +41,7 @@ def json_out(capsys, *argv: str, code: int = 0):
 
 
 def no_bare_decimals(document) -> None:
-    """Every string that looks like a number carries six places (the contract's amounts)."""
+    """Every string that looks like a number carries six places (the amounts of docs/rules/units.md)."""
     if isinstance(document, dict):
         for value in document.values():
             no_bare_decimals(value)

@@ -20,7 +20,7 @@ from billing_pipeline.synthetic import (
     GIB, MIB, Account, Cluster, Container, Deployment, Pod, PrometheusServer, Pvc, Rental, build_tsdb,
     write_platform_rows,
 )
-from billing_pipeline.transform.assets import dbt_model_key, dbt_source_keys, window_vars
+from billing_pipeline.transform.assets import dbt_model_key, dbt_source_keys, window_env
 from billing_pipeline.transform.translator import layer_group
 from tests.support import dbt as d
 from tests.support.cycle import REPO, billing, ledger_differs_from_charges
@@ -55,7 +55,8 @@ def test_lineage_runs_from_ingestion_through_the_layers_to_the_marts():
     checks = {k.name for k in graph.asset_check_keys if k.asset_key == dbt_model_key("fct_priced_usage")}
     assert "unique_fct_priced_usage_priced_usage_key" in checks
     assert layer_group(["satusky_billing", "marts", "fct_x"]) == "dbt_marts"
-    assert window_vars(DAY, DAY + H) == {"min_hour": "2025-03-02T00:00:00+00:00", "max_hour": "2025-03-02T01:00:00+00:00"}
+    assert window_env(DAY, DAY + H) == {
+        "BILLING_DBT_MIN_HOUR": "2025-03-02T00:00:00+00:00", "BILLING_DBT_MAX_HOUR": "2025-03-02T01:00:00+00:00"}
 
 
 def day_cluster() -> Cluster:

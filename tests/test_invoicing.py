@@ -1,4 +1,4 @@
-"""Month-end invoices (contract sections 8-10) against real PostgreSQL and real Dagster runs.
+"""Month-end invoices (docs/rules/month-end.md) against real PostgreSQL and real Dagster runs.
 
 A month of hourly priced usage is bulk-inserted in SQL (the mart's columns), settled into the
 ledger by the real deduction, then closed through ``monthly_invoice_job`` (SLA credits, invoices).

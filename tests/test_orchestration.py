@@ -73,7 +73,7 @@ def test_the_lineage_runs_from_prometheus_to_the_money_and_the_cluster():
     # The external systems show as kinds on their nodes.
     assert "prometheus" in graph.get(PROMETHEUS).kinds
     assert "stripe" in graph.get(AUTO_TOPUPS).kinds and "kubernetes" in graph.get(ACCOUNT_LIFECYCLE).kinds
-    # One job holds the whole cycle; the contract's jobs exist.
+    # One job holds the whole cycle; the jobs of docs/rules/README.md exist.
     cycle = defs.resolve_job_def("hourly_billing_job")
     assert {LEDGER, AUTO_TOPUPS, ACCOUNT_LIFECYCLE, BALANCE_ALERTS, NOTIFICATION_DELIVERIES, charges} <= set(
         cycle.asset_layer.selected_asset_keys)

@@ -1,4 +1,4 @@
-"""SLA credits (contract section 10) against real PostgreSQL: tiers, grace exclusion, probe gaps, once."""
+"""SLA credits (docs/rules/month-end.md) against real PostgreSQL: tiers, grace exclusion, probe gaps, once."""
 
 from __future__ import annotations
 

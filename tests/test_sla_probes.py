@@ -1,4 +1,4 @@
-"""Probe ingestion (contract section 3) from a real Prometheus, backfilled with probe_success series."""
+"""Probe ingestion (docs/rules/ingestion.md) from a real Prometheus, backfilled with probe_success series."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Issue 11, point 1: a Kubernetes Deployment claimed by two accounts is billed to nobody and shown.
 
 On main the owner-chain lookup took the newest registration (``ORDER BY created_at DESC LIMIT 1``)
-and billed it silently; contract §2 requires quarantine until a person resolves it.
+and billed it silently; docs/rules/ingestion.md requires quarantine until a person resolves it.
 """
 
 from __future__ import annotations

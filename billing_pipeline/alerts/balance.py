@@ -2,7 +2,7 @@
 
 A *crossing* opens when an account enters a warning condition and closes when it leaves it:
 
-* ``low_balance``: opens when 0 < balance <= ``low_balance_threshold`` (contract section 6);
+* ``low_balance``: opens when 0 < balance <= ``low_balance_threshold`` (docs/rules/lifecycle.md);
   closes when the balance is above the threshold again. An account that falls to 0 or below
   keeps its crossing open (the grace period has its own notices), so no second warning is sent
   on the way back up through the low-balance band.

@@ -12,14 +12,12 @@ from billing_pipeline.cli.output import credits, emit, table
 from billing_pipeline.db import connect
 from billing_pipeline.errors import ConfigurationError, InputError
 from billing_pipeline.ledger import Entry, EntryType, balance_of, post_entry, verify_ledger
+from billing_pipeline.ledger.queries import ledger_page
 
 
 # `billing adjust` asks for --yes above this many credits (either sign); BILLING_ADJUST_CONFIRM_ABOVE
 # overrides it, e.g. 0 to confirm every adjustment.
 ADJUST_CONFIRM_ABOVE_DEFAULT = Decimal("1000")
-
-LEDGER_COLUMNS = ("id", "created_at", "type", "amount", "balance_after", "idempotency_key", "reason", "actor",
-                  "reference")
 
 
 def register(subparsers, json_parent) -> None:
@@ -73,20 +71,12 @@ def _ledger(args) -> int:
     if args.before is not None:
         args.before = parse_limit(args.before, what="--before", maximum=2**62)
     with connect() as conn:
-        balance = balance_of(conn, args.account)
-        total = conn.execute("SELECT count(*) FROM billing.credit_transactions WHERE account_id = %s",
-                             (args.account,)).fetchone()[0]
-        rows = conn.execute(
-            f"SELECT {', '.join(LEDGER_COLUMNS)} FROM billing.credit_transactions "
-            "WHERE account_id = %s AND (%s::bigint IS NULL OR id < %s::bigint) "
-            "ORDER BY account_seq DESC LIMIT %s",
-            (args.account, args.before, args.before, args.limit + 1),
-        ).fetchall()
-    more = len(rows) > args.limit
-    entries = [dict(zip(LEDGER_COLUMNS, r)) for r in rows[: args.limit]]
+        balance = balance_of(conn, args.account)  # refuses an unknown account
+        page = ledger_page(conn, args.account, limit=args.limit, before=args.before)
+    entries, total = page.entries, page.total_entries
     data = {
         "account_id": args.account, "balance": balance, "total_entries": total, "shown": len(entries),
-        "before": args.before, "next_before": entries[-1]["id"] if more and entries else None,
+        "before": args.before, "next_before": page.next_before,
         "entries": entries,
     }
 
@@ -97,9 +87,9 @@ def _ledger(args) -> int:
             return out
         out.append(table(
             ["entry", "time (UTC)", "type", ("amount", "right"), ("balance after", "right"), "reason (by)", "key"],
-            ([e["id"], f"{e['created_at'].astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}", e["type"],
-              credits(e["amount"]), credits(e["balance_after"]),
-              f"{e['reason']} ({e['actor']})" if e["reason"] else "", e["idempotency_key"]] for e in entries),
+            ([e.id, f"{e.created_at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}", e.type,
+              credits(e.amount), credits(e.balance_after),
+              f"{e.reason} ({e.actor})" if e.reason else "", e.idempotency_key] for e in entries),
         ))
         where = f" older than entry {args.before}" if args.before else ""
         footer = f"Showing {len(entries)} of {total} entries{where}, newest first."

@@ -24,7 +24,7 @@ from uuid import UUID
 
 MICRO = Decimal("0.000001")
 
-# Units as people say them (contract §2 ids -> words). One place, used by every command.
+# Units as people say them (docs/rules/units.md ids -> words). One place, used by every command.
 UNIT_WORDS = {
     "core_hour": ("core-hour", "core-hours"),
     "gib_hour": ("GiB-hour", "GiB-hours"),
@@ -57,7 +57,7 @@ def resource_words(resource: str | None) -> str:
 
 
 def decimal_text(value: Decimal) -> str:
-    """A decimal as the JSON string the contract promises: six places, rounded half-even."""
+    """A decimal as the JSON string docs/rules/units.md promises: six places, rounded half-even."""
     if not value.is_finite():
         return str(value)
     quantized = value.quantize(MICRO, rounding=ROUND_HALF_EVEN)
@@ -65,7 +65,7 @@ def decimal_text(value: Decimal) -> str:
 
 
 def normalise(value: Any) -> Any:
-    """``value`` as plain JSON types, with the contract's decimals (see :func:`decimal_text`)."""
+    """``value`` as plain JSON types, with the decimals of docs/rules/units.md (see :func:`decimal_text`)."""
     if value is None or isinstance(value, (bool, str, int, float)):
         return value
     if isinstance(value, Decimal):

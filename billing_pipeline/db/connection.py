@@ -2,7 +2,7 @@
 
 ``BILLING_DATABASE_URL`` names the database, as a URL (``postgresql://USER:PASSWORD@HOST:PORT/DB``)
 or a libpq key/value string (``host=... dbname=...``). Every command uses only that database
-and refuses to run without it (contract section 5). Only the demo falls back
+and refuses to run without it (docs/rules/ledger.md). Only the demo falls back
 (``demo_database_url``), in order, to the local server on 127.0.0.1:5432 (database
 ``satusky_billing``) and to an embedded PostgreSQL (``pgserver``) kept under
 ``BILLING_STATE_DIR`` (default ``./.billing``).

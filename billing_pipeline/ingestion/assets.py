@@ -16,6 +16,7 @@ over), ``unattributed_share`` (usage no deployment claims), ``no_quarantined_ren
 """
 
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -100,9 +101,14 @@ def prometheus_metric_hours(context: dg.AssetExecutionContext, prometheus: Prome
     clock = run_clock(context)
     hours = partition_hours(context)
     summaries = []
-    with postgres.connect() as conn:
-        for hour in hours:
-            fetched = fetch_hour(prometheus, hour, clock)  # raises before anything of the hour is written
+    # While one hour is written, the next is fetched (Prometheus and PostgreSQL work at once). A
+    # failed fetch raises when its hour's turn comes: the hours before it are written, it is not.
+    with postgres.connect() as conn, ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as prefetch:
+        next_fetch = prefetch.submit(fetch_hour, prometheus, hours[0], clock)
+        for i, hour in enumerate(hours):
+            fetched = next_fetch.result()  # raises before anything of the hour is written
+            if i + 1 < len(hours):
+                next_fetch = prefetch.submit(fetch_hour, prometheus, hours[i + 1], clock)
             summary = write_hour(conn, fetched)
             summaries.append((hour, summary))
             context.log.info(

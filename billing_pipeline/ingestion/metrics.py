@@ -6,14 +6,14 @@ problems found. It raises ``PrometheusUnavailable`` (naming the URL and the hour
 anything is written when Prometheus does not answer.
 
 ``write_hour(conn, fetched)`` replaces the hour in one transaction: raw figures are COPYed into
-temporary tables, then attribution and unit conversion are done in SQL (contract §3):
+temporary tables, then attribution and unit conversion are done in SQL (docs/rules/ingestion.md):
 
 * attribution: the pod's ``satusky.io/deployment-id`` label if it names a row of
   ``billing.deployments``; a pod without the label goes through the legacy owner chain
   (pod -> ReplicaSet -> Deployment name, matched on ``deployments(namespace, name)``, preferring
   the deployment alive during the hour); anything else is kept as ``unattributed`` with an
   ``attribution_note`` saying why. ``account_id`` comes from ``billing.deployments``.
-* quarantine (contract §2): a Kubernetes Deployment ``(namespace, name)`` claimed by live rows
+* quarantine (docs/rules/ingestion.md): a Kubernetes Deployment ``(namespace, name)`` claimed by live rows
   of ``billing.deployments`` (not deleted before the hour) of two or more accounts is billed to
   nobody. Its pods' usage stays ``unattributed`` with a note naming every claim, and the claim is
   recorded in ``billing.quarantined_rows`` (source ``deployments``) until a person removes the

@@ -1,4 +1,4 @@
-"""Availability probes (contract section 3): ``probe_success`` per deployment and UTC hour.
+"""Availability probes (docs/rules/ingestion.md): ``probe_success`` per deployment and UTC hour.
 
 A minute ``[m, m+1min)`` of a deployment is *measured* when at least one ``probe_success``
 sample of that deployment lies in it, and *down* when every such sample is 0; minutes without a
@@ -151,7 +151,7 @@ def write_probe_hour(conn: psycopg.Connection, fetched: ProbeHour) -> ProbeSumma
         dg.AssetSpec(PROBE_DEPLOYMENT_HOURS, group_name=GROUP, kinds={"prometheus", "postgres"}, owners=BILLING_OWNERS,
                      deps=[PROMETHEUS, platform_key("deployments")], metadata={"table": "billing.probe_deployment_hours"},
                      description="Per deployment and hour: minutes measured and down by probe_success, "
-                                 "and each minute's state (contract section 3)."),
+                                 "and each minute's state (docs/rules/ingestion.md)."),
         dg.AssetSpec(PROBE_HOURS, group_name=GROUP, kinds={"prometheus", "postgres"}, owners=BILLING_OWNERS, deps=[PROMETHEUS],
                      metadata={"table": "billing.probe_hours"},
                      description="Per hour: whether the probe data is complete, and the gaps found."),

@@ -6,7 +6,7 @@ Window: every query is evaluated at ``hour + 1h - 1ms`` with a ``[1h]`` range, i
 ``hour + 1h`` would also take the next hour's first sample (and Prometheus 3's left-open
 windows agree with this choice). ``increase()`` extrapolates the counter to the window edges
 (the usage between the last sample of the hour and the first of the next one is thus counted
-once, in this hour), which is the "small extrapolation error" of contract §3.
+once, in this hour), which is the "small extrapolation error" of docs/rules/ingestion.md.
 
 Each query joins several aggregations with ``or``, each tagged by ``label_replace`` with a
 ``q`` label saying what the value is. Everything is summed by Prometheus.

@@ -44,7 +44,7 @@ def partition_month(context: dg.AssetExecutionContext):
     key=SLA_CREDITS, group_name=GROUP, partitions_def=monthly_partitions, kinds={"postgres"}, owners=BILLING_OWNERS,
     deps=[PROBE_DEPLOYMENT_HOURS, PRICED_USAGE, ACCOUNT_LIFECYCLE, LEDGER],
     metadata={"table": "billing.sla_measurements"},
-    description="Monthly availability per deployment and its sla_credit ledger entry, once (contract section 10).",
+    description="Monthly availability per deployment and its sla_credit ledger entry, once (docs/rules/month-end.md).",
 )
 def sla_credits(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
     month = partition_month(context)
@@ -65,7 +65,7 @@ def sla_credits(context: dg.AssetExecutionContext, postgres: PostgresResource) -
         dg.AssetSpec(INVOICES, group_name=GROUP, kinds={"postgres"}, owners=BILLING_OWNERS,
                      deps=[SLA_CREDITS, LEDGER, PRICED_USAGE, METRIC_HOURS],
                      metadata={"table": "billing.invoices"},
-                     description="One immutable invoice per account and month, numbered gaplessly (contract section 9)."),
+                     description="One immutable invoice per account and month, numbered gaplessly (docs/rules/month-end.md)."),
         dg.AssetSpec(INVOICE_LINES, group_name=GROUP, kinds={"postgres"}, owners=BILLING_OWNERS, deps=[SLA_CREDITS, LEDGER],
                      metadata={"table": "billing.invoice_lines"},
                      description="The invoices' lines, each naming the ledger entries it sums, with resource detail."),

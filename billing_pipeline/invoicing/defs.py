@@ -23,14 +23,14 @@ sla_credit_job = dg.define_asset_job(
     "sla_credit_job",
     selection=dg.AssetSelection.assets(sla_credits),
     tags={**JOB_TAGS, "billing/domain": "invoicing"},  # the money lane: one writer at a time
-    description="Measures the month's availability per deployment and posts its SLA credits, once (section 10).",
+    description="Measures the month's availability per deployment and posts its SLA credits, once (docs/rules/month-end.md).",
 )
 
 monthly_invoice_job = dg.define_asset_job(
     "monthly_invoice_job",
     selection=dg.AssetSelection.assets(sla_credits, invoices),
     tags={**JOB_TAGS, "billing/domain": "invoicing"},  # the money lane: one writer at a time
-    description="Month-end: SLA credits, then one immutable invoice per account (sections 9 and 10).",
+    description="Month-end: SLA credits, then one immutable invoice per account (docs/rules/month-end.md).",
 )
 
 

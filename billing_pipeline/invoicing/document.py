@@ -54,7 +54,7 @@ GROUP BY 1, 2
 
 
 def load_invoice(conn: psycopg.Connection, account_id: str, month: date) -> dict:
-    """The issued invoice of ``account_id`` for ``month`` as a JSON-able dict (contract section 8)."""
+    """The issued invoice of ``account_id`` for ``month`` as a JSON-able dict (docs/rules/month-end.md)."""
     row = conn.execute(_INVOICE, (account_id, month)).fetchone()
     if row is None:
         known = conn.execute("SELECT 1 FROM billing.accounts WHERE id = %s", (account_id,)).fetchone()

@@ -1,4 +1,4 @@
-"""Issuing the month's invoices (contract section 9): set-based SQL in one transaction.
+"""Issuing the month's invoices (docs/rules/month-end.md): set-based SQL in one transaction.
 
 ``issue_invoices(conn, month, close_id)``:
 

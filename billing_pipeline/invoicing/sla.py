@@ -1,4 +1,4 @@
-"""SLA credits (contract section 10): monthly availability per deployment, credited once.
+"""SLA credits (docs/rules/month-end.md): monthly availability per deployment, credited once.
 
 ``credit_sla(conn, month)`` runs in one transaction under an advisory lock:
 

@@ -1,4 +1,4 @@
-"""Chain heads published outside the database (contract section 5).
+"""Chain heads published outside the database (docs/rules/ledger.md).
 
 A keyed chain stops anyone without the key from editing or re-chaining entries, but deleting
 an account's newest entries (and rolling back ``billing.credits``) leaves a shorter chain that

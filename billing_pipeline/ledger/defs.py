@@ -8,7 +8,7 @@
   database.
 * Asset checks on it: the ledger equals ``fct_usage_charges`` for the run's hours, and the
   balance cache (``billing.credits``) equals the ledger's sum for every account.
-* ``credit_usage_job``: the settlement alone, for one hour or a range (contract section 7).
+* ``credit_usage_job``: the settlement alone, for one hour or a range (docs/rules/ledger.md).
 """
 
 import hashlib
@@ -101,7 +101,7 @@ def credit_transactions(context: dg.AssetExecutionContext, postgres: PostgresRes
         "accounts_charged": len(result.accounts),
         "unknown_accounts": dg.MetadataValue.json(result.unknown_accounts),
         # The chain heads, published outside the billing database (in Dagster's event log): a
-        # checkpoint `billing verify` can be held against (contract section 5). One digest over
+        # checkpoint `billing verify` can be held against (docs/rules/ledger.md). One digest over
         # all heads, and the heads themselves up to a size the UI shows comfortably.
         "ledger_accounts": len(heads),
         "ledger_entries": sum(h["entries"] for h in heads.values()),
@@ -127,7 +127,7 @@ credit_usage_job = dg.define_asset_job(
     "credit_usage_job",
     selection=dg.AssetSelection.assets(credit_transactions),
     tags=JOB_TAGS,
-    description="Settles priced usage into the ledger for an hour (or a range), exactly once (contract section 7).",
+    description="Settles priced usage into the ledger for an hour (or a range), exactly once (docs/rules/ledger.md).",
 )
 
 defs = dg.Definitions(assets=[credit_transactions], jobs=[credit_usage_job])

@@ -3,7 +3,7 @@
 Validation happens here, before anything touches the database, so a bad batch is refused
 whole with a message naming the entry, and nothing is written.
 
-The chain is keyed (contract section 5): each entry's hash is HMAC-SHA256 under a secret that
+The chain is keyed (docs/rules/ledger.md): each entry's hash is HMAC-SHA256 under a secret that
 lives outside the database, so someone with full database rights cannot recompute it after an
 edit. The keys come from the environment (read by ``ledger_keyring``):
 
@@ -74,7 +74,7 @@ class IdempotencyConflict(InputError):
 
 
 def round_credits(amount: Decimal) -> Decimal:
-    """Round half-even to micro-credits (contract section 1)."""
+    """Round half-even to micro-credits (docs/rules/units.md)."""
     return amount.quantize(MICRO, rounding=ROUND_HALF_EVEN)
 
 

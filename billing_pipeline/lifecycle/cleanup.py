@@ -1,5 +1,5 @@
 """The one cleanup path: a deployment's objects deleted, its domains released, its volumes
-handled under the policy in force (contract section 6).
+handled under the policy in force (docs/rules/lifecycle.md).
 
 A cleanup is opened at expiry (or early, for an idle deployment) and carried out by every run
 until done. Its plan (the objects found by label, or legacy by name) is recorded before the

@@ -1,4 +1,4 @@
-"""The account lifecycle as a pure state machine (contract section 6). No I/O: ``now`` is an input.
+"""The account lifecycle as a pure state machine (docs/rules/lifecycle.md). No I/O: ``now`` is an input.
 
 States: ``healthy`` (balance above the threshold), ``low_balance`` (0 < balance <= threshold),
 ``grace_period`` (balance <= 0; deadline = entry + grace_period_hours) and ``expired`` (the
@@ -78,7 +78,7 @@ class Decision:
 
 
 def state_for_balance(balance: Decimal, threshold: Decimal) -> State:
-    """The state the balance alone implies (contract section 6): the one owner of this rule.
+    """The state the balance alone implies (docs/rules/lifecycle.md): the one owner of this rule.
 
     ``balance <= 0`` -> grace_period (expiry needs the persisted deadline, so the balance alone
     never says ``expired``); ``0 < balance <= threshold`` -> low_balance; else healthy. The

@@ -4,7 +4,7 @@
 seconds, each series contiguous and sorted by time, metric families contiguous, ``# EOF`` at
 the end): the input ``promtool tsdb create-blocks-from openmetrics`` expects.
 
-Series written (labels as the real exporters name them, contract §3):
+Series written (labels as the real exporters name them, docs/rules/ingestion.md):
 
 * kube-state-metrics: ``kube_node_info``, ``kube_pod_info`` (node), ``kube_pod_labels``
   (``label_satusky_io_deployment_id`` / ``label_satusky_io_account_id`` for labelled

@@ -1,25 +1,34 @@
 """The dbt models as Dagster assets, one hour or a range of hours per run.
 
-The partition window goes to dbt as ``--vars {"min_hour", "max_hour"}``; incremental models
-rebuild exactly those hours. dbt tests surface as asset checks. dbt reaches the same database as
+The partition window goes to dbt in the environment (``window_env``), not in ``--vars``: dbt
+hashes its vars into its parse state, and a new window every run would make it re-parse the whole
+project every run. Incremental models rebuild exactly those hours. Each invocation gets its own
+target folder, seeded with the database's parse state and removed afterwards
+(``invocation_target``). dbt tests surface as asset checks. dbt reaches the same database as
 the ``postgres`` resource (BILLING_DATABASE_URL), through DBT_PG_* set for the subprocess only.
 """
 
-
-import json
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets, get_asset_key_for_model, get_asset_keys_by_output_name_for_source
 
 from billing_pipeline.partitions import hourly_partitions
 from billing_pipeline.resources import PostgresResource
-from billing_pipeline.transform.project import DBT_THREADS, dbt_environment, dbt_project, ensure_manifest, manifest_for_database
+from billing_pipeline.transform.project import (
+    DBT_THREADS,
+    dbt_environment,
+    dbt_project,
+    ensure_manifest,
+    invocation_target,
+    manifest_for_database,
+    temporary_environment,
+)
 from billing_pipeline.transform.translator import BillingDbtTranslator
 
 
-def window_vars(start, end) -> dict[str, str]:
-    """dbt vars for the hours [start, end) (UTC ISO 8601)."""
-    return {"min_hour": start.isoformat(), "max_hour": end.isoformat()}
+def window_env(start, end) -> dict[str, str]:
+    """The hours [start, end) (UTC ISO 8601) as macros/partition_window.sql reads them."""
+    return {"BILLING_DBT_MIN_HOUR": start.isoformat(), "BILLING_DBT_MAX_HOUR": end.isoformat()}
 
 
 # The models that read the ledger, the persisted lifecycle or the month-end tables run after the
@@ -40,10 +49,11 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: Pos
         "build",
         "--threads", str(DBT_THREADS),
         "--exclude-resource-type", "unit_test",
-        "--vars", json.dumps(window_vars(window.start, window.end)),
     ]
-    with dbt_environment(postgres.database_url):
-        yield from dbt.cli(args, context=context).stream().fetch_row_counts()
+    url = postgres.database_url
+    window_environment = temporary_environment(window_env(window.start, window.end))
+    with dbt_environment(url), window_environment, invocation_target(url) as target:
+        yield from dbt.cli(args, context=context, target_path=target).stream().fetch_row_counts()
 
 
 @dbt_assets(

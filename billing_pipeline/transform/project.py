@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import sys
+import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -112,10 +115,14 @@ def dbt_env(database_url: str) -> dict[str, str]:
     }
 
 
-@contextmanager
-def dbt_environment(database_url: str) -> Iterator[None]:
+def dbt_environment(database_url: str):
     """Point dbt (a subprocess inheriting os.environ) at ``database_url`` for the duration."""
-    values = dbt_env(database_url)
+    return temporary_environment(dbt_env(database_url))
+
+
+@contextmanager
+def temporary_environment(values: dict[str, str]) -> Iterator[None]:
+    """Set ``values`` in os.environ (which dbt's subprocess inherits) for the duration."""
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
@@ -126,3 +133,62 @@ def dbt_environment(database_url: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = old
+
+
+# One folder per dbt invocation (dbt writes its artifacts and log there), under target/runs/.
+TARGET_DIR = DBT_PROJECT_DIR / dbt_project.target_path  # dbt_project.target_path is relative
+RUNS_DIR = TARGET_DIR / "runs"
+# dbt's parse state (partial_parse.msgpack) per database: dbt re-parses the whole project when
+# the connection it parsed with differs, so each database keeps its own.
+PARSE_STATE_DIR = TARGET_DIR / "parse-state"
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+# A failed invocation's folder is kept this long for inspection (its dbt.log), then pruned.
+KEEP_FAILED_SECONDS = 24 * 3600
+
+
+def _parse_state_file(database_url: str) -> Path:
+    target = dbt_target(database_url)
+    identity = f"{target['host']}:{target['port']}/{target['user']}/{target['dbname']}"
+    return PARSE_STATE_DIR / f"{hashlib.sha256(identity.encode()).hexdigest()[:16]}.msgpack"
+
+
+def prune_invocation_folders(older_than_seconds: float = KEEP_FAILED_SECONDS) -> int:
+    """Remove invocation folders older than ``older_than_seconds``; returns how many."""
+    if not RUNS_DIR.exists():
+        return 0
+    cutoff = time.time() - older_than_seconds
+    removed = 0
+    for folder in RUNS_DIR.iterdir():
+        try:
+            if folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        except FileNotFoundError:  # pruned by a concurrent process
+            pass
+    return removed
+
+
+@contextmanager
+def invocation_target(database_url: str) -> Iterator[Path]:
+    """A fresh target folder for one dbt invocation against ``database_url``.
+
+    It starts with the parse state dbt left for this database, so dbt re-parses only what changed
+    (seconds saved on every run). Afterwards the parse state is kept and the folder removed; a
+    failed invocation's folder stays for a day (its dbt.log), so the target folder stays small.
+    """
+    RUNS_DIR.mkdir(parents=True, exist_ok=True)
+    PARSE_STATE_DIR.mkdir(parents=True, exist_ok=True)
+    folder = RUNS_DIR / uuid.uuid4().hex
+    folder.mkdir()
+    state = _parse_state_file(database_url)
+    if state.exists():
+        shutil.copyfile(state, folder / PARTIAL_PARSE_FILE)
+    yield folder
+    # Reached only when the invocation succeeded: keep its parse state, drop the rest.
+    produced = folder / PARTIAL_PARSE_FILE
+    if produced.exists():
+        staged = state.with_name(f"{state.name}.{folder.name}")
+        shutil.copyfile(produced, staged)
+        os.replace(staged, state)  # atomic: a concurrent invocation reads the old or the new file
+    shutil.rmtree(folder, ignore_errors=True)
+    prune_invocation_folders()

@@ -1,4 +1,4 @@
-{#- The lifecycle state a balance alone implies (contract section 6). The rule's owner is
+{#- The lifecycle state a balance alone implies (docs/rules/lifecycle.md). The rule's owner is
     billing_pipeline/lifecycle/machine.py (state_for_balance / state_sql); this macro renders the
     same SQL, and tests/test_lifecycle_rule.py fails if the two ever differ. -#}
 {% macro lifecycle_state_for_balance(balance, threshold) -%}

@@ -1,9 +1,17 @@
-{#- The Dagster partition window [min_hour, max_hour), passed as --vars. Without the vars
-    every hour is in the window (full build). -#}
+{#- The Dagster partition window [min_hour, max_hour). Dagster passes it in the environment
+    (BILLING_DBT_MIN_HOUR, BILLING_DBT_MAX_HOUR), read only when executing: a window in --vars
+    changes dbt's vars hash and forces a full re-parse of the project on every run, and an
+    env_var() read while parsing is recorded and re-parses the files that read it. By hand,
+    --vars '{"min_hour": ..., "max_hour": ...}' still works. Without either, every hour is in
+    the window (full build). -#}
 
 {% macro window_bounds() -%}
     {%- set lo = var('min_hour', none) -%}
     {%- set hi = var('max_hour', none) -%}
+    {%- if lo is none and hi is none and execute -%}
+        {%- set lo = env_var('BILLING_DBT_MIN_HOUR', '') or none -%}
+        {%- set hi = env_var('BILLING_DBT_MAX_HOUR', '') or none -%}
+    {%- endif -%}
     {%- if (lo is none) != (hi is none) -%}
         {{ exceptions.raise_compiler_error("Pass both min_hour and max_hour (or neither); got min_hour=" ~ lo ~ ", max_hour=" ~ hi) }}
     {%- endif -%}
@@ -62,4 +70,23 @@
 {#- Rendered timestamps in messages: always UTC, ISO 8601. -#}
 {% macro iso_utc(column) -%}
     to_char({{ column }} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"')
+{%- endmacro %}
+
+{#- dbt's own get_where_subquery, plus one marker: a data test configured with
+    `where: "__hour_window__"` is filtered to the rows of the run's hours (column `hour`).
+    dbt renders a test's `where` while parsing, when the window is not known yet; the marker is
+    replaced here, when the test executes. -#}
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get('where', '') -%}
+    {%- if where == '__hour_window__' -%}
+        {%- set where = in_hour_window('hour') -%}
+    {%- endif -%}
+    {%- if where -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ where }}) dbt_subquery
+        {%- endset -%}
+        {%- do return(filtered) -%}
+    {%- else -%}
+        {%- do return(relation) -%}
+    {%- endif -%}
 {%- endmacro %}

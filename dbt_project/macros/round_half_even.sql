@@ -1,5 +1,5 @@
 {#- Banker's rounding for numeric. PostgreSQL's round(numeric, n) rounds half away from
-    zero; ledger-bound amounts are rounded half to even (contract section 1). Exact: the only
+    zero; ledger-bound amounts are rounded half to even (docs/rules/units.md). Exact: the only
     case that differs is a remainder of exactly one half, detected on the scaled value and
     sent to the even neighbour. (Identical aggregates in the repeated expression are computed
     once by PostgreSQL.) -#}

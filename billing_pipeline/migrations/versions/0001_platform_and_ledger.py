@@ -1,4 +1,4 @@
-"""Platform tables (contract section 2) and the append-only credit ledger (section 5).
+"""Platform tables (docs/rules/ingestion.md) and the append-only credit ledger (docs/rules/ledger.md).
 
 Revision ID: 0001
 Revises:

@@ -1,9 +1,9 @@
-"""Month-end: probe availability, SLA credits and immutable invoices (contract sections 3, 9, 10).
+"""Month-end: probe availability, SLA credits and immutable invoices (docs/rules/ingestion.md, month-end.md).
 
 * ``probe_deployment_hours``: per deployment and UTC hour, the minutes measured and down by
   ``probe_success`` (and each minute's state), written one hour at a time by the probe ingestion;
   ``probe_hours``: completeness of each ingested hour.
-* ``sla_credit_tiers``: the credit tiers as data (the defaults of section 10 are inserted here).
+* ``sla_credit_tiers``: the credit tiers as data (the defaults of docs/rules/month-end.md are inserted here).
 * ``sla_measurements``: the availability of each deployment and month as the SLA credit job
   measured it; append-only (the measurement a credit was paid on never changes).
 * ``invoices``, ``invoice_lines``, ``invoice_line_details``, ``invoice_entries``: issued invoices,
@@ -26,7 +26,7 @@ branch_labels = None
 depends_on = None
 
 UPGRADE = """
--- ---------------------------------------------------------------- probes (contract section 3)
+-- ---------------------------------------------------------------- probes (docs/rules/ingestion.md)
 CREATE TABLE billing.probe_deployment_hours (
     hour             timestamptz NOT NULL,
     deployment_id    text NOT NULL,
@@ -47,7 +47,7 @@ CREATE TABLE billing.probe_hours (
     ingested_at    timestamptz NOT NULL DEFAULT now()
 );
 
--- ---------------------------------------------------------------- SLA credits (section 10)
+-- ---------------------------------------------------------------- SLA credits (docs/rules/month-end.md)
 CREATE TABLE billing.sla_credit_tiers (
     id                 text PRIMARY KEY,
     below_availability numeric(9, 6) NOT NULL UNIQUE CHECK (below_availability > 0 AND below_availability <= 1),
@@ -80,7 +80,7 @@ CREATE TABLE billing.sla_measurements (
     PRIMARY KEY (deployment_id, month)
 );
 
--- ---------------------------------------------------------------- invoices (section 9)
+-- ---------------------------------------------------------------- invoices (docs/rules/month-end.md)
 -- An entry's period: the month of its usage hour (usage deductions and their reversals), the
 -- measured month (SLA credits), else the month of its created_at. Used by the invoice job and
 -- by the analysts' models, so the rule lives once.

@@ -1,4 +1,4 @@
--- Lifecycle state per account (contract section 6): the state grace_period_job persisted
+-- Lifecycle state per account (docs/rules/lifecycle.md): the state grace_period_job persisted
 -- (billing.account_lifecycle: it alone knows deadlines and expiry), else, for an account the
 -- lifecycle has not evaluated yet, the state its ledger balance and threshold imply, by the
 -- lifecycle machine's own rule (macro lifecycle_state_for_balance, checked against machine.py).

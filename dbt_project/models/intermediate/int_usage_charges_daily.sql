@@ -1,11 +1,10 @@
-{#- incremental_predicates confine dbt's delete-by-key to the window's rows (index on the
-    hour), so the cost of a run follows the new data, not the history. -#}
+{#- Incremental by the hour window: the pre-hook deletes the window's rows (index on the hour),
+    then the window's rows are appended. No delete by key: it is rendered when dbt parses, when
+    the window is not known yet, and would scan the whole history (macros/partition_window.sql). -#}
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='usage_charge_day_key',
-        incremental_predicates=[in_window_periods('DBT_INTERNAL_DEST.usage_day', 'day')],
+        incremental_strategy='append',
         pre_hook="{{ delete_window('usage_day', 'day') }}",
         indexes=[{'columns': ['usage_day']}],
     )

@@ -1,4 +1,4 @@
--- Contract section 4: consumption on a node the same account rents in that hour is covered by
+-- docs/rules/pricing.md: consumption on a node the same account rents in that hour is covered by
 -- the rental; on a node nobody rents it is charged; on a node rented only by other accounts it
 -- is charged and flagged as an exception for a person to look at. A rental covering any part
 -- of the hour covers that hour's consumption on the node (usage is hourly, not per minute).

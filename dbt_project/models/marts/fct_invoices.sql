@@ -1,4 +1,4 @@
--- Issued invoices (contract section 9), one row per account and month, with the sums of their
+-- Issued invoices (docs/rules/month-end.md), one row per account and month, with the sums of their
 -- lines by kind. lines_total is the sum of all lines; closing = opening + lines_total.
 with invoices as (
     select * from {{ ref('stg_invoicing__invoices') }}

@@ -1,4 +1,4 @@
--- Monthly availability per deployment (contract section 10), one row per deployment and closed
+-- Monthly availability per deployment (docs/rules/month-end.md), one row per deployment and closed
 -- month, as sla_credit_job measured it, with the ledger entry that paid its credit (if any).
 -- The measurement itself is computed once, by billing_pipeline/invoicing/sla.py, and is immutable.
 with measurements as (
