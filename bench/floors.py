@@ -89,27 +89,40 @@ def ingestion_floor(conn: psycopg.Connection, prom_url: str, hour: datetime) -> 
             "series": series, "rows": {t: len(r) for t, r in rows.items()}}
 
 
-def dbt_model_seconds(target_root: Path, since: float, run_ids: list[str]) -> list[dict]:
-    """The dbt invocations of the given Dagster runs (dagster-dbt names each invocation's target
-    folder ``<step>-<run id[:7]>-<invocation>``) that wrote run_results.json after ``since``
-    (epoch seconds), oldest first: their models' summed ``execution_time`` and elapsed time."""
+def dbt_model_seconds(instance, run_ids: list[str]) -> list[dict]:
+    """The dbt steps of the given Dagster runs, in order: their models' summed execution time as
+    dbt reported it (dagster-dbt's "Execution Duration" on each model's materialization; a ranged
+    run records one materialization per hour, with the same duration, so each model is counted
+    once per step) and the step's elapsed time."""
+    from dagster._core.events import DagsterEventType
+
     found = []
-    if not target_root.exists():
-        return found
-    prefixes = {r[:7] for r in run_ids}
-    for path in target_root.rglob("run_results.json"):
-        if path.stat().st_mtime < since:
-            continue
-        parts = path.parent.name.split("-")
-        if prefixes and not (len(parts) >= 2 and parts[-2] in prefixes):
-            continue  # another process's invocation (benchmarks may run side by side)
-        results = json.loads(path.read_text())
-        models = [r for r in results.get("results", []) if r.get("unique_id", "").startswith("model.")]
-        found.append({"path": str(path), "mtime": path.stat().st_mtime,
-                      "models": len(models), "model_seconds": round(sum(r.get("execution_time") or 0 for r in models), 3),
-                      "elapsed_time": round(results.get("elapsed_time") or 0, 3),
-                      "has_balances": any("fct_account_balances" in r["unique_id"] for r in models)})
-    return sorted(found, key=lambda r: r["mtime"])
+    for run_id in run_ids:
+        records = instance.get_records_for_run(
+            run_id, of_type={DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.STEP_START,
+                             DagsterEventType.STEP_SUCCESS}, limit=1_000_000).records
+        steps: dict[str, dict] = {}
+        for record in records:
+            entry = record.event_log_entry
+            event = entry.dagster_event
+            if not event.step_key or "dbt_" not in event.step_key:
+                continue
+            step = steps.setdefault(event.step_key, {"models": {}, "start": None, "end": None})
+            if event.event_type_value == "STEP_START":
+                step["start"] = entry.timestamp
+            elif event.event_type_value == "STEP_SUCCESS":
+                step["end"] = entry.timestamp
+            else:
+                mat = event.step_materialization_data.materialization
+                duration = mat.metadata.get("Execution Duration")
+                if duration is not None:
+                    step["models"][mat.asset_key.to_user_string()] = float(duration.value)
+        for key, step in steps.items():
+            found.append({"step": key, "run_id": run_id, "models": len(step["models"]),
+                          "model_seconds": round(sum(step["models"].values()), 3),
+                          "elapsed_time": round((step["end"] or 0) - (step["start"] or 0), 3),
+                          "has_balances": any("fct_account_balances" in k for k in step["models"])})
+    return found
 
 
 def settlement_floor(conn: psycopg.Connection, hour: datetime, end: datetime, posted_after_id: int) -> dict:
