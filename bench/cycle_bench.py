@@ -8,7 +8,7 @@ Usage (the full run; every section is also selectable alone):
         [--dense-days 30] [--reuse] [--rebuild] [--chunk-hours 24]
 With no section flag every section runs (hourly, month-end, catch-up of 168 h, growth 1,30,365).
 
-Platform: ``billing_pipeline.synthetic.generated_cluster`` (deterministic) with
+Platform: ``devkit.synthetic.generated_cluster`` (deterministic) with
 ``deployments x pods-per-deployment`` pods, ``accounts`` accounts (deployment d belongs to
 account d mod accounts), ``nodes`` nodes (default deployments / 16) and ``rentals`` rented
 machines (built here: rental n belongs to account n mod accounts, ``gpu-large`` for odd n,
@@ -89,8 +89,8 @@ from psycopg import sql  # noqa: E402
 
 from billing_pipeline.db.connection import connect, make_conninfo_url  # noqa: E402
 from billing_pipeline.db.migrate import upgrade  # noqa: E402
-from billing_pipeline.synthetic import PrometheusServer, generated_cluster, write_platform_rows  # noqa: E402
-from billing_pipeline.synthetic.model import Rental  # noqa: E402
+from devkit.synthetic import PrometheusServer, generated_cluster, write_platform_rows  # noqa: E402
+from devkit.synthetic.model import Rental  # noqa: E402
 
 import floors  # noqa: E402  (bench/, beside this script)
 import history  # noqa: E402
@@ -401,7 +401,7 @@ def hourly(cluster, scale: Scale, prom_url: str, args, days: int | None = None) 
 def month_end(args) -> dict:
     import month_end_bench as meb
 
-    from billing_pipeline.invoicing.month_end import run_month_end
+    from billing_pipeline.orchestration.month_end import run_month_end
     from billing_pipeline.invoicing.months import month_bounds, parse_month
 
     n = args.month_end_accounts or args.accounts

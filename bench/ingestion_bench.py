@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/ingestion_bench.py [--pods 10000] [--repeat 3] [--rebuild]
 
-The synthetic cluster (``billing_pipeline.synthetic.generated_cluster``: 2 replicas per
+The synthetic cluster (``devkit.synthetic.generated_cluster``: 2 replicas per
 deployment, 200 accounts, 300 nodes, 1 PVC per 10 pods, 1 GPU pod in 97) is backfilled once into
 ``bench/.cache/ingestion-<pods>/tsdb`` (gitignored) and reused. Each repetition materialises the
 hour's partition of the cycle's ingestion assets (``hourly_billing_job`` limited to the ingestion
@@ -29,12 +29,12 @@ import dagster as dg  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg import sql
 
+from billing_pipeline.core.clock import CLOCK_TAG
 from billing_pipeline.db.connection import connect, make_conninfo_url
 from billing_pipeline.db.migrate import upgrade
 from billing_pipeline.ingestion.metrics import fetch_hour, write_hour
-from billing_pipeline.orchestration.clock import CLOCK_TAG
 from billing_pipeline.resources.prometheus import PrometheusResource
-from billing_pipeline.synthetic import PrometheusServer, generated_cluster, write_platform_rows
+from devkit.synthetic import PrometheusServer, generated_cluster, write_platform_rows
 from tsdb_cache import cached_tsdb  # bench/, beside this script
 
 HOUR = datetime(2025, 6, 2, 10, tzinfo=timezone.utc)

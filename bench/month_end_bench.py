@@ -143,7 +143,7 @@ def main() -> None:
     import tempfile
 
     os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="month-end-bench-dagster-")  # a throw-away instance
-    from billing_pipeline.invoicing.month_end import run_month_end
+    from billing_pipeline.orchestration.month_end import run_month_end
 
     _, end = month_bounds(parse_month(args.month))
     now = end + timedelta(hours=6)

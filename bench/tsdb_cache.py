@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from billing_pipeline.synthetic import Cluster, build_tsdb
+from devkit.synthetic import Cluster, build_tsdb
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 

@@ -1,8 +1,19 @@
-"""Fixtures shared by every test: real PostgreSQL databases, migrated."""
+"""Fixtures shared by every test: real PostgreSQL databases, migrated; and the three tiers.
+
+Tests live in one of three folders, each with its marker (``-m unit`` and so on):
+
+* ``tests/unit``: no services (no database, Prometheus, dbt build or subprocess); under a minute;
+* ``tests/integration``: real PostgreSQL, Prometheus, dbt builds and Dagster runs, in process;
+* ``tests/e2e``: the product as a user runs it: the ``billing`` console script, ``dagster dev``,
+  the demo, the UI in a browser.
+
+``scripts/test unit`` (or ``integration``, ``e2e``) runs one tier; ``scripts/test`` runs all.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +39,17 @@ def db_url(databases, monkeypatch) -> str:
     url = databases.new()
     monkeypatch.setenv("BILLING_DATABASE_URL", url)
     return url
+
+
+TIERS = ("unit", "integration", "e2e")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test with its tier, from its folder; a test outside the tiers is an error."""
+    for item in items:
+        relative = Path(str(item.path)).resolve().relative_to(TESTS)
+        tier = relative.parts[0] if len(relative.parts) > 1 else None
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{relative}: put the test in one of tests/{{{','.join(TIERS)}}}/")
+        item.add_marker(getattr(pytest.mark, tier))

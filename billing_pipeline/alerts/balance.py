@@ -24,8 +24,8 @@ from datetime import datetime, timezone
 
 import psycopg
 
-from billing_pipeline.alerts.outbox import ENQUEUE_SET
 from billing_pipeline.lifecycle.machine import State, state_sql
+from billing_pipeline.notifications.outbox import ENQUEUE_SET
 
 RUNWAY_WARNING_HOURS = 24
 BALANCES_MART = "analytics.fct_account_balances"

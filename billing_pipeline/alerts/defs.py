@@ -14,12 +14,12 @@ import dagster as dg
 
 from billing_pipeline.alerts.balance import evaluate_balance_alerts
 from billing_pipeline.alerts.delivery import deliver_due
-from billing_pipeline.asset_keys import ACCOUNT_LIFECYCLE, AUTO_TOPUPS, BALANCE_ALERTS, LEDGER, NOTIFICATION_DELIVERIES
-from billing_pipeline.orchestration.clock import run_clock
-from billing_pipeline.ownership import BILLING_OWNERS
+from billing_pipeline.core.asset_keys import ACCOUNT_LIFECYCLE, AUTO_TOPUPS, BALANCE_ALERTS, LEDGER, NOTIFICATION_DELIVERIES
+from billing_pipeline.core.clock import run_clock
+from billing_pipeline.core.ownership import BILLING_OWNERS
+from billing_pipeline.core.runs import JOB_TAGS
 from billing_pipeline.resources.notify import NotifyResource
 from billing_pipeline.resources.postgres import PostgresResource
-from billing_pipeline.runs import JOB_TAGS
 from billing_pipeline.transform.assets import dbt_model_key
 
 ACCOUNT_BALANCES = dbt_model_key("fct_account_balances")

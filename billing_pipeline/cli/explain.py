@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from billing_pipeline.cli.output import credits, decimal_text, emit, quantity, resource_words, table, unit_words
 from billing_pipeline.db import connect
-from billing_pipeline.errors import InputError
+from billing_pipeline.core.errors import InputError
 from billing_pipeline.invoicing.statement import MonthStatement, daily_spend, month_statement
 
 WHAT_TO_DO_EXCEPTION = (

@@ -17,7 +17,7 @@ import re
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from billing_pipeline.errors import InputError
+from billing_pipeline.core.errors import InputError
 from billing_pipeline.ledger.entries import MAX_ENTRY_AMOUNT, MAX_TEXT_LENGTH, _BIDI_CONTROLS
 
 _AMOUNT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)

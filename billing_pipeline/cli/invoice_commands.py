@@ -30,7 +30,7 @@ def register(subparsers, json_parent) -> None:
 
 
 def _close_month(args) -> int:
-    from billing_pipeline.invoicing.month_end import run_month_end
+    from billing_pipeline.orchestration.month_end import run_month_end
 
     month = parse_month(args.month)  # input errors before anything else
     os.environ["BILLING_DATABASE_URL"] = database_url()  # the Dagster resources read it from the environment

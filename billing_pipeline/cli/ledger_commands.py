@@ -9,8 +9,8 @@ from decimal import Decimal, InvalidOperation
 
 from billing_pipeline.cli.inputs import parse_amount, parse_limit, parse_text
 from billing_pipeline.cli.output import credits, emit, table
+from billing_pipeline.core.errors import ConfigurationError, InputError
 from billing_pipeline.db import connect
-from billing_pipeline.errors import ConfigurationError, InputError
 from billing_pipeline.ledger import Entry, EntryType, balance_of, post_entry, verify_ledger
 from billing_pipeline.ledger.queries import ledger_page
 

@@ -25,7 +25,7 @@ import sys
 
 import psycopg
 
-from billing_pipeline.errors import BillingError, ConfigurationError, InputError
+from billing_pipeline.core.errors import BillingError, ConfigurationError, InputError
 
 # The modules that contribute subcommands, in the order `billing --help` lists them.
 COMMAND_MODULES = [

@@ -16,7 +16,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from datetime import datetime
 
 from billing_pipeline.cli.output import credits, emit
-from billing_pipeline.errors import ConfigurationError
+from billing_pipeline.core.errors import ConfigurationError
 
 
 def register(subparsers, json_parent) -> None:
@@ -50,7 +50,7 @@ def _run(args) -> int:
 
     start, end, now = validate_window(args.start, args.end, args.now)  # input errors before anything else
     if args.chunk_hours < 1:
-        from billing_pipeline.errors import InputError
+        from billing_pipeline.core.errors import InputError
         raise InputError(f"--chunk-hours {args.chunk_hours} must be at least 1")
     selection = _only(args.only)
     url = database_url()
@@ -85,7 +85,7 @@ def _only(value: str | None):
     """``--only`` as the asset keys of those stages, or None for the whole cycle."""
     if not value:
         return None
-    from billing_pipeline.errors import InputError
+    from billing_pipeline.core.errors import InputError
     from billing_pipeline.orchestration.graph import STAGE_GROUPS, stage_selection
 
     stages = [s.strip() for s in value.split(",") if s.strip()]

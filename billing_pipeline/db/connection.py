@@ -2,10 +2,8 @@
 
 ``BILLING_DATABASE_URL`` names the database, as a URL (``postgresql://USER:PASSWORD@HOST:PORT/DB``)
 or a libpq key/value string (``host=... dbname=...``). Every command uses only that database
-and refuses to run without it (docs/rules/ledger.md). Only the demo falls back
-(``demo_database_url``), in order, to the local server on 127.0.0.1:5432 (database
-``satusky_billing``) and to an embedded PostgreSQL (``pgserver``) kept under
-``BILLING_STATE_DIR`` (default ``./.billing``).
+and refuses to run without it (docs/rules/ledger.md). Only the demo falls back, to a local or
+an embedded server (``devkit.demo.database``), never this package.
 
 Passwords never reach a message: ``redact_url`` masks them in both spellings, in the URL's
 user part and in its query (``?password=``), and ``redact_text`` masks them in a driver's error.
@@ -15,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -25,7 +22,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from billing_pipeline.errors import ConfigurationError
+from billing_pipeline.core.errors import ConfigurationError
 
 DATABASE_NAME = "satusky_billing"
 LOCAL_HOST, LOCAL_PORT = "127.0.0.1", 5432
@@ -76,32 +73,6 @@ def redact_text(text: str, url: str) -> str:
     return text
 
 
-def local_server() -> tuple[str, int]:
-    """The local server to try (``BILLING_LOCAL_PG=host:port``, default 127.0.0.1:5432)."""
-    host, _, port = os.environ.get("BILLING_LOCAL_PG", f"{LOCAL_HOST}:{LOCAL_PORT}").rpartition(":")
-    return host, int(port)
-
-
-def _local_server_answers(timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection(local_server(), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _embedded_server_url() -> str:
-    """Start (or reuse) an embedded PostgreSQL and return the URL of its billing database."""
-    import pgserver  # imported lazily: only needed on machines without a server
-
-    data_dir = state_dir() / "pgdata"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode=None)
-    # pgserver listens on a Unix socket only; its URI carries the socket folder as host.
-    info = conninfo_to_dict(server.get_uri())
-    return make_conninfo_url(host=info["host"], dbname=DATABASE_NAME, user=info.get("user", "postgres"))
-
-
 def make_conninfo_url(*, host: str, dbname: str, user: str = "postgres", port: int | None = None) -> str:
     if host.startswith("/"):
         return f"postgresql://{user}@/{dbname}?host={host}" + (f"&port={port}" if port else "")
@@ -120,22 +91,6 @@ def database_url() -> str:
         "BILLING_DATABASE_URL is not set: say which billing database to use, e.g. "
         "BILLING_DATABASE_URL=postgresql://USER@HOST:5432/satusky_billing (only the demo, "
         "`scripts/demo`, falls back to a local or embedded PostgreSQL)."
-    )
-
-
-def demo_database_url(*, allow_embedded: bool = True) -> str:
-    """For the demo only: the environment's database, else the local server's, else embedded."""
-    url = os.environ.get("BILLING_DATABASE_URL", "").strip()
-    if url:
-        return url
-    host, port = local_server()
-    if _local_server_answers():
-        return make_conninfo_url(host=host, dbname=DATABASE_NAME, port=port)
-    if allow_embedded:
-        return _embedded_server_url()
-    raise ConfigurationError(
-        "No billing database: BILLING_DATABASE_URL is not set and nothing answers on "
-        f"{host}:{port}. Set BILLING_DATABASE_URL=postgresql://USER@HOST:PORT/DB."
     )
 
 
@@ -169,8 +124,10 @@ def ensure_database(url: str, *, create: bool = True) -> bool:
                 )
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
             return True
-    except psycopg.errors.DuplicateDatabase:
-        return False  # created concurrently by another process: that is what we wanted
+    except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+        # Created concurrently by another process: that is what we wanted. Two CREATE DATABASE
+        # racing can fail as a unique violation on pg_database rather than duplicate_database.
+        return False
     except psycopg.OperationalError as exc:
         raise ConfigurationError(
             f"Cannot reach PostgreSQL at {redact_url(url)}: {redact_text(str(exc).strip(), url)}. "

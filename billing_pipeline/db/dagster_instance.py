@@ -9,8 +9,8 @@ from urllib.parse import quote, urlencode
 
 from psycopg.conninfo import conninfo_to_dict
 
+from billing_pipeline.core.runs import LANE_TAG, MONEY_LANE
 from billing_pipeline.db.connection import LOCAL_PORT, ensure_database, state_dir
-from billing_pipeline.runs import LANE_TAG, MONEY_LANE
 
 # When the server needs a password, dagster.yaml names this variable instead of holding the secret.
 DAGSTER_URL_ENV = "BILLING_DAGSTER_DATABASE_URL"
@@ -52,7 +52,7 @@ def prepare_dagster_home(billing_url: str, home: Path | None = None) -> Path:
         "storage:\n"
         "  postgres:\n"
         f"    postgres_url: {storage_url}\n"
-        "# One run of the money lane at a time (billing_pipeline/runs.py): a run a sensor or schedule\n"
+        "# One run of the money lane at a time (billing_pipeline/core/runs.py): a run a sensor or schedule\n"
         "# starts and a run `billing run` submits wait for each other in the queue.\n"
         "run_queue:\n"
         "  max_concurrent_runs: 4\n"

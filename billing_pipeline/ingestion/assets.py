@@ -17,18 +17,19 @@ over), ``unattributed_share`` (usage no deployment claims), ``no_quarantined_ren
 
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from decimal import Decimal
 
 import dagster as dg
 
-from billing_pipeline.asset_keys import PROMETHEUS
+from billing_pipeline.core.asset_keys import PROMETHEUS
+from billing_pipeline.core.clock import run_clock
+from billing_pipeline.core.hours import Hour
+from billing_pipeline.core.ownership import BILLING_OWNERS
+from billing_pipeline.core.partitions import hourly_partitions
 from billing_pipeline.ingestion.metrics import fetch_hour, write_hour
 from billing_pipeline.ingestion.platform import platform_key
 from billing_pipeline.ingestion.rentals import quarantined_rentals, slice_rental_hour
-from billing_pipeline.orchestration.clock import run_clock
-from billing_pipeline.ownership import BILLING_OWNERS
-from billing_pipeline.partitions import hourly_partitions
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.resources.prometheus import PrometheusResource
 
@@ -51,13 +52,7 @@ QUARANTINED_ROWS = ingestion_key("quarantined_rows")
 def partition_hours(context: dg.AssetExecutionContext) -> list[datetime]:
     """The UTC hours of the run: one partition, or every hour of a ranged run."""
     window = context.partition_time_window
-    hour = datetime.fromtimestamp(window.start.timestamp(), tz=timezone.utc)
-    end = datetime.fromtimestamp(window.end.timestamp(), tz=timezone.utc)
-    hours = []
-    while hour < end:
-        hours.append(hour)
-        hour += timedelta(hours=1)
-    return hours
+    return [hour.start for hour in Hour.range(Hour.of(window.start), Hour.of(window.end))]
 
 
 def _spec(key: dg.AssetKey, description: str, deps=(), kinds=("postgres",)) -> dg.AssetSpec:

@@ -28,15 +28,15 @@ import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import psycopg
 
-from billing_pipeline.errors import BillingError
+from billing_pipeline.core.errors import BillingError
+from billing_pipeline.core.hours import HOUR
 from billing_pipeline.ingestion import promql
 from billing_pipeline.resources.prometheus import PrometheusResource, PrometheusUnavailable
 
-HOUR = timedelta(hours=1)
 
 
 @dataclass

@@ -5,7 +5,7 @@ Keys ``["platform", "<table>"]``, group ``platform``. dbt sources map onto exact
 
 import dagster as dg
 
-from billing_pipeline.ownership import BILLING_OWNERS
+from billing_pipeline.core.ownership import BILLING_OWNERS
 
 PLATFORM_TABLES = {
     "accounts": "Customer accounts: thresholds, grace period, volume policy, auto top-up settings.",

@@ -18,22 +18,22 @@ all (the prober itself was down), or when a deployment alive in the hour has unm
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import dagster as dg
 import psycopg
 
+from billing_pipeline.core.asset_keys import PROMETHEUS
+from billing_pipeline.core.clock import run_clock
+from billing_pipeline.core.hours import HOUR
+from billing_pipeline.core.ownership import BILLING_OWNERS
+from billing_pipeline.core.partitions import hourly_partitions
 from billing_pipeline.ingestion import promql
-from billing_pipeline.asset_keys import PROMETHEUS
 from billing_pipeline.ingestion.assets import GROUP, ingestion_key, partition_hours
 from billing_pipeline.ingestion.platform import platform_key
-from billing_pipeline.orchestration.clock import run_clock
-from billing_pipeline.ownership import BILLING_OWNERS
-from billing_pipeline.partitions import hourly_partitions
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.resources.prometheus import PrometheusResource, PrometheusUnavailable
 
-HOUR = timedelta(hours=1)
 PROBE_DEPLOYMENT_HOURS = ingestion_key("probe_deployment_hours")
 PROBE_HOURS = ingestion_key("probe_hours")
 

@@ -28,11 +28,12 @@ before its own hours. Re-slicing an unchanged hour yields identical rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import psycopg
 
-HOUR = timedelta(hours=1)
+from billing_pipeline.core.hours import HOUR
+
 
 _PROBLEMS = """
 SELECT u.id, v.reason, to_jsonb(u) AS row_data

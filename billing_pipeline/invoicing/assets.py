@@ -12,13 +12,13 @@ Both are re-runnable: a second run of a month measures, posts and issues nothing
 
 import dagster as dg
 
-from billing_pipeline.asset_keys import ACCOUNT_LIFECYCLE, LEDGER
+from billing_pipeline.core.asset_keys import ACCOUNT_LIFECYCLE, LEDGER
+from billing_pipeline.core.ownership import BILLING_OWNERS
 from billing_pipeline.ingestion.assets import METRIC_HOURS
 from billing_pipeline.ingestion.probes import PROBE_DEPLOYMENT_HOURS
 from billing_pipeline.invoicing.invoices import issue_invoices
 from billing_pipeline.invoicing.months import parse_month
 from billing_pipeline.invoicing.sla import credit_sla
-from billing_pipeline.ownership import BILLING_OWNERS
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.transform.assets import dbt_model_key
 

@@ -13,9 +13,9 @@ from datetime import timedelta, timezone
 
 import dagster as dg
 
+from billing_pipeline.core.clock import CLOCK_TAG
+from billing_pipeline.core.runs import JOB_TAGS
 from billing_pipeline.invoicing.assets import invoices, sla_credits
-from billing_pipeline.orchestration.clock import CLOCK_TAG
-from billing_pipeline.runs import JOB_TAGS
 
 DEFAULT_CLOSE_DELAY_HOURS = 6
 

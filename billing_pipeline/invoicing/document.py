@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from billing_pipeline.errors import BillingError, InputError
+from billing_pipeline.core.errors import BillingError, InputError
 from billing_pipeline.invoicing.months import month_bounds, month_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"

@@ -27,13 +27,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import psycopg
 
+from billing_pipeline.core.hours import HOUR
 from billing_pipeline.invoicing.months import month_bounds, month_text
 
-HOUR = timedelta(hours=1)
 PRICED_USAGE = "analytics.fct_priced_usage"
 
 # Accounts that get an invoice for the month: no invoice for it or a later month yet.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
-from billing_pipeline.errors import InputError
+from billing_pipeline.core.errors import InputError
 
 
 def parse_month(value: str | date) -> date:

@@ -28,7 +28,7 @@ from decimal import Decimal
 
 import psycopg
 
-from billing_pipeline.errors import BillingError
+from billing_pipeline.core.errors import BillingError
 from billing_pipeline.invoicing.months import month_bounds, month_text
 from billing_pipeline.ledger import Entry, post_entries, round_credits
 

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import psycopg
 
-from billing_pipeline.errors import BillingError, InputError
+from billing_pipeline.core.errors import BillingError, InputError
 from billing_pipeline.ledger.queries import MonthMovements, UsageEntry, month_movements, usage_entries
 
 ZERO = Decimal("0")

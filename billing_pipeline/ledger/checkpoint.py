@@ -27,7 +27,7 @@ from typing import Any
 
 import psycopg
 
-from billing_pipeline.errors import ConfigurationError, InputError
+from billing_pipeline.core.errors import ConfigurationError, InputError
 from billing_pipeline.ledger.entries import LedgerKeyring, canonical_json
 
 FORMAT = "satusky-ledger-checkpoint/1"

@@ -15,8 +15,9 @@ statement for the whole window, is posted through the ledger module:
   ``{"reverses": <original entry id>}``.
 
 Every entry's reference carries ``{"hour", "usage_kind", "account_id"}`` (the convention the dbt
-models match on) plus ``owed`` (the hour's total after this entry) and ``is_estimate: true`` when
-the hour was priced as an estimate. Nothing is ever edited. The whole settlement runs under one transaction-scoped
+models match on; the hour spelled as ``core.hours.Hour.text``, as in the idempotency key) plus
+``owed`` (the hour's total after this entry) and ``is_estimate: true`` when the hour was priced
+as an estimate. Nothing is ever edited. The whole settlement runs under one transaction-scoped
 advisory lock, so two runs at once are serialised and the second finds nothing left to post;
 the idempotency keys make a repeated batch a no-op even without the lock.
 """
@@ -30,14 +31,14 @@ from decimal import Decimal
 import psycopg
 from psycopg import sql
 
-from billing_pipeline.errors import BillingError
+from billing_pipeline.core.errors import BillingError
+from billing_pipeline.core.hours import HOUR_TEXT_SQL
 from billing_pipeline.ledger.entries import Entry
 from billing_pipeline.ledger.posting import post_entries
 
 CHARGES_SCHEMA = "analytics"
 CHARGES_TABLE = "fct_usage_charges"
 SETTLEMENT_LOCK = "billing.credit_usage"
-HOUR_TEXT = """to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"')"""
 
 
 # One statement: owed per account/hour/kind from the mart, settled so far from the ledger, and
@@ -138,7 +139,7 @@ def settle_priced_usage(
     mart = _mart(schema, table)
     query = sql.SQL(_DIFFERENCES).format(
         mart=mart,
-        hour_text=sql.SQL(HOUR_TEXT.format(col="u.hour")),
+        hour_text=sql.SQL(HOUR_TEXT_SQL.format(col="u.hour")),
     )
     result = SettlementResult(start, end)
     with conn.transaction():

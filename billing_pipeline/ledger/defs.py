@@ -16,12 +16,12 @@ import json
 
 import dagster as dg
 
-from billing_pipeline.asset_keys import LEDGER
+from billing_pipeline.core.asset_keys import LEDGER
+from billing_pipeline.core.ownership import BILLING_OWNERS
+from billing_pipeline.core.partitions import hourly_partitions
+from billing_pipeline.core.runs import JOB_TAGS
 from billing_pipeline.ledger.checkpoint import chain_heads
 from billing_pipeline.ledger.deduction import CHARGES_SCHEMA, CHARGES_TABLE, settle_priced_usage
-from billing_pipeline.ownership import BILLING_OWNERS
-from billing_pipeline.runs import JOB_TAGS
-from billing_pipeline.partitions import hourly_partitions
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.transform.assets import dbt_model_key
 

@@ -36,7 +36,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from billing_pipeline.errors import ConfigurationError, InputError
+from billing_pipeline.core.errors import ConfigurationError, InputError
 
 MICRO = Decimal("0.000001")
 # numeric(20, 6) holds 14 digits before the point: the most a balance can ever hold.

@@ -13,7 +13,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from billing_pipeline.errors import BillingError
+from billing_pipeline.core.errors import BillingError
 from billing_pipeline.lifecycle import store
 from billing_pipeline.lifecycle.store import fmt_time
 

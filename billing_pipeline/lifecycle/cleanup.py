@@ -17,10 +17,10 @@ from typing import Iterable
 
 from billing_pipeline.lifecycle import snapshots, store
 from billing_pipeline.lifecycle.actions import tracked
-from billing_pipeline.lifecycle.cluster import KINDS, WORKLOAD_KINDS, ClusterCallError, ProtectedNamespaceError
 from billing_pipeline.lifecycle.discovery import discover, target
 from billing_pipeline.lifecycle.machine import State
 from billing_pipeline.lifecycle.store import Account, Deployment, fmt_time
+from billing_pipeline.resources.cluster import KINDS, WORKLOAD_KINDS, ClusterCallError, ProtectedNamespaceError
 
 PVC = "PersistentVolumeClaim"
 

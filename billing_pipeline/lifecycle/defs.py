@@ -16,15 +16,15 @@ keyed (see ``lifecycle.engine``).
 
 import dagster as dg
 
-from billing_pipeline.asset_keys import ACCOUNT_LIFECYCLE, AUTO_TOPUPS, LEDGER, NOTIFICATION_DELIVERIES
-from billing_pipeline.errors import ConfigurationError
+from billing_pipeline.core.asset_keys import ACCOUNT_LIFECYCLE, AUTO_TOPUPS, LEDGER, NOTIFICATION_DELIVERIES
+from billing_pipeline.core.clock import CLOCK_TAG, run_clock
+from billing_pipeline.core.errors import ConfigurationError
+from billing_pipeline.core.ownership import BILLING_OWNERS
+from billing_pipeline.core.runs import JOB_TAGS
 from billing_pipeline.lifecycle.actions import RETRY_EVERY_MINUTES
 from billing_pipeline.lifecycle.engine import run_lifecycle
-from billing_pipeline.orchestration.clock import CLOCK_TAG, run_clock
-from billing_pipeline.ownership import BILLING_OWNERS
 from billing_pipeline.resources.kubernetes import KubernetesResource
 from billing_pipeline.resources.postgres import PostgresResource
-from billing_pipeline.runs import JOB_TAGS
 
 
 @dg.asset(

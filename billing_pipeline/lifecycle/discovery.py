@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Iterable
 
-from billing_pipeline.lifecycle.cluster import ACCOUNT_ID_LABEL, DEPLOYMENT_ID_LABEL, KINDS, Cluster, labels_of
 from billing_pipeline.lifecycle.store import Deployment
+from billing_pipeline.resources.cluster import ACCOUNT_ID_LABEL, DEPLOYMENT_ID_LABEL, KINDS, Cluster, labels_of
 
 
 @dataclass(frozen=True)

@@ -32,13 +32,13 @@ from typing import Iterable
 
 import psycopg
 
-from billing_pipeline.alerts.outbox import enqueue_notification
-from billing_pipeline.errors import BillingError
+from billing_pipeline.core.errors import BillingError
 from billing_pipeline.lifecycle import cleanup, idle, notices, routing, scaling, snapshots, store
-from billing_pipeline.lifecycle.cluster import Cluster, ClusterCallError
 from billing_pipeline.lifecycle.machine import Inputs, Snapshot, State, Transition, step
 from billing_pipeline.lifecycle.notices import volume_fate_line  # noqa: F401  (re-exported)
 from billing_pipeline.lifecycle.store import Account, Deployment, fmt_time
+from billing_pipeline.notifications.outbox import enqueue_notification
+from billing_pipeline.resources.cluster import Cluster, ClusterCallError
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,14 @@ class Lifecycle:
     # ---- entry point
     def run(self, account_ids: Iterable[str] | None = None) -> RunReport:
         report = RunReport(self.now, self.dry_run)
-        for account_id in (store.account_ids(self.conn) if account_ids is None else account_ids):
+        if account_ids is None:
+            # Every account: those with nothing to do are settled in one statement, the rest
+            # one by one.
+            quiet = store.settle_quiet_accounts(self.conn, self.now, record=not self.dry_run)
+            report.accounts.extend(AccountOutcome(a, State.HEALTHY.value) for a in quiet)
+            skip = set(quiet)
+            account_ids = [a for a in store.account_ids(self.conn) if a not in skip]
+        for account_id in account_ids:
             outcome = AccountOutcome(account_id, "?")
             try:
                 self.evaluate(account_id, outcome)

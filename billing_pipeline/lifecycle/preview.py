@@ -8,11 +8,11 @@ from typing import Any
 
 import psycopg
 
-from billing_pipeline.errors import InputError
+from billing_pipeline.core.errors import InputError
 from billing_pipeline.lifecycle import store
-from billing_pipeline.lifecycle.cluster import Cluster
 from billing_pipeline.lifecycle.discovery import discover
 from billing_pipeline.lifecycle.store import Deployment
+from billing_pipeline.resources.cluster import Cluster
 
 
 def cleanup_preview(conn: psycopg.Connection, cluster: Cluster, account_id: str, now: datetime) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from billing_pipeline.errors import InputError
+from billing_pipeline.core.errors import InputError
 from billing_pipeline.lifecycle import notices, store
 from billing_pipeline.lifecycle.actions import RETRY_EVERY_MINUTES, not_done_text
 from billing_pipeline.lifecycle.machine import State, state_for_balance

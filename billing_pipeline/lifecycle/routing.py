@@ -20,10 +20,10 @@ import copy
 import hashlib
 import json
 
-from billing_pipeline.errors import BillingError
+from billing_pipeline.core.errors import BillingError
 from billing_pipeline.lifecycle import store
 from billing_pipeline.lifecycle.actions import tracked
-from billing_pipeline.lifecycle.cluster import (
+from billing_pipeline.resources.cluster import (
     ACCOUNT_ID_LABEL, DEPLOYMENT_ID_LABEL, CallResult, ClusterCallError, labels_of,
 )
 from billing_pipeline.lifecycle.discovery import owned_objects, target

@@ -12,10 +12,10 @@ from datetime import datetime
 
 from billing_pipeline.lifecycle import store
 from billing_pipeline.lifecycle.actions import tracked
-from billing_pipeline.lifecycle.cluster import ClusterCallError
 from billing_pipeline.lifecycle.discovery import owned_objects, target
 from billing_pipeline.lifecycle.notices import scale_to_zero_at
 from billing_pipeline.lifecycle.store import Account, Deployment
+from billing_pipeline.resources.cluster import ClusterCallError
 
 
 def _replicas(obj: dict) -> int:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
-from billing_pipeline.errors import BillingError
+from billing_pipeline.core.errors import BillingError
 from billing_pipeline.lifecycle import store
 from billing_pipeline.lifecycle.actions import tracked
-from billing_pipeline.lifecycle.cluster import ACCOUNT_ID_LABEL, DEPLOYMENT_ID_LABEL, ClusterCallError
 from billing_pipeline.lifecycle.discovery import target
 from billing_pipeline.lifecycle.notices import snapshot_class_words
 from billing_pipeline.lifecycle.store import Account, Deployment
+from billing_pipeline.resources.cluster import ACCOUNT_ID_LABEL, DEPLOYMENT_ID_LABEL, ClusterCallError
 
 
 class SnapshotFailed(BillingError):

@@ -1,1 +1,3 @@
-"""Running the pipeline's hourly cycle through Dagster (``cycle``) and the run clock (``clock``)."""
+"""Running the pipeline through Dagster: the cycle's jobs, sensors and schedule (``graph``),
+launching runs as the daemon would (``launcher``), ``billing run`` (``cycle``, ``summary``) and
+closing a month (``month_end``)."""

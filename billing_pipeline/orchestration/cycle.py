@@ -26,46 +26,29 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Callable
 
-from billing_pipeline.errors import BillingError, InputError
-from billing_pipeline.orchestration.clock import CLOCK_TAG, parse_clock
+from billing_pipeline.core.clock import CLOCK_TAG, clock_input
+from billing_pipeline.core.errors import BillingError, InputError
+from billing_pipeline.core.hours import HOUR, Hour
+from billing_pipeline.core.partitions import first_billable_hour
 from billing_pipeline.orchestration.launcher import Launcher, RunOutcome, code_location, default_instance
-from billing_pipeline.partitions import first_billable_hour, partition_hour, partition_key
 
-HOUR = timedelta(hours=1)
 CHUNK_HOURS = 24
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
-def to_utc(value: datetime | str, what: str) -> datetime:
-    if isinstance(value, str):
-        try:
-            return parse_clock(value)
-        except ValueError:
-            raise InputError(
-                f"{what} {value!r} is not an ISO 8601 timestamp (for example 2025-03-01T00:00:00Z)"
-            ) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
-
-
 def hours_between(start: datetime, end: datetime) -> list[datetime]:
-    out, h = [], start
-    while h < end:
-        out.append(h)
-        h += HOUR
-    return out
+    return [hour.start for hour in Hour.range(Hour.of(start), Hour.of(end))]
 
 
 def validate_window(start: datetime | str, end: datetime | str, now: datetime | str | None = None
                     ) -> tuple[datetime, datetime, datetime]:
     """Check and normalise a cycle window; raise ``InputError`` saying what to fix."""
-    start, end = to_utc(start, "--start"), to_utc(end, "--end")
-    now = to_utc(now, "--now") if now is not None else datetime.now(timezone.utc)
+    start, end = clock_input(start, "--start"), clock_input(end, "--end")
+    now = clock_input(now, "--now") if now is not None else datetime.now(timezone.utc)
     for what, value in (("--start", start), ("--end", end)):
         if value.minute or value.second or value.microsecond:
             floor = value.replace(minute=0, second=0, microsecond=0)
@@ -135,6 +118,11 @@ def _scope(run: RunOutcome) -> str:
     return run.job_name
 
 
+def _range_tags(start: datetime, end: datetime) -> dict[str, str]:
+    """The tags of one ranged run over the hours [start, end): its first and last partition keys."""
+    return {RANGE_START_TAG: Hour.of(start).key, RANGE_END_TAG: (Hour.of(end) - 1).key}
+
+
 def chunks(start: datetime, end: datetime, size: int) -> list[tuple[datetime, datetime]]:
     """[start, end) cut into consecutive windows of at most ``size`` hours."""
     out, h = [], start
@@ -157,7 +145,7 @@ def consecutive_ranges(hours: list[datetime], size: int) -> list[tuple[datetime,
 
 def stale_hours_outside(conn, instance, start: datetime, end: datetime, now: datetime) -> list[str]:
     """Hours outside [start, end) that a correction left unsettled (rentals or re-ingestion)."""
-    from billing_pipeline.asset_keys import LEDGER
+    from billing_pipeline.core.asset_keys import LEDGER
     from billing_pipeline.ingestion.assets import MACHINE_RENTAL_HOURS, METRIC_HOURS
     from billing_pipeline.orchestration.graph import stale_rental_partitions
 
@@ -170,7 +158,7 @@ def stale_hours_outside(conn, instance, start: datetime, end: datetime, now: dat
         for partition, storage_id in instance.get_latest_storage_id_by_partition(key, materialized).items():
             if settled.get(partition, 0) < storage_id:
                 stale.add(partition)
-    return sorted(k for k in stale if not (start <= partition_hour(k) < end) and partition_hour(k) < now)
+    return sorted(k for k in stale if not (start <= Hour.parse(k).start < end) and Hour.parse(k).start < now)
 
 
 def run_billing_window(start: datetime | str, end: datetime | str, now: datetime | str | None = None, *,
@@ -202,16 +190,16 @@ def run_billing_window(start: datetime | str, end: datetime | str, now: datetime
         if asset_selection is None:
             result.corrections = stale_hours_outside(conn, instance, start, end, now)
         if result.corrections:
-            from billing_pipeline.definitions import defs
-
-            selection = list(settlement_after_rentals.resolve(defs.resolve_asset_graph()))
-            ranges = consecutive_ranges([partition_hour(k) for k in result.corrections], chunk_hours)
+            # Resolved against the code location the runs are launched in (the same code), not by
+            # importing the Definitions, which stand above the runner.
+            selection = list(settlement_after_rentals.resolve(launcher.repository.asset_graph))
+            ranges = consecutive_ranges([Hour.parse(k).start for k in result.corrections], chunk_hours)
             for i, (lo, hi) in enumerate(ranges, 1):
                 launcher.on_progress = lambda line, i=i, lo=lo: say(
                     f"corrections {i}/{len(ranges)} from {lo:%Y-%m-%d %H:00}: {line}")
                 result.runs.append(launcher.run(
                     "hourly_billing_job", asset_selection=selection, label="",
-                    tags={**tags, RANGE_START_TAG: partition_key(lo), RANGE_END_TAG: partition_key(hi - HOUR),
+                    tags={**tags, **_range_tags(lo, hi),
                           "billing/stage": "correction"}))
         done_hours = 0
         for n, (lo, hi) in enumerate(windows, 1):
@@ -223,9 +211,8 @@ def run_billing_window(start: datetime | str, end: datetime | str, now: datetime
                 say(f"[{elapsed:6.1f} s] chunk {n}/{len(windows)} ({done} of {total_hours} hours done{left}): {line}")
 
             launcher.on_progress = progress
-            range_tags = {RANGE_START_TAG: partition_key(lo), RANGE_END_TAG: partition_key(hi - HOUR)}
             run = launcher.run("hourly_billing_job", asset_selection=asset_selection,
-                               tags={**tags, **range_tags}, label="")
+                               tags={**tags, **_range_tags(lo, hi)}, label="")
             result.runs.append(run)
             done_hours += hours
             say(f"[{time.monotonic() - began:6.1f} s] {done_hours} of {total_hours} hours: run {run.run_id[:8]} "

@@ -29,12 +29,13 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from billing_pipeline.asset_keys import ACCOUNT_LIFECYCLE, LEDGER
+from billing_pipeline.core.asset_keys import ACCOUNT_LIFECYCLE, LEDGER
+from billing_pipeline.core.hours import Hour
+from billing_pipeline.core.partitions import first_billable_hour, hourly_partitions
+from billing_pipeline.core.runs import JOB_TAGS, LANE_TAG, MONEY_LANE
 from billing_pipeline.ingestion.assets import MACHINE_RENTAL_HOURS, METRIC_HOURS, machine_rentals
 from billing_pipeline.ingestion.rentals import stale_rental_hours
-from billing_pipeline.partitions import first_billable_hour, hourly_partitions, partition_key
 from billing_pipeline.resources.postgres import PostgresResource
-from billing_pipeline.runs import JOB_TAGS, LANE_TAG, MONEY_LANE
 
 # The cycle's stages by the asset groups they materialise (``billing run --only STAGE``).
 STAGE_GROUPS = {
@@ -127,7 +128,7 @@ def corrections_sensor(context: dg.SensorEvaluationContext):
 def stale_rental_partitions(conn, clock: datetime) -> list[str]:
     """Partition keys of the hours whose rental slices no longer match ``machine_usages``."""
     first = first_billable_hour()
-    return [partition_key(h) for h in stale_rental_hours(conn, clock) if h >= first]
+    return [Hour.of(h).key for h in stale_rental_hours(conn, clock) if h >= first]
 
 
 @dg.sensor(job=hourly_billing_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED,

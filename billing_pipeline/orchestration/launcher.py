@@ -34,8 +34,8 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 
-from billing_pipeline.errors import BillingError
-from billing_pipeline.runs import LANE_TAG, MONEY_LANE
+from billing_pipeline.core.errors import BillingError
+from billing_pipeline.core.runs import LANE_TAG, MONEY_LANE
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 # The code location's name in workspace.yaml: runs created here must carry it, or the daemon
@@ -71,7 +71,7 @@ def default_instance() -> dg.DagsterInstance:
     import os
 
     from billing_pipeline.db.connection import state_dir
-    from billing_pipeline.errors import ConfigurationError
+    from billing_pipeline.core.errors import ConfigurationError
 
     home = os.environ.get("DAGSTER_HOME")
     if not home:

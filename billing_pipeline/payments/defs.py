@@ -11,14 +11,14 @@
 
 import dagster as dg
 
-from billing_pipeline.asset_keys import AUTO_TOPUPS, LEDGER
-from billing_pipeline.errors import ConfigurationError
-from billing_pipeline.orchestration.clock import run_clock
-from billing_pipeline.ownership import BILLING_OWNERS
+from billing_pipeline.core.asset_keys import AUTO_TOPUPS, LEDGER
+from billing_pipeline.core.clock import run_clock
+from billing_pipeline.core.errors import ConfigurationError
+from billing_pipeline.core.ownership import BILLING_OWNERS
+from billing_pipeline.core.runs import JOB_TAGS
 from billing_pipeline.payments.topup import run_auto_topup
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.resources.stripe import StripeResource
-from billing_pipeline.runs import JOB_TAGS
 
 
 @dg.asset(

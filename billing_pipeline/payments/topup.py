@@ -29,23 +29,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Callable
 
 import psycopg
 
-from billing_pipeline.alerts.outbox import enqueue_notification
+from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.db.connection import connect
-from billing_pipeline.errors import ConfigurationError
 from billing_pipeline.ledger import Entry, post_entry
+from billing_pipeline.notifications.outbox import enqueue_notification
 from billing_pipeline.resources.stripe import ACCOUNT_METADATA, ATTEMPT_KEY_METADATA, PaymentOutcome, StripeResource
 
 MAX_CONSECUTIVE_FAILURES = 3
 BACKOFF_BASE = timedelta(hours=1)
 CENT = Decimal("0.01")
-
-# Test hook: called with the attempt key right after Stripe answered and before anything is
-# recorded (the crash test SIGKILLs its own process here). None in production.
-AFTER_STRIPE_ANSWER: Callable[[str], None] | None = None
 
 _STATE = """
 WITH acct AS (
@@ -257,8 +252,6 @@ def _charge(stripe: StripeResource, attempt: _Attempt) -> PaymentOutcome:
         )
     except Exception as exc:  # network trouble etc.: the attempt stays pending and is resolved next run
         return PaymentOutcome(None, "unknown", type(exc).__name__, str(exc)[:500])
-    if AFTER_STRIPE_ANSWER is not None:
-        AFTER_STRIPE_ANSWER(attempt.attempt_key)
     return outcome
 
 

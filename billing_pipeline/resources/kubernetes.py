@@ -25,8 +25,8 @@ from typing import Optional
 
 import dagster as dg
 
-from billing_pipeline.errors import ConfigurationError
-from billing_pipeline.lifecycle.cluster import DEFAULT_SUSPENSION_HOST, Cluster, protected_namespaces
+from billing_pipeline.core.errors import ConfigurationError
+from billing_pipeline.resources.cluster import DEFAULT_SUSPENSION_HOST, Cluster, protected_namespaces
 
 _TRUE = {"1", "true", "yes", "on"}
 

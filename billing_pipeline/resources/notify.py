@@ -29,7 +29,7 @@ from email.message import EmailMessage
 
 import dagster as dg
 
-from billing_pipeline.errors import ConfigurationError
+from billing_pipeline.core.errors import ConfigurationError
 
 SIGNATURE_HEADER = "X-Satusky-Signature"
 TIMESTAMP_HEADER = "X-Satusky-Timestamp"

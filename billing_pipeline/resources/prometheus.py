@@ -12,7 +12,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from pydantic import PrivateAttr
 from urllib3.util.retry import Retry
 
-from billing_pipeline.errors import BillingError
+from billing_pipeline.core.errors import BillingError
 
 
 class PrometheusUnavailable(BillingError):

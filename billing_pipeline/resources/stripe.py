@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 import stripe
 
-from billing_pipeline.errors import ConfigurationError
+from billing_pipeline.core.errors import ConfigurationError
 
 ATTEMPT_KEY_METADATA = "satusky_attempt_key"
 ACCOUNT_METADATA = "satusky_account_id"

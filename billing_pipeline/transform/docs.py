@@ -8,8 +8,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from billing_pipeline.core.errors import BillingError
 from billing_pipeline.db.connection import redact_url
-from billing_pipeline.errors import BillingError
 from billing_pipeline.transform.project import DBT_PROJECT_DIR, dbt_env, dbt_executable
 
 SITE_FILES = ("index.html", "static_index.html", "manifest.json", "catalog.json")

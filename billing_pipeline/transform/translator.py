@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtProject
 
-from billing_pipeline.ownership import BILLING_OWNER
+from billing_pipeline.core.ownership import BILLING_OWNER
 
 LAYER_GROUPS = {"staging": "dbt_staging", "intermediate": "dbt_intermediate", "marts": "dbt_marts"}
 

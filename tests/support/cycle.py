@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from billing_pipeline.db.connection import connect
-from billing_pipeline.synthetic import GIB, Account, Cluster, Container, Deployment, Pod, Rental, write_platform_rows
+from devkit.synthetic import GIB, Account, Cluster, Container, Deployment, Pod, Rental, write_platform_rows
 from tests.support import dbt as d
 from tests.support.payments import set_balance
 

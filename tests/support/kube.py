@@ -8,8 +8,8 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from billing_pipeline.devtools.kube_emulator import KubeEmulator
-from billing_pipeline.lifecycle.cluster import ACCOUNT_ID_LABEL, DEPLOYMENT_ID_LABEL
+from devkit.emulators.kube_emulator import KubeEmulator
+from billing_pipeline.resources.cluster import ACCOUNT_ID_LABEL, DEPLOYMENT_ID_LABEL
 from billing_pipeline.resources.kubernetes import KubernetesResource
 
 

@@ -136,7 +136,7 @@ WEBHOOK_SECRET = "whsec_test_not_a_real_secret"
 
 @pytest.fixture
 def smtp_sink():
-    from billing_pipeline.devtools.smtp_sink import start_smtp_sink
+    from devkit.emulators.smtp_sink import start_smtp_sink
 
     sink = start_smtp_sink()
     yield sink
@@ -145,7 +145,7 @@ def smtp_sink():
 
 @pytest.fixture
 def webhook_receiver():
-    from billing_pipeline.devtools.webhook_receiver import start_webhook_receiver
+    from devkit.emulators.webhook_receiver import start_webhook_receiver
 
     receiver = start_webhook_receiver()
     yield receiver
@@ -162,7 +162,7 @@ def notify(smtp_sink):
 
 @pytest.fixture
 def stripe_emulator():
-    from billing_pipeline.devtools.stripe_emulator import start_stripe_emulator
+    from devkit.emulators.stripe_emulator import start_stripe_emulator
 
     emulator = start_stripe_emulator()
     yield emulator

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from billing_pipeline.synthetic import (
+from devkit.synthetic import (
     GIB,
     MIB,
     Account,

@@ -12,7 +12,7 @@ import psycopg
 
 from billing_pipeline.lifecycle.machine import Snapshot, State
 
-__all__ = ["Account", "Deployment", "Volume", "load_account", "account_ids", "lock_snapshot", "save_snapshot",
+__all__ = ["Account", "Deployment", "Volume", "load_account", "account_ids", "settle_quiet_accounts", "lock_snapshot", "save_snapshot",
            "live_deployments", "account_deployments", "account_namespaces", "shared_namespaces", "known_volumes",
            "domains_of", "move_domains", "release_domains", "record_event", "count_events", "events",
            "fmt_time", "fmt_size", "retention_end"]
@@ -59,6 +59,41 @@ def load_account(conn: psycopg.Connection, account_id: str) -> Account | None:
 
 def account_ids(conn: psycopg.Connection) -> list[str]:
     return [r[0] for r in conn.execute("SELECT id FROM billing.accounts ORDER BY id").fetchall()]
+
+
+# Accounts with nothing to do this hour: healthy, staying healthy (balance above the threshold,
+# so the state machine makes no transition), and no lifecycle work open (a saved Ingress or
+# scale to restore, a cleanup, a snapshot not yet deleted, a cluster action not done). Most
+# accounts, every hour: one statement settles them instead of a dozen round trips each.
+_QUIET = """
+SELECT a.id, coalesce(c.balance, 0) AS balance
+FROM billing.accounts a
+JOIN billing.account_lifecycle l ON l.account_id = a.id AND l.state = 'healthy'
+LEFT JOIN billing.credits c ON c.account_id = a.id
+WHERE coalesce(c.balance, 0) > a.low_balance_threshold
+  AND NOT EXISTS (SELECT 1 FROM billing.lifecycle_saved_ingresses x
+                  WHERE x.account_id = a.id AND x.status IN ('saved', 'disabled'))
+  AND NOT EXISTS (SELECT 1 FROM billing.lifecycle_saved_scales x
+                  WHERE x.account_id = a.id AND x.status IN ('saved', 'scaled'))
+  AND NOT EXISTS (SELECT 1 FROM billing.lifecycle_cleanups x WHERE x.account_id = a.id)
+  AND NOT EXISTS (SELECT 1 FROM billing.lifecycle_snapshots x
+                  WHERE x.account_id = a.id AND x.status <> 'deleted')
+  AND NOT EXISTS (SELECT 1 FROM billing.lifecycle_actions x WHERE x.account_id = a.id AND x.state <> 'done')
+"""
+
+
+def settle_quiet_accounts(conn: psycopg.Connection, now: datetime, *, record: bool = True) -> list[str]:
+    """The accounts with nothing to do at ``now`` (see ``_QUIET``), in one statement; with
+    ``record`` their evaluation is recorded as the per-account step would (balance, time)."""
+    if not record:
+        return [r[0] for r in conn.execute(_QUIET + " ORDER BY a.id").fetchall()]
+    rows = conn.execute(
+        f"WITH quiet AS ({_QUIET}) "
+        "UPDATE billing.account_lifecycle l SET last_balance = q.balance, evaluated_at = %s "
+        "FROM quiet q WHERE l.account_id = q.id RETURNING l.account_id",
+        (now,),
+    ).fetchall()
+    return sorted(r[0] for r in rows)
 
 
 def lock_snapshot(conn: psycopg.Connection, account_id: str, now: datetime | None = None, *,

@@ -1,0 +1,40 @@
+"""The one partitioning of the pipeline: UTC hours, as usage is measured and priced.
+
+The first billable hour comes from ``BILLING_FIRST_HOUR`` (ISO 8601, on an hour), so a new
+install shows partitions from its go-live hour rather than thousands of missing hours before
+it. Every process that loads the Definitions (web server, daemon, run workers, ``billing``)
+must see the same value: set it once in the deployment's environment.
+"""
+
+import os
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from billing_pipeline.core.errors import ConfigurationError
+from billing_pipeline.core.hours import PARTITION_FORMAT, Hour
+
+FIRST_HOUR_VARIABLE = "BILLING_FIRST_HOUR"
+DEFAULT_FIRST_HOUR = "2026-11-01T00:00:00+00:00"
+
+
+def first_billable_hour() -> datetime:
+    """``BILLING_FIRST_HOUR`` as an aware UTC datetime; a value that is not an hour is refused."""
+    raw = os.environ.get(FIRST_HOUR_VARIABLE) or DEFAULT_FIRST_HOUR
+    try:
+        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigurationError(
+            f"{FIRST_HOUR_VARIABLE}={raw!r} is not an ISO 8601 time; set it to the first billable hour, "
+            "e.g. 2026-11-01T00:00Z") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    value = value.astimezone(timezone.utc)
+    if value.minute or value.second or value.microsecond:
+        raise ConfigurationError(f"{FIRST_HOUR_VARIABLE}={raw!r} is not on an hour boundary (e.g. {value:%Y-%m-%dT%H}:00Z)")
+    return value
+
+
+# Keys in Hour.key's format (Dagster's default for hourly partitions, said here so the two cannot drift).
+hourly_partitions = dg.HourlyPartitionsDefinition(
+    start_date=Hour(first_billable_hour()).key, timezone="UTC", fmt=PARTITION_FORMAT)

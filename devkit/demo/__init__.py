@@ -1,0 +1,1 @@
+"""The end-to-end demo: `scripts/demo` (or `python -m devkit.demo`)."""

@@ -1,0 +1,335 @@
+"""The Dagster UI, in a real browser: the asset graph tells the story from the sources to the
+ledger and the lifecycle, the six jobs exist, sensors and schedules show their state.
+
+`dagster-webserver` serves workspace.yaml on a throw-away Dagster database; Playwright drives
+Debian's chromium (`scripts/setup` installs it; `playwright install` cannot download here).
+Screenshots land in docs/images/ui-*.png, which the README shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from billing_pipeline.db.dagster_instance import prepare_dagster_home
+from devkit.synthetic import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGES = REPO / "docs" / "images"
+CHROMIUM = os.environ.get("BILLING_CHROMIUM", "/usr/bin/chromium")
+
+# The chain the asset graph must show, from the sources to the ledger and the lifecycle, in order.
+# Extend it as assets are added (Prometheus, Stripe, Kubernetes, invoices ...). Every key must be
+# drawn in the lineage graph, and each must be connected to the next one.
+ASSET_CHAIN = [
+    "prometheus/cluster_metrics",
+    "ingestion/metric_container_hours",
+    "analytics_staging/stg_ingestion__metric_container_hours",
+    "analytics_intermediate/int_workload_usage_metered",
+    "analytics_intermediate/int_workload_usage_reconciled",
+    "analytics_intermediate/int_workload_usage_priced",
+    "analytics/fct_priced_usage",
+    "analytics/fct_usage_charges",
+    "ledger/credit_transactions",
+    "payments/auto_topups",
+    "lifecycle/account_lifecycle",
+    "alerts/notification_deliveries",
+]
+# Each key must be upstream of the next (the settlement is downstream of the marts).
+CHAIN_IS_DIRECTED = True
+
+# The six jobs of docs/rules/README.md and the assets each one materialises.
+JOBS = {
+    "credit_usage_job": ["ledger/credit_transactions"],
+    "balance_alert_job": ["alerts/balance_alerts", "alerts/notification_deliveries"],
+    "auto_topup_job": ["payments/auto_topups"],
+    "grace_period_job": ["alerts/notification_deliveries", "lifecycle/account_lifecycle"],
+    "monthly_invoice_job": ["invoicing/invoice_lines", "invoicing/invoices", "invoicing/sla_credits"],
+    "sla_credit_job": ["invoicing/sla_credits"],
+}
+
+REPOSITORY_QUERY = """{ repositoriesOrError { ... on RepositoryConnection { nodes {
+    jobs { name }
+    sensors { name sensorState { status } }
+    schedules { name scheduleState { status } }
+    assetNodes { assetKey { path } dependencyKeys { path } } } } } }"""
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: run scripts/setup"),
+]
+
+
+def _graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", json.dumps({"query": query}).encode(),
+                                     {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(request, timeout=20))["data"]
+
+
+@pytest.fixture(scope="module")
+def webserver(databases, tmp_path_factory):
+    """dagster-webserver on a free port, its instance on a throw-away database; stopped by PID."""
+    db_url = databases.new()
+    tmp = tmp_path_factory.mktemp("webserver")
+    home = prepare_dagster_home(db_url, tmp / "dagster_home")
+    port = free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "BILLING_DATABASE_URL": db_url}
+    log_path = tmp / "webserver.log"
+    log = open(log_path, "w")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml",
+         "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        repository = None
+        deadline = time.monotonic() + 180
+        while repository is None and time.monotonic() < deadline:
+            assert server.poll() is None, log_path.read_text()
+            try:
+                nodes = _graphql(port, REPOSITORY_QUERY)["repositoriesOrError"]["nodes"]
+                repository = nodes[0] if nodes else None
+            except (OSError, KeyError, TypeError, ValueError):
+                time.sleep(0.5)
+        assert repository is not None, "dagster-webserver did not serve the code location in time"
+        yield f"http://127.0.0.1:{port}", repository, db_url.rsplit("/", 1)[-1]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the whole group: webserver and code server
+        try:
+            server.wait(timeout=8)  # nothing to save: a throw-away instance
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(webserver):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        context = browser.new_context(viewport={"width": 1600, "height": 1000})
+        # The community sign-up dialog of a fresh instance would cover the screenshots.
+        context.add_init_script("window.localStorage.setItem('communityNux', '\"1\"')")
+        context.set_default_timeout(30_000)
+        yield context.new_page()
+        browser.close()
+
+
+def _shot(page, name: str) -> None:
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(IMAGES / f"ui-{name}.png"))
+
+
+def _label_matches(label: str, name: str) -> bool:
+    """The graph shortens long names with an ellipsis ("cred…_transactions")."""
+    label = label.strip()
+    if "…" not in label:
+        return label == name
+    head, _, tail = label.partition("…")
+    return name.startswith(head) and name.endswith(tail) and len(head) + len(tail) < len(name)
+
+
+def _connected(graph: dict[str, set[str]], start: str, goal: str) -> bool:
+    seen, todo = {start}, [start]
+    while todo:
+        node = todo.pop()
+        if node == goal:
+            return True
+        for nxt in graph.get(node, ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return False
+
+
+def _asset_graph_shows_the_chain(webserver, page):
+    base, repository, database = webserver
+    keys = {"/".join(a["assetKey"]["path"]) for a in repository["assetNodes"]}
+    assert set(ASSET_CHAIN) <= keys, f"missing from the code location: {sorted(set(ASSET_CHAIN) - keys)}"
+    downstream: dict[str, set[str]] = {}
+    both: dict[str, set[str]] = {}
+    for a in repository["assetNodes"]:
+        key = "/".join(a["assetKey"]["path"])
+        for dep in a["dependencyKeys"]:
+            up = "/".join(dep["path"])
+            downstream.setdefault(up, set()).add(key)
+            both.setdefault(up, set()).add(key)
+            both.setdefault(key, set()).add(up)
+    graph = downstream if CHAIN_IS_DIRECTED else both
+    for up, down in zip(ASSET_CHAIN, ASSET_CHAIN[1:]):
+        assert _connected(graph, up, down), f"the asset graph does not connect {up} to {down}"
+
+    # The groups, as a newcomer first sees them: the story in a few boxes.
+    page.goto(f"{base}/asset-groups")
+    page.get_by_text("dbt_marts").first.wait_for()
+    page.wait_for_load_state("networkidle")
+    for group in ("platform", "ingestion", "dbt_staging", "dbt_intermediate", "dbt_marts", "ledger", "lifecycle"):
+        assert page.get_by_text(group, exact=True).count() > 0, f"group {group} is not drawn"
+    page.wait_for_timeout(1000)  # let the layout settle for the picture
+    _shot(page, "lineage-groups")
+
+    # Every group expanded (the UI's own shortcut, ⌥E): each asset of the chain is a node.
+    page.mouse.click(1200, 900)
+    page.keyboard.press("Alt+e")
+    # With every group open the whole graph is fitted to the screen, too small for the UI to draw
+    # node labels: zoom in (the graph's zoom-in button) until it does.
+    page.wait_for_timeout(1500)
+    for _ in range(4):
+        page.mouse.click(1572, 680)
+        page.wait_for_timeout(400)
+    # The graph draws only the nodes in view, and is taller than the screen: pan from the top
+    # to the bottom and collect every node label drawn on the way.
+    nodes = page.locator("[class*='AssetNode_assetName']")
+    nodes.first.wait_for()
+    page.wait_for_timeout(500)
+    _shot(page, "lineage-assets")
+    # Zoomed in, the graph is wider and taller than the screen: sweep it column by column.
+    labels: set[str] = set(nodes.all_inner_texts())
+    page.mouse.move(1000, 600)
+    for _ in range(8):
+        page.mouse.wheel(-800, -800)
+        page.wait_for_timeout(80)
+    for column in range(16):
+        for dy in [800] * 10 + [-800] * 10:
+            labels |= set(nodes.all_inner_texts())
+            page.mouse.wheel(0, dy)
+            page.wait_for_timeout(80)
+        page.mouse.wheel(800, 0)
+        page.wait_for_timeout(80)
+    labels |= set(nodes.all_inner_texts())
+    for key in ASSET_CHAIN:
+        name = key.rsplit("/", 1)[-1]
+        assert any(_label_matches(label, name) for label in labels), f"{key} is not drawn; nodes: {sorted(labels)}"
+
+    # One mart's page: description, owner, and the database it is really stored in.
+    page.goto(f"{base}/assets/analytics/fct_priced_usage")
+    page.get_by_text(f"{database}.analytics.fct_priced_usage").first.wait_for()
+    text = " ".join(page.inner_text("body").split())
+    assert "Priced usage, one row per account, hour" in text
+    assert re.search(r"Owners billing\b", text), "the owner (team:billing) is not shown"
+    _shot(page, "asset-fct_priced_usage")
+
+
+def _jobs_are_listed(webserver, page):
+    base, repository, _ = webserver
+    present = {j["name"] for j in repository["jobs"]}
+    page.goto(f"{base}/jobs")
+    page.get_by_text("credit_usage_job").first.wait_for()
+    text = page.inner_text("body")
+    for job in JOBS:
+        assert job in present, f"job {job} is missing from the code location"
+        assert re.search(rf"\b{job}\b", text), f"job {job} is not listed at /jobs"
+    _shot(page, "jobs")
+
+
+def _sensors_and_schedules_show_their_state(webserver, page):
+    base, repository, _ = webserver
+    expected = {s["name"]: s["sensorState"]["status"] == "RUNNING" for s in repository["sensors"]}
+    expected |= {s["name"]: s["scheduleState"]["status"] == "RUNNING" for s in repository["schedules"]}
+    assert expected, "no sensors or schedules in the code location"
+    assert any(expected.values()) and not all(expected.values())  # some ship on, some off (README)
+    page.goto(f"{base}/automation")
+    page.get_by_text(next(iter(expected))).first.wait_for()
+    page.wait_for_load_state("networkidle")
+    shown = page.evaluate("""() => {
+        const rows = {};
+        for (const a of document.querySelectorAll('a[href*="/sensors/"], a[href*="/schedules/"]')) {
+            const name = decodeURIComponent(a.getAttribute('href').split('/').pop());
+            let row = a.parentElement;
+            while (row && !row.querySelector('[class*="ListItem_right"] input[type=checkbox]')) row = row.parentElement;
+            if (row) rows[name] = row.querySelector('[class*="ListItem_right"] input[type=checkbox]').checked;
+        }
+        return rows;
+    }""")
+    assert shown == expected, f"the switches at /automation disagree with the instance: {shown} vs {expected}"
+    _shot(page, "automation")
+
+
+
+def test_the_ui_tells_the_whole_story(webserver, page):
+    """One webserver, one browser: lineage, jobs, automation (screenshots for the README)."""
+    _asset_graph_shows_the_chain(webserver, page)
+    _jobs_are_listed(webserver, page)
+    _sensors_and_schedules_show_their_state(webserver, page)
+
+
+@pytest.mark.parametrize("job", list(JOBS))
+def test_the_six_jobs_are_defined(job):
+    """The jobs of docs/rules/README.md, each materialising exactly its assets."""
+    from billing_pipeline.definitions import defs
+
+    assets = defs.resolve_job_def(job).asset_layer.executable_asset_keys
+    assert sorted(key.to_user_string() for key in assets) == JOBS[job]
+
+
+# What the asset pages show for the dbt models: owners, descriptions, the real database, row counts.
+
+ROW_COUNT_SCRIPT = """
+import json, sys
+from datetime import datetime, timezone
+import dagster as dg
+from billing_pipeline.resources import PostgresResource
+from billing_pipeline.transform.assets import dbt_usage_models
+from billing_pipeline.transform.resources import dbt_resource
+
+result = dg.materialize([dbt_usage_models], partition_key=sys.argv[1], instance=dg.DagsterInstance.ephemeral(),
+                        resources={"dbt": dbt_resource(), "postgres": PostgresResource(database_url=sys.argv[2])})
+print(json.dumps({"success": result.success, "row_counts": {
+    "/".join(e.asset_key.path): e.materialization.metadata["dagster/row_count"].value
+    for e in result.get_asset_materialization_events() if "dagster/row_count" in e.materialization.metadata}}))
+"""
+
+
+def test_dbt_assets_are_owned_described_and_name_their_database():
+    from billing_pipeline.core.ownership import BILLING_OWNER
+    from billing_pipeline.transform.project import ensure_manifest, manifest_for_database
+    from billing_pipeline.transform.translator import BillingDbtTranslator
+
+    manifest = manifest_for_database(ensure_manifest(), "billing_elsewhere")
+    translator = BillingDbtTranslator()
+    models = [uid for uid, node in manifest["nodes"].items() if node["resource_type"] == "model"]
+    assert len(models) > 20
+    for uid in models:
+        spec = translator.get_asset_spec(manifest, uid, None)
+        assert spec.owners == [BILLING_OWNER], uid
+        assert spec.description and len(spec.description) > 20, uid
+        assert spec.metadata["dagster/table_name"].startswith("billing_elsewhere."), uid
+        assert manifest["nodes"][uid]["relation_name"].startswith('"billing_elsewhere".'), uid
+
+
+@pytest.mark.slow
+def test_a_dbt_build_records_row_counts(db_url, tmp_path):
+    """The dbt asset, built for one hour in the process the code server would be: each table
+    model's materialisation carries its row count, read from the database it was built in."""
+    from tests.support import dbt as d
+    from tests.support.platform import create_accounts
+
+    hour = "2026-11-24-10:00"
+    create_accounts(db_url, "acme")
+    d.add_standard_prices(db_url)
+    d.add_deployment(db_url, "dep-acme", "acme")
+    start = datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+    d.add_container_hour(db_url, start, "acme-1", deployment_id="dep-acme", account_id="acme", node="node-s",
+                         cpu_usage="1", cpu_request="1", mem_usage="2", mem_request="2")
+    d.mark_hours(db_url, start, 1)
+    env = {**os.environ, "BILLING_DATABASE_URL": db_url}
+    env.pop("DAGSTER_HOME", None)
+    proc = subprocess.run([sys.executable, "-c", ROW_COUNT_SCRIPT, hour, db_url], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["success"]
+    assert report["row_counts"]["analytics/fct_priced_usage"] == 2  # cpu and memory of one container-hour
+    assert report["row_counts"]["analytics/fct_usage_charges"] == 1  # one account, hour and usage kind

@@ -1,0 +1,244 @@
+"""Stripe auto top-up against real PostgreSQL and localstripe on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from devkit.emulators.stripe_emulator import create_customer_with_card, payment_intents
+from billing_pipeline.ledger import balance_of, verify_ledger
+from billing_pipeline.payments.topup import run_auto_topup
+from billing_pipeline.resources.stripe import StripeResource
+from tests.support.payments import configure_account, post, stripe_emulator  # noqa: F401 (fixture)
+from tests.support.platform import create_accounts
+
+D = Decimal
+NOW = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
+DECLINING_CARD = "4000000000000341"
+
+
+@pytest.fixture
+def stripe_res(stripe_emulator):
+    return StripeResource(api_key=stripe_emulator.api_key, api_base=stripe_emulator.url)
+
+
+def enable(url, emulator, account, card="4242424242424242", amount="25", threshold="10", limit=None):
+    customer, method = create_customer_with_card(emulator.url, f"{account}@example.test", card)
+    configure_account(url, account, auto_topup_enabled=True, auto_topup_amount=D(amount),
+                      auto_topup_threshold=D(threshold), auto_topup_monthly_limit=None if limit is None else D(limit),
+                      stripe_customer_id=customer, stripe_payment_method_id=method)
+    return customer, method
+
+
+def auto_topups(url):
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT account_id, amount, idempotency_key, reference FROM billing.credit_transactions "
+                            "WHERE type = 'auto_topup' ORDER BY id").fetchall()
+
+
+def attempts(url):
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT attempt_key, status, failure_code FROM billing.topup_attempts ORDER BY id").fetchall()
+
+
+def outbox_kinds(url):
+    with psycopg.connect(url) as conn:
+        return [r[0] for r in conn.execute("SELECT kind FROM billing.notification_outbox ORDER BY id")]
+
+
+def test_a_successful_top_up_credits_once(db_url, stripe_emulator, stripe_res):
+    create_accounts(db_url, "acme", "rich", "off")
+    enable(db_url, stripe_emulator, "acme")
+    enable(db_url, stripe_emulator, "rich")
+    post(db_url, "acme", "topup", "5", "t1")      # 5 <= 10: charge
+    post(db_url, "rich", "topup", "100", "t2")    # above threshold: nothing
+    result = run_auto_topup(db_url, stripe_res, NOW)
+    assert [(a, amt) for a, amt, _ in result.charged] == [("acme", D("25.00"))]
+    [pi] = payment_intents(stripe_emulator.url)
+    assert pi["status"] == "succeeded" and pi["amount"] == 2500
+    assert pi["metadata"] == {"satusky_attempt_key": "auto_topup:acme:1", "satusky_account_id": "acme"}
+    [entry] = auto_topups(db_url)
+    assert entry[:3] == ("acme", D("25"), "auto_topup:acme:1") and entry[3]["payment_intent"] == pi["id"]
+    # The balance is above the threshold now; running again charges nothing.
+    again = run_auto_topup(db_url, stripe_res, NOW + timedelta(minutes=5))
+    assert again.charged == [] and len(payment_intents(stripe_emulator.url)) == 1
+    with psycopg.connect(db_url) as conn:
+        assert balance_of(conn, "acme") == D("30")
+        assert verify_ledger(conn).ok
+    assert outbox_kinds(db_url) == ["auto_topup_succeeded"]
+
+
+# A plain auto top-up pass in its own process: no hook, the production code as it ships.
+TOPUP_RUN = textwrap.dedent("""
+    import sys
+    from datetime import datetime, timezone
+    from billing_pipeline.payments.topup import run_auto_topup
+    from billing_pipeline.resources.stripe import StripeResource
+
+    run_auto_topup(sys.argv[1], StripeResource(api_key=sys.argv[2], api_base=sys.argv[3]),
+                   datetime(2026, 11, 25, 12, tzinfo=timezone.utc))
+""")
+
+
+def _blocked_backends(conn, database: str) -> list[str]:
+    """Queries of other sessions on ``database`` waiting for a row lock."""
+    return [r[0] for r in conn.execute(
+        "SELECT query FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+        "AND wait_event_type = 'Lock'", (database,))]
+
+
+def test_killed_right_after_stripe_answered_still_credits_once(db_url, stripe_emulator, stripe_res):
+    create_accounts(db_url, "acme")
+    enable(db_url, stripe_emulator, "acme")
+    post(db_url, "acme", "topup", "1", "t1")
+    # The test holds acme's balance row, so the run, once Stripe has answered, waits to post the
+    # credit; it is SIGKILLed there, between Stripe's charge and anything recorded of it.
+    with psycopg.connect(db_url) as holder:
+        holder.execute("SELECT 1 FROM billing.credits WHERE account_id = 'acme' FOR UPDATE")
+        proc = subprocess.Popen([sys.executable, "-c", TOPUP_RUN, db_url, stripe_emulator.api_key, stripe_emulator.url],
+                                stderr=subprocess.PIPE, text=True, cwd=os.getcwd())
+        try:
+            deadline = time.monotonic() + 60
+            with psycopg.connect(db_url, autocommit=True) as watcher:
+                while not _blocked_backends(watcher, holder.info.dbname):
+                    assert proc.poll() is None, proc.stderr.read()
+                    assert time.monotonic() < deadline, "the run never reached the ledger"
+                    time.sleep(0.05)
+            assert [p["status"] for p in payment_intents(stripe_emulator.url)] == ["succeeded"]  # Stripe charged
+            os.kill(proc.pid, signal.SIGKILL)
+            assert proc.wait(timeout=30) == -signal.SIGKILL
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
+        holder.rollback()
+    assert auto_topups(db_url) == [] and attempts(db_url) == [("auto_topup:acme:1", "pending", None)]  # not recorded
+    result = run_auto_topup(db_url, stripe_res, NOW + timedelta(minutes=1))
+    assert result.recovered == [("acme", "auto_topup:acme:1")] and len(result.charged) == 1
+    assert len(payment_intents(stripe_emulator.url)) == 1  # no second charge
+    assert [r[:3] for r in auto_topups(db_url)] == [("acme", D("25"), "auto_topup:acme:1")]
+    run_auto_topup(db_url, stripe_res, NOW + timedelta(minutes=2))
+    assert len(auto_topups(db_url)) == 1 and len(payment_intents(stripe_emulator.url)) == 1
+    with psycopg.connect(db_url) as conn:
+        assert balance_of(conn, "acme") == D("26")
+
+
+def test_killed_before_stripe_was_called_charges_once_on_the_next_run(db_url, stripe_emulator, stripe_res):
+    create_accounts(db_url, "acme")
+    _, method = enable(db_url, stripe_emulator, "acme")
+    post(db_url, "acme", "topup", "1", "t1")
+    with psycopg.connect(db_url) as conn:  # what a run that died before calling Stripe leaves behind
+        conn.execute("INSERT INTO billing.topup_attempts (account_id, attempt_key, attempt_no, amount, month, "
+                     "stripe_customer_id, stripe_payment_method_id, created_at) SELECT 'acme', 'auto_topup:acme:1', 1, "
+                     "25, '2026-11-01', stripe_customer_id, stripe_payment_method_id, %s FROM billing.accounts "
+                     "WHERE id = 'acme'", (NOW,))
+    result = run_auto_topup(db_url, stripe_res, NOW)
+    assert result.recovered == [("acme", "auto_topup:acme:1")]
+    assert len(payment_intents(stripe_emulator.url)) == 1 and len(auto_topups(db_url)) == 1
+
+
+def test_concurrent_runs_charge_once(db_url, stripe_emulator, stripe_res):
+    create_accounts(db_url, "acme")
+    enable(db_url, stripe_emulator, "acme")
+    post(db_url, "acme", "topup", "1", "t1")
+    barrier, errors = threading.Barrier(3), []
+
+    def run():
+        try:
+            barrier.wait()
+            run_auto_topup(db_url, stripe_res, NOW)
+        except Exception as exc:  # pragma: no cover
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(payment_intents(stripe_emulator.url)) == 1 and len(auto_topups(db_url)) == 1
+
+
+def test_declining_card_notifies_backs_off_and_pauses_after_three(db_url, stripe_emulator, stripe_res):
+    create_accounts(db_url, "acme")
+    enable(db_url, stripe_emulator, "acme", card=DECLINING_CARD)
+    post(db_url, "acme", "topup", "2", "t1")
+    first = run_auto_topup(db_url, stripe_res, NOW)
+    assert first.failed == [("acme", "card_declined")] and first.paused == []
+    assert outbox_kinds(db_url) == ["auto_topup_failed"]
+    # Within the backoff nothing is tried.
+    early = run_auto_topup(db_url, stripe_res, NOW + timedelta(minutes=30))
+    assert early.failed == [] and len(payment_intents(stripe_emulator.url)) == 1
+    second = run_auto_topup(db_url, stripe_res, NOW + timedelta(hours=1))
+    assert second.failed == [("acme", "card_declined")]
+    assert run_auto_topup(db_url, stripe_res, NOW + timedelta(hours=2)).failed == []  # 2 h backoff now
+    third = run_auto_topup(db_url, stripe_res, NOW + timedelta(hours=3))
+    assert third.failed == [("acme", "card_declined")] and third.paused == ["acme"]
+    assert outbox_kinds(db_url) == ["auto_topup_failed"] * 3 + ["auto_topup_paused"]
+    # Paused: no more charges, however long we wait.
+    later = run_auto_topup(db_url, stripe_res, NOW + timedelta(days=3))
+    assert later.failed == [] and ("acme", "paused after repeated failures until the card changes") in later.skipped
+    assert len(payment_intents(stripe_emulator.url)) == 3 and auto_topups(db_url) == []
+    assert [a[1:] for a in attempts(db_url)] == [("failed", "card_declined")] * 3
+    # A new card lifts the pause and the top-up goes through.
+    customer, _ = enable(db_url, stripe_emulator, "acme")
+    resumed = run_auto_topup(db_url, stripe_res, NOW + timedelta(days=3, hours=1))
+    assert resumed.resumed == ["acme"] and [c[0] for c in resumed.charged] == ["acme"]
+    assert len(auto_topups(db_url)) == 1
+
+
+def test_authentication_required_counts_as_a_failure(db_url, stripe_emulator, stripe_res):
+    create_accounts(db_url, "acme")
+    enable(db_url, stripe_emulator, "acme", card="4000002500003155")
+    post(db_url, "acme", "topup", "2", "t1")
+    result = run_auto_topup(db_url, stripe_res, NOW)
+    assert result.failed == [("acme", "authentication_required")] and auto_topups(db_url) == []
+
+
+def test_monthly_limit_is_never_exceeded(db_url, stripe_emulator, stripe_res):
+    create_accounts(db_url, "acme")
+    enable(db_url, stripe_emulator, "acme", amount="25", limit="60")
+    post(db_url, "acme", "topup", "5", "t1")
+    for i, hours in enumerate((0, 1, 2, 3)):
+        run_auto_topup(db_url, stripe_res, NOW + timedelta(hours=hours))
+        post(db_url, "acme", "usage_deduction", "-30", f"u{i}")  # spend it all again
+    # 25 + 25 = 50 <= 60; a third 25 would make 75 > 60.
+    assert [r[1] for r in auto_topups(db_url)] == [D("25"), D("25")]
+    assert sum(p["amount"] for p in payment_intents(stripe_emulator.url)) == 5000
+    assert outbox_kinds(db_url).count("auto_topup_monthly_limit") == 1
+    # A new month starts a new allowance.
+    december = run_auto_topup(db_url, stripe_res, datetime(2026, 12, 1, 1, tzinfo=timezone.utc))
+    assert [c[0] for c in december.charged] == ["acme"]
+
+
+def test_a_card_stripe_does_not_know_fails_cleanly_instead_of_staying_pending(db_url, stripe_emulator, stripe_res):
+    create_accounts(db_url, "acme")
+    enable(db_url, stripe_emulator, "acme")
+    configure_account(db_url, "acme", stripe_payment_method_id="pm_gone")
+    post(db_url, "acme", "topup", "1", "t1")
+    result = run_auto_topup(db_url, stripe_res, NOW)
+    assert len(result.failed) == 1 and result.unresolved == []
+    assert attempts(db_url)[0][1] == "failed" and outbox_kinds(db_url) == ["auto_topup_failed"]
+
+
+def test_without_a_stripe_key_nothing_is_recorded(db_url, stripe_emulator, monkeypatch):
+    from billing_pipeline.core.errors import ConfigurationError
+
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    create_accounts(db_url, "acme")
+    enable(db_url, stripe_emulator, "acme")
+    post(db_url, "acme", "topup", "1", "t1")
+    with pytest.raises(ConfigurationError, match="STRIPE_API_KEY"):
+        run_auto_topup(db_url, StripeResource(api_base=stripe_emulator.url), NOW)
+    assert attempts(db_url) == []

@@ -1,0 +1,50 @@
+"""One rule for "balance -> state": machine.py owns it; SQL (alerts), dbt and the report ask it."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import jinja2
+import psycopg
+
+from billing_pipeline.lifecycle.machine import State, state_for_balance, state_sql
+from tests.support.databases import server_url
+
+ROOT = Path(__file__).resolve().parents[2]
+BALANCES = [Decimal(x) for x in ("-5", "-0.000001", "0", "0.000001", "9.999999", "10", "10.000001", "1000")]
+THRESHOLDS = [Decimal(x) for x in ("0", "10", "20")]
+
+
+def test_python_and_sql_forms_agree_on_every_edge():
+    with psycopg.connect(server_url("postgres")) as conn:
+        for b, t in itertools.product(BALANCES, THRESHOLDS):
+            sql = conn.execute(f"SELECT {state_sql('%(b)s::numeric', '%(t)s::numeric')}", {"b": b, "t": t}).fetchone()[0]
+            assert sql == state_for_balance(b, t).value, (b, t)
+    assert state_for_balance(Decimal("0"), Decimal("10")) == State.GRACE_PERIOD
+    assert state_for_balance(Decimal("10"), Decimal("10")) == State.LOW_BALANCE
+
+
+def test_the_dbt_macro_renders_the_machines_sql():
+    text = (ROOT / "dbt_project/macros/lifecycle_state_for_balance.sql").read_text()
+    rendered = jinja2.Environment().from_string(
+        text + "{{ lifecycle_state_for_balance('b', 't') }}").render().strip()
+    assert rendered == state_sql("b", "t")
+    model = (ROOT / "dbt_project/models/intermediate/int_account_lifecycle_states.sql").read_text()
+    assert "lifecycle_state_for_balance(" in model and "'low_balance'" not in model
+
+
+def test_no_other_copy_of_the_rule():
+    from billing_pipeline.alerts import balance
+
+    assert state_sql("coalesce(c.balance, 0)", "a.low_balance_threshold") in balance._STATE
+    copies = []
+    for path in (ROOT / "billing_pipeline").rglob("*.py"):
+        if path.name == "machine.py":
+            continue
+        src = path.read_text()
+        if re.search(r"balance\s*<=\s*0", src) and re.search(r"low_balance", src):
+            copies.append(str(path.relative_to(ROOT)))
+    assert copies == []
