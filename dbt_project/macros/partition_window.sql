@@ -73,13 +73,16 @@
 {%- endmacro %}
 
 {#- dbt's own get_where_subquery, plus one marker: a data test configured with
-    `where: "__hour_window__"` is filtered to the rows of the run's hours (column `hour`).
+    `where: "__hour_window__"` is filtered to the rows of the run's hours (column `hour`);
+    `where: "__hour_window__(created_at)"` does the same on another timestamp column.
     dbt renders a test's `where` while parsing, when the window is not known yet; the marker is
     replaced here, when the test executes. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
     {%- if where == '__hour_window__' -%}
         {%- set where = in_hour_window('hour') -%}
+    {%- elif where is string and where.startswith('__hour_window__(') and where.endswith(')') -%}
+        {%- set where = in_hour_window(where[16:-1] | trim) -%}
     {%- endif -%}
     {%- if where -%}
         {%- set filtered -%}
