@@ -1,37 +1,69 @@
-"""The whole hourly cycle through ``run_billing_window``, for windows of 1, 3 and 168 hours.
+"""The whole hourly cycle at fleet scale, stage by stage against its floor; month-end; a catch-up;
+and the hourly cycle again with 1, 30 and 365 days of history (issue 14).
 
-Usage: .venv/bin/python bench/cycle_bench.py [--deployments 200] [--windows 1,3,168] [--chunk-hours 24] [--rebuild]
+Usage (the full run; every section is also selectable alone):
+    .venv/bin/python bench/cycle_bench.py [--deployments 10000] [--pods-per-deployment 3]
+        [--accounts 2000] [--rentals 2000] [--nodes N] [--hourly] [--month-end]
+        [--catch-up [HOURS]] [--catch-up-deployments 300] [--growth [1,30,365]]
+        [--dense-days 30] [--reuse] [--rebuild] [--chunk-hours 24]
+With no section flag every section runs (hourly, month-end, catch-up of 168 h, growth 1,30,365).
 
-What it measures: ``billing.orchestration.cycle.run_billing_window(start, start + N h, now=start + N h + 1 h)``
-on a fresh Dagster instance (an empty DAGSTER_HOME in a temp folder: sqlite storage) and a fresh
-scratch database, so each window is a catch-up of N hours: ingestion from a real Prometheus,
-dbt (usage models), settlement into the ledger, top-ups, lifecycle, dbt (ledger models), alerts
-and deliveries, in ranged runs of ``hourly_billing_job`` of at most ``--chunk-hours`` hours.
+Platform: ``devkit.synthetic.generated_cluster`` (deterministic) with
+``deployments x pods-per-deployment`` pods, ``accounts`` accounts (deployment d belongs to
+account d mod accounts), ``nodes`` nodes (default deployments / 16) and ``rentals`` rented
+machines (built here: rental n belongs to account n mod accounts, ``gpu-large`` for odd n,
+``cpu-medium`` for even n, rented from an hour before the start; the scenario itself makes one
+rental per 5 accounts). Its Prometheus data from 2025-06-02T00:00Z is backfilled once with
+promtool into ``bench/.cache/<name>/tsdb`` (bench/tsdb_cache.py) and served by a real
+Prometheus. Each measurement uses a scratch database on BILLING_BENCH_SERVER (default
+127.0.0.1:5432): migrated, platform rows, a price for every resource and machine type, an
+opening credit of 10,000 per account; and a throw-away Dagster instance (sqlite in a temp
+DAGSTER_HOME). ``BILLING_LIFECYCLE_DRY_RUN=1`` keeps the lifecycle away from any cluster.
 
-The synthetic cluster (``devkit.synthetic.generated_cluster``, deterministic): 2 pods
-per deployment, one account per 5 deployments, one node per 16 deployments, one machine rental
-per 5 accounts (types ``gpu-large`` / ``cpu-medium``), covering the longest window from
-2025-06-02T00:00Z. It is backfilled once with promtool into
-``bench/.cache/cycle-<deployments>-<hours>/tsdb`` (gitignored) and served by ``PrometheusServer``.
-Every window starts at the same hour, so the 1- and 3-hour windows read the same TSDB.
+Sections:
+- hourly: a warm-up hour (00:00) through ``run_billing_window``, then the measured hour
+  ``run_billing_window(01:00, 02:00, now=03:00)`` on a fresh instance: a steady-state hour,
+  not the first. Per stage (ingestion, dbt_usage_models, settlement, top-ups, lifecycle,
+  dbt_ledger_models, alerts, deliveries) the seconds from the run's event log (first STEP_START
+  to last STEP_SUCCESS of the stage's steps); "run overhead" is the run's wall time outside any
+  step (start-up, code-location load, plan). Next to each stage its floor, timed alone on the
+  same database right after the cycle, and the ratio stage / floor. Floors are defined in
+  bench/floors.py: ingestion = the hour's aggregated PromQL over the HTTP API + a COPY of the
+  hour's ingested rows; dbt = the models' execution time as dbt reports it (dagster-dbt's "Execution Duration"
+  on each model's materialization);
+  settlement = SELECT of the hour's charges from fct_usage_charges + INSERT of the posted
+  number of rows into a temp ledger; top-ups / alerts / lifecycle = each module's selection of
+  the accounts that qualify.
+- month-end: ``run_month_end`` (SLA credits, then invoices, through Dagster) for
+  ``--month-end-accounts`` accounts (default ``--accounts``) on bench/month_end_bench.py's
+  set-up (a month of hourly usage settled into the ledger, probes, grace periods; about 9 min
+  for 2,000 accounts, kept between runs with ``--reuse``). Aim: under 120 s.
+- catch-up: ``--catch-up`` hours (default 168) from 00:00 in ranged runs of ``--chunk-hours``,
+  at ``--catch-up-deployments`` (default 300; accounts, rentals and nodes scaled in
+  proportion): the TSDB is built from OpenMetrics text of about 7.5 GB per 60,000 pod-hours
+  (measured: 30,000 pods x 2 h), so a week at 10,000 deployments would be about 630 GB and at
+  1,000 deployments about 63 GB, more than this disk's free space; 300 deployments (900 pods)
+  need about 19 GB for the time of the build (the text is deleted once promtool is done). The default scale is then EXTRAPOLATED, and labelled so: the measured seconds split into
+  the part that grows with the platform (ingestion, dbt model time, settlement, top-ups,
+  lifecycle, alerts, deliveries: multiplied by deployments / catch-up-deployments) and the fixed
+  part (run overhead, dbt start-up = dbt stage minus model time, time outside runs: kept as is,
+  the number of runs being the same).
+- growth: the hourly section with 1, 30, 365 days of history loaded before the measured hour
+  (bench/history.py: the warm-up hour's rows copied back in SQL into the ingestion tables and
+  the dbt incremental tables; ledger entries through the batch ``post_entries``; hourly for the
+  last ``--dense-days`` days, one copy per day beyond, so 365 days fit on the disk). Prints the
+  hour per history size and the ratio of the longest to the shortest (aim: within 20 %).
+  ``--reuse`` keeps each loaded database as a template ``satusky_bench_cycle_h_<scale>_<days>d``.
 
-Each window's database ``satusky_bench_cycle_<pid>`` on BILLING_BENCH_SERVER (default 127.0.0.1:5432)
-is dropped, migrated, and given the platform rows, a price for every resource and every rented
-machine type, and an opening credit of 10,000 per account (enough for every account to stay
-healthy over a week). ``BILLING_LIFECYCLE_DRY_RUN=1`` keeps the lifecycle away from any cluster.
-
-Per-stage seconds come from each run's event log (first STEP_START to last STEP_SUCCESS of the
-stage's steps, summed over the window's runs); "run overhead" is the runs' wall time outside
-any step (run start-up, code-location load, execution plan). A markdown table is printed and
-the figures are written to ``bench/results/cycle-<timestamp>.json``.
-
-Aims (issue "Ranged runs"): 3 hours <= 1.5x one hour on a small scenario; 168 hours at 10,000
-deployments in under 10 minutes.
+Output: markdown tables (stage, time, floor, ratio) and sections for month-end, catch-up and
+growth, with host, CPUs, load average before/after each section and the git commit; the figures
+in ``bench/results/cycle-<timestamp>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 
@@ -44,6 +76,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -57,7 +90,11 @@ from psycopg import sql  # noqa: E402
 from billing_pipeline.db.connection import connect, make_conninfo_url  # noqa: E402
 from billing_pipeline.db.migrate import upgrade  # noqa: E402
 from devkit.synthetic import PrometheusServer, generated_cluster, write_platform_rows  # noqa: E402
-from tsdb_cache import cached_tsdb  # noqa: E402  (bench/, beside this script)
+from devkit.synthetic.model import Rental  # noqa: E402
+
+import floors  # noqa: E402  (bench/, beside this script)
+import history  # noqa: E402
+from tsdb_cache import cached_tsdb  # noqa: E402
 
 UTC = timezone.utc
 H = timedelta(hours=1)
@@ -86,28 +123,72 @@ STAGES = [
 ]
 COLUMNS = ["ingestion", "dbt_usage_models", "settlement", "top-ups", "lifecycle", "dbt_ledger_models", "alerts",
            "deliveries", "other"]
+GROWING = ["ingestion", "settlement", "top-ups", "lifecycle", "alerts", "deliveries", "other"]
 
 
-def cluster_for(deployments: int, hours: int):
-    return generated_cluster(START, hours * 60, pods=2 * deployments, pods_per_deployment=2,
-                             accounts=max(1, deployments // 5), nodes=max(1, deployments // 16))
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    deployments: int
+    pods_per_deployment: int
+    accounts: int
+    rentals: int
+    nodes: int
+
+    @property
+    def key(self) -> str:
+        return (f"d{self.deployments}x{self.pods_per_deployment}-a{self.accounts}-r{self.rentals}"
+                f"-n{self.nodes}").replace("-", "")
+
+    def scaled_to(self, deployments: int) -> "Scale":
+        """The same platform shape at ``deployments`` (accounts, rentals, nodes in proportion)."""
+        f = deployments / self.deployments
+        return Scale(deployments, self.pods_per_deployment, max(1, round(self.accounts * f)),
+                     round(self.rentals * f), max(1, round(self.nodes * f)))
 
 
-def prepare_tsdb(deployments: int, hours: int, rebuild: bool) -> tuple[Path, dict]:
-    return cached_tsdb(f"cycle-{deployments}-{hours}", lambda: cluster_for(deployments, hours),
-                       {"deployments": deployments, "hours": hours, "start": START.isoformat()}, rebuild)
+def cluster_for(scale: Scale, hours: int):
+    cluster = generated_cluster(START, hours * 60, pods=scale.deployments * scale.pods_per_deployment,
+                                pods_per_deployment=scale.pods_per_deployment, accounts=scale.accounts,
+                                nodes=scale.nodes)
+    # The scenario rents one machine per 5 accounts; the bench sets the number itself.
+    rentals = tuple(
+        Rental(f"rent-{n:05d}", cluster.accounts[n % scale.accounts].id, f"m-{n:05d}",
+               "gpu-large" if n % 2 else "cpu-medium", f"rented-{n:05d}", START - H, None)
+        for n in range(scale.rentals))
+    return dataclasses.replace(cluster, rentals=rentals)
 
 
-def server_parts() -> tuple[str, int]:
+def prepare_tsdb(scale: Scale, hours: int, rebuild: bool) -> tuple[Path, dict]:
+    return cached_tsdb(f"cycle-{scale.key}-{hours}h", lambda: cluster_for(scale, hours),
+                       {**dataclasses.asdict(scale), "hours": hours, "start": START.isoformat()}, rebuild)
+
+
+def server_url(dbname: str) -> str:
     host = os.environ.get("BILLING_BENCH_SERVER", "127.0.0.1:5432")
     h, _, port = host.partition(":")
-    return h, int(port or 5432)
+    return make_conninfo_url(host=h, port=int(port or 5432), dbname=dbname)
 
 
-def drop_database() -> None:
-    h, port = server_parts()
-    with psycopg.connect(make_conninfo_url(host=h, port=port, dbname="postgres"), autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
+def admin(statement: sql.Composable, *names: str) -> None:
+    with psycopg.connect(server_url("postgres"), autocommit=True) as c:
+        for name in names:  # nobody may be connected to a template or a database being dropped
+            c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                      "AND pid <> pg_backend_pid()", (name,))
+        c.execute(statement)
+
+
+def drop_database(name: str = DB) -> None:
+    admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def copy_database(source: str, target: str) -> None:
+    drop_database(target)
+    admin(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(target), sql.Identifier(source)), source)
+
+
+def database_exists(name: str) -> bool:
+    with psycopg.connect(server_url("postgres")) as c:
+        return c.execute("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %s)", (name,)).fetchone()[0]
 
 
 def scratch_database(cluster) -> str:
@@ -115,8 +196,7 @@ def scratch_database(cluster) -> str:
     from billing_pipeline.ledger import Entry, post_entries
 
     drop_database()
-    h, port = server_parts()
-    url = make_conninfo_url(host=h, port=port, dbname=DB)
+    url = server_url(DB)
     upgrade(url)
     machine_types = sorted({r.machine_type for r in cluster.rentals})
     prices = PRICES + [(f"m-{t}", "machine", "machine_hour", MACHINE_PRICES.get(t, "1.00"), "usage", t)
@@ -196,91 +276,286 @@ def stage_seconds(timings: list[dict]) -> tuple[dict[str, float], dict[str, floa
     return stages, per_step, in_steps
 
 
-def run_window(hours: int, cluster, prom_url: str, chunk_hours: int) -> dict:
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+@contextmanager
+def dagster_instance():
+    """A throw-away Dagster instance (sqlite under a temp DAGSTER_HOME)."""
     import dagster as dg
 
-    from billing_pipeline.orchestration.cycle import run_billing_window
-
-    t0 = time.monotonic()
-    url = scratch_database(cluster)
-    setup_seconds = time.monotonic() - t0
-    os.environ["BILLING_DATABASE_URL"] = url
     home = Path(tempfile.mkdtemp(prefix="cycle-bench-dagster-"))
     os.environ["DAGSTER_HOME"] = str(home)
-    progress: list[tuple[float, str]] = []
+    try:
+        with dg.DagsterInstance.get() as instance:
+            yield instance
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def run_window(url: str, start: datetime, end: datetime, chunk_hours: int) -> dict:
+    """``run_billing_window(start, end, now=end + 1 h)`` on a fresh instance; its stage seconds."""
+    from billing_pipeline.orchestration.cycle import run_billing_window
+
+    os.environ["BILLING_DATABASE_URL"] = url
     began = time.monotonic()
 
     def on_progress(line: str) -> None:
-        progress.append((round(time.monotonic() - began, 2), line))
         if " hours: run " in line or "FAILED" in line:
-            print(f"    {line}", flush=True)
+            print(f"      {round(time.monotonic() - began, 1)}s {line}", flush=True)
 
-    load_before = os.getloadavg()
-    try:
-        with dg.DagsterInstance.get() as instance:
-            t0 = time.monotonic()
-            result = run_billing_window(START, START + hours * H, now=START + (hours + 1) * H, instance=instance,
-                                        database_url=url, chunk_hours=chunk_hours, on_progress=on_progress)
-            wall = time.monotonic() - t0
-            timings = [step_timings(instance, r.run_id) for r in result.runs]
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    load_after = os.getloadavg()
+    with dagster_instance() as instance:
+        t0 = time.monotonic()
+        result = run_billing_window(start, end, now=end + H, instance=instance, database_url=url,
+                                    chunk_hours=chunk_hours, on_progress=on_progress)
+        wall = time.monotonic() - t0
+        timings = [step_timings(instance, r.run_id) for r in result.runs]
+        dbt_invocations = floors.dbt_model_seconds(instance, [r.run_id for r in result.runs])
     stages, per_step, in_steps = stage_seconds(timings)
     run_seconds = sum(r.seconds for r in result.runs)
-    with connect(url) as conn:
-        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in (
-            "billing.metric_container_hours", "analytics.fct_priced_usage", "billing.credit_transactions")}
     summary = result.summary
     return {
-        "hours": hours, "wall_seconds": round(wall, 2), "seconds_per_hour": round(wall / hours, 3),
-        "setup_seconds": round(setup_seconds, 2),
-        "runs": len(result.runs), "run_seconds": [round(r.seconds, 2) for r in result.runs],
-        "statuses": [r.status for r in result.runs], "launched_by": sorted({r.launched_by for r in result.runs}),
+        "window": [start.isoformat(), end.isoformat()], "hours": len(result.hours),
+        "wall_seconds": round(wall, 2), "runs": len(result.runs), "run_seconds": [round(r.seconds, 2) for r in result.runs],
         "problems": result.problems, "ok": not result.problems,
-        "corrections": result.corrections,
-        "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
-        "step_seconds": {k: round(v, 2) for k, v in sorted(per_step.items())},
-        "in_steps_seconds": round(in_steps, 2),
-        "run_overhead_seconds": round(run_seconds - in_steps, 2),
-        "outside_runs_seconds": round(wall - run_seconds, 2),
+        "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
+        "step_seconds": {k: round(v, 3) for k, v in sorted(per_step.items())},
+        "run_overhead_seconds": round(run_seconds - in_steps, 3),
+        "outside_runs_seconds": round(wall - run_seconds, 3),
         "entries_posted": summary.get("posted", {}).get("entries"),
-        "entries_by_type": {t: v["entries"] for t, v in summary.get("posted", {}).get("by_type", {}).items()},
-        "metric_hours": summary.get("metrics", {}),
         "accounts_by_state": {k: len(v) for k, v in summary.get("accounts_by_state", {}).items()},
-        "row_counts": counts,
-        "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
-        "progress": progress,
+        "dbt_invocations": dbt_invocations,
     }
 
 
-def markdown(report: dict) -> str:
-    rows = report["windows"]
-    base = next((r for r in rows if r["hours"] == 1), rows[0])
-    present = [s for s in COLUMNS if any(s in r["stage_seconds"] for r in rows)]
-    head = ["window (h)", "runs", "wall s", "s / hour", f"ratio to {base['hours']} h", *present,
-            "run overhead", "outside runs", "entries", "ok", "load avg (1 min)"]
-    out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for r in rows:
-        cells = [str(r["hours"]), str(r["runs"]), f"{r['wall_seconds']:.1f}", f"{r['seconds_per_hour']:.2f}",
-                 f"{r['wall_seconds'] / base['wall_seconds']:.2f}",
-                 *[f"{r['stage_seconds'].get(s, 0):.1f}" for s in present],
-                 f"{r['run_overhead_seconds']:.1f}", f"{r['outside_runs_seconds']:.1f}",
-                 str(r["entries_posted"]), "yes" if r["ok"] else "NO",
-                 f"{r['loadavg_before'][0]:.1f} -> {r['loadavg_after'][0]:.1f}"]
-        out.append("| " + " | ".join(cells) + " |")
+def stage_floors(url: str, prom_url: str, hour: datetime, posted_after_id: int, run: dict) -> dict:
+    """Every stage's floor on the database the measured hour left (see bench/floors.py)."""
+    out: dict[str, dict] = {}
+    with connect(url, autocommit=True) as conn:
+        out["ingestion"] = floors.ingestion_floor(conn, prom_url, hour)
+        out["settlement"] = floors.settlement_floor(conn, hour, hour + H, posted_after_id)
+        out["top-ups"] = floors.topup_floor(conn, hour + 2 * H)
+        out["lifecycle"] = floors.lifecycle_floor(conn)
+        out["alerts"] = floors.alerts_floor(conn)
+    invocations = run["dbt_invocations"]
+    # Two invocations in a one-hour run: usage models first, ledger models (balances) second.
+    usage = [i for i in invocations if not i["has_balances"]]
+    ledger = [i for i in invocations if i["has_balances"]]
+    if usage:
+        out["dbt_usage_models"] = {"seconds": sum(i["model_seconds"] for i in usage), "invocations": len(usage)}
+    if ledger:
+        out["dbt_ledger_models"] = {"seconds": sum(i["model_seconds"] for i in ledger), "invocations": len(ledger)}
+    return out
+
+
+def max_ledger_id(url: str) -> int:
+    with connect(url) as conn:
+        return conn.execute("SELECT coalesce(max(id), 0) FROM billing.credit_transactions").fetchone()[0]
+
+
+def hourly(cluster, scale: Scale, prom_url: str, args, days: int | None = None) -> dict:
+    """Warm-up hour, optional history of ``days`` days, then the measured hour and its floors."""
+    label = "hourly" if days is None else f"growth {days} d"
+    template = f"satusky_bench_cycle_h_{scale.key}_{days}d{args.dense_days}"[:63]
+    load_before = loadavg()
+    loaded = {}
+    if days is not None and args.reuse and database_exists(template):
+        print(f"  {label}: reusing {template}", flush=True)
+        copy_database(template, DB)
+        url = server_url(DB)
+        loaded = {"reused": template}
+    else:
+        t0 = time.monotonic()
+        url = scratch_database(cluster)
+        print(f"  {label}: scratch database in {time.monotonic() - t0:.1f}s; warm-up hour ...", flush=True)
+        warm = run_window(url, START, START + H, args.chunk_hours)
+        print(f"  {label}: warm-up {warm['wall_seconds']:.1f}s, problems {warm['problems']}", flush=True)
+        if days:
+            t0 = time.monotonic()
+            with connect(url) as conn:
+                rows = history.load_usage_history(conn, START, days, args.dense_days)
+                entries = history.load_ledger_history(conn, START, days, args.dense_days)
+            with connect(url, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE")
+            loaded = {"rows": rows, "ledger_entries": entries, "seconds": round(time.monotonic() - t0, 1),
+                      "dense_days": args.dense_days}
+            if args.reuse:
+                copy_database(DB, template)
+                loaded["kept_as"] = template
+    hour = START + H
+    posted_after = max_ledger_id(url)
+    print(f"  {label}: measured hour {hour:%H:%M} ...", flush=True)
+    run = run_window(url, hour, hour + H, args.chunk_hours)
+    floor = stage_floors(url, prom_url, hour, posted_after, run)
+    with connect(url) as conn:
+        size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    drop_database()
+    row = {"label": label, "history_days": days or 0, "history": loaded, **run, "floors": floor,
+           "database_bytes": size, "loadavg_before": load_before, "loadavg_after": loadavg()}
+    print(f"  {label}: {run['wall_seconds']:.1f}s wall, stages {run['stage_seconds']}, "
+          f"problems {run['problems']}", flush=True)
+    return row
+
+
+def month_end(args) -> dict:
+    import month_end_bench as meb
+
+    from billing_pipeline.orchestration.month_end import run_month_end
+    from billing_pipeline.invoicing.months import month_bounds, parse_month
+
+    n = args.month_end_accounts or args.accounts
+    load_before = loadavg()
+    t0 = time.monotonic()
+    meb.set_up_database(n, args.month, args.reuse)
+    setup = time.monotonic() - t0
+    url = meb.server(meb.DB)
+    os.environ["BILLING_DATABASE_URL"] = url
+    _, end = month_bounds(parse_month(args.month))
+    with dagster_instance() as instance:
+        t0 = time.monotonic()
+        first = run_month_end(args.month, end + 6 * H, instance=instance, database_url=url)
+        seconds = time.monotonic() - t0
+        t0 = time.monotonic()
+        again = run_month_end(args.month, end + 6 * H, instance=instance, database_url=url)
+        again_seconds = time.monotonic() - t0
+    with psycopg.connect(url) as conn:
+        entries, lines = conn.execute("SELECT (SELECT count(*) FROM billing.invoice_entries), "
+                                      "(SELECT count(*) FROM billing.invoice_lines)").fetchone()
+    meb.drop()
+    if not args.reuse:
+        meb.drop(meb.SETUP_DB)
+    row = {"accounts": n, "month": args.month, "setup_seconds": round(setup, 1), "seconds": round(seconds, 2),
+           "again_seconds": round(again_seconds, 2), "invoices_issued": first["invoices_issued"],
+           "sla_credits_posted": first["sla_credits_posted"], "invoice_entries": entries, "invoice_lines": lines,
+           "aim_seconds": 120, "loadavg_before": load_before, "loadavg_after": loadavg()}
+    print(f"  month-end: {seconds:.1f}s ({first['invoices_issued']} invoices, {first['sla_credits_posted']} SLA "
+          f"credits); again {again_seconds:.1f}s", flush=True)
+    return row
+
+
+def catch_up(scale: Scale, args) -> dict:
+    small = scale.scaled_to(min(args.catch_up_deployments, scale.deployments))
+    hours = args.catch_up
+    load_before = loadavg()
+    tsdb, built = prepare_tsdb(small, hours, args.rebuild)
+    cluster = cluster_for(small, hours)
+    with PrometheusServer(tsdb) as prom:
+        os.environ["PROMETHEUS_URL"] = prom.url
+        url = scratch_database(cluster)
+        print(f"  catch-up: {hours} h at {small.deployments} deployments ...", flush=True)
+        run = run_window(url, START, START + hours * H, args.chunk_hours)
+    drop_database()
+    stages = run["stage_seconds"]
+    model_seconds = sum(i["model_seconds"] for i in run["dbt_invocations"])
+    dbt_stage = stages.get("dbt_usage_models", 0) + stages.get("dbt_ledger_models", 0)
+    growing = sum(stages.get(s, 0) for s in GROWING) + model_seconds
+    fixed = run["run_overhead_seconds"] + max(0.0, dbt_stage - model_seconds) + run["outside_runs_seconds"]
+    factor = scale.deployments / small.deployments
+    extrapolated = growing * factor + fixed
+    row = {"scale": dataclasses.asdict(small), "tsdb": {"path": str(tsdb), **built}, **run,
+           "dbt_model_seconds": round(model_seconds, 2), "growing_seconds": round(growing, 2),
+           "fixed_seconds": round(fixed, 2),
+           "extrapolated": {"deployments": scale.deployments, "factor": round(factor, 2),
+                            "seconds": round(extrapolated, 1), "aim_seconds": 600,
+                            "note": "EXTRAPOLATED, not measured: growing part x factor + fixed part"},
+           "loadavg_before": load_before, "loadavg_after": loadavg()}
+    print(f"  catch-up: {run['wall_seconds']:.1f}s measured at {small.deployments} deployments; "
+          f"EXTRAPOLATED to {scale.deployments}: {extrapolated:.0f}s", flush=True)
+    return row
+
+
+def fmt(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}"
+
+
+def stage_table(row: dict) -> str:
+    out = ["| stage | time (s) | floor (s) | ratio |", "| --- | ---: | ---: | ---: |"]
+    for stage in COLUMNS:
+        if stage not in row["stage_seconds"]:
+            continue
+        t = row["stage_seconds"][stage]
+        f = row["floors"].get(stage, {}).get("seconds")
+        out.append(f"| {stage} | {t:.2f} | {fmt(f)} | {fmt(t / f) if f else '—'} |")
+    out.append(f"| run overhead | {row['run_overhead_seconds']:.2f} | — | — |")
+    out.append(f"| outside the run (launch, wait) | {row['outside_runs_seconds']:.2f} | — | — |")
+    out.append(f"| **whole cycle** | **{row['wall_seconds']:.2f}** | "
+               f"{fmt(sum(f['seconds'] for f in row['floors'].values()))} | — |")
+    return "\n".join(out)
+
+
+def report_markdown(report: dict) -> str:
+    m = report["machine"]
+    s = report["scale"]
+    out = [f"Machine: {m['host']}, {m['cpus']} CPUs, Python {m['python']}; commit {report['git']}; "
+           f"{s['deployments']} deployments, {s['deployments'] * s['pods_per_deployment']} pods, "
+           f"{s['accounts']} accounts, {s['rentals']} rentals, {s['nodes']} nodes.", ""]
+    if "hourly" in report:
+        h = report["hourly"]
+        out += [f"### One hourly cycle (steady state; load {h['loadavg_before'][0]} -> {h['loadavg_after'][0]})", "",
+                stage_table(h), ""]
+    if "month_end" in report:
+        me = report["month_end"]
+        out += [f"### Month-end (load {me['loadavg_before'][0]} -> {me['loadavg_after'][0]})", "",
+                f"close-month for {me['accounts']} accounts ({me['month']}): **{me['seconds']:.1f} s** "
+                f"(aim < 120 s), {me['invoices_issued']} invoices, {me['sla_credits_posted']} SLA credits, "
+                f"{me['invoice_entries']:,} entries on {me['invoice_lines']:,} lines; again {me['again_seconds']:.1f} s; "
+                f"set-up {me['setup_seconds']:.0f} s (not timed).", ""]
+    if "catch_up" in report:
+        c = report["catch_up"]
+        e = c["extrapolated"]
+        out += [f"### Catch-up (load {c['loadavg_before'][0]} -> {c['loadavg_after'][0]})", "",
+                f"Measured: {c['hours']} hours at {c['scale']['deployments']} deployments in {c['runs']} runs: "
+                f"**{c['wall_seconds']:.1f} s** ({c['wall_seconds'] / max(c['hours'], 1):.2f} s/hour); stages "
+                + ", ".join(f"{k} {v:.1f}" for k, v in c["stage_seconds"].items())
+                + f"; dbt models {c['dbt_model_seconds']:.1f} s; run overhead {c['run_overhead_seconds']:.1f} s.", "",
+                f"**EXTRAPOLATED (not measured)** to {e['deployments']} deployments: growing part "
+                f"{c['growing_seconds']:.1f} s x {e['factor']} + fixed part {c['fixed_seconds']:.1f} s = "
+                f"**{e['seconds']:.0f} s** (aim < 600 s).", ""]
+    if report.get("growth"):
+        g = report["growth"]
+        out += ["### Growth: the same hour with history", "",
+                "| history (days) | whole cycle (s) | " + " | ".join(COLUMNS) + " | run overhead | database | load |",
+                "| ---: | ---: |" + " ---: |" * (len(COLUMNS) + 3)]
+        for r in g:
+            out.append(f"| {r['history_days']} | {r['wall_seconds']:.2f} | "
+                       + " | ".join(f"{r['stage_seconds'].get(s, 0):.2f}" for s in COLUMNS)
+                       + f" | {r['run_overhead_seconds']:.2f} | {r['database_bytes'] / 2**30:.2f} GiB"
+                       f" | {r['loadavg_before'][0]} -> {r['loadavg_after'][0]} |")
+        ratio = g[-1]["wall_seconds"] / g[0]["wall_seconds"]
+        out += ["", f"{g[-1]['history_days']}-day hour / {g[0]['history_days']}-day hour: **{ratio:.2f}** "
+                f"(aim <= 1.20). History beyond {report['dense_days']} days is one hour per day (bench/history.py).", ""]
+        for r in g:
+            out += [f"Stages against floors, {r['history_days']} days of history:", "", stage_table(r), ""]
     return "\n".join(out)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--deployments", type=int, default=200)
-    parser.add_argument("--windows", default="1,3,168", help="window sizes in hours, comma-separated")
+    parser.add_argument("--deployments", type=int, default=10_000)
+    parser.add_argument("--pods-per-deployment", type=int, default=3)
+    parser.add_argument("--accounts", type=int, default=2_000)
+    parser.add_argument("--rentals", type=int, default=2_000)
+    parser.add_argument("--nodes", type=int, default=None, help="default: deployments / 16")
+    parser.add_argument("--hourly", action="store_true", help="one steady-state hourly cycle against floors")
+    parser.add_argument("--month-end", action="store_true", help="SLA credits and invoices for a month")
+    parser.add_argument("--month-end-accounts", type=int, default=None, help="default: --accounts")
+    parser.add_argument("--month", default="2026-10")
+    parser.add_argument("--catch-up", type=int, nargs="?", const=168, default=None, metavar="HOURS")
+    parser.add_argument("--catch-up-deployments", type=int, default=300,
+                        help="scale of the measured catch-up (its TSDB's text is ~21 MB per pod and week)")
+    parser.add_argument("--growth", nargs="?", const="1,30,365", default=None, metavar="DAYS",
+                        help="history sizes in days, comma-separated")
+    parser.add_argument("--dense-days", type=int, default=30, help="history days loaded hourly (older: daily)")
     parser.add_argument("--chunk-hours", type=int, default=24)
-    parser.add_argument("--rebuild", action="store_true", help="rebuild the cached TSDB")
+    parser.add_argument("--reuse", action="store_true", help="keep and reuse loaded databases (growth, month-end)")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the cached TSDBs")
     args = parser.parse_args()
-    windows = [int(w) for w in args.windows.split(",") if w.strip()]
-    longest = max(windows)
+    if not (args.hourly or args.month_end or args.catch_up or args.growth):
+        args.hourly, args.month_end, args.catch_up, args.growth = True, True, 168, "1,30,365"
+    growth = [int(d) for d in (args.growth or "").split(",") if d.strip()]
+    scale = Scale(args.deployments, args.pods_per_deployment, args.accounts, args.rentals,
+                  args.nodes or max(1, args.deployments // 16))
 
     # Dagster's compute-log capture stops its `tail -F` children with SIGTERM and waits 30 s for
     # each: a SIGTERM ignored by whatever started this process (nohup-style job control does) is
@@ -290,43 +565,45 @@ def main() -> int:
             signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.default_int_handler)
     os.environ["BILLING_FIRST_HOUR"] = START.isoformat()
     os.environ.setdefault("BILLING_LIFECYCLE_DRY_RUN", "1")
-    tsdb, built = prepare_tsdb(args.deployments, longest, args.rebuild)
-    cluster = cluster_for(args.deployments, longest)
     report = {
-        "deployments": args.deployments, "pods": len(cluster.pods), "accounts": len(cluster.accounts),
-        "nodes": len(cluster.nodes()), "rentals": len(cluster.rentals), "chunk_hours": args.chunk_hours,
-        "start": START.isoformat(), "tsdb": {"path": str(tsdb), **built},
+        "scale": dataclasses.asdict(scale), "start": START.isoformat(), "chunk_hours": args.chunk_hours,
+        "dense_days": args.dense_days,
         "machine": {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "postgres": os.environ.get("BILLING_BENCH_SERVER", "127.0.0.1:5432")},
         "git": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True).stdout.strip(),
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "windows": [],
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "loadavg_at_start": loadavg(),
     }
-    print(f"{args.deployments} deployments, {len(cluster.pods)} pods, {len(cluster.accounts)} accounts, "
-          f"{len(cluster.nodes())} nodes, {len(cluster.rentals)} rentals; windows {windows} h, "
-          f"chunks of {args.chunk_hours} h; load average {os.getloadavg()}", flush=True)
-    with PrometheusServer(tsdb) as prom:
-        os.environ["PROMETHEUS_URL"] = prom.url
-        for hours in windows:
-            print(f"  window of {hours} h ...", flush=True)
-            row = run_window(hours, cluster, prom.url, args.chunk_hours)
-            report["windows"].append(row)
-            print(f"  window of {hours} h: {row['wall_seconds']:.1f}s wall, {row['runs']} runs, "
-                  f"{row['entries_posted']} entries, stages {row['stage_seconds']}, problems {row['problems']}",
-                  flush=True)
-    drop_database()
+    print(f"{scale}; sections: hourly={args.hourly} month-end={args.month_end} catch-up={args.catch_up} "
+          f"growth={growth}; load average {loadavg()}", flush=True)
+    ok = True
+    if args.hourly or growth:
+        # Two hours of data: the warm-up hour and the measured one.
+        tsdb, built = prepare_tsdb(scale, 2, args.rebuild)
+        report["tsdb"] = {"path": str(tsdb), **built}
+        cluster = cluster_for(scale, 2)
+        with PrometheusServer(tsdb) as prom:
+            os.environ["PROMETHEUS_URL"] = prom.url
+            if args.hourly:
+                report["hourly"] = hourly(cluster, scale, prom.url, args)
+                ok &= report["hourly"]["ok"]
+            if growth:
+                report["growth"] = [hourly(cluster, scale, prom.url, args, days) for days in growth]
+                ok &= all(r["ok"] for r in report["growth"])
+    if args.month_end:
+        report["month_end"] = month_end(args)
+    if args.catch_up:
+        report["catch_up"] = catch_up(scale, args)
+        ok &= report["catch_up"]["ok"]
     report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    table = markdown(report)
+    text = report_markdown(report)
     print()
-    print(f"{args.deployments} deployments ({len(cluster.pods)} pods, {len(cluster.accounts)} accounts), "
-          f"chunks of {args.chunk_hours} h, {os.cpu_count()} CPUs")
-    print(table)
+    print(text)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"cycle-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps({**report, "table": table}, indent=2, default=str))
+    out.write_text(json.dumps({**report, "markdown": text}, indent=2, default=str))
     print(f"\nwritten to {out}")
-    return 0 if all(r["ok"] for r in report["windows"]) else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
