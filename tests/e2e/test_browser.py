@@ -122,7 +122,9 @@ def page(webserver):
         context = browser.new_context(viewport={"width": 1600, "height": 1000})
         # The community sign-up dialog of a fresh instance would cover the screenshots.
         context.add_init_script("window.localStorage.setItem('communityNux', '\"1\"')")
-        context.set_default_timeout(30_000)
+        # Generous: the whole graph (about 60 assets) renders slowly in headless chromium on two
+        # busy cores; a missing element still fails, only later.
+        context.set_default_timeout(90_000)
         yield context.new_page()
         browser.close()
 
