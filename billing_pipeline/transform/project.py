@@ -27,9 +27,14 @@ DBT_THREADS = 2
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 
+def venv_dbt() -> Path:
+    """Where the venv's dbt is: next to this interpreter."""
+    return Path(sys.executable).with_name("dbt")
+
+
 def dbt_executable() -> str:
     """The dbt next to this interpreter (the venv's), else whatever is on PATH."""
-    beside = Path(sys.executable).with_name("dbt")
+    beside = venv_dbt()
     if beside.exists():
         return str(beside)
     return shutil.which("dbt") or "dbt"
