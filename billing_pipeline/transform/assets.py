@@ -10,7 +10,7 @@ the ``postgres`` resource (BILLING_DATABASE_URL), through DBT_PG_* set for the s
 
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, dbt_assets, get_asset_key_for_model, get_asset_keys_by_output_name_for_source
+from dagster_dbt import dbt_assets, get_asset_key_for_model, get_asset_keys_by_output_name_for_source
 
 from billing_pipeline.core.hours import Hour
 from billing_pipeline.core.partitions import hourly_partitions
@@ -24,6 +24,7 @@ from billing_pipeline.transform.project import (
     manifest_for_database,
     temporary_environment,
 )
+from billing_pipeline.transform.resources import BillingDbtCliResource
 from billing_pipeline.transform.translator import BillingDbtTranslator
 
 
@@ -43,7 +44,7 @@ AFTER_LEDGER = "source:ledger+ source:lifecycle+ source:invoicing+"
 MANIFEST = manifest_for_database(ensure_manifest())
 
 
-def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource):
+def _build(context: dg.AssetExecutionContext, dbt: BillingDbtCliResource, postgres: PostgresResource):
     window = context.partition_time_window
     # dbt unit tests check SQL logic, not data: they run in CI (tests/integration/test_dbt_unit_tests.py),
     # not every hour.
@@ -60,7 +61,7 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: Pos
     events, failure = [], None
     try:
         with dbt_environment(url), window_environment, invocation_target(url) as target:
-            for event in dbt.cli(args, context=context, target_path=target).stream():
+            for event in dbt.build_events(args, context=context, target_path=target):
                 events.append(event)
     except Exception as exc:  # noqa: BLE001  (re-raised below, once the events are out)
         failure = exc
@@ -115,7 +116,7 @@ def with_row_counts(conn, events: list) -> list:
     exclude=AFTER_LEDGER,
     name="dbt_usage_models",
 )
-def dbt_usage_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource):
+def dbt_usage_models(context: dg.AssetExecutionContext, dbt: BillingDbtCliResource, postgres: PostgresResource):
     """Price and reconcile the usage of the run's hours: what the ledger settles (``dbt build``)."""
     yield from _build(context, dbt, postgres)
 
@@ -129,7 +130,7 @@ def dbt_usage_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, pos
     select=AFTER_LEDGER,
     name="dbt_ledger_models",
 )
-def dbt_ledger_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource):
+def dbt_ledger_models(context: dg.AssetExecutionContext, dbt: BillingDbtCliResource, postgres: PostgresResource):
     """Balances, runway and invoice lines from the settled ledger and the lifecycle (``dbt build``)."""
     yield from _build(context, dbt, postgres)
 

@@ -1,0 +1,132 @@
+"""dbt in the run's own process, through dbt's programmatic runner (``dbtRunner``).
+
+Why: a dbt subprocess pays dbt's imports (3.3 s on these machines) and loads its parse state
+(about 1 s) on every call, and the hourly cycle calls dbt twice. In the run's process dbt is
+imported once, the project is parsed once per database and process, and every later call
+starts from that parsed manifest (dbt's "reusing objects":
+https://docs.getdbt.com/reference/programmatic-invocations).
+
+What stays as with the subprocess:
+- dbt's structured events become Dagster events through dagster-dbt's own conversion
+  (``DbtCoreCliEventMessage.to_default_asset_events``), so assets, checks and metadata match;
+- the selection is dagster-dbt's, cut from the context (subsets included);
+- each call writes its artifacts and ``dbt.log`` into its own target folder;
+- a failed call raises ``DagsterDbtCliRuntimeError`` naming dbt's errors, after its events.
+
+A subset too large for command-line selection makes dagster-dbt write a selectors.yml into a
+temporary copy of the project; that call goes to the subprocess as before (``None`` here).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+from dagster_dbt.asset_utils import (
+    extract_runtime_selection_from_args,
+    get_updated_cli_invocation_params_for_context,
+)
+from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
+from dagster_dbt.errors import DagsterDbtCliRuntimeError
+
+from billing_pipeline.transform.project import DBT_PROJECT_DIR, ensure_manifest
+
+# The events dagster-dbt turns into materialisations and check results.
+RESULT_EVENTS = frozenset({"LogSeedResult", "LogModelResult", "LogSnapshotResult", "LogTestResult"})
+# dbt's own lines shown in the step's stdout, as the subprocess prints them.
+SHOWN_LEVELS = frozenset({"info", "warn", "error"})
+
+# One dbt call at a time per process: dbt keeps its flags, adapters and event manager global.
+_DBT_LOCK = threading.Lock()
+# (database, manifest.json's mtime) -> the Manifest dbt parsed for it in this process.
+_PARSED: dict[tuple[str, int], Any] = {}
+
+
+def _paths(target: Path) -> list[str]:
+    return ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+            "--target-path", str(target), "--log-path", str(target)]
+
+
+def _database_identity() -> str:
+    """The database dbt is pointed at (``dbt_environment`` sets DBT_PG_* before a call): the
+    manifest names it in every relation, so a manifest serves one database only."""
+    return "/".join(os.environ.get(k, "") for k in ("DBT_PG_HOST", "DBT_PG_PORT", "DBT_PG_USER", "DBT_PG_DBNAME"))
+
+
+def parsed_manifest(target: Path):
+    """The project parsed for the current database: once per process, then reused.
+
+    The parse runs in ``target``, which ``invocation_target`` seeded with the database's parse
+    state, so even the first parse in a process is partial."""
+    from dbt.cli.main import dbtRunner
+
+    key = (_database_identity(), ensure_manifest().stat().st_mtime_ns)
+    if key not in _PARSED:
+        result = dbtRunner().invoke(["parse", "--quiet", *_paths(target)])
+        if not result.success:
+            raise DagsterDbtCliRuntimeError(
+                description=f"dbt could not parse {DBT_PROJECT_DIR}: {result.exception}; see {target / 'dbt.log'}")
+        _PARSED.clear()  # a changed project or another database: the old manifest is done with
+        _PARSED[key] = result.result
+    return _PARSED[key]
+
+
+def stream_in_process(args: list[str], *, context, translator, target: Path) -> Iterator | None:
+    """Run ``dbt <args>`` for ``context``'s selection in this process; its Dagster events.
+
+    ``None`` when the call cannot run here (see the module doc): the caller runs the subprocess.
+    """
+    cleaned, selects, excludes = extract_runtime_selection_from_args(args)
+    params = get_updated_cli_invocation_params_for_context(
+        context=context, manifest={}, dagster_dbt_translator=translator,
+        runtime_selects=selects, runtime_excludes=excludes)
+    if params.dbt_project is not None and Path(params.dbt_project.project_dir).resolve() != DBT_PROJECT_DIR:
+        return None
+    return _run(cleaned, params, context=context, target=target)
+
+
+def _run(cleaned: list[str], params, *, context, target: Path) -> Iterator:
+    from dbt.cli.main import dbtRunner
+    from dbt_common.events.functions import msg_to_dict
+
+    results: list[dict] = []
+    errors: list[str] = []
+
+    def on_event(msg) -> None:
+        # dbt fires every event here (about 1,500 a build, SQL debug lines included); only the
+        # results and the lines a person reads are kept.
+        name, level = msg.info.name, msg.info.level
+        if name in RESULT_EVENTS:
+            results.append(msg_to_dict(msg))
+        if level in SHOWN_LEVELS:
+            sys.stdout.write(msg.info.msg + "\n")
+            if level == "error":
+                errors.append(msg.info.msg)
+
+    with _DBT_LOCK:
+        manifest = parsed_manifest(target)
+        saved = os.environ.get("DBT_INDIRECT_SELECTION")
+        if params.indirect_selection:
+            os.environ["DBT_INDIRECT_SELECTION"] = params.indirect_selection
+        try:
+            # --log-level none: the console lines come from on_event; dbt.log keeps the debug log.
+            outcome = dbtRunner(manifest=manifest, callbacks=[on_event]).invoke(
+                [*cleaned, *_paths(target), "--log-level", "none", *params.selection_args])
+        finally:
+            if saved is None:
+                os.environ.pop("DBT_INDIRECT_SELECTION", None)
+            else:
+                os.environ["DBT_INDIRECT_SELECTION"] = saved
+        sys.stdout.flush()
+
+    for raw in results:
+        yield from DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={}).to_default_asset_events(
+            manifest=params.manifest, dagster_dbt_translator=params.dagster_dbt_translator,
+            context=context, target_path=target, project=params.dbt_project)
+    if not outcome.success:
+        why = "\n\n".join(errors) or str(outcome.exception or "dbt reported failure")
+        raise DagsterDbtCliRuntimeError(
+            description=f"dbt {' '.join(cleaned)} failed (in process; the debug log is {target / 'dbt.log'}):\n\n{why}")

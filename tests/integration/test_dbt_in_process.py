@@ -1,0 +1,71 @@
+"""dbt in the run's process (transform/in_process.py): the same Dagster events and rows as a dbt
+subprocess, and the project parsed once per process and database, not once per call."""
+
+from __future__ import annotations
+
+import dagster as dg
+import dbt.cli.main
+
+from billing_pipeline.core.hours import Hour
+from billing_pipeline.resources import PostgresResource
+from billing_pipeline.transform.assets import dbt_ledger_models, dbt_usage_models
+from billing_pipeline.transform.project import dbt_executable, dbt_project
+from billing_pipeline.transform.resources import BillingDbtCliResource
+from tests.integration.test_dbt_models import HOURS, seed_scenario
+from tests.support import dbt as d
+
+
+def _materialize(db_url: str, hour, *, in_process_: bool) -> dg.ExecuteInProcessResult:
+    dbt = BillingDbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable(), in_process=in_process_)
+    return dg.materialize([dbt_usage_models, dbt_ledger_models], partition_key=Hour(hour).key,
+                          resources={"dbt": dbt, "postgres": PostgresResource(database_url=db_url)})
+
+
+def _what_it_reported(result: dg.ExecuteInProcessResult) -> dict:
+    materialized = {}
+    for event in result.get_asset_materialization_events():
+        metadata = event.materialization.metadata
+        materialized[event.asset_key] = {"unique_id": metadata["unique_id"].value,
+                                         "timed": "Execution Duration" in metadata}
+    checks = {(e.asset_check_key.asset_key, e.asset_check_key.name): e.passed
+              for e in (ev.event_specific_data for ev in result.all_events
+                        if ev.event_type_value == "ASSET_CHECK_EVALUATION")}
+    return {"materialized": materialized, "checks": checks}
+
+
+def _marts(db_url: str) -> dict:
+    return {m: sorted(d.query(db_url, f"SELECT * FROM analytics.{m}"), key=repr)
+            for m in ("fct_priced_usage", "fct_usage_charges", "fct_usage_reconciliation", "fct_account_balances")}
+
+
+def test_in_process_dbt_reports_and_builds_what_the_subprocess_does(db_url):
+    seed_scenario(db_url)
+    subprocess_run = _materialize(db_url, HOURS[0], in_process_=False)
+    subprocess_rows = _marts(db_url)
+    in_process_run = _materialize(db_url, HOURS[0], in_process_=True)
+
+    reported = _what_it_reported(in_process_run)
+    assert reported == _what_it_reported(subprocess_run)
+    assert len(reported["materialized"]) >= 30 and all(m["timed"] for m in reported["materialized"].values())
+    assert len(reported["checks"]) >= 50 and all(reported["checks"].values())
+    assert _marts(db_url) == subprocess_rows
+    assert len(subprocess_rows["fct_priced_usage"]) > 0
+
+
+def test_a_process_parses_the_project_once_per_database(db_url, monkeypatch):
+    seed_scenario(db_url)
+    calls = []
+    invoke = dbt.cli.main.dbtRunner.invoke
+
+    def counting(self, args, **kwargs):
+        calls.append(args[0])
+        return invoke(self, args, **kwargs)
+
+    monkeypatch.setattr(dbt.cli.main.dbtRunner, "invoke", counting)
+    for hour in HOURS[:3]:
+        assert _materialize(db_url, hour, in_process_=True).success
+    # Three hours, two dbt steps each: six builds and one parse (this database is new here).
+    assert calls.count("build") == 6
+    assert calls.count("parse") == 1
+    assert len(d.query(db_url, "SELECT DISTINCT hour FROM analytics.fct_usage_charges")) == 3
+
