@@ -17,7 +17,7 @@ rental per 5 accounts). Its Prometheus data from 2025-06-02T00:00Z is backfilled
 promtool into ``bench/.cache/<name>/tsdb`` (bench/tsdb_cache.py) and served by a real
 Prometheus. Each measurement uses a scratch database on BILLING_BENCH_SERVER (default
 127.0.0.1:5432): migrated, platform rows, a price for every resource and machine type, an
-opening credit of 10,000 per account; and a throw-away Dagster instance (sqlite in a temp
+opening credit of 10,000 per account; and a throw-away Dagster instance (PostgreSQL, as production, in a temp
 DAGSTER_HOME). ``BILLING_LIFECYCLE_DRY_RUN=1`` keeps the lifecycle away from any cluster.
 
 Sections:
@@ -281,18 +281,26 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+DAGSTER_DB = f"{DB}_dagster"  # the Dagster storage beside the scratch database (prepare_dagster_home's name)
+
+
 @contextmanager
 def dagster_instance():
-    """A throw-away Dagster instance (sqlite under a temp DAGSTER_HOME)."""
+    """A throw-away Dagster instance as production has it: runs and events in PostgreSQL
+    (``prepare_dagster_home``: database ``<scratch>_dagster``), under a temp DAGSTER_HOME."""
     import dagster as dg
 
+    from billing_pipeline.db.dagster_instance import prepare_dagster_home
+
     home = Path(tempfile.mkdtemp(prefix="cycle-bench-dagster-"))
-    os.environ["DAGSTER_HOME"] = str(home)
+    drop_database(DAGSTER_DB)
+    prepare_dagster_home(server_url(DB), home)  # also sets DAGSTER_HOME
     try:
         with dg.DagsterInstance.get() as instance:
             yield instance
     finally:
         shutil.rmtree(home, ignore_errors=True)
+        drop_database(DAGSTER_DB)
 
 
 def run_window(url: str, start: datetime, end: datetime, chunk_hours: int) -> dict:
@@ -353,7 +361,7 @@ def stage_floors(url: str, prom_url: str, hour: datetime, posted_after_id: int, 
 
 def dagster_step_floor() -> dict:
     """What any stage pays for being a Dagster step: a partitioned asset that does nothing but
-    record its materialisation, run on a fresh instance like the cycle's (sqlite event log), best
+    record its materialisation, on an instance like the cycle's (PostgreSQL event log), best
     of three, STEP_START to STEP_SUCCESS."""
     import dagster as dg
 
