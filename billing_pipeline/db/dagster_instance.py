@@ -31,6 +31,14 @@ def dagster_database_url(billing_url: str) -> str:
     return f"postgresql://{netloc}/{quote(dbname, safe='')}" + (f"?{urlencode(p, safe='/')}" if p else "")
 
 
+# dagster-postgres' run and schedule storages, and its event log with a connection pool.
+STORAGES = [
+    ("run_storage", "dagster_postgres.run_storage", "PostgresRunStorage"),
+    ("event_log_storage", "billing_pipeline.db.dagster_storage", "PooledPostgresEventLogStorage"),
+    ("schedule_storage", "dagster_postgres.schedule_storage", "PostgresScheduleStorage"),
+]
+
+
 def prepare_dagster_home(billing_url: str, home: Path | None = None) -> Path:
     """Write ``dagster.yaml`` (Postgres run, event-log and schedule storage) and set DAGSTER_HOME.
 
@@ -47,11 +55,13 @@ def prepare_dagster_home(billing_url: str, home: Path | None = None) -> Path:
         storage_url = f"{{env: {DAGSTER_URL_ENV}}}"
     else:
         storage_url = f"\"{sqlalchemy_url}\""
+    storages = "".join(
+        f"{key}:\n  module: {module}\n  class: {cls}\n  config:\n    postgres_url: {storage_url}\n"
+        for key, module, cls in STORAGES)
     (home / "dagster.yaml").write_text(
-        "# Written by the demo: Dagster keeps runs, events and schedules in PostgreSQL.\n"
-        "storage:\n"
-        "  postgres:\n"
-        f"    postgres_url: {storage_url}\n"
+        "# Written by the demo: Dagster keeps runs, events and schedules in PostgreSQL. The event log\n"
+        "# keeps a connection open between events (billing_pipeline/db/dagster_storage.py).\n"
+        + storages +
         "# One run of the money lane at a time (billing_pipeline/core/runs.py): a run a sensor or schedule\n"
         "# starts and a run `billing run` submits wait for each other in the queue.\n"
         "run_queue:\n"

@@ -1,0 +1,45 @@
+"""The instance's event log keeps its connections between events (db/dagster_storage.py); the
+event log dagster-postgres builds outside the web server connects once per event."""
+
+import dagster as dg
+from sqlalchemy import event
+
+from billing_pipeline.core.partitions import hourly_partitions
+from billing_pipeline.db.dagster_instance import prepare_dagster_home
+from billing_pipeline.db.dagster_storage import PooledPostgresEventLogStorage
+
+
+@dg.asset(partitions_def=hourly_partitions, backfill_policy=dg.BackfillPolicy.single_run())
+def hours_probe(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"hours": len(context.partition_keys)})
+
+
+def _connections_for_a_ranged_run(instance: dg.DagsterInstance, hours: int) -> int:
+    opened = []
+    event.listen(instance.event_log_storage._engine, "connect", lambda *_args: opened.append(1))
+    keys = hourly_partitions.get_partition_keys()[:hours]
+    result = dg.materialize([hours_probe], instance=instance, tags={
+        "dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+    assert result.success
+    recorded = instance.get_materialized_partitions(hours_probe.key)
+    assert recorded == set(keys)  # every hour recorded, whichever way it was written
+    return len(opened)
+
+
+def test_the_instance_writes_a_ranged_runs_events_over_its_two_pooled_connections(db_url, tmp_path, monkeypatch):
+    home = prepare_dagster_home(db_url, tmp_path / "dagster_home")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.event_log_storage) is PooledPostgresEventLogStorage
+        assert _connections_for_a_ranged_run(instance, hours=24) <= 2
+
+
+def test_dagster_postgres_own_event_log_connects_for_every_event(db_url, tmp_path):
+    """The reason for the pool: the same run on the unpooled storage opens a connection per event."""
+    home = prepare_dagster_home(db_url, tmp_path / "dagster_home")
+    yaml = (home / "dagster.yaml").read_text()
+    (home / "dagster.yaml").write_text(yaml.replace(
+        "billing_pipeline.db.dagster_storage\n  class: PooledPostgresEventLogStorage",
+        "dagster_postgres.event_log\n  class: PostgresEventLogStorage"))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.event_log_storage) is not PooledPostgresEventLogStorage
+        assert _connections_for_a_ranged_run(instance, hours=24) > 48
