@@ -57,21 +57,28 @@ def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[tuple[st
         (schema, table)).fetchall()
 
 
+# Daily usage rollups (dbt's int_*_daily), keyed by the UTC day as a timestamp: one copy per day.
+DAY_TIMESTAMPS = ("usage_day",)
+
+
 def history_tables(conn: psycopg.Connection, hour: datetime) -> list[tuple[str, str, str]]:
-    """(schema, table, 'hour' | 'day') of every usage table holding rows of the warm-up hour."""
+    """(schema, table, key column) of every usage table holding rows of the warm-up hour: hourly
+    tables by ``hour``, daily ones by ``day`` (a date) or ``usage_day`` (the day's 00:00)."""
     found = conn.execute(
         """SELECT c.table_schema, c.table_name, c.column_name
            FROM information_schema.columns c
            JOIN information_schema.tables t USING (table_schema, table_name)
-           WHERE t.table_type = 'BASE TABLE' AND c.table_schema IN ('billing', 'analytics')
+           WHERE t.table_type = 'BASE TABLE'
+             AND c.table_schema IN ('billing', 'analytics', 'analytics_intermediate')
              AND ((c.column_name = 'hour' AND c.data_type = 'timestamp with time zone')
-               OR (c.column_name = 'day' AND c.data_type = 'date'))
-           ORDER BY 1, 2, 3 DESC""").fetchall()
+               OR (c.column_name = 'day' AND c.data_type = 'date')
+               OR (c.column_name = ANY(%s) AND c.data_type = 'timestamp with time zone'))
+           ORDER BY 1, 2, 3 DESC""", (list(DAY_TIMESTAMPS),)).fetchall()
     out, seen = [], set()
     for schema, table, col in found:
         if (schema, table) in seen or any(word in table for word in NOT_HISTORY):
             continue
-        value = hour if col == "hour" else hour.date()
+        value = hour.date() if col == "day" else hour  # the warm-up hour is a day's 00:00
         has_rows = conn.execute(f'SELECT EXISTS (SELECT 1 FROM "{schema}"."{table}" WHERE "{col}" = %s)',
                                 (value,)).fetchone()[0]
         if has_rows:
@@ -107,12 +114,12 @@ def load_usage_history(conn: psycopg.Connection, hour: datetime, days: int, dens
     for schema, table, key in history_tables(conn, hour):
         statement = _copy_statement(conn, schema, table, key)
         # A daily table gets one copy per day back, whatever the density of the hourly ones.
-        table_ks = [d * 24 for d in range(1, days + 1)] if key == "day" else ks
+        table_ks = ks if key == "hour" else [d * 24 for d in range(1, days + 1)]
         t0, n = time.monotonic(), 0
         try:
             for i in range(0, len(table_ks), STATEMENT_HOURS):
                 cur = conn.execute(statement, {"shifts": table_ks[i:i + STATEMENT_HOURS],
-                                               "at": hour if key == "hour" else hour.date()})
+                                               "at": hour.date() if key == "day" else hour})
                 n += cur.rowcount
             conn.commit()
         except psycopg.errors.UniqueViolation as exc:
@@ -139,6 +146,7 @@ def load_ledger_history(conn: psycopg.Connection, hour: datetime, days: int, den
     for account, _kind, amount in rows:  # amount < 0
         owed[account] += -amount * (len(dense_ks) + 24 * len(sparse_days))
     t0 = time.monotonic()
+    first_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM billing.credit_transactions").fetchone()[0]
     post_entries(conn, [Entry(a, "topup", total, f"history-topup:{a}:{days}d") for a, total in sorted(owed.items())])
     conn.commit()
 
@@ -166,6 +174,24 @@ def load_ledger_history(conn: psycopg.Connection, hour: datetime, days: int, den
         post_entries(conn, chunk)
         conn.commit()
         posted += len(chunk)
+    backdate_ledger_history(conn, first_id)
     seconds = time.monotonic() - t0
     say(f"    history: ledger: {posted:,} entries in {seconds:.1f}s ({posted / max(seconds, 1e-9):,.0f}/s)")
     return posted
+
+
+def backdate_ledger_history(conn: psycopg.Connection, first_id: int) -> None:
+    """Give the history's entries the time they would have been posted: each deduction an hour
+    after the hour it settles, the top-ups at the start. Posted now, they would all fall on
+    today, which no real ledger looks like (and which would put the whole history in the days
+    the ledger rollup rebuilds every hour). The ledger refuses updates, so its triggers are off
+    for this one statement on the scratch database."""
+    with conn.transaction():
+        conn.execute("ALTER TABLE billing.credit_transactions DISABLE TRIGGER USER")
+        conn.execute(
+            """UPDATE billing.credit_transactions t SET created_at = CASE
+                   WHEN t.type = 'usage_deduction' THEN (t.reference ->> 'hour')::timestamptz + interval '1 hour'
+                   ELSE (SELECT min((reference ->> 'hour')::timestamptz) FROM billing.credit_transactions
+                         WHERE id >= %(first)s AND type = 'usage_deduction') END
+               WHERE t.id >= %(first)s""", {"first": first_id})
+        conn.execute("ALTER TABLE billing.credit_transactions ENABLE TRIGGER USER")

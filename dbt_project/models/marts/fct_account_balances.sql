@@ -6,21 +6,14 @@ with accounts as (
     select * from {{ ref('stg_platform__accounts') }}
 ),
 
-ledger as (
-    select * from {{ ref('stg_ledger__credit_transactions') }}
-),
-
 ledger_totals as (
+    -- Whole days of the ledger, summed (int_ledger_daily), not every entry ever posted.
     select
         account_id,
         sum(amount) as ledger_balance,
-        -- Deducted usage, net of reversals that name a usage window (reference hour + usage_kind).
-        -sum(amount) filter (
-            where transaction_type = 'usage_deduction'
-               or (transaction_type = 'reversal' and reference_usage_kind is not null)
-        ) as usage_deducted,
-        max(created_at) as last_transaction_at
-    from ledger
+        sum(usage_deducted) as usage_deducted,
+        max(last_transaction_at) as last_transaction_at
+    from {{ ref('int_ledger_daily') }}
     group by account_id
 ),
 
