@@ -34,6 +34,11 @@ Sections:
   settlement = SELECT of the hour's charges from fct_usage_charges + INSERT of the posted
   number of rows into a temp ledger; top-ups / alerts / lifecycle = each module's selection of
   the accounts that qualify.
+- cold hour (with ``--hourly``): the same hour again on a new scratch database, after the
+  warm-up hour, but as a fresh ``billing run`` process: what a run pays when nothing is warm
+  (Python's and dbt's imports, the code location, dbt's parse), as each daemon-launched run
+  does. The hourly section's measured hour runs in this process after the warm-up hour, as a
+  ranged ``billing run`` does from its second hour on.
 - month-end: ``run_month_end`` (SLA credits, then invoices, through Dagster) for
   ``--month-end-accounts`` accounts (default ``--accounts``) on bench/month_end_bench.py's
   set-up (a month of hourly usage settled into the ledger, probes, grace periods; about 9 min
@@ -385,6 +390,37 @@ def max_ledger_id(url: str) -> int:
         return conn.execute("SELECT coalesce(max(id), 0) FROM billing.credit_transactions").fetchone()[0]
 
 
+def cold_hour(cluster) -> dict:
+    """The measured hour as production runs it when nothing is warm: a fresh ``billing run``
+    process (imports, code location, dbt imported and the project parsed inside the run), after
+    a warm-up hour in this process. Wall time of the whole command, and its stages from the
+    instance's event log."""
+    load_before = loadavg()
+    url = scratch_database(cluster)
+    warm = run_window(url, START, START + H, 24)
+    hour = START + H
+    with dagster_instance() as instance:
+        began = time.monotonic()
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("billing")), "run", "--start", hour.isoformat(),
+             "--end", (hour + H).isoformat(), "--now", (hour + 2 * H).isoformat()],
+            env={**os.environ, "BILLING_DATABASE_URL": url}, capture_output=True, text=True)
+        wall = time.monotonic() - began
+        runs = instance.get_run_records()
+        timings = [step_timings(instance, r.dagster_run.run_id) for r in runs]
+    drop_database()
+    stages, per_step, in_steps = stage_seconds(timings)
+    row = {"wall_seconds": round(wall, 2), "exit_code": done.returncode, "ok": done.returncode == 0,
+           "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
+           "step_seconds": {k: round(v, 3) for k, v in sorted(per_step.items())},
+           "warm_up_problems": warm["problems"], "loadavg_before": load_before, "loadavg_after": loadavg()}
+    if done.returncode != 0:
+        row["stderr"] = done.stderr[-2000:]
+    print(f"  cold hour: {wall:.1f}s for the whole `billing run` process, exit {done.returncode}, "
+          f"stages {row['stage_seconds']}", flush=True)
+    return row
+
+
 def rebuild_ledger_rollup(url: str) -> None:
     """The history's ledger entries were posted (and backdated) after the warm-up hour's dbt
     build: rebuild the ledger's daily rollup once, untimed, as a deployment running that long
@@ -548,6 +584,12 @@ def report_markdown(report: dict) -> str:
         h = report["hourly"]
         out += [f"### One hourly cycle (steady state; load {h['loadavg_before'][0]} -> {h['loadavg_after'][0]})", "",
                 stage_table(h), ""]
+    if "cold_hour" in report:
+        c = report["cold_hour"]
+        out += [f"### The same hour in a fresh `billing run` process (load {c['loadavg_before'][0]} -> "
+                f"{c['loadavg_after'][0]})", "",
+                f"**{c['wall_seconds']:.2f} s** for the whole command (exit {c['exit_code']}); stages "
+                + ", ".join(f"{k} {v:.2f}" for k, v in c["stage_seconds"].items()) + ".", ""]
     if "month_end" in report:
         me = report["month_end"]
         out += [f"### Month-end (load {me['loadavg_before'][0]} -> {me['loadavg_after'][0]})", "",
@@ -641,6 +683,8 @@ def main() -> int:
             if args.hourly:
                 report["hourly"] = hourly(cluster, scale, prom.url, args)
                 ok &= report["hourly"]["ok"]
+                report["cold_hour"] = cold_hour(cluster)
+                ok &= report["cold_hour"]["ok"]
             if growth:
                 report["growth"] = [hourly(cluster, scale, prom.url, args, days) for days in growth]
                 ok &= all(r["ok"] for r in report["growth"])
