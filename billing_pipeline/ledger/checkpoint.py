@@ -33,10 +33,20 @@ from billing_pipeline.ledger.problems import LedgerProblem
 
 FORMAT = "satusky-ledger-checkpoint/1"
 
+# Each account's newest entry, one index lookup per account ((account_id, account_seq) is
+# unique): the settlement records the heads every hour, and a DISTINCT ON over the ledger sorted
+# every entry ever posted (1 s at a month of history, growing with it). Every account with
+# entries is in billing.accounts (the ledger refuses others).
 CHAIN_HEADS = """
-SELECT DISTINCT ON (account_id) account_id, account_seq, id, entry_hash
-FROM billing.credit_transactions
-ORDER BY account_id, account_seq DESC
+SELECT a.id AS account_id, t.account_seq, t.id, t.entry_hash
+FROM billing.accounts a
+CROSS JOIN LATERAL (
+    SELECT account_seq, id, entry_hash FROM billing.credit_transactions t
+    WHERE t.account_id = a.id
+    ORDER BY account_seq DESC
+    LIMIT 1
+) t
+ORDER BY a.id
 """
 
 
