@@ -3,9 +3,25 @@
 -- signed like the ledger: + credits the account, - debits it; usage lines are rounded
 -- half-even to 6 decimal places. Usage deductions themselves are not lines: the usage lines
 -- are what they settle.
+--
+-- Incremental: a build replaces the usage lines of the months its hours fall in (summed from
+-- those months' days only) and every ledger line (a few per account and month, found through
+-- a partial index; an entry posted at any time lands in the month it was posted). Rebuilding
+-- every month's usage lines every hour read the whole daily history (4.8 s at a year on 2,000
+-- accounts). A full refresh gives the same rows (tests/integration/test_dbt_models.py).
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='append_new_columns',
+        pre_hook="{{ delete_invoice_lines_to_rebuild() }}",
+        indexes=[{'columns': ['invoice_month']}, {'columns': ['account_id', 'invoice_month']}],
+    )
+}}
 
 with usage_days as (
     select * from {{ ref('int_priced_usage_daily') }}
+    where {{ in_window_periods('usage_day', 'month') }}
 ),
 
 ledger as (
