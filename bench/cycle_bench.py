@@ -421,18 +421,23 @@ def cold_hour(cluster) -> dict:
     return row
 
 
-def rebuild_ledger_rollup(url: str) -> None:
-    """The history's ledger entries were posted (and backdated) after the warm-up hour's dbt
-    build: rebuild the ledger's daily rollup once, untimed, as a deployment running that long
-    would have it, so that the measured hour finds it as the hourly builds keep it."""
+# Rollups over the whole history that the hourly builds then keep up to date.
+HISTORY_ROLLUPS = ["int_ledger_daily", "int_usage_charges_monthly"]
+
+
+def rebuild_rollups(url: str) -> None:
+    """The history was loaded (and its ledger entries backdated) after the warm-up hour's dbt
+    build, and a template kept by an older commit may lack a newer rollup: rebuild the rollups
+    over the whole history once, untimed, as a deployment running that long would have them, so
+    that the measured hour finds them as the hourly builds keep them."""
     from billing_pipeline.transform.project import dbt_environment, invocation_target
     from billing_pipeline.transform.resources import dbt_resource
 
     with dbt_environment(url), invocation_target(url) as target:
-        invocation = dbt_resource().cli(["run", "--select", "int_ledger_daily", "--full-refresh"],
+        invocation = dbt_resource().cli(["run", "--select", *HISTORY_ROLLUPS, "--full-refresh"],
                                         target_path=target, raise_on_error=False).wait()
         if not invocation.is_successful():
-            raise RuntimeError(f"rebuilding int_ledger_daily failed: see {target / 'dbt.log'}")
+            raise RuntimeError(f"rebuilding {', '.join(HISTORY_ROLLUPS)} failed: see {target / 'dbt.log'}")
 
 
 def hourly(cluster, scale: Scale, prom_url: str, args, days: int | None = None) -> dict:
@@ -446,6 +451,9 @@ def hourly(cluster, scale: Scale, prom_url: str, args, days: int | None = None) 
         copy_database(template, DB)
         url = server_url(DB)
         upgrade(url)  # a template kept by an older commit gets this commit's migrations
+        rebuild_rollups(url)  # ... and this commit's rollups
+        with connect(url, autocommit=True) as conn:
+            conn.execute("ANALYZE")
         loaded = {"reused": template}
     else:
         t0 = time.monotonic()
@@ -458,7 +466,7 @@ def hourly(cluster, scale: Scale, prom_url: str, args, days: int | None = None) 
             with connect(url) as conn:
                 rows = history.load_usage_history(conn, START, days, args.dense_days)
                 entries = history.load_ledger_history(conn, START, days, args.dense_days)
-            rebuild_ledger_rollup(url)
+            rebuild_rollups(url)
             with connect(url, autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE")
             loaded = {"rows": rows, "ledger_entries": entries, "seconds": round(time.monotonic() - t0, 1),

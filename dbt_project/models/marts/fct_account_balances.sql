@@ -18,8 +18,9 @@ ledger_totals as (
 ),
 
 charged_totals as (
+    -- Whole months of charges, summed (int_usage_charges_monthly), not every day.
     select account_id, sum(amount) as usage_charged
-    from {{ ref('int_usage_charges_daily') }}
+    from {{ ref('int_usage_charges_monthly') }}
     group by account_id
 ),
 
