@@ -434,7 +434,7 @@ def rebuild_rollups(url: str) -> None:
     from billing_pipeline.transform.resources import dbt_resource
 
     with dbt_environment(url), invocation_target(url) as target:
-        invocation = dbt_resource().cli(["run", "--select", *HISTORY_ROLLUPS, "--full-refresh"],
+        invocation = dbt_resource().cli(["run", "--select", " ".join(HISTORY_ROLLUPS), "--full-refresh"],
                                         target_path=target, raise_on_error=False).wait()
         if not invocation.is_successful():
             raise RuntimeError(f"rebuilding {', '.join(HISTORY_ROLLUPS)} failed: see {target / 'dbt.log'}")
