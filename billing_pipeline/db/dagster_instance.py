@@ -60,7 +60,7 @@ def prepare_dagster_home(billing_url: str, home: Path | None = None) -> Path:
         for key, module, cls in STORAGES)
     (home / "dagster.yaml").write_text(
         "# Written by the demo: Dagster keeps runs, events and schedules in PostgreSQL. The event log\n"
-        "# keeps a connection open between events (billing_pipeline/db/dagster_storage.py).\n"
+        "# keeps its connections open between events (billing_pipeline/db/dagster_storage.py).\n"
         + storages +
         "# One run of the money lane at a time (billing_pipeline/core/runs.py): a run a sensor or schedule\n"
         "# starts and a run `billing run` submits wait for each other in the queue.\n"
