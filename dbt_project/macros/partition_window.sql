@@ -95,19 +95,13 @@
 {%- endmacro %}
 
 {#- Pre-hook of fct_invoice_lines: its usage lines of the months the window touches, and all
-    its ledger lines, which the build then writes again. -#}
+    its ledger lines, which the build then writes again. invoice_month is a date: read as the
+    UTC midnight it stands for, whatever the session's time zone. -#}
 {% macro delete_invoice_lines_to_rebuild() -%}
-    {%- set lo, hi = window_bounds() -%}
     {%- if is_incremental() -%}
         delete from {{ this }}
         where line_type <> 'usage'
-        {%- if lo is none %} or true
-        {%- else %}
-           -- invoice_month is a date: the window's months as UTC dates, no session time zone
-           or (invoice_month >= (date_trunc('month', '{{ lo }}'::timestamptz, 'UTC') at time zone 'UTC')::date
-               and invoice_month < (date_trunc('month', '{{ hi }}'::timestamptz - interval '1 microsecond', 'UTC')
-                                    at time zone 'UTC')::date + interval '1 month')
-        {%- endif -%}
+           or {{ in_window_periods("(invoice_month::timestamp at time zone 'UTC')", 'month') }}
     {%- else -%}
         select 1 /* full build: nothing to delete */
     {%- endif -%}
