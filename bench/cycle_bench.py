@@ -82,27 +82,26 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import floors  # noqa: E402  (bench/, beside this script)
+import history  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
+from tsdb_cache import cached_tsdb  # noqa: E402
 
+from billing_pipeline.core.hours import Hour  # noqa: E402
 from billing_pipeline.db.connection import connect, make_conninfo_url  # noqa: E402
 from billing_pipeline.db.migrate import upgrade  # noqa: E402
-from billing_pipeline.core.hours import Hour  # noqa: E402
 from devkit.synthetic import PrometheusServer, generated_cluster, write_platform_rows  # noqa: E402
 from devkit.synthetic.model import Rental  # noqa: E402
 
-import floors  # noqa: E402  (bench/, beside this script)
-import history  # noqa: E402
-from tsdb_cache import cached_tsdb  # noqa: E402
-
-UTC = timezone.utc
+UTC = UTC
 H = timedelta(hours=1)
 START = datetime(2025, 6, 2, tzinfo=UTC)
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -127,8 +126,17 @@ STAGES = [
     ("alerts", ("balance_alert",)),
     ("deliveries", ("deliver",)),
 ]
-COLUMNS = ["ingestion", "dbt_usage_models", "settlement", "top-ups", "lifecycle", "dbt_ledger_models", "alerts",
-           "deliveries", "other"]
+COLUMNS = [
+    "ingestion",
+    "dbt_usage_models",
+    "settlement",
+    "top-ups",
+    "lifecycle",
+    "dbt_ledger_models",
+    "alerts",
+    "deliveries",
+    "other",
+]
 GROWING = ["ingestion", "settlement", "top-ups", "lifecycle", "alerts", "deliveries", "other"]
 
 
@@ -142,31 +150,54 @@ class Scale:
 
     @property
     def key(self) -> str:
-        return (f"d{self.deployments}x{self.pods_per_deployment}-a{self.accounts}-r{self.rentals}"
-                f"-n{self.nodes}").replace("-", "")
+        return (
+            f"d{self.deployments}x{self.pods_per_deployment}-a{self.accounts}-r{self.rentals}-n{self.nodes}"
+        ).replace("-", "")
 
-    def scaled_to(self, deployments: int) -> "Scale":
+    def scaled_to(self, deployments: int) -> Scale:
         """The same platform shape at ``deployments`` (accounts, rentals, nodes in proportion)."""
         f = deployments / self.deployments
-        return Scale(deployments, self.pods_per_deployment, max(1, round(self.accounts * f)),
-                     round(self.rentals * f), max(1, round(self.nodes * f)))
+        return Scale(
+            deployments,
+            self.pods_per_deployment,
+            max(1, round(self.accounts * f)),
+            round(self.rentals * f),
+            max(1, round(self.nodes * f)),
+        )
 
 
 def cluster_for(scale: Scale, hours: int):
-    cluster = generated_cluster(START, hours * 60, pods=scale.deployments * scale.pods_per_deployment,
-                                pods_per_deployment=scale.pods_per_deployment, accounts=scale.accounts,
-                                nodes=scale.nodes)
+    cluster = generated_cluster(
+        START,
+        hours * 60,
+        pods=scale.deployments * scale.pods_per_deployment,
+        pods_per_deployment=scale.pods_per_deployment,
+        accounts=scale.accounts,
+        nodes=scale.nodes,
+    )
     # The scenario rents one machine per 5 accounts; the bench sets the number itself.
     rentals = tuple(
-        Rental(f"rent-{n:05d}", cluster.accounts[n % scale.accounts].id, f"m-{n:05d}",
-               "gpu-large" if n % 2 else "cpu-medium", f"rented-{n:05d}", START - H, None)
-        for n in range(scale.rentals))
+        Rental(
+            f"rent-{n:05d}",
+            cluster.accounts[n % scale.accounts].id,
+            f"m-{n:05d}",
+            "gpu-large" if n % 2 else "cpu-medium",
+            f"rented-{n:05d}",
+            START - H,
+            None,
+        )
+        for n in range(scale.rentals)
+    )
     return dataclasses.replace(cluster, rentals=rentals)
 
 
 def prepare_tsdb(scale: Scale, hours: int, rebuild: bool) -> tuple[Path, dict]:
-    return cached_tsdb(f"cycle-{scale.key}-{hours}h", lambda: cluster_for(scale, hours),
-                       {**dataclasses.asdict(scale), "hours": hours, "start": START.isoformat()}, rebuild)
+    return cached_tsdb(
+        f"cycle-{scale.key}-{hours}h",
+        lambda: cluster_for(scale, hours),
+        {**dataclasses.asdict(scale), "hours": hours, "start": START.isoformat()},
+        rebuild,
+    )
 
 
 def server_url(dbname: str) -> str:
@@ -178,8 +209,10 @@ def server_url(dbname: str) -> str:
 def admin(statement: sql.Composable, *names: str) -> None:
     with psycopg.connect(server_url("postgres"), autocommit=True) as c:
         for name in names:  # nobody may be connected to a template or a database being dropped
-            c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                      "AND pid <> pg_backend_pid()", (name,))
+            c.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
         c.execute(statement)
 
 
@@ -205,15 +238,17 @@ def scratch_database(cluster) -> str:
     url = server_url(DB)
     upgrade(url)
     machine_types = sorted({r.machine_type for r in cluster.rentals})
-    prices = PRICES + [(f"m-{t}", "machine", "machine_hour", MACHINE_PRICES.get(t, "1.00"), "usage", t)
-                       for t in machine_types]
+    prices = PRICES + [
+        (f"m-{t}", "machine", "machine_hour", MACHINE_PRICES.get(t, "1.00"), "usage", t) for t in machine_types
+    ]
     with connect(url) as conn:
         write_platform_rows(conn, cluster)
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO billing.pricing_configs (id, resource, machine_type, unit, unit_price, basis, "
                 "effective_from) VALUES (%s, %s, %s, %s, %s, %s, '2025-01-01')",
-                [(pid, res, mt, unit, Decimal(price), basis) for pid, res, unit, price, basis, mt in prices])
+                [(pid, res, mt, unit, Decimal(price), basis) for pid, res, unit, price, basis, mt in prices],
+            )
         conn.commit()
         post_entries(conn, [Entry(a.id, "topup", OPENING_CREDIT, f"opening-{a.id}") for a in cluster.accounts])
         conn.commit()
@@ -231,8 +266,14 @@ def step_timings(instance, run_id: str) -> dict:
     """Per step: start, end (epoch seconds) from the run's event log; and the run's own span."""
     from dagster._core.events import DagsterEventType
 
-    types = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
-             DagsterEventType.RUN_START, DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE}
+    types = {
+        DagsterEventType.STEP_START,
+        DagsterEventType.STEP_SUCCESS,
+        DagsterEventType.STEP_FAILURE,
+        DagsterEventType.RUN_START,
+        DagsterEventType.RUN_SUCCESS,
+        DagsterEventType.RUN_FAILURE,
+    }
     steps: dict[str, dict] = {}
     run_span = {}
     for record in instance.get_records_for_run(run_id, of_type=types, limit=100_000).records:
@@ -321,8 +362,15 @@ def run_window(url: str, start: datetime, end: datetime, chunk_hours: int) -> di
 
     with dagster_instance() as instance:
         t0 = time.monotonic()
-        result = run_billing_window(start, end, now=end + H, instance=instance, database_url=url,
-                                    chunk_hours=chunk_hours, on_progress=on_progress)
+        result = run_billing_window(
+            start,
+            end,
+            now=end + H,
+            instance=instance,
+            database_url=url,
+            chunk_hours=chunk_hours,
+            on_progress=on_progress,
+        )
         wall = time.monotonic() - t0
         timings = [step_timings(instance, r.run_id) for r in result.runs]
         dbt_invocations = floors.dbt_model_seconds(instance, [r.run_id for r in result.runs])
@@ -330,9 +378,13 @@ def run_window(url: str, start: datetime, end: datetime, chunk_hours: int) -> di
     run_seconds = sum(r.seconds for r in result.runs)
     summary = result.summary
     return {
-        "window": [start.isoformat(), end.isoformat()], "hours": len(result.hours),
-        "wall_seconds": round(wall, 2), "runs": len(result.runs), "run_seconds": [round(r.seconds, 2) for r in result.runs],
-        "problems": result.problems, "ok": not result.problems,
+        "window": [start.isoformat(), end.isoformat()],
+        "hours": len(result.hours),
+        "wall_seconds": round(wall, 2),
+        "runs": len(result.runs),
+        "run_seconds": [round(r.seconds, 2) for r in result.runs],
+        "problems": result.problems,
+        "ok": not result.problems,
         "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
         "step_seconds": {k: round(v, 3) for k, v in sorted(per_step.items())},
         "run_overhead_seconds": round(run_seconds - in_steps, 3),
@@ -402,22 +454,42 @@ def cold_hour(cluster) -> dict:
     with dagster_instance() as instance:
         began = time.monotonic()
         done = subprocess.run(
-            [str(Path(sys.executable).with_name("billing")), "run", "--start", hour.isoformat(),
-             "--end", (hour + H).isoformat(), "--now", (hour + 2 * H).isoformat()],
-            env={**os.environ, "BILLING_DATABASE_URL": url}, capture_output=True, text=True)
+            [
+                str(Path(sys.executable).with_name("billing")),
+                "run",
+                "--start",
+                hour.isoformat(),
+                "--end",
+                (hour + H).isoformat(),
+                "--now",
+                (hour + 2 * H).isoformat(),
+            ],
+            env={**os.environ, "BILLING_DATABASE_URL": url},
+            capture_output=True,
+            text=True,
+        )
         wall = time.monotonic() - began
         runs = instance.get_run_records()
         timings = [step_timings(instance, r.dagster_run.run_id) for r in runs]
     drop_database()
-    stages, per_step, in_steps = stage_seconds(timings)
-    row = {"wall_seconds": round(wall, 2), "exit_code": done.returncode, "ok": done.returncode == 0,
-           "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
-           "step_seconds": {k: round(v, 3) for k, v in sorted(per_step.items())},
-           "warm_up_problems": warm["problems"], "loadavg_before": load_before, "loadavg_after": loadavg()}
+    stages, per_step, _in_steps = stage_seconds(timings)
+    row = {
+        "wall_seconds": round(wall, 2),
+        "exit_code": done.returncode,
+        "ok": done.returncode == 0,
+        "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
+        "step_seconds": {k: round(v, 3) for k, v in sorted(per_step.items())},
+        "warm_up_problems": warm["problems"],
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
+    }
     if done.returncode != 0:
         row["stderr"] = done.stderr[-2000:]
-    print(f"  cold hour: {wall:.1f}s for the whole `billing run` process, exit {done.returncode}, "
-          f"stages {row['stage_seconds']}", flush=True)
+    print(
+        f"  cold hour: {wall:.1f}s for the whole `billing run` process, exit {done.returncode}, "
+        f"stages {row['stage_seconds']}",
+        flush=True,
+    )
     return row
 
 
@@ -434,8 +506,15 @@ def rebuild_rollups(url: str) -> None:
     from billing_pipeline.transform.resources import dbt_resource
 
     with dbt_environment(url), invocation_target(url) as target:
-        invocation = dbt_resource().cli(["run", "--select", " ".join(HISTORY_ROLLUPS), "--full-refresh"],
-                                        target_path=target, raise_on_error=False).wait()
+        invocation = (
+            dbt_resource()
+            .cli(
+                ["run", "--select", " ".join(HISTORY_ROLLUPS), "--full-refresh"],
+                target_path=target,
+                raise_on_error=False,
+            )
+            .wait()
+        )
         if not invocation.is_successful():
             raise RuntimeError(f"rebuilding {', '.join(HISTORY_ROLLUPS)} failed: see {target / 'dbt.log'}")
 
@@ -469,8 +548,12 @@ def hourly(cluster, scale: Scale, prom_url: str, args, days: int | None = None) 
             rebuild_rollups(url)
             with connect(url, autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE")
-            loaded = {"rows": rows, "ledger_entries": entries, "seconds": round(time.monotonic() - t0, 1),
-                      "dense_days": args.dense_days}
+            loaded = {
+                "rows": rows,
+                "ledger_entries": entries,
+                "seconds": round(time.monotonic() - t0, 1),
+                "dense_days": args.dense_days,
+            }
             if args.reuse:
                 copy_database(DB, template)
                 loaded["kept_as"] = template
@@ -482,18 +565,28 @@ def hourly(cluster, scale: Scale, prom_url: str, args, days: int | None = None) 
     with connect(url) as conn:
         size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
     drop_database()
-    row = {"label": label, "history_days": days or 0, "history": loaded, **run, "floors": floor,
-           "database_bytes": size, "loadavg_before": load_before, "loadavg_after": loadavg()}
-    print(f"  {label}: {run['wall_seconds']:.1f}s wall, stages {run['stage_seconds']}, "
-          f"problems {run['problems']}", flush=True)
+    row = {
+        "label": label,
+        "history_days": days or 0,
+        "history": loaded,
+        **run,
+        "floors": floor,
+        "database_bytes": size,
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
+    }
+    print(
+        f"  {label}: {run['wall_seconds']:.1f}s wall, stages {run['stage_seconds']}, problems {run['problems']}",
+        flush=True,
+    )
     return row
 
 
 def month_end(args) -> dict:
     import month_end_bench as meb
 
-    from billing_pipeline.orchestration.month_end import run_month_end
     from billing_pipeline.invoicing.months import month_bounds, parse_month
+    from billing_pipeline.orchestration.month_end import run_month_end
 
     n = args.month_end_accounts or args.accounts
     load_before = loadavg()
@@ -508,20 +601,34 @@ def month_end(args) -> dict:
         first = run_month_end(args.month, end + 6 * H, instance=instance, database_url=url)
         seconds = time.monotonic() - t0
         t0 = time.monotonic()
-        again = run_month_end(args.month, end + 6 * H, instance=instance, database_url=url)
+        run_month_end(args.month, end + 6 * H, instance=instance, database_url=url)
         again_seconds = time.monotonic() - t0
     with psycopg.connect(url) as conn:
-        entries, lines = conn.execute("SELECT (SELECT count(*) FROM billing.invoice_entries), "
-                                      "(SELECT count(*) FROM billing.invoice_lines)").fetchone()
+        entries, lines = conn.execute(
+            "SELECT (SELECT count(*) FROM billing.invoice_entries), (SELECT count(*) FROM billing.invoice_lines)"
+        ).fetchone()
     meb.drop()
     if not args.reuse:
         meb.drop(meb.SETUP_DB)
-    row = {"accounts": n, "month": args.month, "setup_seconds": round(setup, 1), "seconds": round(seconds, 2),
-           "again_seconds": round(again_seconds, 2), "invoices_issued": first["invoices_issued"],
-           "sla_credits_posted": first["sla_credits_posted"], "invoice_entries": entries, "invoice_lines": lines,
-           "aim_seconds": 120, "loadavg_before": load_before, "loadavg_after": loadavg()}
-    print(f"  month-end: {seconds:.1f}s ({first['invoices_issued']} invoices, {first['sla_credits_posted']} SLA "
-          f"credits); again {again_seconds:.1f}s", flush=True)
+    row = {
+        "accounts": n,
+        "month": args.month,
+        "setup_seconds": round(setup, 1),
+        "seconds": round(seconds, 2),
+        "again_seconds": round(again_seconds, 2),
+        "invoices_issued": first["invoices_issued"],
+        "sla_credits_posted": first["sla_credits_posted"],
+        "invoice_entries": entries,
+        "invoice_lines": lines,
+        "aim_seconds": 120,
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
+    }
+    print(
+        f"  month-end: {seconds:.1f}s ({first['invoices_issued']} invoices, {first['sla_credits_posted']} SLA "
+        f"credits); again {again_seconds:.1f}s",
+        flush=True,
+    )
     return row
 
 
@@ -544,15 +651,28 @@ def catch_up(scale: Scale, args) -> dict:
     fixed = run["run_overhead_seconds"] + max(0.0, dbt_stage - model_seconds) + run["outside_runs_seconds"]
     factor = scale.deployments / small.deployments
     extrapolated = growing * factor + fixed
-    row = {"scale": dataclasses.asdict(small), "tsdb": {"path": str(tsdb), **built}, **run,
-           "dbt_model_seconds": round(model_seconds, 2), "growing_seconds": round(growing, 2),
-           "fixed_seconds": round(fixed, 2),
-           "extrapolated": {"deployments": scale.deployments, "factor": round(factor, 2),
-                            "seconds": round(extrapolated, 1), "aim_seconds": 600,
-                            "note": "EXTRAPOLATED, not measured: growing part x factor + fixed part"},
-           "loadavg_before": load_before, "loadavg_after": loadavg()}
-    print(f"  catch-up: {run['wall_seconds']:.1f}s measured at {small.deployments} deployments; "
-          f"EXTRAPOLATED to {scale.deployments}: {extrapolated:.0f}s", flush=True)
+    row = {
+        "scale": dataclasses.asdict(small),
+        "tsdb": {"path": str(tsdb), **built},
+        **run,
+        "dbt_model_seconds": round(model_seconds, 2),
+        "growing_seconds": round(growing, 2),
+        "fixed_seconds": round(fixed, 2),
+        "extrapolated": {
+            "deployments": scale.deployments,
+            "factor": round(factor, 2),
+            "seconds": round(extrapolated, 1),
+            "aim_seconds": 600,
+            "note": "EXTRAPOLATED, not measured: growing part x factor + fixed part",
+        },
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
+    }
+    print(
+        f"  catch-up: {run['wall_seconds']:.1f}s measured at {small.deployments} deployments; "
+        f"EXTRAPOLATED to {scale.deployments}: {extrapolated:.0f}s",
+        flush=True,
+    )
     return row
 
 
@@ -564,71 +684,107 @@ def stage_table(row: dict) -> str:
     """Stage, time, floor, ratio; and the ratio to the floor plus one bare Dagster step, the part
     of a small stage's time that no code of its own could remove."""
     step = row["floors"].get("dagster_step", {}).get("seconds")
-    out = ["| stage | time (s) | floor (s) | ratio | floor + a bare Dagster step (s) | ratio to that |",
-           "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    out = [
+        "| stage | time (s) | floor (s) | ratio | floor + a bare Dagster step (s) | ratio to that |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for stage in COLUMNS:
         if stage not in row["stage_seconds"]:
             continue
         t = row["stage_seconds"][stage]
         f = row["floors"].get(stage, {}).get("seconds")
         with_step = f + step if f is not None and step is not None else None
-        out.append(f"| {stage} | {t:.2f} | {fmt(f)} | {fmt(t / f) if f else '—'} | {fmt(with_step)} | "
-                   f"{fmt(t / with_step) if with_step else '—'} |")
+        out.append(
+            f"| {stage} | {t:.2f} | {fmt(f)} | {fmt(t / f) if f else '—'} | {fmt(with_step)} | "
+            f"{fmt(t / with_step) if with_step else '—'} |"
+        )
     out.append(f"| run overhead | {row['run_overhead_seconds']:.2f} | — | — | — | — |")
     out.append(f"| outside the run (launch, wait) | {row['outside_runs_seconds']:.2f} | — | — | — | — |")
     floor_sum = sum(f["seconds"] for k, f in row["floors"].items() if k != "dagster_step")
-    out.append(f"| **whole cycle** | **{row['wall_seconds']:.2f}** | {fmt(floor_sum)} | "
-               f"{fmt(row['wall_seconds'] / floor_sum) if floor_sum else '—'} | — | — |")
+    out.append(
+        f"| **whole cycle** | **{row['wall_seconds']:.2f}** | {fmt(floor_sum)} | "
+        f"{fmt(row['wall_seconds'] / floor_sum) if floor_sum else '—'} | — | — |"
+    )
     return "\n".join(out)
 
 
 def report_markdown(report: dict) -> str:
     m = report["machine"]
     s = report["scale"]
-    out = [f"Machine: {m['host']}, {m['cpus']} CPUs, Python {m['python']}; commit {report['git']}; "
-           f"{s['deployments']} deployments, {s['deployments'] * s['pods_per_deployment']} pods, "
-           f"{s['accounts']} accounts, {s['rentals']} rentals, {s['nodes']} nodes.", ""]
+    out = [
+        f"Machine: {m['host']}, {m['cpus']} CPUs, Python {m['python']}; commit {report['git']}; "
+        f"{s['deployments']} deployments, {s['deployments'] * s['pods_per_deployment']} pods, "
+        f"{s['accounts']} accounts, {s['rentals']} rentals, {s['nodes']} nodes.",
+        "",
+    ]
     if "hourly" in report:
         h = report["hourly"]
-        out += [f"### One hourly cycle (steady state; load {h['loadavg_before'][0]} -> {h['loadavg_after'][0]})", "",
-                stage_table(h), ""]
+        out += [
+            f"### One hourly cycle (steady state; load {h['loadavg_before'][0]} -> {h['loadavg_after'][0]})",
+            "",
+            stage_table(h),
+            "",
+        ]
     if "cold_hour" in report:
         c = report["cold_hour"]
-        out += [f"### The same hour in a fresh `billing run` process (load {c['loadavg_before'][0]} -> "
-                f"{c['loadavg_after'][0]})", "",
-                f"**{c['wall_seconds']:.2f} s** for the whole command (exit {c['exit_code']}); stages "
-                + ", ".join(f"{k} {v:.2f}" for k, v in c["stage_seconds"].items()) + ".", ""]
+        out += [
+            f"### The same hour in a fresh `billing run` process (load {c['loadavg_before'][0]} -> "
+            f"{c['loadavg_after'][0]})",
+            "",
+            f"**{c['wall_seconds']:.2f} s** for the whole command (exit {c['exit_code']}); stages "
+            + ", ".join(f"{k} {v:.2f}" for k, v in c["stage_seconds"].items())
+            + ".",
+            "",
+        ]
     if "month_end" in report:
         me = report["month_end"]
-        out += [f"### Month-end (load {me['loadavg_before'][0]} -> {me['loadavg_after'][0]})", "",
-                f"close-month for {me['accounts']} accounts ({me['month']}): **{me['seconds']:.1f} s** "
-                f"(aim < 120 s), {me['invoices_issued']} invoices, {me['sla_credits_posted']} SLA credits, "
-                f"{me['invoice_entries']:,} entries on {me['invoice_lines']:,} lines; again {me['again_seconds']:.1f} s; "
-                f"set-up {me['setup_seconds']:.0f} s (not timed).", ""]
+        out += [
+            f"### Month-end (load {me['loadavg_before'][0]} -> {me['loadavg_after'][0]})",
+            "",
+            f"close-month for {me['accounts']} accounts ({me['month']}): **{me['seconds']:.1f} s** "
+            f"(aim < 120 s), {me['invoices_issued']} invoices, {me['sla_credits_posted']} SLA credits, "
+            f"{me['invoice_entries']:,} entries on {me['invoice_lines']:,} lines; again {me['again_seconds']:.1f} s; "
+            f"set-up {me['setup_seconds']:.0f} s (not timed).",
+            "",
+        ]
     if "catch_up" in report:
         c = report["catch_up"]
         e = c["extrapolated"]
-        out += [f"### Catch-up (load {c['loadavg_before'][0]} -> {c['loadavg_after'][0]})", "",
-                f"Measured: {c['hours']} hours at {c['scale']['deployments']} deployments in {c['runs']} runs: "
-                f"**{c['wall_seconds']:.1f} s** ({c['wall_seconds'] / max(c['hours'], 1):.2f} s/hour); stages "
-                + ", ".join(f"{k} {v:.1f}" for k, v in c["stage_seconds"].items())
-                + f"; dbt models {c['dbt_model_seconds']:.1f} s; run overhead {c['run_overhead_seconds']:.1f} s.", "",
-                f"**EXTRAPOLATED (not measured)** to {e['deployments']} deployments: growing part "
-                f"{c['growing_seconds']:.1f} s x {e['factor']} + fixed part {c['fixed_seconds']:.1f} s = "
-                f"**{e['seconds']:.0f} s** (aim < 600 s).", ""]
+        out += [
+            f"### Catch-up (load {c['loadavg_before'][0]} -> {c['loadavg_after'][0]})",
+            "",
+            f"Measured: {c['hours']} hours at {c['scale']['deployments']} deployments in {c['runs']} runs: "
+            f"**{c['wall_seconds']:.1f} s** ({c['wall_seconds'] / max(c['hours'], 1):.2f} s/hour); stages "
+            + ", ".join(f"{k} {v:.1f}" for k, v in c["stage_seconds"].items())
+            + f"; dbt models {c['dbt_model_seconds']:.1f} s; run overhead {c['run_overhead_seconds']:.1f} s.",
+            "",
+            f"**EXTRAPOLATED (not measured)** to {e['deployments']} deployments: growing part "
+            f"{c['growing_seconds']:.1f} s x {e['factor']} + fixed part {c['fixed_seconds']:.1f} s = "
+            f"**{e['seconds']:.0f} s** (aim < 600 s).",
+            "",
+        ]
     if report.get("growth"):
         g = report["growth"]
-        out += ["### Growth: the same hour with history", "",
-                "| history (days) | whole cycle (s) | " + " | ".join(COLUMNS) + " | run overhead | database | load |",
-                "| ---: | ---: |" + " ---: |" * (len(COLUMNS) + 3)]
+        out += [
+            "### Growth: the same hour with history",
+            "",
+            "| history (days) | whole cycle (s) | " + " | ".join(COLUMNS) + " | run overhead | database | load |",
+            "| ---: | ---: |" + " ---: |" * (len(COLUMNS) + 3),
+        ]
         for r in g:
-            out.append(f"| {r['history_days']} | {r['wall_seconds']:.2f} | "
-                       + " | ".join(f"{r['stage_seconds'].get(s, 0):.2f}" for s in COLUMNS)
-                       + f" | {r['run_overhead_seconds']:.2f} | {r['database_bytes'] / 2**30:.2f} GiB"
-                       f" | {r['loadavg_before'][0]} -> {r['loadavg_after'][0]} |")
+            out.append(
+                f"| {r['history_days']} | {r['wall_seconds']:.2f} | "
+                + " | ".join(f"{r['stage_seconds'].get(s, 0):.2f}" for s in COLUMNS)
+                + f" | {r['run_overhead_seconds']:.2f} | {r['database_bytes'] / 2**30:.2f} GiB"
+                f" | {r['loadavg_before'][0]} -> {r['loadavg_after'][0]} |"
+            )
         ratio = g[-1]["wall_seconds"] / g[0]["wall_seconds"]
-        out += ["", f"{g[-1]['history_days']}-day hour / {g[0]['history_days']}-day hour: **{ratio:.2f}** "
-                f"(aim <= 1.20). History beyond {report['dense_days']} days is one hour per day (bench/history.py).", ""]
+        out += [
+            "",
+            f"{g[-1]['history_days']}-day hour / {g[0]['history_days']}-day hour: **{ratio:.2f}** "
+            f"(aim <= 1.20). History beyond {report['dense_days']} days is one hour per day (bench/history.py).",
+            "",
+        ]
         for r in g:
             out += [f"Stages against floors, {r['history_days']} days of history:", "", stage_table(r), ""]
     return "\n".join(out)
@@ -646,10 +802,20 @@ def main() -> int:
     parser.add_argument("--month-end-accounts", type=int, default=None, help="default: --accounts")
     parser.add_argument("--month", default="2026-10")
     parser.add_argument("--catch-up", type=int, nargs="?", const=168, default=None, metavar="HOURS")
-    parser.add_argument("--catch-up-deployments", type=int, default=300,
-                        help="scale of the measured catch-up (its TSDB's text is ~21 MB per pod and week)")
-    parser.add_argument("--growth", nargs="?", const="1,30,365", default=None, metavar="DAYS",
-                        help="history sizes in days, comma-separated")
+    parser.add_argument(
+        "--catch-up-deployments",
+        type=int,
+        default=300,
+        help="scale of the measured catch-up (its TSDB's text is ~21 MB per pod and week)",
+    )
+    parser.add_argument(
+        "--growth",
+        nargs="?",
+        const="1,30,365",
+        default=None,
+        metavar="DAYS",
+        help="history sizes in days, comma-separated",
+    )
     parser.add_argument("--dense-days", type=int, default=30, help="history days loaded hourly (older: daily)")
     parser.add_argument("--chunk-hours", type=int, default=24)
     parser.add_argument("--reuse", action="store_true", help="keep and reuse loaded databases (growth, month-end)")
@@ -658,8 +824,13 @@ def main() -> int:
     if not (args.hourly or args.month_end or args.catch_up or args.growth):
         args.hourly, args.month_end, args.catch_up, args.growth = True, True, 168, "1,30,365"
     growth = [int(d) for d in (args.growth or "").split(",") if d.strip()]
-    scale = Scale(args.deployments, args.pods_per_deployment, args.accounts, args.rentals,
-                  args.nodes or max(1, args.deployments // 16))
+    scale = Scale(
+        args.deployments,
+        args.pods_per_deployment,
+        args.accounts,
+        args.rentals,
+        args.nodes or max(1, args.deployments // 16),
+    )
 
     # Dagster's compute-log capture stops its `tail -F` children with SIGTERM and waits 30 s for
     # each: a SIGTERM ignored by whatever started this process (nohup-style job control does) is
@@ -670,16 +841,27 @@ def main() -> int:
     os.environ["BILLING_FIRST_HOUR"] = START.isoformat()
     os.environ.setdefault("BILLING_LIFECYCLE_DRY_RUN", "1")
     report = {
-        "scale": dataclasses.asdict(scale), "start": START.isoformat(), "chunk_hours": args.chunk_hours,
+        "scale": dataclasses.asdict(scale),
+        "start": START.isoformat(),
+        "chunk_hours": args.chunk_hours,
         "dense_days": args.dense_days,
-        "machine": {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "postgres": os.environ.get("BILLING_BENCH_SERVER", "127.0.0.1:5432")},
-        "git": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True).stdout.strip(),
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "loadavg_at_start": loadavg(),
+        "machine": {
+            "host": platform.node(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "postgres": os.environ.get("BILLING_BENCH_SERVER", "127.0.0.1:5432"),
+        },
+        "git": subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "loadavg_at_start": loadavg(),
     }
-    print(f"{scale}; sections: hourly={args.hourly} month-end={args.month_end} catch-up={args.catch_up} "
-          f"growth={growth}; load average {loadavg()}", flush=True)
+    print(
+        f"{scale}; sections: hourly={args.hourly} month-end={args.month_end} catch-up={args.catch_up} "
+        f"growth={growth}; load average {loadavg()}",
+        flush=True,
+    )
     ok = True
     if args.hourly or growth:
         # Two hours of data: the warm-up hour and the measured one.

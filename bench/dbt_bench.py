@@ -25,7 +25,7 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -38,7 +38,7 @@ from billing_pipeline.db.connection import make_conninfo_url  # noqa: E402
 from billing_pipeline.db.migrate import upgrade  # noqa: E402
 from tests.support.dbt import build  # noqa: E402
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2025, 4, 1, tzinfo=UTC)
 H = timedelta(hours=1)
 ACCOUNTS = 2000
@@ -112,8 +112,14 @@ def server_url(dbname: str, host: str, port: int) -> str:
 
 
 def load_hours(url: str, start: datetime, hours: int, deployments: int) -> None:
-    params = {"start": start, "end": start + hours * H, "accounts": ACCOUNTS, "deployments": deployments,
-              "renters": RENTERS, "t0": T0}
+    params = {
+        "start": start,
+        "end": start + hours * H,
+        "accounts": ACCOUNTS,
+        "deployments": deployments,
+        "renters": RENTERS,
+        "t0": T0,
+    }
     with psycopg.connect(url) as conn:
         execute_script(conn, HOURS, params)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -132,7 +138,9 @@ def bench_history(days: int, deployments: int, runs: int, host: str, port: int, 
     upgrade(url)
     try:
         with psycopg.connect(url) as conn:
-            execute_script(conn, PLATFORM, {"accounts": ACCOUNTS, "deployments": deployments, "renters": RENTERS, "t0": T0})
+            execute_script(
+                conn, PLATFORM, {"accounts": ACCOUNTS, "deployments": deployments, "renters": RENTERS, "t0": T0}
+            )
         history = days * 24
         t = time.perf_counter()
         for offset in range(0, history, 24):  # a day per statement keeps memory flat
@@ -153,15 +161,22 @@ def bench_history(days: int, deployments: int, runs: int, host: str, port: int, 
             timings.append(time.perf_counter() - t)
             dbt_inner.append(dbt_seconds(run.output))
         with psycopg.connect(url) as conn:
-            new_rows = conn.execute("SELECT count(*) FROM analytics.fct_priced_usage WHERE hour = %s",
-                                    (T0 + history * H,)).fetchone()[0]
-        return {"days": days, "deployments": deployments, "history_rows_fct_priced_usage": priced_rows,
-                "rows_per_new_hour": new_rows, "load_seconds": round(load_s, 1),
-                "full_build_seconds": round(full_s, 1), "full_build_dbt_seconds": dbt_seconds(full.output),
-                "incremental_seconds": [round(x, 2) for x in timings],
-                "incremental_median_seconds": round(statistics.median(timings), 2),
-                "incremental_dbt_seconds": dbt_inner,
-                "incremental_dbt_median_seconds": statistics.median([x for x in dbt_inner if x is not None])}
+            new_rows = conn.execute(
+                "SELECT count(*) FROM analytics.fct_priced_usage WHERE hour = %s", (T0 + history * H,)
+            ).fetchone()[0]
+        return {
+            "days": days,
+            "deployments": deployments,
+            "history_rows_fct_priced_usage": priced_rows,
+            "rows_per_new_hour": new_rows,
+            "load_seconds": round(load_s, 1),
+            "full_build_seconds": round(full_s, 1),
+            "full_build_dbt_seconds": dbt_seconds(full.output),
+            "incremental_seconds": [round(x, 2) for x in timings],
+            "incremental_median_seconds": round(statistics.median(timings), 2),
+            "incremental_dbt_seconds": dbt_inner,
+            "incremental_dbt_median_seconds": statistics.median([x for x in dbt_inner if x is not None]),
+        }
     finally:
         if not keep:
             with psycopg.connect(server_url("postgres", host, port), autocommit=True) as conn:
@@ -185,16 +200,22 @@ def main(argv: list[str] | None = None) -> int:
         r = bench_history(days, args.deployments, args.runs, args.host, args.port, work, args.keep)
         results.append(r)
         print(json.dumps(r), flush=True)
-    print("\n| history | fct_priced_usage rows | rows per new hour | incremental run, one new hour (median wall) | dbt node time (median) |")
+    print(
+        "\n| history | fct_priced_usage rows | rows per new hour | incremental run, one new hour (median wall) | dbt node time (median) |"
+    )
     print("| --- | --- | --- | --- | --- |")
     for r in results:
-        print(f"| {r['days']} day(s) | {r['history_rows_fct_priced_usage']:,} | {r['rows_per_new_hour']:,} | "
-              f"{r['incremental_median_seconds']:.1f} s | {r['incremental_dbt_median_seconds']:.1f} s |")
+        print(
+            f"| {r['days']} day(s) | {r['history_rows_fct_priced_usage']:,} | {r['rows_per_new_hour']:,} | "
+            f"{r['incremental_median_seconds']:.1f} s | {r['incremental_dbt_median_seconds']:.1f} s |"
+        )
     if len(results) >= 2:
         base, last = results[0], results[-1]
         ratio = last["incremental_median_seconds"] / base["incremental_median_seconds"]
-        print(f"\n{last['days']}-day / {base['days']}-day incremental wall time: {ratio:.2f} "
-              f"({'within' if ratio <= 1.2 else 'NOT within'} the 20% aim)")
+        print(
+            f"\n{last['days']}-day / {base['days']}-day incremental wall time: {ratio:.2f} "
+            f"({'within' if ratio <= 1.2 else 'NOT within'} the 20% aim)"
+        )
     (results_dir / "dbt_bench.json").write_text(json.dumps(results, indent=2))
     return 0
 

@@ -19,7 +19,7 @@ import os
 os.environ.setdefault("BILLING_LEDGER_KEY", "bench-scratch-ledger-key-not-a-secret-0123456789")
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -28,15 +28,15 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from billing_pipeline.db.connection import make_conninfo_url  # noqa: E402
-from billing_pipeline.db.migrate import upgrade  # noqa: E402
-from billing_pipeline.ledger import Entry, post_entries  # noqa: E402
-from billing_pipeline.ledger.deduction import settle_priced_usage  # noqa: E402
-from tests.support.payments import USAGE_CHARGES_DDL  # noqa: E402
+from billing_pipeline.db.connection import make_conninfo_url
+from billing_pipeline.db.migrate import upgrade
+from billing_pipeline.ledger import Entry, post_entries
+from billing_pipeline.ledger.deduction import settle_priced_usage
+from tests.support.payments import USAGE_CHARGES_DDL
 
 SERVER = os.environ.get("BILLING_BENCH_SERVER", "127.0.0.1:5432")
 DB = "satusky_bench_deduction"
-HOUR = datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+HOUR = datetime(2026, 11, 24, 10, tzinfo=UTC)
 KINDS = ("workload_consumption", "machine_rental")
 
 
@@ -65,8 +65,10 @@ def usage_rows(accounts: int, lines: int, hour: datetime):
 
 def load_hour(url: str, rows) -> None:
     with psycopg.connect(url) as conn, conn.cursor() as cur:
-        with cur.copy("COPY analytics.fct_usage_charges (account_id, hour, usage_kind, amount, amount_exact, "
-                      "priced_row_count) FROM STDIN") as copy:
+        with cur.copy(
+            "COPY analytics.fct_usage_charges (account_id, hour, usage_kind, amount, amount_exact, "
+            "priced_row_count) FROM STDIN"
+        ) as copy:
             for account, hour, kind, amount, lines in rows:
                 copy.write_row((account, hour, kind, amount, amount, lines))
         conn.execute("ANALYZE analytics.fct_usage_charges")
@@ -102,19 +104,30 @@ def main() -> None:
         t_rerun = time.perf_counter() - t0
         # Correct 10 % of the accounts: half owe more, half owe less.
         corrected = max(args.accounts // 10, 1)
-        conn.execute("DELETE FROM analytics.fct_usage_charges WHERE hour = %s AND account_id < %s",
-                     (HOUR, f"acct-{corrected:05d}"))
-        load_hour(url, ((a, h, k, amt * (2 if int(a[5:]) % 2 else Decimal("0.5")), n)
-                        for a, h, k, amt, n in usage_rows(corrected, args.lines_per_account, HOUR)))
+        conn.execute(
+            "DELETE FROM analytics.fct_usage_charges WHERE hour = %s AND account_id < %s",
+            (HOUR, f"acct-{corrected:05d}"),
+        )
+        load_hour(
+            url,
+            (
+                (a, h, k, amt * (2 if int(a[5:]) % 2 else Decimal("0.5")), n)
+                for a, h, k, amt, n in usage_rows(corrected, args.lines_per_account, HOUR)
+            ),
+        )
         t0 = time.perf_counter()
         fix = settle_priced_usage(conn, *window)
         t_fix = time.perf_counter() - t0
-    print(f"accounts: {args.accounts}, usage charges in the hour: {args.accounts * len(KINDS)} "
-          f"({args.accounts * args.lines_per_account} priced lines)")
+    print(
+        f"accounts: {args.accounts}, usage charges in the hour: {args.accounts * len(KINDS)} "
+        f"({args.accounts * args.lines_per_account} priced lines)"
+    )
     print(f"first settlement: {first.posted} entries, {t_first:.2f} s")
     print(f"re-run: {rerun.posted} entries, {t_rerun:.2f} s")
-    print(f"correction of {corrected} accounts: {fix.adjustments} adjusting deductions, {fix.reversals} reversals, "
-          f"{t_fix:.2f} s")
+    print(
+        f"correction of {corrected} accounts: {fix.adjustments} adjusting deductions, {fix.reversals} reversals, "
+        f"{t_fix:.2f} s"
+    )
     host, port = SERVER.rsplit(":", 1)
     with psycopg.connect(make_conninfo_url(host=host, port=int(port), dbname="postgres"), autocommit=True) as c:
         c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))

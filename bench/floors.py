@@ -22,11 +22,9 @@ on the same data right after the measured cycle. Each floor is run twice and the
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from pathlib import Path
 
 import psycopg
 import requests
@@ -34,8 +32,13 @@ from psycopg.types.json import Jsonb
 
 from billing_pipeline.ingestion import promql
 
-INGESTION_TABLES = ("billing.metric_hours", "billing.metric_container_hours", "billing.metric_pod_network_hours",
-                    "billing.metric_volume_hours", "billing.machine_rental_hours")
+INGESTION_TABLES = (
+    "billing.metric_hours",
+    "billing.metric_container_hours",
+    "billing.metric_pod_network_hours",
+    "billing.metric_volume_hours",
+    "billing.machine_rental_hours",
+)
 
 
 def _best_of_two(fn) -> float:
@@ -55,10 +58,12 @@ def ingestion_floor(conn: psycopg.Connection, prom_url: str, hour: datetime) -> 
     at = promql.eval_time(hour)
     first, last = promql.minute_steps(hour)
     session = requests.Session()
-    calls = [("query", {"query": promql.CONTAINERS, "time": f"{at:.3f}"}),
-             ("query", {"query": promql.PODS, "time": f"{at:.3f}"}),
-             ("query", {"query": promql.VOLUMES, "time": f"{at:.3f}"}),
-             ("query_range", {"query": promql.SCRAPES, "start": f"{first:.3f}", "end": f"{last:.3f}", "step": "60"})]
+    calls = [
+        ("query", {"query": promql.CONTAINERS, "time": f"{at:.3f}"}),
+        ("query", {"query": promql.PODS, "time": f"{at:.3f}"}),
+        ("query", {"query": promql.VOLUMES, "time": f"{at:.3f}"}),
+        ("query_range", {"query": promql.SCRAPES, "start": f"{first:.3f}", "end": f"{last:.3f}", "step": "60"}),
+    ]
 
     def one(call):
         path, params = call
@@ -72,9 +77,13 @@ def ingestion_floor(conn: psycopg.Connection, prom_url: str, hour: datetime) -> 
 
     series = queries()
     promql_s = _best_of_two(queries)
-    rows = {t: [tuple(Jsonb(v) if isinstance(v, (dict, list)) else v for v in row)
-                for row in conn.execute(f"SELECT * FROM {t} WHERE hour = %s", (hour,))]
-            for t in _existing(conn, INGESTION_TABLES)}
+    rows = {
+        t: [
+            tuple(Jsonb(v) if isinstance(v, (dict, list)) else v for v in row)
+            for row in conn.execute(f"SELECT * FROM {t} WHERE hour = %s", (hour,))
+        ]
+        for t in _existing(conn, INGESTION_TABLES)
+    }
 
     def copy_rows():
         with conn.transaction(force_rollback=True), conn.cursor() as cur:
@@ -85,8 +94,13 @@ def ingestion_floor(conn: psycopg.Connection, prom_url: str, hour: datetime) -> 
                         copy.write_row(row)
 
     copy_s = _best_of_two(copy_rows)
-    return {"seconds": promql_s + copy_s, "promql_seconds": round(promql_s, 3), "copy_seconds": round(copy_s, 3),
-            "series": series, "rows": {t: len(r) for t, r in rows.items()}}
+    return {
+        "seconds": promql_s + copy_s,
+        "promql_seconds": round(promql_s, 3),
+        "copy_seconds": round(copy_s, 3),
+        "series": series,
+        "rows": {t: len(r) for t, r in rows.items()},
+    }
 
 
 def dbt_model_seconds(instance, run_ids: list[str]) -> list[dict]:
@@ -99,8 +113,14 @@ def dbt_model_seconds(instance, run_ids: list[str]) -> list[dict]:
     found = []
     for run_id in run_ids:
         records = instance.get_records_for_run(
-            run_id, of_type={DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.STEP_START,
-                             DagsterEventType.STEP_SUCCESS}, limit=1_000_000).records
+            run_id,
+            of_type={
+                DagsterEventType.ASSET_MATERIALIZATION,
+                DagsterEventType.STEP_START,
+                DagsterEventType.STEP_SUCCESS,
+            },
+            limit=1_000_000,
+        ).records
         steps: dict[str, dict] = {}
         for record in records:
             entry = record.event_log_entry
@@ -118,26 +138,36 @@ def dbt_model_seconds(instance, run_ids: list[str]) -> list[dict]:
                 if duration is not None:
                     step["models"][mat.asset_key.to_user_string()] = float(duration.value)
         for key, step in steps.items():
-            found.append({"step": key, "run_id": run_id, "models": len(step["models"]),
-                          "model_seconds": round(sum(step["models"].values()), 3),
-                          "elapsed_time": round((step["end"] or 0) - (step["start"] or 0), 3),
-                          "has_balances": any("fct_account_balances" in k for k in step["models"])})
+            found.append(
+                {
+                    "step": key,
+                    "run_id": run_id,
+                    "models": len(step["models"]),
+                    "model_seconds": round(sum(step["models"].values()), 3),
+                    "elapsed_time": round((step["end"] or 0) - (step["start"] or 0), 3),
+                    "has_balances": any("fct_account_balances" in k for k in step["models"]),
+                }
+            )
     return found
 
 
 def settlement_floor(conn: psycopg.Connection, hour: datetime, end: datetime, posted_after_id: int) -> dict:
-    posted = conn.execute("SELECT count(*) FROM billing.credit_transactions WHERE id > %s",
-                          (posted_after_id,)).fetchone()[0]
+    posted = conn.execute(
+        "SELECT count(*) FROM billing.credit_transactions WHERE id > %s", (posted_after_id,)
+    ).fetchone()[0]
     charges = []
 
     def run():
         with conn.transaction(force_rollback=True):
             charges[:] = conn.execute(
                 "SELECT account_id, hour, usage_kind, amount, priced_row_count FROM analytics.fct_usage_charges "
-                "WHERE hour >= %s AND hour < %s", (hour, end)).fetchall()
+                "WHERE hour >= %s AND hour < %s",
+                (hour, end),
+            ).fetchall()
             conn.execute("CREATE TEMP TABLE floor_ledger (LIKE billing.credit_transactions) ON COMMIT DROP")
-            conn.execute("INSERT INTO floor_ledger SELECT * FROM billing.credit_transactions WHERE id > %s",
-                         (posted_after_id,))
+            conn.execute(
+                "INSERT INTO floor_ledger SELECT * FROM billing.credit_transactions WHERE id > %s", (posted_after_id,)
+            )
 
     return {"seconds": _best_of_two(run), "charges": len(charges), "entries": posted}
 
@@ -146,8 +176,11 @@ def topup_floor(conn: psycopg.Connection, now: datetime) -> dict:
     from billing_pipeline.payments import topup
 
     found = []
-    seconds = _best_of_two(lambda: found.__setitem__(slice(None), conn.execute(
-        topup._STATE, {"account": None, "month": topup._month(now)}).fetchall()))
+    seconds = _best_of_two(
+        lambda: found.__setitem__(
+            slice(None), conn.execute(topup._STATE, {"account": None, "month": topup._month(now)}).fetchall()
+        )
+    )
     return {"seconds": seconds, "accounts": len(found)}
 
 
@@ -163,8 +196,11 @@ def alerts_floor(conn: psycopg.Connection) -> dict:
 def lifecycle_floor(conn: psycopg.Connection) -> dict:
     from billing_pipeline.lifecycle.machine import state_sql
 
-    statement = ("SELECT a.id, " + state_sql("coalesce(c.balance, 0)", "a.low_balance_threshold") +
-                 " FROM billing.accounts a LEFT JOIN billing.credits c ON c.account_id = a.id")
+    statement = (
+        "SELECT a.id, "
+        + state_sql("coalesce(c.balance, 0)", "a.low_balance_threshold")
+        + " FROM billing.accounts a LEFT JOIN billing.credits c ON c.account_id = a.id"
+    )
     found = []
     seconds = _best_of_two(lambda: found.__setitem__(slice(None), conn.execute(statement).fetchall()))
     return {"seconds": seconds, "accounts": len(found)}

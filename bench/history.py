@@ -32,8 +32,19 @@ import psycopg
 from billing_pipeline.ledger import Entry, post_entries
 
 # Tables with an hour that are not usage: their rows are events of the warm-up hour, not history.
-NOT_HISTORY = ("credit_transactions", "topup", "alert", "lifecycle", "outbox", "invoice", "notification",
-               "deliver", "sla", "cycle", "run")
+NOT_HISTORY = (
+    "credit_transactions",
+    "topup",
+    "alert",
+    "lifecycle",
+    "outbox",
+    "invoice",
+    "notification",
+    "deliver",
+    "sla",
+    "cycle",
+    "run",
+)
 STATEMENT_HOURS = 24 * 7  # shifted copies per INSERT: a week at a time keeps each statement bounded
 
 
@@ -54,7 +65,8 @@ def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[tuple[st
         """SELECT column_name, data_type,
                   is_identity = 'YES' OR coalesce(column_default, '') LIKE 'nextval%%' OR is_generated = 'ALWAYS'
            FROM information_schema.columns WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position""",
-        (schema, table)).fetchall()
+        (schema, table),
+    ).fetchall()
 
 
 # Daily usage rollups (dbt's int_*_daily), keyed by the UTC day as a timestamp: one copy per day.
@@ -73,14 +85,17 @@ def history_tables(conn: psycopg.Connection, hour: datetime) -> list[tuple[str, 
              AND ((c.column_name = 'hour' AND c.data_type = 'timestamp with time zone')
                OR (c.column_name = 'day' AND c.data_type = 'date')
                OR (c.column_name = ANY(%s) AND c.data_type = 'timestamp with time zone'))
-           ORDER BY 1, 2, 3 DESC""", (list(DAY_TIMESTAMPS),)).fetchall()
+           ORDER BY 1, 2, 3 DESC""",
+        (list(DAY_TIMESTAMPS),),
+    ).fetchall()
     out, seen = [], set()
     for schema, table, col in found:
         if (schema, table) in seen or any(word in table for word in NOT_HISTORY):
             continue
         value = hour.date() if col == "day" else hour  # the warm-up hour is a day's 00:00
-        has_rows = conn.execute(f'SELECT EXISTS (SELECT 1 FROM "{schema}"."{table}" WHERE "{col}" = %s)',
-                                (value,)).fetchone()[0]
+        has_rows = conn.execute(
+            f'SELECT EXISTS (SELECT 1 FROM "{schema}"."{table}" WHERE "{col}" = %s)', (value,)
+        ).fetchone()[0]
         if has_rows:
             out.append((schema, table, col))
             seen.add((schema, table))
@@ -99,15 +114,18 @@ def _copy_statement(conn, schema: str, table: str, key: str) -> str:
         elif data_type == "date" and name == "day" and key == "hour":
             exprs.append("((r.hour - s.k * interval '1 hour') AT TIME ZONE 'UTC')::date")
         elif data_type == "date" and name == "day":
-            exprs.append(f"(r.\"{name}\" - (s.k / 24))::date")
+            exprs.append(f'(r."{name}" - (s.k / 24))::date')
         else:
             exprs.append(f'r."{name}"')
-    return (f'INSERT INTO "{schema}"."{table}" ({", ".join(names)}) SELECT {", ".join(exprs)} '
-            f'FROM "{schema}"."{table}" r CROSS JOIN unnest(%(shifts)s::int[]) AS s(k) WHERE r."{key}" = %(at)s')
+    return (
+        f'INSERT INTO "{schema}"."{table}" ({", ".join(names)}) SELECT {", ".join(exprs)} '
+        f'FROM "{schema}"."{table}" r CROSS JOIN unnest(%(shifts)s::int[]) AS s(k) WHERE r."{key}" = %(at)s'
+    )
 
 
-def load_usage_history(conn: psycopg.Connection, hour: datetime, days: int, dense_days: int,
-                       say=print) -> dict[str, int]:
+def load_usage_history(
+    conn: psycopg.Connection, hour: datetime, days: int, dense_days: int, say=print
+) -> dict[str, int]:
     """Copy ``hour``'s usage rows back over ``days`` days; returns rows inserted per table."""
     ks = shifts(days, dense_days)
     inserted: dict[str, int] = {}
@@ -118,8 +136,10 @@ def load_usage_history(conn: psycopg.Connection, hour: datetime, days: int, dens
         t0, n = time.monotonic(), 0
         try:
             for i in range(0, len(table_ks), STATEMENT_HOURS):
-                cur = conn.execute(statement, {"shifts": table_ks[i:i + STATEMENT_HOURS],
-                                               "at": hour.date() if key == "day" else hour})
+                cur = conn.execute(
+                    statement,
+                    {"shifts": table_ks[i : i + STATEMENT_HOURS], "at": hour.date() if key == "day" else hour},
+                )
                 n += cur.rowcount
             conn.commit()
         except psycopg.errors.UniqueViolation as exc:
@@ -133,13 +153,15 @@ def load_usage_history(conn: psycopg.Connection, hour: datetime, days: int, dens
     return inserted
 
 
-def load_ledger_history(conn: psycopg.Connection, hour: datetime, days: int, dense_days: int,
-                        say=print, batch: int = 200_000) -> int:
+def load_ledger_history(
+    conn: psycopg.Connection, hour: datetime, days: int, dense_days: int, say=print, batch: int = 200_000
+) -> int:
     """Usage deductions back over ``days`` days through the batch path; returns entries posted."""
     rows = conn.execute(
         "SELECT account_id, reference ->> 'usage_kind', amount FROM billing.credit_transactions "
         "WHERE type = 'usage_deduction' AND reference ->> 'hour' = %s ORDER BY account_id, 2",
-        (hour_text(hour),)).fetchall()
+        (hour_text(hour),),
+    ).fetchall()
     dense_ks = [k for k in shifts(days, dense_days) if k <= dense_days * 24]
     sparse_days = [d for d in range(min(days, dense_days) + 1, days + 1)]
     owed: dict[str, Decimal] = defaultdict(Decimal)
@@ -154,13 +176,23 @@ def load_ledger_history(conn: psycopg.Connection, hour: datetime, days: int, den
         for k in dense_ks:
             at = hour_text(hour - timedelta(hours=k))
             for account, kind, amount in rows:
-                yield Entry(account, "usage_deduction", amount, f"usage:{account}:{at}:{kind}",
-                            {"hour": at, "usage_kind": kind, "account_id": account, "owed": str(-amount)})
+                yield Entry(
+                    account,
+                    "usage_deduction",
+                    amount,
+                    f"usage:{account}:{at}:{kind}",
+                    {"hour": at, "usage_kind": kind, "account_id": account, "owed": str(-amount)},
+                )
         for d in sparse_days:
             at = hour_text(hour - timedelta(days=d))
             for account, kind, amount in rows:
-                yield Entry(account, "usage_deduction", amount * 24, f"usage:{account}:{at}:{kind}",
-                            {"hour": at, "usage_kind": kind, "account_id": account, "owed": str(-amount * 24)})
+                yield Entry(
+                    account,
+                    "usage_deduction",
+                    amount * 24,
+                    f"usage:{account}:{at}:{kind}",
+                    {"hour": at, "usage_kind": kind, "account_id": account, "owed": str(-amount * 24)},
+                )
 
     posted, chunk = len(owed), []
     for entry in entries():
@@ -193,5 +225,7 @@ def backdate_ledger_history(conn: psycopg.Connection, first_id: int) -> None:
                    WHEN t.type = 'usage_deduction' THEN (t.reference ->> 'hour')::timestamptz + interval '1 hour'
                    ELSE (SELECT min((reference ->> 'hour')::timestamptz) FROM billing.credit_transactions
                          WHERE id >= %(first)s AND type = 'usage_deduction') END
-               WHERE t.id >= %(first)s""", {"first": first_id})
+               WHERE t.id >= %(first)s""",
+            {"first": first_id},
+        )
         conn.execute("ALTER TABLE billing.credit_transactions ENABLE TRIGGER USER")

@@ -19,15 +19,16 @@ import os
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 # The benchmark hour is in 2025: the partitions must start before it (set before the pipeline loads).
 os.environ.setdefault("BILLING_FIRST_HOUR", "2025-01-01T00:00:00Z")
 
-import dagster as dg  # noqa: E402
-import psycopg  # noqa: E402
+import dagster as dg
+import psycopg
 from psycopg import sql
+from tsdb_cache import cached_tsdb  # bench/, beside this script
 
 from billing_pipeline.core.clock import CLOCK_TAG
 from billing_pipeline.db.connection import connect, make_conninfo_url
@@ -35,9 +36,8 @@ from billing_pipeline.db.migrate import upgrade
 from billing_pipeline.ingestion.metrics import fetch_hour, write_hour
 from billing_pipeline.resources.prometheus import PrometheusResource
 from devkit.synthetic import PrometheusServer, generated_cluster, write_platform_rows
-from tsdb_cache import cached_tsdb  # bench/, beside this script
 
-HOUR = datetime(2025, 6, 2, 10, tzinfo=timezone.utc)
+HOUR = datetime(2025, 6, 2, 10, tzinfo=UTC)
 DB = "satusky_bench_ingestion"
 
 
@@ -46,8 +46,9 @@ def cluster_for(pods: int):
 
 
 def prepare_tsdb(pods: int, rebuild: bool) -> Path:
-    tsdb, _built = cached_tsdb(f"ingestion-{pods}", lambda: cluster_for(pods),
-                               {"pods": pods, "hour": HOUR.isoformat()}, rebuild)
+    tsdb, _built = cached_tsdb(
+        f"ingestion-{pods}", lambda: cluster_for(pods), {"pods": pods, "hour": HOUR.isoformat()}, rebuild
+    )
     return tsdb
 
 
@@ -87,11 +88,15 @@ def main() -> int:
         resource = PrometheusResource(url=prom.url)
         clock = HOUR.replace(hour=HOUR.hour + 2)
         dagster_runs, fetches, writes = [], [], []
-        for i in range(args.repeat):
+        for _i in range(args.repeat):
             t0 = time.monotonic()
-            result = job.execute_in_process(partition_key=HOUR.strftime("%Y-%m-%d-%H:%M"), instance=instance,
-                                            tags={CLOCK_TAG: clock.isoformat()}, raise_on_error=False,
-                                            asset_selection=ingestion)
+            result = job.execute_in_process(
+                partition_key=HOUR.strftime("%Y-%m-%d-%H:%M"),
+                instance=instance,
+                tags={CLOCK_TAG: clock.isoformat()},
+                raise_on_error=False,
+                asset_selection=ingestion,
+            )
             dagster_runs.append(time.monotonic() - t0)
             if not result.success:
                 print("the ingestion run failed", file=sys.stderr)
@@ -106,7 +111,9 @@ def main() -> int:
         with connect(url) as conn:
             rows = conn.execute("SELECT count(*) FROM billing.metric_container_hours").fetchone()[0]
     report = {
-        "pods": args.pods, "containers": rows, "complete": summary.complete,
+        "pods": args.pods,
+        "containers": rows,
+        "complete": summary.complete,
         "dagster_run_seconds": [round(s, 2) for s in dagster_runs],
         "dagster_run_median_seconds": round(statistics.median(dagster_runs), 2),
         "fetch_median_seconds": round(statistics.median(fetches), 2),

@@ -35,11 +35,11 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from billing_pipeline.db.connection import make_conninfo_url  # noqa: E402
-from billing_pipeline.db.migrate import upgrade  # noqa: E402
-from billing_pipeline.invoicing.months import month_bounds, parse_month  # noqa: E402
-from billing_pipeline.ledger import Entry, post_entries  # noqa: E402
-from tests.support.month_end import PRICED_USAGE_DDL, USAGE_SQL, settle  # noqa: E402
+from billing_pipeline.db.connection import make_conninfo_url
+from billing_pipeline.db.migrate import upgrade
+from billing_pipeline.invoicing.months import month_bounds, parse_month
+from billing_pipeline.ledger import Entry, post_entries
+from tests.support.month_end import PRICED_USAGE_DDL, USAGE_SQL, settle
 
 SERVER = os.environ.get("BILLING_BENCH_SERVER", "127.0.0.1:5432")
 DB = "satusky_bench_month_end"
@@ -91,11 +91,15 @@ def set_up(url: str, n: int, month: str) -> None:
             for a, d in zip(accounts, deployments):
                 copy.write_row((d, a, f"{a}-prod", "web", start - timedelta(days=60)))
         t0 = time.perf_counter()
-        conn.execute(USAGE_SQL, {"start": start, "end": end, "accounts": accounts, "deployments": deployments,
-                                 "renters": accounts[::2]})
+        conn.execute(
+            USAGE_SQL,
+            {"start": start, "end": end, "accounts": accounts, "deployments": deployments, "renters": accounts[::2]},
+        )
         conn.execute(
             "INSERT INTO billing.metric_hours (hour, complete) SELECT h, true FROM generate_series(%s::timestamptz, "
-            "%s::timestamptz - interval '1 hour', interval '1 hour') h", (start, end))
+            "%s::timestamptz - interval '1 hour', interval '1 hour') h",
+            (start, end),
+        )
         # Probes: all up; every 10th deployment 1.3 % down; every 50th silent for its first day.
         minutes = int((end - start).total_seconds() // 60)
         conn.execute(
@@ -109,15 +113,29 @@ def set_up(url: str, n: int, month: str) -> None:
                                        THEN least(60, greatest(0, %(down)s - extract(epoch FROM h - %(start)s::timestamptz)::int / 60))
                                        ELSE 0 END AS down) x
             WHERE NOT (right(d.id, 5)::int %% 50 = 0 AND h < %(start)s::timestamptz + interval '1 day')
-            """, {"start": start, "end": end, "down": round(minutes * 0.013)})
+            """,
+            {"start": start, "end": end, "down": round(minutes * 0.013)},
+        )
         # Grace for 1 % of the accounts, from 10:30 on the 5th to 04:15 on the 6th.
         graced = accounts[::100]
         cur.executemany(
             "INSERT INTO billing.lifecycle_events (event_key, account_id, kind, action, from_state, to_state, outcome, "
             "decided_at) VALUES (%s, %s, 'transition', 'transition', %s, %s, 'done', %s)",
-            [row for a in graced for row in (
-                (f"{a}:transition:1", a, "healthy", "grace_period", start + timedelta(days=4, hours=10, minutes=30)),
-                (f"{a}:transition:2", a, "grace_period", "healthy", start + timedelta(days=5, hours=4, minutes=15)))])
+            [
+                row
+                for a in graced
+                for row in (
+                    (
+                        f"{a}:transition:1",
+                        a,
+                        "healthy",
+                        "grace_period",
+                        start + timedelta(days=4, hours=10, minutes=30),
+                    ),
+                    (f"{a}:transition:2", a, "grace_period", "healthy", start + timedelta(days=5, hours=4, minutes=15)),
+                )
+            ],
+        )
         conn.execute("ANALYZE")
         print(f"set-up: usage and probes written in {time.perf_counter() - t0:.1f} s")
     with psycopg.connect(url, autocommit=True) as conn:
@@ -155,11 +173,16 @@ def main() -> None:
     t_again = time.perf_counter() - t0
     with psycopg.connect(url) as conn:
         entries, lines = conn.execute(
-            "SELECT (SELECT count(*) FROM billing.invoice_entries), (SELECT count(*) FROM billing.invoice_lines)").fetchone()
+            "SELECT (SELECT count(*) FROM billing.invoice_entries), (SELECT count(*) FROM billing.invoice_lines)"
+        ).fetchone()
     print(f"accounts: {args.accounts}, month {args.month}: {entries:,} ledger entries on {lines:,} invoice lines")
-    print(f"close-month (monthly_invoice_job through Dagster): {t_first:.1f} s — {first['invoices_issued']} invoices, "
-          f"{first['sla_credits_posted']} SLA credits, SLA outcomes {first['sla'].get('outcomes')}")
-    print(f"close again: {t_again:.1f} s — {again['invoices_issued']} invoices, {again['sla_credits_posted']} SLA credits")
+    print(
+        f"close-month (monthly_invoice_job through Dagster): {t_first:.1f} s — {first['invoices_issued']} invoices, "
+        f"{first['sla_credits_posted']} SLA credits, SLA outcomes {first['sla'].get('outcomes')}"
+    )
+    print(
+        f"close again: {t_again:.1f} s — {again['invoices_issued']} invoices, {again['sla_credits_posted']} SLA credits"
+    )
     if not args.keep:
         drop()
     if not args.reuse:

@@ -7,8 +7,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from devkit.synthetic import Cluster, build_tsdb
 

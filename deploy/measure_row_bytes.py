@@ -8,6 +8,7 @@ production rows (identifiers, hashes and JSON references of realistic length) an
 ``pg_total_relation_size / rows``. Triggers are bypassed (``session_replication_role``) because
 only the storage is measured, not the ledger's rules. The database is dropped afterwards.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,8 @@ import psycopg
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from billing_pipeline.db.connection import make_conninfo_url  # noqa: E402
-from billing_pipeline.db.migrate import upgrade  # noqa: E402
+from billing_pipeline.db.connection import make_conninfo_url
+from billing_pipeline.db.migrate import upgrade
 
 DB = "satusky_rowbytes"
 

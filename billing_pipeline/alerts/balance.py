@@ -20,7 +20,7 @@ allows one open crossing per account and kind, so concurrent runs cannot warn tw
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -33,22 +33,29 @@ BALANCES_MART = "analytics.fct_account_balances"
 # The balance -> state rule is the lifecycle machine's (one owner); the low-balance crossing opens
 # when it says low_balance and closes when it says healthy (at or below zero the grace period has
 # its own notices, so the crossing stays open).
-_STATE = """
+_STATE = (
+    """
     SELECT a.id AS account_id, coalesce(c.balance, 0) AS balance, a.low_balance_threshold AS threshold,
-           """ + state_sql("coalesce(c.balance, 0)", "a.low_balance_threshold") + """ AS balance_state,
+           """
+    + state_sql("coalesce(c.balance, 0)", "a.low_balance_threshold")
+    + """ AS balance_state,
            {burn} AS burn_rate
     FROM billing.accounts a
     LEFT JOIN billing.credits c ON c.account_id = a.id
     {burn_join}
 """
+)
 
-_OPEN = """
+_OPEN = (
+    """
 WITH state AS ({state}),
 conditions AS (
     SELECT s.*, k.kind,
            CASE WHEN s.burn_rate > 0 THEN round(s.balance / s.burn_rate, 2) END AS runway_hours,
            CASE k.kind
-               WHEN 'low_balance' THEN s.balance_state = '""" + State.LOW_BALANCE.value + """'
+               WHEN 'low_balance' THEN s.balance_state = '"""
+    + State.LOW_BALANCE.value
+    + """'
                ELSE s.balance > 0 AND s.burn_rate > 0 AND s.balance / s.burn_rate < %(runway)s
            END AS entered
     FROM state s CROSS JOIN (VALUES ('low_balance'), ('short_runway')) AS k (kind)
@@ -69,8 +76,10 @@ opened AS (
 )
 SELECT account_id, kind, crossing_no, balance, threshold, runway_hours FROM opened
 """
+)
 
-_CLOSE = """
+_CLOSE = (
+    """
 WITH state AS ({state}),
 recovered AS (
     UPDATE billing.balance_alert_crossings x
@@ -78,7 +87,9 @@ recovered AS (
     FROM state s
     WHERE x.account_id = s.account_id AND x.recovered_at IS NULL
       AND CASE x.kind
-              WHEN 'low_balance' THEN s.balance_state = '""" + State.HEALTHY.value + """'
+              WHEN 'low_balance' THEN s.balance_state = '"""
+    + State.HEALTHY.value
+    + """'
               ELSE s.balance > 0 AND (s.burn_rate IS NULL OR s.burn_rate <= 0
                                       OR s.balance / s.burn_rate >= %(runway)s)
           END
@@ -87,6 +98,7 @@ recovered AS (
 )
 SELECT * FROM recovered
 """
+)
 
 # Notification text, built in SQL from the crossing rows (one statement for every account).
 _MESSAGES = """
@@ -148,8 +160,7 @@ def _state_sql(conn: psycopg.Connection) -> tuple[str, str]:
     has_mart = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (BALANCES_MART,)).fetchone()[0]
     if has_mart:
         return (
-            _STATE.format(burn="b.burn_rate_per_hour",
-                          burn_join=f"LEFT JOIN {BALANCES_MART} b ON b.account_id = a.id"),
+            _STATE.format(burn="b.burn_rate_per_hour", burn_join=f"LEFT JOIN {BALANCES_MART} b ON b.account_id = a.id"),
             BALANCES_MART,
         )
     # Without the mart (dbt not built yet) there is no burn rate: low-balance warnings only.
@@ -162,14 +173,22 @@ def _queue(conn: psycopg.Connection, rows: list[tuple], *, recovery: bool, now: 
     cols = list(zip(*rows))
     return conn.execute(
         ENQUEUE_SET.format(select=_MESSAGES),
-        {"recovery": recovery, "now": now, "accounts": list(cols[0]), "kinds": list(cols[1]),
-         "nos": list(cols[2]), "balances": list(cols[3]), "thresholds": list(cols[4]), "runways": list(cols[5])},
+        {
+            "recovery": recovery,
+            "now": now,
+            "accounts": list(cols[0]),
+            "kinds": list(cols[1]),
+            "nos": list(cols[2]),
+            "balances": list(cols[3]),
+            "thresholds": list(cols[4]),
+            "runways": list(cols[5]),
+        },
     ).fetchone()[0]
 
 
 def evaluate_balance_alerts(conn: psycopg.Connection, now: datetime | None = None) -> AlertResult:
     """Open and close crossings for every account and queue their notices, in one transaction."""
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     with conn.transaction():
         state, source = _state_sql(conn)
         params = {"now": now, "runway": RUNWAY_WARNING_HOURS}

@@ -14,7 +14,13 @@ import dagster as dg
 
 from billing_pipeline.alerts.balance import evaluate_balance_alerts
 from billing_pipeline.alerts.delivery import deliver_due
-from billing_pipeline.core.asset_keys import ACCOUNT_LIFECYCLE, AUTO_TOPUPS, BALANCE_ALERTS, LEDGER, NOTIFICATION_DELIVERIES
+from billing_pipeline.core.asset_keys import (
+    ACCOUNT_LIFECYCLE,
+    AUTO_TOPUPS,
+    BALANCE_ALERTS,
+    LEDGER,
+    NOTIFICATION_DELIVERIES,
+)
 from billing_pipeline.core.clock import run_clock
 from billing_pipeline.core.ownership import BILLING_OWNERS
 from billing_pipeline.core.runs import JOB_TAGS
@@ -33,20 +39,22 @@ ACCOUNT_BALANCES = dbt_model_key("fct_account_balances")
     kinds={"postgres"},
     owners=BILLING_OWNERS,
     description="billing.balance_alert_crossings: low-balance and short-runway warnings, once per crossing, "
-                "with a recovery notice; notices are queued in billing.notification_outbox.",
+    "with a recovery notice; notices are queued in billing.notification_outbox.",
 )
 def balance_alerts(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
     now = run_clock(context)
     with postgres.connect(autocommit=True) as conn:
         alerts = evaluate_balance_alerts(conn, now)
     context.log.info(alerts.summary())
-    return dg.MaterializeResult(metadata={
-        "now": now.isoformat(),
-        "crossings_opened": dg.MetadataValue.json([list(c) for c in alerts.opened]),
-        "crossings_recovered": dg.MetadataValue.json([list(c) for c in alerts.recovered]),
-        "notifications_queued": alerts.queued,
-        "burn_rate_source": alerts.runway_source,
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "now": now.isoformat(),
+            "crossings_opened": dg.MetadataValue.json([list(c) for c in alerts.opened]),
+            "crossings_recovered": dg.MetadataValue.json([list(c) for c in alerts.recovered]),
+            "notifications_queued": alerts.queued,
+            "burn_rate_source": alerts.runway_source,
+        }
+    )
 
 
 @dg.asset(
@@ -56,20 +64,25 @@ def balance_alerts(context: dg.AssetExecutionContext, postgres: PostgresResource
     kinds={"email", "postgres"},
     owners=BILLING_OWNERS,
     description="Deliveries of billing.notification_outbox by email and HMAC-signed webhook, each channel "
-                "recorded, retried with backoff, never re-sent once delivered.",
+    "recorded, retried with backoff, never re-sent once delivered.",
 )
-def notification_deliveries(context: dg.AssetExecutionContext, postgres: PostgresResource,
-                            notify: NotifyResource) -> dg.MaterializeResult:
+def notification_deliveries(
+    context: dg.AssetExecutionContext, postgres: PostgresResource, notify: NotifyResource
+) -> dg.MaterializeResult:
     now = run_clock(context)
     with postgres.connect(autocommit=True) as conn:
         delivery = deliver_due(conn, notify, now)
     context.log.info(delivery.summary())
     for nid, channel, error in delivery.failed:
         context.log.warning(f"notification {nid} by {channel} failed, will retry: {error}")
-    return dg.MaterializeResult(metadata={
-        "now": now.isoformat(), "delivered": len(delivery.delivered), "delivery_failures": len(delivery.failed),
-        "failures": dg.MetadataValue.json([[nid, channel, error] for nid, channel, error in delivery.failed]),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "now": now.isoformat(),
+            "delivered": len(delivery.delivered),
+            "delivery_failures": len(delivery.failed),
+            "failures": dg.MetadataValue.json([[nid, channel, error] for nid, channel, error in delivery.failed]),
+        }
+    )
 
 
 balance_alert_job = dg.define_asset_job(
@@ -77,7 +90,7 @@ balance_alert_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(balance_alerts, notification_deliveries),
     tags=JOB_TAGS,
     description="Low-balance and short-runway warnings by email and signed webhook, once per crossing, "
-                "then delivery of every due notice.",
+    "then delivery of every due notice.",
 )
 
 notification_retry_schedule = dg.ScheduleDefinition(
@@ -89,5 +102,6 @@ notification_retry_schedule = dg.ScheduleDefinition(
     description="Retries failed notification deliveries on their backoff, and re-checks balances.",
 )
 
-defs = dg.Definitions(assets=[balance_alerts, notification_deliveries], jobs=[balance_alert_job],
-                      schedules=[notification_retry_schedule])
+defs = dg.Definitions(
+    assets=[balance_alerts, notification_deliveries], jobs=[balance_alert_job], schedules=[notification_retry_schedule]
+)

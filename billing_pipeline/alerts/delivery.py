@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -44,26 +44,38 @@ class DeliveryResult:
     failed: list[tuple[int, str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
-        return f"notifications: {len(self.delivered)} delivered, {len(self.failed)} failed (will retry unless exhausted)"
+        return (
+            f"notifications: {len(self.delivered)} delivered, {len(self.failed)} failed (will retry unless exhausted)"
+        )
 
 
 def backoff(attempts: int) -> timedelta:
     return min(BASE_BACKOFF * (2 ** max(attempts - 1, 0)), MAX_BACKOFF)
 
 
-def webhook_body(notification_id: int, account_id: str, kind: str, subject: str, body: str, payload: dict,
-                 created_at: datetime) -> bytes:
+def webhook_body(
+    notification_id: int, account_id: str, kind: str, subject: str, body: str, payload: dict, created_at: datetime
+) -> bytes:
     return json.dumps(
-        {"id": str(notification_id), "kind": kind, "account_id": account_id, "subject": subject, "body": body,
-         "payload": payload, "created_at": created_at.astimezone(timezone.utc).isoformat()},
-        sort_keys=True, separators=(",", ":"),
+        {
+            "id": str(notification_id),
+            "kind": kind,
+            "account_id": account_id,
+            "subject": subject,
+            "body": body,
+            "payload": payload,
+            "created_at": created_at.astimezone(UTC).isoformat(),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
     ).encode()
 
 
-def deliver_due(conn: psycopg.Connection, notify: NotifyResource, now: datetime | None = None,
-                limit: int = 1000) -> DeliveryResult:
+def deliver_due(
+    conn: psycopg.Connection, notify: NotifyResource, now: datetime | None = None, limit: int = 1000
+) -> DeliveryResult:
     """Send every due channel (up to ``limit``), one transaction per channel."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     result = DeliveryResult()
     for _ in range(limit):
         with conn.transaction():
@@ -73,11 +85,16 @@ def deliver_due(conn: psycopg.Connection, notify: NotifyResource, now: datetime 
             nid, channel, target, attempts, account_id, kind, subject, body, payload, created_at = row
             try:
                 if channel == "email":
-                    notify.send_email(to=target, subject=subject, body=body,
-                                      message_id=f"<notification-{nid}@billing.satusky.io>")
+                    notify.send_email(
+                        to=target, subject=subject, body=body, message_id=f"<notification-{nid}@billing.satusky.io>"
+                    )
                 else:
-                    notify.post_webhook(url=target, event=kind, delivery_id=str(nid),
-                                        body=webhook_body(nid, account_id, kind, subject, body, payload, created_at))
+                    notify.post_webhook(
+                        url=target,
+                        event=kind,
+                        delivery_id=str(nid),
+                        body=webhook_body(nid, account_id, kind, subject, body, payload, created_at),
+                    )
             except Exception as exc:  # any channel failure is recorded and retried, never fatal
                 error = f"{type(exc).__name__}: {exc}"[:1000]
                 exhausted = attempts + 1 >= MAX_ATTEMPTS

@@ -11,11 +11,11 @@ words and prints them.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from billing_pipeline.cli.output import credits, decimal_text, emit, quantity, resource_words, table, unit_words
-from billing_pipeline.db import connect
 from billing_pipeline.core.errors import InputError
+from billing_pipeline.db import connect
 from billing_pipeline.invoicing.statement import MonthStatement, daily_spend, month_statement
 
 WHAT_TO_DO_EXCEPTION = (
@@ -23,54 +23,87 @@ WHAT_TO_DO_EXCEPTION = (
     "If that machine should be yours, ask support to check its rental (machine_usages) for node {node}; "
     "otherwise move the workloads to your own or to shared nodes."
 )
-WHAT_TO_DO_ESTIMATE = ("Some hours were priced as estimates because their metrics were incomplete; nothing to do: "
-                       "they are settled again, automatically, once the metrics are complete.")
-WHAT_TO_DO_UNSETTLED = ("{amount} credits of this month's usage are priced but not yet deducted; nothing to do: "
-                        "the next hourly cycle deducts them.")
+WHAT_TO_DO_ESTIMATE = (
+    "Some hours were priced as estimates because their metrics were incomplete; nothing to do: "
+    "they are settled again, automatically, once the metrics are complete."
+)
+WHAT_TO_DO_UNSETTLED = (
+    "{amount} credits of this month's usage are priced but not yet deducted; nothing to do: "
+    "the next hourly cycle deducts them."
+)
 
 
 def register(subparsers, json_parent) -> None:
     p = subparsers.add_parser(
-        "explain", parents=[json_parent],
+        "explain",
+        parents=[json_parent],
         help="one month of an account's bill: rented vs consumed, settled, balance",
         description="One month of an account's bill as a statement: machines rented and workload consumption "
-                    "side by side, what the rentals covered, exceptions with what to do, and how it was "
-                    "settled in the ledger.")
+        "side by side, what the rentals covered, exceptions with what to do, and how it was "
+        "settled in the ledger.",
+    )
     p.add_argument("account", help="the account id (billing.accounts.id), e.g. acme")
     p.add_argument("--month", required=True, help="the UTC calendar month, YYYY-MM (e.g. 2026-11)")
-    p.add_argument("--html", metavar="FILE",
-                   help="also write the statement as an HTML page, with the chart of daily spend by stream "
-                        "(rented capacity vs workload consumption) the invoice uses")
-    p.add_argument("--detail", action="store_true",
-                   help="add the trail from each usage ledger entry to the priced hours it paid for "
-                        "(hour, deployment or machine, resource, quantity, unit price)")
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write the statement as an HTML page, with the chart of daily spend by stream "
+        "(rented capacity vs workload consumption) the invoice uses",
+    )
+    p.add_argument(
+        "--detail",
+        action="store_true",
+        help="add the trail from each usage ledger entry to the priced hours it paid for "
+        "(hour, deployment or machine, resource, quantity, unit price)",
+    )
     p.set_defaults(handler=_explain)
 
 
 def needs_attention(statement: MonthStatement) -> list[dict]:
     """What in the statement needs the customer's attention, each with what to do."""
     exceptions = [
-        {"kind": "reconciliation_exception", "node_name": r.node_name, "hours": r.hours,
-         "charged": r.charged, "what": r.exception,
-         "what_to_do": WHAT_TO_DO_EXCEPTION.format(node=r.node_name)}
+        {
+            "kind": "reconciliation_exception",
+            "node_name": r.node_name,
+            "hours": r.hours,
+            "charged": r.charged,
+            "what": r.exception,
+            "what_to_do": WHAT_TO_DO_EXCEPTION.format(node=r.node_name),
+        }
         for r in statement.reconciliation_exceptions
     ]
     if statement.has_estimates:
-        exceptions.append({"kind": "estimated_hours", "node_name": None, "hours": None, "charged": None,
-                           "what": "some hours of the month were priced as estimates (incomplete metrics)",
-                           "what_to_do": WHAT_TO_DO_ESTIMATE})
+        exceptions.append(
+            {
+                "kind": "estimated_hours",
+                "node_name": None,
+                "hours": None,
+                "charged": None,
+                "what": "some hours of the month were priced as estimates (incomplete metrics)",
+                "what_to_do": WHAT_TO_DO_ESTIMATE,
+            }
+        )
     not_yet_settled = statement.not_yet_settled
     if not_yet_settled != 0:
-        exceptions.append({"kind": "not_yet_deducted", "node_name": None, "hours": None, "charged": not_yet_settled,
-                           "what": f"{credits(not_yet_settled)} credits of usage priced but not yet deducted",
-                           "what_to_do": WHAT_TO_DO_UNSETTLED.format(amount=credits(not_yet_settled))})
+        exceptions.append(
+            {
+                "kind": "not_yet_deducted",
+                "node_name": None,
+                "hours": None,
+                "charged": not_yet_settled,
+                "what": f"{credits(not_yet_settled)} credits of usage priced but not yet deducted",
+                "what_to_do": WHAT_TO_DO_UNSETTLED.format(amount=credits(not_yet_settled)),
+            }
+        )
     return exceptions
 
 
 def statement_document(statement: MonthStatement) -> dict:
     """The statement as the document `--json` prints (docs/schemas/explain.json) and `render` reads."""
     data = {
-        "account_id": statement.account_id, "name": statement.name, "month": statement.start.strftime("%Y-%m"),
+        "account_id": statement.account_id,
+        "name": statement.name,
+        "month": statement.start.strftime("%Y-%m"),
         "ledger": statement.movements._asdict(),
         "rented": [r._asdict() for r in statement.rented],
         "consumed": [c._asdict() for c in statement.consumed],
@@ -85,28 +118,43 @@ def statement_document(statement: MonthStatement) -> dict:
         "not_yet_settled": statement.not_yet_settled,
     }
     if statement.trail is not None:
-        data["detail"] = [{**e._asdict(), "priced_lines": [p._asdict() for p in e.priced_lines]}
-                          for e in statement.trail]
+        data["detail"] = [
+            {**e._asdict(), "priced_lines": [p._asdict() for p in e.priced_lines]} for e in statement.trail
+        ]
     return data
 
 
 def _hour(value: datetime) -> str:
-    return f"{value.astimezone(timezone.utc):%Y-%m-%d %H:00}"
+    return f"{value.astimezone(UTC):%Y-%m-%d %H:00}"
 
 
 def _streams_table(d: dict):
     """Rented machines and workload consumption, side by side in one table."""
     rows = []
     for r in d["rented"]:
-        rows.append(["machines rented", r["machine_type"], f"{quantity(r['machine_hours'])} {unit_words(r['unit'])}",
-                     "", credits(r["amount"])])
+        rows.append(
+            [
+                "machines rented",
+                r["machine_type"],
+                f"{quantity(r['machine_hours'])} {unit_words(r['unit'])}",
+                "",
+                credits(r["amount"]),
+            ]
+        )
     if not d["rented"]:
         rows.append(["machines rented", "none", "", "", ""])
     for c in d["consumed"]:
-        covered = (f"{quantity(c['covered_quantity'])} {unit_words(c['unit'])}" if c["covered_quantity"] else "")
+        covered = f"{quantity(c['covered_quantity'])} {unit_words(c['unit'])}" if c["covered_quantity"] else ""
         estimate = " (estimate)" if c["estimate"] else ""
-        rows.append(["workloads consumed", resource_words(c["resource"]),
-                     f"{quantity(c['quantity'])} {unit_words(c['unit'])}", covered, credits(c["amount"]) + estimate])
+        rows.append(
+            [
+                "workloads consumed",
+                resource_words(c["resource"]),
+                f"{quantity(c['quantity'])} {unit_words(c['unit'])}",
+                covered,
+                credits(c["amount"]) + estimate,
+            ]
+        )
     if not d["consumed"]:
         rows.append(["workloads consumed", "none", "", "", ""])
     return table(["", "what", ("quantity", "right"), ("on your rented machines", "right"), ("credits", "right")], rows)
@@ -115,32 +163,80 @@ def _streams_table(d: dict):
 def _nodes_table(d: dict):
     rows = []
     for r in d["reconciliation"]:
-        status = {"covered_by_rental": "rented by you, used", "idle_rental": "rented by you, idle",
-                  "exception": "EXCEPTION: rented by another account"}.get(r["reconciliation_status"],
-                                                                          r["reconciliation_status"])
-        rows.append([r["node_name"], status, r["hours"],
-                     quantity(r["machine_hours"]) if r["machine_hours"] else "",
-                     quantity(r["cpu_core_hours"]), quantity(r["memory_gib_hours"]),
-                     credits(r["charged"]) if r["reconciliation_status"] == "exception" else ""])
-    return table(["node", "status", ("hours", "right"), ("machine-hours rented", "right"),
-                  ("core-hours used", "right"), ("GiB-hours used", "right"), ("charged by consumption", "right")],
-                 rows)
+        status = {
+            "covered_by_rental": "rented by you, used",
+            "idle_rental": "rented by you, idle",
+            "exception": "EXCEPTION: rented by another account",
+        }.get(r["reconciliation_status"], r["reconciliation_status"])
+        rows.append(
+            [
+                r["node_name"],
+                status,
+                r["hours"],
+                quantity(r["machine_hours"]) if r["machine_hours"] else "",
+                quantity(r["cpu_core_hours"]),
+                quantity(r["memory_gib_hours"]),
+                credits(r["charged"]) if r["reconciliation_status"] == "exception" else "",
+            ]
+        )
+    return table(
+        [
+            "node",
+            "status",
+            ("hours", "right"),
+            ("machine-hours rented", "right"),
+            ("core-hours used", "right"),
+            ("GiB-hours used", "right"),
+            ("charged by consumption", "right"),
+        ],
+        rows,
+    )
 
 
 def _detail_table(d: dict):
     rows = []
     for e in d["detail"]:
-        rows.append([f"#{e['entry_id']}", _hour(e["hour"]), e["usage_kind"].replace("_", " "), "", "", "", "",
-                     credits(e["amount"])])
+        rows.append(
+            [
+                f"#{e['entry_id']}",
+                _hour(e["hour"]),
+                e["usage_kind"].replace("_", " "),
+                "",
+                "",
+                "",
+                "",
+                credits(e["amount"]),
+            ]
+        )
         for p in e["priced_lines"]:
             who = p["deployment_id"] or (f"{p['machine_id']} ({p['machine_type']})" if p["machine_id"] else "")
             covered = " covered" if p["is_covered_by_rental"] else ""
-            rows.append(["", "", who, resource_words(p["resource"]),
-                         f"{quantity(p['quantity'], 6)} {unit_words(p['unit'])}", decimal_text(p["unit_price"]),
-                         credits(p["amount"]) + covered, ""])
-    return table(["entry", "hour (UTC)", "deployment / machine", "resource", ("quantity", "right"),
-                  ("unit price", "right"), ("priced", "right"), ("ledger amount", "right")], rows,
-                 title="Trail: each usage ledger entry and the priced lines it paid for")
+            rows.append(
+                [
+                    "",
+                    "",
+                    who,
+                    resource_words(p["resource"]),
+                    f"{quantity(p['quantity'], 6)} {unit_words(p['unit'])}",
+                    decimal_text(p["unit_price"]),
+                    credits(p["amount"]) + covered,
+                    "",
+                ]
+            )
+    return table(
+        [
+            "entry",
+            "hour (UTC)",
+            "deployment / machine",
+            "resource",
+            ("quantity", "right"),
+            ("unit price", "right"),
+            ("priced", "right"),
+            ("ledger amount", "right"),
+        ],
+        rows,
+        title="Trail: each usage ledger entry and the priced lines it paid for",
+    )
 
 
 def render(d: dict) -> list:
@@ -159,13 +255,17 @@ def render(d: dict) -> list:
     covered = d["covered_by_rentals"]
     if covered["nodes"]:
         nodes = ", ".join(f"{n['node_name']} ({n['machine_types']})" for n in covered["nodes"])
-        out.append(f"Your rentals covered consumption worth {credits(covered['amount'])} credits on {nodes}: "
-                   "you paid for the machine, not again for what ran on it.")
+        out.append(
+            f"Your rentals covered consumption worth {credits(covered['amount'])} credits on {nodes}: "
+            "you paid for the machine, not again for what ran on it."
+        )
     if d["reconciliation"]:
         out += ["", "Node by node:", _nodes_table(d)]
-    out += ["",
-            f"Usage of the month, priced: {credits(d['priced_usage_total'])} credits; deducted from the ledger: "
-            f"{credits(d['usage_deducted'])}; not yet deducted: {credits(d['not_yet_settled'])}."]
+    out += [
+        "",
+        f"Usage of the month, priced: {credits(d['priced_usage_total'])} credits; deducted from the ledger: "
+        f"{credits(d['usage_deducted'])}; not yet deducted: {credits(d['not_yet_settled'])}.",
+    ]
     if d["exceptions"]:
         out += ["", "Needs attention:"]
         for x in d["exceptions"]:
@@ -210,11 +310,13 @@ def write_html(data: dict, daily: list[dict], start: datetime, end: datetime, pa
         console.print(item)
     chart = spend_chart_svg({"period_start": start, "period_end": end, "daily_spend": daily})
     title = f"Statement for {data['name']} ({data['account_id']}), {data['month']}"
-    page = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            "<style>body{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif;margin:2em;color:#222}"
-            "pre{font-size:12px;line-height:1.35}</style></head><body>"
-            f"<h1>{escape(title)}</h1><h2>Daily spend by stream</h2>{chart}"
-            f"<pre>{escape(console.export_text())}</pre></body></html>\n")
+    page = (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        "<style>body{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif;margin:2em;color:#222}"
+        "pre{font-size:12px;line-height:1.35}</style></head><body>"
+        f"<h1>{escape(title)}</h1><h2>Daily spend by stream</h2>{chart}"
+        f"<pre>{escape(console.export_text())}</pre></body></html>\n"
+    )
     target = Path(path)
     try:
         target.write_text(page)

@@ -14,11 +14,11 @@ printable text, no control characters, at most 500 characters.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from billing_pipeline.core.errors import InputError
-from billing_pipeline.ledger.entries import MAX_ENTRY_AMOUNT, MAX_TEXT_LENGTH, _BIDI_CONTROLS
+from billing_pipeline.ledger.entries import _BIDI_CONTROLS, MAX_ENTRY_AMOUNT, MAX_TEXT_LENGTH
 
 _AMOUNT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 _ISO_TIME = re.compile(
@@ -51,8 +51,9 @@ def parse_amount(text: str, *, what: str = "amount", positive: bool = False) -> 
         )
     amount = Decimal(value)
     if -amount.as_tuple().exponent > 6:
-        raise InputError(f"{what} {shown(text)} has more than six decimals; credits are counted in micro-credits "
-                         "(0.000001).")
+        raise InputError(
+            f"{what} {shown(text)} has more than six decimals; credits are counted in micro-credits (0.000001)."
+        )
     if amount == 0:
         raise InputError(f"{what} is zero; there is nothing to post.")
     if positive and amount < 0:
@@ -70,23 +71,27 @@ def parse_time(text: str, *, what: str = "--now") -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise InputError(f"{what} {shown(text)} is not a valid time ({exc}); write it in ISO 8601, e.g. 2026-11-24T10:00Z.") from None
+        raise InputError(
+            f"{what} {shown(text)} is not a valid time ({exc}); write it in ISO 8601, e.g. 2026-11-24T10:00Z."
+        ) from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     if not MIN_YEAR <= parsed.year <= MAX_YEAR:
         raise InputError(f"{what} {shown(text)} is outside the years {MIN_YEAR}-{MAX_YEAR}.")
-    return parsed.astimezone(timezone.utc)
+    return parsed.astimezone(UTC)
 
 
 def parse_month(text: str, *, what: str = "--month") -> tuple[datetime, datetime]:
     """A UTC calendar month ``YYYY-MM`` as its window ``[start, end)``."""
     match = _MONTH.fullmatch(str(text).strip())
     if not match or not 1 <= int(match[2]) <= 12 or not MIN_YEAR <= int(match[1]) <= MAX_YEAR:
-        raise InputError(f"{what} {shown(text)} is not a month; write it as YYYY-MM between "
-                         f"{MIN_YEAR}-01 and {MAX_YEAR}-12, e.g. 2026-11.")
+        raise InputError(
+            f"{what} {shown(text)} is not a month; write it as YYYY-MM between "
+            f"{MIN_YEAR}-01 and {MAX_YEAR}-12, e.g. 2026-11."
+        )
     year, month = int(match[1]), int(match[2])
-    start = datetime(year, month, 1, tzinfo=timezone.utc)
-    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=timezone.utc)
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
     return start, end
 
 
@@ -100,8 +105,7 @@ def parse_limit(text: str | int, *, what: str = "--limit", maximum: int = MAX_LI
     return int(value)
 
 
-def parse_text(text: str | None, *, what: str, required: bool = True,
-               max_length: int = MAX_TEXT_LENGTH) -> str | None:
+def parse_text(text: str | None, *, what: str, required: bool = True, max_length: int = MAX_TEXT_LENGTH) -> str | None:
     """Free text (a reason, an actor, a reference): one line of printable text."""
     value = (text or "").strip()
     if not value:
@@ -110,8 +114,10 @@ def parse_text(text: str | None, *, what: str, required: bool = True,
         return None
     bad = next((c for c in value if not c.isprintable() or c in _BIDI_CONTROLS), None)
     if bad is not None:
-        raise InputError(f"{what} {shown(text)} contains the control character U+{ord(bad):04X}; write one line "
-                         "of plain text (no newlines, tabs or terminal escape codes).")
+        raise InputError(
+            f"{what} {shown(text)} contains the control character U+{ord(bad):04X}; write one line "
+            "of plain text (no newlines, tabs or terminal escape codes)."
+        )
     if len(value) > max_length:
         raise InputError(f"{what} is {len(value)} characters long; at most {max_length}.")
     return value

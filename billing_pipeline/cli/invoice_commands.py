@@ -12,10 +12,11 @@ from billing_pipeline.invoicing.months import parse_month
 
 def register(subparsers, json_parent) -> None:
     p = subparsers.add_parser(
-        "close-month", parents=[json_parent],
+        "close-month",
+        parents=[json_parent],
         help="month-end through Dagster: SLA credits, then invoices (refused before the month ends)",
         description="Close a calendar month (UTC) as the monthly schedule would: SLA credits, then one "
-                    "invoice per account. Closing again issues and posts nothing.",
+        "invoice per account. Closing again issues and posts nothing.",
     )
     p.add_argument("month", help="YYYY-MM")
     p.add_argument("--now", help="the clock (default: the current time); the month must have ended by then")
@@ -38,13 +39,17 @@ def _close_month(args) -> int:
 
     def render(d) -> str:
         inv, sla = d["invoices"], d["sla"]
-        lines = [f"Closed {d['month']} (clock {d['now']}): {d['invoices_issued']} invoice(s) issued"
-                 + (f", numbers {inv['first_number']}–{inv['last_number']}" if d["invoices_issued"] else "")
-                 + f"; {d['sla_credits_posted']} SLA credit(s) posted ({sla.get('credited_amount', '0')} credits)."]
+        lines = [
+            f"Closed {d['month']} (clock {d['now']}): {d['invoices_issued']} invoice(s) issued"
+            + (f", numbers {inv['first_number']}–{inv['last_number']}" if d["invoices_issued"] else "")
+            + f"; {d['sla_credits_posted']} SLA credit(s) posted ({sla.get('credited_amount', '0')} credits)."
+        ]
         if inv.get("prior_period_lines"):
             lines.append(f"  {inv['prior_period_lines']} prior-period line(s) for usage settled after its invoice.")
         if inv.get("unbilled_hours"):
-            lines.append(f"  {inv['unbilled_hours']} hour(s) of the month not billed yet (metrics missing or incomplete).")
+            lines.append(
+                f"  {inv['unbilled_hours']} hour(s) of the month not billed yet (metrics missing or incomplete)."
+            )
         if sla.get("no_measurement"):
             lines.append(f"  No probe data at all (no SLA measurement): {', '.join(sla['no_measurement'])}.")
         if not d["invoices_issued"] and not d["sla_credits_posted"]:
@@ -76,13 +81,17 @@ def _invoice(args) -> int:
         data["written"] = written
 
     def render(d) -> str:
-        lines = [f"Invoice {d['number']} ({d['status']}) of {d['account_id']} for {d['month']}, issued "
-                 f"{d['issued_at']:%Y-%m-%d %H:%M} UTC",
-                 f"  opening balance {credits(d['opening_balance'])}"]
+        lines = [
+            f"Invoice {d['number']} ({d['status']}) of {d['account_id']} for {d['month']}, issued "
+            f"{d['issued_at']:%Y-%m-%d %H:%M} UTC",
+            f"  opening balance {credits(d['opening_balance'])}",
+        ]
         for line in d["lines"]:
             tag = f" [prior period {line['period']}]" if line["prior_period"] else ""
-            lines.append(f"  {line['line_no']:>3}. {line['description']}{tag}: {credits(line['amount'])} "
-                         f"({len(line['ledger_entry_ids'])} ledger entr{'y' if len(line['ledger_entry_ids']) == 1 else 'ies'})")
+            lines.append(
+                f"  {line['line_no']:>3}. {line['description']}{tag}: {credits(line['amount'])} "
+                f"({len(line['ledger_entry_ids'])} ledger entr{'y' if len(line['ledger_entry_ids']) == 1 else 'ies'})"
+            )
         lines.append(f"  closing balance {credits(d['closing_balance'])}")
         if d["unbilled_hours"]["count"]:
             lines.append(f"  {d['unbilled_hours']['count']} hour(s) of the month not yet billed.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from datetime import timezone
+from datetime import UTC
 from decimal import Decimal, InvalidOperation
 
 from billing_pipeline.cli.inputs import parse_amount, parse_limit, parse_text
@@ -14,7 +14,6 @@ from billing_pipeline.db import connect
 from billing_pipeline.ledger import Entry, EntryType, balance_of, post_entry, verify_ledger
 from billing_pipeline.ledger.queries import ledger_page
 
-
 # `billing adjust` asks for --yes above this many credits (either sign); BILLING_ADJUST_CONFIRM_ABOVE
 # overrides it, e.g. 0 to confirm every adjustment.
 ADJUST_CONFIRM_ABOVE_DEFAULT = Decimal("1000")
@@ -22,28 +21,36 @@ ADJUST_CONFIRM_ABOVE_DEFAULT = Decimal("1000")
 
 def register(subparsers, json_parent) -> None:
     p = subparsers.add_parser(
-        "ledger", parents=[json_parent], help="an account's ledger entries, newest first",
+        "ledger",
+        parents=[json_parent],
+        help="an account's ledger entries, newest first",
         description="An account's ledger entries, newest first, with the balance. Pages with --limit and "
-                    "--before: the last line says how to see older entries.")
+        "--before: the last line says how to see older entries.",
+    )
     p.add_argument("account", help="the account id (billing.accounts.id), e.g. acme")
     p.add_argument("--limit", default=20, help="how many entries to show (default 20)")
-    p.add_argument("--before", metavar="ENTRY_ID",
-                   help="show only entries older than this entry id (the next page)")
+    p.add_argument("--before", metavar="ENTRY_ID", help="show only entries older than this entry id (the next page)")
     p.set_defaults(handler=_ledger)
 
     p = subparsers.add_parser(
-        "topup", parents=[json_parent], help="credit a payment received",
+        "topup",
+        parents=[json_parent],
+        help="credit a payment received",
         description="Credit a payment received. The reference is the idempotency key: the same reference "
-                    "twice posts once.")
+        "twice posts once.",
+    )
     p.add_argument("account", help="the account id (billing.accounts.id), e.g. acme")
     p.add_argument("amount", help="credits, a positive decimal, e.g. 100 or 25.50")
     p.add_argument("--reference", required=True, help="the payment's reference; also its idempotency key")
     p.set_defaults(handler=_topup)
 
     p = subparsers.add_parser(
-        "adjust", parents=[json_parent], help="post an admin adjustment (+ or -)",
+        "adjust",
+        parents=[json_parent],
+        help="post an admin adjustment (+ or -)",
         description="Post an admin adjustment (+ credits the account, - debits it), with a reason and who "
-                    "decided it. Above BILLING_ADJUST_CONFIRM_ABOVE credits (default 1000) it needs --yes.")
+        "decided it. Above BILLING_ADJUST_CONFIRM_ABOVE credits (default 1000) it needs --yes.",
+    )
     p.add_argument("account", help="the account id (billing.accounts.id), e.g. acme")
     p.add_argument("amount", help="signed credits, e.g. -5 or 12.5")
     p.add_argument("--reason", required=True, help="why, in words the customer may read")
@@ -53,16 +60,23 @@ def register(subparsers, json_parent) -> None:
         help="idempotency key; default derived from account, amount, reason and actor, so repeating "
         "the same command posts once. Give a new key to post an identical adjustment again.",
     )
-    p.add_argument("--yes", action="store_true",
-                   help="confirm an adjustment above BILLING_ADJUST_CONFIRM_ABOVE credits")
+    p.add_argument(
+        "--yes", action="store_true", help="confirm an adjustment above BILLING_ADJUST_CONFIRM_ABOVE credits"
+    )
     p.set_defaults(handler=_adjust)
 
     p = subparsers.add_parser(
-        "verify", parents=[json_parent], help="check balances, cache and hash chain",
+        "verify",
+        parents=[json_parent],
+        help="check balances, cache and hash chain",
         description="Check every account's ledger: balances, the balance cache and the hash chain. "
-                    "Exit code 1 when anything disagrees.")
-    p.add_argument("--checkpoint", metavar="FILE",
-                   help="a file outside the database: check the chain heads it holds, then write the current ones")
+        "Exit code 1 when anything disagrees.",
+    )
+    p.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="a file outside the database: check the chain heads it holds, then write the current ones",
+    )
     p.set_defaults(handler=_verify)
 
 
@@ -75,8 +89,12 @@ def _ledger(args) -> int:
         page = ledger_page(conn, args.account, limit=args.limit, before=args.before)
     entries, total = page.entries, page.total_entries
     data = {
-        "account_id": args.account, "balance": balance, "total_entries": total, "shown": len(entries),
-        "before": args.before, "next_before": page.next_before,
+        "account_id": args.account,
+        "balance": balance,
+        "total_entries": total,
+        "shown": len(entries),
+        "before": args.before,
+        "next_before": page.next_before,
         "entries": entries,
     }
 
@@ -85,12 +103,23 @@ def _ledger(args) -> int:
         if not entries:
             out.append("No entries" + (" older than that." if args.before else " yet."))
             return out
-        out.append(table(
-            ["entry", "time (UTC)", "type", ("amount", "right"), ("balance after", "right"), "reason (by)", "key"],
-            ([e.id, f"{e.created_at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}", e.type,
-              credits(e.amount), credits(e.balance_after),
-              f"{e.reason} ({e.actor})" if e.reason else "", e.idempotency_key] for e in entries),
-        ))
+        out.append(
+            table(
+                ["entry", "time (UTC)", "type", ("amount", "right"), ("balance after", "right"), "reason (by)", "key"],
+                (
+                    [
+                        e.id,
+                        f"{e.created_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+                        e.type,
+                        credits(e.amount),
+                        credits(e.balance_after),
+                        f"{e.reason} ({e.actor})" if e.reason else "",
+                        e.idempotency_key,
+                    ]
+                    for e in entries
+                ),
+            )
+        )
         where = f" older than entry {args.before}" if args.before else ""
         footer = f"Showing {len(entries)} of {total} entries{where}, newest first."
         if d["next_before"]:
@@ -106,17 +135,25 @@ def _post_and_report(args, entry: Entry) -> int:
     with connect() as conn:
         result = post_entry(conn, entry)
     data = {
-        "entry_id": result.entry_id, "account_id": result.account_id, "type": result.type,
-        "amount": result.amount, "balance_after": result.balance_after,
-        "idempotency_key": result.idempotency_key, "created": result.created,
+        "entry_id": result.entry_id,
+        "account_id": result.account_id,
+        "type": result.type,
+        "amount": result.amount,
+        "balance_after": result.balance_after,
+        "idempotency_key": result.idempotency_key,
+        "created": result.created,
     }
 
     def render(d) -> str:
         if d["created"]:
-            return (f"Posted {d['type']} of {credits(d['amount'])} credits to {d['account_id']} "
-                    f"(entry {d['entry_id']}); balance now {credits(d['balance_after'])}.")
-        return (f"Already posted: key {d['idempotency_key']!r} is entry {d['entry_id']} "
-                f"({d['type']} {credits(d['amount'])}); nothing new was written.")
+            return (
+                f"Posted {d['type']} of {credits(d['amount'])} credits to {d['account_id']} "
+                f"(entry {d['entry_id']}); balance now {credits(d['balance_after'])}."
+            )
+        return (
+            f"Already posted: key {d['idempotency_key']!r} is entry {d['entry_id']} "
+            f"({d['type']} {credits(d['amount'])}); nothing new was written."
+        )
 
     emit(args, data, render)
     return 0
@@ -124,8 +161,14 @@ def _post_and_report(args, entry: Entry) -> int:
 
 def _topup(args) -> int:
     args.reference = parse_text(args.reference, what="--reference", max_length=200)
-    entry = Entry(args.account, EntryType.TOPUP, parse_amount(args.amount, positive=True), args.reference,
-                  reference={"payment_reference": args.reference}, actor="cli")
+    entry = Entry(
+        args.account,
+        EntryType.TOPUP,
+        parse_amount(args.amount, positive=True),
+        args.reference,
+        reference={"payment_reference": args.reference},
+        actor="cli",
+    )
     return _post_and_report(args, entry)
 
 
@@ -139,8 +182,10 @@ def adjust_confirm_above() -> Decimal:
     except InvalidOperation:
         value = Decimal("NaN")
     if not value.is_finite() or value < 0:
-        raise ConfigurationError(f"BILLING_ADJUST_CONFIRM_ABOVE={text!r} is not an amount of credits; "
-                                 "set it to a number such as 1000 (or 0 to confirm every adjustment).")
+        raise ConfigurationError(
+            f"BILLING_ADJUST_CONFIRM_ABOVE={text!r} is not an amount of credits; "
+            "set it to a number such as 1000 (or 0 to confirm every adjustment)."
+        )
     return value
 
 
@@ -150,14 +195,20 @@ def _adjust(args) -> int:
     args.actor = parse_text(args.actor, what="--actor", required=False)
     limit = adjust_confirm_above()
     if abs(amount) > limit and not args.yes:
-        error = InputError(f"an adjustment of {credits(amount)} credits to {args.account} is above "
-                           f"{limit:f} credits (BILLING_ADJUST_CONFIRM_ABOVE): nothing was posted. "
-                           "Check the amount and run the same command again with --yes.")
+        error = InputError(
+            f"an adjustment of {credits(amount)} credits to {args.account} is above "
+            f"{limit:f} credits (BILLING_ADJUST_CONFIRM_ABOVE): nothing was posted. "
+            "Check the amount and run the same command again with --yes."
+        )
         error.code = "confirmation_required"
         raise error
-    key = args.key or "adjust:" + hashlib.sha256(
-        "\x1f".join([args.account, f"{amount}", args.reason or "", args.actor or ""]).encode()
-    ).hexdigest()[:32]
+    key = (
+        args.key
+        or "adjust:"
+        + hashlib.sha256(
+            "\x1f".join([args.account, f"{amount}", args.reason or "", args.actor or ""]).encode()
+        ).hexdigest()[:32]
+    )
     entry = Entry(args.account, EntryType.ADMIN_ADJUSTMENT, amount, key, reason=args.reason, actor=args.actor)
     return _post_and_report(args, entry)
 
@@ -166,15 +217,24 @@ def _verify(args) -> int:
     with connect() as conn:
         report = verify_ledger(conn, checkpoint=args.checkpoint)
     data = {
-        "ok": report.ok, "accounts": report.accounts, "entries": report.entries,
-        "unkeyed_entries": report.unkeyed_entries, "key_ids": report.key_ids, "notes": report.notes,
+        "ok": report.ok,
+        "accounts": report.accounts,
+        "entries": report.entries,
+        "unkeyed_entries": report.unkeyed_entries,
+        "key_ids": report.key_ids,
+        "notes": report.notes,
         "problems": [p.__dict__ for p in report.problems],
     }
 
     def render(d) -> str:
         if d["ok"]:
-            return "\n".join([f"Ledger verified: {d['entries']} entries in {d['accounts']} accounts; balances, cache "
-                              "and hash chain agree."] + [f"  {n}." for n in d["notes"]])
+            return "\n".join(
+                [
+                    f"Ledger verified: {d['entries']} entries in {d['accounts']} accounts; balances, cache "
+                    "and hash chain agree."
+                ]
+                + [f"  {n}." for n in d["notes"]]
+            )
         lines = [f"Ledger verification FAILED: {len(report.problems)} problem(s) in {d['entries']} entries:"]
         lines += [f"  {p.account_id}: [{p.kind}] {p.detail}" for p in report.problems]
         return "\n".join(lines)

@@ -16,6 +16,7 @@ What this module gives every command, so that no command module has to:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib
 import json
@@ -138,17 +139,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="billing",
         description="Satusky prepaid-credit billing: the ledger, balances, explanations and the hourly cycle.",
         epilog="Add --json (or -o json) anywhere for one JSON document on stdout; errors then come as JSON on "
-               "stderr. Shapes: docs/cli.md. Configuration: BILLING_DATABASE_URL, PROMETHEUS_URL, KUBECONFIG, "
-               "STRIPE_API_KEY.",
+        "stderr. Shapes: docs/cli.md. Configuration: BILLING_DATABASE_URL, PROMETHEUS_URL, KUBECONFIG, "
+        "STRIPE_API_KEY.",
     )
-    parser.add_argument("--version", action="version", version=f"billing {_version()}",
-                        help="print the version and exit")
+    parser.add_argument(
+        "--version", action="version", version=f"billing {_version()}", help="print the version and exit"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document (also: -o json)")
-    parser.add_argument("-o", "--output-format", dest="output_format", choices=OUTPUT_FORMATS,
-                        help="text (default) or json; may also come after the command")
+    parser.add_argument(
+        "-o",
+        "--output-format",
+        dest="output_format",
+        choices=OUTPUT_FORMATS,
+        help="text (default) or json; may also come after the command",
+    )
     json_parent = argparse.ArgumentParser(add_help=False)
-    json_parent.add_argument("--json", action="store_true",
-                             help="print one JSON document on stdout (also: -o json, anywhere on the line)")
+    json_parent.add_argument(
+        "--json", action="store_true", help="print one JSON document on stdout (also: -o json, anywhere on the line)"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers, json_parent)
@@ -209,8 +217,7 @@ def error_code(exc: BaseException) -> str:
 def report_error(message: str, code: str, exit_code: int, *, as_json: bool) -> int:
     """Print one error on stderr (one JSON document in JSON mode) and return the exit code."""
     if as_json:
-        print(json.dumps({"error": message, "code": code, "exit_code": exit_code}, ensure_ascii=False),
-              file=sys.stderr)
+        print(json.dumps({"error": message, "code": code, "exit_code": exit_code}, ensure_ascii=False), file=sys.stderr)
     else:
         # One line, whatever went wrong: scripts can grep it, people read it at a glance.
         print(f"billing: {message}" if code != "usage" else f"billing: error: {message}", file=sys.stderr)
@@ -238,16 +245,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return report_error("interrupted", "interrupted", 130, as_json=args.json)
     except BrokenPipeError:  # `billing ledger acme | head`: the reader left; nothing to report
-        try:
+        with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
         return 0
     except (SystemExit, GeneratorExit):
         raise
     except Exception as exc:  # a bug: still no traceback for the user, but what and where
-        return report_error(f"internal error ({type(exc).__name__}): {exc}. This is a bug; please report it "
-                            "with the command you ran.", "internal", 1, as_json=args.json)
+        return report_error(
+            f"internal error ({type(exc).__name__}): {exc}. This is a bug; please report it with the command you ran.",
+            "internal",
+            1,
+            as_json=args.json,
+        )
 
 
 if __name__ == "__main__":

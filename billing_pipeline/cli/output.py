@@ -17,9 +17,10 @@ import enum
 import json
 import os
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 from uuid import UUID
 
 MICRO = Decimal("0.000001")
@@ -119,9 +120,15 @@ def console(stream=None):
     allowed = colour_allowed(stream)
     return Console(
         # color_system=None drops every style (bold too), not only colours.
-        file=stream, width=width, no_color=not allowed, color_system="auto" if allowed else None,
+        file=stream,
+        width=width,
+        no_color=not allowed,
+        color_system="auto" if allowed else None,
         force_terminal=allowed or None,
-        highlight=False, emoji=False, markup=False, soft_wrap=False,
+        highlight=False,
+        emoji=False,
+        markup=False,
+        soft_wrap=False,
     )
 
 
@@ -130,8 +137,9 @@ def table(columns: Sequence[str | tuple[str, str]], rows: Iterable[Sequence[Any]
     from rich import box
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-              header_style="bold")  # styles reach only a console that allows them (see console())
+    t = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold"
+    )  # styles reach only a console that allows them (see console())
     for column in columns:
         name, justify = (column, "left") if isinstance(column, str) else column
         t.add_column(name, justify=justify, overflow="fold")

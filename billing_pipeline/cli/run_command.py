@@ -21,18 +21,22 @@ from billing_pipeline.core.errors import ConfigurationError
 
 def register(subparsers, json_parent) -> None:
     p = subparsers.add_parser(
-        "run", parents=[json_parent],
+        "run",
+        parents=[json_parent],
         help="run the hourly cycle for the hours in [start, end) through Dagster",
         description="Run the hourly billing cycle (ingestion, dbt, settlement, top-ups, lifecycle, alerts) "
-                    "through the Dagster instance for every UTC hour in [--start, --end), as the schedule would.",
+        "through the Dagster instance for every UTC hour in [--start, --end), as the schedule would.",
     )
     p.add_argument("--start", required=True, help="first hour, ISO 8601 (e.g. 2025-03-01T00:00Z)")
     p.add_argument("--end", required=True, help="end of the window (exclusive), ISO 8601, on an hour")
     p.add_argument("--now", help="the clock the runs see: lifecycle deadlines, ongoing rentals (default: now)")
     p.add_argument("--chunk-hours", type=int, default=24, help="hours per Dagster run (default 24)")
-    p.add_argument("--only", metavar="STAGE[,STAGE]",
-                   help="run only these stages of the cycle: ingestion, dbt, ledger, payments, lifecycle, alerts "
-                        "(default: all; corrections outside the window are then not run)")
+    p.add_argument(
+        "--only",
+        metavar="STAGE[,STAGE]",
+        help="run only these stages of the cycle: ingestion, dbt, ledger, payments, lifecycle, alerts "
+        "(default: all; corrections outside the window are then not run)",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -51,6 +55,7 @@ def _run(args) -> int:
     start, end, now = validate_window(args.start, args.end, args.now)  # input errors before anything else
     if args.chunk_hours < 1:
         from billing_pipeline.core.errors import InputError
+
         raise InputError(f"--chunk-hours {args.chunk_hours} must be at least 1")
     selection = _only(args.only)
     url = database_url()
@@ -69,9 +74,15 @@ def _run(args) -> int:
         root = logging.getLogger()
         root.addHandler(handler)
         try:
-            result = run_billing_window(start, end, now, database_url=url, chunk_hours=args.chunk_hours,
-                                        asset_selection=selection,
-                                        on_progress=lambda line: print(f"billing run: {line}", file=terminal, flush=True))
+            result = run_billing_window(
+                start,
+                end,
+                now,
+                database_url=url,
+                chunk_hours=args.chunk_hours,
+                asset_selection=selection,
+                on_progress=lambda line: print(f"billing run: {line}", file=terminal, flush=True),
+            )
         finally:
             root.removeHandler(handler)
     data = {**result.as_dict(), "log_file": str(log_path)}
@@ -91,30 +102,44 @@ def _only(value: str | None):
     stages = [s.strip() for s in value.split(",") if s.strip()]
     unknown = [s for s in stages if s not in STAGE_GROUPS]
     if unknown or not stages:
-        raise InputError(f"--only {value!r}: unknown stage(s) {', '.join(unknown) or '(none given)'}; "
-                         f"choose from {', '.join(STAGE_GROUPS)}")
+        raise InputError(
+            f"--only {value!r}: unknown stage(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(STAGE_GROUPS)}"
+        )
     from billing_pipeline.definitions import defs
 
     return sorted(stage_selection(stages).resolve(defs.resolve_asset_graph()), key=lambda k: k.path)
 
 
 def render(d: dict) -> str:
-    lines = [f"Hourly cycle {d['cycle_id']}: {d['hours']} hour(s) from {_t(d['start'])} to {_t(d['end'])} UTC, "
-             f"clock {_t(d['now'])} UTC."]
+    lines = [
+        f"Hourly cycle {d['cycle_id']}: {d['hours']} hour(s) from {_t(d['start'])} to {_t(d['end'])} UTC, "
+        f"clock {_t(d['now'])} UTC."
+    ]
     if d["corrections"]:
-        lines.append(f"Corrections settled outside the window: {len(d['corrections'])} hour(s) "
-                     f"({', '.join(d['corrections'][:6])}{' ...' if len(d['corrections']) > 6 else ''}).")
+        lines.append(
+            f"Corrections settled outside the window: {len(d['corrections'])} hour(s) "
+            f"({', '.join(d['corrections'][:6])}{' ...' if len(d['corrections']) > 6 else ''})."
+        )
     for r in d["runs"]:
-        lines.append(f"  run {r['run_id'][:8]}  {r['scope']:<44} {r['status']:<8} {r['seconds']:7.1f} s  "
-                     f"({r['launched_by']})")
+        lines.append(
+            f"  run {r['run_id'][:8]}  {r['scope']:<44} {r['status']:<8} {r['seconds']:7.1f} s  ({r['launched_by']})"
+        )
     p = d["posted"]
-    lines.append(f"Posted {p['entries']} ledger entr{'y' if p['entries'] == 1 else 'ies'}, net "
-                 f"{credits(p['net_amount'])} credits:")
+    lines.append(
+        f"Posted {p['entries']} ledger entr{'y' if p['entries'] == 1 else 'ies'}, net "
+        f"{credits(p['net_amount'])} credits:"
+    )
     for t, v in p["by_type"].items():
         lines.append(f"  {t:<16} {v['entries']:>6}  {credits(v['amount'])}")
     states = d["accounts_by_state"]
-    lines.append("Accounts by state: " + ("; ".join(f"{s} {len(a)} ({', '.join(a[:5])}{' ...' if len(a) > 5 else ''})"
-                                                     for s, a in states.items()) or "none evaluated"))
+    lines.append(
+        "Accounts by state: "
+        + (
+            "; ".join(f"{s} {len(a)} ({', '.join(a[:5])}{' ...' if len(a) > 5 else ''})" for s, a in states.items())
+            or "none evaluated"
+        )
+    )
     m = d["metrics"]
     lines.append(f"Metrics complete for {m['complete']} of {m['hours']} hour(s).")
     for c in m["incomplete"]:
@@ -127,7 +152,9 @@ def render(d: dict) -> str:
         lines += [f"  {n['account']}: {n['subject']}" for n in d["notices_queued"][:20]]
     if d["failed_deliveries"]:
         lines.append(f"Deliveries failing (retried with backoff): {len(d['failed_deliveries'])}")
-        lines += [f"  {f['account']} by {f['channel']} to {f['target']}: {f['error']}" for f in d["failed_deliveries"][:20]]
+        lines += [
+            f"  {f['account']} by {f['channel']} to {f['target']}: {f['error']}" for f in d["failed_deliveries"][:20]
+        ]
     if d["cluster_actions"]:
         lines.append(f"Cluster actions: {len(d['cluster_actions'])}")
         lines += [f"  {a['account']} {a['action']} {a['outcome']}" for a in d["cluster_actions"][:20]]

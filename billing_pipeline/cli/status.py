@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from billing_pipeline.cli.output import credits, emit
 from billing_pipeline.db import connect
@@ -11,8 +11,9 @@ from billing_pipeline.lifecycle.store import fmt_time
 
 
 def register(subparsers, json_parent) -> None:
-    p = subparsers.add_parser("status", parents=[json_parent],
-                              help="balance, lifecycle state, deadline and what happens at expiry")
+    p = subparsers.add_parser(
+        "status", parents=[json_parent], help="balance, lifecycle state, deadline and what happens at expiry"
+    )
     p.add_argument("account")
     p.add_argument("--now", help="the clock to describe the account at (ISO, default now)")
     p.set_defaults(handler=_status)
@@ -27,14 +28,19 @@ def render_status(d: dict) -> str:
         state += " (from the balance; the lifecycle has not evaluated this account yet)"
     lines.append(state + ".")
     if d["state"] == "grace_period":
-        lines.append(f"Deadline: {fmt_time(d['grace_deadline'])}. Add credits before then to restore routing "
-                     "exactly as it was" + (" and the saved replica counts" if d["scale_to_zero_after_hours"] is not None
-                                            else "") + "; otherwise:")
+        lines.append(
+            f"Deadline: {fmt_time(d['grace_deadline'])}. Add credits before then to restore routing "
+            "exactly as it was"
+            + (" and the saved replica counts" if d["scale_to_zero_after_hours"] is not None else "")
+            + "; otherwise:"
+        )
     elif d["state"] == "expired":
         lines.append(f"The grace period ended on {fmt_time(d['grace_deadline'])}.")
     else:
-        lines.append(f"Deadline: none. If the balance reaches zero, routing is disabled and a "
-                     f"{d['grace_period_hours']}-hour grace period starts; at its end:")
+        lines.append(
+            f"Deadline: none. If the balance reaches zero, routing is disabled and a "
+            f"{d['grace_period_hours']}-hour grace period starts; at its end:"
+        )
     policy = d["volume_policy_text"]
     for item in d["deployments"]:
         lines.append(f"  - {item['text']}")
@@ -42,17 +48,20 @@ def render_status(d: dict) -> str:
         lines.append(f"  - {item['text']}")
     if not d["deployments"] and not d["volumes"]:
         lines.append("  - (no deployments)")
-    staged = ("off" if d["scale_to_zero_after_hours"] is None
-              else f"after {d['scale_to_zero_after_hours']} hours of grace")
-    lines.append(f"Volume policy: {policy}. Early idle deletion: {'on' if d['early_idle_deletion'] else 'off'}. "
-                 f"Scale to zero: {staged}.")
+    staged = (
+        "off" if d["scale_to_zero_after_hours"] is None else f"after {d['scale_to_zero_after_hours']} hours of grace"
+    )
+    lines.append(
+        f"Volume policy: {policy}. Early idle deletion: {'on' if d['early_idle_deletion'] else 'off'}. "
+        f"Scale to zero: {staged}."
+    )
     return "\n".join(lines)
 
 
 def _status(args) -> int:
     from billing_pipeline.cli.inputs import parse_time
 
-    now = parse_time(args.now) if args.now else datetime.now(timezone.utc)
+    now = parse_time(args.now) if args.now else datetime.now(UTC)
     from billing_pipeline.resources.kubernetes import KubernetesResource
 
     with connect() as conn:

@@ -7,7 +7,7 @@ lifecycle deadlines) reads it with ``run_clock(context)`` and falls back to the 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from billing_pipeline.core.errors import InputError
 
@@ -18,15 +18,15 @@ def parse_clock(value: str) -> datetime:
     """An ISO timestamp as an aware UTC datetime (naive input is taken as UTC)."""
     parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def run_clock(context) -> datetime:
     """The run's clock: its ``billing/now`` tag, else the current UTC time."""
     tags = getattr(getattr(context, "run", None), "tags", None) or {}
     value = tags.get(CLOCK_TAG)
-    return parse_clock(value) if value else datetime.now(timezone.utc)
+    return parse_clock(value) if value else datetime.now(UTC)
 
 
 def clock_input(value: datetime | str, what: str) -> datetime:
@@ -39,7 +39,8 @@ def clock_input(value: datetime | str, what: str) -> datetime:
             return parse_clock(value)
         except ValueError:
             raise InputError(
-                f"{what} {value!r} is not an ISO 8601 timestamp (for example 2026-11-01T06:00:00Z)") from None
+                f"{what} {value!r} is not an ISO 8601 timestamp (for example 2026-11-01T06:00:00Z)"
+            ) from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)

@@ -22,7 +22,7 @@ An ``Hour`` is always on an hour boundary and in UTC; anything else is refused w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from billing_pipeline.core.errors import InputError
 
@@ -47,11 +47,13 @@ class Hour:
         if value.tzinfo is None or value.utcoffset() != timedelta(0):
             raise InputError(f"{value.isoformat()} is not a UTC time: use Hour.of() to convert it")
         if value.minute or value.second or value.microsecond:
-            raise InputError(f"{value.isoformat()} is not on an hour boundary "
-                             f"(e.g. {value.replace(minute=0, second=0, microsecond=0).isoformat()})")
+            raise InputError(
+                f"{value.isoformat()} is not on an hour boundary "
+                f"(e.g. {value.replace(minute=0, second=0, microsecond=0).isoformat()})"
+            )
         # One representation per hour, so equal hours hash and compare alike.
-        if value.tzinfo is not timezone.utc:
-            object.__setattr__(self, "start", value.replace(tzinfo=timezone.utc))
+        if value.tzinfo is not UTC:
+            object.__setattr__(self, "start", value.replace(tzinfo=UTC))
 
     @classmethod
     def of(cls, value: datetime) -> Hour:
@@ -71,13 +73,14 @@ class Hour:
             raise InputError(f"an hour must be text, not {text!r}")
         raw = text.strip()
         try:
-            value = datetime.strptime(raw, PARTITION_FORMAT).replace(tzinfo=timezone.utc)
+            value = datetime.strptime(raw, PARTITION_FORMAT).replace(tzinfo=UTC)
         except ValueError:
             try:
                 value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
             except ValueError:
-                raise InputError(f"{text!r} is not an hour: write 2026-11-24T10:00:00+00:00 "
-                                 "(or the partition key 2026-11-24-10:00)") from None
+                raise InputError(
+                    f"{text!r} is not an hour: write 2026-11-24T10:00:00+00:00 (or the partition key 2026-11-24-10:00)"
+                ) from None
         try:
             return cls.of(value)
         except InputError as exc:
@@ -123,5 +126,5 @@ def _utc(value: datetime) -> datetime:
     if not isinstance(value, datetime):
         raise InputError(f"an hour must be a datetime, not {value!r}")
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)

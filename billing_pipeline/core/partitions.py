@@ -7,7 +7,7 @@ must see the same value: set it once in the deployment's environment.
 """
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -26,15 +26,19 @@ def first_billable_hour() -> datetime:
     except ValueError:
         raise ConfigurationError(
             f"{FIRST_HOUR_VARIABLE}={raw!r} is not an ISO 8601 time; set it to the first billable hour, "
-            "e.g. 2026-11-01T00:00Z") from None
+            "e.g. 2026-11-01T00:00Z"
+        ) from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    value = value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
     if value.minute or value.second or value.microsecond:
-        raise ConfigurationError(f"{FIRST_HOUR_VARIABLE}={raw!r} is not on an hour boundary (e.g. {value:%Y-%m-%dT%H}:00Z)")
+        raise ConfigurationError(
+            f"{FIRST_HOUR_VARIABLE}={raw!r} is not on an hour boundary (e.g. {value:%Y-%m-%dT%H}:00Z)"
+        )
     return value
 
 
 # Keys in Hour.key's format (Dagster's default for hourly partitions, said here so the two cannot drift).
 hourly_partitions = dg.HourlyPartitionsDefinition(
-    start_date=Hour(first_billable_hour()).key, timezone="UTC", fmt=PARTITION_FORMAT)
+    start_date=Hour(first_billable_hour()).key, timezone="UTC", fmt=PARTITION_FORMAT
+)

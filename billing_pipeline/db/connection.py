@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -35,9 +35,7 @@ def state_dir() -> Path:
 
 
 SECRET_PARAMS = ("password", "sslpassword")
-_KEYWORD_SECRET = re.compile(
-    r"\b(" + "|".join(SECRET_PARAMS) + r")(\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE
-)
+_KEYWORD_SECRET = re.compile(r"\b(" + "|".join(SECRET_PARAMS) + r")(\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
 def redact_url(url: str) -> str:
@@ -175,8 +173,10 @@ def _schema_problem(url: str) -> str | None:
     if current == head:
         return None
     state = "has never been migrated" if current is None else f"is at migration {current}, this code needs {head}"
-    return (f"the billing database at {redact_url(url)} {state}: run `billing db upgrade` "
-            "(with the same BILLING_DATABASE_URL), then try again.")
+    return (
+        f"the billing database at {redact_url(url)} {state}: run `billing db upgrade` "
+        "(with the same BILLING_DATABASE_URL), then try again."
+    )
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
 from urllib.parse import quote, urlencode
 
 from psycopg.conninfo import conninfo_to_dict
@@ -54,21 +53,22 @@ def prepare_dagster_home(billing_url: str, home: Path | None = None) -> Path:
         os.environ[DAGSTER_URL_ENV] = sqlalchemy_url
         storage_url = f"{{env: {DAGSTER_URL_ENV}}}"
     else:
-        storage_url = f"\"{sqlalchemy_url}\""
+        storage_url = f'"{sqlalchemy_url}"'
     storages = "".join(
         f"{key}:\n  module: {module}\n  class: {cls}\n  config:\n    postgres_url: {storage_url}\n"
-        for key, module, cls in STORAGES)
+        for key, module, cls in STORAGES
+    )
     (home / "dagster.yaml").write_text(
         "# Written by the demo: Dagster keeps runs, events and schedules in PostgreSQL. The event log\n"
         "# keeps its connections open between events (billing_pipeline/db/dagster_storage.py).\n"
-        + storages +
-        "# One run of the money lane at a time (billing_pipeline/core/runs.py): a run a sensor or schedule\n"
+        + storages
+        + "# One run of the money lane at a time (billing_pipeline/core/runs.py): a run a sensor or schedule\n"
         "# starts and a run `billing run` submits wait for each other in the queue.\n"
         "run_queue:\n"
         "  max_concurrent_runs: 4\n"
         "  tag_concurrency_limits:\n"
-        f"    - key: \"{LANE_TAG}\"\n"
-        f"      value: \"{MONEY_LANE}\"\n"
+        f'    - key: "{LANE_TAG}"\n'
+        f'      value: "{MONEY_LANE}"\n'
         "      limit: 1\n"
         "telemetry:\n"
         "  enabled: false\n"

@@ -32,17 +32,21 @@ POOL_RECYCLE_SECONDS = 3600
 class PooledPostgresEventLogStorage(PostgresEventLogStorage):
     """``PostgresEventLogStorage`` with a small pool instead of a connection per event."""
 
-    def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, inst_data=None,
-                 token_provider=None):
+    def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, inst_data=None, token_provider=None):
         super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
         self._engine.dispose()
         self._engine = create_pg_engine(
-            self.postgres_url, self._token_provider, isolation_level="AUTOCOMMIT",
-            pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW, pool_recycle=POOL_RECYCLE_SECONDS,
-            pool_pre_ping=True)
+            self.postgres_url,
+            self._token_provider,
+            isolation_level="AUTOCOMMIT",
+            pool_size=POOL_SIZE,
+            max_overflow=MAX_OVERFLOW,
+            pool_recycle=POOL_RECYCLE_SECONDS,
+            pool_pre_ping=True,
+        )
 
     @classmethod
-    def from_config_value(cls, inst_data, config_value) -> "PooledPostgresEventLogStorage":
+    def from_config_value(cls, inst_data, config_value) -> PooledPostgresEventLogStorage:
         return cls(
             postgres_url=pg_url_from_config(config_value),
             should_autocreate_tables=config_value.get("should_autocreate_tables", True),

@@ -9,7 +9,6 @@ from billing_pipeline.db.connection import ensure_database, sqlalchemy_url
 from billing_pipeline.db.revisions import MIGRATIONS_DIR, head_revision
 
 
-
 def alembic_config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))

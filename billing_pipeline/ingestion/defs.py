@@ -11,5 +11,6 @@ from billing_pipeline.ingestion.assets import machine_rentals, prometheus_metric
 from billing_pipeline.ingestion.platform import platform_specs
 from billing_pipeline.ingestion.probes import probe_availability_hours
 
-defs = dg.Definitions(assets=[prometheus_source, *platform_specs, prometheus_metric_hours, machine_rentals,
-                             probe_availability_hours])
+defs = dg.Definitions(
+    assets=[prometheus_source, *platform_specs, prometheus_metric_hours, machine_rentals, probe_availability_hours]
+)

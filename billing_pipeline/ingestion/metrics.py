@@ -38,7 +38,6 @@ from billing_pipeline.ingestion import promql
 from billing_pipeline.resources.prometheus import PrometheusResource, PrometheusUnavailable
 
 
-
 @dataclass
 class FetchedHour:
     hour: datetime
@@ -74,7 +73,7 @@ def _finite(value: str) -> bool:
 
 def _minute_ranges(minutes: list[int]) -> str:
     out, start, prev = [], None, None
-    for m in minutes + [None]:
+    for m in [*minutes, None]:
         if start is None:
             start = prev = m
         elif m is not None and m == prev + 1:
@@ -335,9 +334,20 @@ def write_hour(conn: psycopg.Connection, fetched: FetchedHour) -> HourSummary:
         cur.execute(_STAGING)
         with cur.copy("COPY stg_container FROM STDIN") as copy:
             for (ns, pod, container), r in fetched.containers.items():
-                copy.write_row((ns, pod, container, r.get("cpu_increase"), r.get("memory_sum"),
-                                _int(r.get("usage_minutes")), r.get("request_cpu"), r.get("request_memory"),
-                                r.get("request_nvidia_com_gpu"), _int(r.get("request_minutes"))))
+                copy.write_row(
+                    (
+                        ns,
+                        pod,
+                        container,
+                        r.get("cpu_increase"),
+                        r.get("memory_sum"),
+                        _int(r.get("usage_minutes")),
+                        r.get("request_cpu"),
+                        r.get("request_memory"),
+                        r.get("request_nvidia_com_gpu"),
+                        _int(r.get("request_minutes")),
+                    )
+                )
         with cur.copy("COPY stg_pod FROM STDIN") as copy:
             for (ns, pod), r in fetched.pods.items():
                 nodes = r.get("nodes") or {}
@@ -353,20 +363,35 @@ def write_hour(conn: psycopg.Connection, fetched: FetchedHour) -> HourSummary:
         _execute_all(cur, _CLAIMED_TWICE, params)
         _execute_all(cur, _ATTRIBUTE_PODS, params)
         _execute_all(cur, _REPLACE, params)
-        cur.execute(_UPSERT_HOUR, {
-            **params, "complete": not fetched.problems, "problems": json.dumps(fetched.problems),
-            "url": fetched.prometheus_url, "series": json.dumps(fetched.series),
-        })
+        cur.execute(
+            _UPSERT_HOUR,
+            {
+                **params,
+                "complete": not fetched.problems,
+                "problems": json.dumps(fetched.problems),
+                "url": fetched.prometheus_url,
+                "series": json.dumps(fetched.series),
+            },
+        )
         n, unattributed, cpu, cpu_u, mem, mem_u = cur.execute(_SUMMARY, params).fetchone()
         pods = cur.execute("SELECT count(*) FROM stg_pod").fetchone()[0]
         quarantined = cur.execute(
-            "SELECT count(*) FROM stg_pod_attribution WHERE attribution_note LIKE 'quarantined:%'").fetchone()[0]
-        volumes = cur.execute("SELECT count(*) FROM billing.metric_volume_hours WHERE hour = %(hour)s", params).fetchone()[0]
+            "SELECT count(*) FROM stg_pod_attribution WHERE attribution_note LIKE 'quarantined:%'"
+        ).fetchone()[0]
+        volumes = cur.execute(
+            "SELECT count(*) FROM billing.metric_volume_hours WHERE hour = %(hour)s", params
+        ).fetchone()[0]
     return HourSummary(
-        hour=hour, complete=not fetched.problems, problems=list(fetched.problems), containers=n, pods=pods,
-        volumes=volumes, unattributed_containers=unattributed,
+        hour=hour,
+        complete=not fetched.problems,
+        problems=list(fetched.problems),
+        containers=n,
+        pods=pods,
+        volumes=volumes,
+        unattributed_containers=unattributed,
         unattributed_cpu_share=float(cpu_u / cpu) if cpu else 0.0,
-        unattributed_memory_share=float(mem_u / mem) if mem else 0.0, quarantined_pods=quarantined,
+        unattributed_memory_share=float(mem_u / mem) if mem else 0.0,
+        quarantined_pods=quarantined,
     )
 
 
@@ -381,8 +406,9 @@ def _int(value: str | None) -> int | None:
     return None if value is None else int(float(value))
 
 
-def ingest_metrics_hour(prometheus: PrometheusResource, conn: psycopg.Connection, hour: datetime,
-                        clock: datetime) -> HourSummary:
+def ingest_metrics_hour(
+    prometheus: PrometheusResource, conn: psycopg.Connection, hour: datetime, clock: datetime
+) -> HourSummary:
     """Fetch then write one hour; nothing is written if Prometheus fails."""
     if hour.minute or hour.second or hour.microsecond:
         raise BillingError(f"{hour.isoformat()} is not the start of an hour")

@@ -15,7 +15,6 @@ is incomplete when it was not over at the run's clock, when some minute has no p
 all (the prober itself was down), or when a deployment alive in the hour has unmeasured minutes.
 """
 
-
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -139,32 +138,58 @@ def write_probe_hour(conn: psycopg.Connection, fetched: ProbeHour) -> ProbeSumma
             )
         measured, down = cur.execute(
             "SELECT coalesce(sum(measured_minutes), 0), coalesce(sum(down_minutes), 0) "
-            "FROM billing.probe_deployment_hours WHERE hour = %(hour)s", params).fetchone()
-        cur.execute(_UPSERT_HOUR, {**params, "complete": not problems, "problems": json.dumps(problems),
-                                   "url": fetched.prometheus_url, "deployments": len(fetched.states)})
+            "FROM billing.probe_deployment_hours WHERE hour = %(hour)s",
+            params,
+        ).fetchone()
+        cur.execute(
+            _UPSERT_HOUR,
+            {
+                **params,
+                "complete": not problems,
+                "problems": json.dumps(problems),
+                "url": fetched.prometheus_url,
+                "deployments": len(fetched.states),
+            },
+        )
     return ProbeSummary(fetched.hour, not problems, problems, len(fetched.states), int(measured), int(down))
 
 
 @dg.multi_asset(
     name="probe_availability_hours",
     specs=[
-        dg.AssetSpec(PROBE_DEPLOYMENT_HOURS, group_name=GROUP, kinds={"prometheus", "postgres"}, owners=BILLING_OWNERS,
-                     deps=[PROMETHEUS, platform_key("deployments")], metadata={"table": "billing.probe_deployment_hours"},
-                     description="Per deployment and hour: minutes measured and down by probe_success, "
-                                 "and each minute's state (docs/rules/ingestion.md)."),
-        dg.AssetSpec(PROBE_HOURS, group_name=GROUP, kinds={"prometheus", "postgres"}, owners=BILLING_OWNERS, deps=[PROMETHEUS],
-                     metadata={"table": "billing.probe_hours"},
-                     description="Per hour: whether the probe data is complete, and the gaps found."),
+        dg.AssetSpec(
+            PROBE_DEPLOYMENT_HOURS,
+            group_name=GROUP,
+            kinds={"prometheus", "postgres"},
+            owners=BILLING_OWNERS,
+            deps=[PROMETHEUS, platform_key("deployments")],
+            metadata={"table": "billing.probe_deployment_hours"},
+            description="Per deployment and hour: minutes measured and down by probe_success, "
+            "and each minute's state (docs/rules/ingestion.md).",
+        ),
+        dg.AssetSpec(
+            PROBE_HOURS,
+            group_name=GROUP,
+            kinds={"prometheus", "postgres"},
+            owners=BILLING_OWNERS,
+            deps=[PROMETHEUS],
+            metadata={"table": "billing.probe_hours"},
+            description="Per hour: whether the probe data is complete, and the gaps found.",
+        ),
     ],
     check_specs=[
-        dg.AssetCheckSpec("probe_hour_complete", asset=PROBE_HOURS,
-                          description="Every minute of the hour has probe samples for every live deployment."),
+        dg.AssetCheckSpec(
+            "probe_hour_complete",
+            asset=PROBE_HOURS,
+            description="Every minute of the hour has probe samples for every live deployment.",
+        ),
     ],
     partitions_def=hourly_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
-def probe_availability_hours(context: dg.AssetExecutionContext, prometheus: PrometheusResource,
-                             postgres: PostgresResource):
+def probe_availability_hours(
+    context: dg.AssetExecutionContext, prometheus: PrometheusResource, postgres: PostgresResource
+):
     """Every hour of the run (one partition, or a range), each in its own transaction."""
     hours = partition_hours(context)
     clock = run_clock(context)
@@ -174,16 +199,29 @@ def probe_availability_hours(context: dg.AssetExecutionContext, prometheus: Prom
     problems = [f"{s.hour:%Y-%m-%d %H:00}: {p}" for s in summaries for p in s.problems]
     complete = all(s.complete for s in summaries)
     measured, down = sum(s.measured_minutes for s in summaries), sum(s.down_minutes for s in summaries)
-    context.log.info(f"probes of {len(hours)} hour(s) from {hours[0]:%Y-%m-%d %H:00}: {measured} measured / "
-                     f"{down} down minutes; complete={complete}")
+    context.log.info(
+        f"probes of {len(hours)} hour(s) from {hours[0]:%Y-%m-%d %H:00}: {measured} measured / "
+        f"{down} down minutes; complete={complete}"
+    )
     common = {"hours": len(hours), "first_hour": hours[0].isoformat(), "prometheus_url": prometheus.url}
-    yield dg.MaterializeResult(asset_key=PROBE_DEPLOYMENT_HOURS, metadata={
-        **common, "deployments": max(s.deployments for s in summaries), "measured_minutes": measured,
-        "down_minutes": down})
-    yield dg.MaterializeResult(asset_key=PROBE_HOURS, metadata={
-        **common, "complete": complete, "problems": dg.MetadataValue.json(problems[:100])})
+    yield dg.MaterializeResult(
+        asset_key=PROBE_DEPLOYMENT_HOURS,
+        metadata={
+            **common,
+            "deployments": max(s.deployments for s in summaries),
+            "measured_minutes": measured,
+            "down_minutes": down,
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=PROBE_HOURS,
+        metadata={**common, "complete": complete, "problems": dg.MetadataValue.json(problems[:100])},
+    )
     yield dg.AssetCheckResult(
-        asset_key=PROBE_HOURS, check_name="probe_hour_complete", passed=complete,
-        severity=dg.AssetCheckSeverity.WARN, description=None if complete else "; ".join(problems[:10]),
+        asset_key=PROBE_HOURS,
+        check_name="probe_hour_complete",
+        passed=complete,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=None if complete else "; ".join(problems[:10]),
         metadata={"problems": dg.MetadataValue.json(problems[:100])},
     )

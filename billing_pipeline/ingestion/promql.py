@@ -32,27 +32,60 @@ def _union(*parts: str) -> str:
 
 
 CONTAINERS = _union(
-    _tag(f"sum by (namespace, pod, container) (increase(container_cpu_usage_seconds_total{_C}[{WINDOW}]))", "cpu_increase"),
-    _tag(f"sum by (namespace, pod, container) (sum_over_time(container_memory_working_set_bytes{_C}[{WINDOW}]))", "memory_sum"),
-    _tag(f"sum by (namespace, pod, container) (count_over_time(container_memory_working_set_bytes{_C}[{WINDOW}]))", "usage_minutes"),
-    _tag(f"sum by (namespace, pod, container, resource) (sum_over_time(kube_pod_container_resource_requests{_R}[{WINDOW}]))", "request_sum"),
-    _tag(f"max by (namespace, pod, container) (count_over_time(kube_pod_container_resource_requests{_R}[{WINDOW}]))", "request_minutes"),
+    _tag(
+        f"sum by (namespace, pod, container) (increase(container_cpu_usage_seconds_total{_C}[{WINDOW}]))",
+        "cpu_increase",
+    ),
+    _tag(
+        f"sum by (namespace, pod, container) (sum_over_time(container_memory_working_set_bytes{_C}[{WINDOW}]))",
+        "memory_sum",
+    ),
+    _tag(
+        f"sum by (namespace, pod, container) (count_over_time(container_memory_working_set_bytes{_C}[{WINDOW}]))",
+        "usage_minutes",
+    ),
+    _tag(
+        f"sum by (namespace, pod, container, resource) (sum_over_time(kube_pod_container_resource_requests{_R}[{WINDOW}]))",
+        "request_sum",
+    ),
+    _tag(
+        f"max by (namespace, pod, container) (count_over_time(kube_pod_container_resource_requests{_R}[{WINDOW}]))",
+        "request_minutes",
+    ),
 )
 """Per container: cpu counter increase, working-set sum and sample count, request sums and counts."""
 
 PODS = _union(
     _tag(f"sum by (namespace, pod, node) (count_over_time(kube_pod_info[{WINDOW}]))", "node_minutes"),
-    _tag(f'group by (namespace, pod, label_satusky_io_deployment_id) (last_over_time(kube_pod_labels{{label_satusky_io_deployment_id!=""}}[{WINDOW}]))', "label"),
-    _tag(f'group by (namespace, pod, owner_name) (last_over_time(kube_pod_owner{{owner_kind="ReplicaSet"}}[{WINDOW}]))', "owner"),
-    _tag(f'group by (namespace, replicaset, owner_name) (last_over_time(kube_replicaset_owner{{owner_kind="Deployment"}}[{WINDOW}]))', "replicaset_owner"),
+    _tag(
+        f'group by (namespace, pod, label_satusky_io_deployment_id) (last_over_time(kube_pod_labels{{label_satusky_io_deployment_id!=""}}[{WINDOW}]))',
+        "label",
+    ),
+    _tag(
+        f'group by (namespace, pod, owner_name) (last_over_time(kube_pod_owner{{owner_kind="ReplicaSet"}}[{WINDOW}]))',
+        "owner",
+    ),
+    _tag(
+        f'group by (namespace, replicaset, owner_name) (last_over_time(kube_replicaset_owner{{owner_kind="Deployment"}}[{WINDOW}]))',
+        "replicaset_owner",
+    ),
     _tag(f"sum by (namespace, pod) (increase(container_network_transmit_bytes_total[{WINDOW}]))", "egress_increase"),
 )
 """Per pod: node (minutes per node), deployment label, ReplicaSet owner, egress; per ReplicaSet: its Deployment."""
 
 VOLUMES = _union(
-    _tag(f"sum by (namespace, persistentvolumeclaim) (sum_over_time(kube_persistentvolumeclaim_resource_requests_storage_bytes[{WINDOW}]))", "bytes_sum"),
-    _tag(f"max by (namespace, persistentvolumeclaim) (max_over_time(kube_persistentvolumeclaim_resource_requests_storage_bytes[{WINDOW}]))", "bytes_max"),
-    _tag(f'group by (namespace, persistentvolumeclaim, label_satusky_io_deployment_id) (last_over_time(kube_persistentvolumeclaim_labels{{label_satusky_io_deployment_id!=""}}[{WINDOW}]))', "label"),
+    _tag(
+        f"sum by (namespace, persistentvolumeclaim) (sum_over_time(kube_persistentvolumeclaim_resource_requests_storage_bytes[{WINDOW}]))",
+        "bytes_sum",
+    ),
+    _tag(
+        f"max by (namespace, persistentvolumeclaim) (max_over_time(kube_persistentvolumeclaim_resource_requests_storage_bytes[{WINDOW}]))",
+        "bytes_max",
+    ),
+    _tag(
+        f'group by (namespace, persistentvolumeclaim, label_satusky_io_deployment_id) (last_over_time(kube_persistentvolumeclaim_labels{{label_satusky_io_deployment_id!=""}}[{WINDOW}]))',
+        "label",
+    ),
 )
 """Per PVC: requested bytes summed over present minutes, the largest request, the deployment label."""
 

@@ -28,12 +28,11 @@ before its own hours. Re-slicing an unchanged hour yields identical rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 
 from billing_pipeline.core.hours import HOUR
-
 
 _PROBLEMS = """
 SELECT u.id, v.reason, to_jsonb(u) AS row_data
@@ -152,7 +151,8 @@ def slice_rental_hour(conn: psycopg.Connection, hour: datetime, clock: datetime)
             cur.execute(statement, params)
         rentals, hours, ongoing = cur.execute(
             "SELECT count(*), coalesce(sum(machine_hours), 0), count(*) FILTER (WHERE is_ongoing) "
-            "FROM billing.machine_rental_hours WHERE hour = %(hour)s", params,
+            "FROM billing.machine_rental_hours WHERE hour = %(hour)s",
+            params,
         ).fetchone()
         unresolved = cur.execute(
             "SELECT count(*) FROM billing.quarantined_rows WHERE source_table = 'machine_usages' AND resolved_at IS NULL"
@@ -165,7 +165,7 @@ def stale_rental_hours(conn: psycopg.Connection, clock: datetime) -> list[dateti
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SET LOCAL timezone = 'UTC'")
         rows = cur.execute(_STALE, {"clock": clock}).fetchall()
-    return [r[0].astimezone(timezone.utc) for r in rows]
+    return [r[0].astimezone(UTC) for r in rows]
 
 
 def quarantined_rentals(conn: psycopg.Connection) -> list[dict]:

@@ -41,7 +41,11 @@ def partition_month(context: dg.AssetExecutionContext):
 
 
 @dg.asset(
-    key=SLA_CREDITS, group_name=GROUP, partitions_def=monthly_partitions, kinds={"postgres"}, owners=BILLING_OWNERS,
+    key=SLA_CREDITS,
+    group_name=GROUP,
+    partitions_def=monthly_partitions,
+    kinds={"postgres"},
+    owners=BILLING_OWNERS,
     deps=[PROBE_DEPLOYMENT_HOURS, PRICED_USAGE, ACCOUNT_LIFECYCLE, LEDGER],
     metadata={"table": "billing.sla_measurements"},
     description="Monthly availability per deployment and its sla_credit ledger entry, once (docs/rules/month-end.md).",
@@ -51,24 +55,41 @@ def sla_credits(context: dg.AssetExecutionContext, postgres: PostgresResource) -
     with postgres.connect() as conn:
         result = credit_sla(conn, month)
     summary = result.as_dict()
-    context.log.info(f"SLA {summary['month']}: {result.measured} deployment(s) measured, "
-                     f"{result.credits_posted} credit(s) posted ({summary['credited_amount']}), "
-                     f"{len(result.no_measurement)} without any measured minute")
-    return dg.MaterializeResult(metadata={"summary": dg.MetadataValue.json(summary),
-                                          "credits_posted": result.credits_posted,
-                                          "no_measurement": dg.MetadataValue.json(result.no_measurement)})
+    context.log.info(
+        f"SLA {summary['month']}: {result.measured} deployment(s) measured, "
+        f"{result.credits_posted} credit(s) posted ({summary['credited_amount']}), "
+        f"{len(result.no_measurement)} without any measured minute"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "summary": dg.MetadataValue.json(summary),
+            "credits_posted": result.credits_posted,
+            "no_measurement": dg.MetadataValue.json(result.no_measurement),
+        }
+    )
 
 
 @dg.multi_asset(
     name="invoices",
     specs=[
-        dg.AssetSpec(INVOICES, group_name=GROUP, kinds={"postgres"}, owners=BILLING_OWNERS,
-                     deps=[SLA_CREDITS, LEDGER, PRICED_USAGE, METRIC_HOURS],
-                     metadata={"table": "billing.invoices"},
-                     description="One immutable invoice per account and month, numbered gaplessly (docs/rules/month-end.md)."),
-        dg.AssetSpec(INVOICE_LINES, group_name=GROUP, kinds={"postgres"}, owners=BILLING_OWNERS, deps=[SLA_CREDITS, LEDGER],
-                     metadata={"table": "billing.invoice_lines"},
-                     description="The invoices' lines, each naming the ledger entries it sums, with resource detail."),
+        dg.AssetSpec(
+            INVOICES,
+            group_name=GROUP,
+            kinds={"postgres"},
+            owners=BILLING_OWNERS,
+            deps=[SLA_CREDITS, LEDGER, PRICED_USAGE, METRIC_HOURS],
+            metadata={"table": "billing.invoices"},
+            description="One immutable invoice per account and month, numbered gaplessly (docs/rules/month-end.md).",
+        ),
+        dg.AssetSpec(
+            INVOICE_LINES,
+            group_name=GROUP,
+            kinds={"postgres"},
+            owners=BILLING_OWNERS,
+            deps=[SLA_CREDITS, LEDGER],
+            metadata={"table": "billing.invoice_lines"},
+            description="The invoices' lines, each naming the ledger entries it sums, with resource detail.",
+        ),
     ],
     partitions_def=monthly_partitions,
 )
@@ -77,10 +98,15 @@ def invoices(context: dg.AssetExecutionContext, postgres: PostgresResource):
     with postgres.connect() as conn:
         result = issue_invoices(conn, month, close_id=context.run.run_id)
     summary = result.as_dict()
-    context.log.info(f"invoices {summary['month']}: {result.invoices_issued} issued "
-                     f"(numbers {result.first_number}-{result.last_number}), {result.entries} ledger entries, "
-                     f"{result.prior_period_lines} prior-period line(s), {result.unbilled_hours} unbilled hour(s)")
-    yield dg.MaterializeResult(asset_key=INVOICES, metadata={"summary": dg.MetadataValue.json(summary),
-                                                             "invoices_issued": result.invoices_issued})
-    yield dg.MaterializeResult(asset_key=INVOICE_LINES, metadata={"lines": result.lines,
-                                                                  "ledger_entries": result.entries})
+    context.log.info(
+        f"invoices {summary['month']}: {result.invoices_issued} issued "
+        f"(numbers {result.first_number}-{result.last_number}), {result.entries} ledger entries, "
+        f"{result.prior_period_lines} prior-period line(s), {result.unbilled_hours} unbilled hour(s)"
+    )
+    yield dg.MaterializeResult(
+        asset_key=INVOICES,
+        metadata={"summary": dg.MetadataValue.json(summary), "invoices_issued": result.invoices_issued},
+    )
+    yield dg.MaterializeResult(
+        asset_key=INVOICE_LINES, metadata={"lines": result.lines, "ledger_entries": result.entries}
+    )

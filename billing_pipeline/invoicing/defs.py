@@ -9,7 +9,7 @@
 """
 
 import os
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 
 import dagster as dg
 
@@ -49,17 +49,22 @@ def build_month_close_schedule(delay_hours: int | None = None) -> dg.ScheduleDef
     delay = close_delay_hours() if delay_hours is None else delay_hours
 
     @dg.schedule(
-        name="month_close_schedule", job=monthly_invoice_job,
-        cron_schedule=f"0 {delay % 24} {1 + delay // 24} * *", execution_timezone="UTC",
+        name="month_close_schedule",
+        job=monthly_invoice_job,
+        cron_schedule=f"0 {delay % 24} {1 + delay // 24} * *",
+        execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"Closes the month just ended {delay} hour(s) after its last hour: SLA credits, then invoices.",
     )
     def month_close_schedule(context: dg.ScheduleEvaluationContext):
-        tick = context.scheduled_execution_time.astimezone(timezone.utc)
+        tick = context.scheduled_execution_time.astimezone(UTC)
         month_start = (tick.replace(day=1) - timedelta(days=1)).replace(day=1)
         key = f"{month_start:%Y-%m-01}"
-        return dg.RunRequest(run_key=f"month_close:{key}", partition_key=key,
-                             tags={CLOCK_TAG: tick.isoformat(), "billing/stage": "month_end"})
+        return dg.RunRequest(
+            run_key=f"month_close:{key}",
+            partition_key=key,
+            tags={CLOCK_TAG: tick.isoformat(), "billing/stage": "month_end"},
+        )
 
     return month_close_schedule
 

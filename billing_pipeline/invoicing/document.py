@@ -18,7 +18,10 @@ from billing_pipeline.core.errors import BillingError, InputError
 from billing_pipeline.invoicing.months import month_bounds, month_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-STREAMS = (("machine_rental", "Rented capacity", "#3b6ea5"), ("workload_consumption", "Workload consumption", "#e07b39"))
+STREAMS = (
+    ("machine_rental", "Rented capacity", "#3b6ea5"),
+    ("workload_consumption", "Workload consumption", "#e07b39"),
+)
 
 _INVOICE = """
 SELECT i.id, i.invoice_number, i.number, i.status, i.account_id, a.name, a.email, i.period_month,
@@ -64,30 +67,104 @@ def load_invoice(conn: psycopg.Connection, account_id: str, month: date) -> dict
             f"account {account_id!r} has no invoice for {month_text(month)}: the month is not closed yet. "
             f"Close it with `billing close-month {month_text(month)}` once it has ended."
         )
-    (invoice_id, number, seq, status, account, name, email, period, opening, total, closing, issued_at,
-     unbilled, unbilled_count, head_id, head_seq, head_hash, previous_number) = row
+    (
+        invoice_id,
+        number,
+        seq,
+        status,
+        account,
+        name,
+        email,
+        period,
+        opening,
+        total,
+        closing,
+        issued_at,
+        unbilled,
+        unbilled_count,
+        head_id,
+        head_seq,
+        head_hash,
+        previous_number,
+    ) = row
     lines = []
     sla = []
     for line_no, line_type, usage_kind, line_period, prior, description, amount, ids, detail in conn.execute(
-            _LINES, (invoice_id,)).fetchall():
-        lines.append({"line_no": line_no, "type": line_type, "usage_kind": usage_kind, "description": description,
-                      "amount": amount, "ledger_entry_ids": list(ids), "period": month_text(line_period),
-                      "prior_period": prior})
+        _LINES, (invoice_id,)
+    ).fetchall():
+        lines.append(
+            {
+                "line_no": line_no,
+                "type": line_type,
+                "usage_kind": usage_kind,
+                "description": description,
+                "amount": amount,
+                "ledger_entry_ids": list(ids),
+                "period": month_text(line_period),
+                "prior_period": prior,
+            }
+        )
         if line_type == "sla_credit":
-            sla.append({"deployment_id": detail.get("deployment_id"), "amount": amount,
-                        "ledger_entry_ids": list(ids), "period": month_text(line_period),
-                        "measurement": {k: detail.get(k) for k in (
-                            "availability", "measured_minutes", "down_minutes", "unmeasured_minutes",
-                            "excluded_minutes", "eligible_minutes", "tier", "credit_share", "base")}})
-    details = [dict(zip(("usage_kind", "resource", "machine_type", "unit", "unit_price", "quantity",
-                         "covered_quantity", "amount"), r)) for r in conn.execute(_DETAILS, (invoice_id,)).fetchall()]
+            sla.append(
+                {
+                    "deployment_id": detail.get("deployment_id"),
+                    "amount": amount,
+                    "ledger_entry_ids": list(ids),
+                    "period": month_text(line_period),
+                    "measurement": {
+                        k: detail.get(k)
+                        for k in (
+                            "availability",
+                            "measured_minutes",
+                            "down_minutes",
+                            "unmeasured_minutes",
+                            "excluded_minutes",
+                            "eligible_minutes",
+                            "tier",
+                            "credit_share",
+                            "base",
+                        )
+                    },
+                }
+            )
+    details = [
+        dict(
+            zip(
+                (
+                    "usage_kind",
+                    "resource",
+                    "machine_type",
+                    "unit",
+                    "unit_price",
+                    "quantity",
+                    "covered_quantity",
+                    "amount",
+                ),
+                r,
+            )
+        )
+        for r in conn.execute(_DETAILS, (invoice_id,)).fetchall()
+    ]
     daily = conn.execute(_DAILY, (invoice_id,)).fetchall()
     return {
-        "number": number, "sequence": seq, "status": status, "account_id": account, "account_name": name,
-        "account_email": email, "month": month_text(period), "period_start": month_bounds(period)[0],
-        "period_end": month_bounds(period)[1], "opening_balance": opening, "closing_balance": closing,
-        "total": total, "issued_at": issued_at, "previous_invoice": previous_number, "lines": lines, "sla": sla,
-        "resource_detail": details, "unbilled_hours": {"count": unbilled_count, "ranges": unbilled},
+        "number": number,
+        "sequence": seq,
+        "status": status,
+        "account_id": account,
+        "account_name": name,
+        "account_email": email,
+        "month": month_text(period),
+        "period_start": month_bounds(period)[0],
+        "period_end": month_bounds(period)[1],
+        "opening_balance": opening,
+        "closing_balance": closing,
+        "total": total,
+        "issued_at": issued_at,
+        "previous_invoice": previous_number,
+        "lines": lines,
+        "sla": sla,
+        "resource_detail": details,
+        "unbilled_hours": {"count": unbilled_count, "ranges": unbilled},
         "chain_head": {"entry_id": head_id, "account_seq": head_seq, "entry_hash": head_hash},
         "daily_spend": [{"day": d, "stream": s, "spend": v} for d, s, v in sorted(daily)],
     }
@@ -115,17 +192,20 @@ def spend_chart_svg(invoice: dict, width: int = 720, height: int = 240) -> str:
     start = invoice["period_start"].date()
     days = (invoice["period_end"].date() - start).days
     spend = {(r["day"], r["stream"]): Decimal(r["spend"]) for r in invoice["daily_spend"]}
-    totals = [sum((spend.get((start + timedelta(d), s), Decimal(0)) for s, _, _ in STREAMS), Decimal(0))
-              for d in range(days)]
-    top = max(totals + [Decimal(0)])
+    totals = [
+        sum((spend.get((start + timedelta(d), s), Decimal(0)) for s, _, _ in STREAMS), Decimal(0)) for d in range(days)
+    ]
+    top = max([*totals, Decimal(0)])
     step = _nice_step(top / 4 if top > 0 else Decimal(1))
     ymax = step * 4 if top <= step * 4 else step * 5
     left, right, upper, bottom = 64, 12, 28, 36
     plot_w, plot_h = width - left - right, height - upper - bottom
     bar_w = plot_w / days
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" role="img" aria-label="Daily spend by stream, credits" '
-           'font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="10">']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="Daily spend by stream, credits" '
+        'font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="10">'
+    ]
     ticks = int(ymax / step)
     for i in range(ticks + 1):
         value = step * i
@@ -142,16 +222,22 @@ def spend_chart_svg(invoice: dict, width: int = 720, height: int = 240) -> str:
                 continue
             h = float(value / ymax) * plot_h
             y -= h
-            out.append(f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{max(bar_w - 2, 1):.1f}" height="{h:.1f}" '
-                       f'fill="{colour}"><title>{day:%d %b}: {escape(label)} {value:.6f}</title></rect>')
+            out.append(
+                f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{max(bar_w - 2, 1):.1f}" height="{h:.1f}" '
+                f'fill="{colour}"><title>{day:%d %b}: {escape(label)} {value:.6f}</title></rect>'
+            )
         if d % 5 == 0 or d == days - 1:
-            out.append(f'<text x="{x + bar_w / 2:.1f}" y="{upper + plot_h + 14}" text-anchor="middle" '
-                       f'fill="#555">{day:%d %b}</text>')
+            out.append(
+                f'<text x="{x + bar_w / 2:.1f}" y="{upper + plot_h + 14}" text-anchor="middle" '
+                f'fill="#555">{day:%d %b}</text>'
+            )
     out.append(f'<line x1="{left}" y1="{upper + plot_h}" x2="{width - right}" y2="{upper + plot_h}" stroke="#888"/>')
     lx = left
     for _stream, label, colour in STREAMS:
-        out.append(f'<rect x="{lx}" y="8" width="10" height="10" fill="{colour}"/>'
-                   f'<text x="{lx + 14}" y="17" fill="#333">{escape(label)}</text>')
+        out.append(
+            f'<rect x="{lx}" y="8" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{lx + 14}" y="17" fill="#333">{escape(label)}</text>'
+        )
         lx += 24 + 7 * len(label)
     out.append(f'<text x="{width - right}" y="17" text-anchor="end" fill="#555">credits per UTC day</text>')
     out.append("</svg>")
@@ -176,24 +262,36 @@ def render_html(invoice: dict) -> str:
     """The invoice as one self-contained HTML page (inline CSS and SVG, no JavaScript)."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters.update(money=_money, quantity=_quantity, price=_price, percent=_percent)
     usage_lines = [line for line in invoice["lines"] if line["type"] == "usage" and not line["prior_period"]]
     streams = []
     for stream, label, colour in STREAMS:
-        streams.append({
-            "key": stream, "label": label, "colour": colour,
-            "lines": [line for line in usage_lines if line["usage_kind"] == stream],
-            "details": [d for d in invoice["resource_detail"] if d["usage_kind"] == stream],
-        })
+        streams.append(
+            {
+                "key": stream,
+                "label": label,
+                "colour": colour,
+                "lines": [line for line in usage_lines if line["usage_kind"] == stream],
+                "details": [d for d in invoice["resource_detail"] if d["usage_kind"] == stream],
+            }
+        )
     from markupsafe import Markup
 
     return env.get_template("invoice.html.j2").render(
-        invoice=invoice, streams=streams,
+        invoice=invoice,
+        streams=streams,
         prior_lines=[line for line in invoice["lines"] if line["prior_period"]],
-        other_lines=[line for line in invoice["lines"]
-                     if not line["prior_period"] and line["type"] not in ("usage", "sla_credit")],
+        other_lines=[
+            line
+            for line in invoice["lines"]
+            if not line["prior_period"] and line["type"] not in ("usage", "sla_credit")
+        ],
         sla_lines=[line for line in invoice["lines"] if line["type"] == "sla_credit" and not line["prior_period"]],
         chart=Markup(spend_chart_svg(invoice)),
     )

@@ -188,10 +188,17 @@ class IssueResult:
     unbilled_hours: int = 0
 
     def as_dict(self) -> dict:
-        return {"month": month_text(self.month), "close_id": self.close_id,
-                "invoices_issued": self.invoices_issued, "first_number": self.first_number,
-                "last_number": self.last_number, "lines": self.lines, "ledger_entries": self.entries,
-                "prior_period_lines": self.prior_period_lines, "unbilled_hours": self.unbilled_hours}
+        return {
+            "month": month_text(self.month),
+            "close_id": self.close_id,
+            "invoices_issued": self.invoices_issued,
+            "first_number": self.first_number,
+            "last_number": self.last_number,
+            "lines": self.lines,
+            "ledger_entries": self.entries,
+            "prior_period_lines": self.prior_period_lines,
+            "unbilled_hours": self.unbilled_hours,
+        }
 
 
 def unbilled_hours(conn: psycopg.Connection, month: date) -> list[dict]:
@@ -215,8 +222,9 @@ def issue_invoices(conn: psycopg.Connection, month: date, close_id: str) -> Issu
     start, end = month_bounds(month)
     result = IssueResult(month, close_id)
     with conn.transaction(), conn.cursor() as cur:
-        last = cur.execute("SELECT last_number FROM billing.invoice_number_counter WHERE singleton FOR UPDATE"
-                           ).fetchone()[0]
+        last = cur.execute(
+            "SELECT last_number FROM billing.invoice_number_counter WHERE singleton FOR UPDATE"
+        ).fetchone()[0]
         cur.execute("SET LOCAL jit = off")  # one-off statements: compiling costs more than it saves
         params = {"month": month, "start": start, "end": end, "close_id": close_id, "last": last}
         cur.execute(_CANDIDATES, params, prepare=False)
@@ -228,18 +236,23 @@ def issue_invoices(conn: psycopg.Connection, month: date, close_id: str) -> Issu
         cur.execute(_LINES, params, prepare=False)
         unbilled = unbilled_hours(conn, month)
         result.unbilled_hours = sum(r["hours"] for r in unbilled)
-        cur.execute(_INVOICES, {**params, "unbilled": json.dumps(unbilled), "unbilled_count": result.unbilled_hours},
-                    prepare=False)
+        cur.execute(
+            _INVOICES,
+            {**params, "unbilled": json.dumps(unbilled), "unbilled_count": result.unbilled_hours},
+            prepare=False,
+        )
         issued = cur.rowcount
         if issued:
             for statement in _WRITE_LINES.split(";\n\n"):
                 cur.execute(statement, params, prepare=False)
             if cur.execute("SELECT to_regclass(%s)", (PRICED_USAGE,)).fetchone()[0] is not None:
                 cur.execute(_DETAILS, params, prepare=False)
-            cur.execute("UPDATE billing.invoice_number_counter SET last_number = last_number + %s WHERE singleton",
-                        (issued,))
+            cur.execute(
+                "UPDATE billing.invoice_number_counter SET last_number = last_number + %s WHERE singleton", (issued,)
+            )
             result.lines, result.entries, result.prior_period_lines = cur.execute(
                 "SELECT count(*), coalesce(sum(cardinality(ids)), 0), count(*) FILTER (WHERE prior_period) "
-                "FROM close_lines l JOIN close_invoices USING (account_id)").fetchone()
+                "FROM close_lines l JOIN close_invoices USING (account_id)"
+            ).fetchone()
             result.invoices_issued, result.first_number, result.last_number = issued, last + 1, last + issued
     return result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from billing_pipeline.core.errors import InputError
 
@@ -21,7 +21,7 @@ def parse_month(value: str | date) -> date:
 
 def month_bounds(month: date) -> tuple[datetime, datetime]:
     """``[start, end)`` of the month in UTC."""
-    start = datetime(month.year, month.month, 1, tzinfo=timezone.utc)
+    start = datetime(month.year, month.month, 1, tzinfo=UTC)
     nxt = (start + timedelta(days=32)).replace(day=1)
     return start, nxt
 

@@ -42,10 +42,14 @@ def sla_key(deployment_id: str, month: date) -> str:
 
 def _minutes(ranges: str) -> str:
     """SQL: how many minute starts lie inside the multirange ``ranges``."""
-    first = (f"(date_trunc('minute', lower(r)) + CASE WHEN lower(r) = date_trunc('minute', lower(r)) "
-             f"THEN interval '0' ELSE interval '1 minute' END)")
-    return (f"(SELECT coalesce(sum(greatest(0, ceil(extract(epoch FROM upper(r) - {first}) / 60))), 0)::integer "
-            f"FROM unnest({ranges}) AS r)")
+    first = (
+        "(date_trunc('minute', lower(r)) + CASE WHEN lower(r) = date_trunc('minute', lower(r)) "
+        "THEN interval '0' ELSE interval '1 minute' END)"
+    )
+    return (
+        f"(SELECT coalesce(sum(greatest(0, ceil(extract(epoch FROM upper(r) - {first}) / 60))), 0)::integer "
+        f"FROM unnest({ranges}) AS r)"
+    )
 
 
 _MEASURE = f"""
@@ -152,28 +156,57 @@ ORDER BY account_id, deployment_id
 @dataclass
 class SlaResult:
     month: date
-    measured: int = 0               # deployments measured by this run
-    credits_posted: int = 0         # sla_credit entries written by this run
+    measured: int = 0  # deployments measured by this run
+    credits_posted: int = 0  # sla_credit entries written by this run
     credits_already_posted: int = 0
     credited_amount: Decimal = Decimal("0")
     outcomes: dict[str, int] = field(default_factory=dict)  # every measurement of the month, by outcome
     no_measurement: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"month": month_text(self.month), "measured": self.measured, "credits_posted": self.credits_posted,
-                "credits_already_posted": self.credits_already_posted,
-                "credited_amount": f"{self.credited_amount:.6f}", "outcomes": self.outcomes,
-                "no_measurement": self.no_measurement}
+        return {
+            "month": month_text(self.month),
+            "measured": self.measured,
+            "credits_posted": self.credits_posted,
+            "credits_already_posted": self.credits_already_posted,
+            "credited_amount": f"{self.credited_amount:.6f}",
+            "outcomes": self.outcomes,
+            "no_measurement": self.no_measurement,
+        }
 
 
 def _reference(row: tuple, month: date) -> dict:
-    (dep, account, existed, excluded, eligible, measured, down, unmeasured, availability, tier, share,
-     base, _credit, _key) = row
-    return {"month": month_text(month), "deployment_id": dep, "account_id": account,
-            "existed_minutes": existed, "excluded_minutes": excluded, "eligible_minutes": eligible,
-            "measured_minutes": measured, "down_minutes": down, "unmeasured_minutes": unmeasured,
-            "availability": f"{availability:.6f}", "tier": tier, "credit_share": f"{share:.6f}",
-            "base": str(base)}
+    (
+        dep,
+        account,
+        existed,
+        excluded,
+        eligible,
+        measured,
+        down,
+        unmeasured,
+        availability,
+        tier,
+        share,
+        base,
+        _credit,
+        _key,
+    ) = row
+    return {
+        "month": month_text(month),
+        "deployment_id": dep,
+        "account_id": account,
+        "existed_minutes": existed,
+        "excluded_minutes": excluded,
+        "eligible_minutes": eligible,
+        "measured_minutes": measured,
+        "down_minutes": down,
+        "unmeasured_minutes": unmeasured,
+        "availability": f"{availability:.6f}",
+        "tier": tier,
+        "credit_share": f"{share:.6f}",
+        "base": str(base),
+    }
 
 
 def credit_sla(conn: psycopg.Connection, month: date) -> SlaResult:
@@ -192,19 +225,35 @@ def credit_sla(conn: psycopg.Connection, month: date) -> SlaResult:
             )
         result.measured = conn.execute(_MEASURE, params, prepare=False).rowcount
         rows = conn.execute(_TO_CREDIT, params).fetchall()
-        entries = [Entry(r[1], "sla_credit", round_credits(r[12]), r[13], reference=_reference(r, month),
-                         reason=f"SLA credit {month_text(month)}: {r[0]} availability {r[8] * 100:.3f}%")
-                   for r in rows]
+        entries = [
+            Entry(
+                r[1],
+                "sla_credit",
+                round_credits(r[12]),
+                r[13],
+                reference=_reference(r, month),
+                reason=f"SLA credit {month_text(month)}: {r[0]} availability {r[8] * 100:.3f}%",
+            )
+            for r in rows
+        ]
         for posted in post_entries(conn, entries):
             if posted.created:
                 result.credits_posted += 1
                 result.credited_amount += posted.amount
             else:
                 result.credits_already_posted += 1
-        result.outcomes = dict(conn.execute(
-            "SELECT outcome, count(*) FROM billing.sla_measurements WHERE month = %s GROUP BY 1 ORDER BY 1",
-            (month,)).fetchall())
-        result.no_measurement = [r[0] for r in conn.execute(
-            "SELECT deployment_id FROM billing.sla_measurements WHERE month = %s AND outcome = 'no_measurement' "
-            "ORDER BY deployment_id LIMIT 50", (month,)).fetchall()]
+        result.outcomes = dict(
+            conn.execute(
+                "SELECT outcome, count(*) FROM billing.sla_measurements WHERE month = %s GROUP BY 1 ORDER BY 1",
+                (month,),
+            ).fetchall()
+        )
+        result.no_measurement = [
+            r[0]
+            for r in conn.execute(
+                "SELECT deployment_id FROM billing.sla_measurements WHERE month = %s AND outcome = 'no_measurement' "
+                "ORDER BY deployment_id LIMIT 50",
+                (month,),
+            ).fetchall()
+        ]
     return result

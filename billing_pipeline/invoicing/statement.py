@@ -215,7 +215,8 @@ def priced_usage_total(conn: psycopg.Connection, account_id: str, start: datetim
     return conn.execute(
         "SELECT coalesce(sum(amount), 0) FROM analytics.fct_usage_charges "
         "WHERE account_id = %(account)s AND hour >= %(start)s AND hour < %(end)s",
-        {"account": account_id, "start": start, "end": end}).fetchone()[0]
+        {"account": account_id, "start": start, "end": end},
+    ).fetchone()[0]
 
 
 _RECONCILIATION = """
@@ -233,8 +234,9 @@ ORDER BY 1, 2
 """
 
 
-def reconciliation_by_node(conn: psycopg.Connection, account_id: str, start: datetime,
-                           end: datetime) -> list[NodeReconciliation]:
+def reconciliation_by_node(
+    conn: psycopg.Connection, account_id: str, start: datetime, end: datetime
+) -> list[NodeReconciliation]:
     """``fct_usage_reconciliation`` of ``[start, end)`` summed per node and status."""
     rows = conn.execute(_RECONCILIATION, {"account": account_id, "start": start, "end": end}).fetchall()
     return [NodeReconciliation._make(row) for row in rows]
@@ -281,39 +283,65 @@ def daily_spend(conn: psycopg.Connection, account_id: str, start: datetime, end:
     return [DailySpend._make(row) for row in rows]
 
 
-def month_statement(conn: psycopg.Connection, account_id: str, start: datetime, end: datetime,
-                    *, detail: bool = False) -> MonthStatement:
+def month_statement(
+    conn: psycopg.Connection, account_id: str, start: datetime, end: datetime, *, detail: bool = False
+) -> MonthStatement:
     """The statement of ``account_id`` for ``[start, end)``; with ``detail``, the ledger-to-priced-lines trail.
 
     Raises ``InputError`` for an unknown account and ``BillingError`` before the marts exist.
     """
     name = account_name(conn, account_id)
     if not priced_usage_built(conn):
-        raise BillingError("the priced-usage marts do not exist yet (schema analytics): run the pipeline first, "
-                           "e.g. `billing run --start ... --end ...`.")
+        raise BillingError(
+            "the priced-usage marts do not exist yet (schema analytics): run the pipeline first, "
+            "e.g. `billing run --start ... --end ...`."
+        )
     movements = month_movements(conn, account_id, start, end)
     usage = usage_by_stream(conn, account_id, start, end)
     priced_total = priced_usage_total(conn, account_id, start, end)
     reconciliation = reconciliation_by_node(conn, account_id, start, end)
-    rented = [RentedMachines(u.machine_type, u.unit, u.charged_quantity or ZERO, u.hours, u.amount, u.estimate)
-              for u in usage if u.usage_kind == "machine_rental"]
+    rented = [
+        RentedMachines(u.machine_type, u.unit, u.charged_quantity or ZERO, u.hours, u.amount, u.estimate)
+        for u in usage
+        if u.usage_kind == "machine_rental"
+    ]
     consumed = []
     for u in usage:
         if u.usage_kind != "workload_consumption":
             continue
         charged, covered = u.charged_quantity or ZERO, u.covered_quantity or ZERO
-        consumed.append(ConsumedResource(u.resource, u.unit, charged + covered, charged, covered, u.hours, u.amount,
-                                         u.estimate))
-    covered_nodes = [CoveredNode(r.node_name, r.machine_types, r.hours, r.machine_hours, r.cpu_core_hours,
-                                 r.memory_gib_hours, r.gpu_hours, r.covered)
-                     for r in reconciliation if r.reconciliation_status == "covered_by_rental"]
+        consumed.append(
+            ConsumedResource(u.resource, u.unit, charged + covered, charged, covered, u.hours, u.amount, u.estimate)
+        )
+    covered_nodes = [
+        CoveredNode(
+            r.node_name,
+            r.machine_types,
+            r.hours,
+            r.machine_hours,
+            r.cpu_core_hours,
+            r.memory_gib_hours,
+            r.gpu_hours,
+            r.covered,
+        )
+        for r in reconciliation
+        if r.reconciliation_status == "covered_by_rental"
+    ]
     trail = None
     if detail:
         trail = usage_trail(usage_entries(conn, account_id, start, end), priced_lines(conn, account_id, start, end))
     return MonthStatement(
-        account_id=account_id, name=name, start=start, end=end, movements=movements,
-        rented=rented, consumed=consumed, covered_nodes=covered_nodes,
+        account_id=account_id,
+        name=name,
+        start=start,
+        end=end,
+        movements=movements,
+        rented=rented,
+        consumed=consumed,
+        covered_nodes=covered_nodes,
         covered_amount=sum((n.covered or ZERO for n in covered_nodes), ZERO),
-        reconciliation=reconciliation, has_estimates=any(u.estimate for u in usage),
-        priced_usage_total=priced_total, trail=trail,
+        reconciliation=reconciliation,
+        has_estimates=any(u.estimate for u in usage),
+        priced_usage_total=priced_total,
+        trail=trail,
     )

@@ -21,7 +21,7 @@ import hmac
 import json
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,9 @@ def chain_head(conn: psycopg.Connection, account_id: str) -> dict[str, Any] | No
     """One account's chain head (as in ``chain_heads``), or None when it has no entries."""
     row = conn.execute(
         "SELECT account_seq, id, entry_hash FROM billing.credit_transactions WHERE account_id = %s "
-        "ORDER BY account_seq DESC LIMIT 1", (account_id,), prepare=False,
+        "ORDER BY account_seq DESC LIMIT 1",
+        (account_id,),
+        prepare=False,
     ).fetchone()
     return None if row is None else {"entries": row[0], "last_id": row[1], "head": row[2]}
 
@@ -79,7 +81,7 @@ def write_checkpoint(conn: psycopg.Connection, path: Path, keyring: LedgerKeyrin
     """Write the current chain heads to ``path`` atomically; returns a note saying so."""
     body = {
         "format": FORMAT,
-        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "accounts": chain_heads(conn),
     }
     document = {**body, "key_id": keyring.current_id, "mac": _mac(keyring, keyring.current_id, body)}
@@ -93,8 +95,9 @@ def write_checkpoint(conn: psycopg.Connection, path: Path, keyring: LedgerKeyrin
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        raise ConfigurationError(f"cannot write the checkpoint file {path}: {exc.strerror}. "
-                                 "Give a path in a writable folder.") from None
+        raise ConfigurationError(
+            f"cannot write the checkpoint file {path}: {exc.strerror}. Give a path in a writable folder."
+        ) from None
     return f"checkpoint written to {path}: chain heads of {len(body['accounts'])} accounts"
 
 
@@ -102,8 +105,10 @@ def _read(path: Path, keyring: LedgerKeyring) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read the checkpoint file {path}: {exc}. Give a file written by "
-                         "`billing verify --checkpoint`, or a new path to start one.") from None
+        raise InputError(
+            f"cannot read the checkpoint file {path}: {exc}. Give a file written by "
+            "`billing verify --checkpoint`, or a new path to start one."
+        ) from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise InputError(f"{path} is not a ledger checkpoint ({FORMAT}).")
     key_id = document.get("key_id")
@@ -114,8 +119,10 @@ def _read(path: Path, keyring: LedgerKeyring) -> dict[str, Any]:
         )
     body = {k: document.get(k) for k in ("format", "written_at", "accounts")}
     if not hmac.compare_digest(str(document.get("mac")), _mac(keyring, key_id, body)):
-        raise InputError(f"the checkpoint {path} was altered: its signature does not match its content. "
-                         "Restore it from where you keep copies.")
+        raise InputError(
+            f"the checkpoint {path} was altered: its signature does not match its content. "
+            "Restore it from where you keep copies."
+        )
     return document
 
 
@@ -134,22 +141,34 @@ def check_checkpoint(conn: psycopg.Connection, path: Path, keyring: LedgerKeyrin
             (list(recorded), [int(h["entries"]) for h in recorded.values()]),
         )
     }
-    counts = dict(conn.execute(
-        "SELECT account_id, count(*) FROM billing.credit_transactions WHERE account_id = ANY(%s) GROUP BY 1",
-        (list(recorded),),
-    ).fetchall())
+    counts = dict(
+        conn.execute(
+            "SELECT account_id, count(*) FROM billing.credit_transactions WHERE account_id = ANY(%s) GROUP BY 1",
+            (list(recorded),),
+        ).fetchall()
+    )
     problems = []
     for account, head in sorted(recorded.items()):
         found = rows.get(account)
         if found is None:
-            problems.append(LedgerProblem(
-                account, "checkpoint_missing_entries",
-                f"the checkpoint of {when} recorded {head['entries']} entries ending with entry {head['last_id']}; "
-                f"the ledger now has {counts.get(account, 0)}: entries were deleted", head["last_id"]))
+            problems.append(
+                LedgerProblem(
+                    account,
+                    "checkpoint_missing_entries",
+                    f"the checkpoint of {when} recorded {head['entries']} entries ending with entry {head['last_id']}; "
+                    f"the ledger now has {counts.get(account, 0)}: entries were deleted",
+                    head["last_id"],
+                )
+            )
         elif found != (head["last_id"], head["head"]):
-            problems.append(LedgerProblem(
-                account, "checkpoint_head_changed",
-                f"entry #{head['entries']} is entry {found[0]} with hash {found[1][:16]}…, but the checkpoint of "
-                f"{when} recorded entry {head['last_id']} with hash {head['head'][:16]}…: the ledger was "
-                "rewritten or re-chained up to there", found[0]))
+            problems.append(
+                LedgerProblem(
+                    account,
+                    "checkpoint_head_changed",
+                    f"entry #{head['entries']} is entry {found[0]} with hash {found[1][:16]}…, but the checkpoint of "
+                    f"{when} recorded entry {head['last_id']} with hash {head['head'][:16]}…: the ledger was "
+                    "rewritten or re-chained up to there",
+                    found[0],
+                )
+            )
     return problems, f"checkpoint {path} of {when} checked: {len(recorded)} accounts"

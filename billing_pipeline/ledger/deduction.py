@@ -25,7 +25,7 @@ the idempotency keys make a repeated batch a no-op even without the lock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import psycopg
@@ -124,7 +124,7 @@ def _utc(value: datetime | None) -> datetime | None:
         return None
     if value.tzinfo is None:
         raise BillingError(f"usage settlement window bound {value!r} has no time zone; pass UTC times.")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def settle_priced_usage(
@@ -146,9 +146,7 @@ def settle_priced_usage(
     )
     result = SettlementResult(start, end)
     with conn.transaction():
-        if not conn.execute(
-            "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}"."{table}"',)
-        ).fetchone()[0]:
+        if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}"."{table}"',)).fetchone()[0]:
             raise BillingError(
                 f"usage charges table {schema}.{table} does not exist: build the dbt project first "
                 "(`billing run` or `dbt build`), then settle usage."

@@ -80,15 +80,21 @@ LIMIT 20
     kinds={"postgres"},
     owners=BILLING_OWNERS,
     description="billing.credit_transactions, the append-only credit ledger: each hour's usage settled from "
-                "fct_usage_charges (differences only: a deduction, an adjusting deduction or a reversal). Top-ups, "
-                "SLA credits and adjustments are posted to the same table by their own assets and commands.",
+    "fct_usage_charges (differences only: a deduction, an adjusting deduction or a reversal). Top-ups, "
+    "SLA credits and adjustments are posted to the same table by their own assets and commands.",
     check_specs=[
-        dg.AssetCheckSpec("ledger_equals_usage_charges", asset=LEDGER,
-                          description="For every account, hour and usage kind of the run, the ledger's usage entries "
-                                      "sum to fct_usage_charges.amount."),
-        dg.AssetCheckSpec("balance_cache_equals_ledger", asset=LEDGER,
-                          description="billing.credits.balance equals the balance on the account's newest ledger "
-                                      "entry (billing verify checks every balance against the sum of the entries)."),
+        dg.AssetCheckSpec(
+            "ledger_equals_usage_charges",
+            asset=LEDGER,
+            description="For every account, hour and usage kind of the run, the ledger's usage entries "
+            "sum to fct_usage_charges.amount.",
+        ),
+        dg.AssetCheckSpec(
+            "balance_cache_equals_ledger",
+            asset=LEDGER,
+            description="billing.credits.balance equals the balance on the account's newest ledger "
+            "entry (billing verify checks every balance against the sum of the entries).",
+        ),
     ],
 )
 def credit_transactions(context: dg.AssetExecutionContext, postgres: PostgresResource):
@@ -96,8 +102,9 @@ def credit_transactions(context: dg.AssetExecutionContext, postgres: PostgresRes
     with postgres.connect(autocommit=True) as conn:
         result = settle_priced_usage(conn, window.start, window.end)
         hour_texts = [hour.text for hour in Hour.range(Hour.of(window.start), Hour.of(window.end))]
-        mismatches = conn.execute(_LEDGER_VS_CHARGES, {"start": window.start, "end": window.end,
-                                                       "hour_texts": hour_texts}).fetchall()
+        mismatches = conn.execute(
+            _LEDGER_VS_CHARGES, {"start": window.start, "end": window.end, "hour_texts": hour_texts}
+        ).fetchall()
         cache = conn.execute(_CACHE_VS_LEDGER).fetchall()
         heads = chain_heads(conn)
     context.log.info(result.summary())
@@ -105,31 +112,43 @@ def credit_transactions(context: dg.AssetExecutionContext, postgres: PostgresRes
         context.log.warning(
             f"usage of [{window.start.isoformat()}, {window.end.isoformat()}) names accounts missing from "
             f"billing.accounts (not deducted): {', '.join(result.unknown_accounts)}; check the quarantine and the "
-            "platform's accounts.")
-    yield dg.MaterializeResult(metadata={
-        "window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
-        "deductions": result.deductions, "adjustments": result.adjustments, "reversals": result.reversals,
-        "already_posted": result.already_posted, "net_deducted": str(result.total_deducted),
-        "accounts_charged": len(result.accounts),
-        "unknown_accounts": dg.MetadataValue.json(result.unknown_accounts),
-        # The chain heads, published outside the billing database (in Dagster's event log): a
-        # checkpoint `billing verify` can be held against (docs/rules/ledger.md). One digest over
-        # all heads, and the heads themselves up to a size the UI shows comfortably.
-        "ledger_accounts": len(heads),
-        "ledger_entries": sum(h["entries"] for h in heads.values()),
-        "chain_heads_sha256": hashlib.sha256(
-            json.dumps(heads, sort_keys=True, separators=(",", ":")).encode()).hexdigest(),
-        "chain_heads": dg.MetadataValue.json(dict(sorted(heads.items())[:CHAIN_HEADS_SHOWN])),
-    })
-    yield dg.AssetCheckResult(
-        check_name="ledger_equals_usage_charges", passed=not mismatches,
-        description=None if not mismatches else f"{len(mismatches)} account-hour(s) differ, e.g. "
-        + "; ".join(f"{a} {h:%Y-%m-%d %H:00} {k}: owed {o}, ledger {s}" for a, h, k, o, s in mismatches[:3]),
-        metadata={"mismatches": dg.MetadataValue.json(
-            [[a, h.isoformat(), k, str(o), str(s)] for a, h, k, o, s in mismatches])},
+            "platform's accounts."
+        )
+    yield dg.MaterializeResult(
+        metadata={
+            "window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
+            "deductions": result.deductions,
+            "adjustments": result.adjustments,
+            "reversals": result.reversals,
+            "already_posted": result.already_posted,
+            "net_deducted": str(result.total_deducted),
+            "accounts_charged": len(result.accounts),
+            "unknown_accounts": dg.MetadataValue.json(result.unknown_accounts),
+            # The chain heads, published outside the billing database (in Dagster's event log): a
+            # checkpoint `billing verify` can be held against (docs/rules/ledger.md). One digest over
+            # all heads, and the heads themselves up to a size the UI shows comfortably.
+            "ledger_accounts": len(heads),
+            "ledger_entries": sum(h["entries"] for h in heads.values()),
+            "chain_heads_sha256": hashlib.sha256(
+                json.dumps(heads, sort_keys=True, separators=(",", ":")).encode()
+            ).hexdigest(),
+            "chain_heads": dg.MetadataValue.json(dict(sorted(heads.items())[:CHAIN_HEADS_SHOWN])),
+        }
     )
     yield dg.AssetCheckResult(
-        check_name="balance_cache_equals_ledger", passed=not cache,
+        check_name="ledger_equals_usage_charges",
+        passed=not mismatches,
+        description=None
+        if not mismatches
+        else f"{len(mismatches)} account-hour(s) differ, e.g. "
+        + "; ".join(f"{a} {h:%Y-%m-%d %H:00} {k}: owed {o}, ledger {s}" for a, h, k, o, s in mismatches[:3]),
+        metadata={
+            "mismatches": dg.MetadataValue.json([[a, h.isoformat(), k, str(o), str(s)] for a, h, k, o, s in mismatches])
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="balance_cache_equals_ledger",
+        passed=not cache,
         description=None if not cache else "; ".join(f"{a}: cache {c}, ledger {t}" for a, c, t in cache[:3]),
         metadata={"mismatches": dg.MetadataValue.json([[a, str(c), str(t)] for a, c, t in cache])},
     )

@@ -27,11 +27,11 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from enum import StrEnum
-from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -108,9 +108,7 @@ def _plain_json(reference: Mapping[str, Any], key: str) -> dict[str, Any]:
 
     def convert(value: Any) -> Any:
         if isinstance(value, float):
-            raise LedgerInputError(
-                f"entry {key!r}: reference holds the float {value!r}; store exact values as text."
-            )
+            raise LedgerInputError(f"entry {key!r}: reference holds the float {value!r}; store exact values as text.")
         if isinstance(value, (Decimal, datetime)):
             return str(value) if isinstance(value, Decimal) else value.isoformat()
         if isinstance(value, Mapping):
@@ -136,7 +134,7 @@ class Entry:
     reason: str | None = None
     actor: str | None = None
 
-    def validated(self) -> "Entry":
+    def validated(self) -> Entry:
         """This entry checked against the ledger's rules, its amount rounded to micro-credits."""
         key = self.idempotency_key
         if not isinstance(key, str) or not key.strip():
@@ -145,9 +143,7 @@ class Entry:
                 "every entry needs one, derived from what it pays for."
             )
         if len(key) > 200 or not key.isprintable():
-            raise LedgerInputError(
-                f"idempotency key {key[:60]!r}… must be printable text of at most 200 characters."
-            )
+            raise LedgerInputError(f"idempotency key {key[:60]!r}… must be printable text of at most 200 characters.")
         where = f"entry {key!r} (account {self.account_id!r})"
         if not isinstance(self.account_id, str) or not self.account_id.strip():
             raise LedgerInputError(f"entry {key!r} has no account id.")
@@ -173,7 +169,9 @@ class Entry:
                 "split it into several entries if it is really meant."
             )
         if entry_type in CREDITING_TYPES and amount < 0:
-            raise LedgerInputError(f"{where}: a {entry_type} credits the account, so its amount must be positive, not {amount}.")
+            raise LedgerInputError(
+                f"{where}: a {entry_type} credits the account, so its amount must be positive, not {amount}."
+            )
         if entry_type in DEBITING_TYPES and amount > 0:
             raise LedgerInputError(
                 f"{where}: a {entry_type} debits the account, so its amount must be negative, not {amount}."
@@ -217,7 +215,7 @@ def entry_hash(
     text = _quote
     content = (
         f"[{text(prev_hash)},{text(account_id)},{int(account_seq)},{text(type)},"
-        f"\"{amount:.6f}\",\"{balance_after:.6f}\",{text(idempotency_key)},{text(reference_json)},"
+        f'"{amount:.6f}","{balance_after:.6f}",{text(idempotency_key)},{text(reference_json)},'
         f"{'null' if reason is None else text(reason)},{'null' if actor is None else text(actor)},"
         f"{text(created_at)}]"
     )
@@ -230,7 +228,7 @@ def entry_hash(
 
 def timestamp_text(moment: datetime) -> str:
     """The one spelling of an entry's creation time inside its hash."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
@@ -310,10 +308,11 @@ def _keyring(current: str | None, current_id: str | None, retired: str | None) -
         key_id, sep, secret = item.strip().partition(":")
         if not sep:
             raise ConfigurationError(
-                f"{RETIRED_KEYS_ENV} must list keys as id:secret,id:secret; an item has no ':' "
-                f"(item {len(keys) + 1})."
+                f"{RETIRED_KEYS_ENV} must list keys as id:secret,id:secret; an item has no ':' (item {len(keys) + 1})."
             )
-        keys[_check_key_id(key_id, f"{RETIRED_KEYS_ENV}: key id")] = _check_key(secret, f"{RETIRED_KEYS_ENV}: key {key_id!r}")
+        keys[_check_key_id(key_id, f"{RETIRED_KEYS_ENV}: key id")] = _check_key(
+            secret, f"{RETIRED_KEYS_ENV}: key {key_id!r}"
+        )
     key_id = _check_key_id(current_id, KEY_ID_ENV) if current_id else key_fingerprint(current)
     secret = _check_key(current, KEY_ENV)
     if keys.get(key_id, secret) != secret:

@@ -15,10 +15,10 @@ How one batch is posted, in one transaction:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Iterable, Iterator, Sequence
 
 import psycopg
 
@@ -164,12 +164,14 @@ def post_entries(conn: psycopg.Connection, entries: Iterable[Entry]) -> list[Pos
     keyring = ledger_keyring()  # before any SQL: no key, no posting
     batch = _dedupe_batch(given)
     accounts = sorted({e.account_id for e in batch})
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with conn.transaction(), conn.cursor() as cur:
         _lock_accounts(cur, accounts)
         heads = _account_heads(cur, accounts)
         results = _already_posted(cur, batch)
-        new_rows = _write(cur, _chained_rows(batch, results, heads, now, keyring.current_id, keyring.current_key), results)
+        new_rows = _write(
+            cur, _chained_rows(batch, results, heads, now, keyring.current_id, keyring.current_key), results
+        )
         if new_rows:
             touched = sorted({row[0] for row in new_rows})
             last_ids = {}
@@ -193,8 +195,14 @@ def post_entries(conn: psycopg.Connection, entries: Iterable[Entry]) -> list[Pos
     return returned
 
 
-def _chained_rows(batch: list[Entry], posted: dict[str, PostResult], heads: dict[str, _AccountHead],
-                  now: datetime, key_id: str, key: bytes) -> Iterator[tuple]:
+def _chained_rows(
+    batch: list[Entry],
+    posted: dict[str, PostResult],
+    heads: dict[str, _AccountHead],
+    now: datetime,
+    key_id: str,
+    key: bytes,
+) -> Iterator[tuple]:
     """The batch's new entries as table rows: each account's next sequence number, running
     balance and hash chained (under ``key``) to its previous entry. ``heads`` advances as rows
     are produced. A balance that would leave the ledger's range refuses the whole batch."""
@@ -227,8 +235,21 @@ def _chained_rows(batch: list[Entry], posted: dict[str, PostResult], heads: dict
             key=key,
         )
         heads[entry.account_id] = _AccountHead(seq, balance, digest)
-        yield (entry.account_id, seq, entry.type, entry.amount, balance, entry.idempotency_key,
-               reference_json, entry.reason, entry.actor, now, head.hash, digest, key_id)
+        yield (
+            entry.account_id,
+            seq,
+            entry.type,
+            entry.amount,
+            balance,
+            entry.idempotency_key,
+            reference_json,
+            entry.reason,
+            entry.actor,
+            now,
+            head.hash,
+            digest,
+            key_id,
+        )
 
 
 def _write(cur: psycopg.Cursor, new_rows: Iterator[tuple], results: dict[str, PostResult]) -> list[tuple]:

@@ -52,8 +52,9 @@ def ledger_page(conn: psycopg.Connection, account_id: str, *, limit: int, before
     The account is not checked here: an unknown account simply has no entries (ask
     ``balance_of`` first to refuse it with a message).
     """
-    total = conn.execute("SELECT count(*) FROM billing.credit_transactions WHERE account_id = %s",
-                         (account_id,)).fetchone()[0]
+    total = conn.execute(
+        "SELECT count(*) FROM billing.credit_transactions WHERE account_id = %s", (account_id,)
+    ).fetchone()[0]
     # One row more than asked says whether an older page exists, without a second count.
     rows = conn.execute(_LEDGER_LINES, {"account": account_id, "before": before, "limit": limit + 1}).fetchall()
     entries = [LedgerLine._make(row) for row in rows[:limit]]

@@ -76,17 +76,45 @@ def _balance_problems(conn: psycopg.Connection) -> list[LedgerProblem]:
     problems = []
     for account, entry_id, seq, balance_after, running, position in conn.execute(RUNNING_BALANCES):
         if seq != position:
-            problems.append(LedgerProblem(account, "sequence", f"entry {entry_id} has sequence number {seq}, expected {position}: an entry is missing or duplicated", entry_id))
+            problems.append(
+                LedgerProblem(
+                    account,
+                    "sequence",
+                    f"entry {entry_id} has sequence number {seq}, expected {position}: an entry is missing or duplicated",
+                    entry_id,
+                )
+            )
         if balance_after != running:
-            problems.append(LedgerProblem(account, "balance_after", f"entry {entry_id} says the balance after it is {balance_after}, but the ledger sums to {running} there", entry_id))
+            problems.append(
+                LedgerProblem(
+                    account,
+                    "balance_after",
+                    f"entry {entry_id} says the balance after it is {balance_after}, but the ledger sums to {running} there",
+                    entry_id,
+                )
+            )
     for account, cached, ledger, cached_last, ledger_last in conn.execute(CACHE_AGAINST_LEDGER):
         if cached is None:
-            problems.append(LedgerProblem(account, "cache_missing", f"the account has ledger entries (balance {ledger}) but no row in billing.credits"))
+            problems.append(
+                LedgerProblem(
+                    account,
+                    "cache_missing",
+                    f"the account has ledger entries (balance {ledger}) but no row in billing.credits",
+                )
+            )
             continue
         if cached != ledger:
-            problems.append(LedgerProblem(account, "cache_balance", f"billing.credits says {cached}, the ledger sums to {ledger}"))
+            problems.append(
+                LedgerProblem(account, "cache_balance", f"billing.credits says {cached}, the ledger sums to {ledger}")
+            )
         if cached_last != ledger_last:
-            problems.append(LedgerProblem(account, "cache_last_entry", f"billing.credits points at entry {cached_last}, the ledger's last entry is {ledger_last}"))
+            problems.append(
+                LedgerProblem(
+                    account,
+                    "cache_last_entry",
+                    f"billing.credits points at entry {cached_last}, the ledger's last entry is {ledger_last}",
+                )
+            )
     return problems
 
 
@@ -95,7 +123,9 @@ def _legacy_boundary(conn: psycopg.Connection) -> int:
     return row[0] or 0
 
 
-def _chain_problems(conn: psycopg.Connection, keyring: LedgerKeyring) -> tuple[list[LedgerProblem], int, int, int, dict[str, int]]:
+def _chain_problems(
+    conn: psycopg.Connection, keyring: LedgerKeyring
+) -> tuple[list[LedgerProblem], int, int, int, dict[str, int]]:
     problems: list[LedgerProblem] = []
     entries = accounts = unsealed = 0
     key_ids: dict[str, int] = {}
@@ -108,8 +138,22 @@ def _chain_problems(conn: psycopg.Connection, keyring: LedgerKeyring) -> tuple[l
             "reason, actor, created_at, prev_hash, entry_hash, key_id FROM billing.credit_transactions "
             "ORDER BY account_id, account_seq"
         )
-        for (entry_id, account, seq, type_, amount, balance_after, key, reference,
-             reason, actor, created_at, prev_hash, stored_hash, key_id) in cur:
+        for (
+            entry_id,
+            account,
+            seq,
+            type_,
+            amount,
+            balance_after,
+            key,
+            reference,
+            reason,
+            actor,
+            created_at,
+            prev_hash,
+            stored_hash,
+            key_id,
+        ) in cur:
             entries += 1
             key_ids[key_id] = key_ids.get(key_id, 0) + 1
             if account != previous_account:
@@ -117,27 +161,65 @@ def _chain_problems(conn: psycopg.Connection, keyring: LedgerKeyring) -> tuple[l
                 unsealed += 0 if keyed_seen else legacy_run
                 previous_account, previous_hash, keyed_seen, legacy_run = account, GENESIS_HASH, False, 0
             if prev_hash != previous_hash:
-                problems.append(LedgerProblem(account, "chain_broken", f"entry {entry_id} (#{seq}) does not point at the hash of the entry before it", entry_id))
+                problems.append(
+                    LedgerProblem(
+                        account,
+                        "chain_broken",
+                        f"entry {entry_id} (#{seq}) does not point at the hash of the entry before it",
+                        entry_id,
+                    )
+                )
             previous_hash = stored_hash
             if key_id == LEGACY_KEY_ID:
                 legacy_run += 1
                 if entry_id > boundary or keyed_seen:
-                    problems.append(LedgerProblem(account, "legacy_hash_after_keying", f"entry {entry_id} (#{seq}, key {key!r}) claims the unkeyed legacy hash, but it was written after the ledger chain became keyed: the ledger was rewritten", entry_id))
+                    problems.append(
+                        LedgerProblem(
+                            account,
+                            "legacy_hash_after_keying",
+                            f"entry {entry_id} (#{seq}, key {key!r}) claims the unkeyed legacy hash, but it was written after the ledger chain became keyed: the ledger was rewritten",
+                            entry_id,
+                        )
+                    )
                     continue
                 secret = None
             else:
                 keyed_seen = True
                 secret = keyring.keys.get(key_id)
                 if secret is None:
-                    problems.append(LedgerProblem(account, "unknown_key", f"entry {entry_id} (#{seq}) is signed with ledger key {key_id!r}, which is not configured: add it to BILLING_LEDGER_RETIRED_KEYS as {key_id}:SECRET to verify it", entry_id))
+                    problems.append(
+                        LedgerProblem(
+                            account,
+                            "unknown_key",
+                            f"entry {entry_id} (#{seq}) is signed with ledger key {key_id!r}, which is not configured: add it to BILLING_LEDGER_RETIRED_KEYS as {key_id}:SECRET to verify it",
+                            entry_id,
+                        )
+                    )
                     continue
             recomputed = entry_hash(
-                prev_hash=prev_hash, account_id=account, account_seq=seq, type=type_, amount=amount,
-                balance_after=balance_after, idempotency_key=key, reference_json=canonical_json(reference),
-                reason=reason, actor=actor, created_at=timestamp_text(created_at), key_id=key_id, key=secret,
+                prev_hash=prev_hash,
+                account_id=account,
+                account_seq=seq,
+                type=type_,
+                amount=amount,
+                balance_after=balance_after,
+                idempotency_key=key,
+                reference_json=canonical_json(reference),
+                reason=reason,
+                actor=actor,
+                created_at=timestamp_text(created_at),
+                key_id=key_id,
+                key=secret,
             )
             if recomputed != stored_hash:
-                problems.append(LedgerProblem(account, "hash_mismatch", f"entry {entry_id} (#{seq}, key {key!r}) was altered after it was written: its content no longer matches its hash", entry_id))
+                problems.append(
+                    LedgerProblem(
+                        account,
+                        "hash_mismatch",
+                        f"entry {entry_id} (#{seq}, key {key!r}) was altered after it was written: its content no longer matches its hash",
+                        entry_id,
+                    )
+                )
     unsealed += 0 if keyed_seen else legacy_run
     return problems, accounts, entries, unsealed, key_ids
 
@@ -179,6 +261,8 @@ def verify_ledger(conn: psycopg.Connection, *, checkpoint: Path | str | None = N
             conn.isolation_level = previous
     legacy = key_ids.get(LEGACY_KEY_ID, 0)
     if legacy:
-        notes.append(f"{legacy} entries predate the keyed chain ({LEGACY_KEY_ID}); {unsealed} of them are not yet "
-                     "sealed by a keyed entry of their account, so only a checkpoint file protects those")
+        notes.append(
+            f"{legacy} entries predate the keyed chain ({LEGACY_KEY_ID}); {unsealed} of them are not yet "
+            "sealed by a keyed entry of their account, so only a checkpoint file protects those"
+        )
     return VerifyReport(accounts, entries, problems, legacy, key_ids, notes)

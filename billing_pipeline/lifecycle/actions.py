@@ -10,8 +10,9 @@ actions are retried by every run of ``grace_period_job``, at the latest every
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from billing_pipeline.core.errors import BillingError
 from billing_pipeline.lifecycle import store
@@ -30,14 +31,16 @@ class _Handle:
 
 
 @contextmanager
-def tracked(lc: Any, account_id: str, key: str, action: str, deployment_id: str | None,
-            target: dict) -> Iterator[_Handle]:
+def tracked(
+    lc: Any, account_id: str, key: str, action: str, deployment_id: str | None, target: dict
+) -> Iterator[_Handle]:
     handle = _Handle()
     if lc.dry_run:
         yield handle
         return
-    store.begin_action(lc.conn, key=key, account_id=account_id, deployment_id=deployment_id, action=action,
-                       target=target, now=lc.now)
+    store.begin_action(
+        lc.conn, key=key, account_id=account_id, deployment_id=deployment_id, action=action, target=target, now=lc.now
+    )
     try:
         yield handle
     except BillingError as exc:
@@ -50,7 +53,7 @@ def tracked(lc: Any, account_id: str, key: str, action: str, deployment_id: str 
 
 
 def not_done_text(row: dict | None, what: str) -> str:
-    """"routing not yet disabled: HTTP 403 on Ingress ns/x at 17:00 UTC, retried every 15 minutes"."""
+    """ "routing not yet disabled: HTTP 403 on Ingress ns/x at 17:00 UTC, retried every 15 minutes"."""
     retry = f"retried every {RETRY_EVERY_MINUTES} minutes"
     if row is None:
         return f"{what}: the lifecycle has not acted on the cluster yet ({retry})"

@@ -34,9 +34,14 @@ from billing_pipeline.resources.postgres import PostgresResource
     kinds={"kubernetes", "postgres"},
     owners=BILLING_OWNERS,
     description="billing.account_lifecycle: each account's lifecycle state (healthy, low balance, grace period, "
-                "expired), since when, its grace deadline, and the cluster actions taken (billing.lifecycle_events).",
-    check_specs=[dg.AssetCheckSpec("every_cluster_action_done", asset=ACCOUNT_LIFECYCLE,
-                                   description="Every account's lifecycle step completed, cluster actions included.")],
+    "expired), since when, its grace deadline, and the cluster actions taken (billing.lifecycle_events).",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "every_cluster_action_done",
+            asset=ACCOUNT_LIFECYCLE,
+            description="Every account's lifecycle step completed, cluster actions included.",
+        )
+    ],
 )
 def account_lifecycle(context: dg.AssetExecutionContext, postgres: PostgresResource, kubernetes: KubernetesResource):
     now = run_clock(context)
@@ -57,18 +62,28 @@ def account_lifecycle(context: dg.AssetExecutionContext, postgres: PostgresResou
             context.log.info(f"{a.account_id}: {action}")
     for error in report.errors:
         context.log.error(error)
-    yield dg.MaterializeResult(metadata={
-        "now": now.isoformat(), "dry_run": dry_run, "accounts": len(report.accounts),
-        "transitions": sum(len(a.transitions) for a in report.accounts),
-        "cluster_actions": sum(len(a.actions) for a in report.accounts),
-        "states": dg.MetadataValue.json({a.account_id: a.state for a in report.accounts}),
-        "errors": dg.MetadataValue.json(report.errors),
-    })
+    yield dg.MaterializeResult(
+        metadata={
+            "now": now.isoformat(),
+            "dry_run": dry_run,
+            "accounts": len(report.accounts),
+            "transitions": sum(len(a.transitions) for a in report.accounts),
+            "cluster_actions": sum(len(a.actions) for a in report.accounts),
+            "states": dg.MetadataValue.json({a.account_id: a.state for a in report.accounts}),
+            "errors": dg.MetadataValue.json(report.errors),
+        }
+    )
     yield dg.AssetCheckResult(
-        check_name="every_cluster_action_done", passed=not report.errors, severity=dg.AssetCheckSeverity.ERROR,
-        description=None if not report.errors else (
+        check_name="every_cluster_action_done",
+        passed=not report.errors,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=None
+        if not report.errors
+        else (
             f"{len(report.errors)} account(s) not completed; what succeeded is recorded and the next run "
-            "finishes the rest: " + "; ".join(report.errors)))
+            "finishes the rest: " + "; ".join(report.errors)
+        ),
+    )
 
 
 grace_period_job = dg.define_asset_job(
@@ -80,9 +95,13 @@ grace_period_job = dg.define_asset_job(
 
 
 # Status tells customers pending actions are "retried every N minutes": the same constant.
-@dg.schedule(job=grace_period_job, cron_schedule=f"*/{RETRY_EVERY_MINUTES} * * * *", execution_timezone="UTC",
-             default_status=dg.DefaultScheduleStatus.RUNNING,
-             description="Acts on deadlines that pass without new data.")
+@dg.schedule(
+    job=grace_period_job,
+    cron_schedule=f"*/{RETRY_EVERY_MINUTES} * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Acts on deadlines that pass without new data.",
+)
 def grace_deadline_schedule(context: dg.ScheduleEvaluationContext):
     at = context.scheduled_execution_time
     return dg.RunRequest(run_key=f"deadlines@{at.isoformat()}", tags={CLOCK_TAG: at.isoformat()})

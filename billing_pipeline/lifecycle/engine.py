@@ -26,9 +26,9 @@ Dry-run computes the same decisions and plans, records each as a ``dry_run`` eve
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Iterable
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -72,45 +72,82 @@ class Lifecycle:
 
     def __init__(self, conn: psycopg.Connection, cluster: Cluster | None, now: datetime, *, dry_run: bool = False):
         if now.tzinfo is None:
-            raise BillingError(f"lifecycle clock {now.isoformat()} has no timezone; give it in UTC, e.g. 2026-11-25T14:00:00Z.")
+            raise BillingError(
+                f"lifecycle clock {now.isoformat()} has no timezone; give it in UTC, e.g. 2026-11-25T14:00:00Z."
+            )
         if not conn.autocommit:
             raise BillingError("the lifecycle needs an autocommit connection (it commits each step itself).")
         self.conn = conn
         self.cluster = cluster
-        self.now = now.astimezone(timezone.utc)
+        self.now = now.astimezone(UTC)
         self.dry_run = dry_run
 
     def need_cluster(self) -> Cluster:
         if self.cluster is None:
-            raise BillingError("no cluster is configured, so nothing was changed on it: set KUBECONFIG to a "
-                               "kubeconfig file (or run inside the cluster), then re-run grace_period_job.")
+            raise BillingError(
+                "no cluster is configured, so nothing was changed on it: set KUBECONFIG to a "
+                "kubeconfig file (or run inside the cluster), then re-run grace_period_job."
+            )
         return self.cluster
 
     def event(self, **kw) -> bool:
         if self.dry_run:
-            kw = {**kw, "key": f"dry-run@{self.now.isoformat()}:{kw['key']}", "kind": "dry_run",
-                  "outcome": "would_do", "detail": {**(kw.get("detail") or {}), "would": kw["kind"]}}
+            kw = {
+                **kw,
+                "key": f"dry-run@{self.now.isoformat()}:{kw['key']}",
+                "kind": "dry_run",
+                "outcome": "would_do",
+                "detail": {**(kw.get("detail") or {}), "would": kw["kind"]},
+            }
         return store.record_event(self.conn, decided_at=self.now, **kw)
 
-    def failed(self, account: Account, dep_id: str | None, step_key: str, action: str, target: dict,
-               exc: ClusterCallError) -> None:
+    def failed(
+        self, account: Account, dep_id: str | None, step_key: str, action: str, target: dict, exc: ClusterCallError
+    ) -> None:
         if self.dry_run:
             return
         n = store.count_events(self.conn, f"{account.id}:failed:{step_key}:")
-        store.record_event(self.conn, key=f"{account.id}:failed:{step_key}:{n + 1}", account_id=account.id,
-                           deployment_id=dep_id, kind="cluster_call", action=action, outcome="failed",
-                           target=target, detail={"error": str(exc), "http_status": exc.status},
-                           decided_at=self.now)
+        store.record_event(
+            self.conn,
+            key=f"{account.id}:failed:{step_key}:{n + 1}",
+            account_id=account.id,
+            deployment_id=dep_id,
+            kind="cluster_call",
+            action=action,
+            outcome="failed",
+            target=target,
+            detail={"error": str(exc), "http_status": exc.status},
+            decided_at=self.now,
+        )
 
     def notify(self, account: Account, dedupe_key: str, kind: str, subject: str, body: str, payload: dict) -> None:
         if self.dry_run:
-            self.event(key=f"notice:{dedupe_key}", account_id=account.id, kind="notice", action=kind,
-                       outcome="done", detail={"subject": subject})
+            self.event(
+                key=f"notice:{dedupe_key}",
+                account_id=account.id,
+                kind="notice",
+                action=kind,
+                outcome="done",
+                detail={"subject": subject},
+            )
             return
-        if enqueue_notification(self.conn, account_id=account.id, kind=f"lifecycle_{kind}", dedupe_key=dedupe_key,
-                                subject=subject, body=body, payload={**payload, "account_id": account.id}):
-            self.event(key=f"notice:{dedupe_key}", account_id=account.id, kind="notice", action=kind,
-                       outcome="done", detail={"subject": subject, "dedupe_key": dedupe_key})
+        if enqueue_notification(
+            self.conn,
+            account_id=account.id,
+            kind=f"lifecycle_{kind}",
+            dedupe_key=dedupe_key,
+            subject=subject,
+            body=body,
+            payload={**payload, "account_id": account.id},
+        ):
+            self.event(
+                key=f"notice:{dedupe_key}",
+                account_id=account.id,
+                kind="notice",
+                action=kind,
+                outcome="done",
+                detail={"subject": subject, "dedupe_key": dedupe_key},
+            )
 
     # ---- entry point
     def run(self, account_ids: Iterable[str] | None = None) -> RunReport:
@@ -160,13 +197,26 @@ class Lifecycle:
             snap = store.lock_snapshot(self.conn, account_id, self.now, lock=not self.dry_run)
             if snap is None:
                 snap = Snapshot(State.HEALTHY, self.now)
-            decision = step(snap, Inputs(account.balance, account.low_balance_threshold,
-                                         account.grace_period_hours), self.now)
+            decision = step(
+                snap, Inputs(account.balance, account.low_balance_threshold, account.grace_period_hours), self.now
+            )
             for t in decision.transitions:
-                self.event(key=f"{account_id}:transition:{t.seq}", account_id=account_id, kind="transition",
-                           action="transition", from_state=t.from_state.value, to_state=t.to_state.value,
-                           outcome="done", detail={"seq": t.seq, "balance": t.balance, "reason": t.reason,
-                                                   "grace_deadline": t.grace_deadline, "episode": t.episode})
+                self.event(
+                    key=f"{account_id}:transition:{t.seq}",
+                    account_id=account_id,
+                    kind="transition",
+                    action="transition",
+                    from_state=t.from_state.value,
+                    to_state=t.to_state.value,
+                    outcome="done",
+                    detail={
+                        "seq": t.seq,
+                        "balance": t.balance,
+                        "reason": t.reason,
+                        "grace_deadline": t.grace_deadline,
+                        "episode": t.episode,
+                    },
+                )
                 self._on_transition(account, t)
             outcome.transitions.extend(decision.transitions)
             if not self.dry_run:
@@ -179,28 +229,51 @@ class Lifecycle:
         if t.to_state == State.GRACE_PERIOD:
             self._set_domains(account, dep_ids, "active", "suspended", t)
             lines = self._expiry_lines(account, deps, t.grace_deadline)
-            self.notify(account, f"lifecycle:{account.id}:grace:{t.episode}", "grace_period",
-                        f"{account.name}: credits used up, deletion on {fmt_time(t.grace_deadline)}",
-                        notices.grace_body(account, t.balance, t.grace_deadline, t.at, lines),
-                        {"episode": t.episode, "grace_deadline": t.grace_deadline, "balance": t.balance,
-                         "will_happen": lines, "scale_to_zero_at": notices.scale_to_zero_at(account, t.at)})
+            self.notify(
+                account,
+                f"lifecycle:{account.id}:grace:{t.episode}",
+                "grace_period",
+                f"{account.name}: credits used up, deletion on {fmt_time(t.grace_deadline)}",
+                notices.grace_body(account, t.balance, t.grace_deadline, t.at, lines),
+                {
+                    "episode": t.episode,
+                    "grace_deadline": t.grace_deadline,
+                    "balance": t.balance,
+                    "will_happen": lines,
+                    "scale_to_zero_at": notices.scale_to_zero_at(account, t.at),
+                },
+            )
         elif t.from_state == State.GRACE_PERIOD and t.to_state != State.EXPIRED:
             self._set_domains(account, dep_ids, "suspended", "active", t)
-            self.notify(account, f"lifecycle:{account.id}:recovered:{t.episode}", "recovered",
-                        f"{account.name}: service restored", notices.recovered_body(account, t.balance, t.grace_deadline),
-                        {"episode": t.episode})
+            self.notify(
+                account,
+                f"lifecycle:{account.id}:recovered:{t.episode}",
+                "recovered",
+                f"{account.name}: service restored",
+                notices.recovered_body(account, t.balance, t.grace_deadline),
+                {"episode": t.episode},
+            )
         elif t.to_state == State.EXPIRED:
             for dep in deps:
                 cleanup.open_cleanup(self, account, dep, "expired", t.episode)
-            self.notify(account, f"lifecycle:{account.id}:expired:{t.episode}", "expired",
-                        f"{account.name}: grace period ended, deployments are being deleted",
-                        notices.expiry_body(self._expiry_lines(account, deps, t.grace_deadline)),
-                        {"episode": t.episode, "grace_deadline": t.grace_deadline, "deployments": dep_ids})
+            self.notify(
+                account,
+                f"lifecycle:{account.id}:expired:{t.episode}",
+                "expired",
+                f"{account.name}: grace period ended, deployments are being deleted",
+                notices.expiry_body(self._expiry_lines(account, deps, t.grace_deadline)),
+                {"episode": t.episode, "grace_deadline": t.grace_deadline, "deployments": dep_ids},
+            )
         elif t.from_state == State.EXPIRED:
             cleanup.cancel_retained_volumes(self, account)
-            self.notify(account, f"lifecycle:{account.id}:reactivated:{t.seq}", "reactivated",
-                        f"{account.name}: account active again", notices.reactivated_body(t.balance),
-                        {"episode": t.episode})
+            self.notify(
+                account,
+                f"lifecycle:{account.id}:reactivated:{t.seq}",
+                "reactivated",
+                f"{account.name}: account active again",
+                notices.reactivated_body(t.balance),
+                {"episode": t.episode},
+            )
 
     def _set_domains(self, account: Account, dep_ids: list[str], old: str, new: str, t: Transition) -> None:
         if self.dry_run:
@@ -208,9 +281,15 @@ class Lifecycle:
         else:
             hosts = store.move_domains(self.conn, dep_ids, old, new)
         if hosts:
-            self.event(key=f"{account.id}:transition:{t.seq}:domains_{new}", account_id=account.id,
-                       kind="domains", action=f"domains_{new}", outcome="done",
-                       target={"hostnames": sorted(hosts)}, detail={"from": old, "to": new})
+            self.event(
+                key=f"{account.id}:transition:{t.seq}:domains_{new}",
+                account_id=account.id,
+                kind="domains",
+                action=f"domains_{new}",
+                outcome="done",
+                target={"hostnames": sorted(hosts)},
+                detail={"from": old, "to": new},
+            )
 
     def _expiry_lines(self, account: Account, deps: list[Deployment], deadline: datetime | None) -> list[str]:
         lines = [notices.deployment_expiry_line(d, deadline) for d in deps]
@@ -220,7 +299,13 @@ class Lifecycle:
         return lines
 
 
-def run_lifecycle(conn: psycopg.Connection, cluster: Cluster | None, now: datetime, *, dry_run: bool = False,
-                  account_ids: Iterable[str] | None = None) -> RunReport:
+def run_lifecycle(
+    conn: psycopg.Connection,
+    cluster: Cluster | None,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    account_ids: Iterable[str] | None = None,
+) -> RunReport:
     """Evaluate every account (or ``account_ids``) at ``now``; see the module docstring."""
     return Lifecycle(conn, cluster, now, dry_run=dry_run).run(account_ids)

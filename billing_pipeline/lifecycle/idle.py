@@ -20,8 +20,11 @@ def idle_deployments(lc, account: Account) -> list[tuple[Deployment, dict]]:
     start = end - timedelta(hours=IDLE_WINDOW_HOURS)
     if store.complete_hours(lc.conn, start, end) < IDLE_WINDOW_HOURS:
         return []
-    return [(Deployment(*r[:4]), {"window": [start, end], "cpu_core_hours": r[4], "egress_gib": r[5]})
-            for r in store.idle_usage(lc.conn, account.id, start, end) if is_idle(r[4], r[5])]
+    return [
+        (Deployment(*r[:4]), {"window": [start, end], "cpu_core_hours": r[4], "egress_gib": r[5]})
+        for r in store.idle_usage(lc.conn, account.id, start, end)
+        if is_idle(r[4], r[5])
+    ]
 
 
 def delete_idle(lc, account: Account, episode: int, outcome) -> None:
@@ -29,10 +32,22 @@ def delete_idle(lc, account: Account, episode: int, outcome) -> None:
         reason = notices.idle_reason(evidence)
         with lc.conn.transaction():
             open_cleanup(lc, account, dep, "idle", episode)
-            lc.event(key=f"cleanup:{dep.id}:idle_reason", account_id=account.id, deployment_id=dep.id,
-                     kind="cleanup", action="early_idle_deletion", outcome="done",
-                     target={"namespace": dep.namespace, "deployment": dep.name}, detail={"reason": reason, **evidence})
-            lc.notify(account, f"lifecycle:{account.id}:idle:{dep.id}", "idle_deletion",
-                      f"{account.name}: idle deployment {dep.name} deleted early",
-                      notices.idle_body(account, dep, reason), {"deployment_id": dep.id, "reason": reason})
+            lc.event(
+                key=f"cleanup:{dep.id}:idle_reason",
+                account_id=account.id,
+                deployment_id=dep.id,
+                kind="cleanup",
+                action="early_idle_deletion",
+                outcome="done",
+                target={"namespace": dep.namespace, "deployment": dep.name},
+                detail={"reason": reason, **evidence},
+            )
+            lc.notify(
+                account,
+                f"lifecycle:{account.id}:idle:{dep.id}",
+                "idle_deletion",
+                f"{account.name}: idle deployment {dep.name} deleted early",
+                notices.idle_body(account, dep, reason),
+                {"deployment_id": dep.id, "reason": reason},
+            )
         outcome.actions.append(f"early deletion of idle deployment {dep.namespace}/{dep.name}")

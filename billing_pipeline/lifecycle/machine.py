@@ -19,8 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from enum import Enum
-
+from enum import StrEnum
 
 # "Idle", for early_idle_deletion during grace: over the IDLE_WINDOW_HOURS complete UTC hours before
 # now, every hour ingested complete, the deployment existed the whole window, used under
@@ -34,7 +33,7 @@ def is_idle(cpu_core_hours: Decimal, egress_gib: Decimal) -> bool:
     return cpu_core_hours < IDLE_CPU_CORE_HOURS and egress_gib < IDLE_EGRESS_GIB
 
 
-class State(str, Enum):
+class State(StrEnum):
     HEALTHY = "healthy"
     LOW_BALANCE = "low_balance"
     GRACE_PERIOD = "grace_period"
@@ -94,9 +93,11 @@ def state_for_balance(balance: Decimal, threshold: Decimal) -> State:
 
 def state_sql(balance: str, threshold: str) -> str:
     """``state_for_balance`` as a SQL expression over the columns (or expressions) given."""
-    return (f"CASE WHEN {balance} <= 0 THEN '{State.GRACE_PERIOD.value}' "
-            f"WHEN {balance} <= {threshold} THEN '{State.LOW_BALANCE.value}' "
-            f"ELSE '{State.HEALTHY.value}' END")
+    return (
+        f"CASE WHEN {balance} <= 0 THEN '{State.GRACE_PERIOD.value}' "
+        f"WHEN {balance} <= {threshold} THEN '{State.LOW_BALANCE.value}' "
+        f"ELSE '{State.HEALTHY.value}' END"
+    )
 
 
 def initial(now: datetime) -> Snapshot:
@@ -132,9 +133,12 @@ def step(snapshot: Snapshot, inputs: Inputs, now: datetime) -> Decision:
     # balance <= 0
     if snap.state in (State.HEALTHY, State.LOW_BALANCE):
         deadline = now + timedelta(hours=inputs.grace_period_hours)
-        move(State.GRACE_PERIOD, f"balance {balance} is at or below zero", deadline=deadline,
-             episode=snap.episode + 1)
+        move(State.GRACE_PERIOD, f"balance {balance} is at or below zero", deadline=deadline, episode=snap.episode + 1)
     if snap.state == State.GRACE_PERIOD and snap.grace_deadline is not None and now >= snap.grace_deadline:
-        move(State.EXPIRED, f"grace deadline {snap.grace_deadline.isoformat()} passed with balance {balance}",
-             deadline=snap.grace_deadline, episode=snap.episode)
+        move(
+            State.EXPIRED,
+            f"grace deadline {snap.grace_deadline.isoformat()} passed with balance {balance}",
+            deadline=snap.grace_deadline,
+            episode=snap.episode,
+        )
     return Decision(snap, out)

@@ -17,20 +17,25 @@ def snapshot_class_words(snapshot_class: str | None) -> str:
     return f"VolumeSnapshotClass {snapshot_class}" if snapshot_class else "the cluster's default VolumeSnapshotClass"
 
 
-def volume_fate_line(account: Account, pvc: str, size_bytes, at: datetime | None,
-                     snapshot_class: str | None = None) -> str:
+def volume_fate_line(
+    account: Account, pvc: str, size_bytes, at: datetime | None, snapshot_class: str | None = None
+) -> str:
     """What happens to one PVC at expiry ``at`` (None: if the account ever expires)."""
     size, days = fmt_size(size_bytes), account.volume_retention_days
     if account.volume_policy == "snapshot":
         when = "at an expiry" if at is None else f"on {fmt_time(at)}"
-        return (f"PVC {pvc} ({size}) {'would' if at is None else 'will'} be captured {when} as a CSI VolumeSnapshot "
-                f"({snapshot_class_words(snapshot_class)}); the PVC is deleted with its data only once the snapshot "
-                f"is ready to use, and the snapshot is kept {days} days after that, then deleted with its data.")
+        return (
+            f"PVC {pvc} ({size}) {'would' if at is None else 'will'} be captured {when} as a CSI VolumeSnapshot "
+            f"({snapshot_class_words(snapshot_class)}); the PVC is deleted with its data only once the snapshot "
+            f"is ready to use, and the snapshot is kept {days} days after that, then deleted with its data."
+        )
     if account.volume_policy == "retain":
         if at is None:
             return f"PVC {pvc} ({size}) would be kept {days} days after an expiry, then deleted with its data."
-        return (f"PVC {pvc} ({size}) will be kept after expiry until {fmt_time(at + timedelta(days=days))}, "
-                "then deleted with its data.")
+        return (
+            f"PVC {pvc} ({size}) will be kept after expiry until {fmt_time(at + timedelta(days=days))}, "
+            "then deleted with its data."
+        )
     if at is None:
         return f"PVC {pvc} ({size}) would be deleted with its data at an expiry."
     return f"PVC {pvc} ({size}) will be deleted with its data on {fmt_time(at)}."
@@ -40,8 +45,10 @@ def volume_policy_words(account: Account) -> str:
     days = account.volume_retention_days
     return {
         "retain": f"retain (volumes kept {days} days after expiry, then deleted with their data)",
-        "snapshot": (f"snapshot (each volume captured as a CSI VolumeSnapshot at expiry and deleted once the "
-                     f"snapshot is ready; snapshots kept {days} days, then deleted)"),
+        "snapshot": (
+            f"snapshot (each volume captured as a CSI VolumeSnapshot at expiry and deleted once the "
+            f"snapshot is ready; snapshots kept {days} days, then deleted)"
+        ),
     }.get(account.volume_policy, "delete (volumes deleted with their data at expiry)")
 
 
@@ -51,8 +58,10 @@ def volume_policy_sentence(account: Account) -> str:
     if account.volume_policy == "retain":
         return f"Its PersistentVolumeClaims are kept for {days} days under your retain policy, then deleted with their data."
     if account.volume_policy == "snapshot":
-        return (f"Its PersistentVolumeClaims are each captured as a VolumeSnapshot first and deleted once the snapshot "
-                f"is ready; the snapshots are kept {days} days, then deleted.")
+        return (
+            f"Its PersistentVolumeClaims are each captured as a VolumeSnapshot first and deleted once the snapshot "
+            f"is ready; the snapshots are kept {days} days, then deleted."
+        )
     return "Its PersistentVolumeClaims are deleted with their data (volume policy: delete)."
 
 
@@ -66,14 +75,18 @@ def scale_to_zero_sentence(account: Account, grace_entered_at: datetime | None) 
     at = scale_to_zero_at(account, grace_entered_at)
     if at is None:
         return ""
-    return (f"After {account.scale_to_zero_after_hours} hours of grace ({fmt_time(at)}) your Deployments are scaled to "
-            "zero replicas; their replica counts are saved and a top-up restores them exactly.")
+    return (
+        f"After {account.scale_to_zero_after_hours} hours of grace ({fmt_time(at)}) your Deployments are scaled to "
+        "zero replicas; their replica counts are saved and a top-up restores them exactly."
+    )
 
 
 def idle_sentence() -> str:
-    return (f"Early idle deletion is enabled: a deployment idle over the last {IDLE_WINDOW_HOURS} hours (under "
-            f"{IDLE_CPU_CORE_HOURS} core-hours of CPU and under {IDLE_EGRESS_GIB} GiB of network egress in total) "
-            "may be deleted before the deadline.")
+    return (
+        f"Early idle deletion is enabled: a deployment idle over the last {IDLE_WINDOW_HOURS} hours (under "
+        f"{IDLE_CPU_CORE_HOURS} core-hours of CPU and under {IDLE_EGRESS_GIB} GiB of network egress in total) "
+        "may be deleted before the deadline."
+    )
 
 
 def deployment_expiry_line(dep: Deployment, deadline: datetime | None) -> str:
@@ -81,46 +94,63 @@ def deployment_expiry_line(dep: Deployment, deadline: datetime | None) -> str:
 
 
 def grace_body(account: Account, balance, deadline, entered_at, lines: list[str]) -> str:
-    body = (f"Your balance is {balance} credits. Routing to your deployments is being switched to {SUSPENSION_PAGE} "
-            "and your domains are suspended; your workloads keep running. ")
+    body = (
+        f"Your balance is {balance} credits. Routing to your deployments is being switched to {SUSPENSION_PAGE} "
+        "and your domains are suspended; your workloads keep running. "
+    )
     body += scale_to_zero_sentence(account, entered_at)
-    body += (f"{' ' if account.scale_to_zero_after_hours is not None else ''}Add credits before {fmt_time(deadline)} "
-             "to restore everything exactly as it was. Otherwise, at that time:\n"
-             + "\n".join(f"- {line}" for line in lines or ["(no deployments)"]))
+    body += (
+        f"{' ' if account.scale_to_zero_after_hours is not None else ''}Add credits before {fmt_time(deadline)} "
+        "to restore everything exactly as it was. Otherwise, at that time:\n"
+        + "\n".join(f"- {line}" for line in lines or ["(no deployments)"])
+    )
     if account.early_idle_deletion:
         body += "\n" + idle_sentence()
     return body
 
 
 def recovered_body(account: Account, balance, deadline) -> str:
-    scaled = " Deployments scaled to zero get their saved replica counts back." \
-        if account.scale_to_zero_after_hours is not None else ""
-    return (f"Your balance is above zero again ({balance} credits). The grace period that would have ended on "
-            f"{fmt_time(deadline)} is over: routing is being restored exactly as it was and your domains are active "
-            f"again.{scaled}")
+    scaled = (
+        " Deployments scaled to zero get their saved replica counts back."
+        if account.scale_to_zero_after_hours is not None
+        else ""
+    )
+    return (
+        f"Your balance is above zero again ({balance} credits). The grace period that would have ended on "
+        f"{fmt_time(deadline)} is over: routing is being restored exactly as it was and your domains are active "
+        f"again.{scaled}"
+    )
 
 
 def expiry_body(lines: list[str]) -> str:
-    return ("The grace period ended with your balance at or below zero. The following is being deleted now:\n"
-            + "\n".join(f"- {line}" for line in lines or ["(no deployments)"]))
+    return (
+        "The grace period ended with your balance at or below zero. The following is being deleted now:\n"
+        + "\n".join(f"- {line}" for line in lines or ["(no deployments)"])
+    )
 
 
 def reactivated_body(balance) -> str:
-    return (f"Your balance is above zero again ({balance} credits). Deployments deleted at expiry are not restored; "
-            "volumes still kept under your retain policy are no longer scheduled for deletion; snapshots taken at "
-            "expiry keep their retention date.")
+    return (
+        f"Your balance is above zero again ({balance} credits). Deployments deleted at expiry are not restored; "
+        "volumes still kept under your retain policy are no longer scheduled for deletion; snapshots taken at "
+        "expiry keep their retention date."
+    )
 
 
 def idle_reason(evidence: dict) -> str:
-    return (f"idle over the last {IDLE_WINDOW_HOURS} hours ({fmt_time(evidence['window'][0])} to "
-            f"{fmt_time(evidence['window'][1])}): {evidence['cpu_core_hours']} core-hours of CPU "
-            f"(under {IDLE_CPU_CORE_HOURS}) and {evidence['egress_gib']} GiB of egress (under {IDLE_EGRESS_GIB})")
+    return (
+        f"idle over the last {IDLE_WINDOW_HOURS} hours ({fmt_time(evidence['window'][0])} to "
+        f"{fmt_time(evidence['window'][1])}): {evidence['cpu_core_hours']} core-hours of CPU "
+        f"(under {IDLE_CPU_CORE_HOURS}) and {evidence['egress_gib']} GiB of egress (under {IDLE_EGRESS_GIB})"
+    )
 
 
 def idle_body(account: Account, dep: Deployment, reason: str) -> str:
-    return (f"Your account is in its grace period and early idle deletion is enabled. Deployment {dep.name} "
-            f"(namespace {dep.namespace}) was {reason}; it is being deleted now with {WORKLOAD_OBJECTS}. "
-            + volume_policy_sentence(account))
+    return (
+        f"Your account is in its grace period and early idle deletion is enabled. Deployment {dep.name} "
+        f"(namespace {dep.namespace}) was {reason}; it is being deleted now with {WORKLOAD_OBJECTS}. "
+        + volume_policy_sentence(account)
+    )
 
 
 def retry_words() -> str:

@@ -30,25 +30,50 @@ def cleanup_preview(conn: psycopg.Connection, cluster: Cluster, account_id: str,
         if c is not None and (c["volumes_done_at"] is not None or c["cancelled_at"] is not None):
             continue
         if dep.namespace in cluster.protected:
-            refused.append({"deployment_id": dep.id, "namespace": dep.namespace,
-                            "why": f"namespace {dep.namespace} is protected: the cleanup refuses to act there"})
+            refused.append(
+                {
+                    "deployment_id": dep.id,
+                    "namespace": dep.namespace,
+                    "why": f"namespace {dep.namespace} is protected: the cleanup refuses to act there",
+                }
+            )
             continue
         policy = c["volume_policy"] if c else account.volume_policy
         delete_after = c["volumes_delete_after"] if c else None
-        volumes_due = (delete_after is None and policy in ("delete", "snapshot")) or \
-            (delete_after is not None and now >= delete_after)
-        found = discover(cluster, account_id, Deployment(dep.id, account_id, dep.namespace, dep.name),
-                         legacy_by_name=dep.namespace not in shared)
+        volumes_due = (delete_after is None and policy in ("delete", "snapshot")) or (
+            delete_after is not None and now >= delete_after
+        )
+        found = discover(
+            cluster,
+            account_id,
+            Deployment(dep.id, account_id, dep.namespace, dep.name),
+            legacy_by_name=dep.namespace not in shared,
+        )
         for obj in found:
-            item = {"deployment_id": dep.id, "kind": obj.kind, "namespace": obj.namespace, "name": obj.name,
-                    "found_by": obj.found_by, "size_bytes": obj.size_bytes}
+            item = {
+                "deployment_id": dep.id,
+                "kind": obj.kind,
+                "namespace": obj.namespace,
+                "name": obj.name,
+                "found_by": obj.found_by,
+                "size_bytes": obj.size_bytes,
+            }
             if obj.kind == "PersistentVolumeClaim" and not volumes_due:
-                keep.append({**item, "kept_until": delete_after or (now + timedelta(days=account.volume_retention_days))})
+                keep.append(
+                    {**item, "kept_until": delete_after or (now + timedelta(days=account.volume_retention_days))}
+                )
             elif obj.kind != "PersistentVolumeClaim" and c is not None and c["workload_done_at"] is not None:
                 continue
             else:
                 if obj.kind == "PersistentVolumeClaim":
                     item["snapshot_first"] = policy == "snapshot"
                 delete.append(item)
-    return {"account_id": account_id, "now": now, "volume_policy": account.volume_policy,
-            "snapshot_class": cluster.snapshot_class, "delete": delete, "keep": keep, "refused": refused}
+    return {
+        "account_id": account_id,
+        "now": now,
+        "volume_policy": account.volume_policy,
+        "snapshot_class": cluster.snapshot_class,
+        "delete": delete,
+        "keep": keep,
+        "refused": refused,
+    }

@@ -23,11 +23,15 @@ import json
 from billing_pipeline.core.errors import BillingError
 from billing_pipeline.lifecycle import store
 from billing_pipeline.lifecycle.actions import tracked
-from billing_pipeline.resources.cluster import (
-    ACCOUNT_ID_LABEL, DEPLOYMENT_ID_LABEL, CallResult, ClusterCallError, labels_of,
-)
 from billing_pipeline.lifecycle.discovery import owned_objects, target
 from billing_pipeline.lifecycle.store import Account, Deployment
+from billing_pipeline.resources.cluster import (
+    ACCOUNT_ID_LABEL,
+    DEPLOYMENT_ID_LABEL,
+    CallResult,
+    ClusterCallError,
+    labels_of,
+)
 
 ROLE_LABEL = "satusky.io/role"
 SUSPENSION_ROLE = "suspension-page"
@@ -38,12 +42,25 @@ def suspension_service_name(deployment_id: str) -> str:
 
 
 def suspension_service(account_id: str, dep: Deployment, host: str, port: int) -> dict:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {
-        "name": suspension_service_name(dep.id), "namespace": dep.namespace,
-        "labels": {DEPLOYMENT_ID_LABEL: dep.id, ACCOUNT_ID_LABEL: account_id, ROLE_LABEL: SUSPENSION_ROLE,
-                   "app.kubernetes.io/managed-by": "satusky-billing"}},
-        "spec": {"type": "ExternalName", "externalName": host,
-                 "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": suspension_service_name(dep.id),
+            "namespace": dep.namespace,
+            "labels": {
+                DEPLOYMENT_ID_LABEL: dep.id,
+                ACCOUNT_ID_LABEL: account_id,
+                ROLE_LABEL: SUSPENSION_ROLE,
+                "app.kubernetes.io/managed-by": "satusky-billing",
+            },
+        },
+        "spec": {
+            "type": "ExternalName",
+            "externalName": host,
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+        },
+    }
 
 
 def suspended_spec(spec: dict, service: str, port: int) -> dict:
@@ -64,8 +81,14 @@ def disable(lc, account: Account, episode: int, outcome) -> None:
     """Point every Ingress of every live deployment of ``account`` to its suspension Service."""
     shared = store.shared_namespaces(lc.conn, account.id)  # no legacy match by name there: it may be theirs
     for dep in store.live_deployments(lc.conn, account.id):
-        with tracked(lc, account.id, f"routing:{dep.id}", "routing_off", dep.id,
-                     {"namespace": dep.namespace, "deployment": dep.name}):
+        with tracked(
+            lc,
+            account.id,
+            f"routing:{dep.id}",
+            "routing_off",
+            dep.id,
+            {"namespace": dep.namespace, "deployment": dep.name},
+        ):
             cluster = lc.need_cluster()
             cluster.guard(dep.namespace)
             ingresses = owned_objects(cluster, account.id, dep, "Ingress", legacy_by_name=dep.namespace not in shared)
@@ -80,24 +103,46 @@ def _ensure_service(lc, account: Account, dep: Deployment, episode: int, service
     key = f"{account.id}:{episode}:suspension_service:{dep.namespace}/{service}"
     tgt = target("Service", dep.namespace, service)
     if lc.dry_run:
-        lc.event(key=key, account_id=account.id, deployment_id=dep.id, kind="cluster_call",
-                 action="create_suspension_service", outcome="done", target=tgt)
+        lc.event(
+            key=key,
+            account_id=account.id,
+            deployment_id=dep.id,
+            kind="cluster_call",
+            action="create_suspension_service",
+            outcome="done",
+            target=tgt,
+        )
         return
     body = suspension_service(account.id, dep, lc.cluster.suspension_host, lc.cluster.suspension_port)
     try:
         existing = lc.cluster.get("Service", dep.namespace, service)
-        result = CallResult("exists", existing) if existing is not None else lc.cluster.create("Service", dep.namespace, body)
+        result = (
+            CallResult("exists", existing)
+            if existing is not None
+            else lc.cluster.create("Service", dep.namespace, body)
+        )
     except ClusterCallError as exc:
-        lc.failed(account, dep.id, f"suspension_service:{dep.namespace}/{service}", "create_suspension_service", tgt, exc)
+        lc.failed(
+            account, dep.id, f"suspension_service:{dep.namespace}/{service}", "create_suspension_service", tgt, exc
+        )
         raise
     if result.outcome == "exists":
         labels = labels_of(result.object)
         if labels.get(ACCOUNT_ID_LABEL) != account.id or labels.get(ROLE_LABEL) != SUSPENSION_ROLE:
-            raise BillingError(f"Service {dep.namespace}/{service} exists and is not the suspension Service of account "
-                               f"{account.id}; rename or delete it, then re-run grace_period_job.")
-    lc.event(key=key, account_id=account.id, deployment_id=dep.id, kind="cluster_call",
-             action="create_suspension_service", outcome="done", target=tgt,
-             detail={"external_name": lc.cluster.suspension_host, "existed": result.outcome == "exists"})
+            raise BillingError(
+                f"Service {dep.namespace}/{service} exists and is not the suspension Service of account "
+                f"{account.id}; rename or delete it, then re-run grace_period_job."
+            )
+    lc.event(
+        key=key,
+        account_id=account.id,
+        deployment_id=dep.id,
+        kind="cluster_call",
+        action="create_suspension_service",
+        outcome="done",
+        target=tgt,
+        detail={"external_name": lc.cluster.suspension_host, "existed": result.outcome == "exists"},
+    )
 
 
 def _suspend(lc, account: Account, dep: Deployment, episode: int, ing: dict, service: str, outcome) -> None:
@@ -106,12 +151,30 @@ def _suspend(lc, account: Account, dep: Deployment, episode: int, ing: dict, ser
     tgt = target("Ingress", ns, name, uid=ing["metadata"].get("uid"))
     spec = ing.get("spec") or {}
     if lc.dry_run:
-        lc.event(key=key, account_id=account.id, deployment_id=dep.id, kind="cluster_call", action="suspend_ingress",
-                 outcome="done", target=tgt, detail={"service": service})
+        lc.event(
+            key=key,
+            account_id=account.id,
+            deployment_id=dep.id,
+            kind="cluster_call",
+            action="suspend_ingress",
+            outcome="done",
+            target=tgt,
+            detail={"service": service},
+        )
         return
     # Saved first, in its own commit: once the backends point elsewhere only this row remembers them.
-    store.save_ingress(lc.conn, namespace=ns, name=name, account_id=account.id, deployment_id=dep.id,
-                       episode=episode, spec=spec, spec_text=json.dumps(spec), service=service, now=lc.now)
+    store.save_ingress(
+        lc.conn,
+        namespace=ns,
+        name=name,
+        account_id=account.id,
+        deployment_id=dep.id,
+        episode=episode,
+        spec=spec,
+        spec_text=json.dumps(spec),
+        service=service,
+        now=lc.now,
+    )
     new_spec = suspended_spec(spec, service, lc.cluster.suspension_port)
     if new_spec != spec:
         try:
@@ -121,8 +184,16 @@ def _suspend(lc, account: Account, dep: Deployment, episode: int, ing: dict, ser
             raise
     with lc.conn.transaction():
         store.mark_ingresses(lc.conn, [(ns, name)], "disabled", lc.now)
-        if lc.event(key=key, account_id=account.id, deployment_id=dep.id, kind="cluster_call",
-                    action="suspend_ingress", outcome="done", target=tgt, detail={"service": service}):
+        if lc.event(
+            key=key,
+            account_id=account.id,
+            deployment_id=dep.id,
+            kind="cluster_call",
+            action="suspend_ingress",
+            outcome="done",
+            target=tgt,
+            detail={"service": service},
+        ):
             outcome.actions.append(f"Ingress {ns}/{name} now routes to the suspension page")
 
 
@@ -132,8 +203,14 @@ def restore(lc, account: Account, outcome) -> None:
     for row in store.saved_ingresses(lc.conn, account.id):
         by_dep.setdefault(row["deployment_id"], []).append(row)
     for dep_id, rows in by_dep.items():
-        with tracked(lc, account.id, f"routing:{dep_id}", "routing_restore", dep_id,
-                     {"namespace": rows[0]["namespace"], "ingresses": [r["name"] for r in rows]}):
+        with tracked(
+            lc,
+            account.id,
+            f"routing:{dep_id}",
+            "routing_restore",
+            dep_id,
+            {"namespace": rows[0]["namespace"], "ingresses": [r["name"] for r in rows]},
+        ):
             _restore_deployment(lc, account, dep_id, rows, outcome)
 
 
@@ -144,8 +221,15 @@ def _restore_deployment(lc, account: Account, dep_id: str, rows: list[dict], out
         ns, name = r["namespace"], r["name"]
         key = f"{account.id}:{r['episode']}:restore_routing:{ns}/{name}"
         if lc.dry_run:
-            lc.event(key=key, account_id=account.id, deployment_id=dep_id, kind="cluster_call",
-                     action="restore_ingress", outcome="done", target=target("Ingress", ns, name))
+            lc.event(
+                key=key,
+                account_id=account.id,
+                deployment_id=dep_id,
+                kind="cluster_call",
+                action="restore_ingress",
+                outcome="done",
+                target=target("Ingress", ns, name),
+            )
             continue
         current = cluster.get("Ingress", ns, name)
         call_outcome = "already_absent" if current is None else "done"
@@ -155,12 +239,25 @@ def _restore_deployment(lc, account: Account, dep_id: str, rows: list[dict], out
                 try:
                     cluster.replace("Ingress", ns, {**current, "spec": original})
                 except ClusterCallError as exc:
-                    lc.failed(account, dep_id, f"restore_routing:{ns}/{name}", "restore_ingress",
-                              target("Ingress", ns, name), exc)
+                    lc.failed(
+                        account,
+                        dep_id,
+                        f"restore_routing:{ns}/{name}",
+                        "restore_ingress",
+                        target("Ingress", ns, name),
+                        exc,
+                    )
                     raise
         marks["gone" if current is None else "restored"].append((ns, name))
-        if lc.event(key=key, account_id=account.id, deployment_id=dep_id, kind="cluster_call",
-                    action="restore_ingress", outcome=call_outcome, target=target("Ingress", ns, name)):
+        if lc.event(
+            key=key,
+            account_id=account.id,
+            deployment_id=dep_id,
+            kind="cluster_call",
+            action="restore_ingress",
+            outcome=call_outcome,
+            target=target("Ingress", ns, name),
+        ):
             outcome.actions.append(f"restored Ingress {ns}/{name} exactly as it was")
     if lc.dry_run:
         return
@@ -172,9 +269,15 @@ def _restore_deployment(lc, account: Account, dep_id: str, rows: list[dict], out
         except ClusterCallError as exc:
             lc.failed(account, dep_id, f"remove_suspension_service:{ns}/{service}", "delete", tgt, exc)
             raise
-        lc.event(key=f"{account.id}:{rows[0]['episode']}:remove_suspension_service:{ns}/{service}",
-                 account_id=account.id, deployment_id=dep_id, kind="cluster_call", action="delete_suspension_service",
-                 outcome=result.outcome, target=tgt)
+        lc.event(
+            key=f"{account.id}:{rows[0]['episode']}:remove_suspension_service:{ns}/{service}",
+            account_id=account.id,
+            deployment_id=dep_id,
+            kind="cluster_call",
+            action="delete_suspension_service",
+            outcome=result.outcome,
+            target=tgt,
+        )
     with lc.conn.transaction():
         for status, keys in marks.items():
             store.mark_ingresses(lc.conn, keys, status, lc.now)

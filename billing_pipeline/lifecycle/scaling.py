@@ -29,11 +29,18 @@ def scale_down_if_due(lc, account: Account, episode: int, grace_entered_at: date
         return
     shared = store.shared_namespaces(lc.conn, account.id)  # no legacy match by name there: it may be theirs
     for dep in store.live_deployments(lc.conn, account.id):
-        with tracked(lc, account.id, f"scale:{dep.id}", "scale_to_zero", dep.id,
-                     {"namespace": dep.namespace, "deployment": dep.name}):
+        with tracked(
+            lc,
+            account.id,
+            f"scale:{dep.id}",
+            "scale_to_zero",
+            dep.id,
+            {"namespace": dep.namespace, "deployment": dep.name},
+        ):
             cluster = lc.need_cluster()
-            for obj in owned_objects(cluster, account.id, dep, "Deployment",
-                                     legacy_by_name=dep.namespace not in shared):
+            for obj in owned_objects(
+                cluster, account.id, dep, "Deployment", legacy_by_name=dep.namespace not in shared
+            ):
                 _scale_down(lc, account, dep, episode, obj, outcome)
 
 
@@ -42,11 +49,27 @@ def _scale_down(lc, account: Account, dep: Deployment, episode: int, obj: dict, 
     key = f"{account.id}:{episode}:scale_to_zero:{ns}/{name}"
     tgt = target("Deployment", ns, name, uid=obj["metadata"].get("uid"))
     if lc.dry_run:
-        lc.event(key=key, account_id=account.id, deployment_id=dep.id, kind="cluster_call", action="scale_to_zero",
-                 outcome="done", target=tgt, detail={"replicas": _replicas(obj)})
+        lc.event(
+            key=key,
+            account_id=account.id,
+            deployment_id=dep.id,
+            kind="cluster_call",
+            action="scale_to_zero",
+            outcome="done",
+            target=tgt,
+            detail={"replicas": _replicas(obj)},
+        )
         return
-    saved, _ = store.save_scale(lc.conn, namespace=ns, name=name, account_id=account.id, deployment_id=dep.id,
-                                episode=episode, replicas=_replicas(obj), now=lc.now)
+    saved, _ = store.save_scale(
+        lc.conn,
+        namespace=ns,
+        name=name,
+        account_id=account.id,
+        deployment_id=dep.id,
+        episode=episode,
+        replicas=_replicas(obj),
+        now=lc.now,
+    )
     if _replicas(obj) != 0:
         try:
             lc.cluster.replace("Deployment", ns, {**obj, "spec": {**obj["spec"], "replicas": 0}})
@@ -55,8 +78,16 @@ def _scale_down(lc, account: Account, dep: Deployment, episode: int, obj: dict, 
             raise
     with lc.conn.transaction():
         store.mark_scale(lc.conn, ns, name, "scaled", lc.now)
-        if lc.event(key=key, account_id=account.id, deployment_id=dep.id, kind="cluster_call",
-                    action="scale_to_zero", outcome="done", target=tgt, detail={"saved_replicas": saved}):
+        if lc.event(
+            key=key,
+            account_id=account.id,
+            deployment_id=dep.id,
+            kind="cluster_call",
+            action="scale_to_zero",
+            outcome="done",
+            target=tgt,
+            detail={"saved_replicas": saved},
+        ):
             outcome.actions.append(f"scaled Deployment {ns}/{name} to zero (saved replicas: {saved})")
 
 
@@ -66,8 +97,14 @@ def restore(lc, account: Account, outcome) -> None:
     for row in store.saved_scales(lc.conn, account.id):
         by_dep.setdefault(row["deployment_id"], []).append(row)
     for dep_id, rows in by_dep.items():
-        with tracked(lc, account.id, f"scale:{dep_id}", "scale_restore", dep_id,
-                     {"namespace": rows[0]["namespace"], "deployments": [r["name"] for r in rows]}):
+        with tracked(
+            lc,
+            account.id,
+            f"scale:{dep_id}",
+            "scale_restore",
+            dep_id,
+            {"namespace": rows[0]["namespace"], "deployments": [r["name"] for r in rows]},
+        ):
             cluster = lc.need_cluster()
             for r in rows:
                 _restore_one(lc, cluster, account, dep_id, r, outcome)
@@ -78,8 +115,16 @@ def _restore_one(lc, cluster, account: Account, dep_id: str, r: dict, outcome) -
     key = f"{account.id}:{r['episode']}:scale_restore:{ns}/{name}"
     tgt = target("Deployment", ns, name)
     if lc.dry_run:
-        lc.event(key=key, account_id=account.id, deployment_id=dep_id, kind="cluster_call", action="scale_restore",
-                 outcome="done", target=tgt, detail={"replicas": r["replicas"]})
+        lc.event(
+            key=key,
+            account_id=account.id,
+            deployment_id=dep_id,
+            kind="cluster_call",
+            action="scale_restore",
+            outcome="done",
+            target=tgt,
+            detail={"replicas": r["replicas"]},
+        )
         return
     current = cluster.get("Deployment", ns, name)
     if current is not None and _replicas(current) != r["replicas"]:
@@ -90,7 +135,14 @@ def _restore_one(lc, cluster, account: Account, dep_id: str, r: dict, outcome) -
             raise
     with lc.conn.transaction():
         store.mark_scale(lc.conn, ns, name, "gone" if current is None else "restored", lc.now)
-        if lc.event(key=key, account_id=account.id, deployment_id=dep_id, kind="cluster_call", action="scale_restore",
-                    outcome="already_absent" if current is None else "done", target=tgt,
-                    detail={"replicas": r["replicas"]}):
+        if lc.event(
+            key=key,
+            account_id=account.id,
+            deployment_id=dep_id,
+            kind="cluster_call",
+            action="scale_restore",
+            outcome="already_absent" if current is None else "done",
+            target=tgt,
+            detail={"replicas": r["replicas"]},
+        ):
             outcome.actions.append(f"restored Deployment {ns}/{name} to {r['replicas']} replica(s)")

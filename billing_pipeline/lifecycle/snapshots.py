@@ -35,11 +35,20 @@ def snapshot_body(account_id: str, dep: Deployment, pvc: str, snapshot_class: st
     spec: dict = {"source": {"persistentVolumeClaimName": pvc}}
     if snapshot_class:
         spec["volumeSnapshotClassName"] = snapshot_class
-    return {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
-            "metadata": {"name": snapshot_name(dep.id, pvc), "namespace": dep.namespace,
-                         "labels": {DEPLOYMENT_ID_LABEL: dep.id, ACCOUNT_ID_LABEL: account_id,
-                                    "app.kubernetes.io/managed-by": "satusky-billing"}},
-            "spec": spec}
+    return {
+        "apiVersion": "snapshot.storage.k8s.io/v1",
+        "kind": "VolumeSnapshot",
+        "metadata": {
+            "name": snapshot_name(dep.id, pvc),
+            "namespace": dep.namespace,
+            "labels": {
+                DEPLOYMENT_ID_LABEL: dep.id,
+                ACCOUNT_ID_LABEL: account_id,
+                "app.kubernetes.io/managed-by": "satusky-billing",
+            },
+        },
+        "spec": spec,
+    }
 
 
 def ready_to_delete(lc, account: Account, dep: Deployment, pvc: str, size_bytes) -> bool:
@@ -48,13 +57,28 @@ def ready_to_delete(lc, account: Account, dep: Deployment, pvc: str, size_bytes)
     tgt = target("VolumeSnapshot", ns, name, pvc=pvc)
     with tracked(lc, account.id, f"snapshot:{ns}/{pvc}", "snapshot_then_delete_pvc", dep.id, tgt) as handle:
         if lc.dry_run:
-            lc.event(key=f"snapshot:{ns}/{name}:created", account_id=account.id, deployment_id=dep.id,
-                     kind="cluster_call", action="create_snapshot", outcome="done", target=tgt)
+            lc.event(
+                key=f"snapshot:{ns}/{name}:created",
+                account_id=account.id,
+                deployment_id=dep.id,
+                kind="cluster_call",
+                action="create_snapshot",
+                outcome="done",
+                target=tgt,
+            )
             return True
         cluster = lc.need_cluster()
-        store.plan_snapshot(lc.conn, namespace=ns, snapshot_name=name, pvc=pvc, deployment_id=dep.id,
-                            account_id=account.id, snapshot_class=cluster.snapshot_class, size_bytes=size_bytes,
-                            now=lc.now)
+        store.plan_snapshot(
+            lc.conn,
+            namespace=ns,
+            snapshot_name=name,
+            pvc=pvc,
+            deployment_id=dep.id,
+            account_id=account.id,
+            snapshot_class=cluster.snapshot_class,
+            size_bytes=size_bytes,
+            now=lc.now,
+        )
         row = store.snapshot_of(lc.conn, ns, name)
         if row["status"] == "ready":
             return True
@@ -65,20 +89,35 @@ def ready_to_delete(lc, account: Account, dep: Deployment, pvc: str, size_bytes)
         if status.get("error"):
             why = (status["error"] or {}).get("message") or "no message"
             store.mark_snapshot(lc.conn, ns, name, "failed", lc.now, error=why)
-            lc.event(key=f"snapshot:{ns}/{name}:failed:{store.count_events(lc.conn, f'snapshot:{ns}/{name}:failed:') + 1}",
-                     account_id=account.id, deployment_id=dep.id, kind="cluster_call", action="snapshot_failed",
-                     outcome="failed", target=tgt, detail={"error": why})
+            lc.event(
+                key=f"snapshot:{ns}/{name}:failed:{store.count_events(lc.conn, f'snapshot:{ns}/{name}:failed:') + 1}",
+                account_id=account.id,
+                deployment_id=dep.id,
+                kind="cluster_call",
+                action="snapshot_failed",
+                outcome="failed",
+                target=tgt,
+                detail={"error": why},
+            )
             raise SnapshotFailed(
                 f"VolumeSnapshot {ns}/{name} of PVC {pvc} failed ({why}); the PVC is kept with its data. Check the CSI "
                 f"driver and {snapshot_class_words(cluster.snapshot_class)} (BILLING_SNAPSHOT_CLASS), then delete the "
-                f"failed snapshot (kubectl -n {ns} delete volumesnapshot {name}); the next run takes a new one.")
+                f"failed snapshot (kubectl -n {ns} delete volumesnapshot {name}); the next run takes a new one."
+            )
         if status.get("readyToUse"):
             delete_after = lc.now + timedelta(days=account.volume_retention_days)
             with lc.conn.transaction():
                 store.mark_snapshot(lc.conn, ns, name, "ready", lc.now, delete_after=delete_after)
-                lc.event(key=f"snapshot:{ns}/{name}:ready", account_id=account.id, deployment_id=dep.id,
-                         kind="cluster_call", action="snapshot_ready", outcome="done", target=tgt,
-                         detail={"delete_after": delete_after})
+                lc.event(
+                    key=f"snapshot:{ns}/{name}:ready",
+                    account_id=account.id,
+                    deployment_id=dep.id,
+                    kind="cluster_call",
+                    action="snapshot_ready",
+                    outcome="done",
+                    target=tgt,
+                    detail={"delete_after": delete_after},
+                )
             return True
         store.mark_snapshot(lc.conn, ns, name, "created", lc.now)
         handle.waiting(f"waiting for VolumeSnapshot {ns}/{name} to be ready to use; PVC {pvc} is kept until then")
@@ -95,14 +134,23 @@ def _create(lc, account: Account, dep: Deployment, pvc: str, tgt: dict) -> dict:
         raise
     source = ((result.object.get("spec") or {}).get("source") or {}).get("persistentVolumeClaimName")
     if source != pvc:
-        raise BillingError(f"VolumeSnapshot {ns}/{name} exists but captures {source!r}, not PVC {pvc}; "
-                           "rename or delete it, then re-run grace_period_job.")
+        raise BillingError(
+            f"VolumeSnapshot {ns}/{name} exists but captures {source!r}, not PVC {pvc}; "
+            "rename or delete it, then re-run grace_period_job."
+        )
     n = store.count_events(lc.conn, f"snapshot:{ns}/{name}:created:")
     with lc.conn.transaction():
         store.mark_snapshot(lc.conn, ns, name, "created", lc.now)
-        lc.event(key=f"snapshot:{ns}/{name}:created:{n + 1}", account_id=account.id, deployment_id=dep.id,
-                 kind="cluster_call", action="create_snapshot", outcome="done", target=tgt,
-                 detail={"snapshot_class": lc.cluster.snapshot_class, "existed": result.outcome == "exists"})
+        lc.event(
+            key=f"snapshot:{ns}/{name}:created:{n + 1}",
+            account_id=account.id,
+            deployment_id=dep.id,
+            kind="cluster_call",
+            action="create_snapshot",
+            outcome="done",
+            target=tgt,
+            detail={"snapshot_class": lc.cluster.snapshot_class, "existed": result.outcome == "exists"},
+        )
     return result.object
 
 
@@ -121,7 +169,13 @@ def expire(lc, account: Account, outcome) -> None:
                 raise
             with lc.conn.transaction():
                 store.mark_snapshot(lc.conn, ns, name, "deleted", lc.now)
-                if lc.event(key=f"snapshot:{ns}/{name}:deleted", account_id=account.id,
-                            deployment_id=row["deployment_id"], kind="cluster_call", action="delete",
-                            outcome=result.outcome, target=tgt):
+                if lc.event(
+                    key=f"snapshot:{ns}/{name}:deleted",
+                    account_id=account.id,
+                    deployment_id=row["deployment_id"],
+                    kind="cluster_call",
+                    action="delete",
+                    outcome=result.outcome,
+                    target=tgt,
+                ):
                     outcome.actions.append(f"deleted VolumeSnapshot {ns}/{name} (retention ended)")

@@ -10,7 +10,8 @@ signed webhook, recording each channel's outcome so a retry never re-sends a del
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import psycopg
 
@@ -81,11 +82,15 @@ def enqueue_notification(
         raise InputError(f"notification {dedupe_key!r}: payload is not JSON ({exc}).") from None
     queued, _channels, account_exists = conn.execute(
         _ENQUEUE,
-        {"account_id": account_id, "kind": kind, "dedupe_key": dedupe_key, "subject": subject,
-         "body": body, "payload": payload_json},
+        {
+            "account_id": account_id,
+            "kind": kind,
+            "dedupe_key": dedupe_key,
+            "subject": subject,
+            "body": body,
+            "payload": payload_json,
+        },
     ).fetchone()
     if not account_exists:
-        raise InputError(
-            f"notification {dedupe_key!r}: unknown account {account_id!r} (not in billing.accounts)."
-        )
+        raise InputError(f"notification {dedupe_key!r}: unknown account {account_id!r} (not in billing.accounts).")
     return bool(queued)

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from billing_pipeline.core.clock import CLOCK_TAG, clock_input
 from billing_pipeline.core.errors import BillingError, InputError
@@ -44,11 +44,12 @@ def hours_between(start: datetime, end: datetime) -> list[datetime]:
     return [hour.start for hour in Hour.range(Hour.of(start), Hour.of(end))]
 
 
-def validate_window(start: datetime | str, end: datetime | str, now: datetime | str | None = None
-                    ) -> tuple[datetime, datetime, datetime]:
+def validate_window(
+    start: datetime | str, end: datetime | str, now: datetime | str | None = None
+) -> tuple[datetime, datetime, datetime]:
     """Check and normalise a cycle window; raise ``InputError`` saying what to fix."""
     start, end = clock_input(start, "--start"), clock_input(end, "--end")
-    now = clock_input(now, "--now") if now is not None else datetime.now(timezone.utc)
+    now = clock_input(now, "--now") if now is not None else datetime.now(UTC)
     for what, value in (("--start", start), ("--end", end)):
         if value.minute or value.second or value.microsecond:
             floor = value.replace(minute=0, second=0, microsecond=0)
@@ -60,8 +61,9 @@ def validate_window(start: datetime | str, end: datetime | str, now: datetime | 
         raise InputError(f"--end {end.isoformat()} must be after --start {start.isoformat()}")
     first = first_billable_hour()
     if start < first:
-        raise InputError(f"--start {start.isoformat()} is before the first billable hour {first.isoformat()} "
-                         "(BILLING_FIRST_HOUR)")
+        raise InputError(
+            f"--start {start.isoformat()} is before the first billable hour {first.isoformat()} (BILLING_FIRST_HOUR)"
+        )
     last_hour = end - HOUR
     if last_hour >= now:
         raise InputError(
@@ -91,8 +93,9 @@ class CycleResult:
         out = []
         for run in self.runs:
             if not run.success:
-                out.append(f"run {run.run_id} ({_scope(run)}) {run.status}: "
-                           + ("; ".join(run.errors) or "see its event log"))
+                out.append(
+                    f"run {run.run_id} ({_scope(run)}) {run.status}: " + ("; ".join(run.errors) or "see its event log")
+                )
             for check in run.failed_checks:
                 if check["severity"] == "ERROR":
                     out.append(f"{check['asset']} ({check['check']}): {check['description']}")
@@ -100,12 +103,29 @@ class CycleResult:
 
     def as_dict(self) -> dict:
         return {
-            "cycle_id": self.cycle_id, "start": self.start.isoformat(), "end": self.end.isoformat(),
-            "now": self.now.isoformat(), "hours": len(self.hours), "ok": not self.problems,
-            "problems": self.problems, "corrections": self.corrections, **self.summary,
-            "runs": [{"run_id": r.run_id, "job": r.job_name, "scope": _scope(r), "status": r.status,
-                      "launched_by": r.launched_by, "seconds": round(r.seconds, 3), "failed_steps": r.failed_steps,
-                      "failed_checks": r.failed_checks, "errors": r.errors} for r in self.runs],
+            "cycle_id": self.cycle_id,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "now": self.now.isoformat(),
+            "hours": len(self.hours),
+            "ok": not self.problems,
+            "problems": self.problems,
+            "corrections": self.corrections,
+            **self.summary,
+            "runs": [
+                {
+                    "run_id": r.run_id,
+                    "job": r.job_name,
+                    "scope": _scope(r),
+                    "status": r.status,
+                    "launched_by": r.launched_by,
+                    "seconds": round(r.seconds, 3),
+                    "failed_steps": r.failed_steps,
+                    "failed_checks": r.failed_checks,
+                    "errors": r.errors,
+                }
+                for r in self.runs
+            ],
         }
 
 
@@ -145,11 +165,11 @@ def consecutive_ranges(hours: list[datetime], size: int) -> list[tuple[datetime,
 
 def stale_hours_outside(conn, instance, start: datetime, end: datetime, now: datetime) -> list[str]:
     """Hours outside [start, end) that a correction left unsettled (rentals or re-ingestion)."""
+    import dagster as dg
+
     from billing_pipeline.core.asset_keys import LEDGER
     from billing_pipeline.ingestion.assets import MACHINE_RENTAL_HOURS, METRIC_HOURS
     from billing_pipeline.orchestration.graph import stale_rental_partitions
-
-    import dagster as dg
 
     stale = set(stale_rental_partitions(conn, now))
     materialized = dg.DagsterEventType.ASSET_MATERIALIZATION
@@ -161,9 +181,17 @@ def stale_hours_outside(conn, instance, start: datetime, end: datetime, now: dat
     return sorted(k for k in stale if not (start <= Hour.parse(k).start < end) and Hour.parse(k).start < now)
 
 
-def run_billing_window(start: datetime | str, end: datetime | str, now: datetime | str | None = None, *,
-                       instance=None, database_url: str | None = None, chunk_hours: int = CHUNK_HOURS,
-                       asset_selection=None, on_progress: Callable[[str], None] | None = None) -> CycleResult:
+def run_billing_window(
+    start: datetime | str,
+    end: datetime | str,
+    now: datetime | str | None = None,
+    *,
+    instance=None,
+    database_url: str | None = None,
+    chunk_hours: int = CHUNK_HOURS,
+    asset_selection=None,
+    on_progress: Callable[[str], None] | None = None,
+) -> CycleResult:
     """Run the hourly cycle for ``[start, end)`` on the instance; see the module doc.
 
     ``asset_selection`` (asset keys) runs part of the cycle (tests run ingestion alone with it);
@@ -196,11 +224,16 @@ def run_billing_window(start: datetime | str, end: datetime | str, now: datetime
             ranges = consecutive_ranges([Hour.parse(k).start for k in result.corrections], chunk_hours)
             for i, (lo, hi) in enumerate(ranges, 1):
                 launcher.on_progress = lambda line, i=i, lo=lo: say(
-                    f"corrections {i}/{len(ranges)} from {lo:%Y-%m-%d %H:00}: {line}")
-                result.runs.append(launcher.run(
-                    "hourly_billing_job", asset_selection=selection, label="",
-                    tags={**tags, **_range_tags(lo, hi),
-                          "billing/stage": "correction"}))
+                    f"corrections {i}/{len(ranges)} from {lo:%Y-%m-%d %H:00}: {line}"
+                )
+                result.runs.append(
+                    launcher.run(
+                        "hourly_billing_job",
+                        asset_selection=selection,
+                        label="",
+                        tags={**tags, **_range_tags(lo, hi), "billing/stage": "correction"},
+                    )
+                )
         done_hours = 0
         for n, (lo, hi) in enumerate(windows, 1):
             hours = len(hours_between(lo, hi))
@@ -211,12 +244,15 @@ def run_billing_window(start: datetime | str, end: datetime | str, now: datetime
                 say(f"[{elapsed:6.1f} s] chunk {n}/{len(windows)} ({done} of {total_hours} hours done{left}): {line}")
 
             launcher.on_progress = progress
-            run = launcher.run("hourly_billing_job", asset_selection=asset_selection,
-                               tags={**tags, **_range_tags(lo, hi)}, label="")
+            run = launcher.run(
+                "hourly_billing_job", asset_selection=asset_selection, tags={**tags, **_range_tags(lo, hi)}, label=""
+            )
             result.runs.append(run)
             done_hours += hours
-            say(f"[{time.monotonic() - began:6.1f} s] {done_hours} of {total_hours} hours: run {run.run_id[:8]} "
-                f"{run.status}")
+            say(
+                f"[{time.monotonic() - began:6.1f} s] {done_hours} of {total_hours} hours: run {run.run_id[:8]} "
+                f"{run.status}"
+            )
             if not run.success:
                 break
         result.summary = summarise(conn, marks, start, end)

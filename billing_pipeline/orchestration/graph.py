@@ -25,13 +25,13 @@ things stand and launches nothing, so the first ``dagster dev`` after the demo r
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from billing_pipeline.core.asset_keys import ACCOUNT_LIFECYCLE, LEDGER
 from billing_pipeline.core.hours import Hour
-from billing_pipeline.core.partitions import first_billable_hour, hourly_partitions
+from billing_pipeline.core.partitions import first_billable_hour
 from billing_pipeline.core.runs import JOB_TAGS, LANE_TAG, MONEY_LANE
 from billing_pipeline.ingestion.assets import MACHINE_RENTAL_HOURS, METRIC_HOURS, machine_rentals
 from billing_pipeline.ingestion.rentals import stale_rental_hours
@@ -55,6 +55,8 @@ hourly_cycle = dg.AssetSelection.groups(*CYCLE_GROUPS)
 def stage_selection(stages: list[str]) -> dg.AssetSelection:
     """The part of the cycle that materialises the given stages (names of ``STAGE_GROUPS``)."""
     return dg.AssetSelection.groups(*(g for stage in stages for g in STAGE_GROUPS[stage]))
+
+
 # What a correction needs: everything downstream of the rental slices, metric ingestion excluded
 # (Prometheus may no longer hold an old hour; its stored figures stay).
 settlement_after_ingestion = hourly_cycle - dg.AssetSelection.groups(*STAGE_GROUPS["ingestion"])
@@ -65,7 +67,7 @@ hourly_billing_job = dg.define_asset_job(
     selection=hourly_cycle,
     tags=JOB_TAGS,
     description="The hourly cycle: ingestion, dbt, settlement into the ledger, auto top-ups, lifecycle, alerts and "
-                "deliveries, for one hour or a range of hours.",
+    "deliveries, for one hour or a range of hours.",
 )
 
 account_actions_job = dg.define_asset_job(
@@ -76,30 +78,49 @@ account_actions_job = dg.define_asset_job(
 )
 
 hourly_billing_schedule = dg.build_schedule_from_partitioned_job(
-    hourly_billing_job, minute_of_hour=5, default_status=dg.DefaultScheduleStatus.STOPPED,
+    hourly_billing_job,
+    minute_of_hour=5,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 
 
 def lane_busy(instance: dg.DagsterInstance) -> bool:
     """A run of the money lane is queued or executing: its results are not in yet."""
-    return bool(instance.get_run_ids(dg.RunsFilter(
-        tags={LANE_TAG: MONEY_LANE},
-        statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-                  dg.DagsterRunStatus.STARTED]), limit=1))
+    return bool(
+        instance.get_run_ids(
+            dg.RunsFilter(
+                tags={LANE_TAG: MONEY_LANE},
+                statuses=[
+                    dg.DagsterRunStatus.QUEUED,
+                    dg.DagsterRunStatus.NOT_STARTED,
+                    dg.DagsterRunStatus.STARTING,
+                    dg.DagsterRunStatus.STARTED,
+                ],
+            ),
+            limit=1,
+        )
+    )
 
 
 def _latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None) -> int:
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1).records
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1
+    ).records
     return records[0].storage_id if records else 0
 
 
-@dg.sensor(job=hourly_billing_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Re-prices and settles an hour whose ingestion was re-materialised after its settlement.")
+@dg.sensor(
+    job=hourly_billing_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Re-prices and settles an hour whose ingestion was re-materialised after its settlement.",
+)
 def corrections_sensor(context: dg.SensorEvaluationContext):
     watched = (METRIC_HOURS, MACHINE_RENTAL_HOURS)
     if context.cursor is None:  # a new instance: start from the present
-        context.update_cursor(json.dumps({k.to_user_string(): _latest_storage_id(context.instance, k) for k in watched}))
+        context.update_cursor(
+            json.dumps({k.to_user_string(): _latest_storage_id(context.instance, k) for k in watched})
+        )
         return dg.SkipReason("first evaluation: watching ingestion from now on")
     if lane_busy(context.instance):
         return dg.SkipReason("a run of the cycle is in progress; its settlement is not in yet")
@@ -108,16 +129,21 @@ def corrections_sensor(context: dg.SensorEvaluationContext):
     for key in watched:
         records = context.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=key, after_storage_id=cursor.get(key.to_user_string(), 0)),
-            limit=1000, ascending=True).records
+            limit=1000,
+            ascending=True,
+        ).records
         for record in records:
             if record.partition_key:
                 newest[record.partition_key] = max(newest.get(record.partition_key, 0), record.storage_id)
         if records:
             cursor[key.to_user_string()] = records[-1].storage_id
     requests = [
-        dg.RunRequest(run_key=f"correction:{partition}:{storage_id}", partition_key=partition,
-                      asset_selection=list(settlement_after_ingestion.resolve(context.repository_def.asset_graph)),
-                      tags={"billing/trigger": f"ingestion re-materialised (event {storage_id})"})
+        dg.RunRequest(
+            run_key=f"correction:{partition}:{storage_id}",
+            partition_key=partition,
+            asset_selection=list(settlement_after_ingestion.resolve(context.repository_def.asset_graph)),
+            tags={"billing/trigger": f"ingestion re-materialised (event {storage_id})"},
+        )
         for partition, storage_id in sorted(newest.items())
         if _latest_storage_id(context.instance, LEDGER, partition) < storage_id
     ]
@@ -131,24 +157,38 @@ def stale_rental_partitions(conn, clock: datetime) -> list[str]:
     return [Hour.of(h).key for h in stale_rental_hours(conn, clock) if h >= first]
 
 
-@dg.sensor(job=hourly_billing_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED,
-           description="Re-slices, re-prices and settles the hours that corrections to machine_usages touched.")
+@dg.sensor(
+    job=hourly_billing_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Re-slices, re-prices and settles the hours that corrections to machine_usages touched.",
+)
 def rental_corrections_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource):
     if lane_busy(context.instance):
         return dg.SkipReason("a run of the cycle is in progress")
     with postgres.connect() as conn:
-        stale = stale_rental_partitions(conn, datetime.now(timezone.utc))
+        stale = stale_rental_partitions(conn, datetime.now(UTC))
         stamp = conn.execute("SELECT max(updated_at) FROM billing.machine_usages").fetchone()[0]
     if not stale:
         return dg.SkipReason("no rental hour is stale")
     selection = list(settlement_after_rentals.resolve(context.repository_def.asset_graph))
     # The run key names the hour and the newest correction, so a later correction runs again.
-    return [dg.RunRequest(run_key=f"rental-correction:{key}:{stamp.isoformat() if stamp else ''}",
-                          partition_key=key, asset_selection=selection) for key in stale]
+    return [
+        dg.RunRequest(
+            run_key=f"rental-correction:{key}:{stamp.isoformat() if stamp else ''}",
+            partition_key=key,
+            asset_selection=selection,
+        )
+        for key in stale
+    ]
 
 
-@dg.sensor(job=account_actions_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Top-ups, lifecycle and alerts after a balance changed outside the hourly cycle.")
+@dg.sensor(
+    job=account_actions_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Top-ups, lifecycle and alerts after a balance changed outside the hourly cycle.",
+)
 def balance_change_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource):
     with postgres.connect() as conn:
         newest = conn.execute("SELECT max(updated_at) FROM billing.credits").fetchone()[0]

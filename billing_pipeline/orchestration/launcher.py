@@ -20,10 +20,10 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
 
 import dagster as dg
 from dagster._core.definitions.selector import JobSubsetSelector
@@ -70,8 +70,8 @@ def default_instance() -> dg.DagsterInstance:
     """The instance of ``DAGSTER_HOME``, else the demo's (``<state dir>/dagster_home``) if it exists."""
     import os
 
-    from billing_pipeline.db.connection import state_dir
     from billing_pipeline.core.errors import ConfigurationError
+    from billing_pipeline.db.connection import state_dir
 
     home = os.environ.get("DAGSTER_HOME")
     if not home:
@@ -79,7 +79,8 @@ def default_instance() -> dg.DagsterInstance:
         if not (demo_home / "dagster.yaml").exists():
             raise ConfigurationError(
                 "DAGSTER_HOME is not set: runs are recorded on a Dagster instance. Point it at the folder of the "
-                "instance's dagster.yaml, or run `scripts/demo` once to create the demo's (./.billing/dagster_home).")
+                "instance's dagster.yaml, or run `scripts/demo` once to create the demo's (./.billing/dagster_home)."
+            )
         os.environ["DAGSTER_HOME"] = str(demo_home)
     return dg.DagsterInstance.get()
 
@@ -95,7 +96,8 @@ def code_location(instance: dg.DagsterInstance) -> Iterator:
     """The pipeline's code location, loaded in this process under the workspace's location name."""
     origin = InProcessCodeLocationOrigin(
         loadable_target_origin=LoadableTargetOrigin(
-            module_name=DEFINITIONS_MODULE, attribute="defs", working_directory=str(REPOSITORY_ROOT)),
+            module_name=DEFINITIONS_MODULE, attribute="defs", working_directory=str(REPOSITORY_ROOT)
+        ),
         location_name=LOCATION_NAME,
     )
     with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as process_context:
@@ -107,8 +109,15 @@ def code_location(instance: dg.DagsterInstance) -> Iterator:
 class Launcher:
     """Creates, launches and waits for runs; one per ``billing run`` / ``close-month``."""
 
-    def __init__(self, instance: dg.DagsterInstance, workspace, location, *, lock_conn=None,
-                 on_progress: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        workspace,
+        location,
+        *,
+        lock_conn=None,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> None:
         self.instance = instance
         self.workspace = workspace
         self.location = location
@@ -116,22 +125,42 @@ class Launcher:
         self.on_progress = on_progress or (lambda _message: None)
         (self.repository,) = location.get_repositories().values()
 
-    def create_run(self, job_name: str, *, tags: Mapping[str, str],
-                   asset_selection: Iterable[dg.AssetKey] | None = None):
+    def create_run(
+        self, job_name: str, *, tags: Mapping[str, str], asset_selection: Iterable[dg.AssetKey] | None = None
+    ):
         selection = frozenset(asset_selection) if asset_selection is not None else None
-        remote_job = self.location.get_job(JobSubsetSelector(
-            location_name=self.location.name, repository_name=self.repository.name, job_name=job_name,
-            op_selection=None, asset_selection=selection, asset_check_selection=None))
-        plan = self.location.get_execution_plan(remote_job, {}, step_keys_to_execute=None, known_state=None,
-                                                instance=self.instance)
+        remote_job = self.location.get_job(
+            JobSubsetSelector(
+                location_name=self.location.name,
+                repository_name=self.repository.name,
+                job_name=job_name,
+                op_selection=None,
+                asset_selection=selection,
+                asset_check_selection=None,
+            )
+        )
+        plan = self.location.get_execution_plan(
+            remote_job, {}, step_keys_to_execute=None, known_state=None, instance=self.instance
+        )
         return self.instance.create_run(
-            job_name=job_name, run_id=None, run_config={}, resolved_op_selection=remote_job.resolved_op_selection,
-            step_keys_to_execute=plan.execution_plan_snapshot.step_keys_to_execute, op_selection=None,
-            status=None, root_run_id=None, parent_run_id=None, tags={**remote_job.tags, **tags},
-            job_snapshot=remote_job.job_snapshot, execution_plan_snapshot=plan.execution_plan_snapshot,
-            parent_job_snapshot=remote_job.parent_job_snapshot, remote_job_origin=remote_job.get_remote_origin(),
-            job_code_origin=remote_job.get_python_origin(), asset_selection=selection,
-            asset_check_selection=None, asset_graph=self.repository.asset_graph,
+            job_name=job_name,
+            run_id=None,
+            run_config={},
+            resolved_op_selection=remote_job.resolved_op_selection,
+            step_keys_to_execute=plan.execution_plan_snapshot.step_keys_to_execute,
+            op_selection=None,
+            status=None,
+            root_run_id=None,
+            parent_run_id=None,
+            tags={**remote_job.tags, **tags},
+            job_snapshot=remote_job.job_snapshot,
+            execution_plan_snapshot=plan.execution_plan_snapshot,
+            parent_job_snapshot=remote_job.parent_job_snapshot,
+            remote_job_origin=remote_job.get_remote_origin(),
+            job_code_origin=remote_job.get_python_origin(),
+            asset_selection=selection,
+            asset_check_selection=None,
+            asset_graph=self.repository.asset_graph,
         )
 
     def run(self, job_name: str, *, tags: Mapping[str, str], asset_selection=None, label: str = "") -> RunOutcome:
@@ -171,7 +200,7 @@ class Launcher:
         try:
             for _event in core_execute_run(recon_job, run, self.instance, inject_env_vars=True):
                 pass
-        except Exception:  # noqa: BLE001 - the failure is in the run's event log, read by _outcome
+        except Exception:
             pass
 
     def _wait(self, run_id: str, label: str, worker: threading.Thread | None = None) -> None:
@@ -179,15 +208,20 @@ class Launcher:
         cursor = None
         deadline = time.monotonic() + QUEUE_WAIT_SECONDS
         while True:
-            records = self.instance.get_records_for_run(run_id, cursor=cursor, of_type={
-                DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE})
+            records = self.instance.get_records_for_run(
+                run_id,
+                cursor=cursor,
+                of_type={DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE},
+            )
             cursor = records.cursor
             for record in records.records:
                 event = record.event_log_entry.dagster_event
                 key = (event.step_key, event.event_type_value)
                 if key not in seen_steps:
                     seen_steps.add(key)
-                    verb = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}[event.event_type_value]
+                    verb = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}[
+                        event.event_type_value
+                    ]
                     self.on_progress(f"{label}{event.step_key} {verb}")
             run = self.instance.get_run_by_id(run_id)
             if run.status in FINISHED and (worker is None or not worker.is_alive()):
@@ -195,23 +229,40 @@ class Launcher:
             if run.status == DagsterRunStatus.QUEUED and time.monotonic() > deadline:
                 raise BillingError(
                     f"run {run_id} waited {QUEUE_WAIT_SECONDS} s in the run queue without starting: is "
-                    "dagster-daemon running on this DAGSTER_HOME? The run stays queued; it starts when the daemon does.")
+                    "dagster-daemon running on this DAGSTER_HOME? The run stays queued; it starts when the daemon does."
+                )
             time.sleep(0.5)
 
     def _outcome(self, run_id: str, job_name: str, seconds: float, launched_by: str) -> RunOutcome:
         run = self.instance.get_run_by_id(run_id)
-        outcome = RunOutcome(run_id=run_id, job_name=job_name, status=run.status.value, seconds=seconds,
-                             launched_by=launched_by, tags=dict(run.tags))
-        for record in self.instance.get_records_for_run(run_id, of_type={
-                DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE,
-                DagsterEventType.ASSET_CHECK_EVALUATION}).records:
+        outcome = RunOutcome(
+            run_id=run_id,
+            job_name=job_name,
+            status=run.status.value,
+            seconds=seconds,
+            launched_by=launched_by,
+            tags=dict(run.tags),
+        )
+        for record in self.instance.get_records_for_run(
+            run_id,
+            of_type={
+                DagsterEventType.STEP_FAILURE,
+                DagsterEventType.RUN_FAILURE,
+                DagsterEventType.ASSET_CHECK_EVALUATION,
+            },
+        ).records:
             event = record.event_log_entry.dagster_event
             if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
                 evaluation = event.event_specific_data
                 if not evaluation.passed:
-                    outcome.failed_checks.append({
-                        "asset": evaluation.asset_key.to_user_string(), "check": evaluation.check_name,
-                        "severity": evaluation.severity.value, "description": evaluation.description or ""})
+                    outcome.failed_checks.append(
+                        {
+                            "asset": evaluation.asset_key.to_user_string(),
+                            "check": evaluation.check_name,
+                            "severity": evaluation.severity.value,
+                            "description": evaluation.description or "",
+                        }
+                    )
                 continue
             if event.event_type == DagsterEventType.STEP_FAILURE:
                 outcome.failed_steps.append(event.step_key)

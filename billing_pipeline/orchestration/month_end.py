@@ -9,7 +9,7 @@ The summary is JSON-able.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from billing_pipeline.core.clock import CLOCK_TAG, clock_input
 from billing_pipeline.core.errors import BillingError, InputError
@@ -44,8 +44,9 @@ def _summaries(instance, run_id: str) -> dict[str, dict]:
     return out
 
 
-def run_month_end(month: date | str, now: datetime | str | None = None, *, instance=None,
-                  database_url: str | None = None) -> dict:
+def run_month_end(
+    month: date | str, now: datetime | str | None = None, *, instance=None, database_url: str | None = None
+) -> dict:
     """Close ``month`` (SLA credits, then invoices) through Dagster; returns a JSON-able summary:
     ``{"month", "now", "invoices_issued", "sla_credits_posted", "sla", "invoices", "runs"}``."""
     from billing_pipeline.db.connection import connect
@@ -53,23 +54,38 @@ def run_month_end(month: date | str, now: datetime | str | None = None, *, insta
     from billing_pipeline.orchestration.launcher import Launcher, code_location, default_instance
 
     month = parse_month(month)
-    now = datetime.now(timezone.utc) if now is None else clock_input(now, "--now")
+    now = datetime.now(UTC) if now is None else clock_input(now, "--now")
     check_month_ended(month, now)
     url = database_url or configured_url()
     instance = instance or default_instance()
     with connect(url, autocommit=True) as conn, code_location(instance) as (workspace, location):
         launcher = Launcher(instance, workspace, location, lock_conn=conn)
-        outcome = launcher.run(JOB_NAME, label="", tags={
-            CLOCK_TAG: now.isoformat(), "dagster/partition": f"{month:%Y-%m-%d}", "billing/stage": "month_end"})
-    run = {"job": JOB_NAME, "run_id": outcome.run_id, "status": outcome.status,
-           "seconds": round(outcome.seconds, 3), "launched_by": outcome.launched_by}
+        outcome = launcher.run(
+            JOB_NAME,
+            label="",
+            tags={CLOCK_TAG: now.isoformat(), "dagster/partition": f"{month:%Y-%m-%d}", "billing/stage": "month_end"},
+        )
+    run = {
+        "job": JOB_NAME,
+        "run_id": outcome.run_id,
+        "status": outcome.status,
+        "seconds": round(outcome.seconds, 3),
+        "launched_by": outcome.launched_by,
+    }
     if not outcome.success:
-        raise MonthEndError(f"closing {month_text(month)} failed (Dagster run {outcome.run_id}): "
-                            + ("; ".join(outcome.errors) or "see the run's event log"))
+        raise MonthEndError(
+            f"closing {month_text(month)} failed (Dagster run {outcome.run_id}): "
+            + ("; ".join(outcome.errors) or "see the run's event log")
+        )
     summaries = _summaries(instance, outcome.run_id)
     sla = summaries.get("invoicing/sla_credits", {})
     invoices = summaries.get("invoicing/invoices", {})
-    return {"month": month_text(month), "now": now.isoformat(),
-            "invoices_issued": invoices.get("invoices_issued", 0),
-            "sla_credits_posted": sla.get("credits_posted", 0),
-            "sla": sla, "invoices": invoices, "runs": [run]}
+    return {
+        "month": month_text(month),
+        "now": now.isoformat(),
+        "invoices_issued": invoices.get("invoices_issued", 0),
+        "sla_credits_posted": sla.get("credits_posted", 0),
+        "sla": sla,
+        "invoices": invoices,
+        "runs": [run],
+    }

@@ -28,10 +28,15 @@ from billing_pipeline.resources.stripe import StripeResource
     kinds={"stripe", "postgres"},
     owners=BILLING_OWNERS,
     description="Stripe auto top-ups (billing.topup_attempts): an attempt row is committed before Stripe is "
-                "called, and the PaymentIntent is credited to the ledger exactly once.",
-    check_specs=[dg.AssetCheckSpec("every_topup_settled", asset=AUTO_TOPUPS,
-                                   description="Every account that needed an auto top-up was charged, or its "
-                                               "card's decline was recorded and told to the customer.")],
+    "called, and the PaymentIntent is credited to the ledger exactly once.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "every_topup_settled",
+            asset=AUTO_TOPUPS,
+            description="Every account that needed an auto top-up was charged, or its "
+            "card's decline was recorded and told to the customer.",
+        )
+    ],
 )
 def auto_topups(context: dg.AssetExecutionContext, postgres: PostgresResource, stripe: StripeResource):
     now = run_clock(context)
@@ -41,27 +46,33 @@ def auto_topups(context: dg.AssetExecutionContext, postgres: PostgresResource, s
         # Only the top-ups need Stripe: record why none was made and let the cycle go on.
         context.log.error(str(exc))
         yield dg.MaterializeResult(metadata={"now": now.isoformat(), "error": str(exc)})
-        yield dg.AssetCheckResult(check_name="every_topup_settled", passed=False, description=str(exc),
-                                  severity=dg.AssetCheckSeverity.ERROR)
+        yield dg.AssetCheckResult(
+            check_name="every_topup_settled", passed=False, description=str(exc), severity=dg.AssetCheckSeverity.ERROR
+        )
         return
     context.log.info(result.summary())
     for account, reason in result.skipped:
         context.log.info(f"{account}: skipped, {reason}")
     for account, detail in result.unresolved:
         context.log.warning(f"{account}: attempt left pending, resolved by the next run: {detail}")
-    yield dg.MaterializeResult(metadata={
-        "now": now.isoformat(),
-        "charged": dg.MetadataValue.json([[a, str(amount), pi] for a, amount, pi in result.charged]),
-        "recovered": dg.MetadataValue.json([list(r) for r in result.recovered]),
-        "failed": dg.MetadataValue.json([list(f) for f in result.failed]),
-        "paused": dg.MetadataValue.json(result.paused),
-        "skipped": dg.MetadataValue.json([list(s) for s in result.skipped]),
-        "pending": dg.MetadataValue.json([list(u) for u in result.unresolved]),
-    })
+    yield dg.MaterializeResult(
+        metadata={
+            "now": now.isoformat(),
+            "charged": dg.MetadataValue.json([[a, str(amount), pi] for a, amount, pi in result.charged]),
+            "recovered": dg.MetadataValue.json([list(r) for r in result.recovered]),
+            "failed": dg.MetadataValue.json([list(f) for f in result.failed]),
+            "paused": dg.MetadataValue.json(result.paused),
+            "skipped": dg.MetadataValue.json([list(s) for s in result.skipped]),
+            "pending": dg.MetadataValue.json([list(u) for u in result.unresolved]),
+        }
+    )
     unsettled = [f"{a}: {why}" for a, why in result.unresolved]
     yield dg.AssetCheckResult(
-        check_name="every_topup_settled", passed=not unsettled, severity=dg.AssetCheckSeverity.ERROR,
-        description=None if not unsettled else "pending, finished by the next run: " + "; ".join(unsettled))
+        check_name="every_topup_settled",
+        passed=not unsettled,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=None if not unsettled else "pending, finished by the next run: " + "; ".join(unsettled),
+    )
 
 
 auto_topup_job = dg.define_asset_job(

@@ -27,7 +27,7 @@ cents; amounts are rounded half-even to the cent and exactly what was charged is
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import psycopg
@@ -119,7 +119,7 @@ class _Attempt:
 
 
 def _month(now: datetime) -> date:
-    return now.astimezone(timezone.utc).date().replace(day=1)
+    return now.astimezone(UTC).date().replace(day=1)
 
 
 def _lock_key(account_id: str) -> str:
@@ -134,7 +134,7 @@ def run_auto_topup(
     account_id: str | None = None,
 ) -> TopupResult:
     """One auto top-up pass over every account (or one), safe to run at any time and concurrently."""
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     result = TopupResult()
     with connect(database_url, autocommit=True) as lock_conn, connect(database_url, autocommit=True) as conn:
         with conn.transaction():
@@ -151,8 +151,7 @@ def run_auto_topup(
             try:
                 stripe.check_configured()  # fail before recording any attempt
             except ConfigurationError as exc:
-                raise ConfigurationError(
-                    f"{exc} Accounts waiting for an auto top-up: {', '.join(accounts)}.") from None
+                raise ConfigurationError(f"{exc} Accounts waiting for an auto top-up: {', '.join(accounts)}.") from None
         for account in accounts:
             if not lock_conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (_lock_key(account),)).fetchone()[0]:
                 result.skipped.append((account, "another auto top-up run holds this account"))
@@ -172,8 +171,9 @@ def _state(conn: psycopg.Connection, now: datetime, account_id: str | None) -> l
     return conn.execute(_STATE, {"account": account_id, "month": _month(now)}).fetchall()
 
 
-def _process_account(conn: psycopg.Connection, stripe: StripeResource, account: str, now: datetime,
-                     result: TopupResult) -> None:
+def _process_account(
+    conn: psycopg.Connection, stripe: StripeResource, account: str, now: datetime, result: TopupResult
+) -> None:
     # 1. An attempt a previous run left unresolved is finished first, never charged anew.
     row = conn.execute(
         "SELECT id, account_id, attempt_key, amount, stripe_customer_id, stripe_payment_method_id "
@@ -196,8 +196,20 @@ def _process_account(conn: psycopg.Connection, stripe: StripeResource, account: 
     conn.commit()
     if not state:
         return
-    (_, amount, threshold, monthly_limit, customer, payment_method, balance, used, _pending, paused,
-     failures, last_failure_at) = state[0]
+    (
+        _,
+        amount,
+        _threshold,
+        monthly_limit,
+        customer,
+        payment_method,
+        balance,
+        used,
+        _pending,
+        paused,
+        failures,
+        last_failure_at,
+    ) = state[0]
     amount = amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
     if paused:
         result.skipped.append((account, "paused after repeated failures until the card changes"))
@@ -210,22 +222,33 @@ def _process_account(conn: psycopg.Connection, stripe: StripeResource, account: 
     if monthly_limit is not None and used + amount > monthly_limit:
         with conn.transaction():
             enqueue_notification(
-                conn, account_id=account, kind="auto_topup_monthly_limit",
+                conn,
+                account_id=account,
+                kind="auto_topup_monthly_limit",
                 dedupe_key=f"auto_topup_monthly_limit:{account}:{_month(now):%Y-%m}",
                 subject=f"Satusky: auto top-up limit reached on account {account}",
-                body=(f"Auto top-up of {amount} credits was not charged: {used} of the monthly limit of "
-                      f"{monthly_limit} credits is already used in {_month(now):%B %Y}. The balance is {balance} "
-                      "credits; add credits by hand or raise the limit."),
-                payload={"event": "auto_topup_monthly_limit", "account_id": account, "amount": str(amount),
-                         "used": str(used), "monthly_limit": str(monthly_limit), "balance": str(balance)},
+                body=(
+                    f"Auto top-up of {amount} credits was not charged: {used} of the monthly limit of "
+                    f"{monthly_limit} credits is already used in {_month(now):%B %Y}. The balance is {balance} "
+                    "credits; add credits by hand or raise the limit."
+                ),
+                payload={
+                    "event": "auto_topup_monthly_limit",
+                    "account_id": account,
+                    "amount": str(amount),
+                    "used": str(used),
+                    "monthly_limit": str(monthly_limit),
+                    "balance": str(balance),
+                },
             )
         result.skipped.append((account, f"monthly limit {monthly_limit} would be exceeded ({used} used)"))
         return
 
     # 3. The attempt is committed before Stripe is called.
     with conn.transaction():
-        attempt = _Attempt(*conn.execute(
-            """
+        attempt = _Attempt(
+            *conn.execute(
+                """
             INSERT INTO billing.topup_attempts (account_id, attempt_key, attempt_no, amount, month,
                 stripe_customer_id, stripe_payment_method_id, created_at)
             SELECT %(account)s, 'auto_topup:' || %(account)s || ':' || n, n, %(amount)s, %(month)s,
@@ -234,9 +257,16 @@ def _process_account(conn: psycopg.Connection, stripe: StripeResource, account: 
                   WHERE account_id = %(account)s) x
             RETURNING id, account_id, attempt_key, amount, stripe_customer_id, stripe_payment_method_id
             """,
-            {"account": account, "amount": amount, "month": _month(now), "customer": customer,
-             "pm": payment_method, "now": now},
-        ).fetchone())
+                {
+                    "account": account,
+                    "amount": amount,
+                    "month": _month(now),
+                    "customer": customer,
+                    "pm": payment_method,
+                    "now": now,
+                },
+            ).fetchone()
+        )
     outcome = _charge(stripe, attempt)
     _finish(conn, attempt, outcome, now, result)
 
@@ -255,12 +285,15 @@ def _charge(stripe: StripeResource, attempt: _Attempt) -> PaymentOutcome:
     return outcome
 
 
-def _finish(conn: psycopg.Connection, attempt: _Attempt, outcome: PaymentOutcome, now: datetime,
-            result: TopupResult) -> bool:
+def _finish(
+    conn: psycopg.Connection, attempt: _Attempt, outcome: PaymentOutcome, now: datetime, result: TopupResult
+) -> bool:
     """Record Stripe's answer; True when the attempt is resolved (succeeded or failed)."""
     account = attempt.account_id
     if outcome.status in ("processing", "unknown"):
-        result.unresolved.append((account, f"{attempt.attempt_key}: {outcome.status} {outcome.failure_message or ''}".strip()))
+        result.unresolved.append(
+            (account, f"{attempt.attempt_key}: {outcome.status} {outcome.failure_message or ''}".strip())
+        )
         return False
     with conn.transaction():
         still_pending = conn.execute(
@@ -270,23 +303,42 @@ def _finish(conn: psycopg.Connection, attempt: _Attempt, outcome: PaymentOutcome
             return False
         if outcome.status == "succeeded":
             credited = (Decimal(outcome.amount_cents) * CENT) if outcome.amount_cents is not None else attempt.amount
-            posted = post_entry(conn, Entry(
-                account, "auto_topup", credited, attempt.attempt_key,
-                reference={"payment_intent": outcome.payment_intent_id, "attempt_key": attempt.attempt_key,
-                           "stripe_customer": attempt.customer},
-            ))
+            posted = post_entry(
+                conn,
+                Entry(
+                    account,
+                    "auto_topup",
+                    credited,
+                    attempt.attempt_key,
+                    reference={
+                        "payment_intent": outcome.payment_intent_id,
+                        "attempt_key": attempt.attempt_key,
+                        "stripe_customer": attempt.customer,
+                    },
+                ),
+            )
             conn.execute(
                 "UPDATE billing.topup_attempts SET status = 'succeeded', payment_intent_id = %s, ledger_entry_id = %s, "
                 "resolved_at = %s WHERE id = %s",
                 (outcome.payment_intent_id, posted.entry_id, now, attempt.id),
             )
             enqueue_notification(
-                conn, account_id=account, kind="auto_topup_succeeded", dedupe_key=f"{attempt.attempt_key}:succeeded",
+                conn,
+                account_id=account,
+                kind="auto_topup_succeeded",
+                dedupe_key=f"{attempt.attempt_key}:succeeded",
                 subject=f"Satusky: {credited} credits added to account {account}",
-                body=(f"Your saved card was charged for an auto top-up of {credited} credits "
-                      f"(payment {outcome.payment_intent_id}). The balance is now {posted.balance_after} credits."),
-                payload={"event": "auto_topup_succeeded", "account_id": account, "amount": str(credited),
-                         "payment_intent": outcome.payment_intent_id, "balance": str(posted.balance_after)},
+                body=(
+                    f"Your saved card was charged for an auto top-up of {credited} credits "
+                    f"(payment {outcome.payment_intent_id}). The balance is now {posted.balance_after} credits."
+                ),
+                payload={
+                    "event": "auto_topup_succeeded",
+                    "account_id": account,
+                    "amount": str(credited),
+                    "payment_intent": outcome.payment_intent_id,
+                    "balance": str(posted.balance_after),
+                },
             )
             result.charged.append((account, credited, outcome.payment_intent_id or ""))
             return True
@@ -310,17 +362,29 @@ def _finish(conn: psycopg.Connection, attempt: _Attempt, outcome: PaymentOutcome
         retry_at = now + BACKOFF_BASE * (2 ** (failures - 1))
         what_next = (
             "Auto top-up is now paused until the saved card changes."
-            if pause else f"We will try again after {retry_at:%Y-%m-%d %H:%M} UTC; after "
+            if pause
+            else f"We will try again after {retry_at:%Y-%m-%d %H:%M} UTC; after "
             f"{MAX_CONSECUTIVE_FAILURES} failures in a row auto top-up pauses until the card changes."
         )
         enqueue_notification(
-            conn, account_id=account, kind="auto_topup_failed", dedupe_key=f"{attempt.attempt_key}:failed",
+            conn,
+            account_id=account,
+            kind="auto_topup_failed",
+            dedupe_key=f"{attempt.attempt_key}:failed",
             subject=f"Satusky: auto top-up failed on account {account}",
-            body=(f"Charging {attempt.amount} credits to the saved card failed: {outcome.failure_message} "
-                  f"({outcome.failure_code}). {what_next}"),
-            payload={"event": "auto_topup_failed", "account_id": account, "amount": str(attempt.amount),
-                     "failure_code": outcome.failure_code, "consecutive_failures": failures,
-                     "payment_intent": outcome.payment_intent_id, "paused": pause},
+            body=(
+                f"Charging {attempt.amount} credits to the saved card failed: {outcome.failure_message} "
+                f"({outcome.failure_code}). {what_next}"
+            ),
+            payload={
+                "event": "auto_topup_failed",
+                "account_id": account,
+                "amount": str(attempt.amount),
+                "failure_code": outcome.failure_code,
+                "consecutive_failures": failures,
+                "payment_intent": outcome.payment_intent_id,
+                "paused": pause,
+            },
         )
         if pause:
             conn.execute(
@@ -329,10 +393,15 @@ def _finish(conn: psycopg.Connection, attempt: _Attempt, outcome: PaymentOutcome
                 (account, attempt.payment_method, now, attempt.id),
             )
             enqueue_notification(
-                conn, account_id=account, kind="auto_topup_paused", dedupe_key=f"auto_topup_paused:{attempt.attempt_key}",
+                conn,
+                account_id=account,
+                kind="auto_topup_paused",
+                dedupe_key=f"auto_topup_paused:{attempt.attempt_key}",
                 subject=f"Satusky: auto top-up paused on account {account}",
-                body=(f"Auto top-up failed {failures} times in a row on the saved card, so it is paused. "
-                      "Save a different card to resume it, or add credits by hand."),
+                body=(
+                    f"Auto top-up failed {failures} times in a row on the saved card, so it is paused. "
+                    "Save a different card to resume it, or add credits by hand."
+                ),
                 payload={"event": "auto_topup_paused", "account_id": account, "consecutive_failures": failures},
             )
             result.paused.append(account)

@@ -16,8 +16,9 @@ rules must be restored exactly). Every call answers one of three ways:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from billing_pipeline.core.errors import BillingError
 
@@ -76,9 +77,16 @@ class Cluster:
     the ``VolumeSnapshotClass`` of expiry snapshots (None: the cluster's default class).
     """
 
-    def __init__(self, api_client: Any, *, protected: Iterable[str] = (), request_timeout: float = 30.0,
-                 suspension_host: str = DEFAULT_SUSPENSION_HOST, suspension_port: int = 80,
-                 snapshot_class: str | None = None) -> None:
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        protected: Iterable[str] = (),
+        request_timeout: float = 30.0,
+        suspension_host: str = DEFAULT_SUSPENSION_HOST,
+        suspension_port: int = 80,
+        snapshot_class: str | None = None,
+    ) -> None:
         import kubernetes.client as k8s
 
         self._k8s = k8s
@@ -91,7 +99,7 @@ class Cluster:
         self._apis: dict[str, Any] = {}
 
     def _api(self, kind: str):
-        cls_name, suffix = KINDS[kind] if kind in KINDS else ("CustomObjectsApi", None)
+        cls_name, suffix = KINDS.get(kind, ("CustomObjectsApi", None))
         if cls_name not in self._apis:
             self._apis[cls_name] = getattr(self._k8s, cls_name)(self.api_client)
         return self._apis[cls_name], suffix
@@ -141,21 +149,43 @@ class Cluster:
     # reads
     def list(self, kind: str, namespace: str, label_selector: str) -> list[dict]:
         fn = self._fn("list", kind)
-        body = self._call("LIST", kind, namespace, None, lambda: fn(
-            namespace, label_selector=label_selector, _preload_content=False, _request_timeout=self.request_timeout))
+        body = self._call(
+            "LIST",
+            kind,
+            namespace,
+            None,
+            lambda: fn(
+                namespace, label_selector=label_selector, _preload_content=False, _request_timeout=self.request_timeout
+            ),
+        )
         return list((body or {}).get("items") or [])
 
     def get(self, kind: str, namespace: str, name: str) -> dict | None:
         fn = self._fn("read", kind)
-        return self._call("GET", kind, namespace, name, lambda: fn(
-            namespace, name, _preload_content=False, _request_timeout=self.request_timeout))
+        return self._call(
+            "GET",
+            kind,
+            namespace,
+            name,
+            lambda: fn(namespace, name, _preload_content=False, _request_timeout=self.request_timeout),
+        )
 
     # writes
     def delete(self, kind: str, namespace: str, name: str) -> CallResult:
         fn = self._fn("delete", kind)
-        body = self._call("DELETE", kind, namespace, name, lambda: fn(
-            namespace, name, propagation_policy="Background", _preload_content=False,
-            _request_timeout=self.request_timeout))
+        body = self._call(
+            "DELETE",
+            kind,
+            namespace,
+            name,
+            lambda: fn(
+                namespace,
+                name,
+                propagation_policy="Background",
+                _preload_content=False,
+                _request_timeout=self.request_timeout,
+            ),
+        )
         return CallResult("already_absent" if body is None else "done", body)
 
     def create(self, kind: str, namespace: str, body: dict) -> CallResult:
@@ -163,8 +193,13 @@ class Cluster:
         fn = self._fn("create", kind)
         name = body["metadata"]["name"]
         try:
-            created = self._call("POST", kind, namespace, name, lambda: fn(
-                namespace, body, _preload_content=False, _request_timeout=self.request_timeout))
+            created = self._call(
+                "POST",
+                kind,
+                namespace,
+                name,
+                lambda: fn(namespace, body, _preload_content=False, _request_timeout=self.request_timeout),
+            )
         except ClusterCallError as exc:
             if exc.status != 409:
                 raise
@@ -178,8 +213,13 @@ class Cluster:
         """PUT ``obj`` (it carries the ``resourceVersion`` it was read at: a stale one answers 409)."""
         fn = self._fn("replace", kind)
         name = obj["metadata"]["name"]
-        body = self._call("PUT", kind, namespace, name, lambda: fn(
-            namespace, name, obj, _preload_content=False, _request_timeout=self.request_timeout))
+        body = self._call(
+            "PUT",
+            kind,
+            namespace,
+            name,
+            lambda: fn(namespace, name, obj, _preload_content=False, _request_timeout=self.request_timeout),
+        )
         return CallResult("already_absent" if body is None else "done", body)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
 
@@ -34,17 +33,17 @@ _TRUE = {"1", "true", "yes", "on"}
 class KubernetesResource(dg.ConfigurableResource):
     """Where the cluster is, what it must never touch, and whether to act at all."""
 
-    kubeconfig: Optional[str] = None
-    context: Optional[str] = None
-    protected_namespaces: Optional[str] = None
-    dry_run: Optional[bool] = None
+    kubeconfig: str | None = None
+    context: str | None = None
+    protected_namespaces: str | None = None
+    dry_run: bool | None = None
     request_timeout_seconds: float = 30.0
-    suspension_host: Optional[str] = None
-    suspension_port: Optional[int] = None
-    snapshot_class: Optional[str] = None
+    suspension_host: str | None = None
+    suspension_port: int | None = None
+    snapshot_class: str | None = None
 
     @classmethod
-    def from_env(cls) -> "KubernetesResource":
+    def from_env(cls) -> KubernetesResource:
         """The resource as the environment configures it (the command line uses this)."""
         dry = os.environ.get("BILLING_LIFECYCLE_DRY_RUN")
         return cls(
@@ -52,7 +51,9 @@ class KubernetesResource(dg.ConfigurableResource):
             protected_namespaces=os.environ.get("BILLING_PROTECTED_NAMESPACES") or None,
             dry_run=None if dry is None else dry.strip().lower() in _TRUE,
             suspension_host=os.environ.get("BILLING_SUSPENSION_HOST") or None,
-            suspension_port=int(os.environ["BILLING_SUSPENSION_PORT"]) if os.environ.get("BILLING_SUSPENSION_PORT") else None,
+            suspension_port=int(os.environ["BILLING_SUSPENSION_PORT"])
+            if os.environ.get("BILLING_SUSPENSION_PORT")
+            else None,
             snapshot_class=os.environ.get("BILLING_SNAPSHOT_CLASS") or None,
         )
 
@@ -91,7 +92,14 @@ class KubernetesResource(dg.ConfigurableResource):
                 "to a kubeconfig file, or run inside the cluster with a service account."
             ) from None
         port = self.suspension_port or int(os.environ.get("BILLING_SUSPENSION_PORT") or 80)
-        return Cluster(api_client, protected=self.protected(), request_timeout=self.request_timeout_seconds,
-                       suspension_host=self.suspension_host or os.environ.get("BILLING_SUSPENSION_HOST")
-                       or DEFAULT_SUSPENSION_HOST, suspension_port=port,
-                       snapshot_class=self.snapshot_class or os.environ.get("BILLING_SNAPSHOT_CLASS") or None, **kwargs)
+        return Cluster(
+            api_client,
+            protected=self.protected(),
+            request_timeout=self.request_timeout_seconds,
+            suspension_host=self.suspension_host
+            or os.environ.get("BILLING_SUSPENSION_HOST")
+            or DEFAULT_SUSPENSION_HOST,
+            suspension_port=port,
+            snapshot_class=self.snapshot_class or os.environ.get("BILLING_SNAPSHOT_CLASS") or None,
+            **kwargs,
+        )

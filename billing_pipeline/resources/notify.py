@@ -41,8 +41,15 @@ def sign_webhook(secret: str, timestamp: int, body: bytes) -> str:
     return f"sha256={mac.hexdigest()}"
 
 
-def verify_webhook_signature(secret: str, timestamp: str | int, body: bytes, signature: str,
-                             *, tolerance_seconds: int | None = 300, now: float | None = None) -> bool:
+def verify_webhook_signature(
+    secret: str,
+    timestamp: str | int,
+    body: bytes,
+    signature: str,
+    *,
+    tolerance_seconds: int | None = 300,
+    now: float | None = None,
+) -> bool:
     """What a receiver does: recompute the signature, compare in constant time, bound the age."""
     try:
         ts = int(timestamp)
@@ -67,7 +74,9 @@ class NotifyResource(dg.ConfigurableResource):
     def send_email(self, *, to: str, subject: str, body: str, message_id: str) -> None:
         host = self.smtp_host or os.environ.get("SMTP_HOST")
         if not host:
-            raise ConfigurationError("SMTP_HOST is not set: cannot send notification emails. Set SMTP_HOST and SMTP_PORT.")
+            raise ConfigurationError(
+                "SMTP_HOST is not set: cannot send notification emails. Set SMTP_HOST and SMTP_PORT."
+            )
         port = self.smtp_port or int(os.environ.get("SMTP_PORT", "25"))
         sender = self.smtp_from or os.environ.get("SMTP_FROM", "billing@satusky.io")
         username = self.smtp_username or os.environ.get("SMTP_USERNAME")

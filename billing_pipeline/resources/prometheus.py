@@ -46,10 +46,17 @@ class PrometheusResource(dg.ConfigurableResource):
 
     def client(self) -> PrometheusConnect:
         if self._client is None:
-            retry = Retry(total=self.retries, connect=self.retries, read=0, backoff_factor=0.2,
-                          status_forcelist=(502, 503, 504), allowed_methods=None)
-            self._client = PrometheusConnect(url=self.url.rstrip("/"), retry=retry,
-                                             timeout=self.timeout_seconds, method="POST")
+            retry = Retry(
+                total=self.retries,
+                connect=self.retries,
+                read=0,
+                backoff_factor=0.2,
+                status_forcelist=(502, 503, 504),
+                allowed_methods=None,
+            )
+            self._client = PrometheusConnect(
+                url=self.url.rstrip("/"), retry=retry, timeout=self.timeout_seconds, method="POST"
+            )
         return self._client
 
     def _fail(self, what: str, exc: Exception) -> PrometheusUnavailable:
@@ -67,13 +74,17 @@ class PrometheusResource(dg.ConfigurableResource):
         except (requests.RequestException, PrometheusApiClientException, ValueError) as exc:
             raise self._fail(what, exc) from None
 
-    def query_range(self, promql: str, start: float, end: float, step_seconds: float, *,
-                    what: str = "a range query") -> list[dict]:
+    def query_range(
+        self, promql: str, start: float, end: float, step_seconds: float, *, what: str = "a range query"
+    ) -> list[dict]:
         """A range query; ``start``/``end`` in UNIX seconds (millisecond precision kept)."""
         try:
             # The client rounds start/end to whole seconds; pass them as params to keep the ms.
             return self.client().custom_query_range(
-                promql, datetime.fromtimestamp(start), datetime.fromtimestamp(end), str(step_seconds),
+                promql,
+                datetime.fromtimestamp(start),
+                datetime.fromtimestamp(end),
+                str(step_seconds),
                 params={"start": f"{start:.3f}", "end": f"{end:.3f}"},
             )
         except (requests.RequestException, PrometheusApiClientException, ValueError) as exc:

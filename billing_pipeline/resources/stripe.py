@@ -43,8 +43,13 @@ def _outcome_of(obj: Any) -> PaymentOutcome:
         return PaymentOutcome(pi["id"], "processing", amount_cents=pi["amount"])
     if status == "requires_action":
         # Off session nobody can complete 3-D Secure: the customer has to act.
-        return PaymentOutcome(pi["id"], "failed", "authentication_required",
-                              "The card requires authentication, which cannot happen off session.", pi["amount"])
+        return PaymentOutcome(
+            pi["id"],
+            "failed",
+            "authentication_required",
+            "The card requires authentication, which cannot happen off session.",
+            pi["amount"],
+        )
     code = (error or {}).get("code") if error else None
     message = (error or {}).get("message") if error else None
     return PaymentOutcome(pi["id"], "failed", code or status, message or f"PaymentIntent is {status}", pi["amount"])
@@ -102,7 +107,10 @@ class StripeResource(dg.ConfigurableResource):
             err = exc.error
             pi = getattr(err, "payment_intent", None) if err else None
             return PaymentOutcome(
-                pi["id"] if pi else None, "failed", exc.code or "card_declined", exc.user_message or str(exc),
+                pi["id"] if pi else None,
+                "failed",
+                exc.code or "card_declined",
+                exc.user_message or str(exc),
                 amount_cents,
             )
         except stripe.InvalidRequestError as exc:
@@ -110,8 +118,9 @@ class StripeResource(dg.ConfigurableResource):
             # was charged, and trying again unchanged cannot succeed. Network errors, 5xx and
             # authentication problems are not caught: the attempt then stays pending and is
             # looked up by the next run.
-            return PaymentOutcome(None, "failed", exc.code or "invalid_request", exc.user_message or str(exc),
-                                  amount_cents)
+            return PaymentOutcome(
+                None, "failed", exc.code or "invalid_request", exc.user_message or str(exc), amount_cents
+            )
         return _outcome_of(pi)
 
     def find_payment_intent(self, *, customer_id: str, attempt_key: str, max_pages: int = 20) -> PaymentOutcome | None:

@@ -8,7 +8,6 @@ target folder, seeded with the database's parse state and removed afterwards
 the ``postgres`` resource (BILLING_DATABASE_URL), through DBT_PG_* set for the subprocess only.
 """
 
-
 import dagster as dg
 from dagster_dbt import dbt_assets, get_asset_key_for_model, get_asset_keys_by_output_name_for_source
 
@@ -50,8 +49,10 @@ def _build(context: dg.AssetExecutionContext, dbt: BillingDbtCliResource, postgr
     # not every hour.
     args = [
         "build",
-        "--threads", str(DBT_THREADS),
-        "--exclude-resource-type", "unit_test",
+        "--threads",
+        str(DBT_THREADS),
+        "--exclude-resource-type",
+        "unit_test",
     ]
     url = postgres.database_url
     window_environment = temporary_environment(window_env(window.start, window.end))
@@ -63,7 +64,7 @@ def _build(context: dg.AssetExecutionContext, dbt: BillingDbtCliResource, postgr
         with dbt_environment(url), window_environment, invocation_target(url) as target:
             for event in dbt.build_events(args, context=context, target_path=target):
                 events.append(event)
-    except Exception as exc:  # noqa: BLE001  (re-raised below, once the events are out)
+    except Exception as exc:
         failure = exc
     with postgres.connect() as conn:
         yield from with_row_counts(conn, events)

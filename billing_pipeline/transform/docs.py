@@ -24,10 +24,24 @@ def build_docs(database_url: str, output_dir: Path) -> Path:
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="billing-dbt-docs-") as work:
-        env = {**os.environ, **dbt_env(database_url), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
-               "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-        cmd = [dbt_executable(), "docs", "generate", "--static", "--project-dir", str(DBT_PROJECT_DIR),
-               "--target-path", str(Path(work) / "target"), "--log-path", str(Path(work) / "logs")]
+        env = {
+            **os.environ,
+            **dbt_env(database_url),
+            "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        }
+        cmd = [
+            dbt_executable(),
+            "docs",
+            "generate",
+            "--static",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--target-path",
+            str(Path(work) / "target"),
+            "--log-path",
+            str(Path(work) / "logs"),
+        ]
         proc = subprocess.run(cmd, env=env, cwd=DBT_PROJECT_DIR, capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])

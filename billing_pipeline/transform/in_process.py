@@ -23,8 +23,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from dagster_dbt.asset_utils import (
     extract_runtime_selection_from_args,
@@ -47,8 +48,16 @@ _PARSED: dict[tuple[str, int], Any] = {}
 
 
 def _paths(target: Path) -> list[str]:
-    return ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-            "--target-path", str(target), "--log-path", str(target)]
+    return [
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        "--target-path",
+        str(target),
+        "--log-path",
+        str(target),
+    ]
 
 
 def _database_identity() -> str:
@@ -69,7 +78,8 @@ def parsed_manifest(target: Path):
         result = dbtRunner().invoke(["parse", "--quiet", *_paths(target)])
         if not result.success:
             raise DagsterDbtCliRuntimeError(
-                description=f"dbt could not parse {DBT_PROJECT_DIR}: {result.exception}; see {target / 'dbt.log'}")
+                description=f"dbt could not parse {DBT_PROJECT_DIR}: {result.exception}; see {target / 'dbt.log'}"
+            )
         _PARSED.clear()  # a changed project or another database: the old manifest is done with
         _PARSED[key] = result.result
     return _PARSED[key]
@@ -82,8 +92,12 @@ def stream_in_process(args: list[str], *, context, translator, target: Path) -> 
     """
     cleaned, selects, excludes = extract_runtime_selection_from_args(args)
     params = get_updated_cli_invocation_params_for_context(
-        context=context, manifest={}, dagster_dbt_translator=translator,
-        runtime_selects=selects, runtime_excludes=excludes)
+        context=context,
+        manifest={},
+        dagster_dbt_translator=translator,
+        runtime_selects=selects,
+        runtime_excludes=excludes,
+    )
     if params.dbt_project is not None and Path(params.dbt_project.project_dir).resolve() != DBT_PROJECT_DIR:
         return None
     return _run(cleaned, params, context=context, target=target)
@@ -117,7 +131,8 @@ def _run(cleaned: list[str], params, *, context, target: Path) -> Iterator:
             # --no-write-json: the events carry everything the assets report, and writing
             # manifest.json and run_results.json into a folder removed right after cost 0.9 s a call.
             outcome = dbtRunner(manifest=manifest, callbacks=[on_event]).invoke(
-                [*cleaned, *_paths(target), "--log-level", "none", "--no-write-json", *params.selection_args])
+                [*cleaned, *_paths(target), "--log-level", "none", "--no-write-json", *params.selection_args]
+            )
         finally:
             if saved is None:
                 os.environ.pop("DBT_INDIRECT_SELECTION", None)
@@ -127,9 +142,14 @@ def _run(cleaned: list[str], params, *, context, target: Path) -> Iterator:
 
     for raw in results:
         yield from DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={}).to_default_asset_events(
-            manifest=params.manifest, dagster_dbt_translator=params.dagster_dbt_translator,
-            context=context, target_path=target, project=params.dbt_project)
+            manifest=params.manifest,
+            dagster_dbt_translator=params.dagster_dbt_translator,
+            context=context,
+            target_path=target,
+            project=params.dbt_project,
+        )
     if not outcome.success:
         why = "\n\n".join(errors) or str(outcome.exception or "dbt reported failure")
         raise DagsterDbtCliRuntimeError(
-            description=f"dbt {' '.join(cleaned)} failed (in process; the debug log is {target / 'dbt.log'}):\n\n{why}")
+            description=f"dbt {' '.join(cleaned)} failed (in process; the debug log is {target / 'dbt.log'}):\n\n{why}"
+        )

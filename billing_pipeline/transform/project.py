@@ -9,9 +9,9 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from dagster_dbt import DbtProject
 from dagster_dbt.dbt_project import using_dagster_dev
@@ -101,7 +101,7 @@ def manifest_for_database(manifest_path: Path, database: str | None = None) -> d
             node["database"] = database
             relation = node.get("relation_name")
             if relation and relation.startswith(f'"{old}".'):
-                node["relation_name"] = f'"{database}".' + relation[len(f'"{old}".'):]
+                node["relation_name"] = f'"{database}".' + relation[len(f'"{old}".') :]
     return manifest
 
 

@@ -32,7 +32,7 @@ class BillingDbtCliResource(DbtCliResource):
     in_process: bool = Field(
         default=True,
         description="Run the assets' dbt builds in the run's process (dbt imported and the project "
-                    "parsed once per process) rather than one dbt subprocess per call.",
+        "parsed once per process) rather than one dbt subprocess per call.",
     )
 
     def build_events(self, args: list[str], *, context, target_path):
@@ -44,7 +44,7 @@ class BillingDbtCliResource(DbtCliResource):
                 return events
         return self.cli(args, context=context, target_path=target_path).stream()
 
-    def _initialize_dbt_core_adapter(self, args):  # noqa: ARG002  (dagster-dbt's signature)
+    def _initialize_dbt_core_adapter(self, args):
         return None
 
     @cached_property
@@ -56,5 +56,8 @@ class BillingDbtCliResource(DbtCliResource):
 
 def dbt_resource() -> BillingDbtCliResource:
     """The resource; BILLING_DBT_IN_PROCESS=0 runs every dbt call as a subprocess instead."""
-    return BillingDbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable(),
-                                 in_process=os.environ.get("BILLING_DBT_IN_PROCESS", "1") != "0")
+    return BillingDbtCliResource(
+        project_dir=dbt_project,
+        dbt_executable=dbt_executable(),
+        in_process=os.environ.get("BILLING_DBT_IN_PROCESS", "1") != "0",
+    )

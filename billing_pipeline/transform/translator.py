@@ -4,7 +4,8 @@ and described (the model's own dbt description, else what its layer is for)."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtProject
@@ -43,9 +44,7 @@ class BillingDbtTranslator(DagsterDbtTranslator):
     """Groups models by layer, owns and describes them; sources keep the asset keys their
     ``meta.dagster`` names (their owners are set where those assets are defined)."""
 
-    def get_asset_spec(
-        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
-    ) -> dg.AssetSpec:
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         props = self.get_resource_props(manifest, unique_id)
         if props.get("resource_type") != "model":

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import socket
 
+from psycopg.conninfo import conninfo_to_dict
+
 from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.db.connection import (
     DATABASE_NAME,
@@ -18,7 +20,6 @@ from billing_pipeline.db.connection import (
     make_conninfo_url,
     state_dir,
 )
-from psycopg.conninfo import conninfo_to_dict
 
 
 def local_server() -> tuple[str, int]:

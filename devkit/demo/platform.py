@@ -19,7 +19,7 @@ The demo window is 2026-11-24 10:00-16:00 UTC. It shows both measurement streams
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import psycopg
@@ -30,7 +30,7 @@ D = Decimal
 
 
 def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
+    return datetime(*parts, tzinfo=UTC)
 
 
 DEMO_START = utc(2026, 11, 24, 10)
@@ -40,13 +40,23 @@ EFFECTIVE = utc(2026, 1, 1)
 
 
 def _account(id_: str, name: str, threshold: str, **extra) -> Account:
-    return Account(id_, name, f"billing@{id_}.example",
-                   extra={"low_balance_threshold": D(threshold), "notify_email": f"ops@{id_}.example", **extra})
+    return Account(
+        id_,
+        name,
+        f"billing@{id_}.example",
+        extra={"low_balance_threshold": D(threshold), "notify_email": f"ops@{id_}.example", **extra},
+    )
 
 
 def _web_container(cores: float, memory_mib: int, request_cores: float, request_mib: int, gpus: int = 0) -> Container:
-    return Container("app", cpu_cores=cores, memory_bytes=memory_mib * MIB, cpu_request=request_cores,
-                     memory_request=request_mib * MIB, gpu_request=gpus)
+    return Container(
+        "app",
+        cpu_cores=cores,
+        memory_bytes=memory_mib * MIB,
+        cpu_request=request_cores,
+        memory_request=request_mib * MIB,
+        gpu_request=gpus,
+    )
 
 
 DEMO_CLUSTER = Cluster(
@@ -65,23 +75,59 @@ DEMO_CLUSTER = Cluster(
         Deployment("dep-unknown", "nobody", "scratch", "stray", registered=False),
     ),
     pods=(
-        Pod("web-7d9f-a1", "dep-acme-web", "node-shared-1", (_web_container(0.5, 512, 0.25, 1024),),
-            egress_bytes_per_minute=8 * MIB),
-        Pod("web-7d9f-b2", "dep-acme-web", "node-shared-1", (_web_container(0.5, 512, 0.25, 1024),),
-            egress_bytes_per_minute=8 * MIB),
+        Pod(
+            "web-7d9f-a1",
+            "dep-acme-web",
+            "node-shared-1",
+            (_web_container(0.5, 512, 0.25, 1024),),
+            egress_bytes_per_minute=8 * MIB,
+        ),
+        Pod(
+            "web-7d9f-b2",
+            "dep-acme-web",
+            "node-shared-1",
+            (_web_container(0.5, 512, 0.25, 1024),),
+            egress_bytes_per_minute=8 * MIB,
+        ),
         Pod("worker-5c6d-c3", "dep-acme-worker", "node-std-2", (_web_container(1.5, 2048, 1.0, 2048),)),
-        Pod("trainer-0", "dep-globex-trainer", "node-gpu-1", (_web_container(3.5, 24 * 1024, 4.0, 16 * 1024, gpus=1),),
-            start_minute=20),
-        Pod("api-6b7c-d4", "dep-initech-api", "node-std-2", (_web_container(2.0, 4096, 1.0, 4096),),
-            egress_bytes_per_minute=2 * MIB),
+        Pod(
+            "trainer-0",
+            "dep-globex-trainer",
+            "node-gpu-1",
+            (_web_container(3.5, 24 * 1024, 4.0, 16 * 1024, gpus=1),),
+            start_minute=20,
+        ),
+        Pod(
+            "api-6b7c-d4",
+            "dep-initech-api",
+            "node-std-2",
+            (_web_container(2.0, 4096, 1.0, 4096),),
+            egress_bytes_per_minute=2 * MIB,
+        ),
         Pod("stray-1", "dep-unknown", "node-shared-1", (_web_container(0.2, 256, 0.1, 256),)),
     ),
     pvcs=(Pvc("initech", "data-api-0", 20 * GIB, deployment_id="dep-initech-api"),),
     rentals=(
-        Rental("rent-globex-a100", "globex", "m-a100-1", "gpu-a100", "node-gpu-1", utc(2026, 11, 24, 10, 20), None,
-               updated_at=utc(2026, 11, 24, 10, 20)),
-        Rental("rent-acme-std", "acme", "m-std-2", "standard-8", "node-std-2", utc(2026, 11, 24, 0),
-               utc(2026, 11, 24, 12, 5), updated_at=utc(2026, 11, 24, 12, 5)),
+        Rental(
+            "rent-globex-a100",
+            "globex",
+            "m-a100-1",
+            "gpu-a100",
+            "node-gpu-1",
+            utc(2026, 11, 24, 10, 20),
+            None,
+            updated_at=utc(2026, 11, 24, 10, 20),
+        ),
+        Rental(
+            "rent-acme-std",
+            "acme",
+            "m-std-2",
+            "standard-8",
+            "node-std-2",
+            utc(2026, 11, 24, 0),
+            utc(2026, 11, 24, 12, 5),
+            updated_at=utc(2026, 11, 24, 12, 5),
+        ),
     ),
 )
 

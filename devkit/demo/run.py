@@ -14,21 +14,20 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import ExitStack, redirect_stderr, redirect_stdout
-from pathlib import Path
 
 from billing_pipeline.cli.main import main as billing_cli
 from billing_pipeline.cli.output import credits
 from billing_pipeline.db.connection import connect, redact_url, state_dir
-from devkit.demo.database import demo_database_url
 from billing_pipeline.db.dagster_instance import prepare_dagster_home
 from billing_pipeline.db.migrate import upgrade
-from devkit.demo import platform
-from devkit.emulators.kube_emulator import KubeEmulator
 from billing_pipeline.ledger import Entry, EntryType, ensure_demo_ledger_key, post_entries, verify_ledger
+from billing_pipeline.orchestration.cycle import run_billing_window
+from devkit.demo import platform
+from devkit.demo.database import demo_database_url
 from devkit.demo.lifecycle import ACCOUNT as LIFECYCLE_ACCOUNT
 from devkit.demo.lifecycle import run_lifecycle_demo
-from billing_pipeline.orchestration.cycle import run_billing_window
 from devkit.demo.payments import local_payment_services, prepare_demo_accounts
+from devkit.emulators.kube_emulator import KubeEmulator
 from devkit.synthetic import PrometheusServer, ensure_tsdb
 
 
@@ -38,8 +37,10 @@ def section(title: str) -> None:
 
 def table(conn, query: str, headers: list[str], params: tuple = ()) -> None:
     """Print a query's rows as an aligned table (queries here are fixed text, values bound)."""
-    rows = [[credits(v) if hasattr(v, "as_tuple") else ("" if v is None else str(v)) for v in r]
-            for r in conn.execute(query, params).fetchall()]
+    rows = [
+        [credits(v) if hasattr(v, "as_tuple") else ("" if v is None else str(v)) for v in r]
+        for r in conn.execute(query, params).fetchall()
+    ]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     print("  " + "  ".join(h.ljust(w) for h, w in zip(headers, widths)))
     for r in rows:
@@ -49,10 +50,13 @@ def table(conn, query: str, headers: list[str], params: tuple = ()) -> None:
 
 
 def post_opening_credit(conn) -> None:
-    results = post_entries(conn, [
-        Entry(account, EntryType.TOPUP, amount, reference, reference={"payment_reference": reference}, actor="demo")
-        for account, amount, reference in platform.OPENING_TOPUPS
-    ])
+    results = post_entries(
+        conn,
+        [
+            Entry(account, EntryType.TOPUP, amount, reference, reference={"payment_reference": reference}, actor="demo")
+            for account, amount, reference in platform.OPENING_TOPUPS
+        ],
+    )
     for r in results:
         verb = "posted" if r.created else "already posted"
         print(f"  {r.account_id:<8} top-up {credits(r.amount)} ({verb}, entry {r.entry_id})")
@@ -60,40 +64,56 @@ def post_opening_credit(conn) -> None:
 
 def show_bill(conn) -> None:
     section("Priced usage, both streams side by side (analytics.fct_priced_usage)")
-    table(conn, """
+    table(
+        conn,
+        """
         SELECT account_id, usage_kind, resource, sum(quantity)::numeric(18,6) AS quantity, min(unit),
                sum(amount) AS amount,
                CASE WHEN bool_and(is_covered_by_rental) THEN 'yes' WHEN bool_or(is_covered_by_rental)
                     THEN 'partly' ELSE 'no' END AS covered,
                CASE WHEN bool_or(is_estimate) THEN 'yes' ELSE 'no' END AS estimate
         FROM analytics.fct_priced_usage GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
-          ["account", "usage kind", "resource", "quantity", "unit", "amount", "covered by rental", "estimate"])
+        ["account", "usage kind", "resource", "quantity", "unit", "amount", "covered by rental", "estimate"],
+    )
 
     section("Reconciliation per node: rented capacity vs consumption (analytics.fct_usage_reconciliation)")
-    table(conn, """
+    table(
+        conn,
+        """
         SELECT account_id, node_name, reconciliation_status, count(*) AS hours,
                sum(machine_hours_rented)::numeric(12,4), sum(cpu_core_hours_used)::numeric(12,4),
                sum(covered_consumption_amount) AS covered, sum(consumption_charged_amount) AS charged,
                max(exception_reason)
         FROM analytics.fct_usage_reconciliation GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
-          ["account", "node", "status", "hours", "machine-h", "core-h used", "covered", "charged", "exception"])
+        ["account", "node", "status", "hours", "machine-h", "core-h used", "covered", "charged", "exception"],
+    )
 
     section("Balances, burn rate and runway (analytics.fct_account_balances, built after the settlement)")
-    table(conn, """
+    table(
+        conn,
+        """
         SELECT account_id, ledger_balance, usage_not_yet_deducted, burn_rate_per_hour,
                coalesce(round(runway_hours, 1)::text, 'n/a'), lifecycle_state
         FROM analytics.fct_account_balances ORDER BY 1""",
-          ["account", "ledger balance", "not yet deducted", "burn/hour", "runway h", "state"])
+        ["account", "ledger balance", "not yet deducted", "burn/hour", "runway h", "state"],
+    )
 
     section("Ledger entries posted by the jobs")
-    table(conn, """
+    table(
+        conn,
+        """
         SELECT account_id, type, count(*), sum(amount) FROM billing.credit_transactions
-        GROUP BY 1, 2 ORDER BY 1, 2""", ["account", "type", "entries", "total"])
+        GROUP BY 1, 2 ORDER BY 1, 2""",
+        ["account", "type", "entries", "total"],
+    )
 
     section("Notifications (billing.notification_outbox)")
-    table(conn, """
+    table(
+        conn,
+        """
         SELECT account_id, kind, subject FROM billing.notification_outbox ORDER BY id""",
-          ["account", "kind", "subject"])
+        ["account", "kind", "subject"],
+    )
 
 
 def main() -> int:
@@ -116,8 +136,10 @@ def main() -> int:
         payments = services.enter_context(local_payment_services())
         print(f"  Prometheus {prometheus.url} (demo cluster backfilled with promtool, pid {prometheus.pid})")
         print(f"  Kubernetes API emulator {kube.url}")
-        print(f"  Stripe emulator {payments.stripe.url}, SMTP {payments.smtp.host}:{payments.smtp.port}, "
-              f"webhooks {payments.webhooks.url}")
+        print(
+            f"  Stripe emulator {payments.stripe.url}, SMTP {payments.smtp.host}:{payments.smtp.port}, "
+            f"webhooks {payments.webhooks.url}"
+        )
 
         with connect(url) as conn:
             section("Demo platform")
@@ -129,25 +151,30 @@ def main() -> int:
             post_opening_credit(conn)
         print("\n".join(prepare_demo_accounts(url, payments)))
 
-        section(f"Hourly cycle through Dagster: {platform.DEMO_START:%Y-%m-%d %H:%M} to "
-                f"{platform.DEMO_END:%H:%M} UTC")
+        section(f"Hourly cycle through Dagster: {platform.DEMO_START:%Y-%m-%d %H:%M} to {platform.DEMO_END:%H:%M} UTC")
         cycle_log = state_dir() / "demo-cycle.log"
         print(f"  (dbt and Dagster output of the runs goes to {cycle_log})", flush=True)
         with open(cycle_log, "w") as log, redirect_stdout(log), redirect_stderr(log):
             result = run_billing_window(platform.DEMO_START, platform.DEMO_END, now=platform.DEMO_END, database_url=url)
         for run in result.runs:
-            print(f"  hourly_billing_job run {run.run_id[:8]} ({run.launched_by}): {run.status.lower()} in "
-                  f"{run.seconds:.1f} s")
+            print(
+                f"  hourly_billing_job run {run.run_id[:8]} ({run.launched_by}): {run.status.lower()} in "
+                f"{run.seconds:.1f} s"
+            )
         for problem in result.problems:
             print(f"  problem: {problem}")
         posted = result.summary["posted"]
-        print(f"  posted {posted['entries']} ledger entries, net {credits(posted['net_amount'])} credits; "
-              f"runs are in the Dagster UI under hourly_billing_job")
+        print(
+            f"  posted {posted['entries']} ledger entries, net {credits(posted['net_amount'])} credits; "
+            f"runs are in the Dagster UI under hourly_billing_job"
+        )
 
         with connect(url) as conn:
             show_bill(conn)
-        print("  Emails received by the SMTP sink: " + (", ".join(
-            f"{m['To']} «{m['Subject']}»" for m in payments.smtp.messages) or "none new"))
+        print(
+            "  Emails received by the SMTP sink: "
+            + (", ".join(f"{m['To']} «{m['Subject']}»" for m in payments.smtp.messages) or "none new")
+        )
         print(f"  Webhooks received: {len(payments.webhooks.requests)} (HMAC-SHA256 signed)")
 
         section("Grace period to expiry, against the Kubernetes API emulator")
@@ -169,12 +196,16 @@ def main() -> int:
         with connect(url) as conn:
             report = verify_ledger(conn)
         section("billing verify")
-        print(f"  {'OK' if report.ok else 'FAILED'}: {report.entries} entries in {report.accounts} accounts; "
-              "balances, cache and hash chain " + ("agree." if report.ok else f"disagree: {report.problems}"))
+        print(
+            f"  {'OK' if report.ok else 'FAILED'}: {report.entries} entries in {report.accounts} accounts; "
+            "balances, cache and hash chain " + ("agree." if report.ok else f"disagree: {report.problems}")
+        )
     print("\nDone. Explore: `billing status acme`, `billing ledger initech`, `billing verify`, SQL on the")
     print("analytics schema, and the Dagster UI (runs, lineage, schedules):")
-    print(f"  DAGSTER_HOME={home} BILLING_DATABASE_URL='{redact_url(url)}' \\\n"
-          f"    .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000")
+    print(
+        f"  DAGSTER_HOME={home} BILLING_DATABASE_URL='{redact_url(url)}' \\\n"
+        f"    .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000"
+    )
     return 0 if report.ok else 1
 
 

@@ -50,7 +50,7 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -232,9 +232,14 @@ def _json_patch(doc: Any, operations: list[dict]) -> Any:
 
 def _status(code: int, reason: str, message: str, details: dict | None = None) -> dict:
     return {
-        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
         "status": "Success" if code < 400 else "Failure",
-        "message": message, "reason": reason, "details": details or {}, "code": code,
+        "message": message,
+        "reason": reason,
+        "details": details or {},
+        "code": code,
     }
 
 
@@ -260,16 +265,27 @@ def _invalid(kind: str, api_version: str, name: str, causes: list[tuple[str, str
     """422 Invalid, worded and shaped as kube-apiserver answers it."""
     qualified = f"{kind}.{_group(api_version)}" if _group(api_version) else kind
     text = ", ".join(f"{f}: {m}" for f, m in causes)
-    return 422, _status(422, "Invalid", f'{qualified} "{name}" is invalid: {text}', {
-        "name": name, "group": _group(api_version), "kind": kind,
-        "causes": [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes]})
+    return 422, _status(
+        422,
+        "Invalid",
+        f'{qualified} "{name}" is invalid: {text}',
+        {
+            "name": name,
+            "group": _group(api_version),
+            "kind": kind,
+            "causes": [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes],
+        },
+    )
 
 
 def _conflict(plural: str, api_version: str, name: str) -> tuple[int, dict]:
     return 409, _status(
-        409, "Conflict", f'Operation cannot be fulfilled on {_resource_name(plural, api_version)} "{name}": '
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {_resource_name(plural, api_version)} "{name}": '
         "the object has been modified; please apply your changes to the latest version and try again",
-        {"name": name, "group": _group(api_version), "kind": plural})
+        {"name": name, "group": _group(api_version), "kind": plural},
+    )
 
 
 def _make_handler(state: _State, lock: threading.RLock):
@@ -303,7 +319,9 @@ def _make_handler(state: _State, lock: threading.RLock):
             if not m or m.group("plural") not in RESOURCES or RESOURCES[m.group("plural")][0] != m.group("prefix"):
                 with lock:
                     state.calls.append(Call(method, None, None, None, query, 404, body))
-                self._send(404, _status(404, "NotFound", f"the server could not find the requested resource {parts.path}"))
+                self._send(
+                    404, _status(404, "NotFound", f"the server could not find the requested resource {parts.path}")
+                )
                 return
             plural, ns, name = m.group("plural"), m.group("ns"), m.group("name")
             if state.hook is not None:
@@ -311,8 +329,15 @@ def _make_handler(state: _State, lock: threading.RLock):
             pause = None
             with lock:
                 code, answer = self._serve(method, plural, ns, name, query, body)
-                call = Call(method, RESOURCES[plural][2], ns, name or (answer.get("metadata") or {}).get("name"),
-                            query, code, body)
+                call = Call(
+                    method,
+                    RESOURCES[plural][2],
+                    ns,
+                    name or (answer.get("metadata") or {}).get("name"),
+                    query,
+                    code,
+                    body,
+                )
                 state.calls.append(call)
                 if method in WRITES and code < 300 and state.pause is not None:
                     if state.pause.remaining == 0:
@@ -334,36 +359,50 @@ def _make_handler(state: _State, lock: threading.RLock):
                     fault.times -= 1
                     if fault.times <= 0:
                         del state.faults[key]
-                reason = {403: "Forbidden", 409: "Conflict", 500: "InternalError",
-                          503: "ServiceUnavailable"}.get(fault.status, "Error")
+                reason = {403: "Forbidden", 409: "Conflict", 500: "InternalError", 503: "ServiceUnavailable"}.get(
+                    fault.status, "Error"
+                )
                 return fault.status, _status(
-                    fault.status, reason,
+                    fault.status,
+                    reason,
                     f'{_resource_name(plural, api_version)} "{name}" is {reason.lower()}: injected fault for '
-                    f"{kind} {ns}/{name}", {"name": name, "kind": plural},
+                    f"{kind} {ns}/{name}",
+                    {"name": name, "kind": plural},
                 )
             if name is None:
                 if method == "GET":
                     selector = (query.get("labelSelector") or [None])[0]
                     items = [
-                        copy.deepcopy(obj) for (p, n, _), obj in sorted(state.objects.items())
+                        copy.deepcopy(obj)
+                        for (p, n, _), obj in sorted(state.objects.items())
                         if p == plural and n == ns and matches_selector(obj["metadata"].get("labels") or {}, selector)
                     ]
                     return 200, {
-                        "kind": f"{kind}List", "apiVersion": api_version,
-                        "metadata": {"resourceVersion": str(state.resource_version)}, "items": items,
+                        "kind": f"{kind}List",
+                        "apiVersion": api_version,
+                        "metadata": {"resourceVersion": str(state.resource_version)},
+                        "items": items,
                     }
                 if method == "POST":
                     obj_name = (body.get("metadata") or {}).get("name")
                     key = (plural, ns, obj_name)
                     if key in state.objects:
-                        return 409, _status(409, "AlreadyExists", f'{_resource_name(plural, api_version)} '
-                                            f'"{obj_name}" already exists', {"name": obj_name, "kind": plural})
+                        return 409, _status(
+                            409,
+                            "AlreadyExists",
+                            f'{_resource_name(plural, api_version)} "{obj_name}" already exists',
+                            {"name": obj_name, "kind": plural},
+                        )
                     return self._store(key, body, api_version, kind, old=None)
                 return 405, _status(405, "MethodNotAllowed", f"{method} not supported on a collection")
             current = state.objects.get(key)
             if current is None:
-                return 404, _status(404, "NotFound", f'{_resource_name(plural, api_version)} "{name}" not found',
-                                    {"name": name, "kind": plural})
+                return 404, _status(
+                    404,
+                    "NotFound",
+                    f'{_resource_name(plural, api_version)} "{name}" not found',
+                    {"name": name, "kind": plural},
+                )
             if method == "GET":
                 return 200, copy.deepcopy(current)
             if method == "DELETE":
@@ -374,7 +413,9 @@ def _make_handler(state: _State, lock: threading.RLock):
             if method == "PATCH":
                 content_type = self.headers.get("Content-Type", "")
                 try:
-                    patched = _json_patch(current, body) if "json-patch" in content_type else _merge_patch(current, body)
+                    patched = (
+                        _json_patch(current, body) if "json-patch" in content_type else _merge_patch(current, body)
+                    )
                 except (ValueError, KeyError, IndexError, TypeError) as exc:
                     return _invalid(kind, api_version, name, [("<patch>", f"the patch could not be applied: {exc}")])
                 if "json-patch" in content_type:  # a JSON patch does not carry a precondition
@@ -386,8 +427,12 @@ def _make_handler(state: _State, lock: threading.RLock):
             obj = copy.deepcopy(body) if isinstance(body, dict) else {}
             meta = obj.setdefault("metadata", {})
             if meta.get("name") not in (None, key[2]):
-                return _invalid(kind, api_version, key[2], [("metadata.name", "Invalid value: the name of the "
-                                                             "object does not match the name on the URL")])
+                return _invalid(
+                    kind,
+                    api_version,
+                    key[2],
+                    [("metadata.name", "Invalid value: the name of the object does not match the name on the URL")],
+                )
             if old is not None:
                 sent = meta.get("resourceVersion")
                 if sent not in (None, "") and sent != old["metadata"]["resourceVersion"]:
@@ -396,7 +441,7 @@ def _make_handler(state: _State, lock: threading.RLock):
             obj["apiVersion"], obj["kind"] = api_version, kind
             if old is None:
                 meta["uid"] = str(uuid.uuid4())
-                meta["creationTimestamp"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                meta["creationTimestamp"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             else:
                 meta["uid"], meta["creationTimestamp"] = old["metadata"]["uid"], old["metadata"]["creationTimestamp"]
                 if kind == "VolumeSnapshot" and "status" in old:
@@ -413,15 +458,22 @@ def _make_handler(state: _State, lock: threading.RLock):
 
         def _snapshot_status(self, ns: str, obj: dict) -> dict:
             pvc = ((obj.get("spec") or {}).get("source") or {}).get("persistentVolumeClaimName")
-            now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             source = state.objects.get(("persistentvolumeclaims", ns, pvc))
             if source is None or state.snapshot_mode == "error":
-                why = (f'failed to take snapshot of the volume: PersistentVolumeClaim "{pvc}" not found'
-                       if source is None else "failed to take snapshot of the volume: the CSI driver returned an error")
+                why = (
+                    f'failed to take snapshot of the volume: PersistentVolumeClaim "{pvc}" not found'
+                    if source is None
+                    else "failed to take snapshot of the volume: the CSI driver returned an error"
+                )
                 return {"readyToUse": False, "error": {"message": why, "time": now}}
             size = (((source.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
-            return {"readyToUse": state.snapshot_mode == "ready", "creationTime": now, "restoreSize": size,
-                    "boundVolumeSnapshotContentName": f"snapcontent-{obj['metadata']['uid']}"}
+            return {
+                "readyToUse": state.snapshot_mode == "ready",
+                "creationTime": now,
+                "restoreSize": size,
+                "boundVolumeSnapshotContentName": f"snapcontent-{obj['metadata']['uid']}",
+            }
 
         def do_GET(self):
             self._handle("GET")
@@ -463,7 +515,7 @@ class KubeEmulator:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "KubeEmulator":
+    def start(self) -> KubeEmulator:
         self._thread = threading.Thread(target=self._server.serve_forever, name="kube-emulator", daemon=True)
         self._thread.start()
         return self
@@ -473,7 +525,7 @@ class KubeEmulator:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "KubeEmulator":
+    def __enter__(self) -> KubeEmulator:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -482,12 +534,18 @@ class KubeEmulator:
     def write_kubeconfig(self, path: str | Path) -> Path:
         """A kubeconfig whose current context points at this emulator (no auth)."""
         path = Path(path)
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
-            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
-            "users": [{"name": "emulator", "user": {"token": "emulator"}}],
-            "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "emulator"}}],
-        }))
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "emulator",
+                    "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+                    "users": [{"name": "emulator", "user": {"token": "emulator"}}],
+                    "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "emulator"}}],
+                }
+            )
+        )
         return path
 
     # direct state access (no HTTP)
@@ -499,12 +557,15 @@ class KubeEmulator:
         with self._lock:
             old = self._state.objects.get((plural, namespace, name))
             obj = {
-                "apiVersion": api_version, "kind": kind,
+                "apiVersion": api_version,
+                "kind": kind,
                 "metadata": {
-                    "name": name, "namespace": namespace, "labels": dict(labels or {}),
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": dict(labels or {}),
                     "uid": old["metadata"]["uid"] if old else str(uuid.uuid4()),
                     "resourceVersion": str(self._state.resource_version + 1),
-                    "creationTimestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "creationTimestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 },
                 **copy.deepcopy(fields),
             }
@@ -526,8 +587,16 @@ class KubeEmulator:
             return {(RESOURCES[p][2], ns, n) for (p, ns, n) in self._state.objects}
 
     # faults and records
-    def fail(self, kind: str, namespace: str, name: str, status: int = 403, *,
-             methods: set[str] | None = None, times: int | None = None) -> None:
+    def fail(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        status: int = 403,
+        *,
+        methods: set[str] | None = None,
+        times: int | None = None,
+    ) -> None:
         """Make requests on one object answer ``status`` (``times`` times, or until ``clear_faults``)."""
         with self._lock:
             self._state.faults[(KIND_TO_PLURAL[kind], namespace, name)] = Fault(

@@ -30,12 +30,13 @@ try:  # development dependency: the emulator works (hand rules only) without it
     import jsonschema
     from kubernetes_validate import utils as _kv
     from referencing import Registry, Resource
+
     SCHEMA_VALIDATION = True
 except ImportError:  # pragma: no cover
     SCHEMA_VALIDATION = False
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _validator(kind: str, api_version: str):
     if not SCHEMA_VALIDATION:
         return None
@@ -70,8 +71,12 @@ def check(obj: dict, old: dict | None = None) -> list[tuple[str, str]]:
     pattern = _DNS1035_LABEL if obj.get("kind") == "Service" else _DNS1123_SUBDOMAIN
     limit = 63 if obj.get("kind") == "Service" else 253
     if not pattern.match(name) or len(name) > limit:
-        causes.append(("metadata.name", f"Invalid value: {name!r}: must be a lowercase RFC 1123 name of at most "
-                                        f"{limit} characters"))
+        causes.append(
+            (
+                "metadata.name",
+                f"Invalid value: {name!r}: must be a lowercase RFC 1123 name of at most {limit} characters",
+            )
+        )
     for key, value in (meta.get("labels") or {}).items():
         if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
             causes.append((f"metadata.labels.{key}", f"Invalid value: {value!r}: a valid label value"))
@@ -137,20 +142,32 @@ def _pvc(spec: dict, old: dict | None) -> list[tuple[str, str]]:
     if old is None:
         return []
     strip = lambda s: {k: v for k, v in s.items() if k != "resources"}  # noqa: E731
-    return [] if strip(spec) == strip(old) else [
-        ("spec", "Forbidden: spec is immutable after creation except resources.requests for bound claims")]
+    return (
+        []
+        if strip(spec) == strip(old)
+        else [("spec", "Forbidden: spec is immutable after creation except resources.requests for bound claims")]
+    )
 
 
 def _volume_snapshot(spec: dict, old: dict | None) -> list[tuple[str, str]]:
     source = spec.get("source") or {}
     causes = []
     if ("persistentVolumeClaimName" in source) == ("volumeSnapshotContentName" in source):
-        causes.append(("spec.source", "Invalid value: exactly one of persistentVolumeClaimName and "
-                                      "volumeSnapshotContentName must be set"))
+        causes.append(
+            (
+                "spec.source",
+                "Invalid value: exactly one of persistentVolumeClaimName and volumeSnapshotContentName must be set",
+            )
+        )
     if old is not None:
         causes += _immutable("spec.source", spec.get("source"), old.get("source"))
     return causes
 
 
-_RULES = {"Ingress": _ingress, "Deployment": _deployment, "Service": _service,
-          "PersistentVolumeClaim": _pvc, "VolumeSnapshot": _volume_snapshot}
+_RULES = {
+    "Ingress": _ingress,
+    "Deployment": _deployment,
+    "Service": _service,
+    "PersistentVolumeClaim": _pvc,
+    "VolumeSnapshot": _volume_snapshot,
+}

@@ -66,7 +66,7 @@ class SmtpSink:
     def stop(self) -> None:
         self._controller.stop()
 
-    def __enter__(self) -> "SmtpSink":
+    def __enter__(self) -> SmtpSink:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -65,7 +65,7 @@ class StripeEmulator:
         if self.process.stdout:
             self.process.stdout.close()
 
-    def __enter__(self) -> "StripeEmulator":
+    def __enter__(self) -> StripeEmulator:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -95,7 +95,7 @@ def start_stripe_emulator(timeout: float = 20.0) -> StripeEmulator:
         except OSError:
             if time.monotonic() > deadline or process.poll() is not None:
                 emulator.stop()
-                raise RuntimeError(f"the Stripe emulator on port {port} did not answer within {timeout} s")
+                raise RuntimeError(f"the Stripe emulator on port {port} did not answer within {timeout} s") from None
             time.sleep(0.05)
 
 
@@ -109,8 +109,9 @@ if __name__ == "__main__":
     main()
 
 
-def create_customer_with_card(api_base: str, email: str, card_number: str = "4242424242424242",
-                              api_key: str = TEST_API_KEY) -> tuple[str, str]:
+def create_customer_with_card(
+    api_base: str, email: str, card_number: str = "4242424242424242", api_key: str = TEST_API_KEY
+) -> tuple[str, str]:
     """A customer with an attached card on the emulator (raw test numbers only work there).
 
     4242424242424242 succeeds; 4000000000000341 attaches, then every charge is declined;

@@ -44,7 +44,23 @@ from devkit.synthetic.server import PrometheusServer, free_port
 from devkit.synthetic.tsdb import build_tsdb, create_blocks, ensure_tsdb, find_binary
 
 __all__ = [
-    "GIB", "MIB", "Account", "Cluster", "Container", "Deployment", "Pod", "Pvc", "Rental",
-    "replicaset_name", "write_openmetrics", "write_platform_rows", "generated_cluster",
-    "PrometheusServer", "free_port", "build_tsdb", "create_blocks", "ensure_tsdb", "find_binary",
+    "GIB",
+    "MIB",
+    "Account",
+    "Cluster",
+    "Container",
+    "Deployment",
+    "Pod",
+    "PrometheusServer",
+    "Pvc",
+    "Rental",
+    "build_tsdb",
+    "create_blocks",
+    "ensure_tsdb",
+    "find_binary",
+    "free_port",
+    "generated_cluster",
+    "replicaset_name",
+    "write_openmetrics",
+    "write_platform_rows",
 ]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 GIB = 2**30
@@ -129,7 +129,7 @@ class Cluster:
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None:
-            object.__setattr__(self, "start", self.start.replace(tzinfo=timezone.utc))
+            object.__setattr__(self, "start", self.start.replace(tzinfo=UTC))
         if self.start.second or self.start.microsecond:
             raise ValueError("Cluster.start must be on a minute boundary")
 

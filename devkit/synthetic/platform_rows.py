@@ -15,9 +15,18 @@ from psycopg import sql
 from devkit.synthetic.model import Cluster
 
 _ACCOUNT_COLUMNS = {
-    "low_balance_threshold", "grace_period_hours", "volume_policy", "volume_retention_days",
-    "early_idle_deletion", "auto_topup_enabled", "auto_topup_threshold", "auto_topup_amount",
-    "auto_topup_monthly_limit", "stripe_customer_id", "stripe_payment_method_id", "notify_email",
+    "low_balance_threshold",
+    "grace_period_hours",
+    "volume_policy",
+    "volume_retention_days",
+    "early_idle_deletion",
+    "auto_topup_enabled",
+    "auto_topup_threshold",
+    "auto_topup_amount",
+    "auto_topup_monthly_limit",
+    "stripe_customer_id",
+    "stripe_payment_method_id",
+    "notify_email",
     "notify_webhook_url",
 }
 
@@ -54,8 +63,7 @@ def write_platform_rows(conn: psycopg.Connection, cluster: Cluster) -> dict[str,
                 "INSERT INTO billing.machine_usages "
                 "(id, account_id, machine_id, machine_type, node_name, started_at, ended_at, updated_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, coalesce(%s, now())) ON CONFLICT (id) DO NOTHING",
-                (r.id, r.account_id, r.machine_id, r.machine_type, r.node_name, r.started_at, r.ended_at,
-                 r.updated_at),
+                (r.id, r.account_id, r.machine_id, r.machine_type, r.node_name, r.started_at, r.ended_at, r.updated_at),
             )
             counts["machine_usages"] += cur.rowcount
     return counts

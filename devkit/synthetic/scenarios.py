@@ -42,8 +42,12 @@ def generated_cluster(
     for d in range(n_deployments):
         account = account_rows[d % accounts]
         dep = Deployment(
-            id=f"dep-{d:05d}", account_id=account.id, namespace=f"ns-{account.id}", name=f"app-{d:05d}",
-            labelled=(d % 10 != 9), registered=(d % 50 != 49),
+            id=f"dep-{d:05d}",
+            account_id=account.id,
+            namespace=f"ns-{account.id}",
+            name=f"app-{d:05d}",
+            labelled=(d % 10 != 9),
+            registered=(d % 50 != 49),
         )
         deployments.append(dep)
         for r in range(pods_per_deployment):
@@ -51,19 +55,45 @@ def generated_cluster(
             if i >= pods:
                 break
             cpu = 0.05 + (i % 20) * 0.05
-            pod_rows.append(Pod(
-                name=f"{dep.name}-{i:06d}", deployment_id=dep.id, node=f"node-{i % nodes:03d}",
-                containers=(Container("app", cpu_cores=cpu, memory_bytes=(128 + (i % 16) * 64) * MIB,
-                                      cpu_request=0.25, memory_request=512 * MIB,
-                                      gpu_request=1 if i % 97 == 0 else 0),),
-                egress_bytes_per_minute=(i % 7) * MIB,
-            ))
+            pod_rows.append(
+                Pod(
+                    name=f"{dep.name}-{i:06d}",
+                    deployment_id=dep.id,
+                    node=f"node-{i % nodes:03d}",
+                    containers=(
+                        Container(
+                            "app",
+                            cpu_cores=cpu,
+                            memory_bytes=(128 + (i % 16) * 64) * MIB,
+                            cpu_request=0.25,
+                            memory_request=512 * MIB,
+                            gpu_request=1 if i % 97 == 0 else 0,
+                        ),
+                    ),
+                    egress_bytes_per_minute=(i % 7) * MIB,
+                )
+            )
             if i % 10 == 0:
                 pvcs.append(Pvc(dep.namespace, f"data-{dep.name}-{i:06d}", 10 * GIB, deployment_id=dep.id))
     rentals = tuple(
-        Rental(f"rent-{n:04d}", account_rows[n % accounts].id, f"m-{n:04d}", "gpu-large" if n % 2 else "cpu-medium",
-               f"rented-{n:03d}", start - timedelta(hours=1), None)
+        Rental(
+            f"rent-{n:04d}",
+            account_rows[n % accounts].id,
+            f"m-{n:04d}",
+            "gpu-large" if n % 2 else "cpu-medium",
+            f"rented-{n:03d}",
+            start - timedelta(hours=1),
+            None,
+        )
         for n in range(0, accounts, 5)
     )
-    return Cluster(start=start, minutes=minutes, accounts=account_rows, deployments=tuple(deployments),
-                   pods=tuple(pod_rows), pvcs=tuple(pvcs), rentals=rentals, pod_cgroup_series=pod_cgroup_series)
+    return Cluster(
+        start=start,
+        minutes=minutes,
+        accounts=account_rows,
+        deployments=tuple(deployments),
+        pods=tuple(pod_rows),
+        pvcs=tuple(pvcs),
+        rentals=rentals,
+        pod_cgroup_series=pod_cgroup_series,
+    )

@@ -47,16 +47,24 @@ class PrometheusServer:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    def start(self, timeout: float = 30.0) -> "PrometheusServer":
+    def start(self, timeout: float = 30.0) -> PrometheusServer:
         if self.process and self.process.poll() is None:
             return self
         self.config_path.write_text("global:\n  scrape_interval: 1m\nscrape_configs: []\n")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [find_binary("prometheus"), f"--config.file={self.config_path}",
-             f"--storage.tsdb.path={self.tsdb_dir}", "--storage.tsdb.retention.time=10y",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [
+                find_binary("prometheus"),
+                f"--config.file={self.config_path}",
+                f"--storage.tsdb.path={self.tsdb_dir}",
+                "--storage.tsdb.retention.time=10y",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -90,7 +98,7 @@ class PrometheusServer:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
-    def __enter__(self) -> "PrometheusServer":
+    def __enter__(self) -> PrometheusServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -27,9 +27,17 @@ def create_blocks(openmetrics_path: str | Path, tsdb_dir: str | Path) -> Path:
     tsdb_dir = Path(tsdb_dir)
     tsdb_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        [find_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics",
-         "--max-block-duration=24h", str(openmetrics_path), str(tsdb_dir)],
-        capture_output=True, text=True,
+        [
+            find_binary("promtool"),
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "--max-block-duration=24h",
+            str(openmetrics_path),
+            str(tsdb_dir),
+        ],
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise ConfigurationError(

@@ -8,6 +8,7 @@ Screenshots land in docs/images/ui-*.png, which the README shows.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -71,8 +72,9 @@ pytestmark = [
 
 
 def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", json.dumps({"query": query}).encode(),
-                                     {"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", json.dumps({"query": query}).encode(), {"Content-Type": "application/json"}
+    )
     return json.load(urllib.request.urlopen(request, timeout=20))["data"]
 
 
@@ -87,9 +89,20 @@ def webserver(databases, tmp_path_factory):
     log_path = tmp / "webserver.log"
     log = open(log_path, "w")
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml",
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         repository = None
@@ -170,7 +183,7 @@ def _asset_graph_shows_the_chain(webserver, page):
             both.setdefault(up, set()).add(key)
             both.setdefault(key, set()).add(up)
     graph = downstream if CHAIN_IS_DIRECTED else both
-    for up, down in zip(ASSET_CHAIN, ASSET_CHAIN[1:]):
+    for up, down in itertools.pairwise(ASSET_CHAIN):
         assert _connected(graph, up, down), f"the asset graph does not connect {up} to {down}"
 
     # The groups, as a newcomer first sees them: the story in a few boxes.
@@ -203,7 +216,7 @@ def _asset_graph_shows_the_chain(webserver, page):
     for _ in range(8):
         page.mouse.wheel(-800, -800)
         page.wait_for_timeout(80)
-    for column in range(16):
+    for _column in range(16):
         for dy in [800] * 10 + [-800] * 10:
             labels |= set(nodes.all_inner_texts())
             page.mouse.wheel(0, dy)
@@ -257,7 +270,6 @@ def _sensors_and_schedules_show_their_state(webserver, page):
     }""")
     assert shown == expected, f"the switches at /automation disagree with the instance: {shown} vs {expected}"
     _shot(page, "automation")
-
 
 
 def test_the_ui_tells_the_whole_story(webserver, page):
@@ -322,14 +334,30 @@ def test_a_dbt_build_records_row_counts(db_url, tmp_path):
     create_accounts(db_url, "acme")
     d.add_standard_prices(db_url)
     d.add_deployment(db_url, "dep-acme", "acme")
-    start = datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
-    d.add_container_hour(db_url, start, "acme-1", deployment_id="dep-acme", account_id="acme", node="node-s",
-                         cpu_usage="1", cpu_request="1", mem_usage="2", mem_request="2")
+    start = datetime(2026, 11, 24, 10, tzinfo=UTC)
+    d.add_container_hour(
+        db_url,
+        start,
+        "acme-1",
+        deployment_id="dep-acme",
+        account_id="acme",
+        node="node-s",
+        cpu_usage="1",
+        cpu_request="1",
+        mem_usage="2",
+        mem_request="2",
+    )
     d.mark_hours(db_url, start, 1)
     env = {**os.environ, "BILLING_DATABASE_URL": db_url}
     env.pop("DAGSTER_HOME", None)
-    proc = subprocess.run([sys.executable, "-c", ROW_COUNT_SCRIPT, hour, db_url], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", ROW_COUNT_SCRIPT, hour, db_url],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["success"]

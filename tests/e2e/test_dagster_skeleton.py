@@ -23,7 +23,10 @@ REPO = Path(__file__).resolve().parents[2]
 def test_workspace_loads_the_one_definitions_object():
     result = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
         env={**os.environ, "BILLING_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/unused"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -54,8 +57,21 @@ def test_dagster_dev_starts_and_lists_the_pipeline(db_url, tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(home), "BILLING_DATABASE_URL": db_url}
     log = open(tmp_path / "dagster-dev.log", "w")
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         query = """{ repositoriesOrError { ... on RepositoryConnection { nodes {
@@ -66,21 +82,33 @@ def test_dagster_dev_starts_and_lists_the_pipeline(db_url, tmp_path):
             assert server.poll() is None, (tmp_path / "dagster-dev.log").read_text()
             try:
                 body = json.dumps({"query": query}).encode()
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", body,
-                                                 {"Content-Type": "application/json"})
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql", body, {"Content-Type": "application/json"}
+                )
                 nodes = json.load(urllib.request.urlopen(request, timeout=10))["data"]["repositoriesOrError"]["nodes"]
                 repository = nodes[0] if nodes else None
             except (OSError, KeyError, TypeError, ValueError):
                 time.sleep(1)
         assert repository is not None, "dagster dev did not serve the code location in time"
         jobs = {j["name"] for j in repository["jobs"]}
-        assert {"hourly_billing_job", "account_actions_job", "credit_usage_job", "balance_alert_job",
-                "auto_topup_job", "grace_period_job"} <= jobs
+        assert {
+            "hourly_billing_job",
+            "account_actions_job",
+            "credit_usage_job",
+            "balance_alert_job",
+            "auto_topup_job",
+            "grace_period_job",
+        } <= jobs
         assert {"corrections_sensor", "rental_corrections_sensor", "balance_change_sensor"} <= {
-            s["name"] for s in repository["sensors"]}
+            s["name"] for s in repository["sensors"]
+        }
         assets = {"/".join(a["assetKey"]["path"]) for a in repository["assetNodes"]}
-        assert {"ingestion/metric_container_hours", "analytics/fct_priced_usage", "ledger/credit_transactions",
-                "platform/machine_usages"} <= assets
+        assert {
+            "ingestion/metric_container_hours",
+            "analytics/fct_priced_usage",
+            "ledger/credit_transactions",
+            "platform/machine_usages",
+        } <= assets
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the whole group: webserver and code server
         try:

@@ -36,8 +36,12 @@ def test_demo_runs_on_embedded_postgres_when_no_server_answers(embedded_state):
     outputs = []
     for run in (1, 2):  # the second run finds everything in place and posts nothing twice
         result = subprocess.run(
-            [sys.executable, "-m", "devkit.demo"], cwd=REPO, env=env,
-            capture_output=True, text=True, timeout=1200,
+            [sys.executable, "-m", "devkit.demo"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         out = result.stdout
@@ -60,6 +64,12 @@ def test_demo_runs_on_embedded_postgres_when_no_server_answers(embedded_state):
         outputs.append(out)
     # Re-running posted nothing: the same ledger totals both times.
     # (demo-lifecycle's scenario posts its own entries after this table, in the first run only.)
-    ledger = [[" ".join(line.split()) for line in o[o.index("== Ledger entries"):o.index("== Notifications")].splitlines()
-               if "demo-lifecycle" not in line and "account" not in line] for o in outputs]
+    ledger = [
+        [
+            " ".join(line.split())
+            for line in o[o.index("== Ledger entries") : o.index("== Notifications")].splitlines()
+            if "demo-lifecycle" not in line and "account" not in line
+        ]
+        for o in outputs
+    ]
     assert ledger[0] == ledger[1]

@@ -13,15 +13,16 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.integration.test_cli_json import cli_db, priced_month, validate  # noqa: F401  (fixtures)
+from tests.integration.test_cli_json import cli_db, priced_month, validate
 
 BILLING = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "billing")
 D = Decimal
 
 
 def billing(url: str, *argv: str) -> tuple[int, dict | None, str]:
-    proc = subprocess.run([BILLING, *argv], env={**os.environ, "BILLING_DATABASE_URL": url},
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [BILLING, *argv], env={**os.environ, "BILLING_DATABASE_URL": url}, capture_output=True, text=True, timeout=300
+    )
     document = json.loads(proc.stdout) if "--json" in argv and proc.stdout.strip() else None
     return proc.returncode, document, proc.stderr
 
@@ -48,19 +49,24 @@ def test_adjust_json_posts_once_and_a_key_posts_a_deliberate_second(cli_db):
     assert code == 0 and err == ""
     validate("posting", first)
     assert (first["type"], first["amount"], first["balance_after"], first["created"]) == (
-        "admin_adjustment", "-12.500000", "-12.500000", True)
+        "admin_adjustment",
+        "-12.500000",
+        "-12.500000",
+        True,
+    )
     code, again, _ = billing(cli_db, *argv)
     assert code == 0 and again["created"] is False and again["entry_id"] == first["entry_id"]
     code, second, _ = billing(cli_db, *argv, "--key", "second-correction")
     assert code == 0 and second["created"] is True and second["balance_after"] == "-25.000000"
     with psycopg.connect(cli_db) as conn:
-        rows = conn.execute("SELECT amount, reason, actor FROM billing.credit_transactions WHERE account_id = 'acme' "
-                            "ORDER BY id").fetchall()
+        rows = conn.execute(
+            "SELECT amount, reason, actor FROM billing.credit_transactions WHERE account_id = 'acme' ORDER BY id"
+        ).fetchall()
     assert rows == [(D("-12.5"), "goodwill correction", "ops@satusky")] * 2
 
 
 @pytest.mark.slow
-def test_explain_json_through_the_console_script(priced_month):  # noqa: F811
+def test_explain_json_through_the_console_script(priced_month):
     code, statement, err = billing(priced_month, "explain", "acme", "--month", "2026-11", "--json")
     assert code == 0 and err == ""
     validate("explain", statement)

@@ -21,8 +21,13 @@ MIGRATION_LOCK = 7_420_001  # the id env.py locks; a test that holds it makes ev
 
 
 def _start_upgrade(url: str, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([BILLING, "db", "upgrade", *extra, "--json"], env={**os.environ, "BILLING_DATABASE_URL": url},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [BILLING, "db", "upgrade", *extra, "--json"],
+        env={**os.environ, "BILLING_DATABASE_URL": url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(proc: subprocess.Popen) -> tuple[int, str, str]:
@@ -56,7 +61,8 @@ def test_two_upgrades_wait_for_the_lock_then_both_succeed(databases):
                 waiting = holder.execute(
                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND NOT granted "
                     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                    (MIGRATION_LOCK,)).fetchone()[0]
+                    (MIGRATION_LOCK,),
+                ).fetchone()[0]
                 if waiting == 2:
                     break
                 assert all(p.poll() is None for p in procs), [_finish(p) for p in procs if p.poll() is not None]

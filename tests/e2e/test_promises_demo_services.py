@@ -54,8 +54,16 @@ def _answers(host: str, port: int) -> bool:
 
 def test_the_demo_stops_every_service_it_started_even_when_it_fails(db_url, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BILLING_STATE_DIR", str(tmp_path / "state"))
-    for name in ("PROMETHEUS_URL", "KUBECONFIG", "STRIPE_API_KEY", "STRIPE_API_BASE", "SMTP_HOST", "SMTP_PORT",
-                 "SMTP_FROM", "BILLING_WEBHOOK_SECRET"):
+    for name in (
+        "PROMETHEUS_URL",
+        "KUBECONFIG",
+        "STRIPE_API_KEY",
+        "STRIPE_API_BASE",
+        "SMTP_HOST",
+        "SMTP_PORT",
+        "SMTP_FROM",
+        "BILLING_WEBHOOK_SECRET",
+    ):
         monkeypatch.delenv(name, raising=False)  # main exports these; monkeypatch puts them back after
     empty_tsdb = tmp_path / "tsdb"
     empty_tsdb.mkdir()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import psycopg
@@ -14,7 +14,7 @@ from billing_pipeline.alerts.balance import evaluate_balance_alerts
 from billing_pipeline.alerts.delivery import deliver_due
 from billing_pipeline.notifications.outbox import enqueue_notification
 from billing_pipeline.resources.notify import verify_webhook_signature
-from tests.support.payments import (  # noqa: F401 (fixtures)
+from tests.support.payments import (
     WEBHOOK_SECRET,
     configure_account,
     notify,
@@ -25,7 +25,7 @@ from tests.support.payments import (  # noqa: F401 (fixtures)
 )
 from tests.support.platform import create_accounts
 
-NOW = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -45,12 +45,15 @@ def run_alerts(url, notify, now=NOW):
 
 
 def assert_signed(hook):
-    assert verify_webhook_signature(WEBHOOK_SECRET, hook.headers["X-Satusky-Timestamp"], hook.body,
-                                    hook.headers["X-Satusky-Signature"])
-    assert not verify_webhook_signature("another-secret", hook.headers["X-Satusky-Timestamp"], hook.body,
-                                        hook.headers["X-Satusky-Signature"])
-    assert not verify_webhook_signature(WEBHOOK_SECRET, hook.headers["X-Satusky-Timestamp"], hook.body + b" ",
-                                        hook.headers["X-Satusky-Signature"])
+    assert verify_webhook_signature(
+        WEBHOOK_SECRET, hook.headers["X-Satusky-Timestamp"], hook.body, hook.headers["X-Satusky-Signature"]
+    )
+    assert not verify_webhook_signature(
+        "another-secret", hook.headers["X-Satusky-Timestamp"], hook.body, hook.headers["X-Satusky-Signature"]
+    )
+    assert not verify_webhook_signature(
+        WEBHOOK_SECRET, hook.headers["X-Satusky-Timestamp"], hook.body + b" ", hook.headers["X-Satusky-Signature"]
+    )
 
 
 def test_one_email_and_one_webhook_per_crossing_and_a_recovery_notice(alert_db, notify, smtp_sink, webhook_receiver):
@@ -113,7 +116,8 @@ def test_failed_deliveries_are_retried_later_without_duplicates(alert_db, notify
     assert len(smtp_sink.messages) == 1 and len(webhook_receiver.requests) == 1
     with psycopg.connect(alert_db) as conn:
         rows = conn.execute(
-            "SELECT channel, status, attempts FROM billing.notification_deliveries ORDER BY channel").fetchall()
+            "SELECT channel, status, attempts FROM billing.notification_deliveries ORDER BY channel"
+        ).fetchall()
     assert rows == [("email", "delivered", 2), ("webhook", "delivered", 3)]
 
 
@@ -160,15 +164,17 @@ def test_concurrent_evaluations_warn_once(alert_db, notify, smtp_sink):
 
 def test_enqueue_is_part_of_the_callers_transaction(alert_db):
     with psycopg.connect(alert_db) as conn:
-        with pytest.raises(RuntimeError):
-            with conn.transaction():
-                assert enqueue_notification(conn, account_id="acme", kind="grace_started", dedupe_key="g:1",
-                                            subject="s", body="b", payload={"x": 1})
-                raise RuntimeError("decision rolled back")
+        with pytest.raises(RuntimeError), conn.transaction():
+            assert enqueue_notification(
+                conn, account_id="acme", kind="grace_started", dedupe_key="g:1", subject="s", body="b", payload={"x": 1}
+            )
+            raise RuntimeError("decision rolled back")
         assert conn.execute("SELECT count(*) FROM billing.notification_outbox").fetchone()[0] == 0
-        assert enqueue_notification(conn, account_id="acme", kind="grace_started", dedupe_key="g:1",
-                                    subject="s", body="b", payload={})
-        assert not enqueue_notification(conn, account_id="acme", kind="grace_started", dedupe_key="g:1",
-                                        subject="s", body="b", payload={})
+        assert enqueue_notification(
+            conn, account_id="acme", kind="grace_started", dedupe_key="g:1", subject="s", body="b", payload={}
+        )
+        assert not enqueue_notification(
+            conn, account_id="acme", kind="grace_started", dedupe_key="g:1", subject="s", body="b", payload={}
+        )
         conn.commit()
         assert conn.execute("SELECT count(*) FROM billing.notification_deliveries").fetchone()[0] == 2

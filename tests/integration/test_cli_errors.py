@@ -18,9 +18,11 @@ def cli_db(db_url, monkeypatch, tmp_path):
     create_accounts(db_url, "acme")
     # No cluster is needed to refuse bad input; a kubeconfig that points nowhere proves it.
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:1'}}]\n"
-                          "contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n"
-                          "users: [{name: u, user: {}}]\n")
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:1'}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n"
+        "users: [{name: u, user: {}}]\n"
+    )
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.delenv("PROMETHEUS_URL", raising=False)
     return db_url
@@ -112,11 +114,15 @@ def test_a_bad_time_says_how_to_write_one(cli_db, capsys, argv):
     assert "ISO 8601" in err or "e.g. 20" in err or "for example 20" in err, err
 
 
-@pytest.mark.parametrize(("argv", "words"), [
-    (["ledger", "acme", "--limit", "0"], "--limit must be positive"),
-    (["ledger", "acme", "--before", "x"], "--before"),
-    (["topup", "acme", "1e999999", "--reference", "r"], "1e999999"),
-], ids=["limit", "before", "huge-amount"])
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["ledger", "acme", "--limit", "0"], "--limit must be positive"),
+        (["ledger", "acme", "--before", "x"], "--before"),
+        (["topup", "acme", "1e999999", "--reference", "r"], "1e999999"),
+    ],
+    ids=["limit", "before", "huge-amount"],
+)
 def test_bad_paging_and_amounts(cli_db, capsys, argv, words):
     code, out, err = attempt(capsys, argv)
     assert code == 2 and out == "" and words in err and err.count("\n") == 1, (argv, err)
@@ -125,7 +131,7 @@ def test_bad_paging_and_amounts(cli_db, capsys, argv, words):
 def test_every_argument_of_every_command_has_help():
     parser = build_parser()
     missing = []
-    subparsers = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"][0]
+    subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
 
     def walk(name, sub):
         if not sub.description:

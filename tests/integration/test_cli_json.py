@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,11 +16,11 @@ from billing_pipeline.cli.main import main
 from billing_pipeline.db import connect
 from billing_pipeline.ledger.deduction import settle_priced_usage
 from tests.support import dbt as d
-from tests.support.kube import kube  # noqa: F401  (fixture)
+from tests.support.kube import kube
 from tests.support.platform import create_accounts
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
-UTC = timezone.utc
+UTC = UTC
 HOUR = datetime(2026, 11, 24, 10, tzinfo=UTC)
 SIX_PLACES = re.compile(r"^-?\d+\.\d{6}$")
 
@@ -60,8 +60,19 @@ def cli_db(db_url):
 
 def test_every_schema_is_valid_json_schema():
     names = sorted(p.stem for p in SCHEMAS.glob("*.json"))
-    assert {"error", "db-upgrade", "ledger", "posting", "verify", "status", "explain", "cleanup-preview", "run",
-            "docs", "invoice"} <= set(names)
+    assert {
+        "error",
+        "db-upgrade",
+        "ledger",
+        "posting",
+        "verify",
+        "status",
+        "explain",
+        "cleanup-preview",
+        "run",
+        "docs",
+        "invoice",
+    } <= set(names)
     for name in names:
         Draft202012Validator.check_schema(json.loads((SCHEMAS / f"{name}.json").read_text()))
 
@@ -140,12 +151,42 @@ def priced_month(cli_db, tmp_path):
     d.add_deployment(url, "dep-acme", "acme")
     d.add_deployment(url, "dep-initech", "initech")
     d.add_rental(url, "r-acme", "acme", "std-4", "node-a", HOUR, HOUR + timedelta(hours=1))
-    d.add_container_hour(url, HOUR, "acme-1", deployment_id="dep-acme", account_id="acme", node="node-a",
-                         cpu_usage="1.5", cpu_request="1", mem_usage="2", mem_request="2")
-    d.add_container_hour(url, HOUR, "initech-1", deployment_id="dep-initech", account_id="initech", node="node-a",
-                         cpu_usage="0.5", cpu_request="0.5", mem_usage="1", mem_request="1")
-    d.add_container_hour(url, HOUR, "initech-2", deployment_id="dep-initech", account_id="initech", node="node-s",
-                         cpu_usage="0.25", cpu_request="0.25", mem_usage="1", mem_request="1")
+    d.add_container_hour(
+        url,
+        HOUR,
+        "acme-1",
+        deployment_id="dep-acme",
+        account_id="acme",
+        node="node-a",
+        cpu_usage="1.5",
+        cpu_request="1",
+        mem_usage="2",
+        mem_request="2",
+    )
+    d.add_container_hour(
+        url,
+        HOUR,
+        "initech-1",
+        deployment_id="dep-initech",
+        account_id="initech",
+        node="node-a",
+        cpu_usage="0.5",
+        cpu_request="0.5",
+        mem_usage="1",
+        mem_request="1",
+    )
+    d.add_container_hour(
+        url,
+        HOUR,
+        "initech-2",
+        deployment_id="dep-initech",
+        account_id="initech",
+        node="node-s",
+        cpu_usage="0.25",
+        cpu_request="0.25",
+        mem_usage="1",
+        mem_request="1",
+    )
     d.mark_hours(url, HOUR, 1)
     d.build(url, tmp_path, start=HOUR, vars={"as_of": (HOUR + timedelta(hours=1)).isoformat()})
     with connect(url) as conn:

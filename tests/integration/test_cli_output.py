@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from decimal import Decimal
 
 import pytest
@@ -15,19 +15,22 @@ from billing_pipeline.cli.main import main, split_output_flags
 from billing_pipeline.cli.output import colour_allowed, console, decimal_text, table, to_json, unit_words
 from tests.support.platform import create_accounts, ledger_rows
 
-
 # Pure functions: no database.
 
-@pytest.mark.parametrize(("value", "text"), [
-    (Decimal("0"), "0.000000"),
-    (Decimal("498.55875"), "498.558750"),
-    (Decimal("0.44499998888888888222240"), "0.445000"),
-    (Decimal("0.0000005"), "0.000000"),  # half-even: to the even neighbour
-    (Decimal("0.0000015"), "0.000002"),
-    (Decimal("-0.0000001"), "0.000000"),  # never "-0.000000"
-    (Decimal("-12.5"), "-12.500000"),
-    (Decimal("1E+3"), "1000.000000"),
-])
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (Decimal("0"), "0.000000"),
+        (Decimal("498.55875"), "498.558750"),
+        (Decimal("0.44499998888888888222240"), "0.445000"),
+        (Decimal("0.0000005"), "0.000000"),  # half-even: to the even neighbour
+        (Decimal("0.0000015"), "0.000002"),
+        (Decimal("-0.0000001"), "0.000000"),  # never "-0.000000"
+        (Decimal("-12.5"), "-12.500000"),
+        (Decimal("1E+3"), "1000.000000"),
+    ],
+)
 def test_decimals_have_six_places(value, text):
     assert decimal_text(value) == text
 
@@ -38,35 +41,52 @@ def test_to_json_normalises_nested_values():
         amount: Decimal
         at: datetime
 
-    data = {"rows": [Row(Decimal("1.5"), datetime(2026, 11, 24, 10, tzinfo=timezone.utc))], "n": 3, "ok": True,
-            "pair": (Decimal("2"), None)}
+    data = {
+        "rows": [Row(Decimal("1.5"), datetime(2026, 11, 24, 10, tzinfo=UTC))],
+        "n": 3,
+        "ok": True,
+        "pair": (Decimal("2"), None),
+    }
     assert json.loads(to_json(data)) == {
-        "rows": [{"amount": "1.500000", "at": "2026-11-24T10:00:00+00:00"}], "n": 3, "ok": True,
-        "pair": ["2.000000", None]}
+        "rows": [{"amount": "1.500000", "at": "2026-11-24T10:00:00+00:00"}],
+        "n": 3,
+        "ok": True,
+        "pair": ["2.000000", None],
+    }
 
 
-@pytest.mark.parametrize(("unit", "quantity", "words"), [
-    ("core_hour", Decimal("2.5"), "core-hours"),
-    ("core_hour", Decimal("1"), "core-hour"),
-    ("gib_hour", None, "GiB-hours"),
-    ("gpu_hour", None, "GPU-hours"),
-    ("gib", None, "GiB"),
-    ("machine_hour", None, "machine-hours"),
-    ("request_hour", None, "request-hours"),  # an id we do not know yet still reads as words
-])
+@pytest.mark.parametrize(
+    ("unit", "quantity", "words"),
+    [
+        ("core_hour", Decimal("2.5"), "core-hours"),
+        ("core_hour", Decimal("1"), "core-hour"),
+        ("gib_hour", None, "GiB-hours"),
+        ("gpu_hour", None, "GPU-hours"),
+        ("gib", None, "GiB"),
+        ("machine_hour", None, "machine-hours"),
+        ("request_hour", None, "request-hours"),  # an id we do not know yet still reads as words
+    ],
+)
 def test_units_in_words(unit, quantity, words):
     assert unit_words(unit, quantity) == words
 
 
-@pytest.mark.parametrize(("argv", "rest", "as_json"), [
-    (["--json", "ledger", "acme"], ["ledger", "acme"], True),
-    (["ledger", "--json", "acme"], ["ledger", "acme"], True),
-    (["ledger", "acme", "-o", "json"], ["ledger", "acme"], True),
-    (["-o", "json", "ledger", "acme"], ["ledger", "acme"], True),
-    (["ledger", "acme", "-ojson"], ["ledger", "acme"], True),
-    (["ledger", "acme", "-o", "text"], ["ledger", "acme"], False),
-    (["adjust", "acme", "1", "--reason", "--", "--json"], ["adjust", "acme", "1", "--reason", "--", "--json"], False),
-])
+@pytest.mark.parametrize(
+    ("argv", "rest", "as_json"),
+    [
+        (["--json", "ledger", "acme"], ["ledger", "acme"], True),
+        (["ledger", "--json", "acme"], ["ledger", "acme"], True),
+        (["ledger", "acme", "-o", "json"], ["ledger", "acme"], True),
+        (["-o", "json", "ledger", "acme"], ["ledger", "acme"], True),
+        (["ledger", "acme", "-ojson"], ["ledger", "acme"], True),
+        (["ledger", "acme", "-o", "text"], ["ledger", "acme"], False),
+        (
+            ["adjust", "acme", "1", "--reason", "--", "--json"],
+            ["adjust", "acme", "1", "--reason", "--", "--json"],
+            False,
+        ),
+    ],
+)
 def test_json_flag_anywhere(argv, rest, as_json):
     assert split_output_flags(argv) == (rest, as_json)
 
@@ -115,6 +135,7 @@ def test_help_describes_every_command(capsys):
 
 
 # With a database.
+
 
 @pytest.fixture
 def acme(db_url):

@@ -18,8 +18,11 @@ def _connections_for_a_ranged_run(instance: dg.DagsterInstance, hours: int) -> i
     opened = []
     event.listen(instance.event_log_storage._engine, "connect", lambda *_args: opened.append(1))
     keys = hourly_partitions.get_partition_keys()[:hours]
-    result = dg.materialize([hours_probe], instance=instance, tags={
-        "dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+    result = dg.materialize(
+        [hours_probe],
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
+    )
     assert result.success
     recorded = instance.get_materialized_partitions(hours_probe.key)
     assert recorded == set(keys)  # every hour recorded, whichever way it was written
@@ -37,9 +40,12 @@ def test_dagster_postgres_own_event_log_connects_for_every_event(db_url, tmp_pat
     """The reason for the pool: the same run on the unpooled storage opens a connection per event."""
     home = prepare_dagster_home(db_url, tmp_path / "dagster_home")
     yaml = (home / "dagster.yaml").read_text()
-    (home / "dagster.yaml").write_text(yaml.replace(
-        "billing_pipeline.db.dagster_storage\n  class: PooledPostgresEventLogStorage",
-        "dagster_postgres.event_log\n  class: PostgresEventLogStorage"))
+    (home / "dagster.yaml").write_text(
+        yaml.replace(
+            "billing_pipeline.db.dagster_storage\n  class: PooledPostgresEventLogStorage",
+            "dagster_postgres.event_log\n  class: PostgresEventLogStorage",
+        )
+    )
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.event_log_storage) is not PooledPostgresEventLogStorage
         assert _connections_for_a_ranged_run(instance, hours=24) > 48

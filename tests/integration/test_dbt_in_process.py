@@ -17,25 +17,33 @@ from tests.support import dbt as d
 
 def _materialize(db_url: str, hour, *, in_process_: bool) -> dg.ExecuteInProcessResult:
     dbt = BillingDbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable(), in_process=in_process_)
-    return dg.materialize([dbt_usage_models, dbt_ledger_models], partition_key=Hour(hour).key,
-                          resources={"dbt": dbt, "postgres": PostgresResource(database_url=db_url)})
+    return dg.materialize(
+        [dbt_usage_models, dbt_ledger_models],
+        partition_key=Hour(hour).key,
+        resources={"dbt": dbt, "postgres": PostgresResource(database_url=db_url)},
+    )
 
 
 def _what_it_reported(result: dg.ExecuteInProcessResult) -> dict:
     materialized = {}
     for event in result.get_asset_materialization_events():
         metadata = event.materialization.metadata
-        materialized[event.asset_key] = {"unique_id": metadata["unique_id"].value,
-                                         "timed": "Execution Duration" in metadata}
-    checks = {(e.asset_check_key.asset_key, e.asset_check_key.name): e.passed
-              for e in (ev.event_specific_data for ev in result.all_events
-                        if ev.event_type_value == "ASSET_CHECK_EVALUATION")}
+        materialized[event.asset_key] = {
+            "unique_id": metadata["unique_id"].value,
+            "timed": "Execution Duration" in metadata,
+        }
+    checks = {
+        (e.asset_check_key.asset_key, e.asset_check_key.name): e.passed
+        for e in (ev.event_specific_data for ev in result.all_events if ev.event_type_value == "ASSET_CHECK_EVALUATION")
+    }
     return {"materialized": materialized, "checks": checks}
 
 
 def _marts(db_url: str) -> dict:
-    return {m: sorted(d.query(db_url, f"SELECT * FROM analytics.{m}"), key=repr)
-            for m in ("fct_priced_usage", "fct_usage_charges", "fct_usage_reconciliation", "fct_account_balances")}
+    return {
+        m: sorted(d.query(db_url, f"SELECT * FROM analytics.{m}"), key=repr)
+        for m in ("fct_priced_usage", "fct_usage_charges", "fct_usage_reconciliation", "fct_account_balances")
+    }
 
 
 def test_in_process_dbt_reports_and_builds_what_the_subprocess_does(db_url):
@@ -68,4 +76,3 @@ def test_a_process_parses_the_project_once_per_database(db_url, monkeypatch):
     assert calls.count("build") == 6
     assert calls.count("parse") == 1
     assert len(d.query(db_url, "SELECT DISTINCT hour FROM analytics.fct_usage_charges")) == 3
-

@@ -14,7 +14,7 @@ Scenario (2025-03-01, hours 10:00-14:00 UTC):
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import psycopg
@@ -23,7 +23,7 @@ import pytest
 from billing_pipeline.ledger import Entry, post_entries
 from tests.support import dbt as d
 
-UTC = timezone.utc
+UTC = UTC
 H10 = datetime(2025, 3, 1, 10, tzinfo=UTC)
 HOURS = [H10 + timedelta(hours=i) for i in range(4)]
 D = Decimal
@@ -33,26 +33,64 @@ def seed_scenario(url: str) -> None:
     d.add_accounts(url, "a1", "a2")
     d.add_deployment(url, "d1", "a1")
     d.add_deployment(url, "d2", "a2")
-    d.add_price(url, "cpu-old", "cpu", "core_hour", "0.04", basis="max_request_usage", end=datetime(2025, 3, 1, 12, tzinfo=UTC))
-    d.add_price(url, "cpu-new", "cpu", "core_hour", "0.06", basis="max_request_usage", start=datetime(2025, 3, 1, 12, tzinfo=UTC))
+    d.add_price(
+        url, "cpu-old", "cpu", "core_hour", "0.04", basis="max_request_usage", end=datetime(2025, 3, 1, 12, tzinfo=UTC)
+    )
+    d.add_price(
+        url,
+        "cpu-new",
+        "cpu",
+        "core_hour",
+        "0.06",
+        basis="max_request_usage",
+        start=datetime(2025, 3, 1, 12, tzinfo=UTC),
+    )
     d.add_price(url, "mem", "memory", "gib_hour", "0.005", basis="usage")
     d.add_price(url, "sto", "storage", "gib_hour", "0.0002")
     d.add_price(url, "egr", "network_egress", "gib", "0.08")
     d.add_price(url, "gl", "machine", "machine_hour", "1.20", machine_type="gpu-large")
     for h in HOURS:
-        d.add_container_hour(url, h, "p1", deployment_id="d1", account_id="a1", node="shared-1",
-                             cpu_usage="0.5", cpu_request="1", mem_usage="2", mem_request="1")
-        d.add_container_hour(url, h, "p2", deployment_id="d1", account_id="a1", node="rented-a1",
-                             cpu_usage="2", cpu_request="1", mem_usage="4", mem_request="1")
-        d.add_container_hour(url, h, "q1", deployment_id="d2", account_id="a2", node="rented-a1",
-                             cpu_usage="1", cpu_request="1")
+        d.add_container_hour(
+            url,
+            h,
+            "p1",
+            deployment_id="d1",
+            account_id="a1",
+            node="shared-1",
+            cpu_usage="0.5",
+            cpu_request="1",
+            mem_usage="2",
+            mem_request="1",
+        )
+        d.add_container_hour(
+            url,
+            h,
+            "p2",
+            deployment_id="d1",
+            account_id="a1",
+            node="rented-a1",
+            cpu_usage="2",
+            cpu_request="1",
+            mem_usage="4",
+            mem_request="1",
+        )
+        d.add_container_hour(
+            url, h, "q1", deployment_id="d2", account_id="a2", node="rented-a1", cpu_usage="1", cpu_request="1"
+        )
         d.add_volume_hour(url, h, "data-d1", deployment_id="d1", account_id="a1", gib_hours="10")
         d.add_network_hour(url, h, "p1", deployment_id="d1", account_id="a1", node="shared-1", egress_gib="0.5")
     d.mark_hours(url, H10, 2, complete=True)
     d.mark_hours(url, HOURS[2], 1, complete=False)
     d.mark_hours(url, HOURS[3], 1, complete=True)
-    d.add_rental(url, "r1", "a1", "gpu-large", "rented-a1",
-                 datetime(2025, 3, 1, 10, 20, tzinfo=UTC), datetime(2025, 3, 1, 12, 5, tzinfo=UTC))
+    d.add_rental(
+        url,
+        "r1",
+        "a1",
+        "gpu-large",
+        "rented-a1",
+        datetime(2025, 3, 1, 10, 20, tzinfo=UTC),
+        datetime(2025, 3, 1, 12, 5, tzinfo=UTC),
+    )
 
 
 # Hand-computed charges per (account, hour, usage kind).
@@ -74,30 +112,54 @@ def expected_charges() -> dict[tuple[str, datetime, str], Decimal]:
 
 
 def charges(url: str) -> dict[tuple[str, datetime, str], Decimal]:
-    return {(a, h, k): amt for a, h, k, amt in d.query(
-        url, "SELECT account_id, hour, usage_kind, amount FROM analytics.fct_usage_charges")}
+    return {
+        (a, h, k): amt
+        for a, h, k, amt in d.query(url, "SELECT account_id, hour, usage_kind, amount FROM analytics.fct_usage_charges")
+    }
 
 
 def test_priced_usage_reconciliation_balances_and_invoice_lines(db_url, tmp_path):
     seed_scenario(db_url)
     with psycopg.connect(db_url) as conn:
-        post_entries(conn, [
-            Entry("a1", "topup", D("100"), "topup-a1", {"payment_intent": "pi_1"}),
-            Entry("a1", "sla_credit", D("5"), "sla-a1", {"month": "2025-03"}),
-            Entry("a1", "admin_adjustment", D("-1.5"), "adj-a1", {}, reason="goodwill correction", actor="ops@satusky"),
-            Entry("a1", "usage_deduction", D("-0.092"), "usage:a1:h10",
-                  {"hour": "2025-03-01T10:00:00+00:00", "usage_kind": "workload_consumption", "account_id": "a1"}),
-            # A usage correction (part of settling usage: no invoice line of its own) and a
-            # reversal of the adjustment (a credit of its own: an invoice line).
-            Entry("a1", "reversal", D("0.092"), "usage:a1:h10:2",
-                  {"hour": "2025-03-01T10:00:00+00:00", "usage_kind": "workload_consumption", "account_id": "a1",
-                   "reverses": 4}),
-            Entry("a1", "reversal", D("1.5"), "reverse-adj-a1", {"reverses": 3}),
-            Entry("a2", "topup", D("0.1"), "topup-a2", {}),
-        ])
+        post_entries(
+            conn,
+            [
+                Entry("a1", "topup", D("100"), "topup-a1", {"payment_intent": "pi_1"}),
+                Entry("a1", "sla_credit", D("5"), "sla-a1", {"month": "2025-03"}),
+                Entry(
+                    "a1", "admin_adjustment", D("-1.5"), "adj-a1", {}, reason="goodwill correction", actor="ops@satusky"
+                ),
+                Entry(
+                    "a1",
+                    "usage_deduction",
+                    D("-0.092"),
+                    "usage:a1:h10",
+                    {"hour": "2025-03-01T10:00:00+00:00", "usage_kind": "workload_consumption", "account_id": "a1"},
+                ),
+                # A usage correction (part of settling usage: no invoice line of its own) and a
+                # reversal of the adjustment (a credit of its own: an invoice line).
+                Entry(
+                    "a1",
+                    "reversal",
+                    D("0.092"),
+                    "usage:a1:h10:2",
+                    {
+                        "hour": "2025-03-01T10:00:00+00:00",
+                        "usage_kind": "workload_consumption",
+                        "account_id": "a1",
+                        "reverses": 4,
+                    },
+                ),
+                Entry("a1", "reversal", D("1.5"), "reverse-adj-a1", {"reverses": 3}),
+                Entry("a2", "topup", D("0.1"), "topup-a2", {}),
+            ],
+        )
         # a2 was evaluated by the lifecycle (its persisted state wins over the balance's).
-        conn.execute("INSERT INTO billing.account_lifecycle (account_id, state, entered_at, grace_deadline, "
-                     "evaluated_at) VALUES ('a2', 'grace_period', %s, %s, %s)", (H10, H10 + timedelta(hours=72), H10))
+        conn.execute(
+            "INSERT INTO billing.account_lifecycle (account_id, state, entered_at, grace_deadline, "
+            "evaluated_at) VALUES ('a2', 'grace_period', %s, %s, %s)",
+            (H10, H10 + timedelta(hours=72), H10),
+        )
     d.build(db_url, tmp_path, start=H10, hours=4)
 
     expected = expected_charges()
@@ -108,37 +170,57 @@ def test_priced_usage_reconciliation_balances_and_invoice_lines(db_url, tmp_path
     assert expected[("a1", HOURS[3], "workload_consumption")] == D("0.252000")
     assert expected[("a1", HOURS[0], "machine_rental")] == D("0.800000")
 
-    rows = d.query(db_url, """
+    rows = d.query(
+        db_url,
+        """
         SELECT hour, resource, coverage, is_covered_by_rental, is_reconciliation_exception, quantity,
                unit_price, amount, list_amount, is_estimate
         FROM analytics.fct_priced_usage WHERE account_id = 'a1' AND usage_kind = 'workload_consumption'
-          AND resource = 'cpu' ORDER BY hour, coverage""")
+          AND resource = 'cpu' ORDER BY hour, coverage""",
+    )
     by = {(r[0].hour, r[2]): r for r in rows}
     # Own rented node: covered (amount 0, list value kept); both bases: cpu max(request, usage).
     assert by[(10, "covered_by_rental")][3:9] == (True, False, D(2), D("0.04"), D(0), D("0.08"))
-    assert by[(10, "charged")][5:8] == (D(1), D("0.04"), D("0.04"))        # max(1, 0.5) = 1
-    assert by[(12, "charged")][6] == D("0.06")                              # price change at 12:00
+    assert by[(10, "charged")][5:8] == (D(1), D("0.04"), D("0.04"))  # max(1, 0.5) = 1
+    assert by[(12, "charged")][6] == D("0.06")  # price change at 12:00
     assert by[(12, "charged")][9] is True and by[(11, "charged")][9] is False  # incomplete hour = estimate
     assert by[(13, "charged")][5] == D(3)  # rental ended 12:05: p1 (1) + p2 (2) on shared nodes
-    mem = d.query(db_url, "SELECT sum(quantity) FROM analytics.fct_priced_usage WHERE account_id = 'a1' "
-                  "AND resource = 'memory' AND hour = %s AND coverage = 'charged'", (H10,))
+    mem = d.query(
+        db_url,
+        "SELECT sum(quantity) FROM analytics.fct_priced_usage WHERE account_id = 'a1' "
+        "AND resource = 'memory' AND hour = %s AND coverage = 'charged'",
+        (H10,),
+    )
     assert mem == [(D(2),)]  # memory on usage basis: 2, not max(request 1, usage 2) summed differently
 
     # Both streams distinct; the exception is a2's consumption on a1's rented node.
     kinds = d.query(db_url, "SELECT usage_kind, count(*) FROM analytics.fct_priced_usage GROUP BY 1 ORDER BY 1")
     assert kinds == [("machine_rental", 3), ("workload_consumption", 26)]
-    exc = d.query(db_url, "SELECT account_id, hour, amount FROM analytics.fct_priced_usage "
-                  "WHERE is_reconciliation_exception ORDER BY hour")
-    assert [(a, h.hour, amt) for a, h, amt in exc] == [("a2", 10, D("0.04")), ("a2", 11, D("0.04")), ("a2", 12, D("0.06"))]
+    exc = d.query(
+        db_url,
+        "SELECT account_id, hour, amount FROM analytics.fct_priced_usage "
+        "WHERE is_reconciliation_exception ORDER BY hour",
+    )
+    assert [(a, h.hour, amt) for a, h, amt in exc] == [
+        ("a2", 10, D("0.04")),
+        ("a2", 11, D("0.04")),
+        ("a2", 12, D("0.06")),
+    ]
 
-    recon = d.query(db_url, """
+    recon = d.query(
+        db_url,
+        """
         SELECT hour, account_id, node_name, machine_hours_rented, cpu_core_hours_used,
                reconciliation_status, is_exception, covered_consumption_amount, exception_reason
-        FROM analytics.fct_usage_reconciliation ORDER BY hour, account_id""")
+        FROM analytics.fct_usage_reconciliation ORDER BY hour, account_id""",
+    )
     assert [(r[0].hour, r[1], r[2], r[5]) for r in recon] == [
-        (10, "a1", "rented-a1", "covered_by_rental"), (10, "a2", "rented-a1", "exception"),
-        (11, "a1", "rented-a1", "covered_by_rental"), (11, "a2", "rented-a1", "exception"),
-        (12, "a1", "rented-a1", "covered_by_rental"), (12, "a2", "rented-a1", "exception"),
+        (10, "a1", "rented-a1", "covered_by_rental"),
+        (10, "a2", "rented-a1", "exception"),
+        (11, "a1", "rented-a1", "covered_by_rental"),
+        (11, "a2", "rented-a1", "exception"),
+        (12, "a1", "rented-a1", "covered_by_rental"),
+        (12, "a2", "rented-a1", "exception"),
     ]
     assert recon[0][3] == D(2400) / D(3600) or abs(recon[0][3] - D(2) / D(3)) < D("1e-15")
     assert recon[0][4] == D(2) and recon[0][7] == D("0.1000")
@@ -147,8 +229,11 @@ def test_priced_usage_reconciliation_balances_and_invoice_lines(db_url, tmp_path
     # Balances at 14:00: ledger 100 + 5 - 1.5 - 0.092 + 0.092 + 1.5 = 105; nothing of a1's usage
     # stays deducted (the hour-10 deduction was reversed); charged a1 = sum of expected.
     a1_charged = sum(v for (a, _, _), v in expected.items() if a == "a1")
-    bal = d.query(db_url, "SELECT account_id, ledger_balance, usage_not_yet_deducted, burn_rate_per_hour, "
-                  "runway_hours, lifecycle_state FROM analytics.fct_account_balances ORDER BY 1")
+    bal = d.query(
+        db_url,
+        "SELECT account_id, ledger_balance, usage_not_yet_deducted, burn_rate_per_hour, "
+        "runway_hours, lifecycle_state FROM analytics.fct_account_balances ORDER BY 1",
+    )
     assert bal[0][:3] == ("a1", D("105"), a1_charged)
     burn = (a1_charged / 24).quantize(D("0.000001"))
     assert bal[0][3] == burn == D("0.110333")
@@ -156,14 +241,19 @@ def test_priced_usage_reconciliation_balances_and_invoice_lines(db_url, tmp_path
     assert bal[0][5] == "healthy"
     a2_charged = sum(v for (a, _, _), v in expected.items() if a == "a2")
     assert bal[1] == ("a2", D("0.1"), a2_charged, (a2_charged / 24).quantize(D("0.000001")), D(0), "grace_period")
-    sources = d.query(db_url, "SELECT account_id, lifecycle_state_source FROM analytics.fct_account_balances ORDER BY 1")
+    sources = d.query(
+        db_url, "SELECT account_id, lifecycle_state_source FROM analytics.fct_account_balances ORDER BY 1"
+    )
     assert sources == [("a1", "derived_from_balance"), ("a2", "lifecycle")]
 
-    lines = d.query(db_url, "SELECT invoice_month, line_type, usage_kind, resource, machine_type, quantity, amount "
-                    "FROM analytics.fct_invoice_lines WHERE account_id = 'a1' ORDER BY line_type, usage_kind, resource")
+    lines = d.query(
+        db_url,
+        "SELECT invoice_month, line_type, usage_kind, resource, machine_type, quantity, amount "
+        "FROM analytics.fct_invoice_lines WHERE account_id = 'a1' ORDER BY line_type, usage_kind, resource",
+    )
     usage = {(l[2], l[3]): (l[0], l[4], l[5], l[6]) for l in lines if l[1] == "usage"}
     assert {v[0] for v in usage.values()} == {date(2025, 3, 1)}
-    month, machine_type, quantity, amount = usage[("machine_rental", "machine")]
+    _month, machine_type, quantity, amount = usage[("machine_rental", "machine")]
     assert machine_type == "gpu-large" and abs(quantity - D("1.75")) < D("1e-15") and amount == D("-2.100000")
     # Charged cpu: 1 core-hour on shared-1 each hour, plus 2 on rented-a1 at 13:00 after the rental.
     assert usage[("workload_consumption", "cpu")][2:] == (D(6), -(D("0.04") * 2 + D("0.06") + D("0.18")))
@@ -171,10 +261,17 @@ def test_priced_usage_reconciliation_balances_and_invoice_lines(db_url, tmp_path
     # One line per top-up, SLA credit, adjustment and reversal of one, in the month it was posted;
     # the usage correction is not a line (the usage lines already show the corrected usage).
     credits = sorted((l[1], l[6]) for l in lines if l[1] != "usage")
-    assert credits == [("admin_adjustment", D("-1.5")), ("reversal", D("1.5")), ("sla_credit", D("5")),
-                       ("topup", D("100"))]
-    posted = d.query(db_url, "SELECT date_trunc('month', min(created_at) AT TIME ZONE 'UTC')::date "
-                     "FROM billing.credit_transactions WHERE account_id = 'a1'")[0][0]
+    assert credits == [
+        ("admin_adjustment", D("-1.5")),
+        ("reversal", D("1.5")),
+        ("sla_credit", D("5")),
+        ("topup", D("100")),
+    ]
+    posted = d.query(
+        db_url,
+        "SELECT date_trunc('month', min(created_at) AT TIME ZONE 'UTC')::date "
+        "FROM billing.credit_transactions WHERE account_id = 'a1'",
+    )[0][0]
     assert {l[0] for l in lines if l[1] != "usage"} == {posted}
 
     # The analyst role reads the marts and nothing else.
@@ -183,10 +280,15 @@ def test_priced_usage_reconciliation_balances_and_invoice_lines(db_url, tmp_path
         assert conn.execute("SELECT count(*) FROM analytics.fct_priced_usage").fetchone()[0] == 29
         for mart in ("fct_usage_charges", "fct_usage_reconciliation", "fct_account_balances", "fct_invoice_lines"):
             assert conn.execute(f"SELECT count(*) FROM analytics.{mart}").fetchone()[0] > 0
-        for forbidden in ("billing.credit_transactions", "billing.credits", "billing.metric_container_hours",
-                          "billing.machine_rental_hours", "billing.pricing_configs",
-                          "analytics_staging.stg_ledger__credit_transactions",
-                          "analytics_intermediate.int_workload_usage_priced"):
+        for forbidden in (
+            "billing.credit_transactions",
+            "billing.credits",
+            "billing.metric_container_hours",
+            "billing.machine_rental_hours",
+            "billing.pricing_configs",
+            "analytics_staging.stg_ledger__credit_transactions",
+            "analytics_intermediate.int_workload_usage_priced",
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"SELECT 1 FROM {forbidden} LIMIT 1")
 
@@ -198,11 +300,23 @@ def test_incremental_runs_equal_a_full_refresh_even_after_late_data(db_url, tmp_
     d.build(db_url, tmp_path, start=HOURS[2], hours=2, vars=as_of)
     # Late data for 10:00: a2 turns out to rent shared-1 (so a1's p1 there is now an exception),
     # and a gpu price row arrives. Re-running that one hour must leave no stale row behind.
-    d.add_rental(db_url, "r2", "a2", "gpu-large", "shared-1",
-                 datetime(2025, 3, 1, 10, 0, tzinfo=UTC), datetime(2025, 3, 1, 11, 0, tzinfo=UTC))
+    d.add_rental(
+        db_url,
+        "r2",
+        "a2",
+        "gpu-large",
+        "shared-1",
+        datetime(2025, 3, 1, 10, 0, tzinfo=UTC),
+        datetime(2025, 3, 1, 11, 0, tzinfo=UTC),
+    )
     d.build(db_url, tmp_path, start=H10, hours=1, vars=as_of)
-    marts = ["fct_priced_usage", "fct_usage_charges", "fct_usage_reconciliation", "fct_account_balances",
-             "fct_invoice_lines"]
+    marts = [
+        "fct_priced_usage",
+        "fct_usage_charges",
+        "fct_usage_reconciliation",
+        "fct_account_balances",
+        "fct_invoice_lines",
+    ]
     incremental = {m: sorted(d.query(db_url, f"SELECT * FROM analytics.{m}"), key=repr) for m in marts}
     assert ("a1", H10) in {(r[2], r[1]) for r in incremental["fct_priced_usage"] if r[9] == "other_account_node"}
     d.build(db_url, tmp_path, extra=["--full-refresh"], vars=as_of)
@@ -216,8 +330,15 @@ def test_usage_without_a_price_fails_the_build_naming_resource_machine_type_and_
     seed_scenario(db_url)
     # gpu requests with no gpu price at all; a machine type nobody priced; a negative price row.
     d.add_container_hour(db_url, HOURS[1], "g1", deployment_id="d2", account_id="a2", node="shared-1", gpu="1")
-    d.add_rental(db_url, "r9", "a2", "tiny", "tiny-node",
-                 datetime(2025, 3, 1, 11, 30, tzinfo=UTC), datetime(2025, 3, 1, 11, 45, tzinfo=UTC))
+    d.add_rental(
+        db_url,
+        "r9",
+        "a2",
+        "tiny",
+        "tiny-node",
+        datetime(2025, 3, 1, 11, 30, tzinfo=UTC),
+        datetime(2025, 3, 1, 11, 45, tzinfo=UTC),
+    )
     d.add_price(db_url, "tiny-neg", "machine", "machine_hour", "-0.5", machine_type="tiny")
     run = d.build(db_url, tmp_path, start=H10, hours=4, check=False)
     assert not run.ok
@@ -246,8 +367,11 @@ def test_a_failed_build_through_dagster_still_records_what_it_built(db_url):
     seed_scenario(db_url)
     d.add_container_hour(db_url, HOURS[1], "g1", deployment_id="d2", account_id="a2", node="shared-1", gpu="1")
     result = dg.materialize(
-        [dbt_usage_models], partition_key=Hour(HOURS[1]).key, raise_on_error=False,
-        resources={"dbt": dbt_resource(), "postgres": PostgresResource(database_url=db_url)})
+        [dbt_usage_models],
+        partition_key=Hour(HOURS[1]).key,
+        raise_on_error=False,
+        resources={"dbt": dbt_resource(), "postgres": PostgresResource(database_url=db_url)},
+    )
     assert not result.success
     built = {e.asset_key for e in result.get_asset_materialization_events()}
     assert dbt_model_key("stg_ingestion__metric_container_hours") in built

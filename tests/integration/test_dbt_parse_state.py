@@ -8,8 +8,7 @@ the parse state, so a new window in ``--vars`` made it re-parse the whole projec
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
-
+from datetime import UTC, datetime, timedelta, timezone
 
 from billing_pipeline.transform import project
 from billing_pipeline.transform.assets import window_env
@@ -20,7 +19,7 @@ from billing_pipeline.transform.project import (
 )
 from billing_pipeline.transform.resources import dbt_resource
 
-UTC = timezone.utc
+UTC = UTC
 HOUR = datetime(2025, 3, 2, 5, tzinfo=UTC)
 
 

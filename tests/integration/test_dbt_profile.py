@@ -18,8 +18,12 @@ from tests.support.dbt import run_dbt
 
 def test_dbt_env_for_tcp_and_socket_urls():
     assert dbt_env("postgresql://bill:s3cret@db.internal:6543/billing") == {
-        "DBT_PG_HOST": "db.internal", "DBT_PG_PORT": "6543", "DBT_PG_USER": "bill",
-        "DBT_PG_PASSWORD": "s3cret", "DBT_PG_DBNAME": "billing"}
+        "DBT_PG_HOST": "db.internal",
+        "DBT_PG_PORT": "6543",
+        "DBT_PG_USER": "bill",
+        "DBT_PG_PASSWORD": "s3cret",
+        "DBT_PG_DBNAME": "billing",
+    }
     socket = make_conninfo_url(host="/tmp/pg-sock", dbname="satusky_billing")
     assert dbt_env(socket)["DBT_PG_HOST"] == "/tmp/pg-sock"
     assert dbt_env(socket)["DBT_PG_DBNAME"] == "satusky_billing"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import psycopg
@@ -15,7 +15,7 @@ from tests.support.payments import create_priced_usage_mart, replace_priced_usag
 from tests.support.platform import create_accounts
 
 D = Decimal
-H = datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+H = datetime(2026, 11, 24, 10, tzinfo=UTC)
 W = "workload_consumption"
 M = "machine_rental"
 
@@ -35,11 +35,16 @@ def entries(url):
 
 
 def test_one_deduction_per_account_hour_and_kind_equal_to_the_mart(usage_db):
-    replace_priced_usage(usage_db, H, [
-        ("acme", W, "cpu", "0.1234564"), ("acme", W, "memory", "0.0000001"),  # 0.1234565 -> 0.123456 (half-even)
-        ("acme", M, "machine", "1.5"),
-        ("globex", W, "cpu", "2.0000025"),  # -> 2.000002
-    ])
+    replace_priced_usage(
+        usage_db,
+        H,
+        [
+            ("acme", W, "cpu", "0.1234564"),
+            ("acme", W, "memory", "0.0000001"),  # 0.1234565 -> 0.123456 (half-even)
+            ("acme", M, "machine", "1.5"),
+            ("globex", W, "cpu", "2.0000025"),  # -> 2.000002
+        ],
+    )
     with psycopg.connect(usage_db) as conn:
         result = settle_priced_usage(conn, H, H + timedelta(hours=1))
         assert result.deductions == 3 and result.posted == 3
@@ -47,7 +52,12 @@ def test_one_deduction_per_account_hour_and_kind_equal_to_the_mart(usage_db):
         assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
             ("acme", "usage_deduction", D("-1.500000"), "usage:acme:2026-11-24T10:00:00+00:00:machine_rental"),
             ("acme", "usage_deduction", D("-0.123456"), "usage:acme:2026-11-24T10:00:00+00:00:workload_consumption"),
-            ("globex", "usage_deduction", D("-2.000002"), "usage:globex:2026-11-24T10:00:00+00:00:workload_consumption"),
+            (
+                "globex",
+                "usage_deduction",
+                D("-2.000002"),
+                "usage:globex:2026-11-24T10:00:00+00:00:workload_consumption",
+            ),
         ]
         ref = rows[1][4]
         assert ref["hour"] == "2026-11-24T10:00:00+00:00" and ref["usage_kind"] == W and ref["account_id"] == "acme"
@@ -104,14 +114,21 @@ def test_two_runs_at_once_post_once(usage_db):
 
 def test_changed_usage_posts_exactly_the_difference(usage_db):
     window = (H, H + timedelta(hours=1))
-    replace_priced_usage(usage_db, H, [("acme", W, "cpu", "10"), ("globex", W, "cpu", "5"), ("globex", M, "machine", "2")])
+    replace_priced_usage(
+        usage_db, H, [("acme", W, "cpu", "10"), ("globex", W, "cpu", "5"), ("globex", M, "machine", "2")]
+    )
     with psycopg.connect(usage_db) as conn:
         settle_priced_usage(conn, *window)
-        original = {r[3]: r for r in conn.execute(
-            "SELECT id, account_id, amount, idempotency_key FROM billing.credit_transactions").fetchall()}
+        original = {
+            r[3]: r
+            for r in conn.execute(
+                "SELECT id, account_id, amount, idempotency_key FROM billing.credit_transactions"
+            ).fetchall()
+        }
         # Late data: acme used more; globex was over-charged; globex's rental vanished.
-        replace_priced_usage(usage_db, H, [("acme", W, "cpu", "10"), ("acme", W, "gpu", "2.25"),
-                                           ("globex", W, "cpu", "4.000001")])
+        replace_priced_usage(
+            usage_db, H, [("acme", W, "cpu", "10"), ("acme", W, "gpu", "2.25"), ("globex", W, "cpu", "4.000001")]
+        )
         result = settle_priced_usage(conn, *window)
         assert (result.adjustments, result.reversals, result.deductions) == (1, 2, 0)
         again = settle_priced_usage(conn, *window)
@@ -129,7 +146,9 @@ def test_changed_usage_posts_exactly_the_difference(usage_db):
     rental_rev = by_key[f"usage:globex:2026-11-24T10:00:00+00:00:{M}:2"]
     assert rental_rev[1] == "reversal" and rental_rev[2] == D("2")
     # Back to the original figures: the differences are posted again, under new keys.
-    replace_priced_usage(usage_db, H, [("acme", W, "cpu", "10"), ("globex", W, "cpu", "5"), ("globex", M, "machine", "2")])
+    replace_priced_usage(
+        usage_db, H, [("acme", W, "cpu", "10"), ("globex", W, "cpu", "5"), ("globex", M, "machine", "2")]
+    )
     with psycopg.connect(usage_db) as conn:
         result = settle_priced_usage(conn, *window)
         assert result.posted == 3

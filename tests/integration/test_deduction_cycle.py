@@ -4,15 +4,15 @@ environment); a second cycle does nothing twice; a missing Stripe key fails only
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import dagster as dg
 import psycopg
 
-from devkit.emulators.stripe_emulator import create_customer_with_card, payment_intents
 from billing_pipeline.orchestration import cycle
-from tests.support.payments import (  # noqa: F401 (fixtures)
+from devkit.emulators.stripe_emulator import create_customer_with_card, payment_intents
+from tests.support.payments import (
     WEBHOOK_SECRET,
     configure_account,
     create_priced_usage_mart,
@@ -24,7 +24,7 @@ from tests.support.payments import (  # noqa: F401 (fixtures)
 )
 from tests.support.platform import create_accounts
 
-H = datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+H = datetime(2026, 11, 24, 10, tzinfo=UTC)
 
 
 def after_dbt():
@@ -35,36 +35,55 @@ def after_dbt():
     return list(stage_selection(["ledger", "payments", "lifecycle", "alerts"]).resolve(defs.resolve_asset_graph()))
 
 
-def test_cycle_stages_deduct_top_up_and_notify_once(db_url, monkeypatch, tmp_path, stripe_emulator, smtp_sink,
-                                                    webhook_receiver):
+def test_cycle_stages_deduct_top_up_and_notify_once(
+    db_url, monkeypatch, tmp_path, stripe_emulator, smtp_sink, webhook_receiver
+):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    for key, value in {"STRIPE_API_KEY": stripe_emulator.api_key, "STRIPE_API_BASE": stripe_emulator.url,
-                       "SMTP_HOST": smtp_sink.host, "SMTP_PORT": str(smtp_sink.port),
-                       "BILLING_WEBHOOK_SECRET": WEBHOOK_SECRET}.items():
+    for key, value in {
+        "STRIPE_API_KEY": stripe_emulator.api_key,
+        "STRIPE_API_BASE": stripe_emulator.url,
+        "SMTP_HOST": smtp_sink.host,
+        "SMTP_PORT": str(smtp_sink.port),
+        "BILLING_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }.items():
         monkeypatch.setenv(key, value)
     create_accounts(db_url, "acme", "globex")
     customer, method = create_customer_with_card(stripe_emulator.url, "acme@example.test")
-    configure_account(db_url, "acme", auto_topup_enabled=True, auto_topup_amount=Decimal("40"),
-                      auto_topup_threshold=Decimal("10"), stripe_customer_id=customer,
-                      stripe_payment_method_id=method, notify_webhook_url=webhook_receiver.url)
+    configure_account(
+        db_url,
+        "acme",
+        auto_topup_enabled=True,
+        auto_topup_amount=Decimal("40"),
+        auto_topup_threshold=Decimal("10"),
+        stripe_customer_id=customer,
+        stripe_payment_method_id=method,
+        notify_webhook_url=webhook_receiver.url,
+    )
     post(db_url, "acme", "topup", "20", "t1")
     post(db_url, "globex", "topup", "20", "t2")
     create_priced_usage_mart(db_url)
-    replace_priced_usage(db_url, H, [("acme", "workload_consumption", "cpu", "12.5"),
-                                     ("globex", "machine_rental", "machine", "15")])
+    replace_priced_usage(
+        db_url, H, [("acme", "workload_consumption", "cpu", "12.5"), ("globex", "machine_rental", "machine", "15")]
+    )
 
     for _ in range(2):
-        result = cycle.run_billing_window(H, H + timedelta(hours=1), now=H + timedelta(hours=2),
-                                          asset_selection=after_dbt())
+        result = cycle.run_billing_window(
+            H, H + timedelta(hours=1), now=H + timedelta(hours=2), asset_selection=after_dbt()
+        )
         assert [r.status for r in result.runs] == ["SUCCESS"] and result.problems == []
     with dg.DagsterInstance.get() as instance:
         assert len(instance.get_runs()) == 2
 
     with psycopg.connect(db_url) as conn:
-        rows = conn.execute("SELECT account_id, type, amount FROM billing.credit_transactions "
-                            "WHERE idempotency_key NOT IN ('t1', 't2') ORDER BY id").fetchall()
-    assert rows == [("acme", "usage_deduction", Decimal("-12.5")), ("globex", "usage_deduction", Decimal("-15")),
-                    ("acme", "auto_topup", Decimal("40"))]
+        rows = conn.execute(
+            "SELECT account_id, type, amount FROM billing.credit_transactions "
+            "WHERE idempotency_key NOT IN ('t1', 't2') ORDER BY id"
+        ).fetchall()
+    assert rows == [
+        ("acme", "usage_deduction", Decimal("-12.5")),
+        ("globex", "usage_deduction", Decimal("-15")),
+        ("acme", "auto_topup", Decimal("40")),
+    ]
     assert len(payment_intents(stripe_emulator.url)) == 1
     # globex fell to 5 (low balance, no auto top-up); acme was topped up before the alert stage.
     subjects = sorted(m["Subject"] for m in smtp_sink.messages)
@@ -78,26 +97,39 @@ def test_no_stripe_key_fails_only_the_top_ups(db_url, monkeypatch, tmp_path, smt
     monkeypatch.setenv("SMTP_HOST", smtp_sink.host)
     monkeypatch.setenv("SMTP_PORT", str(smtp_sink.port))
     create_accounts(db_url, "acme", "globex")
-    configure_account(db_url, "acme", auto_topup_enabled=True, auto_topup_amount=Decimal("40"),
-                      auto_topup_threshold=Decimal("10"), stripe_customer_id="cus_x", stripe_payment_method_id="pm_x")
+    configure_account(
+        db_url,
+        "acme",
+        auto_topup_enabled=True,
+        auto_topup_amount=Decimal("40"),
+        auto_topup_threshold=Decimal("10"),
+        stripe_customer_id="cus_x",
+        stripe_payment_method_id="pm_x",
+    )
     post(db_url, "acme", "topup", "20", "t1")
     post(db_url, "globex", "topup", "20", "t2")
     create_priced_usage_mart(db_url)
-    replace_priced_usage(db_url, H, [("acme", "workload_consumption", "cpu", "12.5"),
-                                     ("globex", "machine_rental", "machine", "15")])
+    replace_priced_usage(
+        db_url, H, [("acme", "workload_consumption", "cpu", "12.5"), ("globex", "machine_rental", "machine", "15")]
+    )
 
-    result = cycle.run_billing_window(H, H + timedelta(hours=1), now=H + timedelta(hours=2),
-                                      asset_selection=after_dbt())
+    result = cycle.run_billing_window(
+        H, H + timedelta(hours=1), now=H + timedelta(hours=2), asset_selection=after_dbt()
+    )
     # The run completes: settlement, lifecycle, alerts and deliveries all ran ...
     assert [r.status for r in result.runs] == ["SUCCESS"]
     with psycopg.connect(db_url) as conn:
-        deducted = conn.execute("SELECT account_id, amount FROM billing.credit_transactions "
-                                "WHERE type = 'usage_deduction' ORDER BY account_id").fetchall()
+        deducted = conn.execute(
+            "SELECT account_id, amount FROM billing.credit_transactions "
+            "WHERE type = 'usage_deduction' ORDER BY account_id"
+        ).fetchall()
         states = dict(conn.execute("SELECT account_id, state FROM billing.account_lifecycle").fetchall())
     assert deducted == [("acme", Decimal("-12.5")), ("globex", Decimal("-15"))]
     assert states == {"acme": "low_balance", "globex": "low_balance"}
     assert sorted(m["Subject"] for m in smtp_sink.messages) == [
-        "Satusky: low balance on account acme", "Satusky: low balance on account globex"]
+        "Satusky: low balance on account acme",
+        "Satusky: low balance on account globex",
+    ]
     # ... and the problem names the stage, the missing variable and the account that waits.
     (problem,) = result.problems
     assert problem.startswith("payments/auto_topups (every_topup_settled)")

@@ -19,7 +19,7 @@ from billing_pipeline.ingestion.assets import machine_rentals, prometheus_metric
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.resources.prometheus import PrometheusResource
 from devkit.synthetic import write_platform_rows
-from tests.support.prometheus import GAP_HOUR, SCENARIO_HOUR, T0, scenario_prometheus  # noqa: F401
+from tests.support.prometheus import GAP_HOUR, SCENARIO_HOUR, T0, scenario_prometheus
 
 pytestmark = pytest.mark.prometheus
 
@@ -98,7 +98,11 @@ def test_steady_half_core_for_a_full_hour(ingested):
     assert row["memory_request_gib_hours"] == Decimal("2")
     assert row["gpu_request_hours"] == 0
     assert (row["node"], row["deployment_id"], row["account_id"], row["attribution"]) == (
-        "node-a", "dep-web", "acct-alpha", "label")
+        "node-a",
+        "dep-web",
+        "acct-alpha",
+        "label",
+    )
 
 
 def test_pod_started_at_minute_30_bills_30_minutes(ingested):
@@ -110,8 +114,12 @@ def test_pod_started_at_minute_30_bills_30_minutes(ingested):
     assert row["memory_request_gib_hours"] == Decimal("1")
     # the hour before, it did not exist at all
     with connect(ingested["url"]) as conn:
-        assert conn.execute("SELECT count(*) FROM billing.metric_container_hours WHERE pod = 'web-late' AND hour = %s",
-                            (T0,)).fetchone()[0] == 0
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM billing.metric_container_hours WHERE pod = 'web-late' AND hour = %s", (T0,)
+            ).fetchone()[0]
+            == 0
+        )
 
 
 def test_counter_reset_on_restart_mid_hour(ingested):
@@ -151,7 +159,9 @@ def test_ten_gib_pvc(ingested):
     with connect(ingested["url"]) as conn:
         rows = conn.execute(
             "SELECT persistentvolumeclaim, deployment_id, account_id, attribution, requested_bytes, storage_gib_hours "
-            "FROM billing.metric_volume_hours WHERE hour = %s ORDER BY 1", (SCENARIO_HOUR,)).fetchall()
+            "FROM billing.metric_volume_hours WHERE hour = %s ORDER BY 1",
+            (SCENARIO_HOUR,),
+        ).fetchall()
     assert rows == [
         ("data-web", "dep-web", "acct-alpha", "label", Decimal(10 * 2**30), Decimal("10")),
         ("scratch", None, None, "unattributed", Decimal(5 * 2**30), Decimal("5")),
@@ -168,8 +178,11 @@ def test_gpu_pod(ingested):
 
 def test_egress(ingested):
     with connect(ingested["url"]) as conn:
-        rows = dict(conn.execute(
-            "SELECT pod, egress_gib FROM billing.metric_pod_network_hours WHERE hour = %s", (SCENARIO_HOUR,)).fetchall())
+        rows = dict(
+            conn.execute(
+                "SELECT pod, egress_gib FROM billing.metric_pod_network_hours WHERE hour = %s", (SCENARIO_HOUR,)
+            ).fetchall()
+        )
     assert near(rows.pop("web-steady"), str(Decimal(100 * 60) / 1024))  # 100 MiB a minute = 5.859375 GiB
     assert set(rows.values()) == {Decimal(0)}
 
@@ -177,8 +190,8 @@ def test_egress(ingested):
 def test_pause_and_pod_cgroup_series_are_not_containers(ingested):
     with connect(ingested["url"]) as conn:
         containers = conn.execute(
-            "SELECT pod, container FROM billing.metric_container_hours WHERE hour = %s ORDER BY 1, 2",
-            (SCENARIO_HOUR,)).fetchall()
+            "SELECT pod, container FROM billing.metric_container_hours WHERE hour = %s ORDER BY 1, 2", (SCENARIO_HOUR,)
+        ).fetchall()
     assert ("web-sidecar", "app") in containers and ("web-sidecar", "proxy") in containers
     assert not [c for c in containers if c[1] in ("", "POD")]
     assert len(containers) == 10
@@ -188,7 +201,8 @@ def test_rental_starting_and_ending_mid_hour(ingested):
     with connect(ingested["url"]) as conn:
         rows = conn.execute(
             "SELECT hour, rented_seconds, machine_hours, is_ongoing, account_id, node_name, machine_type "
-            "FROM billing.machine_rental_hours WHERE machine_usage_id = 'rent-mid'").fetchall()
+            "FROM billing.machine_rental_hours WHERE machine_usage_id = 'rent-mid'"
+        ).fetchall()
     assert len(rows) == 1
     hour, seconds, machine_hours, ongoing, account, node, machine_type = rows[0]
     assert hour == SCENARIO_HOUR and seconds == Decimal(1470) and not ongoing  # 01:15:30 - 01:40:00
@@ -200,19 +214,29 @@ def test_ongoing_rental_and_rental_across_hours(ingested):
     with connect(ingested["url"]) as conn:
         ongoing = conn.execute(
             "SELECT count(*), min(rented_seconds), max(rented_seconds), bool_and(is_ongoing) "
-            "FROM billing.machine_rental_hours WHERE machine_usage_id = 'rent-ongoing'").fetchone()
+            "FROM billing.machine_rental_hours WHERE machine_usage_id = 'rent-ongoing'"
+        ).fetchone()
         multi = conn.execute(
             "SELECT hour, rented_seconds FROM billing.machine_rental_hours WHERE machine_usage_id = 'rent-multi' "
-            "ORDER BY hour").fetchall()
+            "ORDER BY hour"
+        ).fetchall()
     assert ongoing == (24, Decimal(3600), Decimal(3600), True)
-    assert multi == [(T0, Decimal(1800)), (T0 + H, Decimal(3600)), (T0 + 2 * H, Decimal(3600)), (T0 + 3 * H, Decimal(600))]
+    assert multi == [
+        (T0, Decimal(1800)),
+        (T0 + H, Decimal(3600)),
+        (T0 + 2 * H, Decimal(3600)),
+        (T0 + 3 * H, Decimal(600)),
+    ]
 
 
 def test_bad_rentals_quarantined_with_reasons_never_sliced(ingested):
     with connect(ingested["url"]) as conn:
-        quarantined = dict(conn.execute(
-            "SELECT source_id, reason FROM billing.quarantined_rows WHERE source_table = 'machine_usages' "
-            "AND resolved_at IS NULL").fetchall())
+        quarantined = dict(
+            conn.execute(
+                "SELECT source_id, reason FROM billing.quarantined_rows WHERE source_table = 'machine_usages' "
+                "AND resolved_at IS NULL"
+            ).fetchall()
+        )
         sliced = {r[0] for r in conn.execute("SELECT DISTINCT machine_usage_id FROM billing.machine_rental_hours")}
     assert set(quarantined) == {"rent-bad-dates", "rent-bad-account", "rent-null-node"}
     assert "ended_at is before started_at" in quarantined["rent-bad-dates"]

@@ -19,7 +19,7 @@ from billing_pipeline.orchestration import cycle
 from billing_pipeline.orchestration.cycle import CycleError
 from billing_pipeline.orchestration.graph import stale_rental_partitions
 from devkit.synthetic import PrometheusServer, write_platform_rows
-from tests.support.prometheus import SCENARIO_HOUR, T0, copy_tsdb, scenario_prometheus  # noqa: F401
+from tests.support.prometheus import SCENARIO_HOUR, T0, copy_tsdb, scenario_prometheus
 
 pytestmark = pytest.mark.prometheus
 
@@ -45,15 +45,20 @@ def reslice(hour, now, instance=None):
     from billing_pipeline.ingestion.assets import MACHINE_RENTAL_HOURS, QUARANTINED_ROWS
 
     result = defs.resolve_job_def("hourly_billing_job").execute_in_process(
-        partition_key=hour.strftime("%Y-%m-%d-%H:%M"), instance=instance or dg.DagsterInstance.ephemeral(),
-        tags={"billing/now": now.isoformat()}, asset_selection=[MACHINE_RENTAL_HOURS, QUARANTINED_ROWS])
+        partition_key=hour.strftime("%Y-%m-%d-%H:%M"),
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        tags={"billing/now": now.isoformat()},
+        asset_selection=[MACHINE_RENTAL_HOURS, QUARANTINED_ROWS],
+    )
     assert result.success
 
 
 def metric_rows(url, hour) -> tuple:
     with connect(url) as conn:
-        return tuple(conn.execute(f"SELECT count(*) FROM billing.{t} WHERE hour = %s", (hour,)).fetchone()[0]
-                     for t in ("metric_container_hours", "metric_pod_network_hours", "metric_volume_hours", "metric_hours"))
+        return tuple(
+            conn.execute(f"SELECT count(*) FROM billing.{t} WHERE hour = %s", (hour,)).fetchone()[0]
+            for t in ("metric_container_hours", "metric_pod_network_hours", "metric_volume_hours", "metric_hours")
+        )
 
 
 @pytest.fixture
@@ -67,26 +72,51 @@ def platform(db_url, scenario_prometheus, monkeypatch, tmp_path):
     return db_url
 
 
-def test_prometheus_down_fails_naming_url_and_hour_then_recovers(platform, scenario_prometheus, tmp_path,
-                                                                 monkeypatch, capsys):
+def test_prometheus_down_fails_naming_url_and_hour_then_recovers(
+    platform, scenario_prometheus, tmp_path, monkeypatch, capsys
+):
     server = PrometheusServer(copy_tsdb(scenario_prometheus.tsdb, tmp_path / "tsdb")).start()
     try:
         monkeypatch.setenv("PROMETHEUS_URL", server.url)
         pid = server.pid
         server.stop()
-        code = main(["run", "--start", SCENARIO_HOUR.isoformat(), "--end", (SCENARIO_HOUR + H).isoformat(),
-                     "--now", (T0 + 30 * H).isoformat(), "--only", "ingestion"])
+        code = main(
+            [
+                "run",
+                "--start",
+                SCENARIO_HOUR.isoformat(),
+                "--end",
+                (SCENARIO_HOUR + H).isoformat(),
+                "--now",
+                (T0 + 30 * H).isoformat(),
+                "--only",
+                "ingestion",
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 1
         assert server.url in err and "2025-03-01 01:00" in err and "Traceback" not in err
         assert metric_rows(platform, SCENARIO_HOUR) == (0, 0, 0, 0)
         with pytest.raises(ProcessLookupError):
             import os
+
             os.kill(pid, 0)  # stopped by PID: the process is gone
 
         server.start()  # same port, same data
-        code = main(["run", "--start", SCENARIO_HOUR.isoformat(), "--end", (SCENARIO_HOUR + H).isoformat(),
-                     "--now", (T0 + 30 * H).isoformat(), "--only", "ingestion", "--json"])
+        code = main(
+            [
+                "run",
+                "--start",
+                SCENARIO_HOUR.isoformat(),
+                "--end",
+                (SCENARIO_HOUR + H).isoformat(),
+                "--now",
+                (T0 + 30 * H).isoformat(),
+                "--only",
+                "ingestion",
+                "--json",
+            ]
+        )
         out = json.loads(capsys.readouterr().out)
         assert code == 0
         assert [r["status"] for r in out["runs"]] == ["SUCCESS"]
@@ -105,7 +135,9 @@ def test_a_window_is_one_ranged_run_on_dagster_home(platform):
         (run,) = runs
         assert run.job_name == "hourly_billing_job" and run.remote_job_origin is not None  # shown under its job
         assert (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) == (
-            "2025-03-01-02:00", "2025-03-01-03:00")
+            "2025-03-01-02:00",
+            "2025-03-01-03:00",
+        )
         assert run.tags["billing/now"] == (T0 + 30 * H).isoformat()
         materialized = instance.get_materialized_partitions(dg.AssetKey(["ingestion", "metric_hours"]))
         assert materialized == {"2025-03-01-02:00", "2025-03-01-03:00"}
@@ -116,10 +148,14 @@ def test_ongoing_rental_counts_up_to_the_clock_then_is_resliced(platform):
     hour = T0 + 5 * H
     run_ingestion(hour, hour + H, now=hour + 20 * M)
     with connect(platform) as conn:
-        row = conn.execute("SELECT rented_seconds, is_ongoing FROM billing.machine_rental_hours "
-                           "WHERE hour = %s AND machine_usage_id = 'rent-ongoing'", (hour,)).fetchone()
-        complete, problems = conn.execute("SELECT complete, problems FROM billing.metric_hours WHERE hour = %s",
-                                          (hour,)).fetchone()
+        row = conn.execute(
+            "SELECT rented_seconds, is_ongoing FROM billing.machine_rental_hours "
+            "WHERE hour = %s AND machine_usage_id = 'rent-ongoing'",
+            (hour,),
+        ).fetchone()
+        complete, problems = conn.execute(
+            "SELECT complete, problems FROM billing.metric_hours WHERE hour = %s", (hour,)
+        ).fetchone()
         assert row == (Decimal(1200), True)
         assert not complete and "not over" in problems[0]
         assert stale_rental_hours(conn, hour + 20 * M) == []
@@ -131,8 +167,11 @@ def test_ongoing_rental_counts_up_to_the_clock_then_is_resliced(platform):
         assert stale_rental_hours(conn, hour + 2 * H + 5 * M) == [hour]
     reslice(hour, hour + 2 * H + 5 * M)
     with connect(platform) as conn:
-        seconds = conn.execute("SELECT rented_seconds FROM billing.machine_rental_hours "
-                               "WHERE hour = %s AND machine_usage_id = 'rent-ongoing'", (hour,)).fetchone()[0]
+        seconds = conn.execute(
+            "SELECT rented_seconds FROM billing.machine_rental_hours "
+            "WHERE hour = %s AND machine_usage_id = 'rent-ongoing'",
+            (hour,),
+        ).fetchone()[0]
         assert seconds == Decimal(3600)
         assert stale_rental_hours(conn, hour + 2 * H + 5 * M) == []
 
@@ -145,13 +184,18 @@ def test_corrected_rentals_reslice_exactly_the_hours_they_touch(platform, scenar
 
     def rentals(usage_id):
         with connect(platform) as conn:
-            return conn.execute("SELECT hour, rented_seconds FROM billing.machine_rental_hours "
-                                "WHERE machine_usage_id = %s ORDER BY hour", (usage_id,)).fetchall()
+            return conn.execute(
+                "SELECT hour, rented_seconds FROM billing.machine_rental_hours "
+                "WHERE machine_usage_id = %s ORDER BY hour",
+                (usage_id,),
+            ).fetchall()
 
     # 1. rent-multi (00:30-03:10) ends earlier, at 02:20: its hours 00-03 are touched, 04-05 are not
     with connect(platform) as conn:
-        conn.execute("UPDATE billing.machine_usages SET ended_at = %s, updated_at = clock_timestamp() "
-                     "WHERE id = 'rent-multi'", (T0 + 2 * H + 20 * M,))
+        conn.execute(
+            "UPDATE billing.machine_usages SET ended_at = %s, updated_at = clock_timestamp() WHERE id = 'rent-multi'",
+            (T0 + 2 * H + 20 * M,),
+        )
         assert stale_rental_hours(conn, now) == [T0, T0 + H, T0 + 2 * H, T0 + 3 * H]
     for h in (T0, T0 + H, T0 + 2 * H, T0 + 3 * H):
         reslice(h, now, instance)
@@ -162,37 +206,47 @@ def test_corrected_rentals_reslice_exactly_the_hours_they_touch(platform, scenar
     # 2. rent-mid (01:15:30-01:40) now ends at 03:30, and the bad dates of rent-bad-dates are fixed:
     #    `billing run` of 05:00 re-slices (and re-prices and settles) hours 01-03 first
     with connect(platform) as conn:
-        conn.execute("UPDATE billing.machine_usages SET ended_at = %s, updated_at = clock_timestamp() "
-                     "WHERE id = 'rent-mid'", (T0 + 3 * H + 30 * M,))
-        conn.execute("UPDATE billing.machine_usages SET ended_at = %s, updated_at = clock_timestamp() "
-                     "WHERE id = 'rent-bad-dates'", (T0 + 2 * H + 30 * M,))
+        conn.execute(
+            "UPDATE billing.machine_usages SET ended_at = %s, updated_at = clock_timestamp() WHERE id = 'rent-mid'",
+            (T0 + 3 * H + 30 * M,),
+        )
+        conn.execute(
+            "UPDATE billing.machine_usages SET ended_at = %s, updated_at = clock_timestamp() "
+            "WHERE id = 'rent-bad-dates'",
+            (T0 + 2 * H + 30 * M,),
+        )
         assert stale_rental_hours(conn, now) == [T0 + H, T0 + 2 * H, T0 + 3 * H]
     with connect(platform) as conn:
         assert stale_rental_partitions(conn, now) == ["2025-03-01-01:00", "2025-03-01-02:00", "2025-03-01-03:00"]
         # What the next `billing run` of 05:00 settles first: those, and every hour outside its
         # window that was ingested but never settled (here only ingestion ran: 00..04).
         assert cycle.stale_hours_outside(conn, instance, T0 + 5 * H, T0 + 6 * H, now) == [
-            f"2025-03-01-{h:02d}:00" for h in range(5)]
+            f"2025-03-01-{h:02d}:00" for h in range(5)
+        ]
     for h in (T0 + H, T0 + 2 * H, T0 + 3 * H):
         reslice(h, now, instance)
     assert rentals("rent-mid") == [(T0 + H, 2670), (T0 + 2 * H, 3600), (T0 + 3 * H, 1800)]
     assert rentals("rent-bad-dates") == [(T0 + 2 * H, 1800)]
     with connect(platform) as conn:
-        resolved = conn.execute("SELECT resolved_at IS NOT NULL FROM billing.quarantined_rows "
-                                "WHERE source_id = 'rent-bad-dates'").fetchone()[0]
+        resolved = conn.execute(
+            "SELECT resolved_at IS NOT NULL FROM billing.quarantined_rows WHERE source_id = 'rent-bad-dates'"
+        ).fetchone()[0]
         assert resolved
         assert stale_rental_hours(conn, now) == []
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--start", "yesterday", "--end", "2025-03-01T02:00Z"], "not an ISO 8601 timestamp"),
-    (["--start", "2025-03-01T02:00Z", "--end", "2025-03-01T01:00Z"], "must be after --start"),
-    (["--start", "2025-03-01T01:00Z", "--end", "2025-03-01T01:00Z"], "must be after --start"),
-    (["--start", "2025-03-01T01:30Z", "--end", "2025-03-01T03:00Z"], "not on an hour boundary"),
-    (["--start", "2024-12-31T00:00Z", "--end", "2025-01-01T03:00Z"], "before the first billable hour"),
-    (["--start", "2025-03-01T00:00Z", "--end", "2025-03-01T03:00Z", "--now", "2025-03-01T01:10Z"], "has not begun"),
-    (["--start", "2025-03-01T00:00Z", "--end", "2025-03-01T03:00Z", "--now", "soon"], "--now 'soon'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--start", "yesterday", "--end", "2025-03-01T02:00Z"], "not an ISO 8601 timestamp"),
+        (["--start", "2025-03-01T02:00Z", "--end", "2025-03-01T01:00Z"], "must be after --start"),
+        (["--start", "2025-03-01T01:00Z", "--end", "2025-03-01T01:00Z"], "must be after --start"),
+        (["--start", "2025-03-01T01:30Z", "--end", "2025-03-01T03:00Z"], "not on an hour boundary"),
+        (["--start", "2024-12-31T00:00Z", "--end", "2025-01-01T03:00Z"], "before the first billable hour"),
+        (["--start", "2025-03-01T00:00Z", "--end", "2025-03-01T03:00Z", "--now", "2025-03-01T01:10Z"], "has not begun"),
+        (["--start", "2025-03-01T00:00Z", "--end", "2025-03-01T03:00Z", "--now", "soon"], "--now 'soon'"),
+    ],
+)
 def test_run_rejects_bad_input_with_a_clear_message(args, message, capsys, db_url):
     assert main(["run", *args]) == 2
     err = capsys.readouterr().err
@@ -214,6 +268,7 @@ def test_a_failed_chunk_stops_the_window_and_names_url_and_hour(platform, monkey
     assert "http://127.0.0.1:9" in problem and "2025-03-01 00:00" in problem
     # Stopped after the first chunk of 24 hours: later hours build on earlier ones.
     assert [(r.status, r.tags["dagster/asset_partition_range_start"]) for r in result.runs] == [
-        ("FAILURE", "2025-03-01-00:00")]
+        ("FAILURE", "2025-03-01-00:00")
+    ]
     with pytest.raises(CycleError, match="127.0.0.1:9"):
         raise CycleError(result)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import dagster as dg
@@ -18,8 +18,8 @@ import pytest
 
 from billing_pipeline.cli.main import main
 from billing_pipeline.invoicing.invoices import issue_invoices
-from billing_pipeline.orchestration.month_end import run_month_end
 from billing_pipeline.invoicing.months import parse_month
+from billing_pipeline.orchestration.month_end import run_month_end
 from tests.support.month_end import (
     create_platform,
     create_priced_usage_mart,
@@ -30,9 +30,9 @@ from tests.support.month_end import (
     topup,
 )
 
-OCT = datetime(2026, 10, 1, tzinfo=timezone.utc)
-NOV = datetime(2026, 11, 1, tzinfo=timezone.utc)
-DEC = datetime(2026, 12, 1, tzinfo=timezone.utc)
+OCT = datetime(2026, 10, 1, tzinfo=UTC)
+NOV = datetime(2026, 11, 1, tzinfo=UTC)
+DEC = datetime(2026, 12, 1, tzinfo=UTC)
 ACCOUNTS = {"acme": "dep-acme", "globex": "dep-globex", "initech": "dep-initech"}
 MICRO = Decimal("0.000001")
 
@@ -54,7 +54,9 @@ def october(db_url, monkeypatch, tmp_path):
         create_platform(conn, ACCOUNTS)
         create_priced_usage_mart(conn)
         insert_month_usage(conn, "2026-10", ACCOUNTS, renters=["acme"])
-        mark_metric_hours(conn, "2026-10", incomplete=[OCT + timedelta(days=30, hours=22), OCT + timedelta(days=30, hours=23)])
+        mark_metric_hours(
+            conn, "2026-10", incomplete=[OCT + timedelta(days=30, hours=22), OCT + timedelta(days=30, hours=23)]
+        )
         insert_probe_month(conn, "dep-acme", "2026-10", down_minutes=580)  # 98.70%
         insert_probe_month(conn, "dep-globex", "2026-10")
         topup(conn, "acme", "500", "pay-acme-1")
@@ -71,20 +73,32 @@ def entry_period(type_, reference, created_at):
 
 
 def ledger(conn):
-    rows = conn.execute("SELECT id, account_id, type, amount, reference, created_at FROM billing.credit_transactions"
-                        ).fetchall()
-    return {r[0]: {"account": r[1], "type": r[2], "amount": r[3], "period": entry_period(r[2], r[4], r[5]),
-                   "reference": r[4]} for r in rows}
+    rows = conn.execute(
+        "SELECT id, account_id, type, amount, reference, created_at FROM billing.credit_transactions"
+    ).fetchall()
+    return {
+        r[0]: {
+            "account": r[1],
+            "type": r[2],
+            "amount": r[3],
+            "period": entry_period(r[2], r[4], r[5]),
+            "reference": r[4],
+        }
+        for r in rows
+    }
 
 
 def invoice_rows(conn, month):
     return conn.execute(
         "SELECT i.*, (SELECT json_agg(l ORDER BY line_no) FROM billing.invoice_lines l WHERE l.invoice_id = i.id) "
-        "FROM billing.invoices i WHERE period_month = %s ORDER BY number", (month,)).fetchall()
+        "FROM billing.invoices i WHERE period_month = %s ORDER BY number",
+        (month,),
+    ).fetchall()
 
 
-def test_month_close_lines_equal_the_ledger_to_the_micro_credit_and_closing_again_does_nothing(october, capsys,
-                                                                                                 tmp_path):
+def test_month_close_lines_equal_the_ledger_to_the_micro_credit_and_closing_again_does_nothing(
+    october, capsys, tmp_path
+):
     code, out, _ = cli(capsys, "close-month", "2026-10", "--now", "2026-11-01T06:00:00Z", "--json")
     assert code == 0, out
     summary = json.loads(out)
@@ -94,10 +108,13 @@ def test_month_close_lines_equal_the_ledger_to_the_micro_credit_and_closing_agai
     with psycopg.connect(october) as conn:
         entries = ledger(conn)
         invoiced = dict(conn.execute("SELECT ledger_entry_id, invoice_id FROM billing.invoice_entries").fetchall())
-        invoices = conn.execute("SELECT id, account_id, number, opening_balance, total, closing_balance "
-                                "FROM billing.invoices ORDER BY number").fetchall()
-        lines = conn.execute("SELECT invoice_id, line_type, usage_kind, amount, ledger_entry_ids "
-                             "FROM billing.invoice_lines").fetchall()
+        invoices = conn.execute(
+            "SELECT id, account_id, number, opening_balance, total, closing_balance "
+            "FROM billing.invoices ORDER BY number"
+        ).fetchall()
+        lines = conn.execute(
+            "SELECT invoice_id, line_type, usage_kind, amount, ledger_entry_ids FROM billing.invoice_lines"
+        ).fetchall()
         owed = conn.execute(
             "SELECT account_id, usage_kind, hour, sum(amount) FROM analytics.fct_priced_usage GROUP BY 1, 2, 3"
         ).fetchall()
@@ -116,19 +133,33 @@ def test_month_close_lines_equal_the_ledger_to_the_micro_credit_and_closing_agai
         assert closing == opening + total
         # The usage lines are the priced usage, rounded half-even per hour and kind, to the micro-credit.
         for kind in ("workload_consumption", "machine_rental"):
-            expected = -sum((a.quantize(MICRO, rounding=ROUND_HALF_EVEN)
-                             for acc, k, _h, a in owed if acc == account and k == kind), Decimal(0))
+            expected = -sum(
+                (a.quantize(MICRO, rounding=ROUND_HALF_EVEN) for acc, k, _h, a in owed if acc == account and k == kind),
+                Decimal(0),
+            )
             got = [a for t, k, a in by_invoice[invoice_id] if t == "usage" and k == kind]
             assert got == ([expected] if expected else [])
     acme_types = sorted(t for t, _k, _a in by_invoice[invoices[0][0]])
     assert acme_types == ["sla_credit", "usage", "usage"]
 
-    code, out, _ = cli(capsys, "invoice", "acme", "--month", "2026-10", "--json",
-                       "--html", str(tmp_path / "inv.html"), "--pdf", str(tmp_path / "inv.pdf"))
+    code, out, _ = cli(
+        capsys,
+        "invoice",
+        "acme",
+        "--month",
+        "2026-10",
+        "--json",
+        "--html",
+        str(tmp_path / "inv.html"),
+        "--pdf",
+        str(tmp_path / "inv.pdf"),
+    )
     assert code == 0
     doc = json.loads(out)
     assert doc["number"] == "SAT-00000001" and doc["status"] == "issued"
-    assert Decimal(doc["closing_balance"]) == Decimal(doc["opening_balance"]) + sum(Decimal(l["amount"]) for l in doc["lines"])
+    assert Decimal(doc["closing_balance"]) == Decimal(doc["opening_balance"]) + sum(
+        Decimal(l["amount"]) for l in doc["lines"]
+    )
     assert all(set(l) >= {"description", "amount", "ledger_entry_ids", "period", "prior_period"} for l in doc["lines"])
     assert all(len(l["amount"].split(".")[1]) == 6 for l in doc["lines"])
     (sla,) = doc["sla"]
@@ -141,13 +172,17 @@ def test_month_close_lines_equal_the_ledger_to_the_micro_credit_and_closing_agai
 
     with psycopg.connect(october) as conn:
         before = invoice_rows(conn, OCT.date())
-        sla_before = conn.execute("SELECT count(*) FROM billing.credit_transactions WHERE type = 'sla_credit'").fetchone()
+        sla_before = conn.execute(
+            "SELECT count(*) FROM billing.credit_transactions WHERE type = 'sla_credit'"
+        ).fetchone()
     again = run_month_end("2026-10", "2026-11-02T00:00:00Z")
     assert again["invoices_issued"] == 0 and again["sla_credits_posted"] == 0
     with psycopg.connect(october) as conn:
         assert invoice_rows(conn, OCT.date()) == before
-        assert conn.execute("SELECT count(*) FROM billing.credit_transactions WHERE type = 'sla_credit'"
-                            ).fetchone() == sla_before
+        assert (
+            conn.execute("SELECT count(*) FROM billing.credit_transactions WHERE type = 'sla_credit'").fetchone()
+            == sla_before
+        )
 
 
 def test_late_usage_is_a_prior_period_line_next_month_and_issued_invoices_are_immutable(october):
@@ -156,15 +191,23 @@ def test_late_usage_is_a_prior_period_line_next_month_and_issued_invoices_are_im
     with psycopg.connect(october) as conn:
         october_before = invoice_rows(conn, OCT.date())
         # Late data for an October hour (a correction raising acme's usage), and some November usage.
-        conn.execute("INSERT INTO analytics.fct_priced_usage (hour, account_id, usage_kind, resource, deployment_id, "
-                     "quantity, unit, unit_price, amount) VALUES (%s, 'acme', 'workload_consumption', 'gpu', "
-                     "'dep-acme', 1, 'gpu_hour', 1.5, 1.5)", (late_hour,))
+        conn.execute(
+            "INSERT INTO analytics.fct_priced_usage (hour, account_id, usage_kind, resource, deployment_id, "
+            "quantity, unit, unit_price, amount) VALUES (%s, 'acme', 'workload_consumption', 'gpu', "
+            "'dep-acme', 1, 'gpu_hour', 1.5, 1.5)",
+            (late_hour,),
+        )
         insert_month_usage(conn, "2026-11", {"acme": "dep-acme"}, renters=[])
         settle(conn, late_hour, late_hour + timedelta(hours=1))
         settle(conn, NOV, DEC)
-        late_ids = [r[0] for r in conn.execute(
-            "SELECT id FROM billing.credit_transactions WHERE account_id = 'acme' AND (reference ->> 'hour')::timestamptz = %s "
-            "ORDER BY id", (late_hour,)).fetchall()]
+        late_ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM billing.credit_transactions WHERE account_id = 'acme' AND (reference ->> 'hour')::timestamptz = %s "
+                "ORDER BY id",
+                (late_hour,),
+            ).fetchall()
+        ]
         assert len(late_ids) == 3  # workload and rental deductions of the hour, then the late one
         late_id = late_ids[-1]
 
@@ -173,26 +216,35 @@ def test_late_usage_is_a_prior_period_line_next_month_and_issued_invoices_are_im
 
     with psycopg.connect(october) as conn:
         assert invoice_rows(conn, OCT.date()) == october_before
-        (oct_closing,) = conn.execute("SELECT closing_balance FROM billing.invoices WHERE account_id = 'acme' "
-                                      "AND period_month = '2026-10-01'").fetchone()
-        nov = conn.execute("SELECT id, number, opening_balance, total, closing_balance FROM billing.invoices "
-                           "WHERE account_id = 'acme' AND period_month = '2026-11-01'").fetchone()
-        prior = conn.execute("SELECT period_month, amount, ledger_entry_ids, description FROM billing.invoice_lines "
-                             "WHERE invoice_id = %s AND prior_period", (nov[0],)).fetchall()
-        topups = conn.execute("SELECT amount FROM billing.invoice_lines WHERE invoice_id = %s AND line_type = 'topup'",
-                              (nov[0],)).fetchall()
+        (oct_closing,) = conn.execute(
+            "SELECT closing_balance FROM billing.invoices WHERE account_id = 'acme' AND period_month = '2026-10-01'"
+        ).fetchone()
+        nov = conn.execute(
+            "SELECT id, number, opening_balance, total, closing_balance FROM billing.invoices "
+            "WHERE account_id = 'acme' AND period_month = '2026-11-01'"
+        ).fetchone()
+        prior = conn.execute(
+            "SELECT period_month, amount, ledger_entry_ids, description FROM billing.invoice_lines "
+            "WHERE invoice_id = %s AND prior_period",
+            (nov[0],),
+        ).fetchall()
+        topups = conn.execute(
+            "SELECT amount FROM billing.invoice_lines WHERE invoice_id = %s AND line_type = 'topup'", (nov[0],)
+        ).fetchall()
     assert nov[1] == 4 and nov[2] == oct_closing and nov[4] == nov[2] + nov[3]
     assert prior == [(OCT.date(), Decimal("-1.500000"), [late_id], prior[0][3])]
     assert "usage of 2026-10" in prior[0][3]
     assert topups == [(Decimal("500.000000"),)]
 
     with psycopg.connect(october, autocommit=True) as conn:
-        for statement in ("UPDATE billing.invoices SET closing_balance = 0",
-                          "DELETE FROM billing.invoices WHERE number = 1",
-                          "UPDATE billing.invoice_lines SET amount = 0",
-                          "DELETE FROM billing.invoice_lines",
-                          "DELETE FROM billing.invoice_entries",
-                          "TRUNCATE billing.invoices CASCADE"):
+        for statement in (
+            "UPDATE billing.invoices SET closing_balance = 0",
+            "DELETE FROM billing.invoices WHERE number = 1",
+            "UPDATE billing.invoice_lines SET amount = 0",
+            "DELETE FROM billing.invoice_lines",
+            "DELETE FROM billing.invoice_entries",
+            "TRUNCATE billing.invoices CASCADE",
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
                 conn.execute(statement)
         assert invoice_rows(conn, OCT.date()) == october_before
@@ -207,7 +259,8 @@ def test_numbers_are_gapless_across_accounts_and_months_with_concurrent_closes(d
             "INSERT INTO analytics.fct_priced_usage (hour, account_id, usage_kind, resource, deployment_id, quantity, "
             "unit, unit_price, amount) SELECT h, a, 'workload_consumption', 'cpu', 'dep', 1, 'core_hour', 0.5, 0.5 "
             "FROM unnest(%s::text[]) a, (VALUES (%s::timestamptz), (%s::timestamptz)) v (h)",
-            (list(accounts), OCT + timedelta(hours=5), NOV + timedelta(hours=5)))
+            (list(accounts), OCT + timedelta(hours=5), NOV + timedelta(hours=5)),
+        )
         settle(conn, OCT, DEC)
 
     def close_concurrently(month, times=3):
@@ -233,8 +286,9 @@ def test_numbers_are_gapless_across_accounts_and_months_with_concurrent_closes(d
     assert close_concurrently("2026-10") == [0, 0, 12]
     assert close_concurrently("2026-11") == [0, 0, 12]
     with psycopg.connect(db_url) as conn:
-        rows = conn.execute("SELECT number, account_id, period_month, issued_at FROM billing.invoices ORDER BY number"
-                            ).fetchall()
+        rows = conn.execute(
+            "SELECT number, account_id, period_month, issued_at FROM billing.invoices ORDER BY number"
+        ).fetchall()
         counter = conn.execute("SELECT last_number FROM billing.invoice_number_counter").fetchone()[0]
     assert [r[0] for r in rows] == list(range(1, 25)) and counter == 24
     assert [r[3] for r in rows] == sorted(r[3] for r in rows)  # assigned in issue order
@@ -256,7 +310,8 @@ def test_month_close_schedule_closes_the_month_just_ended_after_the_delay(monkey
 
     schedule = build_month_close_schedule(30)
     assert schedule.cron_schedule == "0 6 2 * *" and schedule.job_name == "monthly_invoice_job"
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 12, 2, 6, tzinfo=timezone.utc),
-                                        repository_def=defs.get_repository_def())
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 12, 2, 6, tzinfo=UTC), repository_def=defs.get_repository_def()
+    )
     (request,) = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == "2026-11-01"

@@ -5,13 +5,13 @@ through the command in tests/integration/test_cli_json.py."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
-from billing_pipeline.db import connect
 from billing_pipeline.core.errors import BillingError, InputError
+from billing_pipeline.db import connect
 from billing_pipeline.invoicing.statement import (
     PricedLine,
     account_name,
@@ -23,19 +23,35 @@ from billing_pipeline.ledger.queries import UsageEntry
 from tests.support.platform import create_accounts
 
 D = Decimal
-UTC = timezone.utc
+UTC = UTC
 HOUR = datetime(2026, 11, 24, 10, tzinfo=UTC)
 NOVEMBER = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
 
 
 def entry(entry_id: int, amount: str, hour: datetime, kind: str) -> UsageEntry:
-    return UsageEntry(entry_id, "usage_deduction", D(amount), hour + timedelta(hours=1), f"k{entry_id}", hour, kind,
-                      False)
+    return UsageEntry(
+        entry_id, "usage_deduction", D(amount), hour + timedelta(hours=1), f"k{entry_id}", hour, kind, False
+    )
 
 
 def line(hour: datetime, kind: str, resource: str, amount: str, deployment: str | None = "dep-a") -> PricedLine:
-    return PricedLine(hour, kind, deployment, None if deployment else "m-1", None if deployment else "std-4",
-                      resource, D("1"), "core_hour", D(amount), "usage", D(amount), D(amount), None, False, False)
+    return PricedLine(
+        hour,
+        kind,
+        deployment,
+        None if deployment else "m-1",
+        None if deployment else "std-4",
+        resource,
+        D("1"),
+        "core_hour",
+        D(amount),
+        "usage",
+        D(amount),
+        D(amount),
+        None,
+        False,
+        False,
+    )
 
 
 def test_each_usage_entry_trails_to_the_priced_lines_of_its_hour_and_kind():
@@ -43,9 +59,12 @@ def test_each_usage_entry_trails_to_the_priced_lines_of_its_hour_and_kind():
     memory = line(HOUR, "workload_consumption", "memory", "0.01")
     machine = line(HOUR, "machine_rental", "machine", "0.5", deployment=None)
     next_hour = line(HOUR + timedelta(hours=1), "workload_consumption", "cpu", "0.08")
-    entries = [entry(1, "-0.05", HOUR, "workload_consumption"), entry(2, "-0.5", HOUR, "machine_rental"),
-               entry(3, "-0.08", HOUR + timedelta(hours=1), "workload_consumption"),
-               entry(4, "-0.3", HOUR + timedelta(hours=2), "workload_consumption")]
+    entries = [
+        entry(1, "-0.05", HOUR, "workload_consumption"),
+        entry(2, "-0.5", HOUR, "machine_rental"),
+        entry(3, "-0.08", HOUR + timedelta(hours=1), "workload_consumption"),
+        entry(4, "-0.3", HOUR + timedelta(hours=2), "workload_consumption"),
+    ]
 
     trail = usage_trail(entries, [cpu, memory, machine, next_hour])
 
@@ -68,7 +87,9 @@ def accounts_db(db_url):
 def test_an_unknown_account_is_refused_with_the_closest_id(accounts_db):
     with connect(accounts_db) as conn:
         assert account_name(conn, "acme") == "Account acme"
-        with pytest.raises(InputError, match=r"^unknown account 'acmee': not in billing.accounts. Did you mean 'acme'\?$"):
+        with pytest.raises(
+            InputError, match=r"^unknown account 'acmee': not in billing.accounts. Did you mean 'acme'\?$"
+        ):
             account_name(conn, "acmee")
         with pytest.raises(InputError, match=r"^unknown account 'zzz': not in billing.accounts.$"):
             account_name(conn, "zzz")

@@ -31,11 +31,16 @@ def ledger_db(db_url):
 
 def test_entries_chain_balances_and_cache(ledger_db):
     with psycopg.connect(ledger_db) as conn:
-        results = post_entries(conn, [
-            Entry("acme", "topup", D("100"), "t1"),
-            Entry("acme", "usage_deduction", D("-12.3456789"), "u1", reference={"hour": "2026-11-01T10:00:00+00:00"}),
-            Entry("globex", "topup", D("5"), "t2"),
-        ])
+        results = post_entries(
+            conn,
+            [
+                Entry("acme", "topup", D("100"), "t1"),
+                Entry(
+                    "acme", "usage_deduction", D("-12.3456789"), "u1", reference={"hour": "2026-11-01T10:00:00+00:00"}
+                ),
+                Entry("globex", "topup", D("5"), "t2"),
+            ],
+        )
         assert [r.created for r in results] == [True, True, True]
         # -12.3456789 rounds half-even to -12.345679; the running balance follows.
         assert [r.balance_after for r in results] == [D("100"), D("87.654321"), D("5")]
@@ -126,8 +131,9 @@ def test_eight_concurrent_writers_lose_nothing_and_double_nothing(ledger_db):
         assert count == distinct_seq == writers * per_writer
         assert total == expected == balance_of(conn, "acme")
         per_raced_key = conn.execute(
-            "SELECT count(*) FROM billing.credit_transactions WHERE idempotency_key = ANY(%s) "
-            "GROUP BY idempotency_key", (raced,)).fetchall()
+            "SELECT count(*) FROM billing.credit_transactions WHERE idempotency_key = ANY(%s) GROUP BY idempotency_key",
+            (raced,),
+        ).fetchall()
         assert per_raced_key == [(1,)] * len(raced)
         assert verify_ledger(conn).ok
 
@@ -153,8 +159,14 @@ def test_ledger_refuses_update_delete_truncate_even_for_its_owner(ledger_db, sta
 
 def test_verify_reports_a_tampered_cache_and_a_ledger_edited_behind_the_guard(ledger_db):
     with psycopg.connect(ledger_db) as conn:
-        post_entries(conn, [Entry("acme", "topup", D("50"), "t1"), Entry("acme", "usage_deduction", D("-5"), "u1"),
-                            Entry("globex", "topup", D("7"), "t2")])
+        post_entries(
+            conn,
+            [
+                Entry("acme", "topup", D("50"), "t1"),
+                Entry("acme", "usage_deduction", D("-5"), "u1"),
+                Entry("globex", "topup", D("7"), "t2"),
+            ],
+        )
         assert verify_ledger(conn).ok
         conn.execute("UPDATE billing.credits SET balance = balance + 1 WHERE account_id = 'globex'")
         conn.execute("ALTER TABLE billing.credit_transactions DISABLE TRIGGER credit_transactions_append_only")
@@ -186,9 +198,8 @@ BAD_ENTRIES = [
 
 @pytest.mark.parametrize(("bad", "message"), BAD_ENTRIES, ids=[m for _, m in BAD_ENTRIES])
 def test_bad_entries_are_refused_and_nothing_of_the_batch_is_written(ledger_db, bad, message):
-    with psycopg.connect(ledger_db) as conn:
-        with pytest.raises(LedgerInputError, match=message):
-            post_entries(conn, [Entry("globex", "topup", D("1"), "good-one"), bad])
+    with psycopg.connect(ledger_db) as conn, pytest.raises(LedgerInputError, match=message):
+        post_entries(conn, [Entry("globex", "topup", D("1"), "good-one"), bad])
     assert ledger_rows(ledger_db) == []
     with psycopg.connect(ledger_db) as conn:
         assert conn.execute("SELECT count(*) FROM billing.credits WHERE balance <> 0").fetchone()[0] == 0
@@ -211,8 +222,10 @@ def test_database_refuses_entries_of_unknown_accounts_and_keeps_accounts_that_ha
             )
         conn.rollback()
         post_entry(conn, Entry("acme", "topup", D("10"), "t1"))
-        for statement in ("DELETE FROM billing.accounts WHERE id = 'acme'",
-                          "UPDATE billing.accounts SET id = 'acme2' WHERE id = 'acme'"):
+        for statement in (
+            "DELETE FROM billing.accounts WHERE id = 'acme'",
+            "UPDATE billing.accounts SET id = 'acme2' WHERE id = 'acme'",
+        ):
             with pytest.raises(psycopg.errors.ForeignKeyViolation, match="has ledger entries"):
                 conn.execute(statement)
             conn.rollback()
@@ -225,18 +238,44 @@ def test_entry_hash_is_the_sha256_of_the_canonical_json_of_the_entry():
 
     from billing_pipeline.ledger.entries import canonical_json, entry_hash
 
-    fields = dict(prev_hash="0" * 64, account_id='acme "x" é\n', account_seq=12, type="topup",
-                  amount=D("-1.5"), balance_after=D("2"), idempotency_key="k|1", reference_json='{"a":"b"}',
-                  reason="why \\ \x01 ünïcode", actor=None, created_at="2026-11-25T00:00:00.000000+00:00")
-    expected = canonical_json([fields["prev_hash"], fields["account_id"], 12, "topup", "-1.500000", "2.000000",
-                               "k|1", '{"a":"b"}', fields["reason"], None, fields["created_at"]])
+    fields = dict(
+        prev_hash="0" * 64,
+        account_id='acme "x" é\n',
+        account_seq=12,
+        type="topup",
+        amount=D("-1.5"),
+        balance_after=D("2"),
+        idempotency_key="k|1",
+        reference_json='{"a":"b"}',
+        reason="why \\ \x01 ünïcode",
+        actor=None,
+        created_at="2026-11-25T00:00:00.000000+00:00",
+    )
+    expected = canonical_json(
+        [
+            fields["prev_hash"],
+            fields["account_id"],
+            12,
+            "topup",
+            "-1.500000",
+            "2.000000",
+            "k|1",
+            '{"a":"b"}',
+            fields["reason"],
+            None,
+            fields["created_at"],
+        ]
+    )
     assert entry_hash(**fields) == hashlib.sha256(expected.encode()).hexdigest()
 
 
 def test_the_lifecycle_audit_trail_is_append_only_too(ledger_db):
     with psycopg.connect(ledger_db) as conn:
-        for statement in ("UPDATE billing.lifecycle_events SET action = 'x'", "DELETE FROM billing.lifecycle_events",
-                          "TRUNCATE billing.lifecycle_events"):
+        for statement in (
+            "UPDATE billing.lifecycle_events SET action = 'x'",
+            "DELETE FROM billing.lifecycle_events",
+            "TRUNCATE billing.lifecycle_events",
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="billing.lifecycle_events is append-only"):
                 conn.execute(statement)
             conn.rollback()

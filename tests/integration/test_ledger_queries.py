@@ -3,7 +3,7 @@ a month's movements by kind, and the usage entries of a month's hours."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -14,7 +14,7 @@ from billing_pipeline.ledger.queries import ledger_page, month_movements, usage_
 from tests.support.platform import create_accounts
 
 D = Decimal
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.fixture
@@ -35,8 +35,9 @@ def topup(account: str, amount: str, key: str) -> Entry:
 
 
 def usage(account: str, amount: str, key: str, hour: datetime, kind: str = "workload_consumption") -> Entry:
-    return Entry(account, EntryType.USAGE_DEDUCTION, D(amount), key,
-                 reference={"hour": hour.isoformat(), "usage_kind": kind})
+    return Entry(
+        account, EntryType.USAGE_DEDUCTION, D(amount), key, reference={"hour": hour.isoformat(), "usage_kind": kind}
+    )
 
 
 def test_ledger_page_pages_newest_first_by_entry_id(ledger_db):
@@ -55,7 +56,10 @@ def test_ledger_page_pages_newest_first_by_entry_id(ledger_db):
     assert [e.id for e in second.entries] == [ids[2], ids[1]] and second.next_before == ids[1]
     assert [e.id for e in last.entries] == [ids[0]] and last.next_before is None
     assert (last.entries[0].type, last.entries[0].idempotency_key, last.entries[0].reference) == (
-        "topup", "p1", {"payment_reference": "p1"})
+        "topup",
+        "p1",
+        {"payment_reference": "p1"},
+    )
     # Exactly `limit` entries left: no next page to offer.
     assert [e.id for e in exact.entries] == ids[::-1] and exact.next_before is None
     assert stranger == ([], 0, None)
@@ -78,9 +82,16 @@ def test_month_movements_split_posted_in_the_month_from_hours_of_the_month(ledge
     late = post(ledger_db, usage("acme", "-4", "u-late", hour_before))  # an earlier hour, settled in the window
     rent = post(ledger_db, usage("acme", "-0.25", "u-rent", hour_in, kind="machine_rental"))
     settled = post(ledger_db, usage("acme", "-1.5", "u-in", hour_in))
-    reversal = post(ledger_db, Entry("acme", EntryType.REVERSAL, D("0.5"), "rev1",
-                                     reference={"reverses": settled, "hour": hour_in.isoformat(),
-                                                "usage_kind": "workload_consumption"}))
+    reversal = post(
+        ledger_db,
+        Entry(
+            "acme",
+            EntryType.REVERSAL,
+            D("0.5"),
+            "rev1",
+            reference={"reverses": settled, "hour": hour_in.isoformat(), "usage_kind": "workload_consumption"},
+        ),
+    )
     post(ledger_db, usage("globex", "-7", "g-u", hour_in))  # another account's
 
     with connect(ledger_db) as conn:

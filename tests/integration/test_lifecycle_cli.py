@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from billing_pipeline.cli.main import main
 from billing_pipeline.lifecycle.routing import suspension_service_name
-from tests.support.kube import (  # noqa: F401  (fixtures)
-    add_deployment, cluster, kube, outbox, run, seed_deployment, set_account, set_balance,
+from tests.support.kube import (
+    add_deployment,
+    cluster,
+    kube,
+    outbox,
+    run,
+    seed_deployment,
+    set_account,
+    set_balance,
 )
 from tests.support.platform import create_accounts
 
-T0 = datetime(2026, 11, 25, 14, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
 
 
 def cli(capsys, *argv):
@@ -31,10 +38,14 @@ def acme(db_url, kube, cluster, monkeypatch):
     add_deployment(db_url, "dep-web", "acme", "acme-prod", "web", hosts=["web.acme.test"])
     seed_deployment(kube, "acme-prod", "web", "dep-web", "acme", pvcs={"data-pg-0": "20Gi"})
     import psycopg
+
     with psycopg.connect(db_url) as conn:
-        conn.execute("INSERT INTO billing.metric_volume_hours (hour, namespace, persistentvolumeclaim, deployment_id, "
-                     "account_id, attribution, requested_bytes) VALUES (%s, 'acme-prod', 'data-pg-0', 'dep-web', "
-                     "'acme', 'label', %s)", (T0 - timedelta(hours=1), 20 * 2**30))
+        conn.execute(
+            "INSERT INTO billing.metric_volume_hours (hour, namespace, persistentvolumeclaim, deployment_id, "
+            "account_id, attribution, requested_bytes) VALUES (%s, 'acme-prod', 'data-pg-0', 'dep-web', "
+            "'acme', 'label', %s)",
+            (T0 - timedelta(hours=1), 20 * 2**30),
+        )
     return db_url
 
 
@@ -65,7 +76,9 @@ def test_status_in_each_state(acme, kube, cluster, capsys):
     data = json.loads(status(capsys, T0, "--json"))
     assert data["state"] == "grace_period" and data["grace_deadline"] == "2026-11-28T14:30:00+00:00"
     assert data["volumes"][0]["fate"] == "pending_expiry" and data["balance"] == "-2.000000"
-    assert [(a["key"], a["action"], a["state"]) for a in data["actions"]] == [("routing:dep-web", "routing_off", "done")]
+    assert [(a["key"], a["action"], a["state"]) for a in data["actions"]] == [
+        ("routing:dep-web", "routing_off", "done")
+    ]
     assert data["deployments"][0]["actions"][0]["error"] is None
     assert "Routing is disabled: its Ingresses send visitors to the suspension page" in out
 
@@ -73,9 +86,14 @@ def test_status_in_each_state(acme, kube, cluster, capsys):
     assert code == 0 and "Would delete 7 object(s)" in out and "data-pg-0 (20 GiB, with its data)" in out
     preview = json.loads(cli(capsys, "cleanup-preview", "acme", "--json")[1])
     assert {(o["kind"], o["name"]) for o in preview["delete"]} == {
-        ("Ingress", "web"), ("Deployment", "web"), ("Service", "web"), ("ConfigMap", "web-config"),
-        ("Secret", "web-secret"), ("PersistentVolumeClaim", "data-pg-0"),
-        ("Service", suspension_service_name("dep-web"))}  # the suspension Service, labelled for the deployment
+        ("Ingress", "web"),
+        ("Deployment", "web"),
+        ("Service", "web"),
+        ("ConfigMap", "web-config"),
+        ("Secret", "web-secret"),
+        ("PersistentVolumeClaim", "data-pg-0"),
+        ("Service", suspension_service_name("dep-web")),
+    }  # the suspension Service, labelled for the deployment
     n_writes = len([c for c in kube.calls if c.method != "GET"])
     cli(capsys, "cleanup-preview", "acme", "--json")
     assert len([c for c in kube.calls if c.method != "GET"]) == n_writes  # preview only reads
@@ -93,10 +111,16 @@ def test_status_under_retain_and_unknown_account(acme, cluster, capsys):
     set_balance(acme, "acme", -1)
     run(acme, cluster, T0)
     out = status(capsys, T0)
-    assert "PVC data-pg-0 (20 GiB) will be kept after expiry until 2026-12-02 15:00 UTC, then deleted with its data." in out
+    assert (
+        "PVC data-pg-0 (20 GiB) will be kept after expiry until 2026-12-02 15:00 UTC, then deleted with its data."
+        in out
+    )
     run(acme, cluster, T0 + timedelta(hours=1))
     out = status(capsys, T0 + timedelta(hours=2))
-    assert "PVC data-pg-0 (20 GiB) is kept under the retain policy until 2026-12-02 15:00 UTC, then will be deleted with its data." in out
+    assert (
+        "PVC data-pg-0 (20 GiB) is kept under the retain policy until 2026-12-02 15:00 UTC, then will be deleted with its data."
+        in out
+    )
     code, _, err = cli(capsys, "status", "nobody")
     assert code == 2 and "unknown account 'nobody'" in err and "Traceback" not in err
     code, _, err = cli(capsys, "cleanup-preview", "nobody")
@@ -106,9 +130,9 @@ def test_status_under_retain_and_unknown_account(acme, cluster, capsys):
 def test_grace_period_job_through_dagster_with_schedule(acme, kube, monkeypatch):
     import dagster as dg
 
+    from billing_pipeline.core.clock import CLOCK_TAG
     from billing_pipeline.definitions import defs
     from billing_pipeline.lifecycle.defs import grace_deadline_schedule
-    from billing_pipeline.core.clock import CLOCK_TAG
 
     monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig_path))
     grace_period_job = defs.resolve_job_def("grace_period_job")

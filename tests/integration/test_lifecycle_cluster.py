@@ -5,22 +5,33 @@ from __future__ import annotations
 import copy
 import json
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
+
 from billing_pipeline.lifecycle.routing import suspension_service_name
-from tests.support.kube import (  # noqa: F401  (fixtures)
-    add_deployment, cluster, domain_status, events, kube, outbox, run, seed_deployment, set_account, set_balance,
+from tests.support.kube import (
+    add_deployment,
+    cluster,
+    domain_status,
+    events,
+    kube,
+    outbox,
+    run,
+    seed_deployment,
+    set_account,
+    set_balance,
 )
 from tests.support.platform import create_accounts
 
-T0 = datetime(2026, 11, 25, 14, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
 
 
 def _state(url, account):
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT state, grace_deadline FROM billing.account_lifecycle WHERE account_id = %s",
-                            (account,)).fetchone()
+        return conn.execute(
+            "SELECT state, grace_deadline FROM billing.account_lifecycle WHERE account_id = %s", (account,)
+        ).fetchone()
 
 
 def _backends(spec: dict) -> list[dict]:
@@ -34,8 +45,13 @@ def test_grace_points_every_backend_to_the_suspension_page_and_topup_restores_by
     seed_deployment(kube, "acme-prod", "web", "dep-web", "acme", host="web.acme.test")
     # A defaultBackend too: every backend must go to the suspension page.
     ing = kube.get("Ingress", "acme-prod", "web")
-    kube.put("Ingress", "acme-prod", "web", labels=ing["metadata"]["labels"], spec={
-        **ing["spec"], "defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}})
+    kube.put(
+        "Ingress",
+        "acme-prod",
+        "web",
+        labels=ing["metadata"]["labels"],
+        spec={**ing["spec"], "defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}},
+    )
     original = copy.deepcopy(kube.get("Ingress", "acme-prod", "web")["spec"])
     original_bytes = json.dumps(original)
 
@@ -93,8 +109,7 @@ def _setup_two_accounts(db_url, kube):
     add_deployment(db_url, "dep-web", "acme", "acme-prod", "web", hosts=["web.acme.test"])
     add_deployment(db_url, "dep-old", "acme", "acme-prod", "legacy")  # created before labels existed
     add_deployment(db_url, "dep-beta", "beta", "beta-prod", "web", hosts=["web.beta.test"])
-    seed_deployment(kube, "acme-prod", "web", "dep-web", "acme", host="web.acme.test",
-                    pvcs={"data-pg-0": "20Gi"})
+    seed_deployment(kube, "acme-prod", "web", "dep-web", "acme", host="web.acme.test", pvcs={"data-pg-0": "20Gi"})
     seed_deployment(kube, "acme-prod", "legacy", None, None, host="legacy.acme.test")
     # Same names, another account; an unlabelled twin in another namespace; kube-system twins.
     seed_deployment(kube, "beta-prod", "web", "dep-beta", "beta", host="web.beta.test", pvcs={"data-pg-0": "5Gi"})
@@ -107,10 +122,15 @@ def _setup_two_accounts(db_url, kube):
 
 
 ACME_OBJECTS = {
-    ("Deployment", "acme-prod", "web"), ("Service", "acme-prod", "web"), ("Ingress", "acme-prod", "web"),
-    ("ConfigMap", "acme-prod", "web-config"), ("Secret", "acme-prod", "web-secret"),
+    ("Deployment", "acme-prod", "web"),
+    ("Service", "acme-prod", "web"),
+    ("Ingress", "acme-prod", "web"),
+    ("ConfigMap", "acme-prod", "web-config"),
+    ("Secret", "acme-prod", "web-secret"),
     ("PersistentVolumeClaim", "acme-prod", "data-pg-0"),
-    ("Deployment", "acme-prod", "legacy"), ("Service", "acme-prod", "legacy"), ("Ingress", "acme-prod", "legacy"),
+    ("Deployment", "acme-prod", "legacy"),
+    ("Service", "acme-prod", "legacy"),
+    ("Ingress", "acme-prod", "legacy"),
 }
 
 
@@ -136,8 +156,9 @@ def test_expiry_deletes_exactly_the_deployments_objects(db_url, kube, cluster):
     assert domain_status(db_url) == {"web.acme.test": "released", "web.beta.test": "active"}
     ev = events(db_url, "acme")
     delete_events = [e for e in ev if e["action"] == "delete"]
-    assert {(e["target"]["kind"], e["target"]["namespace"], e["target"]["name"])
-            for e in delete_events} == ACME_OBJECTS | pages
+    assert {
+        (e["target"]["kind"], e["target"]["namespace"], e["target"]["name"]) for e in delete_events
+    } == ACME_OBJECTS | pages
     assert all(e["outcome"] == "done" for e in delete_events) and len(delete_events) == len(ACME_OBJECTS | pages)
     legacy = {e["target"]["name"] for e in delete_events if e["target"]["found_by"] == "legacy_name"}
     assert legacy == {"legacy"}
@@ -183,8 +204,10 @@ def test_retain_keeps_the_pvc_then_deletes_it_after_the_retention_period(db_url,
     assert kube.get("PersistentVolumeClaim", "acme-prod", "data-pg-0") is None
     assert kube.get("PersistentVolumeClaim", "acme-prod", "logs") is None
     pvc_deletes = [c for c in kube.successful("DELETE") if c[0] == "PersistentVolumeClaim"]
-    assert sorted(pvc_deletes) == [("PersistentVolumeClaim", "acme-prod", "data-pg-0"),
-                                   ("PersistentVolumeClaim", "acme-prod", "logs")]
+    assert sorted(pvc_deletes) == [
+        ("PersistentVolumeClaim", "acme-prod", "data-pg-0"),
+        ("PersistentVolumeClaim", "acme-prod", "logs"),
+    ]
 
 
 def test_a_403_stops_the_step_with_a_clear_error_and_a_rerun_finishes(db_url, kube, cluster):
@@ -212,7 +235,10 @@ def test_a_403_stops_the_step_with_a_clear_error_and_a_rerun_finishes(db_url, ku
     assert domain_status(db_url) == {"web.acme.test": "released"}
     ev = events(db_url, "acme")
     assert Counter(e["event_key"] for e in ev).most_common(1)[0][1] == 1
-    assert [e["outcome"] for e in ev if e["action"] == "delete" and e["target"]["kind"] == "Service"] == ["failed", "done"]
+    assert [e["outcome"] for e in ev if e["action"] == "delete" and e["target"]["kind"] == "Service"] == [
+        "failed",
+        "done",
+    ]
 
 
 def test_dry_run_records_what_it_would_do_and_does_nothing(db_url, kube, cluster):
@@ -233,9 +259,14 @@ def test_dry_run_records_what_it_would_do_and_does_nothing(db_url, kube, cluster
     would = Counter(e["detail"]["would"] for e in ev)
     assert would["transition"] == 2  # healthy -> grace -> expired (grace period 0 h)
     would_delete = {(e["target"]["kind"], e["target"]["name"]) for e in ev if e["action"] == "delete"}
-    assert would_delete == {("Ingress", "web"), ("Deployment", "web"), ("Service", "web"),
-                            ("ConfigMap", "web-config"), ("Secret", "web-secret"),
-                            ("PersistentVolumeClaim", "data-pg-0")}
+    assert would_delete == {
+        ("Ingress", "web"),
+        ("Deployment", "web"),
+        ("Service", "web"),
+        ("ConfigMap", "web-config"),
+        ("Secret", "web-secret"),
+        ("PersistentVolumeClaim", "data-pg-0"),
+    }
     assert len(ev) == len({e["event_key"] for e in ev})
 
 
@@ -255,14 +286,21 @@ def test_early_idle_deletion_deletes_an_idle_deployment_with_its_reason(db_url, 
                 conn.execute(
                     "INSERT INTO billing.metric_container_hours (hour, namespace, pod, container, deployment_id, "
                     "account_id, attribution, present_minutes, cpu_usage_core_hours) VALUES "
-                    "(%s, 'acme-prod', %s, 'app', %s, 'acme', 'label', 60, %s)", (hour, pod, dep, cpu))
+                    "(%s, 'acme-prod', %s, 'app', %s, 'acme', 'label', 60, %s)",
+                    (hour, pod, dep, cpu),
+                )
     set_balance(db_url, "acme", -1)
     assert run(db_url, cluster, T0 + timedelta(minutes=10)).errors == []
     assert _state(db_url, "acme")[0] == "grace_period"
     assert {o[2] for o in kube.objects() if o[1] == "acme-prod"} == {
-        "web", "web-config", "web-secret", suspension_service_name("dep-busy")}
-    assert _backends(kube.get("Ingress", "acme-prod", "web")["spec"])[0]["service"]["name"] == \
-        suspension_service_name("dep-busy")  # busy one: routing off only
+        "web",
+        "web-config",
+        "web-secret",
+        suspension_service_name("dep-busy"),
+    }
+    assert _backends(kube.get("Ingress", "acme-prod", "web")["spec"])[0]["service"]["name"] == suspension_service_name(
+        "dep-busy"
+    )  # busy one: routing off only
     reason = [e for e in events(db_url, "acme") if e["action"] == "early_idle_deletion"]
     assert len(reason) == 1 and reason[0]["deployment_id"] == "dep-idle"
     assert "idle over the last 24 hours" in reason[0]["detail"]["reason"]

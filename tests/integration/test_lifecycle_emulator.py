@@ -8,7 +8,7 @@ import kubernetes
 import pytest
 
 from billing_pipeline.resources.cluster import ClusterCallError
-from tests.support.kube import cluster, ingress_spec, kube, seed_deployment  # noqa: F401  (fixtures)
+from tests.support.kube import cluster, ingress_spec, kube, seed_deployment
 
 
 @pytest.fixture
@@ -24,8 +24,9 @@ def test_an_ingress_without_rules_or_default_backend_is_invalid_422(kube, api):
     seed_deployment(kube, "ns", "web", "dep-1", "acme")
     net = kubernetes.client.NetworkingV1Api(api)
     with pytest.raises(kubernetes.client.ApiException) as err:
-        net.patch_namespaced_ingress("web", "ns", [{"op": "remove", "path": "/spec/rules"}],
-                                     _content_type="application/json-patch+json")
+        net.patch_namespaced_ingress(
+            "web", "ns", [{"op": "remove", "path": "/spec/rules"}], _content_type="application/json-patch+json"
+        )
     status = _refusal(err.value)
     assert err.value.status == 422 and status["kind"] == "Status" and status["status"] == "Failure"
     assert status["reason"] == "Invalid" and status["code"] == 422
@@ -41,13 +42,21 @@ def test_schema_validation_refuses_a_path_without_path_type_and_unknown_fields(k
     seed_deployment(kube, "ns", "web", "dep-1", "acme")
     net = kubernetes.client.NetworkingV1Api(api)
     with pytest.raises(kubernetes.client.ApiException) as err:
-        net.patch_namespaced_ingress("web", "ns", [{"op": "remove", "path": "/spec/rules/0/http/paths/0/pathType"}],
-                                     _content_type="application/json-patch+json")
+        net.patch_namespaced_ingress(
+            "web",
+            "ns",
+            [{"op": "remove", "path": "/spec/rules/0/http/paths/0/pathType"}],
+            _content_type="application/json-patch+json",
+        )
     assert err.value.status == 422 and "'pathType' is a required property" in _refusal(err.value)["message"]
     core = kubernetes.client.CoreV1Api(api)
     with pytest.raises(kubernetes.client.ApiException) as err:
-        core.patch_namespaced_config_map("web-config", "ns", [{"op": "add", "path": "/colour", "value": "red"}],
-                                         _content_type="application/json-patch+json")
+        core.patch_namespaced_config_map(
+            "web-config",
+            "ns",
+            [{"op": "add", "path": "/colour", "value": "red"}],
+            _content_type="application/json-patch+json",
+        )
     assert err.value.status == 422 and "colour" in _refusal(err.value)["message"]
     with pytest.raises(kubernetes.client.ApiException) as err:
         core.create_namespaced_service("ns", {"metadata": {"name": "Not_A_Name"}, "spec": {"ports": [{"port": 80}]}})
@@ -83,8 +92,12 @@ def test_set_based_label_selectors(kube, cluster):
 
 def test_volume_snapshots_and_their_readiness(kube, cluster):
     seed_deployment(kube, "ns", "web", "dep-1", "acme", pvcs={"data": "1Gi"})
-    body = {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot", "metadata": {"name": "s1"},
-            "spec": {"source": {"persistentVolumeClaimName": "data"}}}
+    body = {
+        "apiVersion": "snapshot.storage.k8s.io/v1",
+        "kind": "VolumeSnapshot",
+        "metadata": {"name": "s1"},
+        "spec": {"source": {"persistentVolumeClaimName": "data"}},
+    }
     created = cluster.create("VolumeSnapshot", "ns", body).object
     assert created["status"]["readyToUse"] is True and created["status"]["restoreSize"] == "1Gi"
     assert cluster.create("VolumeSnapshot", "ns", body).outcome == "exists"
@@ -93,8 +106,11 @@ def test_volume_snapshots_and_their_readiness(kube, cluster):
     assert pending["status"]["readyToUse"] is False
     kube.set_snapshot_ready("ns", "s2")
     assert cluster.get("VolumeSnapshot", "ns", "s2")["status"]["readyToUse"] is True
-    missing = cluster.create("VolumeSnapshot", "ns", {**body, "metadata": {"name": "s3"},
-                                                      "spec": {"source": {"persistentVolumeClaimName": "nope"}}})
+    missing = cluster.create(
+        "VolumeSnapshot",
+        "ns",
+        {**body, "metadata": {"name": "s3"}, "spec": {"source": {"persistentVolumeClaimName": "nope"}}},
+    )
     assert "not found" in missing.object["status"]["error"]["message"]
     with pytest.raises(ClusterCallError) as err:
         cluster.create("VolumeSnapshot", "ns", {**body, "metadata": {"name": "s4"}, "spec": {"source": {}}})

@@ -7,20 +7,35 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
 
 from billing_pipeline.lifecycle.snapshots import snapshot_name
-from tests.support.kube import (  # noqa: F401  (fixtures)
-    add_deployment, cluster, events, kube, run, run_in_child, seed_deployment, set_account, set_balance,
+from tests.support.kube import (
+    add_deployment,
+    cluster,
+    events,
+    kube,
+    run,
+    run_in_child,
+    seed_deployment,
+    set_account,
+    set_balance,
     wait_until_held,
 )
 from tests.support.platform import create_accounts
 
-T0 = datetime(2026, 11, 25, 14, 0, tzinfo=timezone.utc)
-WRITES = ["DELETE Ingress", "DELETE Deployment", "DELETE Service", "DELETE ConfigMap", "DELETE Secret",
-          "POST VolumeSnapshot", "DELETE PersistentVolumeClaim"]
+T0 = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
+WRITES = [
+    "DELETE Ingress",
+    "DELETE Deployment",
+    "DELETE Service",
+    "DELETE ConfigMap",
+    "DELETE Secret",
+    "POST VolumeSnapshot",
+    "DELETE PersistentVolumeClaim",
+]
 
 
 def _expiring_account(db_url, kube, n: int) -> tuple[str, str]:
@@ -59,12 +74,16 @@ def test_cleanup_sigkilled_after_each_cluster_write_completes_once_on_rerun(db_u
         assert len(deletes) == 6 and set(deletes.values()) == {1}, (n, deletes)  # each object deleted once
         assert len([c for c in kube.successful("POST") if c[1] == ns]) == 1  # one snapshot taken
         ev = events(db_url, account)
-        recorded = Counter((e["action"], e["target"].get("kind"), e["target"].get("name")) for e in ev
-                           if e["action"] in ("delete", "create_snapshot", "snapshot_ready"))
+        recorded = Counter(
+            (e["action"], e["target"].get("kind"), e["target"].get("name"))
+            for e in ev
+            if e["action"] in ("delete", "create_snapshot", "snapshot_ready")
+        )
         assert len(recorded) == 8 and set(recorded.values()) == {1}, (n, recorded)
         with psycopg.connect(db_url) as conn:
-            done = conn.execute("SELECT volumes_done_at IS NOT NULL FROM billing.lifecycle_cleanups "
-                                "WHERE account_id = %s", (account,)).fetchall()
+            done = conn.execute(
+                "SELECT volumes_done_at IS NOT NULL FROM billing.lifecycle_cleanups WHERE account_id = %s", (account,)
+            ).fetchall()
         assert done == [(True,)]
         # And once more: nothing left to do, nothing recorded.
         n_events = len(ev)
@@ -74,8 +93,14 @@ def test_cleanup_sigkilled_after_each_cluster_write_completes_once_on_rerun(db_u
     assert held_writes == WRITES
 
 
-ROUTING_WRITES = ["POST Service", "PUT Ingress", "PUT Deployment",  # grace: suspension page, scale to zero
-                  "PUT Ingress", "DELETE Service", "PUT Deployment"]  # top-up: restore
+ROUTING_WRITES = [
+    "POST Service",
+    "PUT Ingress",
+    "PUT Deployment",  # grace: suspension page, scale to zero
+    "PUT Ingress",
+    "DELETE Service",
+    "PUT Deployment",
+]  # top-up: restore
 
 
 def test_routing_and_scaling_sigkilled_after_each_write_restore_exactly_once(db_url, kube, cluster):
@@ -113,19 +138,32 @@ def test_routing_and_scaling_sigkilled_after_each_write_restore_exactly_once(db_
         assert run(db_url, cluster, at + timedelta(minutes=15), account_ids=[account]).errors == []
         if not phase_two:
             service = kube.get("Ingress", ns, "web")["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
-            assert service["name"] == suspension_service_name(dep) and \
-                kube.get("Deployment", ns, "web")["spec"]["replicas"] == 0
+            assert (
+                service["name"] == suspension_service_name(dep)
+                and kube.get("Deployment", ns, "web")["spec"]["replicas"] == 0
+            )
             set_balance(db_url, account, 50)
             assert run(db_url, cluster, T0 + timedelta(hours=2), account_ids=[account]).errors == []
         assert json.dumps(kube.get("Ingress", ns, "web")["spec"]) == original  # byte-identical
         assert kube.get("Deployment", ns, "web")["spec"]["replicas"] == 1
         assert kube.get("Service", ns, suspension_service_name(dep)) is None
-        writes = Counter((c.method, c.kind) for c in kube.calls if c.namespace == ns and c.method != "GET"
-                         and c.status < 300)
-        assert writes == {("POST", "Service"): 1, ("PUT", "Ingress"): 2, ("PUT", "Deployment"): 2,
-                          ("DELETE", "Service"): 1}, (n, writes)
+        writes = Counter(
+            (c.method, c.kind) for c in kube.calls if c.namespace == ns and c.method != "GET" and c.status < 300
+        )
+        assert writes == {
+            ("POST", "Service"): 1,
+            ("PUT", "Ingress"): 2,
+            ("PUT", "Deployment"): 2,
+            ("DELETE", "Service"): 1,
+        }, (n, writes)
         ev = events(db_url, account)
         acts = Counter(e["action"] for e in ev if e["kind"] == "cluster_call")
-        assert acts == {"create_suspension_service": 1, "suspend_ingress": 1, "scale_to_zero": 1,
-                        "restore_ingress": 1, "delete_suspension_service": 1, "scale_restore": 1}, (n, acts)
+        assert acts == {
+            "create_suspension_service": 1,
+            "suspend_ingress": 1,
+            "scale_to_zero": 1,
+            "restore_ingress": 1,
+            "delete_suspension_service": 1,
+            "scale_restore": 1,
+        }, (n, acts)
     assert held_writes == ROUTING_WRITES

@@ -19,8 +19,9 @@ _ids = itertools.count()
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(balances, st.integers(min_value=0, max_value=50 * 60), st.booleans()),
-                min_size=1, max_size=12))
+@given(
+    st.lists(st.tuples(balances, st.integers(min_value=0, max_value=50 * 60), st.booleans()), min_size=1, max_size=12)
+)
 def test_property_through_the_database(db_url, seq):
     """Random balances and clock moves through the persisted engine (no cluster objects): every
     transition is recorded exactly once, in order, and none is lost when a run is repeated."""
@@ -41,11 +42,16 @@ def test_property_through_the_database(db_url, seq):
                 assert report.errors == []
             snap = step(snap, Inputs(balance, Decimal("10"), 24), now).snapshot
             state, transitions = conn.execute(
-                "SELECT state, transitions FROM billing.account_lifecycle WHERE account_id = %s", (account,)).fetchone()
+                "SELECT state, transitions FROM billing.account_lifecycle WHERE account_id = %s", (account,)
+            ).fetchone()
             assert (state, transitions) == (snap.state.value, snap.transitions)
             if balance > 0:
                 assert state in ("healthy", "low_balance")
-        keys = [r[0] for r in conn.execute(
-            "SELECT event_key FROM billing.lifecycle_events WHERE account_id = %s AND kind = 'transition' ORDER BY id",
-            (account,)).fetchall()]
+        keys = [
+            r[0]
+            for r in conn.execute(
+                "SELECT event_key FROM billing.lifecycle_events WHERE account_id = %s AND kind = 'transition' ORDER BY id",
+                (account,),
+            ).fetchall()
+        ]
     assert keys == [f"{account}:transition:{i}" for i in range(1, snap.transitions + 1)]

@@ -4,19 +4,27 @@ validating emulator through the official client."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
 
 from billing_pipeline.cli.status import render_status
 from billing_pipeline.lifecycle.report import lifecycle_status
 from billing_pipeline.lifecycle.snapshots import snapshot_name
-from tests.support.kube import (  # noqa: F401  (fixtures)
-    add_deployment, cluster, events, kube, outbox, run, seed_deployment, set_account, set_balance,
+from tests.support.kube import (
+    add_deployment,
+    cluster,
+    events,
+    kube,
+    outbox,
+    run,
+    seed_deployment,
+    set_account,
+    set_balance,
 )
 from tests.support.platform import create_accounts
 
-T0 = datetime(2026, 11, 25, 14, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
 SNAP = snapshot_name("dep-web", "data-pg-0")
 
 
@@ -32,9 +40,12 @@ def _account(db_url, kube, **fields):
     add_deployment(db_url, "dep-web", "acme", "acme-prod", "web", hosts=["web.acme.test"])
     seed_deployment(kube, "acme-prod", "web", "dep-web", "acme", pvcs={"data-pg-0": "20Gi"})
     with psycopg.connect(db_url) as conn:
-        conn.execute("INSERT INTO billing.metric_volume_hours (hour, namespace, persistentvolumeclaim, deployment_id, "
-                     "account_id, attribution, requested_bytes) VALUES (%s, 'acme-prod', 'data-pg-0', 'dep-web', "
-                     "'acme', 'label', %s)", (T0 - timedelta(hours=1), 20 * 2**30))
+        conn.execute(
+            "INSERT INTO billing.metric_volume_hours (hour, namespace, persistentvolumeclaim, deployment_id, "
+            "account_id, attribution, requested_bytes) VALUES (%s, 'acme-prod', 'data-pg-0', 'dep-web', "
+            "'acme', 'label', %s)",
+            (T0 - timedelta(hours=1), 20 * 2**30),
+        )
 
 
 def test_snapshot_policy_keeps_the_pvc_until_the_snapshot_is_ready_then_expires_the_snapshot(db_url, kube, cluster):
@@ -42,9 +53,11 @@ def test_snapshot_policy_keeps_the_pvc_until_the_snapshot_is_ready_then_expires_
     set_balance(db_url, "acme", -1)
     assert run(db_url, cluster, T0).errors == []
     _, text = _status(db_url, T0)
-    assert ("PVC data-pg-0 (20 GiB) will be captured on 2026-11-25 15:00 UTC as a CSI VolumeSnapshot (the cluster's "
-            "default VolumeSnapshotClass); the PVC is deleted with its data only once the snapshot is ready to use, "
-            "and the snapshot is kept 7 days after that, then deleted with its data.") in text
+    assert (
+        "PVC data-pg-0 (20 GiB) will be captured on 2026-11-25 15:00 UTC as a CSI VolumeSnapshot (the cluster's "
+        "default VolumeSnapshotClass); the PVC is deleted with its data only once the snapshot is ready to use, "
+        "and the snapshot is kept 7 days after that, then deleted with its data."
+    ) in text
     grace_notice = outbox(db_url, "acme")[0][3]
     assert "captured on 2026-11-25 15:00 UTC as a CSI VolumeSnapshot" in grace_notice
 
@@ -56,9 +69,11 @@ def test_snapshot_policy_keeps_the_pvc_until_the_snapshot_is_ready_then_expires_
     assert kube.get("Deployment", "acme-prod", "web") is None
     assert kube.get("PersistentVolumeClaim", "acme-prod", "data-pg-0") is not None  # held: not ready
     data, text = _status(db_url, T0 + timedelta(hours=1))
-    assert (f"PVC data-pg-0 (20 GiB) is kept with its data until its VolumeSnapshot acme-prod/{SNAP} is ready to use "
-            "(not ready at 2026-11-25 15:00 UTC; checked again every 15 minutes); then the PVC is deleted with its data "
-            "and the snapshot kept 7 days.") in text
+    assert (
+        f"PVC data-pg-0 (20 GiB) is kept with its data until its VolumeSnapshot acme-prod/{SNAP} is ready to use "
+        "(not ready at 2026-11-25 15:00 UTC; checked again every 15 minutes); then the PVC is deleted with its data "
+        "and the snapshot kept 7 days."
+    ) in text
     assert {a["key"]: a["state"] for a in data["actions"]}["snapshot:acme-prod/data-pg-0"] == "pending"
     assert run(db_url, cluster, T0 + timedelta(hours=1, minutes=15)).errors == []  # still not ready: kept
     assert kube.get("PersistentVolumeClaim", "acme-prod", "data-pg-0") is not None
@@ -68,8 +83,10 @@ def test_snapshot_policy_keeps_the_pvc_until_the_snapshot_is_ready_then_expires_
     assert run(db_url, cluster, T0 + timedelta(hours=1, minutes=30)).errors == []
     assert kube.get("PersistentVolumeClaim", "acme-prod", "data-pg-0") is None
     data, text = _status(db_url, T0 + timedelta(hours=2))
-    assert (f"PVC data-pg-0 (20 GiB) was deleted on 2026-11-25 15:30 UTC after its snapshot was ready; its "
-            f"VolumeSnapshot acme-prod/{SNAP} is kept until 2026-12-02 15:30 UTC, then deleted with its data.") in text
+    assert (
+        f"PVC data-pg-0 (20 GiB) was deleted on 2026-11-25 15:30 UTC after its snapshot was ready; its "
+        f"VolumeSnapshot acme-prod/{SNAP} is kept until 2026-12-02 15:30 UTC, then deleted with its data."
+    ) in text
     assert data["volumes"][0]["fate"] == "snapshotted"
 
     assert run(db_url, cluster, T0 + timedelta(days=7, hours=1)).errors == []  # retention not over yet
@@ -108,13 +125,22 @@ def test_staged_scale_to_zero_and_exact_restore(db_url, kube, cluster):
     set_balance(db_url, "acme", -1)
     assert run(db_url, cluster, T0).errors == []
     assert kube.get("Deployment", "acme-prod", "web")["spec"]["replicas"] == 3  # not yet
-    assert "After 24 hours of grace (2026-11-26 14:00 UTC) your Deployments are scaled to zero" in outbox(db_url, "acme")[0][3]
+    assert (
+        "After 24 hours of grace (2026-11-26 14:00 UTC) your Deployments are scaled to zero"
+        in outbox(db_url, "acme")[0][3]
+    )
     _, text = _status(db_url, T0 + timedelta(hours=1))
-    assert "It will be scaled to zero on 2026-11-26 14:00 UTC (replica counts saved; a top-up restores them exactly)." in text
+    assert (
+        "It will be scaled to zero on 2026-11-26 14:00 UTC (replica counts saved; a top-up restores them exactly)."
+        in text
+    )
     assert run(db_url, cluster, T0 + timedelta(hours=24)).errors == []
     assert kube.get("Deployment", "acme-prod", "web")["spec"]["replicas"] == 0
     _, text = _status(db_url, T0 + timedelta(hours=25))
-    assert "Scaled to zero on 2026-11-26 14:00 UTC; its replica counts are saved and a top-up restores them exactly." in text
+    assert (
+        "Scaled to zero on 2026-11-26 14:00 UTC; its replica counts are saved and a top-up restores them exactly."
+        in text
+    )
     assert run(db_url, cluster, T0 + timedelta(hours=25)).errors == []  # a re-run writes nothing
     assert len([c for c in kube.calls if c.method == "PUT" and c.kind == "Deployment"]) == 1
     set_balance(db_url, "acme", 50)
@@ -147,5 +173,7 @@ def test_status_shows_a_failed_action_as_failed_never_as_done(db_url, kube, clus
     kube.clear_faults()
     assert run(db_url, cluster, T0 + timedelta(minutes=30)).errors == []
     data, text = _status(db_url, T0 + timedelta(minutes=30))
-    assert "Routing is disabled: its Ingresses send visitors to the suspension page (since 2026-11-25 14:30 UTC)." in text
+    assert (
+        "Routing is disabled: its Ingresses send visitors to the suspension page (since 2026-11-25 14:30 UTC)." in text
+    )
     assert data["deployments"][0]["actions"][0]["state"] == "done"

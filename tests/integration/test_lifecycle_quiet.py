@@ -7,7 +7,7 @@ that has something to do: a transition, or open lifecycle work.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import psycopg
@@ -17,7 +17,7 @@ from billing_pipeline.lifecycle import engine
 from tests.support.kube import run, set_balance
 from tests.support.platform import create_accounts
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2025, 5, 1, 10, tzinfo=UTC)
 H = timedelta(hours=1)
 
@@ -68,7 +68,8 @@ def test_open_lifecycle_work_keeps_an_account_evaluated(db_url, evaluated):
     with psycopg.connect(db_url) as conn:
         conn.execute(
             "INSERT INTO billing.lifecycle_actions (action_key, account_id, action, state, updated_at) "
-            "VALUES ('k1', 'acme', 'restore_routing', 'failed', now())")
+            "VALUES ('k1', 'acme', 'restore_routing', 'failed', now())"
+        )
     evaluated.clear()
     run(db_url, None, T0 + H)
     assert evaluated == ["acme"]

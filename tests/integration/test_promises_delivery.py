@@ -7,7 +7,7 @@ import json
 import ssl
 import subprocess
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,12 +16,12 @@ import pytest
 
 from billing_pipeline.alerts.delivery import deliver_due
 from billing_pipeline.notifications.outbox import enqueue_notification
-from devkit.emulators.smtp_sink import free_port
 from billing_pipeline.resources.notify import NotifyResource, verify_webhook_signature
+from devkit.emulators.smtp_sink import free_port
 from tests.support.payments import WEBHOOK_SECRET, configure_account
 from tests.support.platform import create_accounts
 
-NOW = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
 
 class RecordingReceiver:
@@ -34,7 +34,7 @@ class RecordingReceiver:
         self.refuse = refuse
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with lock:
                     status = 503 if receiver.refuse > 0 else 204
@@ -66,8 +66,15 @@ def receiver():
 
 def _notice(conn, account: str, key: str) -> int:
     with conn.transaction():
-        enqueue_notification(conn, account_id=account, kind="low_balance", dedupe_key=key, subject=f"s {key}",
-                             body=f"b {key}", payload={"key": key})
+        enqueue_notification(
+            conn,
+            account_id=account,
+            kind="low_balance",
+            dedupe_key=key,
+            subject=f"s {key}",
+            body=f"b {key}",
+            payload={"key": key},
+        )
     return conn.execute("SELECT id FROM billing.notification_outbox WHERE dedupe_key = %s", (key,)).fetchone()[0]
 
 
@@ -88,11 +95,14 @@ def test_webhook_delivery_id_is_the_notification_id_on_every_retry(db_url, recei
     assert first_id != second_id and ids == [str(first_id)] * 3 + [str(second_id)]
     # The body names the same id, and each retry is signed afresh over its own timestamp.
     assert [json.loads(b)["id"] for _, _, b in receiver.seen] == ids
-    assert all(verify_webhook_signature(WEBHOOK_SECRET, h["X-Satusky-Timestamp"], b, h["X-Satusky-Signature"])
-               for _, h, b in receiver.seen)
+    assert all(
+        verify_webhook_signature(WEBHOOK_SECRET, h["X-Satusky-Timestamp"], b, h["X-Satusky-Signature"])
+        for _, h, b in receiver.seen
+    )
 
 
 # --- STARTTLS ------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def tls_smtp(tmp_path):
@@ -101,8 +111,26 @@ def tls_smtp(tmp_path):
     from aiosmtpd.smtp import AuthResult
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
 
@@ -111,8 +139,13 @@ def tls_smtp(tmp_path):
             self.sessions: list[dict] = []
 
         async def handle_DATA(self, server, session, envelope):
-            self.sessions.append({"tls": session.ssl is not None, "login": session.auth_data,
-                                  "message": message_from_bytes(envelope.content, policy=policy.default)})
+            self.sessions.append(
+                {
+                    "tls": session.ssl is not None,
+                    "login": session.auth_data,
+                    "message": message_from_bytes(envelope.content, policy=policy.default),
+                }
+            )
             return "250 OK"
 
     def authenticator(server, session, envelope, mechanism, auth_data):
@@ -120,8 +153,15 @@ def tls_smtp(tmp_path):
         return AuthResult(success=ok, auth_data=auth_data.login.decode() if ok else None)
 
     handler = Handler()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), tls_context=context,
-                            require_starttls=True, authenticator=authenticator, auth_required=True)
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        tls_context=context,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_required=True,
+    )
     controller.start()
     yield controller, handler
     controller.stop()
@@ -129,8 +169,13 @@ def tls_smtp(tmp_path):
 
 def test_email_goes_over_starttls_when_a_username_is_given(tls_smtp):
     controller, handler = tls_smtp
-    notify = NotifyResource(smtp_host="127.0.0.1", smtp_port=controller.port, smtp_from="billing@satusky.test",
-                            smtp_username="billing", smtp_password="s3cret")
+    notify = NotifyResource(
+        smtp_host="127.0.0.1",
+        smtp_port=controller.port,
+        smtp_from="billing@satusky.test",
+        smtp_username="billing",
+        smtp_password="s3cret",
+    )
     notify.send_email(to="ops@acme.test", subject="low balance", body="add credits", message_id="<n-1@test>")
     [session] = handler.sessions
     assert session["tls"] is True and session["login"] == "billing"
@@ -142,7 +187,6 @@ def test_the_tls_server_refuses_a_session_that_was_not_upgraded(tls_smtp):
     import smtplib
 
     controller, handler = tls_smtp
-    with smtplib.SMTP("127.0.0.1", controller.port, timeout=10) as smtp:
-        with pytest.raises(smtplib.SMTPException):
-            smtp.sendmail("billing@satusky.test", ["ops@acme.test"], "Subject: x\r\n\r\nplain")
+    with smtplib.SMTP("127.0.0.1", controller.port, timeout=10) as smtp, pytest.raises(smtplib.SMTPException):
+        smtp.sendmail("billing@satusky.test", ["ops@acme.test"], "Subject: x\r\n\r\nplain")
     assert handler.sessions == []

@@ -32,8 +32,7 @@ def test_overlapping_batches_in_opposite_orders_never_deadlock(db_url):
             with psycopg.connect(db_url, autocommit=True) as conn:
                 start.wait()
                 for b in range(batches):
-                    post_entries(conn, [Entry(a, "topup", D("1.000001") * (w + 1), f"w{w}:b{b}:{a}")
-                                        for a in order])
+                    post_entries(conn, [Entry(a, "topup", D("1.000001") * (w + 1), f"w{w}:b{b}:{a}") for a in order])
         except BaseException as exc:  # surfaced below (a deadlock is psycopg.errors.DeadlockDetected)
             errors.append(exc)
 

@@ -6,7 +6,7 @@ then launches once per new event it answers, and never for work a later run alre
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import dagster as dg
@@ -19,7 +19,7 @@ from billing_pipeline.ingestion.assets import MACHINE_RENTAL_HOURS, QUARANTINED_
 from tests.support.payments import create_priced_usage_mart, replace_priced_usage, set_balance
 from tests.support.platform import create_accounts
 
-H = datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+H = datetime(2026, 11, 24, 10, tzinfo=UTC)
 PARTITION = "2026-11-24-10:00"
 TAGS = {CLOCK_TAG: (H + timedelta(hours=2)).isoformat()}
 
@@ -44,8 +44,12 @@ class Ticker:
         self.defs, self.sensor, self.instance, self.cursor = defs, defs.resolve_sensor_def(name), instance, None
 
     def tick(self):
-        with dg.build_sensor_context(instance=self.instance, cursor=self.cursor, definitions=self.defs,
-                                     resources={"postgres": self.defs.resources["postgres"]}) as context:
+        with dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor,
+            definitions=self.defs,
+            resources={"postgres": self.defs.resources["postgres"]},
+        ) as context:
             result = self.sensor.evaluate_tick(context)
         self.cursor = result.cursor
         return result
@@ -54,14 +58,15 @@ class Ticker:
 def slice_rentals(defs, instance, partition=PARTITION):
     """A real run of the cycle's rental ingestion for one hour."""
     result = defs.resolve_job_def("hourly_billing_job").execute_in_process(
-        partition_key=partition, instance=instance, tags=TAGS,
-        asset_selection=[MACHINE_RENTAL_HOURS, QUARANTINED_ROWS])
+        partition_key=partition, instance=instance, tags=TAGS, asset_selection=[MACHINE_RENTAL_HOURS, QUARANTINED_ROWS]
+    )
     assert result.success
 
 
 def settle(defs, instance, partition=PARTITION):
     result = defs.resolve_job_def("credit_usage_job").execute_in_process(
-        partition_key=partition, instance=instance, tags=TAGS)
+        partition_key=partition, instance=instance, tags=TAGS
+    )
     assert result.success
 
 
@@ -69,16 +74,23 @@ def test_every_sensor_and_schedule_ships_in_its_documented_state(defs):
     sensors = {s.name: s.default_status for s in defs.sensors}
     schedules = {s.name: s.default_status for s in defs.schedules}
     running, stopped = dg.DefaultSensorStatus.RUNNING, dg.DefaultSensorStatus.STOPPED
-    assert sensors == {"corrections_sensor": running, "balance_change_sensor": running,
-                       "rental_corrections_sensor": stopped}
-    assert schedules == {"hourly_billing_job_schedule": dg.DefaultScheduleStatus.STOPPED,
-                         "auto_topup_retry_schedule": dg.DefaultScheduleStatus.RUNNING,
-                         "notification_retry_schedule": dg.DefaultScheduleStatus.RUNNING,
-                         "grace_deadline_schedule": dg.DefaultScheduleStatus.RUNNING,
-                         "month_close_schedule": dg.DefaultScheduleStatus.RUNNING}
+    assert sensors == {
+        "corrections_sensor": running,
+        "balance_change_sensor": running,
+        "rental_corrections_sensor": stopped,
+    }
+    assert schedules == {
+        "hourly_billing_job_schedule": dg.DefaultScheduleStatus.STOPPED,
+        "auto_topup_retry_schedule": dg.DefaultScheduleStatus.RUNNING,
+        "notification_retry_schedule": dg.DefaultScheduleStatus.RUNNING,
+        "grace_deadline_schedule": dg.DefaultScheduleStatus.RUNNING,
+        "month_close_schedule": dg.DefaultScheduleStatus.RUNNING,
+    }
     assert {s.name: s.job_name for s in defs.sensors} == {
-        "corrections_sensor": "hourly_billing_job", "rental_corrections_sensor": "hourly_billing_job",
-        "balance_change_sensor": "account_actions_job"}
+        "corrections_sensor": "hourly_billing_job",
+        "rental_corrections_sensor": "hourly_billing_job",
+        "balance_change_sensor": "account_actions_job",
+    }
 
 
 def test_corrections_sensor_starts_from_the_present_then_settles_a_re_ingested_hour(db_url, defs, instance):
@@ -121,17 +133,21 @@ def test_corrections_sensor_waits_while_a_run_of_the_lane_is_in_progress(db_url,
 def test_rental_corrections_sensor_requests_the_touched_hours_once_per_correction(db_url, defs, instance):
     create_accounts(db_url, "acme")
     with connect(db_url) as conn:
-        conn.execute("INSERT INTO billing.machine_usages (id, account_id, machine_id, machine_type, node_name, "
-                     "started_at, ended_at, updated_at) VALUES ('r1', 'acme', 'm1', 'std', 'n1', %s, %s, now())",
-                     (H, H + timedelta(minutes=90)))
+        conn.execute(
+            "INSERT INTO billing.machine_usages (id, account_id, machine_id, machine_type, node_name, "
+            "started_at, ended_at, updated_at) VALUES ('r1', 'acme', 'm1', 'std', 'n1', %s, %s, now())",
+            (H, H + timedelta(minutes=90)),
+        )
     for partition in (PARTITION, "2026-11-24-11:00"):
         slice_rentals(defs, instance, partition)
     ticker = Ticker(defs, "rental_corrections_sensor", instance)
     assert ticker.tick().run_requests == []
 
     with connect(db_url) as conn:
-        conn.execute("UPDATE billing.machine_usages SET ended_at = %s, updated_at = clock_timestamp() "
-                     "WHERE id = 'r1'", (H + timedelta(minutes=30),))
+        conn.execute(
+            "UPDATE billing.machine_usages SET ended_at = %s, updated_at = clock_timestamp() WHERE id = 'r1'",
+            (H + timedelta(minutes=30),),
+        )
     requests = ticker.tick().run_requests
     assert [r.partition_key for r in requests] == [PARTITION, "2026-11-24-11:00"]
     again = ticker.tick().run_requests

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -25,18 +25,27 @@ from devkit.synthetic import (
 )
 from devkit.synthetic.openmetrics import _counter
 
-T = datetime(2025, 4, 1, tzinfo=timezone.utc)
-LINE = re.compile(r'^([a-z_]+)(\{.*\}) (\S+) (\d+)$')
+T = datetime(2025, 4, 1, tzinfo=UTC)
+LINE = re.compile(r"^([a-z_]+)(\{.*\}) (\S+) (\d+)$")
 
 
 def small_cluster(**kw) -> Cluster:
     return Cluster(
-        start=T, minutes=10,
+        start=T,
+        minutes=10,
         accounts=(Account("a1", "A"),),
         deployments=(Deployment("d1", "a1", "ns", "web"), Deployment("d2", "a1", "ns", "old", labelled=False)),
-        pods=(Pod("web-1", "d1", "n1", (Container("app", cpu_cores=0.5, memory_bytes=GIB, cpu_request=1),),
-                  start_minute=2, stop_minute=8),
-              Pod("old-1", "d2", "n1", (Container("app", cpu_cores=1.0),))),
+        pods=(
+            Pod(
+                "web-1",
+                "d1",
+                "n1",
+                (Container("app", cpu_cores=0.5, memory_bytes=GIB, cpu_request=1),),
+                start_minute=2,
+                stop_minute=8,
+            ),
+            Pod("old-1", "d2", "n1", (Container("app", cpu_cores=1.0),)),
+        ),
         rentals=(Rental("r1", "a1", "m1", "small", "n1", T, None),),
         **kw,
     )
@@ -62,8 +71,11 @@ def test_openmetrics_series_sorted_seconds_and_labels(tmp_path):
         assert times == sorted(times) and len(set(times)) == len(times), key
         assert all((t - int(T.timestamp())) % 60 == 0 for t in times)  # seconds, on the minute
         assert int(T.timestamp()) + 5 * 60 not in times  # the scrape gap
-    cpu = [k for k in series if k.startswith("container_cpu_usage_seconds_total") and 'pod="web-1"' in k
-           and 'container="app"' in k]
+    cpu = [
+        k
+        for k in series
+        if k.startswith("container_cpu_usage_seconds_total") and 'pod="web-1"' in k and 'container="app"' in k
+    ]
     assert len(cpu) == 1
     assert [v for _, v in series[cpu[0]]] == [0.0, 30.0, 60.0, 120.0, 150.0]  # minutes 2,3,4,6,7
     labels = [k for k in series if k.startswith("kube_pod_labels")]
@@ -88,8 +100,9 @@ def test_prometheus_server_serves_backfill_and_stops_by_pid(tmp_path):
     server = PrometheusServer(tsdb)
     with server:
         assert server.url.startswith("http://127.0.0.1:")
-        query = urllib.parse.urlencode({"query": 'count_over_time(kube_pod_info{pod="web-1"}[1h])',
-                                        "time": (T + timedelta(minutes=9)).timestamp()})
+        query = urllib.parse.urlencode(
+            {"query": 'count_over_time(kube_pod_info{pod="web-1"}[1h])', "time": (T + timedelta(minutes=9)).timestamp()}
+        )
         with urllib.request.urlopen(f"{server.url}/api/v1/query?{query}") as resp:
             result = json.load(resp)["data"]["result"]
         assert result[0]["value"][1] == "6"

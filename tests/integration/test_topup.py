@@ -9,21 +9,21 @@ import sys
 import textwrap
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import psycopg
 import pytest
 
-from devkit.emulators.stripe_emulator import create_customer_with_card, payment_intents
 from billing_pipeline.ledger import balance_of, verify_ledger
 from billing_pipeline.payments.topup import run_auto_topup
 from billing_pipeline.resources.stripe import StripeResource
-from tests.support.payments import configure_account, post, stripe_emulator  # noqa: F401 (fixture)
+from devkit.emulators.stripe_emulator import create_customer_with_card, payment_intents
+from tests.support.payments import configure_account, post, stripe_emulator
 from tests.support.platform import create_accounts
 
 D = Decimal
-NOW = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 DECLINING_CARD = "4000000000000341"
 
 
@@ -34,21 +34,32 @@ def stripe_res(stripe_emulator):
 
 def enable(url, emulator, account, card="4242424242424242", amount="25", threshold="10", limit=None):
     customer, method = create_customer_with_card(emulator.url, f"{account}@example.test", card)
-    configure_account(url, account, auto_topup_enabled=True, auto_topup_amount=D(amount),
-                      auto_topup_threshold=D(threshold), auto_topup_monthly_limit=None if limit is None else D(limit),
-                      stripe_customer_id=customer, stripe_payment_method_id=method)
+    configure_account(
+        url,
+        account,
+        auto_topup_enabled=True,
+        auto_topup_amount=D(amount),
+        auto_topup_threshold=D(threshold),
+        auto_topup_monthly_limit=None if limit is None else D(limit),
+        stripe_customer_id=customer,
+        stripe_payment_method_id=method,
+    )
     return customer, method
 
 
 def auto_topups(url):
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT account_id, amount, idempotency_key, reference FROM billing.credit_transactions "
-                            "WHERE type = 'auto_topup' ORDER BY id").fetchall()
+        return conn.execute(
+            "SELECT account_id, amount, idempotency_key, reference FROM billing.credit_transactions "
+            "WHERE type = 'auto_topup' ORDER BY id"
+        ).fetchall()
 
 
 def attempts(url):
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT attempt_key, status, failure_code FROM billing.topup_attempts ORDER BY id").fetchall()
+        return conn.execute(
+            "SELECT attempt_key, status, failure_code FROM billing.topup_attempts ORDER BY id"
+        ).fetchall()
 
 
 def outbox_kinds(url):
@@ -60,8 +71,8 @@ def test_a_successful_top_up_credits_once(db_url, stripe_emulator, stripe_res):
     create_accounts(db_url, "acme", "rich", "off")
     enable(db_url, stripe_emulator, "acme")
     enable(db_url, stripe_emulator, "rich")
-    post(db_url, "acme", "topup", "5", "t1")      # 5 <= 10: charge
-    post(db_url, "rich", "topup", "100", "t2")    # above threshold: nothing
+    post(db_url, "acme", "topup", "5", "t1")  # 5 <= 10: charge
+    post(db_url, "rich", "topup", "100", "t2")  # above threshold: nothing
     result = run_auto_topup(db_url, stripe_res, NOW)
     assert [(a, amt) for a, amt, _ in result.charged] == [("acme", D("25.00"))]
     [pi] = payment_intents(stripe_emulator.url)
@@ -92,9 +103,14 @@ TOPUP_RUN = textwrap.dedent("""
 
 def _blocked_backends(conn, database: str) -> list[str]:
     """Queries of other sessions on ``database`` waiting for a row lock."""
-    return [r[0] for r in conn.execute(
-        "SELECT query FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
-        "AND wait_event_type = 'Lock'", (database,))]
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT query FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+            "AND wait_event_type = 'Lock'",
+            (database,),
+        )
+    ]
 
 
 def test_killed_right_after_stripe_answered_still_credits_once(db_url, stripe_emulator, stripe_res):
@@ -105,8 +121,12 @@ def test_killed_right_after_stripe_answered_still_credits_once(db_url, stripe_em
     # credit; it is SIGKILLed there, between Stripe's charge and anything recorded of it.
     with psycopg.connect(db_url) as holder:
         holder.execute("SELECT 1 FROM billing.credits WHERE account_id = 'acme' FOR UPDATE")
-        proc = subprocess.Popen([sys.executable, "-c", TOPUP_RUN, db_url, stripe_emulator.api_key, stripe_emulator.url],
-                                stderr=subprocess.PIPE, text=True, cwd=os.getcwd())
+        proc = subprocess.Popen(
+            [sys.executable, "-c", TOPUP_RUN, db_url, stripe_emulator.api_key, stripe_emulator.url],
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=os.getcwd(),
+        )
         try:
             deadline = time.monotonic() + 60
             with psycopg.connect(db_url, autocommit=True) as watcher:
@@ -136,13 +156,16 @@ def test_killed_right_after_stripe_answered_still_credits_once(db_url, stripe_em
 
 def test_killed_before_stripe_was_called_charges_once_on_the_next_run(db_url, stripe_emulator, stripe_res):
     create_accounts(db_url, "acme")
-    _, method = enable(db_url, stripe_emulator, "acme")
+    _, _method = enable(db_url, stripe_emulator, "acme")
     post(db_url, "acme", "topup", "1", "t1")
     with psycopg.connect(db_url) as conn:  # what a run that died before calling Stripe leaves behind
-        conn.execute("INSERT INTO billing.topup_attempts (account_id, attempt_key, attempt_no, amount, month, "
-                     "stripe_customer_id, stripe_payment_method_id, created_at) SELECT 'acme', 'auto_topup:acme:1', 1, "
-                     "25, '2026-11-01', stripe_customer_id, stripe_payment_method_id, %s FROM billing.accounts "
-                     "WHERE id = 'acme'", (NOW,))
+        conn.execute(
+            "INSERT INTO billing.topup_attempts (account_id, attempt_key, attempt_no, amount, month, "
+            "stripe_customer_id, stripe_payment_method_id, created_at) SELECT 'acme', 'auto_topup:acme:1', 1, "
+            "25, '2026-11-01', stripe_customer_id, stripe_payment_method_id, %s FROM billing.accounts "
+            "WHERE id = 'acme'",
+            (NOW,),
+        )
     result = run_auto_topup(db_url, stripe_res, NOW)
     assert result.recovered == [("acme", "auto_topup:acme:1")]
     assert len(payment_intents(stripe_emulator.url)) == 1 and len(auto_topups(db_url)) == 1
@@ -192,7 +215,7 @@ def test_declining_card_notifies_backs_off_and_pauses_after_three(db_url, stripe
     assert len(payment_intents(stripe_emulator.url)) == 3 and auto_topups(db_url) == []
     assert [a[1:] for a in attempts(db_url)] == [("failed", "card_declined")] * 3
     # A new card lifts the pause and the top-up goes through.
-    customer, _ = enable(db_url, stripe_emulator, "acme")
+    _customer, _ = enable(db_url, stripe_emulator, "acme")
     resumed = run_auto_topup(db_url, stripe_res, NOW + timedelta(days=3, hours=1))
     assert resumed.resumed == ["acme"] and [c[0] for c in resumed.charged] == ["acme"]
     assert len(auto_topups(db_url)) == 1
@@ -218,7 +241,7 @@ def test_monthly_limit_is_never_exceeded(db_url, stripe_emulator, stripe_res):
     assert sum(p["amount"] for p in payment_intents(stripe_emulator.url)) == 5000
     assert outbox_kinds(db_url).count("auto_topup_monthly_limit") == 1
     # A new month starts a new allowance.
-    december = run_auto_topup(db_url, stripe_res, datetime(2026, 12, 1, 1, tzinfo=timezone.utc))
+    december = run_auto_topup(db_url, stripe_res, datetime(2026, 12, 1, 1, tzinfo=UTC))
     assert [c[0] for c in december.charged] == ["acme"]
 
 

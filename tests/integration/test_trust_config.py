@@ -23,8 +23,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 from billing_pipeline.cli.main import main
 from billing_pipeline.db.connection import redact_url
-from devkit.demo.database import demo_database_url
 from billing_pipeline.db.dagster_instance import dagster_database_url, prepare_dagster_home
+from devkit.demo.database import demo_database_url
 from tests.support.databases import server_url
 
 
@@ -35,12 +35,15 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize("url", [
-    "host=127.0.0.1 port=1 password=S dbname=x",
-    "host=127.0.0.1 port=1 password='S S' dbname=x",
-    "postgresql://u:S@127.0.0.1:1/db?password=S",
-    "postgresql://u@127.0.0.1:1/db?sslmode=disable&password=S&sslpassword=S",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "host=127.0.0.1 port=1 password=S dbname=x",
+        "host=127.0.0.1 port=1 password='S S' dbname=x",
+        "postgresql://u:S@127.0.0.1:1/db?password=S",
+        "postgresql://u@127.0.0.1:1/db?sslmode=disable&password=S&sslpassword=S",
+    ],
+)
 def test_a_password_is_never_printed_in_either_url_form(url, capsys, monkeypatch):
     monkeypatch.setenv("BILLING_DATABASE_URL", url)
     for argv in (("verify",), ("verify", "--json"), ("db", "upgrade")):
@@ -51,18 +54,26 @@ def test_a_password_is_never_printed_in_either_url_form(url, capsys, monkeypatch
 
 
 def test_redacted_urls_keep_everything_but_the_secret():
-    assert redact_url("postgresql://u:p%40ss@h:5432/db?sslmode=require&password=x") == \
-        "postgresql://u:***@h:5432/db?sslmode=require&password=***"
+    assert (
+        redact_url("postgresql://u:p%40ss@h:5432/db?sslmode=require&password=x")
+        == "postgresql://u:***@h:5432/db?sslmode=require&password=***"
+    )
     assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"
     assert redact_url("host=h password = 'a \\' b' dbname=d") == "host=h password = *** dbname=d"
 
 
-@pytest.mark.parametrize("argv", [
-    ("topup", "acme", "5", "--reference", "r1"),
-    ("adjust", "acme", "5", "--reason", "x", "--actor", "y"),
-    ("verify",), ("ledger", "acme"), ("status", "acme"), ("explain", "acme", "--month", "2026-11"),
-    ("db", "upgrade"),
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("topup", "acme", "5", "--reference", "r1"),
+        ("adjust", "acme", "5", "--reason", "x", "--actor", "y"),
+        ("verify",),
+        ("ledger", "acme"),
+        ("status", "acme"),
+        ("explain", "acme", "--month", "2026-11"),
+        ("db", "upgrade"),
+    ],
+)
 def test_without_billing_database_url_every_command_refuses(argv, capsys, monkeypatch):
     # A local server answers on 127.0.0.1:5432: main used to write there (or to an embedded one).
     monkeypatch.delenv("BILLING_DATABASE_URL", raising=False)

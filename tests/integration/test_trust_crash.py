@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -19,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -39,8 +40,14 @@ class ForkServer:
     """``tests.support.ledger_worker`` started once; each ``start()`` forks a real worker process."""
 
     def __init__(self, url: str) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "tests.support.ledger_worker", url, str(SEED)],
-                                        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.ledger_worker", url, str(SEED)],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
 
     def start(self) -> int:
         self.process.stdin.write("go\n")
@@ -65,7 +72,7 @@ def check_ledger(url: str, work) -> Counter:
         assert report.ok, report.problems
         keys = Counter(k for (k,) in conn.execute("SELECT idempotency_key FROM billing.credit_transactions"))
     assert all(n == 1 for n in keys.values())
-    for kind, rows in work:  # all or nothing
+    for _kind, rows in work:  # all or nothing
         assert len({r[3] in keys for r in rows}) == 1, f"batch {rows[0][3]} half posted"
     return keys
 
@@ -86,14 +93,14 @@ def test_fifteen_sigkills_at_random_points_leave_a_consistent_ledger_and_nothing
                 target = total * (kill + 1) // (KILLS + 2)
                 pid = server.start()
                 deadline = time.monotonic() + 60
-                while (watch.execute("SELECT count(*) FROM billing.credit_transactions").fetchone()[0] < target
-                       and time.monotonic() < deadline):
+                while (
+                    watch.execute("SELECT count(*) FROM billing.credit_transactions").fetchone()[0] < target
+                    and time.monotonic() < deadline
+                ):
                     time.sleep(0.002)
                 time.sleep(rng.uniform(0.0, 0.02))
-                try:
+                with contextlib.suppress(ProcessLookupError):  # the worker finished first: the check below still holds
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass  # the worker finished first: the check below still holds
                 assert server.wait() in (signal.SIGKILL, 0)  # killed (or, rarely, already done)
                 progress.append(len(check_ledger(db_url, work)))
         server.start()  # once more, to the end
@@ -116,10 +123,8 @@ def _parallel(calls, workers: int = 25):
     barrier = threading.Barrier(workers)
 
     def call(fn):
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait(timeout=30)
-        except threading.BrokenBarrierError:
-            pass
         return fn()
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -133,15 +138,20 @@ def test_fifty_identical_topups_at_once_post_once(db_url, capsys):
     out = capsys.readouterr().out
     assert out.count("Posted topup") == 1 and out.count("Already posted") == 49
     with psycopg.connect(db_url) as conn:
-        assert conn.execute("SELECT count(*), sum(amount) FROM billing.credit_transactions").fetchone() == (1, Decimal(10))
+        assert conn.execute("SELECT count(*), sum(amount) FROM billing.credit_transactions").fetchone() == (
+            1,
+            Decimal(10),
+        )
 
 
 def test_fifty_concurrent_adjustments_each_sent_twice_post_fifty(db_url, capsys):
     create_accounts(db_url, "acme")
     rng = random.Random(SEED)
     amounts = [f"{rng.choice('+-')}{rng.randint(1, 9999)}.{rng.randint(0, 999999):06d}" for _ in range(50)]
-    calls = [lambda i=i: main(["adjust", "acme", amounts[i], "--reason", f"case {i}", "--actor", "ops", "--yes"])
-             for i in range(50)] * 2
+    calls = [
+        lambda i=i: main(["adjust", "acme", amounts[i], "--reason", f"case {i}", "--actor", "ops", "--yes"])
+        for i in range(50)
+    ] * 2
     rng.shuffle(calls)
     assert _parallel(calls) == [0] * 100
     with psycopg.connect(db_url) as conn:
@@ -155,22 +165,29 @@ def test_two_deduction_runs_at_once_deduct_each_hour_once(db_url):
     """What two `billing run`s at once do to the ledger: both settle the same hours, from two processes."""
     from tests.support.payments import create_priced_usage_mart, post, replace_priced_usage
 
-    hour = datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+    hour = datetime(2026, 11, 24, 10, tzinfo=UTC)
     create_accounts(db_url, "acme", "globex")
     post(db_url, "acme", "topup", "100", "t1")
     create_priced_usage_mart(db_url)
-    replace_priced_usage(db_url, hour, [("acme", "workload_consumption", "cpu", "12.5"),
-                                        ("globex", "machine_rental", "machine", "15")])
-    script = ("import sys, psycopg; from datetime import datetime, timedelta, timezone; "
-              "from billing_pipeline.ledger.deduction import settle_priced_usage; "
-              "h = datetime(2026, 11, 24, 10, tzinfo=timezone.utc); "
-              "conn = psycopg.connect(sys.argv[1]); print(settle_priced_usage(conn, h, h + timedelta(hours=1)).posted)")
-    runs = [subprocess.Popen([sys.executable, "-c", script, db_url], cwd=REPO, stdout=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    replace_priced_usage(
+        db_url, hour, [("acme", "workload_consumption", "cpu", "12.5"), ("globex", "machine_rental", "machine", "15")]
+    )
+    script = (
+        "import sys, psycopg; from datetime import datetime, timedelta, timezone; "
+        "from billing_pipeline.ledger.deduction import settle_priced_usage; "
+        "h = datetime(2026, 11, 24, 10, tzinfo=timezone.utc); "
+        "conn = psycopg.connect(sys.argv[1]); print(settle_priced_usage(conn, h, h + timedelta(hours=1)).posted)"
+    )
+    runs = [
+        subprocess.Popen([sys.executable, "-c", script, db_url], cwd=REPO, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     posted = sorted(int(r.communicate(timeout=60)[0]) for r in runs)
     assert posted == [0, 2] and all(r.returncode == 0 for r in runs)
     with psycopg.connect(db_url) as conn:
-        rows = conn.execute("SELECT account_id, amount FROM billing.credit_transactions "
-                            "WHERE type = 'usage_deduction' ORDER BY account_id").fetchall()
+        rows = conn.execute(
+            "SELECT account_id, amount FROM billing.credit_transactions "
+            "WHERE type = 'usage_deduction' ORDER BY account_id"
+        ).fetchall()
         assert rows == [("acme", Decimal("-12.5")), ("globex", Decimal("-15"))]
         assert verify_ledger(conn).ok

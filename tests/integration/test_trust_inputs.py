@@ -4,7 +4,7 @@ traceback, and nothing is written. Hypothesis checks the amount, time and month 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from decimal import Decimal
 
 import psycopg
@@ -67,7 +67,8 @@ def test_a_balance_that_would_overflow_is_refused_in_one_line(cli_db, capsys):
         conn.execute(
             "INSERT INTO billing.credit_transactions (account_id, account_seq, type, amount, balance_after, "
             "idempotency_key, prev_hash, entry_hash, key_id) VALUES ('acme', 1, 'topup', %s, %s, 'big', %s, 'x', 'k')",
-            (MAX_ABS_AMOUNT - 5, MAX_ABS_AMOUNT - 5, "0" * 64))
+            (MAX_ABS_AMOUNT - 5, MAX_ABS_AMOUNT - 5, "0" * 64),
+        )
     assert main(["topup", "acme", "10", "--reference", "over"]) == 2
     err = capsys.readouterr().err
     assert "beyond what the ledger can hold" in err and len(err.strip().splitlines()) == 1
@@ -90,8 +91,7 @@ def test_the_ledger_itself_refuses_control_characters_and_oversized_entries(cli_
 
 # --- the parsers, under Hypothesis -------------------------------------------------------------
 
-SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS
@@ -108,8 +108,9 @@ def test_any_text_either_parses_to_a_bounded_amount_or_is_an_input_error(text):
 
 
 @SETTINGS
-@given(st.decimals(min_value=Decimal("-1e9"), max_value=Decimal("1e9"), places=6, allow_nan=False)
-       .filter(lambda d: d != 0))
+@given(
+    st.decimals(min_value=Decimal("-1e9"), max_value=Decimal("1e9"), places=6, allow_nan=False).filter(lambda d: d != 0)
+)
 def test_every_amount_in_range_round_trips(amount):
     assert inputs.parse_amount(f"{amount:f}") == amount
 
@@ -122,11 +123,11 @@ def test_any_text_either_parses_to_an_aware_utc_time_or_is_an_input_error(text):
     except InputError as exc:
         assert "\n" not in str(exc)
         return
-    assert moment.tzinfo == timezone.utc and 1969 <= moment.year <= 9999
+    assert moment.tzinfo == UTC and 1969 <= moment.year <= 9999
 
 
 @SETTINGS
-@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 30), timezones=st.just(timezone.utc)))
+@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 30), timezones=st.just(UTC)))
 def test_every_iso_time_round_trips(moment):
     assert inputs.parse_time(moment.isoformat()) == moment
     assert inputs.parse_time(moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")) == moment

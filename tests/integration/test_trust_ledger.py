@@ -38,8 +38,9 @@ def ledger_db(db_url):
     create_accounts(db_url, "acme", "globex")
     with psycopg.connect(db_url) as conn:
         post_entries(conn, [Entry("acme", "topup", D("100"), "t1"), Entry("globex", "topup", D("50"), "t2")])
-        post_entries(conn, [Entry("acme", "usage_deduction", D("-7.25"), f"u{i}", reference={"hour": f"h{i}"})
-                            for i in range(3)])
+        post_entries(
+            conn, [Entry("acme", "usage_deduction", D("-7.25"), f"u{i}", reference={"hour": f"h{i}"}) for i in range(3)]
+        )
     return db_url
 
 
@@ -61,10 +62,13 @@ def test_deleting_the_newest_entry_and_rolling_back_the_cache_is_caught_by_the_c
     with superuser(ledger_db) as conn:
         newest, previous = conn.execute(
             "SELECT id, lag(id) OVER (ORDER BY account_seq) FROM billing.credit_transactions "
-            "WHERE account_id = 'acme' ORDER BY account_seq DESC LIMIT 1").fetchone()
+            "WHERE account_id = 'acme' ORDER BY account_seq DESC LIMIT 1"
+        ).fetchone()
         conn.execute("DELETE FROM billing.credit_transactions WHERE id = %s", (newest,))
-        conn.execute("UPDATE billing.credits SET balance = balance + 7.25, last_transaction_id = %s "
-                     "WHERE account_id = 'acme'", (previous,))
+        conn.execute(
+            "UPDATE billing.credits SET balance = balance + 7.25, last_transaction_id = %s WHERE account_id = 'acme'",
+            (previous,),
+        )
     assert problems(ledger_db) == []  # the chain alone cannot see a shortened tail ...
     assert problems(ledger_db, checkpoint=checkpoint) == ["checkpoint_missing_entries"]  # ... the checkpoint can
     assert json.loads(checkpoint.read_text())["accounts"]["acme"]["entries"] == 4  # left as it was
@@ -72,10 +76,14 @@ def test_deleting_the_newest_entry_and_rolling_back_the_cache_is_caught_by_the_c
 
 def test_rewriting_an_old_entry_and_rechaining_with_unkeyed_sha256_is_caught(ledger_db):
     with superuser(ledger_db) as conn:
-        conn.execute("UPDATE billing.credit_transactions SET amount = -0.25, balance_after = balance_after + 7 "
-                     "WHERE idempotency_key = 'u0'")
-        conn.execute("UPDATE billing.credit_transactions SET balance_after = balance_after + 7 "
-                     "WHERE idempotency_key IN ('u1', 'u2')")
+        conn.execute(
+            "UPDATE billing.credit_transactions SET amount = -0.25, balance_after = balance_after + 7 "
+            "WHERE idempotency_key = 'u0'"
+        )
+        conn.execute(
+            "UPDATE billing.credit_transactions SET balance_after = balance_after + 7 "
+            "WHERE idempotency_key IN ('u1', 'u2')"
+        )
         conn.execute("UPDATE billing.credits SET balance = balance + 7 WHERE account_id = 'acme'")
         rows = conn.execute(
             "SELECT id, account_id, account_seq, type, amount, balance_after, idempotency_key, reference, reason, "
@@ -85,16 +93,28 @@ def test_rewriting_an_old_entry_and_rechaining_with_unkeyed_sha256_is_caught(led
             if relabel:  # the database refuses that, so the attacker drops the guard first
                 conn.execute("ALTER TABLE billing.credit_transactions DROP CONSTRAINT legacy_hash_only_before_keying")
             previous = "0" * 64
-            for (entry_id, account, seq, type_, amount, balance, key, reference, reason, actor, created) in rows:
-                previous = entry_hash(prev_hash=previous, account_id=account, account_seq=seq, type=type_,
-                                      amount=amount, balance_after=balance, idempotency_key=key,
-                                      reference_json=canonical_json(reference), reason=reason, actor=actor,
-                                      created_at=timestamp_text(created))
-                conn.execute("UPDATE billing.credit_transactions SET entry_hash = %s, prev_hash = "
-                             "coalesce((SELECT entry_hash FROM billing.credit_transactions p WHERE p.account_id = %s "
-                             "AND p.account_seq = %s), repeat('0', 64))"
-                             + (", key_id = 'legacy-sha256'" if relabel else "") + " WHERE id = %s",
-                             (previous, account, seq - 1, entry_id))
+            for entry_id, account, seq, type_, amount, balance, key, reference, reason, actor, created in rows:
+                previous = entry_hash(
+                    prev_hash=previous,
+                    account_id=account,
+                    account_seq=seq,
+                    type=type_,
+                    amount=amount,
+                    balance_after=balance,
+                    idempotency_key=key,
+                    reference_json=canonical_json(reference),
+                    reason=reason,
+                    actor=actor,
+                    created_at=timestamp_text(created),
+                )
+                conn.execute(
+                    "UPDATE billing.credit_transactions SET entry_hash = %s, prev_hash = "
+                    "coalesce((SELECT entry_hash FROM billing.credit_transactions p WHERE p.account_id = %s "
+                    "AND p.account_seq = %s), repeat('0', 64))"
+                    + (", key_id = 'legacy-sha256'" if relabel else "")
+                    + " WHERE id = %s",
+                    (previous, account, seq - 1, entry_id),
+                )
             conn.commit()
             found = problems(ledger_db)
             assert found == (["legacy_hash_after_keying"] if relabel else ["hash_mismatch"])
@@ -141,8 +161,11 @@ def test_keys_rotate_old_entries_verify_with_the_retired_key(ledger_db, monkeypa
         report = verify_ledger(conn)
         assert report.ok, report.problems
         assert set(report.key_ids) == {key_fingerprint(old), "2026-11-a", "2026-12-b"}
-        key_ids = dict(conn.execute("SELECT idempotency_key, key_id FROM billing.credit_transactions "
-                                    "WHERE idempotency_key LIKE 'under-%'").fetchall())
+        key_ids = dict(
+            conn.execute(
+                "SELECT idempotency_key, key_id FROM billing.credit_transactions WHERE idempotency_key LIKE 'under-%'"
+            ).fetchall()
+        )
     assert key_ids == {"under-a": "2026-11-a", "under-b": "2026-12-b"}
 
 
@@ -169,8 +192,9 @@ def test_checkpoint_cli_writes_then_checks_and_refuses_a_forged_file(ledger_db, 
 def test_entries_written_before_the_keyed_chain_verify_as_legacy_and_are_counted(databases, monkeypatch):
     """Migration 0006 keeps pre-existing entries (unkeyed SHA-256, key id legacy-sha256): verify
     accepts them below the recorded boundary and says how many remain; new entries are keyed."""
-    from billing_pipeline.db.migrate import alembic_config
     from alembic import command
+
+    from billing_pipeline.db.migrate import alembic_config
 
     url = databases.new()
     name = url.rsplit("/", 1)[1] + "_legacy"
@@ -184,17 +208,32 @@ def test_entries_written_before_the_keyed_chain_verify_as_legacy_and_are_counted
         previous = "0" * 64
         for seq, (amount, balance) in enumerate([(D("10"), D("10")), (D("-3"), D("7"))], start=1):
             created = conn.execute("SELECT now()").fetchone()[0]
-            previous_hash, previous = previous, entry_hash(
-                prev_hash=previous, account_id="acme", account_seq=seq, type="admin_adjustment", amount=amount,
-                balance_after=balance, idempotency_key=f"old{seq}", reference_json="{}", reason="r", actor="a",
-                created_at=timestamp_text(created))
+            previous_hash, previous = (
+                previous,
+                entry_hash(
+                    prev_hash=previous,
+                    account_id="acme",
+                    account_seq=seq,
+                    type="admin_adjustment",
+                    amount=amount,
+                    balance_after=balance,
+                    idempotency_key=f"old{seq}",
+                    reference_json="{}",
+                    reason="r",
+                    actor="a",
+                    created_at=timestamp_text(created),
+                ),
+            )
             conn.execute(
                 "INSERT INTO billing.credit_transactions (account_id, account_seq, type, amount, balance_after, "
                 "idempotency_key, reason, actor, created_at, prev_hash, entry_hash) "
                 "VALUES ('acme', %s, 'admin_adjustment', %s, %s, %s, 'r', 'a', %s, %s, %s)",
-                (seq, amount, balance, f"old{seq}", created, previous_hash, previous))
-        conn.execute("INSERT INTO billing.credits (account_id, balance, last_transaction_id) "
-                     "SELECT 'acme', 7, max(id) FROM billing.credit_transactions")
+                (seq, amount, balance, f"old{seq}", created, previous_hash, previous),
+            )
+        conn.execute(
+            "INSERT INTO billing.credits (account_id, balance, last_transaction_id) "
+            "SELECT 'acme', 7, max(id) FROM billing.credit_transactions"
+        )
     command.upgrade(alembic_config(legacy_url), "head")
     with psycopg.connect(legacy_url) as conn:
         report = verify_ledger(conn)
@@ -206,7 +245,9 @@ def test_entries_written_before_the_keyed_chain_verify_as_legacy_and_are_counted
             conn.execute(
                 "INSERT INTO billing.credit_transactions (account_id, account_seq, type, amount, balance_after, "
                 "idempotency_key, prev_hash, entry_hash, key_id) "
-                "VALUES ('globex', 1, 'topup', 1, 1, 'sneak', %s, 'x', 'legacy-sha256')", ("0" * 64,))
+                "VALUES ('globex', 1, 'topup', 1, 1, 'sneak', %s, 'x', 'legacy-sha256')",
+                ("0" * 64,),
+            )
 
 
 def test_demo_key_helper_makes_one_key_file_and_exports_it(tmp_path, monkeypatch):
@@ -221,10 +262,23 @@ def test_demo_key_helper_makes_one_key_file_and_exports_it(tmp_path, monkeypatch
 def test_the_hmac_input_is_the_canonical_json_with_the_key_id_first():
     import hmac
 
-    fields = dict(prev_hash="0" * 64, account_id="acme", account_seq=1, type="topup", amount=D("1"),
-                  balance_after=D("1"), idempotency_key="k", reference_json="{}", reason=None, actor=None,
-                  created_at="2026-11-25T00:00:00.000000+00:00")
-    expected = canonical_json(["kid", "0" * 64, "acme", 1, "topup", "1.000000", "1.000000", "k", "{}", None, None,
-                               fields["created_at"]])
-    assert entry_hash(**fields, key_id="kid", key=b"secret") == hmac.new(
-        b"secret", expected.encode(), hashlib.sha256).hexdigest()
+    fields = dict(
+        prev_hash="0" * 64,
+        account_id="acme",
+        account_seq=1,
+        type="topup",
+        amount=D("1"),
+        balance_after=D("1"),
+        idempotency_key="k",
+        reference_json="{}",
+        reason=None,
+        actor=None,
+        created_at="2026-11-25T00:00:00.000000+00:00",
+    )
+    expected = canonical_json(
+        ["kid", "0" * 64, "acme", 1, "topup", "1.000000", "1.000000", "k", "{}", None, None, fields["created_at"]]
+    )
+    assert (
+        entry_hash(**fields, key_id="kid", key=b"secret")
+        == hmac.new(b"secret", expected.encode(), hashlib.sha256).hexdigest()
+    )

@@ -21,16 +21,20 @@ RUN = itertools.count()
 amounts = st.decimals(min_value=Decimal("0.000001"), max_value=Decimal("100000"), places=6)
 operation = st.tuples(
     st.sampled_from(["topup", "usage_deduction", "admin_adjustment", "sla_credit", "reversal", "auto_topup"]),
-    st.integers(0, 1),            # which account
+    st.integers(0, 1),  # which account
     amounts,
-    st.booleans(),                # sign for adjustments
-    st.integers(0, 7),            # key from a small pool: duplicates are frequent
-    st.integers(1, 3),            # batch size (this op repeated with the next keys)
+    st.booleans(),  # sign for adjustments
+    st.integers(0, 7),  # key from a small pool: duplicates are frequent
+    st.integers(1, 3),  # batch size (this op repeated with the next keys)
 )
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(st.lists(operation, min_size=1, max_size=12))
 def test_any_interleaving_keeps_balance_equal_to_the_sum_and_verify_holds(db_url, ops):
     run = next(RUN)
@@ -44,12 +48,18 @@ def test_any_interleaving_keeps_balance_equal_to_the_sum_and_verify_holds(db_url
                 key = f"{run}:{(key_no + k) % 8}"
                 account = accounts[which]
                 if kind == "reversal":
-                    target = next((e for e in posted.values() if e.account_id == account and e.type != "reversal"), None)
+                    target = next(
+                        (e for e in posted.values() if e.account_id == account and e.type != "reversal"), None
+                    )
                     if target is None:
                         continue
-                    entry = Entry(account, "reversal", -target.amount, key, reference={"reverses": target.idempotency_key})
+                    entry = Entry(
+                        account, "reversal", -target.amount, key, reference={"reverses": target.idempotency_key}
+                    )
                 else:
-                    signed = -amount if kind == "usage_deduction" or (kind == "admin_adjustment" and negative) else amount
+                    signed = (
+                        -amount if kind == "usage_deduction" or (kind == "admin_adjustment" and negative) else amount
+                    )
                     entry = Entry(account, kind, signed, key, reason="property test", actor="hypothesis")
                 batch.append(entry)
             if not batch:
@@ -72,8 +82,10 @@ def test_any_interleaving_keeps_balance_equal_to_the_sum_and_verify_holds(db_url
                 posted.setdefault(e.idempotency_key, e)
         for account in accounts:
             expected = sum((e.amount for e in posted.values() if e.account_id == account), Decimal(0))
-            in_ledger = conn.execute("SELECT coalesce(sum(amount), 0), count(*) FROM billing.credit_transactions "
-                                     "WHERE account_id = %s", (account,)).fetchone()
+            in_ledger = conn.execute(
+                "SELECT coalesce(sum(amount), 0), count(*) FROM billing.credit_transactions WHERE account_id = %s",
+                (account,),
+            ).fetchone()
             assert balance_of(conn, account) == in_ledger[0] == expected
             assert in_ledger[1] == sum(1 for e in posted.values() if e.account_id == account)
         report = verify_ledger(conn)

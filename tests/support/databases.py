@@ -43,9 +43,7 @@ class DatabaseFactory:
         name = f"{self.prefix}_{len(self.created)}"
         with _admin() as conn:
             conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(name), sql.Identifier(self.template)
-                )
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(self.template))
             )
         self.created.append(name)
         return server_url(name)

@@ -8,9 +8,9 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from devkit.emulators.kube_emulator import KubeEmulator
 from billing_pipeline.resources.cluster import ACCOUNT_ID_LABEL, DEPLOYMENT_ID_LABEL
 from billing_pipeline.resources.kubernetes import KubernetesResource
+from devkit.emulators.kube_emulator import KubeEmulator
 
 
 @pytest.fixture
@@ -32,34 +32,80 @@ def labels(deployment_id: str, account_id: str) -> dict[str, str]:
 
 
 def ingress_spec(host: str, service: str) -> dict:
-    return {"ingressClassName": "nginx",
-            "tls": [{"hosts": [host], "secretName": f"{service}-tls"}],
-            "rules": [{"host": host, "http": {"paths": [
-                {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": service, "port": {"number": 80}}}},
-                {"path": "/api", "pathType": "ImplementationSpecific",
-                 "backend": {"service": {"name": service, "port": {"name": "http"}}}}]}}]}
+    return {
+        "ingressClassName": "nginx",
+        "tls": [{"hosts": [host], "secretName": f"{service}-tls"}],
+        "rules": [
+            {
+                "host": host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": "/",
+                            "pathType": "Prefix",
+                            "backend": {"service": {"name": service, "port": {"number": 80}}},
+                        },
+                        {
+                            "path": "/api",
+                            "pathType": "ImplementationSpecific",
+                            "backend": {"service": {"name": service, "port": {"name": "http"}}},
+                        },
+                    ]
+                },
+            }
+        ],
+    }
 
 
-def seed_deployment(kube: KubeEmulator, ns: str, name: str, dep_id: str | None, account_id: str | None, *,
-                    host: str = "app.example.test", pvcs: dict[str, str] | None = None) -> None:
+def seed_deployment(
+    kube: KubeEmulator,
+    ns: str,
+    name: str,
+    dep_id: str | None,
+    account_id: str | None,
+    *,
+    host: str = "app.example.test",
+    pvcs: dict[str, str] | None = None,
+) -> None:
     """The objects the platform creates for one deployment (labelled unless ``dep_id`` is None)."""
     lab = labels(dep_id, account_id) if dep_id else {}
-    kube.put("Deployment", ns, name, labels=lab, spec={"replicas": 1, "selector": {"matchLabels": {"app": name}},
-             "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": "x"}]}}})
+    kube.put(
+        "Deployment",
+        ns,
+        name,
+        labels=lab,
+        spec={
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "x"}]},
+            },
+        },
+    )
     kube.put("Service", ns, name, labels=lab, spec={"ports": [{"port": 80}]})
     kube.put("Ingress", ns, name, labels=lab, spec=ingress_spec(host, name))
     kube.put("ConfigMap", ns, f"{name}-config", labels=lab, data={"A": "1"})
     kube.put("Secret", ns, f"{name}-secret", labels=lab, data={"K": "dg=="})
     for pvc, size in (pvcs or {}).items():
-        kube.put("PersistentVolumeClaim", ns, pvc, labels=lab,
-                 spec={"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}})
+        kube.put(
+            "PersistentVolumeClaim",
+            ns,
+            pvc,
+            labels=lab,
+            spec={"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+        )
 
 
-def add_deployment(url: str, dep_id: str, account_id: str, ns: str, name: str, *, hosts=(),
-                   created_at: datetime | None = None) -> None:
+def add_deployment(
+    url: str, dep_id: str, account_id: str, ns: str, name: str, *, hosts=(), created_at: datetime | None = None
+) -> None:
     with psycopg.connect(url) as conn:
-        conn.execute("INSERT INTO billing.deployments (id, account_id, namespace, name, created_at) "
-                     "VALUES (%s, %s, %s, %s, coalesce(%s, now()))", (dep_id, account_id, ns, name, created_at))
+        conn.execute(
+            "INSERT INTO billing.deployments (id, account_id, namespace, name, created_at) "
+            "VALUES (%s, %s, %s, %s, coalesce(%s, now()))",
+            (dep_id, account_id, ns, name, created_at),
+        )
         for h in hosts:
             conn.execute("INSERT INTO billing.domains (hostname, deployment_id) VALUES (%s, %s)", (h, dep_id))
 
@@ -77,9 +123,11 @@ def domain_status(url: str) -> dict[str, str]:
 
 def events(url: str, account_id: str | None = None) -> list[dict]:
     with psycopg.connect(url) as conn:
-        cur = conn.execute("SELECT event_key, kind, action, outcome, target, detail, deployment_id FROM "
-                           "billing.lifecycle_events WHERE %s::text IS NULL OR account_id = %s ORDER BY id",
-                           (account_id, account_id))
+        cur = conn.execute(
+            "SELECT event_key, kind, action, outcome, target, detail, deployment_id FROM "
+            "billing.lifecycle_events WHERE %s::text IS NULL OR account_id = %s ORDER BY id",
+            (account_id, account_id),
+        )
         cols = [c.name for c in cur.description]
         return [dict(zip(cols, r)) for r in cur.fetchall()]
 
@@ -93,8 +141,17 @@ def set_balance(url: str, account_id: str, target: Decimal | str | int) -> None:
     with psycopg.connect(url) as conn:
         delta = Decimal(target) - balance_of(conn, account_id)
         if delta != 0:
-            post_entry(conn, Entry(account_id, EntryType.ADMIN_ADJUSTMENT, delta, f"test:{uuid.uuid4()}",
-                                   reason="test balance", actor="tests"))
+            post_entry(
+                conn,
+                Entry(
+                    account_id,
+                    EntryType.ADMIN_ADJUSTMENT,
+                    delta,
+                    f"test:{uuid.uuid4()}",
+                    reason="test balance",
+                    actor="tests",
+                ),
+            )
 
 
 def run(url: str, cluster, now: datetime, **kw):
@@ -107,8 +164,10 @@ def run(url: str, cluster, now: datetime, **kw):
 
 def outbox(url: str, account_id: str) -> list[tuple[str, str, str, str]]:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT kind, dedupe_key, subject, body FROM billing.notification_outbox "
-                            "WHERE account_id = %s ORDER BY id", (account_id,)).fetchall()
+        return conn.execute(
+            "SELECT kind, dedupe_key, subject, body FROM billing.notification_outbox WHERE account_id = %s ORDER BY id",
+            (account_id,),
+        ).fetchall()
 
 
 def run_in_child(url: str, kubeconfig: str, now: datetime, account_ids: list[str]):

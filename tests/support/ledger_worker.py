@@ -24,12 +24,28 @@ def plan(seed: int) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
     work = []
     for n in range(60):
         if n % 3 == 2:
-            work.append(("cli_topup", [(rng.choice(ACCOUNTS), "topup", f"{rng.randint(1, 500)}.{rng.randint(0, 99):02d}",
-                                        f"pay-{n}")]))
+            work.append(
+                (
+                    "cli_topup",
+                    [(rng.choice(ACCOUNTS), "topup", f"{rng.randint(1, 500)}.{rng.randint(0, 99):02d}", f"pay-{n}")],
+                )
+            )
         else:
             size = rng.choice((1, 5, 40, 400))
-            work.append(("batch", [(rng.choice(ACCOUNTS), rng.choice(("usage_deduction", "sla_credit")),
-                                    f"{rng.randint(1, 10**6)}e-4", f"b{n}:{i}") for i in range(size)]))
+            work.append(
+                (
+                    "batch",
+                    [
+                        (
+                            rng.choice(ACCOUNTS),
+                            rng.choice(("usage_deduction", "sla_credit")),
+                            f"{rng.randint(1, 10**6)}e-4",
+                            f"b{n}:{i}",
+                        )
+                        for i in range(size)
+                    ],
+                )
+            )
     return work
 
 
@@ -49,16 +65,17 @@ def work(url: str, seed: int) -> None:
         sys.stdout = open(os.devnull, "w")  # the command's own output is not for the test
         for kind, rows in plan(seed):
             if kind == "batch":
-                post_entries(conn, [Entry(a, t, signed(t, amount), key, reference={"n": key})
-                                    for a, t, amount, key in rows])
+                post_entries(
+                    conn, [Entry(a, t, signed(t, amount), key, reference={"n": key}) for a, t, amount, key in rows]
+                )
             else:
-                (account, _, amount, key), = rows
+                ((account, _, amount, key),) = rows
                 assert billing(["topup", account, amount, "--reference", key]) == 0
 
 
 def serve(url: str, seed: int) -> None:
     os.environ["BILLING_DATABASE_URL"] = url
-    import billing_pipeline.ledger  # noqa: F401
+    import billing_pipeline.ledger
     from billing_pipeline.cli.main import build_parser
 
     build_parser()  # imports every command module once, before forking

@@ -3,7 +3,7 @@ Prometheus), settled into the ledger by the real deduction, probe minutes, lifec
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from decimal import Decimal
 
 import psycopg
@@ -59,22 +59,33 @@ def create_priced_usage_mart(conn: psycopg.Connection) -> None:
     conn.execute(PRICED_USAGE_DDL)
 
 
-def create_platform(conn: psycopg.Connection, accounts: dict[str, str],
-                    created_at: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)) -> None:
+def create_platform(
+    conn: psycopg.Connection, accounts: dict[str, str], created_at: datetime = datetime(2026, 1, 1, tzinfo=UTC)
+) -> None:
     """Accounts (id -> deployment id), each with one deployment, created before the month."""
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO billing.accounts (id, name, email, created_at) VALUES (%s, %s, %s, %s)",
-            [(a, f"Account {a}", f"{a}@example.test", created_at) for a in accounts])
+            [(a, f"Account {a}", f"{a}@example.test", created_at) for a in accounts],
+        )
         cur.executemany(
             "INSERT INTO billing.deployments (id, account_id, namespace, name, created_at) VALUES (%s, %s, %s, %s, %s)",
-            [(d, a, f"{a}-prod", "web", created_at) for a, d in accounts.items()])
+            [(d, a, f"{a}-prod", "web", created_at) for a, d in accounts.items()],
+        )
 
 
 def insert_month_usage(conn: psycopg.Connection, month: str, accounts: dict[str, str], renters: list[str]) -> None:
     start, end = month_bounds(parse_month(month))
-    conn.execute(USAGE_SQL, {"start": start, "end": end, "accounts": list(accounts),
-                             "deployments": list(accounts.values()), "renters": renters})
+    conn.execute(
+        USAGE_SQL,
+        {
+            "start": start,
+            "end": end,
+            "accounts": list(accounts),
+            "deployments": list(accounts.values()),
+            "renters": renters,
+        },
+    )
 
 
 def mark_metric_hours(conn: psycopg.Connection, month: str, incomplete: list[datetime] = ()) -> None:
@@ -84,11 +95,13 @@ def mark_metric_hours(conn: psycopg.Connection, month: str, incomplete: list[dat
         "INSERT INTO billing.metric_hours (hour, complete) "
         "SELECT h, NOT (h = ANY(%s::timestamptz[])) FROM generate_series(%s::timestamptz, %s::timestamptz - interval '1 hour', "
         "interval '1 hour') h ON CONFLICT (hour) DO UPDATE SET complete = EXCLUDED.complete",
-        (list(incomplete), start, end))
+        (list(incomplete), start, end),
+    )
 
 
-def insert_probe_month(conn: psycopg.Connection, deployment_id: str, month: str, *, down_minutes: int = 0,
-                       skip_hours: int = 0) -> None:
+def insert_probe_month(
+    conn: psycopg.Connection, deployment_id: str, month: str, *, down_minutes: int = 0, skip_hours: int = 0
+) -> None:
     """Probe minutes for every hour of the month (all measured), ``down_minutes`` of them down
     (spread from the first hour on, 60 per hour), the first ``skip_hours`` hours without samples."""
     start, end = month_bounds(parse_month(month))
@@ -102,16 +115,19 @@ def insert_probe_month(conn: psycopg.Connection, deployment_id: str, month: str,
                                  %(end)s::timestamptz - interval '1 hour', interval '1 hour') h
         ) x
         """,
-        {"dep": deployment_id, "start": start, "end": end, "down": down_minutes, "skip": skip_hours})
+        {"dep": deployment_id, "start": start, "end": end, "down": down_minutes, "skip": skip_hours},
+    )
 
 
-def record_transition(conn: psycopg.Connection, account_id: str, seq: int, from_state: str, to_state: str,
-                      at: datetime) -> None:
+def record_transition(
+    conn: psycopg.Connection, account_id: str, seq: int, from_state: str, to_state: str, at: datetime
+) -> None:
     """A lifecycle transition as grace_period_job records it (only the fields month-end reads)."""
     conn.execute(
         "INSERT INTO billing.lifecycle_events (event_key, account_id, kind, action, from_state, to_state, outcome, "
         "decided_at) VALUES (%s, %s, 'transition', 'transition', %s, %s, 'done', %s)",
-        (f"{account_id}:transition:{seq}", account_id, from_state, to_state, at))
+        (f"{account_id}:transition:{seq}", account_id, from_state, to_state, at),
+    )
 
 
 def topup(conn: psycopg.Connection, account_id: str, amount: str, key: str) -> None:

@@ -3,9 +3,9 @@ payment settings, and the local emulators (Stripe, SMTP, webhooks) started per t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Iterable
 
 import psycopg
 import pytest
@@ -74,15 +74,28 @@ def replace_priced_usage(url: str, hour: datetime, rows: Iterable[tuple]) -> Non
             "quantity, unit, unit_price, amount, is_estimate) FROM STDIN"
         ) as copy:
             for account, kind, resource, amount, *rest in rows:
-                copy.write_row((account, hour, kind, resource, f"dep-{account}", Decimal("1"), "core_hour",
-                                Decimal(amount), Decimal(amount), bool(rest[0]) if rest else False))
+                copy.write_row(
+                    (
+                        account,
+                        hour,
+                        kind,
+                        resource,
+                        f"dep-{account}",
+                        Decimal("1"),
+                        "core_hour",
+                        Decimal(amount),
+                        Decimal(amount),
+                        bool(rest[0]) if rest else False,
+                    )
+                )
         with conn.cursor().copy(
             "COPY analytics.fct_usage_charges (hour, account_id, usage_kind, amount, amount_exact, is_estimate, "
             "priced_row_count) FROM STDIN"
         ) as copy:
             for (account, kind), (exact, estimate, count) in charges.items():
-                copy.write_row((hour, account, kind, exact.quantize(Decimal("0.000001"), ROUND_HALF_EVEN), exact,
-                                estimate, count))
+                copy.write_row(
+                    (hour, account, kind, exact.quantize(Decimal("0.000001"), ROUND_HALF_EVEN), exact, estimate, count)
+                )
 
 
 def set_balance(url: str, account_id: str, amount: Decimal, key: str) -> None:
@@ -126,7 +139,11 @@ def set_burn_rate(url: str, account_id: str, per_hour: Decimal) -> None:
 def post(url: str, account_id: str, type_: str, amount: str, key: str) -> None:
     from billing_pipeline.ledger import Entry, post_entry
 
-    reference = {"hour": key, "usage_kind": "workload_consumption", "account_id": account_id} if type_ == "usage_deduction" else {}
+    reference = (
+        {"hour": key, "usage_kind": "workload_consumption", "account_id": account_id}
+        if type_ == "usage_deduction"
+        else {}
+    )
     with psycopg.connect(url) as conn:
         post_entry(conn, Entry(account_id, type_, Decimal(amount), key, reference))
 
@@ -156,8 +173,12 @@ def webhook_receiver():
 def notify(smtp_sink):
     from billing_pipeline.resources.notify import NotifyResource
 
-    return NotifyResource(smtp_host=smtp_sink.host, smtp_port=smtp_sink.port, smtp_from="billing@satusky.test",
-                          webhook_secret=WEBHOOK_SECRET)
+    return NotifyResource(
+        smtp_host=smtp_sink.host,
+        smtp_port=smtp_sink.port,
+        smtp_from="billing@satusky.test",
+        webhook_secret=WEBHOOK_SECRET,
+    )
 
 
 @pytest.fixture

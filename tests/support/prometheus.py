@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -24,13 +24,13 @@ from devkit.synthetic import (
     Container,
     Deployment,
     Pod,
-    Pvc,
     PrometheusServer,
+    Pvc,
     Rental,
     build_tsdb,
 )
 
-T0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
 HOURS = 26
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
@@ -56,8 +56,13 @@ def scenario_cluster() -> Cluster:
     app = dict(memory_bytes=GIB, cpu_request=1.0, memory_request=2 * GIB)
     pods = (
         # steady 0.5 core all the time, 100 MiB/minute egress
-        Pod("web-steady", "dep-web", "node-a", (Container("app", cpu_cores=0.5, **app),),
-            egress_bytes_per_minute=100 * MIB),
+        Pod(
+            "web-steady",
+            "dep-web",
+            "node-a",
+            (Container("app", cpu_cores=0.5, **app),),
+            egress_bytes_per_minute=100 * MIB,
+        ),
         # starts at minute 30 of the scenario hour
         Pod("web-late", "dep-web", "node-a", (Container("app", cpu_cores=0.5, **app),), start_minute=90),
         # counter reset (restart) at minute 20 of the scenario hour
@@ -65,12 +70,32 @@ def scenario_cluster() -> Cluster:
         # stops at minute 45 of the scenario hour
         Pod("web-early-stop", "dep-web", "node-b", (Container("app", cpu_cores=0.5, **app),), stop_minute=105),
         # two containers, one a sidecar with no requests
-        Pod("web-sidecar", "dep-web", "node-b", (Container("app", cpu_cores=0.25, memory_bytes=512 * MIB),
-                                                Container("proxy", cpu_cores=0.1, memory_bytes=64 * MIB))),
-        Pod("trainer-0", "dep-gpu", "gpu-node", (Container("train", cpu_cores=2.0, memory_bytes=8 * GIB,
-                                                           cpu_request=2.0, memory_request=8 * GIB, gpu_request=1),)),
-        Pod("legacy-api-7d9f-abcde", "dep-legacy", "node-c", (Container("api", cpu_cores=0.25, memory_bytes=GIB),),
-            replicaset="legacy-api-7d9f"),
+        Pod(
+            "web-sidecar",
+            "dep-web",
+            "node-b",
+            (
+                Container("app", cpu_cores=0.25, memory_bytes=512 * MIB),
+                Container("proxy", cpu_cores=0.1, memory_bytes=64 * MIB),
+            ),
+        ),
+        Pod(
+            "trainer-0",
+            "dep-gpu",
+            "gpu-node",
+            (
+                Container(
+                    "train", cpu_cores=2.0, memory_bytes=8 * GIB, cpu_request=2.0, memory_request=8 * GIB, gpu_request=1
+                ),
+            ),
+        ),
+        Pod(
+            "legacy-api-7d9f-abcde",
+            "dep-legacy",
+            "node-c",
+            (Container("api", cpu_cores=0.25, memory_bytes=GIB),),
+            replicaset="legacy-api-7d9f",
+        ),
         Pod("ghost-1", "dep-ghost", "node-c", (Container("main", cpu_cores=0.2, memory_bytes=GIB),)),
         Pod("phantom-1", "dep-phantom", "node-c", (Container("main", cpu_cores=0.1, memory_bytes=GIB),)),
     )
@@ -79,16 +104,31 @@ def scenario_cluster() -> Cluster:
         Pvc("ns-beta", "scratch", 5 * GIB),  # unlabelled
     )
     rentals = (
-        Rental("rent-mid", "acct-alpha", "m-1", "cpu-medium", "node-a",
-               T0 + H + 15 * M + timedelta(seconds=30), T0 + H + 40 * M),
+        Rental(
+            "rent-mid",
+            "acct-alpha",
+            "m-1",
+            "cpu-medium",
+            "node-a",
+            T0 + H + 15 * M + timedelta(seconds=30),
+            T0 + H + 40 * M,
+        ),
         Rental("rent-ongoing", "acct-beta", "m-2", "gpu-large", "gpu-node", T0 - 2 * H, None),
         Rental("rent-multi", "acct-alpha", "m-3", "cpu-medium", "node-b", T0 + 30 * M, T0 + 3 * H + 10 * M),
         Rental("rent-bad-dates", "acct-alpha", "m-4", "cpu-medium", "node-a", T0 + 2 * H, T0 + H),
         Rental("rent-bad-account", "acct-nobody", "m-5", "cpu-medium", "node-a", T0, T0 + H),
         Rental("rent-null-node", "acct-alpha", "m-6", "cpu-medium", None, T0, T0 + H),
     )
-    return Cluster(start=T0, minutes=HOURS * 60, accounts=accounts, deployments=deployments, pods=pods,
-                   pvcs=pvcs, rentals=rentals, scrape_gaps=(GAP_MINUTES,))
+    return Cluster(
+        start=T0,
+        minutes=HOURS * 60,
+        accounts=accounts,
+        deployments=deployments,
+        pods=pods,
+        pvcs=pvcs,
+        rentals=rentals,
+        scrape_gaps=(GAP_MINUTES,),
+    )
 
 
 @dataclass

@@ -67,37 +67,45 @@ def test_the_cli_package_is_where_we_look():
 @pytest.mark.parametrize("module", CLI_MODULES, ids=lambda p: p.name)
 def test_cli_module_holds_no_sql_and_no_database_calls(module: Path):
     violations = layering_violations(module.read_text(), module.name)
-    assert not violations, ("the CLI only parses and prints; move these queries into a domain module "
-                            "(e.g. billing_pipeline/ledger/queries.py) and call it:\n  " + "\n  ".join(violations))
+    assert not violations, (
+        "the CLI only parses and prints; move these queries into a domain module "
+        "(e.g. billing_pipeline/ledger/queries.py) and call it:\n  " + "\n  ".join(violations)
+    )
 
 
 # What the CLI held before the queries moved out: each must be caught.
-@pytest.mark.parametrize("source", [
-    'total = conn.execute("SELECT count(*) FROM billing.credit_transactions WHERE account_id = %s", (a,))',
-    'rows = conn.execute(f"SELECT {cols} FROM billing.credit_transactions WHERE account_id = %s", (a,))',
-    'QUERY = """\nSELECT usage_kind, resource\nFROM analytics.fct_priced_usage\nWHERE account_id = %(account)s\n"""',
-    'Q = "SELECT to_regclass(\'analytics.fct_priced_usage\')"',
-    'Q = "WITH t AS (SELECT 1) SELECT * FROM t"',
-    'Q = "insert into billing.accounts (id) values (%s)"',
-    'Q = "update billing.accounts set name = %s where id = %s"',
-    'Q = "delete from billing.accounts where id = %s"',
-    'Q = "select id from billing.accounts"',
-    'Q = ("SELECT id " "FROM billing.accounts")',
-    "with connect() as conn:\n    cur = conn.cursor()",
-    "cur.executemany(q, rows)",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        'total = conn.execute("SELECT count(*) FROM billing.credit_transactions WHERE account_id = %s", (a,))',
+        'rows = conn.execute(f"SELECT {cols} FROM billing.credit_transactions WHERE account_id = %s", (a,))',
+        'QUERY = """\nSELECT usage_kind, resource\nFROM analytics.fct_priced_usage\nWHERE account_id = %(account)s\n"""',
+        "Q = \"SELECT to_regclass('analytics.fct_priced_usage')\"",
+        'Q = "WITH t AS (SELECT 1) SELECT * FROM t"',
+        'Q = "insert into billing.accounts (id) values (%s)"',
+        'Q = "update billing.accounts set name = %s where id = %s"',
+        'Q = "delete from billing.accounts where id = %s"',
+        'Q = "select id from billing.accounts"',
+        'Q = ("SELECT id " "FROM billing.accounts")',
+        "with connect() as conn:\n    cur = conn.cursor()",
+        "cur.executemany(q, rows)",
+    ],
+)
 def test_the_check_catches_sql_and_database_calls(source: str):
     assert layering_violations(source)
 
 
 # Words the CLI legitimately prints: none of them is a query.
-@pytest.mark.parametrize("source", [
-    'help = "the account id (billing.accounts.id), e.g. acme"',
-    'help = "select the month to explain, YYYY-MM"',
-    'msg = "Update the database schema with `billing db upgrade`."',
-    'msg = f"Showing {n} of {total} entries{where}, newest first."',
-    'text = "Deleted from the cluster: nothing; run the cleanup to delete"',
-    "data = month_statement(conn, account, start, end)",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        'help = "the account id (billing.accounts.id), e.g. acme"',
+        'help = "select the month to explain, YYYY-MM"',
+        'msg = "Update the database schema with `billing db upgrade`."',
+        'msg = f"Showing {n} of {total} entries{where}, newest first."',
+        'text = "Deleted from the cluster: nothing; run the cleanup to delete"',
+        "data = month_statement(conn, account, start, end)",
+    ],
+)
 def test_the_check_leaves_ordinary_words_alone(source: str):
     assert layering_violations(source) == []

@@ -54,5 +54,5 @@ def test_a_failed_invocation_keeps_its_folder_for_a_day(runs_dir):
 
 def test_the_shipped_parse_state_lives_beside_the_manifest():
     target = project.DBT_PROJECT_DIR / "target"
-    assert project.RUNS_DIR == target / "runs" and project.PARSE_STATE_DIR == target / "parse-state"
+    assert target / "runs" == project.RUNS_DIR and target / "parse-state" == project.PARSE_STATE_DIR
     assert project.RUNS_DIR.is_absolute()  # dbt runs with the project folder as its working directory

@@ -88,8 +88,13 @@ def test_instance_config_loads_through_dagster(instance_env):
     assert storage.success, storage.errors
     db = storage.value["postgres_db"]
     assert (db["username"], db["password"], db["hostname"], db["db_name"], db["port"], db["scheme"]) == (
-        "dagster", "not-a-real-password", "billing-postgres.billing.svc.cluster.local", "satusky_billing_dagster",
-        5432, "postgresql+psycopg2")
+        "dagster",
+        "not-a-real-password",
+        "billing-postgres.billing.svc.cluster.local",
+        "satusky_billing_dagster",
+        5432,
+        "postgresql+psycopg2",
+    )
     assert config["run_monitoring"]["enabled"] is True
 
 
@@ -167,7 +172,7 @@ def test_helm_values_carry_the_same_limits_and_launcher():
     assert values["postgresql"]["postgresqlScheme"] == instance["storage"]["postgres"]["postgres_db"]["scheme"]
 
     # The code location: the Dockerfile's image, serving the one Definitions object.
-    deployment, = values["dagster-user-deployments"]["deployments"]
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
     assert deployment["codeServerArgs"] == ["-m", "billing_pipeline.definitions", "-a", "defs"]
     assert deployment["port"] == 4000
     assert deployment["podSecurityContext"]["runAsNonRoot"] is True
@@ -191,22 +196,28 @@ def dockerfile_instructions(text: str) -> list[str]:
 
 def baked_secrets(text: str) -> list[str]:
     """ENV and ARG instructions that set a variable named like a secret (they stay in the image)."""
-    return [i for i in dockerfile_instructions(text)
-            if re.match(r"(ENV|ARG)\b", i) and any(SECRET_NAME.search(n) for n in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)=", i))]
+    return [
+        i
+        for i in dockerfile_instructions(text)
+        if re.match(r"(ENV|ARG)\b", i)
+        and any(SECRET_NAME.search(n) for n in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)=", i))
+    ]
 
 
 def test_dockerfile_serves_the_code_location_and_bakes_no_secret():
     text = (DEPLOY / "Dockerfile").read_text()
     instructions = dockerfile_instructions(text)
 
-    assert instructions[-1] == ('CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", '
-                                '"-m", "billing_pipeline.definitions", "-a", "defs"]')
+    assert instructions[-1] == (
+        'CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", '
+        '"-m", "billing_pipeline.definitions", "-a", "defs"]'
+    )
     assert "RUN uv sync --frozen --no-dev --extra k8s" in instructions
     assert "USER 10001:10001" in instructions, "the image must not run as root"
     assert not [i for i in instructions if i.startswith("ENTRYPOINT")]  # the chart passes the command as args
     assert baked_secrets(text) == []
     # dbt's parse-time profile is set for that one RUN only and names no real server.
-    parse, = [i for i in instructions if "/dbt parse " in i]
+    (parse,) = [i for i in instructions if "/dbt parse " in i]
     assert parse.startswith("RUN DBT_PG_HOST=parse-only.invalid ")
     assert "test -s dbt_project/target/manifest.json" in parse
     ignored = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()

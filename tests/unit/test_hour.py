@@ -3,7 +3,8 @@
 Pure; tests/integration/test_hour_sql.py holds the SQL spelling of the hour to ``Hour.text``.
 """
 
-from datetime import datetime, timedelta, timezone
+import itertools
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from billing_pipeline.core.errors import InputError
 from billing_pipeline.core.hours import HOUR, Hour
 
-TEN = datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+TEN = datetime(2026, 11, 24, 10, tzinfo=UTC)
 
 
 def test_the_two_texts_of_an_hour():
@@ -22,11 +23,19 @@ def test_the_two_texts_of_an_hour():
     # The Dagster partition key.
     assert hour.key == "2026-11-24-10:00"
     assert hour.start == TEN
-    assert hour.end == datetime(2026, 11, 24, 11, tzinfo=timezone.utc)
+    assert hour.end == datetime(2026, 11, 24, 11, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("text", ["2026-11-24-10:00", "2026-11-24T10:00:00+00:00", "2026-11-24T10:00Z",
-                                  "2026-11-24T10:00:00", " 2026-11-24T11:00:00+01:00 "])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-24-10:00",
+        "2026-11-24T10:00:00+00:00",
+        "2026-11-24T10:00Z",
+        "2026-11-24T10:00:00",
+        " 2026-11-24T11:00:00+01:00 ",
+    ],
+)
 def test_parse_reads_every_spelling_of_the_same_hour(text):
     assert Hour.parse(text) == Hour(TEN)
 
@@ -39,14 +48,17 @@ def test_round_trips_through_both_texts():
         assert Hour.parse(hour.text).text == hour.text
 
 
-@pytest.mark.parametrize("text, says", [
-    ("2026-11-24T10:30:00+00:00", "not on an hour boundary"),
-    ("2026-11-24T10:00:01Z", "not on an hour boundary"),
-    ("2026-11-24-10:15", "not on an hour boundary"),
-    ("yesterday", "is not an hour"),
-    ("2026-13-01T00:00Z", "is not an hour"),
-    ("", "is not an hour"),
-])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("2026-11-24T10:30:00+00:00", "not on an hour boundary"),
+        ("2026-11-24T10:00:01Z", "not on an hour boundary"),
+        ("2026-11-24-10:15", "not on an hour boundary"),
+        ("yesterday", "is not an hour"),
+        ("2026-13-01T00:00Z", "is not an hour"),
+        ("", "is not an hour"),
+    ],
+)
 def test_parse_refuses_naming_the_input(text, says):
     with pytest.raises(InputError) as caught:
         Hour.parse(text)
@@ -68,7 +80,7 @@ def test_the_constructor_takes_only_utc_hours():
 def test_of_converts_and_containing_truncates():
     berlin = datetime(2026, 11, 24, 11, tzinfo=ZoneInfo("Europe/Berlin"))  # 10:00 UTC
     assert Hour.of(berlin) == Hour(TEN)
-    assert Hour.of(berlin).start.tzinfo is timezone.utc
+    assert Hour.of(berlin).start.tzinfo is UTC
     assert Hour.of(datetime(2026, 11, 24, 10)) == Hour(TEN)  # naive is UTC
     with pytest.raises(InputError, match="not on an hour boundary"):
         Hour.of(TEN + timedelta(minutes=59))
@@ -104,10 +116,10 @@ def test_range_is_half_open():
 
 def test_every_utc_hour_is_an_hour_across_daylight_saving():
     # Europe changes clocks at 01:00 UTC on 2026-03-29 and 2026-10-25: UTC hours do not notice.
-    for day in (datetime(2026, 3, 29, tzinfo=timezone.utc), datetime(2026, 10, 25, tzinfo=timezone.utc)):
+    for day in (datetime(2026, 3, 29, tzinfo=UTC), datetime(2026, 10, 25, tzinfo=UTC)):
         hours = Hour.range(Hour(day), Hour(day) + 24)
         assert len(hours) == 24
-        assert all(b.start - a.start == HOUR == timedelta(seconds=3600) for a, b in zip(hours, hours[1:]))
+        assert all(b.start - a.start == HOUR == timedelta(seconds=3600) for a, b in itertools.pairwise(hours))
         assert [h.text[11:13] for h in hours] == [f"{n:02d}" for n in range(24)]
     # 02:30 on 2026-03-29 does not exist in Berlin; 00:00 UTC that day is 01:00 there.
     assert Hour.of(datetime(2026, 3, 29, 1, tzinfo=ZoneInfo("Europe/Berlin"))).text == "2026-03-29T00:00:00+00:00"
@@ -117,7 +129,7 @@ def test_every_utc_hour_is_an_hour_across_daylight_saving():
 def test_partition_keys_are_the_partitions_keys():
     from billing_pipeline.core.partitions import hourly_partitions
 
-    hour = Hour(datetime(2025, 6, 2, 10, tzinfo=timezone.utc))
+    hour = Hour(datetime(2025, 6, 2, 10, tzinfo=UTC))
     window = hourly_partitions.time_window_for_partition_key(hour.key)
     assert Hour.of(window.start) == hour
     assert hourly_partitions.get_partition_key_for_timestamp(hour.start.timestamp()) == hour.key

@@ -16,9 +16,19 @@ PACKAGE = Path(__file__).resolve().parents[2] / "billing_pipeline"
 LAYERS = [
     ("foundations", ["billing_pipeline.core"]),
     ("resources", ["billing_pipeline.resources", "billing_pipeline.db", "billing_pipeline.migrations"]),
-    ("domains", ["billing_pipeline.ingestion", "billing_pipeline.transform", "billing_pipeline.ledger",
-                 "billing_pipeline.notifications", "billing_pipeline.lifecycle", "billing_pipeline.alerts",
-                 "billing_pipeline.payments", "billing_pipeline.invoicing"]),
+    (
+        "domains",
+        [
+            "billing_pipeline.ingestion",
+            "billing_pipeline.transform",
+            "billing_pipeline.ledger",
+            "billing_pipeline.notifications",
+            "billing_pipeline.lifecycle",
+            "billing_pipeline.alerts",
+            "billing_pipeline.payments",
+            "billing_pipeline.invoicing",
+        ],
+    ),
     ("runner", ["billing_pipeline.orchestration"]),
     ("definitions", ["billing_pipeline.definitions"]),
     ("command line", ["billing_pipeline.cli"]),
@@ -35,13 +45,19 @@ DOMAIN_DEPENDENCIES = {
     # The lifecycle queues notices.
     "billing_pipeline.lifecycle": {"billing_pipeline.notifications"},
     # Balance alerts say which lifecycle state an account is in; they read the balances mart.
-    "billing_pipeline.alerts": {"billing_pipeline.lifecycle", "billing_pipeline.notifications",
-                                "billing_pipeline.transform"},
+    "billing_pipeline.alerts": {
+        "billing_pipeline.lifecycle",
+        "billing_pipeline.notifications",
+        "billing_pipeline.transform",
+    },
     # Top-ups post to the ledger and queue a notice.
     "billing_pipeline.payments": {"billing_pipeline.ledger", "billing_pipeline.notifications"},
     # Invoices read ingestion's probe and metric hours and the marts; SLA credits post to the ledger.
-    "billing_pipeline.invoicing": {"billing_pipeline.ingestion", "billing_pipeline.transform",
-                                   "billing_pipeline.ledger"},
+    "billing_pipeline.invoicing": {
+        "billing_pipeline.ingestion",
+        "billing_pipeline.transform",
+        "billing_pipeline.ledger",
+    },
 }
 
 RANK = {name: rank for rank, (name, _prefixes) in enumerate(LAYERS)}
@@ -103,10 +119,13 @@ def violations(path: Path) -> list[str]:
         if RANK[imported_layer] > RANK[importer_layer]:
             out.append(f"{where}: {importer_layer} must not import {imported_layer} (a layer above)")
         imported_domain = domain_of(imported)
-        if importer_domain and imported_domain and imported_domain != importer_domain \
-                and imported_domain not in DOMAIN_DEPENDENCIES[importer_domain]:
-            out.append(f"{where}: {importer_domain} may not import {imported_domain} "
-                       "(not in DOMAIN_DEPENDENCIES)")
+        if (
+            importer_domain
+            and imported_domain
+            and imported_domain != importer_domain
+            and imported_domain not in DOMAIN_DEPENDENCIES[importer_domain]
+        ):
+            out.append(f"{where}: {importer_domain} may not import {imported_domain} (not in DOMAIN_DEPENDENCIES)")
     return out
 
 
@@ -128,12 +147,12 @@ def test_domain_dependencies_form_no_circle():
     order, done, visiting = [], set(), set()
 
     def visit(domain, trail):
-        assert domain not in visiting, f"circle between domains: {' -> '.join(trail + [domain])}"
+        assert domain not in visiting, f"circle between domains: {' -> '.join([*trail, domain])}"
         if domain in done:
             return
         visiting.add(domain)
         for lower in sorted(DOMAIN_DEPENDENCIES[domain]):
-            visit(lower, trail + [domain])
+            visit(lower, [*trail, domain])
         visiting.discard(domain)
         done.add(domain)
         order.append(domain)
@@ -144,8 +163,11 @@ def test_domain_dependencies_form_no_circle():
 
 
 def test_every_domain_is_in_the_table():
-    domains = {"billing_pipeline." + p.name for p in PACKAGE.iterdir()
-               if (p / "__init__.py").is_file() and layer_of("billing_pipeline." + p.name) == "domains"}
+    domains = {
+        "billing_pipeline." + p.name
+        for p in PACKAGE.iterdir()
+        if (p / "__init__.py").is_file() and layer_of("billing_pipeline." + p.name) == "domains"
+    }
     assert domains == set(DOMAIN_DEPENDENCIES)
 
 
@@ -154,21 +176,34 @@ def test_an_upward_import_is_caught(tmp_path, monkeypatch):
     fake = tmp_path / "billing_pipeline"
     (fake / "resources").mkdir(parents=True)
     (fake / "ledger").mkdir()
-    (fake / "resources" / "bad.py").write_text("def f():\n    from billing_pipeline.ledger.posting import post_entries\n")
+    (fake / "resources" / "bad.py").write_text(
+        "def f():\n    from billing_pipeline.ledger.posting import post_entries\n"
+    )
     (fake / "ledger" / "bad.py").write_text("from billing_pipeline.payments import topup\n")
     monkeypatch.setitem(globals(), "PACKAGE", fake)
     assert violations(fake / "resources" / "bad.py") == [
         "billing_pipeline/resources/bad.py:2 imports billing_pipeline.ledger.posting: "
-        "resources must not import domains (a layer above)"]
+        "resources must not import domains (a layer above)"
+    ]
     assert violations(fake / "ledger" / "bad.py") == [
         "billing_pipeline/ledger/bad.py:1 imports billing_pipeline.payments: billing_pipeline.ledger may not import "
-        "billing_pipeline.payments (not in DOMAIN_DEPENDENCIES)"]
+        "billing_pipeline.payments (not in DOMAIN_DEPENDENCIES)"
+    ]
 
 
 # What only development installs (the dev dependency group) and devkit/, which holds the
 # emulators, the synthetic cluster and the demo: the product package never imports them.
-DEV_ONLY = ("devkit", "localstripe", "aiosmtpd", "pgserver", "kubernetes_validate", "pytest", "hypothesis",
-            "playwright", "jsonschema")
+DEV_ONLY = (
+    "devkit",
+    "localstripe",
+    "aiosmtpd",
+    "pgserver",
+    "kubernetes_validate",
+    "pytest",
+    "hypothesis",
+    "playwright",
+    "jsonschema",
+)
 
 
 def all_imports(path: Path) -> list[tuple[int, str]]:
@@ -182,8 +217,11 @@ def all_imports(path: Path) -> list[tuple[int, str]]:
 
 
 def dev_imports(path: Path) -> list[str]:
-    return [f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}" for line, name in all_imports(path)
-            if name.split(".")[0] in DEV_ONLY]
+    return [
+        f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}"
+        for line, name in all_imports(path)
+        if name.split(".")[0] in DEV_ONLY
+    ]
 
 
 def test_the_product_imports_nothing_from_the_dev_package():
@@ -197,4 +235,5 @@ def test_a_dev_import_is_caught(tmp_path, monkeypatch):
     (fake / "payments" / "bad.py").write_text("def f():\n    from devkit.emulators.stripe_emulator import x\n")
     monkeypatch.setitem(globals(), "PACKAGE", fake)
     assert dev_imports(fake / "payments" / "bad.py") == [
-        "billing_pipeline/payments/bad.py:2 imports devkit.emulators.stripe_emulator"]
+        "billing_pipeline/payments/bad.py:2 imports devkit.emulators.stripe_emulator"
+    ]

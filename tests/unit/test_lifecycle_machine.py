@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 from hypothesis import given, settings
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from billing_pipeline.lifecycle.machine import Inputs, Snapshot, State, step
 
-T0 = datetime(2026, 11, 25, 14, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
 INP = dict(low_balance_threshold=Decimal("10"), grace_period_hours=72)
 
 

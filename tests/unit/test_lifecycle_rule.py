@@ -21,7 +21,9 @@ THRESHOLDS = [Decimal(x) for x in ("0", "10", "20")]
 def test_python_and_sql_forms_agree_on_every_edge():
     with psycopg.connect(server_url("postgres")) as conn:
         for b, t in itertools.product(BALANCES, THRESHOLDS):
-            sql = conn.execute(f"SELECT {state_sql('%(b)s::numeric', '%(t)s::numeric')}", {"b": b, "t": t}).fetchone()[0]
+            sql = conn.execute(f"SELECT {state_sql('%(b)s::numeric', '%(t)s::numeric')}", {"b": b, "t": t}).fetchone()[
+                0
+            ]
             assert sql == state_for_balance(b, t).value, (b, t)
     assert state_for_balance(Decimal("0"), Decimal("10")) == State.GRACE_PERIOD
     assert state_for_balance(Decimal("10"), Decimal("10")) == State.LOW_BALANCE
@@ -29,8 +31,7 @@ def test_python_and_sql_forms_agree_on_every_edge():
 
 def test_the_dbt_macro_renders_the_machines_sql():
     text = (ROOT / "dbt_project/macros/lifecycle_state_for_balance.sql").read_text()
-    rendered = jinja2.Environment().from_string(
-        text + "{{ lifecycle_state_for_balance('b', 't') }}").render().strip()
+    rendered = jinja2.Environment().from_string(text + "{{ lifecycle_state_for_balance('b', 't') }}").render().strip()
     assert rendered == state_sql("b", "t")
     model = (ROOT / "dbt_project/models/intermediate/int_account_lifecycle_states.sql").read_text()
     assert "lifecycle_state_for_balance(" in model and "'low_balance'" not in model

@@ -9,8 +9,8 @@ import socket
 import pytest
 
 import devkit.demo.database as connection
-from devkit.demo.database import demo_database_url
 from billing_pipeline.core.errors import ConfigurationError
+from devkit.demo.database import demo_database_url
 
 
 @pytest.fixture

@@ -28,8 +28,11 @@ def table_rows() -> list[tuple[str, str, str]]:
 
 def defined_tests(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
-    return {node.name for node in tree.body
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_")}
+    return {
+        node.name
+        for node in tree.body
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_")
+    }
 
 
 def test_every_promise_names_a_test_that_exists():
@@ -47,5 +50,12 @@ def test_every_promise_names_a_test_that_exists():
 
 def test_the_table_covers_every_section_of_the_readme_it_promises_for():
     headings = re.findall(r"^## (.+)$", TABLE.read_text(), flags=re.M)
-    assert headings == ["The ledger's guarantees", "Reliability and security", "Account lifecycle", "Month-end",
-                        "Command line", "Ingestion, transform, deduction", "Layout"]
+    assert headings == [
+        "The ledger's guarantees",
+        "Reliability and security",
+        "Account lifecycle",
+        "Month-end",
+        "Command line",
+        "Ingestion, transform, deduction",
+        "Layout",
+    ]

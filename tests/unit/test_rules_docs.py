@@ -40,9 +40,7 @@ RULES_CITATION = re.compile(r"docs/rules/([A-Za-z0-9_.-]+\.md)")
 # The external contract, however it is cited: its file name, "contract section 5", "contract
 # sections 9 and 10", "contract §3", "Contract §7's", or a bare "§3" / "(section 10)" (the old
 # shorthand for its numbered sections; nothing else in the repository is numbered that way).
-EXTERNAL_CONTRACT = re.compile(
-    r"contract\.md|contract\s+(?:sections?\b|§)|§\s*\d|\bsections?\s+\d", re.IGNORECASE
-)
+EXTERNAL_CONTRACT = re.compile(r"contract\.md|contract\s+(?:sections?\b|§)|§\s*\d|\bsections?\s+\d", re.IGNORECASE)
 MARKDOWN_LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 # This file spells the forbidden citations out to test the finders on them: it is the one exception.
 THIS_FILE = Path(__file__).resolve()
@@ -144,9 +142,7 @@ def tree_with_bad_citations(tmp_path: Path) -> Path:
     package.mkdir()
     (package / "fine.py").write_text('"""Round half-even (docs/rules/ledger.md)."""\n')
     (package / "gone.py").write_text("# the chain (docs/rules/chain.md)\n")
-    (package / "old.py").write_text(
-        "# keyed (Contract section 5)\n# ok line\n'''see ../shared/" + "CONTRACT.md'''\n"
-    )
+    (package / "old.py").write_text("# keyed (Contract section 5)\n# ok line\n'''see ../shared/" + "CONTRACT.md'''\n")
     (package / "model.sql").write_text("-- contract §4: covered by the rental\n-- (sections 9 and 10)\n")
     (package / "model.yml").write_text("      contract:\n        enforced: true\n")  # dbt's own word
     (package / "__pycache__").mkdir()

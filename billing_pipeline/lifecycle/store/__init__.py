@@ -7,7 +7,7 @@ and issue no SQL of their own.
 * ``cleanup``: cleanups, their objects, expiry snapshots, and the idle-deployment query.
 """
 
-from billing_pipeline.lifecycle.store.actions import *  # noqa: F401,F403
-from billing_pipeline.lifecycle.store.cleanup import *  # noqa: F401,F403
-from billing_pipeline.lifecycle.store.core import *  # noqa: F401,F403
-from billing_pipeline.lifecycle.store.routing import *  # noqa: F401,F403
+from billing_pipeline.lifecycle.store.actions import *  # noqa: F403
+from billing_pipeline.lifecycle.store.cleanup import *  # noqa: F403
+from billing_pipeline.lifecycle.store.core import *  # noqa: F403
+from billing_pipeline.lifecycle.store.routing import *  # noqa: F403

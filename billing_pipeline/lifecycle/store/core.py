@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -12,10 +12,30 @@ import psycopg
 
 from billing_pipeline.lifecycle.machine import Snapshot, State
 
-__all__ = ["Account", "Deployment", "Volume", "load_account", "account_ids", "settle_quiet_accounts", "lock_snapshot", "save_snapshot",
-           "live_deployments", "account_deployments", "account_namespaces", "shared_namespaces", "known_volumes",
-           "domains_of", "move_domains", "release_domains", "record_event", "count_events", "events",
-           "fmt_time", "fmt_size", "retention_end"]
+__all__ = [
+    "Account",
+    "Deployment",
+    "Volume",
+    "account_deployments",
+    "account_ids",
+    "account_namespaces",
+    "count_events",
+    "domains_of",
+    "events",
+    "fmt_size",
+    "fmt_time",
+    "known_volumes",
+    "live_deployments",
+    "load_account",
+    "lock_snapshot",
+    "move_domains",
+    "record_event",
+    "release_domains",
+    "retention_end",
+    "save_snapshot",
+    "settle_quiet_accounts",
+    "shared_namespaces",
+]
 
 
 @dataclass(frozen=True)
@@ -100,8 +120,9 @@ def settle_quiet_accounts(conn: psycopg.Connection, now: datetime, *, record: bo
     return sorted(r[0] for r in rows)
 
 
-def lock_snapshot(conn: psycopg.Connection, account_id: str, now: datetime | None = None, *,
-                  lock: bool = True) -> Snapshot | None:
+def lock_snapshot(
+    conn: psycopg.Connection, account_id: str, now: datetime | None = None, *, lock: bool = True
+) -> Snapshot | None:
     row = conn.execute(
         "SELECT state, entered_at, grace_deadline, episode, transitions FROM billing.account_lifecycle "
         "WHERE account_id = %s" + (" FOR UPDATE" if lock else ""),
@@ -120,8 +141,16 @@ def save_snapshot(conn: psycopg.Connection, account_id: str, snap: Snapshot, bal
         "grace_deadline = excluded.grace_deadline, episode = excluded.episode, "
         "transitions = excluded.transitions, last_balance = excluded.last_balance, "
         "evaluated_at = excluded.evaluated_at",
-        (account_id, snap.state.value, snap.entered_at, snap.grace_deadline, snap.episode, snap.transitions,
-         balance, now),
+        (
+            account_id,
+            snap.state.value,
+            snap.entered_at,
+            snap.grace_deadline,
+            snap.episode,
+            snap.transitions,
+            balance,
+            now,
+        ),
     )
 
 
@@ -141,22 +170,32 @@ def account_deployments(conn: psycopg.Connection, account_id: str) -> list[Deplo
     """Every deployment of the account the platform has not deleted (cleaned up or not)."""
     rows = conn.execute(
         "SELECT id, account_id, namespace, name FROM billing.deployments WHERE account_id = %s "
-        "AND deleted_at IS NULL ORDER BY namespace, name, id", (account_id,)).fetchall()
+        "AND deleted_at IS NULL ORDER BY namespace, name, id",
+        (account_id,),
+    ).fetchall()
     return [Deployment(*r) for r in rows]
 
 
 def account_namespaces(conn: psycopg.Connection, account_id: str) -> set[str]:
     """Every namespace the account's deployments rows name: the only places cleanup may act."""
-    return {r[0] for r in conn.execute(
-        "SELECT DISTINCT namespace FROM billing.deployments WHERE account_id = %s", (account_id,)).fetchall()}
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT namespace FROM billing.deployments WHERE account_id = %s", (account_id,)
+        ).fetchall()
+    }
 
 
 def shared_namespaces(conn: psycopg.Connection, account_id: str) -> set[str]:
     """The account's namespaces that also hold another account's deployments."""
-    return {r[0] for r in conn.execute(
-        "SELECT DISTINCT d.namespace FROM billing.deployments d JOIN billing.deployments o "
-        "ON o.namespace = d.namespace AND o.account_id <> d.account_id WHERE d.account_id = %s",
-        (account_id,)).fetchall()}
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT d.namespace FROM billing.deployments d JOIN billing.deployments o "
+            "ON o.namespace = d.namespace AND o.account_id <> d.account_id WHERE d.account_id = %s",
+            (account_id,),
+        ).fetchall()
+    }
 
 
 def known_volumes(conn: psycopg.Connection, deployment_ids: list[str]) -> list[Volume]:
@@ -177,54 +216,89 @@ def domains_of(conn: psycopg.Connection, deployment_ids: list[str]) -> dict[str,
     if deployment_ids:
         for host, dep, status in conn.execute(
             "SELECT hostname, deployment_id, status FROM billing.domains WHERE deployment_id = ANY(%s) "
-            "ORDER BY hostname", (deployment_ids,)).fetchall():
+            "ORDER BY hostname",
+            (deployment_ids,),
+        ).fetchall():
             out.setdefault(dep, []).append((host, status))
     return out
 
 
 def move_domains(conn: psycopg.Connection, deployment_ids: list[str], old: str, new: str) -> list[str]:
-    return [r[0] for r in conn.execute(
-        "UPDATE billing.domains SET status = %s WHERE deployment_id = ANY(%s) AND status = %s "
-        "RETURNING hostname", (new, deployment_ids, old)).fetchall()]
+    return [
+        r[0]
+        for r in conn.execute(
+            "UPDATE billing.domains SET status = %s WHERE deployment_id = ANY(%s) AND status = %s RETURNING hostname",
+            (new, deployment_ids, old),
+        ).fetchall()
+    ]
 
 
 def release_domains(conn: psycopg.Connection, deployment_id: str) -> list[str]:
-    return [r[0] for r in conn.execute(
-        "UPDATE billing.domains SET status = 'released' WHERE deployment_id = %s AND status <> 'released' "
-        "RETURNING hostname", (deployment_id,)).fetchall()]
+    return [
+        r[0]
+        for r in conn.execute(
+            "UPDATE billing.domains SET status = 'released' WHERE deployment_id = %s AND status <> 'released' "
+            "RETURNING hostname",
+            (deployment_id,),
+        ).fetchall()
+    ]
 
 
 def record_event(
-    conn: psycopg.Connection, *, key: str, account_id: str, kind: str, action: str, outcome: str,
-    decided_at: datetime, deployment_id: str | None = None, from_state: str | None = None,
-    to_state: str | None = None, target: dict | None = None, detail: dict | None = None,
+    conn: psycopg.Connection,
+    *,
+    key: str,
+    account_id: str,
+    kind: str,
+    action: str,
+    outcome: str,
+    decided_at: datetime,
+    deployment_id: str | None = None,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    target: dict | None = None,
+    detail: dict | None = None,
 ) -> bool:
     """Append one event; False (and nothing written) if ``key`` was recorded before."""
     row = conn.execute(
         "INSERT INTO billing.lifecycle_events (event_key, account_id, deployment_id, kind, action, from_state, "
         "to_state, target, outcome, detail, decided_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (event_key) DO NOTHING RETURNING id",
-        (key, account_id, deployment_id, kind, action, from_state, to_state,
-         json.dumps(target or {}, default=str), outcome, json.dumps(detail or {}, default=str), decided_at),
+        (
+            key,
+            account_id,
+            deployment_id,
+            kind,
+            action,
+            from_state,
+            to_state,
+            json.dumps(target or {}, default=str),
+            outcome,
+            json.dumps(detail or {}, default=str),
+            decided_at,
+        ),
     ).fetchone()
     return row is not None
 
 
 def count_events(conn: psycopg.Connection, key_prefix: str) -> int:
-    return conn.execute("SELECT count(*) FROM billing.lifecycle_events WHERE event_key LIKE %s",
-                        (key_prefix + "%",)).fetchone()[0]
+    return conn.execute(
+        "SELECT count(*) FROM billing.lifecycle_events WHERE event_key LIKE %s", (key_prefix + "%",)
+    ).fetchone()[0]
 
 
 def events(conn: psycopg.Connection, account_id: str) -> list[dict[str, Any]]:
     cur = conn.execute(
         "SELECT id, event_key, deployment_id, kind, action, from_state, to_state, target, outcome, detail, decided_at "
-        "FROM billing.lifecycle_events WHERE account_id = %s ORDER BY id", (account_id,))
+        "FROM billing.lifecycle_events WHERE account_id = %s ORDER BY id",
+        (account_id,),
+    )
     cols = [c.name for c in cur.description]
     return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
 def fmt_time(ts: datetime | None) -> str:
-    return "-" if ts is None else ts.astimezone(tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return "-" if ts is None else ts.astimezone(tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def fmt_size(size_bytes: Decimal | int | None) -> str:

@@ -8,7 +8,9 @@ with accounts as (
 
 balances as (
     -- Whole days of the ledger, summed (int_ledger_daily), not every entry ever posted.
-    select account_id, sum(amount) as balance
+    select
+        account_id,
+        sum(amount) as balance
     from {{ ref('int_ledger_daily') }}
     group by account_id
 ),

@@ -29,7 +29,7 @@ select
     -- Deducted usage, net of reversals that name a usage window (reference hour + usage_kind).
     coalesce(-sum(amount) filter (
         where transaction_type = 'usage_deduction'
-           or (transaction_type = 'reversal' and reference_usage_kind is not null)
+        or (transaction_type = 'reversal' and reference_usage_kind is not null)
     ), 0) as usage_deducted,
     count(*) as entries,
     max(created_at) as last_transaction_at

@@ -30,12 +30,13 @@ select
     coalesce(
         rentals.is_ongoing
         and extract(epoch from greatest(usages.started_at, rentals.hour) - rentals.hour)
-            + rentals.rented_seconds < 3600,
+        + rentals.rented_seconds < 3600,
         false
     ) as is_estimate
 from rentals
 left join usages on rentals.machine_usage_id = usages.machine_usage_id
 left join prices
-    on rentals.machine_type = prices.machine_type
-    and rentals.hour >= prices.effective_from
-    and (prices.effective_to is null or rentals.hour < prices.effective_to)
+    on
+        rentals.machine_type = prices.machine_type
+        and rentals.hour >= prices.effective_from
+        and (prices.effective_to is null or rentals.hour < prices.effective_to)

@@ -36,7 +36,9 @@ rolled as (
 )
 
 select
-    md5(concat_ws('|', {{ iso_utc('usage_day') }}, account_id, usage_kind, resource,
-        coalesce(machine_type, ''), unit)) as priced_usage_day_key,
+    md5(concat_ws(
+        '|', {{ iso_utc('usage_day') }}, account_id, usage_kind, resource,
+        coalesce(machine_type, ''), unit
+    )) as priced_usage_day_key,
     *
 from rolled

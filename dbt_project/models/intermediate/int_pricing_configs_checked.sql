@@ -9,12 +9,12 @@ with pricing as (
 
 expected_units (resource, unit) as (
     values
-        ('cpu', 'core_hour'),
-        ('memory', 'gib_hour'),
-        ('gpu', 'gpu_hour'),
-        ('storage', 'gib_hour'),
-        ('network_egress', 'gib'),
-        ('machine', 'machine_hour')
+    ('cpu', 'core_hour'),
+    ('memory', 'gib_hour'),
+    ('gpu', 'gpu_hour'),
+    ('storage', 'gib_hour'),
+    ('network_egress', 'gib'),
+    ('machine', 'machine_hour')
 ),
 
 overlapping as (
@@ -23,11 +23,12 @@ overlapping as (
         string_agg(b.pricing_config_id, ', ' order by b.pricing_config_id) as overlapping_ids
     from pricing as a
     inner join pricing as b
-        on a.resource = b.resource
-        and a.machine_type is not distinct from b.machine_type
-        and a.pricing_config_id <> b.pricing_config_id
-        and a.effective_from < coalesce(b.effective_to, 'infinity'::timestamptz)
-        and b.effective_from < coalesce(a.effective_to, 'infinity'::timestamptz)
+        on
+            a.resource = b.resource
+            and a.machine_type is not distinct from b.machine_type
+            and a.pricing_config_id <> b.pricing_config_id
+            and a.effective_from < coalesce(b.effective_to, 'infinity'::timestamptz)
+            and b.effective_from < coalesce(a.effective_to, 'infinity'::timestamptz)
     group by a.pricing_config_id
 ),
 
@@ -35,22 +36,38 @@ checked as (
     select
         pricing.*,
         array_remove(array[
-            case when pricing.unit_price < 0
-                then 'negative unit_price ' || pricing.unit_price::text end,
-            case when expected_units.resource is null
-                then 'unknown resource ' || coalesce(pricing.resource, 'null') end,
-            case when expected_units.unit <> pricing.unit
-                then 'unit ' || pricing.unit || ' does not fit resource ' || pricing.resource
-                    || ' (expected ' || expected_units.unit || ')' end,
-            case when pricing.resource = 'machine' and pricing.machine_type is null
-                then 'machine price without machine_type' end,
-            case when pricing.resource in ('cpu', 'memory')
+            case
+                when pricing.unit_price < 0
+                    then 'negative unit_price ' || pricing.unit_price::text
+            end,
+            case
+                when expected_units.resource is null
+                    then 'unknown resource ' || coalesce(pricing.resource, 'null')
+            end,
+            case
+                when expected_units.unit <> pricing.unit
+                    then
+                        'unit ' || pricing.unit || ' does not fit resource ' || pricing.resource
+                        || ' (expected ' || expected_units.unit || ')'
+            end,
+            case
+                when pricing.resource = 'machine' and pricing.machine_type is null
+                    then 'machine price without machine_type'
+            end,
+            case
+                when
+                    pricing.resource in ('cpu', 'memory')
                     and pricing.basis not in ('usage', 'max_request_usage')
-                then 'unknown basis ' || coalesce(pricing.basis, 'null') end,
-            case when pricing.effective_to <= pricing.effective_from
-                then 'effective_to is not after effective_from' end,
-            case when overlapping.pricing_config_id is not null
-                then 'window overlaps pricing config(s) ' || overlapping.overlapping_ids end
+                    then 'unknown basis ' || coalesce(pricing.basis, 'null')
+            end,
+            case
+                when pricing.effective_to <= pricing.effective_from
+                    then 'effective_to is not after effective_from'
+            end,
+            case
+                when overlapping.pricing_config_id is not null
+                    then 'window overlaps pricing config(s) ' || overlapping.overlapping_ids
+            end
         ], null) as problems
     from pricing
     left join expected_units on pricing.resource = expected_units.resource

@@ -27,21 +27,41 @@ container_resources as (
     from containers
     cross join lateral (
         values
-            ('cpu', 'core_hour', containers.cpu_usage_core_hours,
-                greatest(containers.cpu_request_core_hours, containers.cpu_usage_core_hours)),
-            ('memory', 'gib_hour', containers.memory_usage_gib_hours,
-                greatest(containers.memory_request_gib_hours, containers.memory_usage_gib_hours)),
-            ('gpu', 'gpu_hour', containers.gpu_request_hours, containers.gpu_request_hours)
+        (
+            'cpu', 'core_hour', containers.cpu_usage_core_hours,
+            greatest(containers.cpu_request_core_hours, containers.cpu_usage_core_hours)
+        ),
+        (
+            'memory', 'gib_hour', containers.memory_usage_gib_hours,
+            greatest(containers.memory_request_gib_hours, containers.memory_usage_gib_hours)
+        ),
+        ('gpu', 'gpu_hour', containers.gpu_request_hours, containers.gpu_request_hours)
     ) as r (resource, unit, usage_quantity, max_request_usage_quantity)
 ),
 
 all_resources as (
     select * from container_resources
     union all
-    select hour, account_id, deployment_id, node_name, 'network_egress', 'gib', egress_gib, egress_gib
+    select
+        hour,
+        account_id,
+        deployment_id,
+        node_name,
+        'network_egress' as resource,
+        'gib' as unit,
+        egress_gib as usage_quantity,
+        egress_gib as max_request_usage_quantity
     from network
     union all
-    select hour, account_id, deployment_id, null::text, 'storage', 'gib_hour', storage_gib_hours, storage_gib_hours
+    select
+        hour,
+        account_id,
+        deployment_id,
+        null::text as node_name,
+        'storage' as resource,
+        'gib_hour' as unit,
+        storage_gib_hours as usage_quantity,
+        storage_gib_hours as max_request_usage_quantity
     from volumes
 )
 

@@ -28,9 +28,10 @@ priced as (
         not coalesce(completeness.is_complete, false) as is_estimate
     from usage
     left join prices
-        on usage.resource = prices.resource
-        and usage.hour >= prices.effective_from
-        and (prices.effective_to is null or usage.hour < prices.effective_to)
+        on
+            usage.resource = prices.resource
+            and usage.hour >= prices.effective_from
+            and (prices.effective_to is null or usage.hour < prices.effective_to)
     left join completeness on usage.hour = completeness.hour
 )
 

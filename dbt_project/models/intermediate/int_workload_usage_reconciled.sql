@@ -29,6 +29,7 @@ from usage
 left join lateral (
     select array_agg(distinct rentals.account_id order by rentals.account_id) as renter_account_ids
     from {{ ref('stg_ingestion__machine_rental_hours') }} as rentals
-    where rentals.hour = usage.hour
-      and rentals.node_name = usage.node_name
+    where
+        rentals.hour = usage.hour
+        and rentals.node_name = usage.node_name
 ) as renters on true

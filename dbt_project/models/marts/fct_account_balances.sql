@@ -19,16 +19,22 @@ ledger_totals as (
 
 charged_totals as (
     -- Whole months of charges, summed (int_usage_charges_monthly), not every day.
-    select account_id, sum(amount) as usage_charged
+    select
+        account_id,
+        sum(amount) as usage_charged
     from {{ ref('int_usage_charges_monthly') }}
     group by account_id
 ),
 
 last_24_hours as (
-    select account_id, sum(amount) as amount, bool_or(is_estimate) as has_estimate
+    select
+        account_id,
+        sum(amount) as amount,
+        bool_or(is_estimate) as has_estimate
     from {{ ref('fct_usage_charges') }}
-    where hour >= {{ as_of_timestamp() }} - interval '24 hours'
-      and hour < {{ as_of_timestamp() }}
+    where
+        hour >= {{ as_of_timestamp() }} - interval '24 hours'
+        and hour < {{ as_of_timestamp() }}
     group by account_id
 ),
 

@@ -27,10 +27,10 @@ with usage_days as (
 ledger as (
     select * from {{ ref('stg_ledger__credit_transactions') }}
     where transaction_type in ('topup', 'auto_topup', 'sla_credit', 'admin_adjustment', 'reversal')
-      -- A reversal that corrects a usage deduction (late data lowered an hour's usage) is part of
-      -- settling that usage: the usage lines already show the corrected usage, so listing the
-      -- reversal as well would credit it twice.
-      and not (transaction_type = 'reversal' and reference_usage_kind is not null)
+    -- A reversal that corrects a usage deduction (late data lowered an hour's usage) is part of
+    -- settling that usage: the usage lines already show the corrected usage, so listing the
+    -- reversal as well would credit it twice.
+    and not (transaction_type = 'reversal' and reference_usage_kind is not null)
 ),
 
 usage_lines as (
@@ -79,9 +79,11 @@ lines as (
 )
 
 select
-    md5(concat_ws('|', account_id, {{ iso_utc('invoice_month') }}, line_type,
+    md5(concat_ws(
+        '|', account_id, {{ iso_utc('invoice_month') }}, line_type,
         coalesce(usage_kind, ''), coalesce(resource, ''), coalesce(machine_type, ''),
-        coalesce(unit, ''), coalesce(transaction_id::text, ''))) as invoice_line_key,
+        coalesce(unit, ''), coalesce(transaction_id::text, '')
+    )) as invoice_line_key,
     account_id,
     (invoice_month at time zone 'UTC')::date as invoice_month,
     line_type,

@@ -9,8 +9,15 @@ lines as (
         invoice_id,
         count(*) as line_count,
         sum(ledger_entry_count) as ledger_entry_count,
-        coalesce(sum(amount) filter (where line_type = 'usage' and usage_kind = 'workload_consumption' and not is_prior_period), 0) as workload_consumption_amount,
-        coalesce(sum(amount) filter (where line_type = 'usage' and usage_kind = 'machine_rental' and not is_prior_period), 0) as machine_rental_amount,
+        coalesce(
+            sum(amount) filter (
+                where line_type = 'usage' and usage_kind = 'workload_consumption' and not is_prior_period
+            ),
+            0
+        ) as workload_consumption_amount,
+        coalesce(
+            sum(amount) filter (where line_type = 'usage' and usage_kind = 'machine_rental' and not is_prior_period), 0
+        ) as machine_rental_amount,
         coalesce(sum(amount) filter (where line_type = 'sla_credit'), 0) as sla_credit_amount,
         coalesce(sum(amount) filter (where line_type in ('topup', 'auto_topup')), 0) as topup_amount,
         coalesce(sum(amount) filter (where is_prior_period), 0) as prior_period_amount,
@@ -41,5 +48,5 @@ select
     i.chain_head_entry_id,
     i.chain_head_hash,
     i.issued_at
-from invoices i
-left join lines l on l.invoice_id = i.invoice_id
+from invoices as i
+left join lines as l on i.invoice_id = l.invoice_id

@@ -15,8 +15,9 @@
 
 with workload as (
     select * from {{ ref('int_workload_usage_priced') }}
-    where {{ in_hour_window('hour') }}
-      and account_id is not null
+    where
+        {{ in_hour_window('hour') }}
+        and account_id is not null
 ),
 
 rentals as (
@@ -76,8 +77,10 @@ unioned as (
 )
 
 select
-    md5(concat_ws('|', {{ iso_utc('hour') }}, account_id, usage_kind, resource,
-        coalesce(deployment_id, ''), coalesce(machine_usage_id, ''), coverage)) as priced_usage_key,
+    md5(concat_ws(
+        '|', {{ iso_utc('hour') }}, account_id, usage_kind, resource,
+        coalesce(deployment_id, ''), coalesce(machine_usage_id, ''), coverage
+    )) as priced_usage_key,
     hour,
     account_id,
     usage_kind,

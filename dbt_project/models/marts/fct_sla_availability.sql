@@ -6,7 +6,10 @@ with measurements as (
 ),
 
 credits as (
-    select transaction_id, idempotency_key, amount
+    select
+        transaction_id,
+        idempotency_key,
+        amount
     from {{ ref('stg_ledger__credit_transactions') }}
     where transaction_type = 'sla_credit'
 )
@@ -29,5 +32,5 @@ select
     c.transaction_id as sla_credit_transaction_id,
     m.sla_outcome,
     m.measured_at
-from measurements m
-left join credits c on c.idempotency_key = m.idempotency_key
+from measurements as m
+left join credits as c on m.idempotency_key = c.idempotency_key

@@ -22,8 +22,9 @@ with rentals as (
 
 usage as (
     select * from {{ ref('int_workload_usage_priced') }}
-    where {{ in_hour_window('hour') }}
-      and coverage in ('covered_by_rental', 'other_account_node')
+    where
+        {{ in_hour_window('hour') }}
+        and coverage in ('covered_by_rental', 'other_account_node')
 ),
 
 rented as (
@@ -72,9 +73,10 @@ joined as (
         consumed.renter_account_ids
     from rented
     full outer join consumed
-        on rented.hour = consumed.hour
-        and rented.account_id = consumed.account_id
-        and rented.node_name = consumed.node_name
+        on
+            rented.hour = consumed.hour
+            and rented.account_id = consumed.account_id
+            and rented.node_name = consumed.node_name
 )
 
 select
@@ -101,9 +103,10 @@ select
         else 'exception'
     end as reconciliation_status,
     not is_renter as is_exception,
-    case when not is_renter then
-        'workloads of account ' || account_id || ' ran on node ' || node_name
-        || ' rented by account(s) ' || renter_account_ids
-        || ' at ' || {{ iso_utc('hour') }} || '; charged by consumption, check the node assignment'
+    case
+        when not is_renter then
+            'workloads of account ' || account_id || ' ran on node ' || node_name
+            || ' rented by account(s) ' || renter_account_ids
+            || ' at ' || {{ iso_utc('hour') }} || '; charged by consumption, check the node assignment'
     end as exception_reason
 from joined
