@@ -35,8 +35,9 @@ BEGIN
         CREATE ROLE {ROLE} NOLOGIN;
     END IF;
 EXCEPTION
-    -- Another database's migration created it between the check and the CREATE.
-    WHEN duplicate_object THEN NULL;
+    -- Another database's migration created it between the check and the CREATE: depending on
+    -- the moment, the server reports a duplicate role or the catalogue's unique index.
+    WHEN duplicate_object OR unique_violation THEN NULL;
 END
 $$;
 
