@@ -1,17 +1,36 @@
-"""The clock a run sees.
+"""The clocks the product reads.
 
-``billing run --now ISO`` (and ``run_billing_window(now=...)``) puts the clock in the run tag
-``billing/now``; every asset that needs "now" (ongoing rentals, whether an hour is over,
-lifecycle deadlines) reads it with ``run_clock(context)`` and falls back to the wall clock.
+* The run's clock: ``billing run --now ISO`` (and ``run_billing_window(now=...)``) puts it in the
+  run tag ``billing/now``; every asset that needs "now" (ongoing rentals, whether an hour is
+  over, lifecycle deadlines) reads it with ``run_clock(context)``.
+* The system clock, ``system_now()``: the time the product stamps on what it records (a ledger
+  entry's ``created_at``) and the default of every "now" not given. In production it is the
+  machine's UTC time and nothing can move it: no command, option or environment variable sets
+  it, so no command can backdate money. Tests replace ``_system_clock`` (through
+  ``tests/support/clock.py``) so that a test's months never depend on today's date.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from billing_pipeline.core.errors import InputError
 
 CLOCK_TAG = "billing/now"
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+# Replaced only by tests (tests/support/clock.py); read only through system_now().
+_system_clock: Callable[[], datetime] = _wall_clock
+
+
+def system_now() -> datetime:
+    """The current time as an aware UTC datetime: what the product records things at."""
+    return _system_clock()
 
 
 def parse_clock(value: str) -> datetime:
@@ -23,10 +42,10 @@ def parse_clock(value: str) -> datetime:
 
 
 def run_clock(context) -> datetime:
-    """The run's clock: its ``billing/now`` tag, else the current UTC time."""
+    """The run's clock: its ``billing/now`` tag, else the system clock."""
     tags = getattr(getattr(context, "run", None), "tags", None) or {}
     value = tags.get(CLOCK_TAG)
-    return parse_clock(value) if value else datetime.now(UTC)
+    return parse_clock(value) if value else system_now()
 
 
 def clock_input(value: datetime | str, what: str) -> datetime:

@@ -59,7 +59,9 @@ def october(db_url, monkeypatch, tmp_path):
         )
         insert_probe_month(conn, "dep-acme", "2026-10", down_minutes=580)  # 98.70%
         insert_probe_month(conn, "dep-globex", "2026-10")
-        topup(conn, "acme", "500", "pay-acme-1")
+        # Posted early on November 1st (the system clock set, whatever today's date): it counts
+        # in November, after the October usage it pays for.
+        topup(conn, "acme", "500", "pay-acme-1", at=NOV + timedelta(hours=3))
         settle(conn, OCT, NOV)
     return db_url
 
