@@ -23,7 +23,14 @@ os.environ.setdefault("BILLING_LEDGER_KEY", "test-ledger-key-" + "0" * 32)
 # The tests' scenarios start in 2025; every process they start (dagster, billing) inherits it.
 os.environ.setdefault("BILLING_FIRST_HOUR", "2025-01-01T00:00:00Z")
 
+from hypothesis import settings as hypothesis_settings
+
 from tests.support.databases import DatabaseFactory
+
+# Every property test is seeded: the examples derive from the test's own code, never from a
+# random seed, so a run's outcome cannot differ from the last one's (tests/unit/test_seeded.py).
+hypothesis_settings.register_profile("seeded", derandomize=True, database=None)
+hypothesis_settings.load_profile("seeded")
 
 
 @pytest.fixture(scope="session")

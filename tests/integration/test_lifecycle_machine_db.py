@@ -18,7 +18,7 @@ from tests.unit.test_lifecycle_machine import T0, balances
 _ids = itertools.count()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.lists(st.tuples(balances, st.integers(min_value=0, max_value=50 * 60), st.booleans()), min_size=1, max_size=12)
 )
