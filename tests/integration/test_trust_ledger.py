@@ -117,7 +117,8 @@ def test_rewriting_an_old_entry_and_rechaining_with_unkeyed_sha256_is_caught(led
                 )
             conn.commit()
             found = problems(ledger_db)
-            assert found == (["legacy_hash_after_keying"] if relabel else ["hash_mismatch"])
+            # relabelled: above the recorded boundary, and no seal under the key vouches for legacy entries
+            assert found == (["legacy_hash_after_keying", "legacy_unsealed"] if relabel else ["hash_mismatch"])
 
 
 def test_rewriting_with_a_wrong_key_is_caught_and_needs_the_real_key(ledger_db, monkeypatch):
@@ -146,13 +147,20 @@ def test_no_key_is_a_configuration_error_naming_the_variable(ledger_db, monkeypa
 
 def test_keys_rotate_old_entries_verify_with_the_retired_key(ledger_db, monkeypatch):
     old = os.environ["BILLING_LEDGER_KEY"]
-    monkeypatch.setenv("BILLING_LEDGER_KEY_ID", "2026-11-a")
+    monkeypatch.setenv("BILLING_LEDGER_KEY_ID", "2026-11-a")  # the same secret named anew: keep the old id
+    monkeypatch.setenv("BILLING_LEDGER_RETIRED_KEYS", f"{key_fingerprint(old)}:{old}")
     with psycopg.connect(ledger_db) as conn:
         post_entry(conn, Entry("acme", "topup", D("1"), "under-a"))
     monkeypatch.setenv("BILLING_LEDGER_KEY", "second-key-" + "y" * 32)
     monkeypatch.setenv("BILLING_LEDGER_KEY_ID", "2026-12-b")
+    with psycopg.connect(ledger_db) as conn:  # the old key not kept: posting refuses to sign onto its chain
+        with pytest.raises(ConfigurationError, match="signed by ledger key '2026-11-a'.*'2026-12-b'"):
+            post_entry(conn, Entry("acme", "topup", D("1"), "under-b"))
+    monkeypatch.setenv("BILLING_LEDGER_RETIRED_KEYS", f"2026-11-a:{old}")
     with psycopg.connect(ledger_db) as conn:
         post_entry(conn, Entry("acme", "topup", D("1"), "under-b"))
+    monkeypatch.delenv("BILLING_LEDGER_RETIRED_KEYS")
+    with psycopg.connect(ledger_db) as conn:
         report = verify_ledger(conn)
         assert {p.kind for p in report.problems} == {"unknown_key"}  # the old keys are not configured
         assert "BILLING_LEDGER_RETIRED_KEYS" in report.problems[0].detail
@@ -236,11 +244,16 @@ def test_entries_written_before_the_keyed_chain_verify_as_legacy_and_are_counted
         )
     command.upgrade(alembic_config(legacy_url), "head")
     with psycopg.connect(legacy_url) as conn:
+        report = verify_ledger(conn)  # the boundary row alone is not trusted: the operator seals once
+        assert [(p.account_id, p.kind) for p in report.problems] == [("acme", "legacy_unsealed")]
+        assert "--seal-legacy" in report.problems[0].detail
+        report = verify_ledger(conn, seal_legacy=True)
+        assert report.ok and report.notes[0].startswith("sealed 2 pre-key entries of 1 accounts")
         report = verify_ledger(conn)
-        assert report.ok and report.unkeyed_entries == 2 and "not yet sealed" in report.notes[0]
+        assert report.ok and report.unkeyed_entries == 2 and "2 of them are not yet followed" in report.notes[0]
         post_entry(conn, Entry("acme", "topup", D("1"), "new"))  # chains onto the legacy head, keyed
         report = verify_ledger(conn)
-        assert report.ok and report.unkeyed_entries == 2 and "0 of them are not yet sealed" in report.notes[0]
+        assert report.ok and report.unkeyed_entries == 2 and "0 of them are not yet followed" in report.notes[0]
         with pytest.raises(psycopg.errors.CheckViolation, match="legacy_hash_only_before_keying"):
             conn.execute(
                 "INSERT INTO billing.credit_transactions (account_id, account_seq, type, amount, balance_after, "
