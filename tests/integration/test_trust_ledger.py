@@ -261,6 +261,43 @@ def test_entries_written_before_the_keyed_chain_verify_as_legacy_and_are_counted
                 "VALUES ('globex', 1, 'topup', 1, 1, 'sneak', %s, 'x', 'legacy-sha256')",
                 ("0" * 64,),
             )
+        conn.rollback()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            conn.execute("DELETE FROM billing.ledger_legacy_seal")
+        conn.rollback()
+    # Sealed: moving the boundary and re-labelling the keyed entry as legacy is caught by the seal.
+    with superuser(legacy_url) as conn:
+        conn.execute("ALTER TABLE billing.credit_transactions DROP CONSTRAINT legacy_hash_only_before_keying")
+        conn.execute("UPDATE billing.ledger_legacy_boundary SET max_legacy_id = max_legacy_id + 1")
+        row = conn.execute(
+            "SELECT id, prev_hash, account_seq, amount, balance_after, created_at FROM billing.credit_transactions "
+            "WHERE idempotency_key = 'new'"
+        ).fetchone()
+        digest = entry_hash(
+            prev_hash=row[1],
+            account_id="acme",
+            account_seq=row[2],
+            type="topup",
+            amount=row[3],
+            balance_after=row[4],
+            idempotency_key="new",
+            reference_json="{}",
+            reason=None,
+            actor=None,
+            created_at=timestamp_text(row[5]),
+        )
+        conn.execute(
+            "UPDATE billing.credit_transactions SET entry_hash = %s, key_id = 'legacy-sha256' WHERE id = %s",
+            (digest, row[0]),
+        )
+    assert problems(legacy_url) == ["legacy_boundary_moved", "legacy_entries_changed"]
+    with superuser(legacy_url) as conn:  # a seal forged to match is refused by its HMAC
+        conn.execute(
+            "UPDATE billing.ledger_legacy_seal SET max_legacy_id = max_legacy_id + 1, "
+            "legacy_heads = jsonb_build_object('acme', jsonb_build_array(3, %s::text))",
+            (digest,),
+        )
+    assert problems(legacy_url) == ["legacy_seal_forged"]
 
 
 def test_demo_key_helper_makes_one_key_file_and_exports_it(tmp_path, monkeypatch):

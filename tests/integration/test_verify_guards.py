@@ -241,3 +241,22 @@ def test_posting_with_a_key_that_did_not_sign_the_chain_head_is_refused_with_exi
         assert conn.execute("SELECT balance FROM billing.credits WHERE account_id = 'acme'").fetchone() == (D("3.75"),)
     code, report = verify()
     assert code == 0 and report["kinds"] == {}
+
+
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        "DELETE FROM billing.invoice_entries WHERE ledger_entry_id = "
+        "(SELECT id FROM billing.credit_transactions WHERE idempotency_key = 'sla:dep-acme:2026-10')",
+        "UPDATE billing.invoice_lines SET ledger_entry_ids = ledger_entry_ids || "
+        "(SELECT id FROM billing.credit_transactions WHERE account_id = 'globex') WHERE line_type = 'usage' "
+        "AND invoice_id = (SELECT id FROM billing.invoices WHERE account_id = 'acme')",
+    ],
+    ids=["entry-unrecorded", "foreign-entry-named"],
+)
+def test_a_line_whose_entries_disagree_with_invoice_entries_is_caught(issued, forgery):
+    with superuser(issued) as conn:
+        conn.execute(forgery)
+    code, report = verify()
+    assert code == 1 and set(report["kinds"]) == {"invoice_line_mismatch"}
+    assert {p["invoice_number"] for p in report["problems"]} == {"SAT-00000001"}
