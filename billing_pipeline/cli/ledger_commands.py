@@ -68,7 +68,7 @@ def register(subparsers, json_parent) -> None:
     p = subparsers.add_parser(
         "verify",
         parents=[json_parent],
-        help="check balances, cache, hash chain and issued invoices",
+        help="check the ledger and the issued invoices",
         description="Check every account's ledger (balances, the balance cache, the keyed hash chain, the "
         "sealed pre-key entries) and every issued invoice (lines against their ledger entries, totals, "
         "recorded chain head, gapless numbering). Exit code 1 when anything disagrees.",
@@ -240,7 +240,12 @@ def _verify(args) -> int:
             return "\n".join(
                 [
                     f"Ledger verified: {d['entries']} entries in {d['accounts']} accounts; balances, cache "
-                    f"and hash chain agree, and so do the {d['invoices']} issued invoices and their numbering."
+                    "and hash chain agree"
+                    + (
+                        f", and so do the {d['invoices']} issued invoices and their numbering."
+                        if d["invoices"]
+                        else "; no invoice issued yet."
+                    )
                 ]
                 + [f"  {n}." for n in d["notes"]]
             )

@@ -8,12 +8,15 @@ script, whose exit code and JSON findings (each with its kind) are asserted.
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
+from jsonschema import Draft202012Validator
 
 from billing_pipeline.invoicing.invoices import issue_invoices
 from billing_pipeline.ledger import Entry, post_entries
@@ -68,9 +71,15 @@ def env() -> dict:
     return dict(os.environ)
 
 
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "schemas" / "verify.json").read_text())
+
+
 def verify() -> tuple[int, dict]:
+    """`billing verify --json` through the console script; the document validates against its schema."""
     code, report, err = billing(["verify"], env())
     assert "Traceback" not in err
+    errors = [e.message for e in Draft202012Validator(SCHEMA).iter_errors(report)]
+    assert not errors, errors
     return code, report
 
 
