@@ -260,8 +260,11 @@ def test_posting_with_a_key_that_did_not_sign_the_chain_head_is_refused_with_exi
         "UPDATE billing.invoice_lines SET ledger_entry_ids = ledger_entry_ids || "
         "(SELECT id FROM billing.credit_transactions WHERE account_id = 'globex') WHERE line_type = 'usage' "
         "AND invoice_id = (SELECT id FROM billing.invoices WHERE account_id = 'acme')",
+        # the same count and recorded sum, but the document would list globex's entry
+        "UPDATE billing.invoice_lines SET ledger_entry_ids = ARRAY[(SELECT id FROM billing.credit_transactions "
+        "WHERE account_id = 'globex')] WHERE line_type = 'sla_credit'",
     ],
-    ids=["entry-unrecorded", "foreign-entry-named"],
+    ids=["entry-unrecorded", "foreign-entry-named", "another-entry-named"],
 )
 def test_a_line_whose_entries_disagree_with_invoice_entries_is_caught(issued, forgery):
     with superuser(issued) as conn:
