@@ -1,7 +1,9 @@
 """Ledger throughput: 100,000 entries across 1,000 accounts, batch path vs single-entry path.
 
-Usage: .venv/bin/python bench/ledger_bench.py [--entries N] [--accounts N] [--batch-size N]
-Uses a scratch database `satusky_bench_ledger` on BILLING_BENCH_SERVER (default the local
+Usage: .venv/bin/python bench/ledger_bench.py [--entries N] [--accounts N] [--batch-size N] [--invoices]
+With --invoices, the batch path's entries are then issued on one invoice per account (this
+month's: the entries' period is their posting month) and verify is timed again, its invoice
+checks apart. Uses a scratch database `satusky_bench_ledger` on BILLING_BENCH_SERVER (default the local
 server 127.0.0.1:5432), dropped and re-created for each path so both start equal.
 """
 
@@ -21,6 +23,7 @@ from psycopg import sql
 from billing_pipeline.db.connection import make_conninfo_url
 from billing_pipeline.db.migrate import upgrade
 from billing_pipeline.ledger import Entry, post_entries, post_entry, verify_ledger
+from billing_pipeline.ledger.invoice_checks import invoice_problems, numbering_problems
 
 SERVER = os.environ.get("BILLING_BENCH_SERVER", "127.0.0.1:5432")
 DB = "satusky_bench_ledger"
@@ -39,13 +42,23 @@ def fresh_database(accounts: int) -> str:
     return url
 
 
-def entries(n: int, accounts: int) -> list[Entry]:
-    # Alternate top-ups and usage deductions with amounts that need rounding.
+def entries(n: int, accounts: int, *, usage_month: str | None = None) -> list[Entry]:
+    # Alternate top-ups and usage deductions with amounts that need rounding. With usage_month
+    # (YYYY-MM), deductions name an hour of it and a usage kind, as the settlement writes them.
     out = []
     for i in range(n):
         account = f"acct-{i % accounts:05d}"
         if i % 2:
-            out.append(Entry(account, "usage_deduction", -Decimal(i % 997) / 7 - Decimal("0.01"), f"u-{i}"))
+            reference = (
+                {"hour": f"{usage_month}-01T{i % 24:02d}:00:00+00:00", "usage_kind": "workload_consumption"}
+                if usage_month
+                else {}
+            )
+            out.append(
+                Entry(
+                    account, "usage_deduction", -Decimal(i % 997) / 7 - Decimal("0.01"), f"u-{i}", reference=reference
+                )
+            )
         else:
             out.append(Entry(account, "topup", Decimal(i % 89) + Decimal("0.5"), f"t-{i}"))
     return out
@@ -57,9 +70,13 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=1_000)
     parser.add_argument("--batch-size", type=int, default=100_000)
     parser.add_argument("--paths", default="batch,single", help="which paths to measure (batch, single)")
+    parser.add_argument("--invoices", action="store_true", help="then issue invoices and time verify's checks of them")
     args = parser.parse_args()
     paths = set(args.paths.split(","))
-    batch = entries(args.entries, args.accounts)
+    from datetime import UTC, datetime
+
+    month = f"{datetime.now(UTC):%Y-%m}" if args.invoices else None  # a bench, not a test: this month
+    batch = entries(args.entries, args.accounts, usage_month=month)
 
     n = args.entries
     print(f"entries={n} accounts={args.accounts} batch_size={args.batch_size}")
@@ -74,6 +91,8 @@ def main() -> None:
             started = time.perf_counter()
             assert verify_ledger(conn).ok
             print(f"verify (chain + balances): {time.perf_counter() - started:.2f} s", flush=True)
+            if args.invoices:
+                _time_invoice_checks(conn)
     if "single" in paths:
         url = fresh_database(args.accounts)
         with psycopg.connect(url, autocommit=True) as conn:
@@ -82,6 +101,22 @@ def main() -> None:
                 post_entry(conn, entry)
             seconds = time.perf_counter() - started
             print(f"single-entry path: {seconds:7.2f} s  {n / seconds:10,.0f} entries/s")
+
+
+def _time_invoice_checks(conn: psycopg.Connection) -> None:
+    from datetime import UTC, date, datetime
+
+    from billing_pipeline.invoicing.invoices import issue_invoices
+
+    today = datetime.now(UTC)  # the entries were posted this month, their usage hours are in it
+    issued = issue_invoices(conn, date(today.year, today.month, 1), "bench")
+    print(f"issued {issued.invoices_issued} invoices, {issued.lines:,} lines, {issued.entries:,} entries", flush=True)
+    started = time.perf_counter()
+    assert not invoice_problems(conn) and not numbering_problems(conn)
+    print(f"verify's invoice checks: {time.perf_counter() - started:.2f} s", flush=True)
+    started = time.perf_counter()
+    assert verify_ledger(conn).ok
+    print(f"verify (chain + balances + invoices): {time.perf_counter() - started:.2f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -68,14 +68,21 @@ def register(subparsers, json_parent) -> None:
     p = subparsers.add_parser(
         "verify",
         parents=[json_parent],
-        help="check balances, cache and hash chain",
-        description="Check every account's ledger: balances, the balance cache and the hash chain. "
-        "Exit code 1 when anything disagrees.",
+        help="check the ledger and the issued invoices",
+        description="Check every account's ledger (balances, the balance cache, the keyed hash chain, the "
+        "sealed pre-key entries) and every issued invoice (lines against their ledger entries, totals, "
+        "recorded chain head, gapless numbering). Exit code 1 when anything disagrees.",
     )
     p.add_argument(
         "--checkpoint",
         metavar="FILE",
         help="a file outside the database: check the chain heads it holds, then write the current ones",
+    )
+    p.add_argument(
+        "--seal-legacy",
+        action="store_true",
+        help="once, on a database that really holds entries from before the keyed chain (migration 0006): "
+        "seal them under the ledger key, when that is all verify finds",
     )
     p.set_defaults(handler=_verify)
 
@@ -215,14 +222,16 @@ def _adjust(args) -> int:
 
 def _verify(args) -> int:
     with connect() as conn:
-        report = verify_ledger(conn, checkpoint=args.checkpoint)
+        report = verify_ledger(conn, checkpoint=args.checkpoint, seal_legacy=args.seal_legacy)
     data = {
         "ok": report.ok,
         "accounts": report.accounts,
         "entries": report.entries,
+        "invoices": report.invoices,
         "unkeyed_entries": report.unkeyed_entries,
         "key_ids": report.key_ids,
         "notes": report.notes,
+        "kinds": report.kinds,  # findings per kind, e.g. {"invoice_line_mismatch": 1}
         "problems": [p.__dict__ for p in report.problems],
     }
 
@@ -231,12 +240,18 @@ def _verify(args) -> int:
             return "\n".join(
                 [
                     f"Ledger verified: {d['entries']} entries in {d['accounts']} accounts; balances, cache "
-                    "and hash chain agree."
+                    "and hash chain agree"
+                    + (
+                        f", and so do the {d['invoices']} issued invoices and their numbering."
+                        if d["invoices"]
+                        else "; no invoice issued yet."
+                    )
                 ]
                 + [f"  {n}." for n in d["notes"]]
             )
         lines = [f"Ledger verification FAILED: {len(report.problems)} problem(s) in {d['entries']} entries:"]
-        lines += [f"  {p.account_id}: [{p.kind}] {p.detail}" for p in report.problems]
+        lines += [f"  {p.account_id or 'ledger'}: [{p.kind}] {p.detail}" for p in report.problems]
+        lines += [f"  {n}." for n in d["notes"]]
         return "\n".join(lines)
 
     emit(args, data, render)

@@ -16,6 +16,7 @@ import psycopg
 
 from billing_pipeline.core.errors import BillingError, InputError
 from billing_pipeline.invoicing.months import month_bounds, month_text
+from billing_pipeline.ledger.invoice_checks import invoice_problems
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STREAMS = (
@@ -56,6 +57,17 @@ GROUP BY 1, 2
 """
 
 
+def _refuse_altered(conn: psycopg.Connection, invoice_id: int, number: str) -> None:
+    """An invoice that no longer agrees with the ledger is not shown: its amounts would be forged."""
+    problems = invoice_problems(conn, invoice_id)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise BillingError(
+            f"invoice {number} does not agree with the ledger, so it is not shown: {problems[0].detail}{more}. "
+            "Run `billing verify` and restore the invoice from a backup."
+        )
+
+
 def load_invoice(conn: psycopg.Connection, account_id: str, month: date) -> dict:
     """The issued invoice of ``account_id`` for ``month`` as a JSON-able dict (docs/rules/month-end.md)."""
     row = conn.execute(_INVOICE, (account_id, month)).fetchone()
@@ -87,6 +99,7 @@ def load_invoice(conn: psycopg.Connection, account_id: str, month: date) -> dict
         head_hash,
         previous_number,
     ) = row
+    _refuse_altered(conn, invoice_id, number)
     lines = []
     sla = []
     for line_no, line_type, usage_kind, line_period, prior, description, amount, ids, detail in conn.execute(

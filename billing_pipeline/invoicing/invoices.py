@@ -6,7 +6,8 @@
    it first, so closes are serialised: the second of two concurrent closes waits, then sees the
    first one's invoices and issues nothing for them. Numbers are the counter + 1, 2, … in issue
    order (account id within one close) and the counter moves in the same transaction, so a
-   rolled-back close leaves no gap.
+   rolled-back close leaves no gap. Only this moves it: a trigger refuses any UPDATE that does not
+   set it to the highest issued number (migration 0011), and ``billing verify`` checks it.
 2. Collects, for every account without an invoice for this month or a later one (none: done at
    once, so closing again costs next to nothing), every ledger
    entry of period ≤ month (``billing.ledger_entry_period``: the usage hour's month, the measured

@@ -1,7 +1,8 @@
 """The append-only credit ledger: the only code that writes credit_transactions and credits.
 
 Jobs build ``Entry`` values and call ``post_entries`` (a batch, one transaction) or
-``post_entry``; ``verify_ledger`` recomputes every balance and hash and reports what is wrong.
+``post_entry``; ``verify_ledger`` recomputes every balance and hash, holds every issued invoice
+to the entries it names, and reports what is wrong.
 """
 
 from billing_pipeline.ledger.checkpoint import chain_head, chain_heads

@@ -23,12 +23,15 @@ from decimal import Decimal
 import psycopg
 
 from billing_pipeline.core.clock import system_now
+from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.ledger.entries import (
     GENESIS_HASH,
+    LEGACY_KEY_ID,
     MAX_ABS_AMOUNT,
     Entry,
     IdempotencyConflict,
     LedgerInputError,
+    LedgerKeyring,
     canonical_json,
     entry_hash,
     ledger_keyring,
@@ -64,6 +67,9 @@ class _AccountHead:
     seq: int
     balance: Decimal
     hash: str
+    key_id: str | None = None  # who signed the head (None: no entries yet)
+    entry_id: int | None = None
+    content: list | None = None  # the head entry's other columns, to check its signature
 
 
 def _dedupe_batch(entries: Sequence[Entry]) -> list[Entry]:
@@ -110,10 +116,12 @@ def _account_heads(cur: psycopg.Cursor, accounts: list[str]) -> dict[str, _Accou
     # Read after the lock, in a statement of its own, so it sees every entry committed before.
     rows = cur.execute(
         """
-        SELECT a.account_id, t.account_seq, t.balance_after, t.entry_hash
+        SELECT a.account_id, t.account_seq, t.balance_after, t.entry_hash, t.key_id, t.id,
+               t.prev_hash, t.type, t.amount, t.idempotency_key, t.reference, t.reason, t.actor, t.created_at
         FROM unnest(%s::text[]) AS a (account_id)
         LEFT JOIN LATERAL (
-            SELECT account_seq, balance_after, entry_hash
+            SELECT account_seq, balance_after, entry_hash, key_id, id,
+                   prev_hash, type, amount, idempotency_key, reference, reason, actor, created_at
             FROM billing.credit_transactions t
             WHERE t.account_id = a.account_id
             ORDER BY account_seq DESC
@@ -123,10 +131,59 @@ def _account_heads(cur: psycopg.Cursor, accounts: list[str]) -> dict[str, _Accou
         (accounts,),
         prepare=False,  # see _NO_GENERIC_PLANS
     ).fetchall()
-    return {
-        account: _AccountHead(seq or 0, balance if balance is not None else Decimal("0.000000"), h or GENESIS_HASH)
-        for account, seq, balance, h in rows
-    }
+    heads = {}
+    for account, seq, balance, h, key_id, entry_id, *content in rows:
+        heads[account] = _AccountHead(
+            seq or 0, balance if balance is not None else Decimal("0.000000"), h or GENESIS_HASH, key_id, entry_id
+        )
+        if key_id is not None:
+            heads[account].content = content
+    return heads
+
+
+def _signed_with(account: str, head: _AccountHead, secret: bytes) -> bool:
+    prev_hash, type_, amount, key, reference, reason, actor, created_at = head.content
+    return head.hash == entry_hash(
+        prev_hash=prev_hash,
+        account_id=account,
+        account_seq=head.seq,
+        type=type_,
+        amount=amount,
+        balance_after=head.balance,
+        idempotency_key=key,
+        reference_json=canonical_json(reference),
+        reason=reason,
+        actor=actor,
+        created_at=timestamp_text(created_at),
+        key_id=head.key_id,
+        key=secret,
+    )
+
+
+def _refuse_foreign_heads(heads: dict[str, _AccountHead], keyring: LedgerKeyring) -> None:
+    """Refuse to sign onto a chain whose head was signed by a key this process does not hold.
+
+    Signing on anyway would chain entries to a head this process cannot verify, and a wrong
+    ``BILLING_LEDGER_KEY`` would go unnoticed until ``billing verify`` reports ``unknown_key``.
+    The head's HMAC is recomputed (one per account of the batch), so the same key id set by hand
+    over another secret is caught too. Legacy heads (before the keyed chain) need no key."""
+    for account, head in sorted(heads.items()):
+        if head.key_id is None or head.key_id == LEGACY_KEY_ID:
+            continue
+        secret = keyring.keys.get(head.key_id)
+        if secret is not None and _signed_with(account, head, secret):
+            continue
+        other = (
+            "; the key held under that id is another secret, or the entry was altered (run `billing verify`)"
+            if secret is not None
+            else ""
+        )
+        raise ConfigurationError(
+            f"account {account!r}: its chain head (entry {head.entry_id}) is signed by ledger key {head.key_id!r}, "
+            f"which this process does not hold (BILLING_LEDGER_KEY is key {keyring.current_id!r}{other}); set "
+            f"BILLING_LEDGER_KEY to the ledger's key, or add {head.key_id}:SECRET to BILLING_LEDGER_RETIRED_KEYS "
+            "after a rotation. Nothing was posted."
+        )
 
 
 def _key_list(keys: Iterable[str]) -> str:
@@ -169,6 +226,7 @@ def post_entries(conn: psycopg.Connection, entries: Iterable[Entry]) -> list[Pos
     with conn.transaction(), conn.cursor() as cur:
         _lock_accounts(cur, accounts)
         heads = _account_heads(cur, accounts)
+        _refuse_foreign_heads(heads, keyring)
         results = _already_posted(cur, batch)
         new_rows = _write(
             cur, _chained_rows(batch, results, heads, now, keyring.current_id, keyring.current_key), results
@@ -235,7 +293,7 @@ def _chained_rows(
             key_id=key_id,
             key=key,
         )
-        heads[entry.account_id] = _AccountHead(seq, balance, digest)
+        heads[entry.account_id] = _AccountHead(seq, balance, digest, key_id)
         yield (
             entry.account_id,
             seq,

@@ -1,10 +1,15 @@
-"""``billing verify``: recompute every balance from the ledger, check the cache and the chain.
+"""``billing verify``: recompute every balance from the ledger, check the cache, the chain and
+everything issued from the ledger.
 
 Balances and sequence numbers are checked set-based in SQL; the keyed hash chain is recomputed
 in Python from a server-side cursor, entry by entry, in each account's sequence order, with the
 keys of ``entries.ledger_keyring`` (the key is outside the database, so a re-chained ledger
-does not verify). With a checkpoint file (``checkpoint.py``) the chain heads published earlier
-are checked too, which catches a deleted newest entry.
+does not verify). Entries from before the keyed chain are trusted only under the seal made with
+the key (``legacy.py``), not on the boundary row alone. Issued invoices are held to the entries
+they name, their totals, their recorded chain heads and gapless numbering (``invoice_checks.py``,
+SQL); a deleted newest entry that an invoice recorded as its head is caught there. With a
+checkpoint file (``checkpoint.py``) the chain heads published earlier are checked too, which
+also catches newest entries deleted since the last invoice.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from billing_pipeline.ledger.entries import (
     ledger_keyring,
     timestamp_text,
 )
+from billing_pipeline.ledger.invoice_checks import invoice_problems, numbering_problems
+from billing_pipeline.ledger.legacy import LegacyRun, recorded_boundary, seal_problems, write_seal
 from billing_pipeline.ledger.problems import LedgerProblem
 
 
@@ -37,9 +44,19 @@ class VerifyReport:
     key_ids: dict[str, int] = field(default_factory=dict)  # entries per signing key id
     notes: list[str] = field(default_factory=list)  # what else was checked or written (checkpoint)
 
+    invoices: int = 0
+
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def kinds(self) -> dict[str, int]:
+        """How many findings of each kind."""
+        counts: dict[str, int] = {}
+        for problem in self.problems:
+            counts[problem.kind] = counts.get(problem.kind, 0) + 1
+        return counts
 
 
 RUNNING_BALANCES = """
@@ -118,18 +135,13 @@ def _balance_problems(conn: psycopg.Connection) -> list[LedgerProblem]:
     return problems
 
 
-def _legacy_boundary(conn: psycopg.Connection) -> int:
-    row = conn.execute("SELECT min(max_legacy_id) FROM billing.ledger_legacy_boundary").fetchone()
-    return row[0] or 0
-
-
 def _chain_problems(
-    conn: psycopg.Connection, keyring: LedgerKeyring
+    conn: psycopg.Connection, keyring: LedgerKeyring, boundary: int, legacy: dict[str, LegacyRun]
 ) -> tuple[list[LedgerProblem], int, int, int, dict[str, int]]:
+    """The chain's problems; ``legacy`` is filled with each account's legacy entries as walked."""
     problems: list[LedgerProblem] = []
     entries = accounts = unsealed = 0
     key_ids: dict[str, int] = {}
-    boundary = _legacy_boundary(conn)
     previous_account, previous_hash, keyed_seen, legacy_run = None, GENESIS_HASH, False, 0
     with conn.cursor(name="verify_chain") as cur:
         cur.itersize = 5000
@@ -172,6 +184,8 @@ def _chain_problems(
             previous_hash = stored_hash
             if key_id == LEGACY_KEY_ID:
                 legacy_run += 1
+                run = legacy.setdefault(account, LegacyRun(0, 0, GENESIS_HASH))
+                run.entries, run.last_seq, run.last_hash = run.entries + 1, seq, stored_hash
                 if entry_id > boundary or keyed_seen:
                     problems.append(
                         LedgerProblem(
@@ -224,12 +238,16 @@ def _chain_problems(
     return problems, accounts, entries, unsealed, key_ids
 
 
-def verify_ledger(conn: psycopg.Connection, *, checkpoint: Path | str | None = None) -> VerifyReport:
-    """Check the whole ledger; an empty ``problems`` list means every check passed.
+def verify_ledger(
+    conn: psycopg.Connection, *, checkpoint: Path | str | None = None, seal_legacy: bool = False
+) -> VerifyReport:
+    """Check the whole ledger and the issued invoices; an empty ``problems`` list means every check passed.
 
     With ``checkpoint`` (a file outside the database): if it exists, the chain heads it holds
     must still be in the ledger (same entry, same hash); then, if everything passed, the file
-    is (re)written with the current heads. Needs the ledger key (``BILLING_LEDGER_KEY``).
+    is (re)written with the current heads. With ``seal_legacy``: when the only findings are
+    unsealed pre-key entries, seal them under the current key (once; ``legacy.py``).
+    Needs the ledger key (``BILLING_LEDGER_KEY``).
     """
     from billing_pipeline.ledger.checkpoint import check_checkpoint, write_checkpoint
 
@@ -244,14 +262,27 @@ def verify_ledger(conn: psycopg.Connection, *, checkpoint: Path | str | None = N
     try:
         with conn.transaction():
             problems = _balance_problems(conn)
-            chain, accounts, entries, unsealed, key_ids = _chain_problems(conn, keyring)
+            legacy_runs: dict[str, LegacyRun] = {}
+            boundary = recorded_boundary(conn)
+            chain, accounts, entries, unsealed, key_ids = _chain_problems(conn, keyring, boundary, legacy_runs)
             problems += chain
-            if checkpoint is not None:
-                path = Path(checkpoint)
-                if path.exists():
-                    found, note = check_checkpoint(conn, path, keyring)
-                    problems += found
-                    notes.append(note)
+            problems += seal_problems(conn, keyring, legacy_runs, boundary)
+            problems += invoice_problems(conn) + numbering_problems(conn)
+            invoices = conn.execute("SELECT count(*) FROM billing.invoices").fetchone()[0]
+            path = None if checkpoint is None else Path(checkpoint)
+            if path is not None and path.exists():
+                found, note = check_checkpoint(conn, path, keyring)
+                problems += found
+                notes.append(note)
+            if seal_legacy:  # after every other check: the seal vouches for what it sees
+                if not any(p.kind == "legacy_unsealed" for p in problems):
+                    notes.append("nothing to seal: no unsealed pre-key entries")
+                elif all(p.kind == "legacy_unsealed" for p in problems):
+                    notes.append(write_seal(conn, keyring, legacy_runs, boundary))
+                    problems = []
+                else:
+                    notes.append("pre-key entries left unsealed, because other checks failed")
+            if path is not None:
                 if not problems:
                     notes.append(write_checkpoint(conn, path, keyring))
                 else:
@@ -262,7 +293,7 @@ def verify_ledger(conn: psycopg.Connection, *, checkpoint: Path | str | None = N
     legacy = key_ids.get(LEGACY_KEY_ID, 0)
     if legacy:
         notes.append(
-            f"{legacy} entries predate the keyed chain ({LEGACY_KEY_ID}); {unsealed} of them are not yet "
-            "sealed by a keyed entry of their account, so only a checkpoint file protects those"
+            f"{legacy} entries predate the keyed chain ({LEGACY_KEY_ID}), trusted only under the seal made with "
+            f"the ledger key; {unsealed} of them are not yet followed by a keyed entry of their account"
         )
-    return VerifyReport(accounts, entries, problems, legacy, key_ids, notes)
+    return VerifyReport(accounts, entries, problems, legacy, key_ids, notes, invoices)

@@ -117,7 +117,8 @@ def test_rewriting_an_old_entry_and_rechaining_with_unkeyed_sha256_is_caught(led
                 )
             conn.commit()
             found = problems(ledger_db)
-            assert found == (["legacy_hash_after_keying"] if relabel else ["hash_mismatch"])
+            # relabelled: above the recorded boundary, and no seal under the key vouches for legacy entries
+            assert found == (["legacy_hash_after_keying", "legacy_unsealed"] if relabel else ["hash_mismatch"])
 
 
 def test_rewriting_with_a_wrong_key_is_caught_and_needs_the_real_key(ledger_db, monkeypatch):
@@ -146,13 +147,20 @@ def test_no_key_is_a_configuration_error_naming_the_variable(ledger_db, monkeypa
 
 def test_keys_rotate_old_entries_verify_with_the_retired_key(ledger_db, monkeypatch):
     old = os.environ["BILLING_LEDGER_KEY"]
-    monkeypatch.setenv("BILLING_LEDGER_KEY_ID", "2026-11-a")
+    monkeypatch.setenv("BILLING_LEDGER_KEY_ID", "2026-11-a")  # the same secret named anew: keep the old id
+    monkeypatch.setenv("BILLING_LEDGER_RETIRED_KEYS", f"{key_fingerprint(old)}:{old}")
     with psycopg.connect(ledger_db) as conn:
         post_entry(conn, Entry("acme", "topup", D("1"), "under-a"))
     monkeypatch.setenv("BILLING_LEDGER_KEY", "second-key-" + "y" * 32)
     monkeypatch.setenv("BILLING_LEDGER_KEY_ID", "2026-12-b")
+    with psycopg.connect(ledger_db) as conn:  # the old key not kept: posting refuses to sign onto its chain
+        with pytest.raises(ConfigurationError, match="signed by ledger key '2026-11-a'.*'2026-12-b'"):
+            post_entry(conn, Entry("acme", "topup", D("1"), "under-b"))
+    monkeypatch.setenv("BILLING_LEDGER_RETIRED_KEYS", f"2026-11-a:{old}")
     with psycopg.connect(ledger_db) as conn:
         post_entry(conn, Entry("acme", "topup", D("1"), "under-b"))
+    monkeypatch.delenv("BILLING_LEDGER_RETIRED_KEYS")
+    with psycopg.connect(ledger_db) as conn:
         report = verify_ledger(conn)
         assert {p.kind for p in report.problems} == {"unknown_key"}  # the old keys are not configured
         assert "BILLING_LEDGER_RETIRED_KEYS" in report.problems[0].detail
@@ -236,11 +244,16 @@ def test_entries_written_before_the_keyed_chain_verify_as_legacy_and_are_counted
         )
     command.upgrade(alembic_config(legacy_url), "head")
     with psycopg.connect(legacy_url) as conn:
+        report = verify_ledger(conn)  # the boundary row alone is not trusted: the operator seals once
+        assert [(p.account_id, p.kind) for p in report.problems] == [("acme", "legacy_unsealed")]
+        assert "--seal-legacy" in report.problems[0].detail
+        report = verify_ledger(conn, seal_legacy=True)
+        assert report.ok and report.notes[0].startswith("sealed 2 pre-key entries of 1 accounts")
         report = verify_ledger(conn)
-        assert report.ok and report.unkeyed_entries == 2 and "not yet sealed" in report.notes[0]
+        assert report.ok and report.unkeyed_entries == 2 and "2 of them are not yet followed" in report.notes[0]
         post_entry(conn, Entry("acme", "topup", D("1"), "new"))  # chains onto the legacy head, keyed
         report = verify_ledger(conn)
-        assert report.ok and report.unkeyed_entries == 2 and "0 of them are not yet sealed" in report.notes[0]
+        assert report.ok and report.unkeyed_entries == 2 and "0 of them are not yet followed" in report.notes[0]
         with pytest.raises(psycopg.errors.CheckViolation, match="legacy_hash_only_before_keying"):
             conn.execute(
                 "INSERT INTO billing.credit_transactions (account_id, account_seq, type, amount, balance_after, "
@@ -248,6 +261,43 @@ def test_entries_written_before_the_keyed_chain_verify_as_legacy_and_are_counted
                 "VALUES ('globex', 1, 'topup', 1, 1, 'sneak', %s, 'x', 'legacy-sha256')",
                 ("0" * 64,),
             )
+        conn.rollback()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            conn.execute("DELETE FROM billing.ledger_legacy_seal")
+        conn.rollback()
+    # Sealed: moving the boundary and re-labelling the keyed entry as legacy is caught by the seal.
+    with superuser(legacy_url) as conn:
+        conn.execute("ALTER TABLE billing.credit_transactions DROP CONSTRAINT legacy_hash_only_before_keying")
+        conn.execute("UPDATE billing.ledger_legacy_boundary SET max_legacy_id = max_legacy_id + 1")
+        row = conn.execute(
+            "SELECT id, prev_hash, account_seq, amount, balance_after, created_at FROM billing.credit_transactions "
+            "WHERE idempotency_key = 'new'"
+        ).fetchone()
+        digest = entry_hash(
+            prev_hash=row[1],
+            account_id="acme",
+            account_seq=row[2],
+            type="topup",
+            amount=row[3],
+            balance_after=row[4],
+            idempotency_key="new",
+            reference_json="{}",
+            reason=None,
+            actor=None,
+            created_at=timestamp_text(row[5]),
+        )
+        conn.execute(
+            "UPDATE billing.credit_transactions SET entry_hash = %s, key_id = 'legacy-sha256' WHERE id = %s",
+            (digest, row[0]),
+        )
+    assert problems(legacy_url) == ["legacy_boundary_moved", "legacy_entries_changed"]
+    with superuser(legacy_url) as conn:  # a seal forged to match is refused by its HMAC
+        conn.execute(
+            "UPDATE billing.ledger_legacy_seal SET max_legacy_id = max_legacy_id + 1, "
+            "legacy_heads = jsonb_build_object('acme', jsonb_build_array(3, %s::text))",
+            (digest,),
+        )
+    assert problems(legacy_url) == ["legacy_seal_forged"]
 
 
 def test_demo_key_helper_makes_one_key_file_and_exports_it(tmp_path, monkeypatch):
