@@ -334,15 +334,14 @@ DAGSTER_DB = f"{DB}_dagster"  # the Dagster storage beside the scratch database 
 def dagster_instance():
     """A throw-away Dagster instance as production has it: runs and events in PostgreSQL
     (``prepare_dagster_home``: database ``<scratch>_dagster``), under a temp DAGSTER_HOME."""
-    import dagster as dg
 
-    from billing_pipeline.db.dagster_instance import prepare_dagster_home
+    from billing_pipeline.db.dagster_instance import load_instance, prepare_dagster_home
 
     home = Path(tempfile.mkdtemp(prefix="cycle-bench-dagster-"))
     drop_database(DAGSTER_DB)
-    prepare_dagster_home(server_url(DB), home)  # also sets DAGSTER_HOME
+    prepare_dagster_home(server_url(DB), home)
     try:
-        with dg.DagsterInstance.get() as instance:
+        with load_instance(home) as instance:
             yield instance
     finally:
         shutil.rmtree(home, ignore_errors=True)

@@ -2,10 +2,9 @@
 
 Each domain contributes its assets and jobs through its own ``defs``; the hourly cycle's jobs,
 sensors and schedule come from ``orchestration.graph``; resources are bound once, here, from the
-environment.
+environment (``dg.EnvVar``: read when a run uses the resource, nothing written to it).
+Batched event writes are an instance setting (db/dagster_storage.py, ``BillingDagsterInstance``).
 """
-
-import os
 
 import dagster as dg
 
@@ -23,14 +22,6 @@ from billing_pipeline.resources.prometheus import PrometheusResource
 from billing_pipeline.resources.stripe import stripe_resource
 from billing_pipeline.transform.defs import defs as transform_defs
 from billing_pipeline.transform.resources import dbt_resource
-
-# A ranged run (a catch-up, a backfill) records one materialisation per asset and hour. With a
-# batch size set, Dagster writes each output's hours in one INSERT (PostgreSQL event storage)
-# instead of one write per hour; a 24-hour run spent more time on those writes than in its dbt
-# models. Dagster reads the variable when it writes events, in whichever process runs the steps,
-# and every such process loads these definitions. A value set in the environment wins.
-EVENT_BATCH_SIZE = "1000"
-os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
 
 resources = {
     "postgres": PostgresResource(database_url=dg.EnvVar("BILLING_DATABASE_URL")),

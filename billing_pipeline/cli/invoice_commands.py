@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-
 from billing_pipeline.cli.output import credits, emit
 from billing_pipeline.db.connection import connect, database_url
 from billing_pipeline.invoicing.months import parse_month
@@ -31,11 +29,13 @@ def register(subparsers, json_parent) -> None:
 
 
 def _close_month(args) -> int:
-    from billing_pipeline.orchestration.month_end import run_month_end
+    from billing_pipeline.core.clock import clock_input, system_now
+    from billing_pipeline.orchestration.month_end import month_to_close, run_month_end
 
-    month = parse_month(args.month)  # input errors before anything else
-    os.environ["BILLING_DATABASE_URL"] = database_url()  # the Dagster resources read it from the environment
-    summary = run_month_end(month, args.now)
+    # Input errors (exit 2) before anything else: no configuration read, no run launched.
+    now = system_now() if args.now is None else clock_input(args.now, "--now")
+    month = month_to_close(args.month, now)
+    summary = run_month_end(month, now, database_url=database_url())
 
     def render(d) -> str:
         inv, sla = d["invoices"], d["sla"]

@@ -58,8 +58,8 @@ def _run(args) -> int:
 
         raise InputError(f"--chunk-hours {args.chunk_hours} must be at least 1")
     selection = _only(args.only)
+    # The runs' resources read BILLING_DATABASE_URL themselves (definitions.py, dg.EnvVar).
     url = database_url()
-    os.environ["BILLING_DATABASE_URL"] = url  # the Dagster resources read it from the environment
     if not os.environ.get("PROMETHEUS_URL"):
         raise ConfigurationError(
             "PROMETHEUS_URL is not set: the ingestion stage reads pod metrics from Prometheus. "

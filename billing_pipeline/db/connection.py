@@ -45,7 +45,11 @@ def redact_url(url: str) -> str:
     key/value string (``password=...``, quoted or not)."""
     if "://" not in url:
         return _KEYWORD_SECRET.sub(lambda m: f"{m[1]}{m[2]}***", url)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL Python can split (e.g. an unclosed "[" of an IPv6 host): mask by pattern
+        masked = re.sub(r"(://[^:@/?#]*:)[^@]*@", r"\1***@", url)
+        return re.sub(r"((?:^|[?&])(?:" + "|".join(SECRET_PARAMS) + r")=)[^&]*", r"\1***", masked, flags=re.I)
     netloc = parts.netloc
     userinfo, at, hostinfo = netloc.rpartition("@")
     if at and ":" in userinfo:
@@ -85,6 +89,7 @@ def database_url() -> str:
     happens to answer on this machine."""
     url = os.environ.get("BILLING_DATABASE_URL", "").strip()
     if url:
+        _conninfo(url)  # a malformed URL is a configuration error (exit 3), said before any command uses it
         return url
     raise ConfigurationError(
         "BILLING_DATABASE_URL is not set: say which billing database to use, e.g. "

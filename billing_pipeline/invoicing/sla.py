@@ -28,12 +28,16 @@ from decimal import Decimal
 
 import psycopg
 
-from billing_pipeline.core.errors import BillingError
 from billing_pipeline.invoicing.months import month_bounds, month_text
 from billing_pipeline.ledger import Entry, post_entries, round_credits
 
 SLA_LOCK = "billing.sla_credit"
 PRICED_USAGE = "analytics.fct_priced_usage"
+# The same columns, no rows: the base when the models were never built.
+NO_PRICED_USAGE = (
+    "(SELECT NULL::text AS deployment_id, NULL::numeric AS amount, NULL::text AS usage_kind, "
+    "NULL::timestamptz AS hour WHERE false)"
+)
 
 
 def sla_key(deployment_id: str, month: date) -> str:
@@ -101,7 +105,7 @@ WITH deps AS (
     FROM counted GROUP BY deployment_id
 ), base AS (
     SELECT u.deployment_id, sum(u.amount) AS base
-    FROM {PRICED_USAGE} u
+    FROM {{priced_usage}} u
     WHERE u.usage_kind = 'workload_consumption' AND u.hour >= %(start)s AND u.hour < %(end)s
       AND u.deployment_id IN (SELECT deployment_id FROM deps)
     GROUP BY u.deployment_id
@@ -218,12 +222,11 @@ def credit_sla(conn: psycopg.Connection, month: date) -> SlaResult:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (SLA_LOCK,))
         # JIT compiling these one-off statements costs more than it saves (seconds, under load).
         conn.execute("SET LOCAL jit = off")
-        if conn.execute("SELECT to_regclass(%s)", (PRICED_USAGE,)).fetchone()[0] is None:
-            raise BillingError(
-                f"{PRICED_USAGE} does not exist: SLA credits are a share of the month's priced workload "
-                "consumption. Build the dbt models (billing run, or the dbt_hourly_job) first."
-            )
-        result.measured = conn.execute(_MEASURE, params, prepare=False).rowcount
+        # Before the first hourly cycle built the dbt models there is no priced usage at all: no
+        # consumption was billed, so none is credited (the base is empty, not an error).
+        priced = conn.execute("SELECT to_regclass(%s)", (PRICED_USAGE,)).fetchone()[0] is not None
+        measure = _MEASURE.replace("{priced_usage}", PRICED_USAGE if priced else NO_PRICED_USAGE)
+        result.measured = conn.execute(measure, params, prepare=False).rowcount
         rows = conn.execute(_TO_CREDIT, params).fetchall()
         entries = [
             Entry(

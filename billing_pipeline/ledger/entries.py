@@ -330,8 +330,8 @@ def ledger_keyring() -> LedgerKeyring:
 
 
 def ensure_demo_ledger_key(state_dir: Path | str) -> Path:
-    """For the demo only: a ledger key kept in ``<state_dir>/ledger.key`` (created once, mode 0600),
-    exported as ``BILLING_LEDGER_KEY`` unless the environment already sets one. Returns the file."""
+    """For the demo only: a ledger key kept in ``<state_dir>/ledger.key`` (created once, mode 0600).
+    Returns the file; the demo's driver exports it as ``BILLING_LEDGER_KEY`` for its processes."""
     path = Path(state_dir) / "ledger.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -342,5 +342,4 @@ def ensure_demo_ledger_key(state_dir: Path | str) -> Path:
         else:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32) + "\n")
-    os.environ.setdefault(KEY_ENV, path.read_text().strip())
     return path

@@ -67,22 +67,25 @@ class RunOutcome:
 
 
 def default_instance() -> dg.DagsterInstance:
-    """The instance of ``DAGSTER_HOME``, else the demo's (``<state dir>/dagster_home``) if it exists."""
+    """The instance of ``DAGSTER_HOME``, else the demo's (``<state dir>/dagster_home``) if it exists.
+
+    Opened from its folder (``db.dagster_instance.load_instance``): nothing is written to the
+    environment, and the runs executed here use this instance object."""
     import os
 
     from billing_pipeline.core.errors import ConfigurationError
     from billing_pipeline.db.connection import state_dir
+    from billing_pipeline.db.dagster_instance import load_instance
 
     home = os.environ.get("DAGSTER_HOME")
     if not home:
-        demo_home = state_dir() / "dagster_home"
-        if not (demo_home / "dagster.yaml").exists():
+        home = state_dir() / "dagster_home"
+        if not (home / "dagster.yaml").exists():
             raise ConfigurationError(
                 "DAGSTER_HOME is not set: runs are recorded on a Dagster instance. Point it at the folder of the "
                 "instance's dagster.yaml, or run `scripts/demo` once to create the demo's (./.billing/dagster_home)."
             )
-        os.environ["DAGSTER_HOME"] = str(demo_home)
-    return dg.DagsterInstance.get()
+    return load_instance(home)
 
 
 def daemon_is_running(instance: dg.DagsterInstance) -> bool:

@@ -9,10 +9,12 @@ The summary is JSON-able.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import re
+from datetime import MAXYEAR, date, datetime
 
 from billing_pipeline.core.clock import CLOCK_TAG, clock_input, system_now
 from billing_pipeline.core.errors import BillingError, InputError
+from billing_pipeline.core.partitions import FIRST_HOUR_VARIABLE, first_billable_hour
 from billing_pipeline.invoicing.months import month_bounds, month_text, parse_month
 
 JOB_NAME = "monthly_invoice_job"
@@ -20,6 +22,37 @@ JOB_NAME = "monthly_invoice_job"
 
 class MonthEndError(BillingError):
     """The month-end run failed; nothing of the failing step was committed."""
+
+
+_MONTH_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}", re.ASCII)
+
+
+def month_to_close(value: date | str, now: datetime) -> date:
+    """The month ``close-month`` may close at ``now``, or an ``InputError`` (exit 2) before any run.
+
+    Text must be exactly ``YYYY-MM`` (not ``2026-1``, not ``"2026-11 "``). The month must lie
+    between the month of the first billable hour (``BILLING_FIRST_HOUR``: nothing is billed
+    before it) and the last month that has ended at ``now``. Compared as (year, month) before
+    any date arithmetic, so ``9999-12`` is refused in words instead of overflowing."""
+    if isinstance(value, str) and not _MONTH_TEXT.fullmatch(value):
+        raise InputError(
+            f"month {value[:20]!r} is not YYYY-MM: write it with four digits, a dash and two (e.g. 2026-10)."
+        )
+    month = parse_month(value)
+    first = first_billable_hour()
+    if (month.year, month.month) < (first.year, first.month):
+        raise InputError(
+            f"month {month_text(month)} is before the first billable hour {first:%Y-%m-%dT%H:%MZ} "
+            f"({FIRST_HOUR_VARIABLE}): there is nothing to close; the first month is {first:%Y-%m}."
+        )
+    if (month.year, month.month) >= (now.year, now.month):  # ``now`` is UTC: the month has not ended
+        if month.year < MAXYEAR:
+            check_month_ended(month, now)  # refuses, saying when the month ends
+        raise InputError(
+            f"month {month_text(month)} has not ended at {now.isoformat()}: close it after it ends "
+            "(or pass a later --now)."
+        )
+    return month
 
 
 def check_month_ended(month: date, now: datetime) -> None:
@@ -53,9 +86,8 @@ def run_month_end(
     from billing_pipeline.db.connection import database_url as configured_url
     from billing_pipeline.orchestration.launcher import Launcher, code_location, default_instance
 
-    month = parse_month(month)
     now = system_now() if now is None else clock_input(now, "--now")
-    check_month_ended(month, now)
+    month = month_to_close(month, now)
     url = database_url or configured_url()
     instance = instance or default_instance()
     with connect(url, autocommit=True) as conn, code_location(instance) as (workspace, location):

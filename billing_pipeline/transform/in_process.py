@@ -123,21 +123,15 @@ def _run(cleaned: list[str], params, *, context, target: Path) -> Iterator:
 
     with _DBT_LOCK:
         manifest = parsed_manifest(target)
-        saved = os.environ.get("DBT_INDIRECT_SELECTION")
-        if params.indirect_selection:
-            os.environ["DBT_INDIRECT_SELECTION"] = params.indirect_selection
-        try:
-            # --log-level none: the console lines come from on_event; dbt.log keeps the debug log.
-            # --no-write-json: the events carry everything the assets report, and writing
-            # manifest.json and run_results.json into a folder removed right after cost 0.9 s a call.
-            outcome = dbtRunner(manifest=manifest, callbacks=[on_event]).invoke(
-                [*cleaned, *_paths(target), "--log-level", "none", "--no-write-json", *params.selection_args]
-            )
-        finally:
-            if saved is None:
-                os.environ.pop("DBT_INDIRECT_SELECTION", None)
-            else:
-                os.environ["DBT_INDIRECT_SELECTION"] = saved
+        # The indirect selection dagster-dbt puts in the subprocess' environment (for asset-check
+        # subsets) is dbt's --indirect-selection flag here: this process' environment is not written.
+        indirect = ["--indirect-selection", params.indirect_selection] if params.indirect_selection else []
+        # --log-level none: the console lines come from on_event; dbt.log keeps the debug log.
+        # --no-write-json: the events carry everything the assets report, and writing
+        # manifest.json and run_results.json into a folder removed right after cost 0.9 s a call.
+        outcome = dbtRunner(manifest=manifest, callbacks=[on_event]).invoke(
+            [*cleaned, *_paths(target), "--log-level", "none", "--no-write-json", *indirect, *params.selection_args]
+        )
         sys.stdout.flush()
 
     for raw in results:

@@ -118,12 +118,14 @@ def show_bill(conn) -> None:
 
 def main() -> int:
     url = demo_database_url()  # only the demo may fall back to a local or embedded database
-    ensure_demo_ledger_key(state_dir())  # the ledger's HMAC key, kept in ./.billing/ledger.key
+    # The ledger's HMAC key, kept in ./.billing/ledger.key; the demo's processes get it from here.
+    os.environ.setdefault("BILLING_LEDGER_KEY", ensure_demo_ledger_key(state_dir()).read_text().strip())
     os.environ["BILLING_DATABASE_URL"] = url  # the Dagster resources read it from the environment
     section("Database")
     print(f"  billing database: {redact_url(url)}")
     print(f"  migrated to revision {upgrade(url)}")
     home = prepare_dagster_home(url)
+    os.environ["DAGSTER_HOME"] = str(home)  # the instance the demo's runs (and its UI command) use
     print(f"  Dagster instance (runs and events in PostgreSQL): DAGSTER_HOME={home}")
 
     with ExitStack() as services:

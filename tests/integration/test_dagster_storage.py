@@ -2,11 +2,12 @@
 event log dagster-postgres builds outside the web server connects once per event."""
 
 import dagster as dg
+import yaml
 from sqlalchemy import event
 
 from billing_pipeline.core.partitions import hourly_partitions
-from billing_pipeline.db.dagster_instance import prepare_dagster_home
-from billing_pipeline.db.dagster_storage import PooledPostgresEventLogStorage
+from billing_pipeline.db.dagster_instance import dagster_database_url, prepare_dagster_home
+from billing_pipeline.db.dagster_storage import PooledPostgresEventLogStorage, psycopg2_url
 
 
 @dg.asset(partitions_def=hourly_partitions, backfill_policy=dg.BackfillPolicy.single_run())
@@ -39,13 +40,13 @@ def test_the_instance_writes_a_ranged_runs_events_over_its_two_pooled_connection
 def test_dagster_postgres_own_event_log_connects_for_every_event(db_url, tmp_path):
     """The reason for the pool: the same run on the unpooled storage opens a connection per event."""
     home = prepare_dagster_home(db_url, tmp_path / "dagster_home")
-    yaml = (home / "dagster.yaml").read_text()
-    (home / "dagster.yaml").write_text(
-        yaml.replace(
-            "billing_pipeline.db.dagster_storage\n  class: PooledPostgresEventLogStorage",
-            "dagster_postgres.event_log\n  class: PostgresEventLogStorage",
-        )
-    )
+    config = yaml.safe_load((home / "dagster.yaml").read_text())
+    config["event_log_storage"] = {  # dagster-postgres' own class and config, through psycopg2
+        "module": "dagster_postgres.event_log",
+        "class": "PostgresEventLogStorage",
+        "config": {"postgres_url": psycopg2_url(dagster_database_url(db_url))},
+    }
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.event_log_storage) is not PooledPostgresEventLogStorage
         assert _connections_for_a_ranged_run(instance, hours=24) > 48

@@ -141,6 +141,8 @@ def test_dagster_storage_works_on_a_server_that_requires_a_password(password_ser
     url = dagster_database_url(billing_url)
     assert conninfo_to_dict(url)["password"] == "pw-Secret-42"  # main dropped it
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("BILLING_DATABASE_URL", billing_url)  # the file names it; no other variable is needed
+    monkeypatch.delenv("BILLING_DAGSTER_DATABASE_URL", raising=False)
     home = prepare_dagster_home(billing_url, tmp_path / "dagster_home")
     assert "pw-Secret-42" not in (home / "dagster.yaml").read_text()  # it stays in the environment
 

@@ -300,13 +300,13 @@ def test_entries_written_before_the_keyed_chain_verify_as_legacy_and_are_counted
     assert problems(legacy_url) == ["legacy_seal_forged"]
 
 
-def test_demo_key_helper_makes_one_key_file_and_exports_it(tmp_path, monkeypatch):
+def test_demo_key_helper_makes_one_key_file_and_keeps_it(tmp_path, monkeypatch):
     monkeypatch.delenv("BILLING_LEDGER_KEY")
     path = ensure_demo_ledger_key(tmp_path / ".billing")
-    secret = os.environ["BILLING_LEDGER_KEY"]
-    assert path.read_text().strip() == secret and len(secret) == 64 and oct(path.stat().st_mode)[-3:] == "600"
-    monkeypatch.delenv("BILLING_LEDGER_KEY")
-    assert ensure_demo_ledger_key(tmp_path / ".billing") == path and os.environ["BILLING_LEDGER_KEY"] == secret
+    secret = path.read_text().strip()
+    assert len(secret) == 64 and oct(path.stat().st_mode)[-3:] == "600"
+    assert "BILLING_LEDGER_KEY" not in os.environ  # the demo's driver exports it, not the ledger module
+    assert ensure_demo_ledger_key(tmp_path / ".billing") == path and path.read_text().strip() == secret
 
 
 def test_the_hmac_input_is_the_canonical_json_with_the_key_id_first():

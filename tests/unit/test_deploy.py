@@ -25,6 +25,8 @@ from dagster._utils.merger import merge_dicts
 from dagster_k8s import K8sRunLauncher
 
 from billing_pipeline.core.runs import LANE_TAG, MONEY_LANE
+from billing_pipeline.db.dagster_instance import STORAGES, deploy_instance_config, local_instance_config
+from billing_pipeline.db.dagster_storage import BillingDagsterInstance, storage_config_type
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -58,7 +60,7 @@ def instance_env(monkeypatch):
 
 def load_instance_config(folder: Path = DEPLOY) -> dict:
     config, custom_class = dagster_instance_config(str(folder), config_filename="dagster.yaml")
-    assert custom_class is None
+    assert custom_class is BillingDagsterInstance
     return dict(config)
 
 
@@ -82,10 +84,12 @@ def build_run_coordinator(config: dict) -> QueuedRunCoordinator:
 def test_instance_config_loads_through_dagster(instance_env):
     config = load_instance_config()
 
-    assert set(config) >= {"storage", "run_coordinator", "run_launcher", "scheduler", "run_monitoring"}
+    assert set(config) >= {*STORAGES, "run_coordinator", "run_launcher", "scheduler", "run_monitoring"}
     # Storage: PostgreSQL, every field resolved from the environment, psycopg2 named explicitly.
-    storage = process_config(pg_config(), config["storage"]["postgres"])
+    storage = process_config(storage_config_type(), config["event_log_storage"]["config"])
     assert storage.success, storage.errors
+    assert process_config(pg_config(), config["event_log_storage"]["config"]).success  # dagster-postgres' own
+    assert config["event_log_storage"]["class"] == "PooledPostgresEventLogStorage"
     db = storage.value["postgres_db"]
     assert (db["username"], db["password"], db["hostname"], db["db_name"], db["port"], db["scheme"]) == (
         "dagster",
@@ -96,6 +100,29 @@ def test_instance_config_loads_through_dagster(instance_env):
         "postgresql+psycopg2",
     )
     assert config["run_monitoring"]["enabled"] is True
+
+
+def test_the_deploy_file_is_generated_from_the_one_instance_configuration():
+    """deploy/dagster.yaml is what deploy_instance_config() writes, and the local instance (the
+    demo's, the tests' and the benchmarks') differs from it only where the platform does."""
+    assert yaml.safe_load((DEPLOY / "dagster.yaml").read_text()) == deploy_instance_config()
+    deploy = deploy_instance_config()
+    local = local_instance_config("postgresql://postgres@127.0.0.1:5432/satusky_billing")
+    platform_only = {"run_launcher", "run_monitoring"}
+    assert set(deploy) - set(local) == platform_only and set(local) <= set(deploy)
+    for key in set(local) - set(STORAGES):
+        assert local[key] == deploy[key], key
+    for key in STORAGES:  # the same classes; only where the storage's database is differs
+        assert {k: v for k, v in local[key].items() if k != "config"} == {
+            k: v for k, v in deploy[key].items() if k != "config"
+        }
+    assert local["run_storage"]["config"] == {
+        "billing_database_url": "postgresql://postgres@127.0.0.1:5432/satusky_billing"
+    }
+    # A password is never written: the file names the variable every process already has.
+    with_password = local_instance_config("postgresql://u:pw-Secret@db:5432/satusky_billing")
+    assert "pw-Secret" not in yaml.safe_dump(with_password)
+    assert with_password["event_log_storage"]["config"] == {"billing_database_url": {"env": "BILLING_DATABASE_URL"}}
 
 
 def test_run_queue_holds_one_money_run_at_a_time(instance_env):
@@ -169,7 +196,7 @@ def test_helm_values_carry_the_same_limits_and_launcher():
     assert values["generatePostgresqlPasswordSecret"] is False
     assert values["global"]["postgresqlSecretName"] == INSTANCE_ENV["DAGSTER_K8S_PG_PASSWORD_SECRET"]
     assert values["postgresql"]["postgresqlPassword"] == ""
-    assert values["postgresql"]["postgresqlScheme"] == instance["storage"]["postgres"]["postgres_db"]["scheme"]
+    assert values["postgresql"]["postgresqlScheme"] == instance["event_log_storage"]["config"]["postgres_db"]["scheme"]
 
     # The code location: the Dockerfile's image, serving the one Definitions object.
     (deployment,) = values["dagster-user-deployments"]["deployments"]

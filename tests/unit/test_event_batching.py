@@ -1,17 +1,30 @@
-"""A ranged run's hourly materialisations are written in batches (definitions.py)."""
+"""A ranged run's hourly materialisations are written in batches: an instance setting
+(db/dagster_storage.py, ``BillingDagsterInstance``), in every process that opens the instance,
+with nothing written to the environment."""
 
-import importlib
 import os
 
+import dagster as dg
 
-def test_the_definitions_turn_batched_event_writes_on_unless_the_environment_chose(monkeypatch):
-    """Every process that runs the steps loads the definitions, which set Dagster's event batch
-    size (one INSERT per output of a ranged run, not one per hour); a value already set wins."""
-    import billing_pipeline.definitions as definitions
+from billing_pipeline.db.dagster_instance import instance_config
+from billing_pipeline.db.dagster_storage import EVENT_BATCH_SIZE, BillingDagsterInstance
 
+
+def _instance(tmp_path, **extra) -> dg.DagsterInstance:
+    config = {"instance_class": instance_config({})["instance_class"], **extra}
+    (tmp_path / "dagster.yaml").write_text(__import__("yaml").safe_dump(config))
+    return dg.DagsterInstance.from_config(str(tmp_path))
+
+
+def test_the_instance_batches_event_writes_unless_the_environment_chose(tmp_path, monkeypatch):
     monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
-    importlib.reload(definitions)
-    assert os.environ["DAGSTER_EVENT_BATCH_SIZE"] == definitions.EVENT_BATCH_SIZE == "1000"
-    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "7")
-    importlib.reload(definitions)
-    assert os.environ["DAGSTER_EVENT_BATCH_SIZE"] == "7"
+    before = dict(os.environ)
+    with _instance(tmp_path) as instance:
+        assert type(instance) is BillingDagsterInstance
+        assert instance._get_event_batch_size() == EVENT_BATCH_SIZE == 1000
+        monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "7")  # Dagster's own knob, set by a deployment, wins
+        assert instance._get_event_batch_size() == 7
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE")
+    assert dict(os.environ) == before
+    with _instance(tmp_path, event_batch_size=50) as instance:
+        assert instance._get_event_batch_size() == 50
