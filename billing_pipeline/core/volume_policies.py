@@ -1,4 +1,5 @@
-"""The volume policies an account may choose (``billing.accounts.volume_policy``, CONTRACT §2).
+"""The volume policies an account may choose (``billing.accounts.volume_policy``;
+their rules: docs/rules/lifecycle.md).
 
 The one list lives in ``dbt_project/dbt_project.yml`` as the project var ``volume_policies``:
 it is the only file both dbt (which can read no other at parse or run time without a flag on

@@ -24,14 +24,20 @@ from billing_pipeline.lifecycle.volumes import HANDLING, UnknownVolumePolicy, ha
 ROOT = Path(__file__).resolve().parents[2]
 VERSIONS = ROOT / "billing_pipeline/migrations/versions"
 STAGING_YML = ROOT / "dbt_project/models/staging/_staging__models.yml"
-# CONTRACT §2 (../shared/CONTRACT.md): the policies an account may choose.
-CONTRACT = {"delete", "retain", "snapshot"}
+RULES = ROOT / "docs/rules/lifecycle.md"
 
 
-def test_the_one_list_is_the_dbt_project_var_and_holds_the_contracts_policies():
+def documented_policies() -> set[str]:
+    """The rows of the `volume_policy` table in docs/rules/lifecycle.md."""
+    text = RULES.read_text()
+    table = text[text.index("| `volume_policy` |") :].split("\n\n", 1)[0]
+    return set(re.findall(r"^\| `([a-z_]+)`", table, flags=re.MULTILINE)) - {"volume_policy"}
+
+
+def test_the_one_list_is_the_dbt_project_var_and_the_rules_document_each_policy():
     project = yaml.safe_load(DBT_PROJECT_FILE.read_text())
     assert tuple(project["vars"]["volume_policies"]) == VOLUME_POLICIES
-    assert set(VOLUME_POLICIES) == CONTRACT
+    assert documented_policies() == {"delete", "retain", "snapshot"} == set(VOLUME_POLICIES)
 
 
 def test_a_malformed_list_is_refused_naming_the_file(tmp_path):
@@ -103,7 +109,7 @@ def test_the_lifecycle_handles_exactly_the_listed_policies():
 def test_no_second_list_of_policies_in_code_models_or_tests_of_the_data():
     """A literal sequence of two or more policy names anywhere but the one list (and the
     migrations before 0012, which are history) is a second list."""
-    names = "|".join(sorted(CONTRACT | set(VOLUME_POLICIES)))
+    names = "|".join(sorted(documented_policies() | set(VOLUME_POLICIES)))
     pair = re.compile(rf"""(['"])({names})\1\s*,\s*(['"])({names})\3""")
     files = [
         *(ROOT / "billing_pipeline").rglob("*.py"),
