@@ -13,20 +13,17 @@ after ``volume_retention_days`` under ``retain``, each after its snapshot is rea
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from billing_pipeline.lifecycle import snapshots, store
 from billing_pipeline.lifecycle.actions import tracked
 from billing_pipeline.lifecycle.discovery import discover, target
 from billing_pipeline.lifecycle.machine import State
 from billing_pipeline.lifecycle.store import Account, Deployment, fmt_time
+from billing_pipeline.lifecycle.volumes import handling, retained_policies, volumes_delete_after
 from billing_pipeline.resources.cluster import KINDS, WORKLOAD_KINDS, ClusterCallError, ProtectedNamespaceError
 
 PVC = "PersistentVolumeClaim"
-
-
-def volumes_delete_after(account: Account, now: datetime) -> datetime:
-    return now + (timedelta(days=account.volume_retention_days) if account.volume_policy == "retain" else timedelta(0))
 
 
 def open_cleanup(lc, account: Account, dep: Deployment, reason: str, episode: int) -> None:
@@ -60,7 +57,7 @@ def cancel_retained_volumes(lc, account: Account) -> None:
     if lc.dry_run:
         return
     for dep_id in store.cancel_retained_volumes(
-        lc.conn, account.id, lc.now, "account re-activated during volume retention"
+        lc.conn, account.id, lc.now, "account re-activated during volume retention", retained_policies()
     ):
         lc.event(
             key=f"cleanup:{dep_id}:volumes_kept",
@@ -145,10 +142,11 @@ def _cleanup_one(
     kinds = [k for k in KINDS if (workload_done is None and k in WORKLOAD_KINDS) or k == PVC]
     found = discover(cluster, account.id, dep, legacy_by_name=legacy, kinds=kinds)
     volumes_due = lc.now >= delete_after
+    snapshot_first = handling(policy, account.id).snapshot_first
     if lc.dry_run:
         for obj in found:
             if obj.kind != PVC or volumes_due:
-                if obj.kind == PVC and policy == "snapshot":
+                if obj.kind == PVC and snapshot_first:
                     snapshots.ready_to_delete(lc, account, dep, obj.name, obj.size_bytes)
                 lc.event(
                     key=f"cleanup:{dep.id}:delete:{obj.kind}:{obj.namespace}/{obj.name}",
@@ -211,9 +209,11 @@ def _cleanup_one(
         outcome.actions.append(f"deleted workload of {dep.namespace}/{dep.name}")
     if not volumes_due:
         kept = sorted(p[2] for p in store.pending_objects(lc.conn, dep.id, [PVC]))
-        return f"PVC(s) {', '.join(kept)} kept under the retain policy until {fmt_time(delete_after)}" if kept else None
+        return (
+            f"PVC(s) {', '.join(kept)} kept under the {policy} policy until {fmt_time(delete_after)}" if kept else None
+        )
     pvcs = store.pending_objects(lc.conn, dep.id, [PVC])
-    if policy == "snapshot":
+    if snapshot_first:
         ready = [p for p in pvcs if snapshots.ready_to_delete(lc, account, dep, p[2], p[5])]
         delete_objects(lc, account, dep, ready, outcome)
         if len(ready) < len(pvcs):

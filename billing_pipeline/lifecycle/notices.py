@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from billing_pipeline.lifecycle.actions import RETRY_EVERY_MINUTES
 from billing_pipeline.lifecycle.machine import IDLE_CPU_CORE_HOURS, IDLE_EGRESS_GIB, IDLE_WINDOW_HOURS
 from billing_pipeline.lifecycle.store import Account, Deployment, fmt_size, fmt_time
+from billing_pipeline.lifecycle.volumes import handling
 
 WORKLOAD_OBJECTS = "its Services, Ingresses, ConfigMaps and Secrets"
 SUSPENSION_PAGE = 'a "suspended, add credits" page'
@@ -22,14 +23,15 @@ def volume_fate_line(
 ) -> str:
     """What happens to one PVC at expiry ``at`` (None: if the account ever expires)."""
     size, days = fmt_size(size_bytes), account.volume_retention_days
-    if account.volume_policy == "snapshot":
+    policy = handling(account.volume_policy, account.id)
+    if policy.snapshot_first:
         when = "at an expiry" if at is None else f"on {fmt_time(at)}"
         return (
             f"PVC {pvc} ({size}) {'would' if at is None else 'will'} be captured {when} as a CSI VolumeSnapshot "
             f"({snapshot_class_words(snapshot_class)}); the PVC is deleted with its data only once the snapshot "
             f"is ready to use, and the snapshot is kept {days} days after that, then deleted with its data."
         )
-    if account.volume_policy == "retain":
+    if policy.retained:
         if at is None:
             return f"PVC {pvc} ({size}) would be kept {days} days after an expiry, then deleted with its data."
         return (
@@ -42,27 +44,12 @@ def volume_fate_line(
 
 
 def volume_policy_words(account: Account) -> str:
-    days = account.volume_retention_days
-    return {
-        "retain": f"retain (volumes kept {days} days after expiry, then deleted with their data)",
-        "snapshot": (
-            f"snapshot (each volume captured as a CSI VolumeSnapshot at expiry and deleted once the "
-            f"snapshot is ready; snapshots kept {days} days, then deleted)"
-        ),
-    }.get(account.volume_policy, "delete (volumes deleted with their data at expiry)")
+    return handling(account.volume_policy, account.id).words.format(days=account.volume_retention_days)
 
 
 def volume_policy_sentence(account: Account) -> str:
     """The fate of a deployment's PVCs when it is deleted (idle deletion notice)."""
-    days = account.volume_retention_days
-    if account.volume_policy == "retain":
-        return f"Its PersistentVolumeClaims are kept for {days} days under your retain policy, then deleted with their data."
-    if account.volume_policy == "snapshot":
-        return (
-            f"Its PersistentVolumeClaims are each captured as a VolumeSnapshot first and deleted once the snapshot "
-            f"is ready; the snapshots are kept {days} days, then deleted."
-        )
-    return "Its PersistentVolumeClaims are deleted with their data (volume policy: delete)."
+    return handling(account.volume_policy, account.id).sentence.format(days=account.volume_retention_days)
 
 
 def scale_to_zero_at(account: Account, grace_entered_at: datetime | None) -> datetime | None:

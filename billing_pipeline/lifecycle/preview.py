@@ -12,6 +12,7 @@ from billing_pipeline.core.errors import InputError
 from billing_pipeline.lifecycle import store
 from billing_pipeline.lifecycle.discovery import discover
 from billing_pipeline.lifecycle.store import Deployment
+from billing_pipeline.lifecycle.volumes import handling
 from billing_pipeline.resources.cluster import Cluster
 
 
@@ -40,7 +41,7 @@ def cleanup_preview(conn: psycopg.Connection, cluster: Cluster, account_id: str,
             continue
         policy = c["volume_policy"] if c else account.volume_policy
         delete_after = c["volumes_delete_after"] if c else None
-        volumes_due = (delete_after is None and policy in ("delete", "snapshot")) or (
+        volumes_due = (delete_after is None and not handling(policy, account_id).retained) or (
             delete_after is not None and now >= delete_after
         )
         found = discover(
@@ -66,7 +67,7 @@ def cleanup_preview(conn: psycopg.Connection, cluster: Cluster, account_id: str,
                 continue
             else:
                 if obj.kind == "PersistentVolumeClaim":
-                    item["snapshot_first"] = policy == "snapshot"
+                    item["snapshot_first"] = handling(policy, account_id).snapshot_first
                 delete.append(item)
     return {
         "account_id": account_id,

@@ -7,7 +7,7 @@ Plain words, and nothing that promises data survives expiry unless the policy in
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -18,6 +18,7 @@ from billing_pipeline.lifecycle.actions import RETRY_EVERY_MINUTES, not_done_tex
 from billing_pipeline.lifecycle.machine import State, state_for_balance
 from billing_pipeline.lifecycle.preview import cleanup_preview  # noqa: F401  (re-exported)
 from billing_pipeline.lifecycle.store import fmt_size, fmt_time
+from billing_pipeline.lifecycle.volumes import handling, volumes_delete_after
 
 MEANING = {
     "healthy": "normal operation",
@@ -238,7 +239,7 @@ def _volume_text(account, ns, pvc, size, c, cleaned, snap, snap_action, at, now,
             "kept",
             None,
         )
-    if c is not None and c["volume_policy"] == "snapshot":
+    if c is not None and handling(c["volume_policy"], account.id).snapshot_first:
         if snap is None:
             return (
                 f"{size_words} will be captured as a VolumeSnapshot at the next lifecycle run; the PVC is deleted "
@@ -278,5 +279,5 @@ def _volume_text(account, ns, pvc, size, c, cleaned, snap, snap_action, at, now,
     text = notices.volume_fate_line(account, pvc, size, at, snapshot_class)
     when = None
     if at is not None:
-        when = at + timedelta(days=account.volume_retention_days) if account.volume_policy == "retain" else at
+        when = volumes_delete_after(account, at)
     return text, "pending_expiry" if at else "none_scheduled", when

@@ -73,14 +73,17 @@ def cleanups_of(conn: psycopg.Connection, account_id: str) -> dict[str, dict[str
     return {r[0]: dict(zip(cols, r)) for r in cur.fetchall()}
 
 
-def cancel_retained_volumes(conn: psycopg.Connection, account_id: str, now: datetime, reason: str) -> list[str]:
+def cancel_retained_volumes(
+    conn: psycopg.Connection, account_id: str, now: datetime, reason: str, policies: list[str]
+) -> list[str]:
+    """Cancel the volume deletions still waiting out their retention under one of ``policies``."""
     return [
         r[0]
         for r in conn.execute(
             "UPDATE billing.lifecycle_cleanups SET cancelled_at = %s, cancel_reason = %s "
-            "WHERE account_id = %s AND volumes_done_at IS NULL AND cancelled_at IS NULL AND volume_policy = 'retain' "
+            "WHERE account_id = %s AND volumes_done_at IS NULL AND cancelled_at IS NULL AND volume_policy = ANY(%s) "
             "AND workload_done_at IS NOT NULL AND volumes_delete_after > %s RETURNING deployment_id",
-            (now, reason, account_id, now),
+            (now, reason, account_id, policies, now),
         ).fetchall()
     ]
 
