@@ -23,6 +23,7 @@ os.environ.setdefault("BILLING_LEDGER_KEY", "test-ledger-key-" + "0" * 32)
 # The tests' scenarios start in 2025; every process they start (dagster, billing) inherits it.
 os.environ.setdefault("BILLING_FIRST_HOUR", "2025-01-01T00:00:00Z")
 
+from tests.support.clock import frozen_clock
 from tests.support.databases import DatabaseFactory
 
 

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
+from billing_pipeline.core.clock import system_now
 from billing_pipeline.lifecycle.machine import State, state_sql
 from billing_pipeline.notifications.outbox import ENQUEUE_SET
 
@@ -188,7 +189,7 @@ def _queue(conn: psycopg.Connection, rows: list[tuple], *, recovery: bool, now: 
 
 def evaluate_balance_alerts(conn: psycopg.Connection, now: datetime | None = None) -> AlertResult:
     """Open and close crossings for every account and queue their notices, in one transaction."""
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = (now or system_now()).astimezone(UTC)
     with conn.transaction():
         state, source = _state_sql(conn)
         params = {"now": now, "runway": RUNWAY_WARNING_HOURS}

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from billing_pipeline.core.clock import system_now
 from billing_pipeline.resources.notify import NotifyResource
 
 MAX_ATTEMPTS = 10
@@ -75,7 +76,7 @@ def deliver_due(
     conn: psycopg.Connection, notify: NotifyResource, now: datetime | None = None, limit: int = 1000
 ) -> DeliveryResult:
     """Send every due channel (up to ``limit``), one transaction per channel."""
-    now = now or datetime.now(UTC)
+    now = now or system_now()
     result = DeliveryResult()
     for _ in range(limit):
         with conn.transaction():

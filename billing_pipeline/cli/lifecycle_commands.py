@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from billing_pipeline.cli.output import emit
+from billing_pipeline.core.clock import system_now
 from billing_pipeline.db import connect
 from billing_pipeline.lifecycle.preview import cleanup_preview
 from billing_pipeline.lifecycle.store import fmt_size, fmt_time
@@ -25,7 +24,7 @@ def _preview(args) -> int:
     from billing_pipeline.cli.inputs import parse_time
     from billing_pipeline.resources.kubernetes import KubernetesResource
 
-    now = parse_time(args.now) if args.now else datetime.now(UTC)
+    now = parse_time(args.now) if args.now else system_now()
     cluster = KubernetesResource.from_env().cluster()
     with connect() as conn:
         data = cleanup_preview(conn, cluster, args.account, now)

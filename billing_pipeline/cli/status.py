@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from billing_pipeline.cli.output import credits, emit
+from billing_pipeline.core.clock import system_now
 from billing_pipeline.db import connect
 from billing_pipeline.lifecycle.report import lifecycle_status
 from billing_pipeline.lifecycle.store import fmt_time
@@ -61,7 +60,7 @@ def render_status(d: dict) -> str:
 def _status(args) -> int:
     from billing_pipeline.cli.inputs import parse_time
 
-    now = parse_time(args.now) if args.now else datetime.now(UTC)
+    now = parse_time(args.now) if args.now else system_now()
     from billing_pipeline.resources.kubernetes import KubernetesResource
 
     with connect() as conn:

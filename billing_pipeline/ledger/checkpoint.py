@@ -21,12 +21,12 @@ import hmac
 import json
 import os
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from billing_pipeline.core.clock import system_now
 from billing_pipeline.core.errors import ConfigurationError, InputError
 from billing_pipeline.ledger.entries import LedgerKeyring, canonical_json
 from billing_pipeline.ledger.problems import LedgerProblem
@@ -81,7 +81,7 @@ def write_checkpoint(conn: psycopg.Connection, path: Path, keyring: LedgerKeyrin
     """Write the current chain heads to ``path`` atomically; returns a note saying so."""
     body = {
         "format": FORMAT,
-        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "written_at": system_now().isoformat(timespec="seconds"),
         "accounts": chain_heads(conn),
     }
     document = {**body, "key_id": keyring.current_id, "mac": _mac(keyring, keyring.current_id, body)}

@@ -27,9 +27,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
-from billing_pipeline.core.clock import CLOCK_TAG, clock_input
+from billing_pipeline.core.clock import CLOCK_TAG, clock_input, system_now
 from billing_pipeline.core.errors import BillingError, InputError
 from billing_pipeline.core.hours import HOUR, Hour
 from billing_pipeline.core.partitions import first_billable_hour
@@ -49,7 +49,7 @@ def validate_window(
 ) -> tuple[datetime, datetime, datetime]:
     """Check and normalise a cycle window; raise ``InputError`` saying what to fix."""
     start, end = clock_input(start, "--start"), clock_input(end, "--end")
-    now = clock_input(now, "--now") if now is not None else datetime.now(UTC)
+    now = clock_input(now, "--now") if now is not None else system_now()
     for what, value in (("--start", start), ("--end", end)):
         if value.minute or value.second or value.microsecond:
             floor = value.replace(minute=0, second=0, microsecond=0)

@@ -25,11 +25,12 @@ things stand and launches nothing, so the first ``dagster dev`` after the demo r
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 import dagster as dg
 
 from billing_pipeline.core.asset_keys import ACCOUNT_LIFECYCLE, LEDGER
+from billing_pipeline.core.clock import system_now
 from billing_pipeline.core.hours import Hour
 from billing_pipeline.core.partitions import first_billable_hour
 from billing_pipeline.core.runs import JOB_TAGS, LANE_TAG, MONEY_LANE
@@ -167,7 +168,7 @@ def rental_corrections_sensor(context: dg.SensorEvaluationContext, postgres: Pos
     if lane_busy(context.instance):
         return dg.SkipReason("a run of the cycle is in progress")
     with postgres.connect() as conn:
-        stale = stale_rental_partitions(conn, datetime.now(UTC))
+        stale = stale_rental_partitions(conn, system_now())
         stamp = conn.execute("SELECT max(updated_at) FROM billing.machine_usages").fetchone()[0]
     if not stale:
         return dg.SkipReason("no rental hour is stale")

@@ -9,9 +9,9 @@ The summary is JSON-able.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
-from billing_pipeline.core.clock import CLOCK_TAG, clock_input
+from billing_pipeline.core.clock import CLOCK_TAG, clock_input, system_now
 from billing_pipeline.core.errors import BillingError, InputError
 from billing_pipeline.invoicing.months import month_bounds, month_text, parse_month
 
@@ -54,7 +54,7 @@ def run_month_end(
     from billing_pipeline.orchestration.launcher import Launcher, code_location, default_instance
 
     month = parse_month(month)
-    now = datetime.now(UTC) if now is None else clock_input(now, "--now")
+    now = system_now() if now is None else clock_input(now, "--now")
     check_month_ended(month, now)
     url = database_url or configured_url()
     instance = instance or default_instance()

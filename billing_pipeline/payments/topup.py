@@ -32,6 +32,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import psycopg
 
+from billing_pipeline.core.clock import system_now
 from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.db.connection import connect
 from billing_pipeline.ledger import Entry, post_entry
@@ -134,7 +135,7 @@ def run_auto_topup(
     account_id: str | None = None,
 ) -> TopupResult:
     """One auto top-up pass over every account (or one), safe to run at any time and concurrently."""
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = (now or system_now()).astimezone(UTC)
     result = TopupResult()
     with connect(database_url, autocommit=True) as lock_conn, connect(database_url, autocommit=True) as conn:
         with conn.transaction():
