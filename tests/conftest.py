@@ -23,8 +23,7 @@ os.environ.setdefault("BILLING_LEDGER_KEY", "test-ledger-key-" + "0" * 32)
 # The tests' scenarios start in 2025; every process they start (dagster, billing) inherits it.
 os.environ.setdefault("BILLING_FIRST_HOUR", "2025-01-01T00:00:00Z")
 
-from hypothesis import settings as hypothesis_settings
-
+from tests.support.clock import frozen_clock
 from tests.support.databases import DatabaseFactory
 
 # Every property test is seeded: the examples derive from the test's own code, never from a

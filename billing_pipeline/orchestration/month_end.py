@@ -9,8 +9,7 @@ The summary is JSON-able.
 
 from __future__ import annotations
 
-import re
-from datetime import MAXYEAR, date, datetime
+from datetime import date, datetime
 
 from billing_pipeline.core.clock import CLOCK_TAG, clock_input, system_now
 from billing_pipeline.core.errors import BillingError, InputError
@@ -86,8 +85,9 @@ def run_month_end(
     from billing_pipeline.db.connection import database_url as configured_url
     from billing_pipeline.orchestration.launcher import Launcher, code_location, default_instance
 
+    month = parse_month(month)
     now = system_now() if now is None else clock_input(now, "--now")
-    month = month_to_close(month, now)
+    check_month_ended(month, now)
     url = database_url or configured_url()
     instance = instance or default_instance()
     with connect(url, autocommit=True) as conn, code_location(instance) as (workspace, location):

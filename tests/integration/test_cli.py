@@ -81,7 +81,8 @@ def test_unreachable_database_is_explained_without_secrets(capsys, monkeypatch):
     assert "s3cret" not in err
 
 
-def test_ledger_status_and_verify(cli_db, capsys):
+def test_ledger_status_and_verify(cli_db, capsys, frozen_clock):
+    frozen_clock.set("2026-11-24T12:00:00Z")  # entries and `status` (no --now) on the test's clock
     run(capsys, "topup", "acme", "12", "--reference", "p1")
     run(capsys, "adjust", "acme", "-4.5", "--reason", "goodwill reversed", "--actor", "ops")
     code, out, _ = run(capsys, "ledger", "acme", "--json")

@@ -102,7 +102,8 @@ def test_ledger_commands_validate(cli_db, capsys):
     assert report["ok"] is True
 
 
-def test_status_validates(cli_db, capsys):
+def test_status_validates(cli_db, capsys, frozen_clock):
+    frozen_clock.set("2026-11-24T15:00:00Z")  # the top-up is posted before the status is read
     json_out(capsys, "topup", "acme", "12", "--reference", "pay-1", "--json")
     status = json_out(capsys, "status", "acme", "--json", "--now", "2026-11-24T16:00:00Z")
     validate("status", status)
@@ -111,7 +112,7 @@ def test_status_validates(cli_db, capsys):
 
 def test_cleanup_preview_validates(cli_db, capsys, kube, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig_path))
-    preview = json_out(capsys, "cleanup-preview", "acme", "--json")
+    preview = json_out(capsys, "cleanup-preview", "acme", "--json", "--now", "2026-11-24T16:00:00Z")
     validate("cleanup-preview", preview)
 
 
@@ -143,7 +144,7 @@ def test_docs_validates(db_url, tmp_path, capsys):
 
 
 @pytest.fixture
-def priced_month(cli_db, tmp_path):
+def priced_month(cli_db, tmp_path, frozen_clock):
     """Two accounts, one hour: acme rents node-a and runs on it (covered); initech runs on node-a
     too (an exception) and on the shared node-s. Priced by dbt, settled into the ledger."""
     url = cli_db
@@ -189,6 +190,7 @@ def priced_month(cli_db, tmp_path):
     )
     d.mark_hours(url, HOUR, 1)
     d.build(url, tmp_path, start=HOUR, vars={"as_of": (HOUR + timedelta(hours=1)).isoformat()})
+    frozen_clock.set(HOUR + timedelta(hours=1, minutes=5))  # settled just after its hour, inside November
     with connect(url) as conn:
         settle_priced_usage(conn, HOUR, HOUR + timedelta(hours=1))
         conn.commit()

@@ -257,7 +257,9 @@ def test_run_rejects_bad_input_with_a_clear_message(args, message, capsys, db_ur
 
 def test_run_without_prometheus_url_says_what_to_set(db_url, monkeypatch, capsys):
     monkeypatch.delenv("PROMETHEUS_URL", raising=False)
-    assert main(["run", "--start", "2025-03-01T00:00Z", "--end", "2025-03-01T01:00Z"]) == 3
+    assert (
+        main(["run", "--start", "2025-03-01T00:00Z", "--end", "2025-03-01T01:00Z", "--now", "2025-03-01T01:10Z"]) == 3
+    )
     assert "PROMETHEUS_URL is not set" in capsys.readouterr().err
 
 

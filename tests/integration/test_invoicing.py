@@ -45,8 +45,11 @@ def cli(capsys, *argv):
 
 
 @pytest.fixture
-def october(db_url, monkeypatch, tmp_path):
+def october(db_url, monkeypatch, tmp_path, frozen_clock):
     """October 2026 priced and settled for three accounts; acme's deployment at 98.7% availability.
+    acme tops up 500 on 2026-10-01 (before the usage it pays for: an October line) and 500 on
+    2026-11-01 03:00 (after October ended, before it is closed: a November line). Every entry is
+    stamped by ``frozen_clock``, never by the calendar, and the clock is left at 2026-11-01 06:00.
     Runs go to a Dagster instance of the test's own (DAGSTER_HOME)."""
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     (tmp_path / "dagster_home").mkdir()
@@ -59,10 +62,13 @@ def october(db_url, monkeypatch, tmp_path):
         )
         insert_probe_month(conn, "dep-acme", "2026-10", down_minutes=580)  # 98.70%
         insert_probe_month(conn, "dep-globex", "2026-10")
-        # Posted early on November 1st (the system clock set, whatever today's date): it counts
-        # in November, after the October usage it pays for.
-        topup(conn, "acme", "500", "pay-acme-1", at=NOV + timedelta(hours=3))
+        frozen_clock.set(OCT)
+        topup(conn, "acme", "500", "pay-acme-1")
+        frozen_clock.set(NOV + timedelta(hours=1))  # October settled once it is over
         settle(conn, OCT, NOV)
+        frozen_clock.set(NOV + timedelta(hours=3))
+        topup(conn, "acme", "500", "pay-acme-2")
+    frozen_clock.set(NOV + timedelta(hours=6))  # when October is closed
     return db_url
 
 
@@ -99,7 +105,7 @@ def invoice_rows(conn, month):
 
 
 def test_month_close_lines_equal_the_ledger_to_the_micro_credit_and_closing_again_does_nothing(
-    october, capsys, tmp_path
+    october, capsys, tmp_path, frozen_clock
 ):
     code, out, _ = cli(capsys, "close-month", "2026-10", "--now", "2026-11-01T06:00:00Z", "--json")
     assert code == 0, out
@@ -123,7 +129,8 @@ def test_month_close_lines_equal_the_ledger_to_the_micro_credit_and_closing_agai
 
     # Exactly the entries of period <= October are invoiced, each once; November's top-up is not.
     assert set(invoiced) == {i for i, e in entries.items() if e["period"] <= "2026-10"}
-    assert [e["type"] for i, e in entries.items() if i not in invoiced] == ["topup"]
+    not_invoiced = [(e["type"], e["period"]) for i, e in entries.items() if i not in invoiced]
+    assert not_invoiced == [("topup", "2026-11")]
     assert [n for _, _, n, *_ in invoices] == [1, 2, 3]
     by_invoice = defaultdict(list)
     for invoice_id, line_type, usage_kind, amount, ids in lines:
@@ -142,7 +149,9 @@ def test_month_close_lines_equal_the_ledger_to_the_micro_credit_and_closing_agai
             got = [a for t, k, a in by_invoice[invoice_id] if t == "usage" and k == kind]
             assert got == ([expected] if expected else [])
     acme_types = sorted(t for t, _k, _a in by_invoice[invoices[0][0]])
-    assert acme_types == ["sla_credit", "usage", "usage"]
+    assert acme_types == ["sla_credit", "topup", "usage", "usage"]
+    # The top-up posted on 2026-10-01 is October's line.
+    assert [a for t, _k, a in by_invoice[invoices[0][0]] if t == "topup"] == [Decimal("500.000000")]
 
     code, out, _ = cli(
         capsys,
@@ -177,6 +186,7 @@ def test_month_close_lines_equal_the_ledger_to_the_micro_credit_and_closing_agai
         sla_before = conn.execute(
             "SELECT count(*) FROM billing.credit_transactions WHERE type = 'sla_credit'"
         ).fetchone()
+    frozen_clock.set("2026-11-02T00:00:00Z")
     again = run_month_end("2026-10", "2026-11-02T00:00:00Z")
     assert again["invoices_issued"] == 0 and again["sla_credits_posted"] == 0
     with psycopg.connect(october) as conn:
@@ -187,7 +197,7 @@ def test_month_close_lines_equal_the_ledger_to_the_micro_credit_and_closing_agai
         )
 
 
-def test_late_usage_is_a_prior_period_line_next_month_and_issued_invoices_are_immutable(october):
+def test_late_usage_is_a_prior_period_line_next_month_and_issued_invoices_are_immutable(october, frozen_clock):
     run_month_end("2026-10", "2026-11-01T06:00:00Z")
     late_hour = OCT + timedelta(days=14, hours=10)
     with psycopg.connect(october) as conn:
@@ -200,7 +210,9 @@ def test_late_usage_is_a_prior_period_line_next_month_and_issued_invoices_are_im
             (late_hour,),
         )
         insert_month_usage(conn, "2026-11", {"acme": "dep-acme"}, renters=[])
+        frozen_clock.set(NOV + timedelta(days=14))  # the correction arrives mid-November
         settle(conn, late_hour, late_hour + timedelta(hours=1))
+        frozen_clock.set(DEC + timedelta(hours=1))
         settle(conn, NOV, DEC)
         late_ids = [
             r[0]
@@ -213,6 +225,7 @@ def test_late_usage_is_a_prior_period_line_next_month_and_issued_invoices_are_im
         assert len(late_ids) == 3  # workload and rental deductions of the hour, then the late one
         late_id = late_ids[-1]
 
+    frozen_clock.set(DEC + timedelta(hours=6))
     summary = run_month_end("2026-11", "2026-12-01T06:00:00Z")
     assert summary["invoices_issued"] == 3 and summary["invoices"]["prior_period_lines"] == 1
 
@@ -236,7 +249,7 @@ def test_late_usage_is_a_prior_period_line_next_month_and_issued_invoices_are_im
     assert nov[1] == 4 and nov[2] == oct_closing and nov[4] == nov[2] + nov[3]
     assert prior == [(OCT.date(), Decimal("-1.500000"), [late_id], prior[0][3])]
     assert "usage of 2026-10" in prior[0][3]
-    assert topups == [(Decimal("500.000000"),)]
+    assert topups == [(Decimal("500.000000"),)]  # the top-up posted on 2026-11-01, not October's
 
     with psycopg.connect(october, autocommit=True) as conn:
         for statement in (

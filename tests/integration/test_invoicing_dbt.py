@@ -22,14 +22,17 @@ from tests.support.month_end import (
 ACCOUNTS = {"acme": "dep-acme", "globex": "dep-globex"}
 
 
-def test_marts_show_invoices_and_sla_availability(db_url, tmp_path):
+def test_marts_show_invoices_and_sla_availability(db_url, tmp_path, frozen_clock):
     month = parse_month("2026-10")
     with psycopg.connect(db_url) as conn:
         create_platform(conn, ACCOUNTS)
         create_priced_usage_mart(conn)
         insert_month_usage(conn, "2026-10", ACCOUNTS, renters=["acme"])
         insert_probe_month(conn, "dep-acme", "2026-10", down_minutes=580)
+        # The ledger stamps (which fct_invoice_lines reads) from the test's clock, not the calendar.
+        frozen_clock.set("2026-11-01T01:00:00Z")
         settle(conn, datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
+        frozen_clock.set("2026-11-01T06:00:00Z")
         credit_sla(conn, month)
         issue_invoices(conn, month, close_id="test")
 

@@ -65,15 +65,18 @@ def test_ledger_page_pages_newest_first_by_entry_id(ledger_db):
     assert stranger == ([], 0, None)
 
 
-def test_month_movements_split_posted_in_the_month_from_hours_of_the_month(ledger_db):
-    hour_in = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
+def test_month_movements_split_posted_in_the_month_from_hours_of_the_month(ledger_db, frozen_clock):
+    # The window is [start, start + 1 day); entries are stamped by the test's clock, either side of start.
+    start = datetime(2026, 11, 10, 12, tzinfo=UTC)
+    end = start + timedelta(days=1)
+    hour_in = start + timedelta(hours=2)
     hour_before = hour_in - timedelta(hours=4)
+    frozen_clock.set(start - timedelta(minutes=30))
     post(ledger_db, topup("acme", "100", "p0"))
     # Posted before the window, for an hour inside it: counts in the opening balance and as the
     # window's usage, but not as usage posted in the window.
     early = post(ledger_db, usage("acme", "-1", "u-early", hour_in))
-    start = datetime.now(UTC)
-    end = start + timedelta(days=1)
+    frozen_clock.set(start)  # the window's first instant belongs to it
 
     # Inside the window: one entry of each kind.
     post(ledger_db, topup("acme", "10", "p1"))

@@ -84,7 +84,7 @@ def test_status_in_each_state(acme, kube, cluster, capsys):
 
     code, out, _ = cli(capsys, "cleanup-preview", "acme", "--now", T0.isoformat())
     assert code == 0 and "Would delete 7 object(s)" in out and "data-pg-0 (20 GiB, with its data)" in out
-    preview = json.loads(cli(capsys, "cleanup-preview", "acme", "--json")[1])
+    preview = json.loads(cli(capsys, "cleanup-preview", "acme", "--json", "--now", T0.isoformat())[1])
     assert {(o["kind"], o["name"]) for o in preview["delete"]} == {
         ("Ingress", "web"),
         ("Deployment", "web"),
@@ -95,14 +95,14 @@ def test_status_in_each_state(acme, kube, cluster, capsys):
         ("Service", suspension_service_name("dep-web")),
     }  # the suspension Service, labelled for the deployment
     n_writes = len([c for c in kube.calls if c.method != "GET"])
-    cli(capsys, "cleanup-preview", "acme", "--json")
+    cli(capsys, "cleanup-preview", "acme", "--json", "--now", T0.isoformat())
     assert len([c for c in kube.calls if c.method != "GET"]) == n_writes  # preview only reads
 
     run(acme, cluster, T0 + timedelta(hours=72, minutes=30))
     out = status(capsys, T0 + timedelta(hours=73))
     assert "State: expired" in out and "was deleted on 2026-11-28 14:30 UTC (expired)" in out
     assert "PVC data-pg-0 (20 GiB) was deleted with its data on 2026-11-28 14:30 UTC." in out
-    code, out, _ = cli(capsys, "cleanup-preview", "acme")
+    code, out, _ = cli(capsys, "cleanup-preview", "acme", "--now", (T0 + timedelta(hours=73)).isoformat())
     assert "Would delete nothing." in out
 
 
