@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 # The ledger signs entries with an HMAC key from the environment (docs/rules/ledger.md); the
 # whole session (and every subprocess it starts) uses this throw-away one.

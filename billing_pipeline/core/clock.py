@@ -12,7 +12,6 @@ command run without ``--now``. Tests set it with the ``frozen_clock`` fixture
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from billing_pipeline.core.errors import InputError
@@ -32,19 +31,6 @@ def system_now() -> datetime:
     that nothing else reads the wall clock), so a test can place ledger entries and "now" in the
     month its scenario needs, whatever the date it runs on."""
     return _frozen_at if _frozen_at is not None else datetime.now(UTC)
-
-
-def _wall_clock() -> datetime:
-    return datetime.now(UTC)
-
-
-# Replaced only by tests (tests/support/clock.py); read only through system_now().
-_system_clock: Callable[[], datetime] = _wall_clock
-
-
-def system_now() -> datetime:
-    """The current time as an aware UTC datetime: what the product records things at."""
-    return _system_clock()
 
 
 def parse_clock(value: str) -> datetime:

@@ -23,6 +23,7 @@ from decimal import Decimal
 import psycopg
 
 from billing_pipeline.core.clock import system_now
+from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.ledger.entries import (
     GENESIS_HASH,
     LEGACY_KEY_ID,

@@ -9,7 +9,8 @@ The summary is JSON-able.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import re
+from datetime import MAXYEAR, date, datetime
 
 from billing_pipeline.core.clock import CLOCK_TAG, clock_input, system_now
 from billing_pipeline.core.errors import BillingError, InputError

@@ -130,13 +130,11 @@ def record_transition(
     )
 
 
-def topup(conn: psycopg.Connection, account_id: str, amount: str, key: str, *, at: datetime) -> None:
-    """A top-up posted at ``at`` (the system clock set for it): it counts in the month of ``at``."""
+def topup(conn: psycopg.Connection, account_id: str, amount: str, key: str) -> None:
+    """A top-up posted now by the product's clock: a test sets it (``frozen_clock``) first."""
     from billing_pipeline.ledger import Entry, post_entry
-    from tests.support.clock import system_clock_at
 
-    with system_clock_at(at):
-        post_entry(conn, Entry(account_id, "topup", Decimal(amount), key))
+    post_entry(conn, Entry(account_id, "topup", Decimal(amount), key))
 
 
 # What dbt's fct_usage_charges holds: per account, hour and usage kind, the priced usage summed
