@@ -18,7 +18,7 @@ from alembic import op
 from billing_pipeline.core.volume_policies import check_sql
 
 revision = "0012"
-down_revision = "0009"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
