@@ -30,7 +30,18 @@ import pytest
 from billing_pipeline.db.connection import connect
 from billing_pipeline.orchestration import cycle
 from billing_pipeline.orchestration.month_end import run_month_end
-from devkit.synthetic import GIB, Account, Cluster, Container, Deployment, Pod, PrometheusServer, Rental, build_tsdb
+from devkit.synthetic import (
+    GIB,
+    Account,
+    Cluster,
+    Container,
+    Deployment,
+    Pod,
+    PrometheusServer,
+    Rental,
+    build_tsdb,
+    write_platform_rows,
+)
 from tests.support import dbt as d
 from tests.support.contracts import STAND_INS, stand_in_ddl
 from tests.support.cycle import ledger_differs_from_charges, load_priced_platform
@@ -81,10 +92,8 @@ def closed(databases, tmp_path_factory):
         mp.setenv("DAGSTER_HOME", str(home))
         try:
             with connect(url) as conn:
-                from devkit.synthetic import write_platform_rows
-
                 write_platform_rows(conn, cluster)
-            # Prices from January 2025 and 100 credits each (tests/support/cycle.py), written directly.
+            # Prices from January 2025 and an opening top-up of 100 credits each (tests/support/cycle.py).
             load_priced_platform(url, cluster, opening="100")
             result = cycle.run_billing_window(START, END, CYCLE_NOW)
             assert [r.status for r in result.runs] == ["SUCCESS"] and result.problems == [], result.problems

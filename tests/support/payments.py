@@ -109,7 +109,9 @@ ON CONFLICT (account_id) DO UPDATE SET burn_rate_per_hour = excluded.burn_rate_p
 )
 
 
-def set_burn_rate(url: str, account_id: str, per_hour: Decimal, as_of: datetime = datetime(2026, 11, 25, tzinfo=UTC)) -> None:
+def set_burn_rate(
+    url: str, account_id: str, per_hour: Decimal, as_of: datetime = datetime(2026, 11, 25, tzinfo=UTC)
+) -> None:
     """A stand-in fct_account_balances row (the real one comes from dbt)."""
     with psycopg.connect(url) as conn:
         conn.execute(BALANCES_DDL)
