@@ -9,27 +9,12 @@ from decimal import Decimal
 import psycopg
 
 from billing_pipeline.invoicing.months import month_bounds, parse_month
+from tests.support.contracts import stand_in_ddl
 from tests.support.payments import USAGE_CHARGES_DDL
 
-# The columns of analytics.fct_priced_usage that month-end reads (the real table comes from dbt).
-PRICED_USAGE_DDL = """
-CREATE SCHEMA IF NOT EXISTS analytics;
-CREATE TABLE IF NOT EXISTS analytics.fct_priced_usage (
-    hour          timestamptz NOT NULL,
-    account_id    text NOT NULL,
-    usage_kind    text NOT NULL,
-    resource      text NOT NULL,
-    deployment_id text,
-    machine_type  text,
-    coverage      text NOT NULL DEFAULT 'charged',
-    quantity      numeric NOT NULL,
-    unit          text NOT NULL,
-    unit_price    numeric NOT NULL,
-    amount        numeric NOT NULL,
-    is_estimate   boolean NOT NULL DEFAULT false
-);
-CREATE INDEX IF NOT EXISTS fct_priced_usage_hour_idx ON analytics.fct_priced_usage (hour);
-"""
+# analytics.fct_priced_usage as its dbt contract says (tests/support/contracts.py); the real table
+# comes from dbt.
+PRICED_USAGE_DDL = stand_in_ddl("fct_priced_usage")
 
 # Per account: workload cpu on its deployment (a price change mid-month), memory, and for some a
 # rented machine. Amounts have more than six decimals so rounding is exercised.

@@ -4,48 +4,20 @@ payment settings, and the local emulators (Stripe, SMTP, webhooks) started per t
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import psycopg
 import pytest
 
-# The documented columns of analytics.fct_priced_usage (issue 4); the real table comes from dbt.
-PRICED_USAGE_DDL = """
-CREATE SCHEMA IF NOT EXISTS analytics;
-CREATE TABLE IF NOT EXISTS analytics.fct_priced_usage (
-    account_id        text NOT NULL,
-    hour              timestamptz NOT NULL,
-    usage_kind        text NOT NULL,
-    resource          text NOT NULL,
-    deployment_id     text,
-    machine_id        text,
-    quantity          numeric NOT NULL,
-    unit              text NOT NULL,
-    unit_price        numeric NOT NULL,
-    amount            numeric NOT NULL,
-    is_estimate       boolean NOT NULL DEFAULT false,
-    covered_by_rental boolean NOT NULL DEFAULT false
-);
-"""
+from billing_pipeline.lifecycle.machine import state_sql
+from tests.support.contracts import stand_in_ddl
 
-# What settlement reads: the mart's per account, hour and usage kind totals, rounded half-even
-# to micro-credits (dbt's round_half_even; the stand-ins are filled already rounded).
-USAGE_CHARGES_DDL = """
-CREATE SCHEMA IF NOT EXISTS analytics;
-CREATE TABLE IF NOT EXISTS analytics.fct_usage_charges (
-    usage_charge_key  text,
-    hour              timestamptz NOT NULL,
-    account_id        text NOT NULL,
-    usage_kind        text NOT NULL,
-    amount            numeric(20, 6) NOT NULL,
-    amount_exact      numeric NOT NULL,
-    covered_amount    numeric NOT NULL DEFAULT 0,
-    is_estimate       boolean NOT NULL DEFAULT false,
-    priced_row_count  bigint NOT NULL
-);
-CREATE INDEX IF NOT EXISTS fct_usage_charges_hour_idx ON analytics.fct_usage_charges (hour);
-"""
+# The stand-in marts, generated from their dbt contracts (tests/support/contracts.py); the real
+# tables come from dbt. Settlement reads fct_usage_charges: per account, hour and usage kind,
+# rounded half-even to micro-credits (dbt's round_half_even; the stand-ins are filled already rounded).
+PRICED_USAGE_DDL = stand_in_ddl("fct_priced_usage")
+USAGE_CHARGES_DDL = stand_in_ddl("fct_usage_charges")
 
 
 def create_priced_usage_mart(url: str) -> None:
@@ -114,26 +86,36 @@ def configure_account(url: str, account_id: str, **columns) -> None:
         conn.execute(f"UPDATE billing.accounts SET {sets} WHERE id = %(id)s", {**columns, "id": account_id})
 
 
-BALANCES_DDL = """
-CREATE SCHEMA IF NOT EXISTS analytics;
-CREATE TABLE IF NOT EXISTS analytics.fct_account_balances (
-    account_id text PRIMARY KEY,
-    ledger_balance numeric,
-    burn_rate_per_hour numeric,
-    runway_hours numeric
-);
+BALANCES_DDL = stand_in_ddl("fct_account_balances")
+
+# A whole fct_account_balances row as dbt computes it from the ledger cache and the given burn
+# rate (nothing undeducted: the stand-in's usage is settled), so every NOT NULL column is filled.
+_BALANCE_ROW = (
+    """
+INSERT INTO analytics.fct_account_balances (account_id, ledger_balance, usage_not_yet_deducted, available_balance,
+    burn_rate_per_hour, burn_rate_includes_estimates, runway_hours, low_balance_threshold, lifecycle_state,
+    lifecycle_state_source, as_of)
+SELECT a.id, b.balance, 0, b.balance, %(burn)s, false,
+       CASE WHEN b.balance <= 0 THEN 0 WHEN %(burn)s > 0 THEN round(b.balance / %(burn)s, 2) END,
+       a.low_balance_threshold, """
+    + state_sql("b.balance", "a.low_balance_threshold")
+    + """, 'derived_from_balance', %(as_of)s
+FROM billing.accounts a
+CROSS JOIN LATERAL (SELECT coalesce((SELECT balance FROM billing.credits c WHERE c.account_id = a.id), 0) AS balance) b
+WHERE a.id = %(account)s
+ON CONFLICT (account_id) DO UPDATE SET burn_rate_per_hour = excluded.burn_rate_per_hour,
+    runway_hours = excluded.runway_hours
 """
+)
 
 
-def set_burn_rate(url: str, account_id: str, per_hour: Decimal) -> None:
+def set_burn_rate(
+    url: str, account_id: str, per_hour: Decimal, as_of: datetime = datetime(2026, 11, 25, tzinfo=UTC)
+) -> None:
     """A stand-in fct_account_balances row (the real one comes from dbt)."""
     with psycopg.connect(url) as conn:
         conn.execute(BALANCES_DDL)
-        conn.execute(
-            "INSERT INTO analytics.fct_account_balances (account_id, burn_rate_per_hour) VALUES (%s, %s) "
-            "ON CONFLICT (account_id) DO UPDATE SET burn_rate_per_hour = excluded.burn_rate_per_hour",
-            (account_id, per_hour),
-        )
+        conn.execute(_BALANCE_ROW, {"account": account_id, "burn": per_hour, "as_of": as_of})
 
 
 def post(url: str, account_id: str, type_: str, amount: str, key: str) -> None:
