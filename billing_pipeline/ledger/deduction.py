@@ -33,7 +33,7 @@ from psycopg import sql
 
 from billing_pipeline.core.errors import BillingError
 from billing_pipeline.core.hours import HOUR_TEXT_SQL
-from billing_pipeline.ledger.entries import Entry
+from billing_pipeline.ledger.entries import MICRO, Entry
 from billing_pipeline.ledger.posting import post_entries
 
 CHARGES_SCHEMA = "analytics"
@@ -178,7 +178,7 @@ def _entry(account_id, hour_text, usage_kind, owed, settled, entries, original_i
     # Kept small on purpose (it is validated and hashed per entry): what was settled, the total
     # owed after this entry, and whether it was an estimate. What was settled before is the
     # ledger's own sum of the earlier entries.
-    reference = {"hour": hour_text, "usage_kind": usage_kind, "account_id": account_id, "owed": str(owed)}
+    reference = {"hour": hour_text, "usage_kind": usage_kind, "account_id": account_id, "owed": str(owed.quantize(MICRO))}
     if is_estimate:
         reference["is_estimate"] = True
     if difference > 0:
