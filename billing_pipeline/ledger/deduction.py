@@ -178,7 +178,12 @@ def _entry(account_id, hour_text, usage_kind, owed, settled, entries, original_i
     # Kept small on purpose (it is validated and hashed per entry): what was settled, the total
     # owed after this entry, and whether it was an estimate. What was settled before is the
     # ledger's own sum of the earlier entries.
-    reference = {"hour": hour_text, "usage_kind": usage_kind, "account_id": account_id, "owed": str(owed.quantize(MICRO))}
+    reference = {
+        "hour": hour_text,
+        "usage_kind": usage_kind,
+        "account_id": account_id,
+        "owed": str(owed.quantize(MICRO)),
+    }
     if is_estimate:
         reference["is_estimate"] = True
     if difference > 0:
