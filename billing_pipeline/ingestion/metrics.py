@@ -15,7 +15,8 @@ temporary tables, then attribution and unit conversion are done in SQL (docs/rul
   ``attribution_note`` saying why. ``account_id`` comes from ``billing.deployments``.
 * quarantine (docs/rules/ingestion.md): a Kubernetes Deployment ``(namespace, name)`` claimed by live rows
   of ``billing.deployments`` (not deleted before the hour) of two or more accounts is billed to
-  nobody. Its pods' usage stays ``unattributed`` with a note naming every claim, and the claim is
+  nobody, whichever path found its pods and volumes (the label naming one of the claiming rows,
+  or the owner chain). Their usage stays ``unattributed`` with a note naming every claim, and the claim is
   recorded in ``billing.quarantined_rows`` (source ``deployments``) until a person removes the
   wrong claim (sets its ``deleted_at``); re-running the hours then bills them to the owner.
 * units: cpu core-hours = increase / 3600; request core-hours = sum over present minutes / 60;
@@ -230,12 +231,16 @@ WHERE q.source_table = 'deployments' AND q.resolved_at IS NULL
 _ATTRIBUTE_PODS = """
 CREATE TEMP TABLE stg_pod_attribution ON COMMIT DROP AS
 SELECT p.namespace, p.pod, p.node, p.egress_increase,
-       coalesce(dl.id, dc.id) AS deployment_id,
-       coalesce(dl.account_id, dc.account_id) AS account_id,
-       CASE WHEN dl.id IS NOT NULL THEN 'label'
+       CASE WHEN ql.name IS NULL THEN coalesce(dl.id, dc.id) END AS deployment_id,
+       CASE WHEN ql.name IS NULL THEN coalesce(dl.account_id, dc.account_id) END AS account_id,
+       CASE WHEN ql.name IS NOT NULL THEN 'unattributed'
+            WHEN dl.id IS NOT NULL THEN 'label'
             WHEN dc.id IS NOT NULL THEN 'owner_chain'
             ELSE 'unattributed' END AS attribution,
-       CASE WHEN dl.id IS NOT NULL THEN NULL
+       CASE WHEN ql.reason IS NOT NULL THEN
+                format('quarantined: label satusky.io/deployment-id=%%s names Deployment %%s/%%s; %%s',
+                       p.label_deployment_id, dl.namespace, dl.name, ql.reason)
+            WHEN dl.id IS NOT NULL THEN NULL
             WHEN q.reason IS NOT NULL THEN
                 format('quarantined: no satusky.io/deployment-id label; owner chain ReplicaSet %%s -> %%s',
                        p.owner_replicaset, q.reason)
@@ -253,6 +258,9 @@ SELECT p.namespace, p.pod, p.node, p.egress_increase,
        END AS attribution_note
 FROM stg_pod p
 LEFT JOIN billing.deployments dl ON dl.id = p.label_deployment_id
+-- The label names a row, but that row's Kubernetes Deployment may be claimed by another account
+-- too: then the label is no better evidence than the owner chain, and the pod is billed to nobody.
+LEFT JOIN stg_claimed_twice ql ON ql.namespace = dl.namespace AND ql.name = dl.name
 LEFT JOIN stg_replicaset r
        ON p.label_deployment_id IS NULL AND r.namespace = p.namespace AND r.replicaset = p.owner_replicaset
 LEFT JOIN stg_claimed_twice q ON q.namespace = p.namespace AND q.name = r.owner_deployment
@@ -298,15 +306,20 @@ WHERE a.egress_increase IS NOT NULL;
 INSERT INTO billing.metric_volume_hours (
     hour, namespace, persistentvolumeclaim, deployment_id, account_id, attribution, attribution_note,
     requested_bytes, storage_gib_hours)
-SELECT %(hour)s, v.namespace, v.persistentvolumeclaim, d.id, d.account_id,
-       CASE WHEN d.id IS NOT NULL THEN 'label' ELSE 'unattributed' END,
-       CASE WHEN d.id IS NOT NULL THEN NULL
+SELECT %(hour)s, v.namespace, v.persistentvolumeclaim,
+       CASE WHEN q.name IS NULL THEN d.id END, CASE WHEN q.name IS NULL THEN d.account_id END,
+       CASE WHEN d.id IS NOT NULL AND q.name IS NULL THEN 'label' ELSE 'unattributed' END,
+       CASE WHEN q.reason IS NOT NULL THEN
+                format('quarantined: label satusky.io/deployment-id=%%s names Deployment %%s/%%s; %%s',
+                       v.label_deployment_id, d.namespace, d.name, q.reason)
+            WHEN d.id IS NOT NULL THEN NULL
             WHEN v.label_deployment_id IS NOT NULL THEN
                 format('label satusky.io/deployment-id=%%s names no row of billing.deployments', v.label_deployment_id)
             ELSE 'no satusky.io/deployment-id label on the PersistentVolumeClaim' END,
        coalesce(v.bytes_max, 0), coalesce(v.bytes_sum, 0) / 60 / 1073741824
 FROM stg_volume v
 LEFT JOIN billing.deployments d ON d.id = v.label_deployment_id
+LEFT JOIN stg_claimed_twice q ON q.namespace = d.namespace AND q.name = d.name
 WHERE v.bytes_sum IS NOT NULL OR v.bytes_max IS NOT NULL;
 """
 

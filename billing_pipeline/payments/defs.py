@@ -4,7 +4,10 @@
   session for accounts at or below their auto top-up threshold, and finishes attempts a crashed
   run left behind (``payments.topup``). A missing Stripe key or a declined card does not stop
   the cycle: the asset records what happened and its check ``every_topup_settled`` fails,
-  naming the accounts, while alerts and the lifecycle still run after it.
+  naming the accounts, while alerts and the lifecycle still run after it. Its check
+  ``one_payment_intent_per_attempt`` lists the PaymentIntents of the customers charged in the last
+  week and fails, naming the attempt keys and PaymentIntents, if an attempt was charged twice
+  (or if a customer's PaymentIntents could not be listed).
 * ``auto_topup_job``: the asset alone. ``auto_topup_retry_schedule`` (on by default) runs it
   hourly, so a backoff that ends or a pending attempt gets handled even when no data moves.
 """
@@ -16,7 +19,7 @@ from billing_pipeline.core.clock import run_clock
 from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.core.ownership import BILLING_OWNERS
 from billing_pipeline.core.runs import JOB_TAGS
-from billing_pipeline.payments.topup import run_auto_topup
+from billing_pipeline.payments.topup import DUPLICATE_LOOKBACK, run_auto_topup
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.resources.stripe import StripeResource
 
@@ -35,7 +38,13 @@ from billing_pipeline.resources.stripe import StripeResource
             asset=AUTO_TOPUPS,
             description="Every account that needed an auto top-up was charged, or its "
             "card's decline was recorded and told to the customer.",
-        )
+        ),
+        dg.AssetCheckSpec(
+            "one_payment_intent_per_attempt",
+            asset=AUTO_TOPUPS,
+            description="Stripe holds at most one PaymentIntent per attempt key, for every customer with an "
+            f"attempt charged in the last {DUPLICATE_LOOKBACK.days} days (a second one is a double charge to refund).",
+        ),
     ],
 )
 def auto_topups(context: dg.AssetExecutionContext, postgres: PostgresResource, stripe: StripeResource):
@@ -48,6 +57,13 @@ def auto_topups(context: dg.AssetExecutionContext, postgres: PostgresResource, s
         yield dg.MaterializeResult(metadata={"now": now.isoformat(), "error": str(exc)})
         yield dg.AssetCheckResult(
             check_name="every_topup_settled", passed=False, description=str(exc), severity=dg.AssetCheckSeverity.ERROR
+        )
+        # Not checked is not passed; the error above already stops the cycle's exit status.
+        yield dg.AssetCheckResult(
+            check_name="one_payment_intent_per_attempt",
+            passed=False,
+            description=f"not checked: {exc}",
+            severity=dg.AssetCheckSeverity.WARN,
         )
         return
     context.log.info(result.summary())
@@ -64,14 +80,25 @@ def auto_topups(context: dg.AssetExecutionContext, postgres: PostgresResource, s
             "paused": dg.MetadataValue.json(result.paused),
             "skipped": dg.MetadataValue.json([list(s) for s in result.skipped]),
             "pending": dg.MetadataValue.json([list(u) for u in result.unresolved]),
+            "charged_twice": dg.MetadataValue.json([list(d) for d in result.duplicates]),
         }
     )
+    for account, key, intents in result.duplicates:
+        context.log.error(f"{account}: attempt {key} has {len(intents)} PaymentIntents: {', '.join(intents)}")
     unsettled = [f"{a}: {why}" for a, why in result.unresolved]
     yield dg.AssetCheckResult(
         check_name="every_topup_settled",
         passed=not unsettled,
         severity=dg.AssetCheckSeverity.ERROR,
         description=None if not unsettled else "pending, finished by the next run: " + "; ".join(unsettled),
+    )
+    twice = [f"{a}: {key} charged {len(pis)} times ({', '.join(pis)})" for a, key, pis in result.duplicates]
+    unchecked = [f"{a}: not checked, {why}" for a, why in result.unchecked]
+    yield dg.AssetCheckResult(
+        check_name="one_payment_intent_per_attempt",
+        passed=not twice and not unchecked,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=None if not (twice or unchecked) else "; ".join(twice + unchecked),
     )
 
 

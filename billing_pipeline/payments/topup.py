@@ -16,9 +16,27 @@ balance at or below ``auto_topup_threshold`` (else ``low_balance_threshold``):
    three failures in a row pause auto top-up until the saved payment method changes.
 
 A run that died between Stripe's answer and the ledger leaves a ``pending`` attempt. The next run
-finds the PaymentIntent by its metadata and finishes the attempt, or (if Stripe never saw it)
-charges under the same idempotency key. localstripe ignores idempotency keys, so the tests prove
-that this guard, not Stripe's, prevents the double charge.
+finds the PaymentIntent by its metadata (listing the customer's PaymentIntents, which is strongly
+consistent) and finishes the attempt. If Stripe does not know it, the attempt is charged again,
+under the same idempotency key, only once its last request can no longer be in flight: when
+``charge_requested_at`` (committed before each request; the first is ``created_at``) is at least
+``IN_FLIGHT_WINDOW`` (the Stripe client's ``REQUEST_TIMEOUT`` plus ``IN_FLIGHT_MARGIN``) before the
+run's clock. Younger, it stays pending and the run reports it.
+
+What prevents a second charge, exactly:
+
+* a request that Stripe has answered, or that reached it within the window: the lookup finds its
+  PaymentIntent, so nothing is sent again (this guard, proved against localstripe, which ignores
+  idempotency keys);
+* a request held longer than the window somewhere between this process and Stripe (a proxy,
+  a load balancer) and delivered after the attempt was charged again: only Stripe's
+  ``Idempotency-Key`` (the attempt key) deduplicates it, and Stripe keeps a key for 24 hours.
+  The window makes this need a request delayed for minutes, not a kill during one.
+
+Whatever slips through is reported: each run lists the PaymentIntents of the customers with an
+attempt in the last ``DUPLICATE_LOOKBACK`` and names any attempt key that more than one
+PaymentIntent carries (``TopupResult.duplicates``; the asset check
+``one_payment_intent_per_attempt`` fails on it). Refunding the extra charge is left to a person.
 
 Currency: one credit is one unit of the Stripe currency (``StripeResource.currency``), charged in
 cents; amounts are rounded half-even to the cent and exactly what was charged is credited.
@@ -37,11 +55,25 @@ from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.db.connection import connect
 from billing_pipeline.ledger import Entry, post_entry
 from billing_pipeline.notifications.outbox import enqueue_notification
-from billing_pipeline.resources.stripe import ACCOUNT_METADATA, ATTEMPT_KEY_METADATA, PaymentOutcome, StripeResource
+from billing_pipeline.resources.stripe import (
+    ACCOUNT_METADATA,
+    ATTEMPT_KEY_METADATA,
+    REQUEST_TIMEOUT,
+    PaymentOutcome,
+    StripeResource,
+)
 
 MAX_CONSECUTIVE_FAILURES = 3
 BACKOFF_BASE = timedelta(hours=1)
 CENT = Decimal("0.01")
+# Beyond the client's own timeout: time for a request that reached Stripe (or a proxy in front of
+# it) as the client gave up or died to be acted on, and for clocks of two machines running the
+# pass to disagree. A pending attempt younger than the window is never charged again.
+IN_FLIGHT_MARGIN = timedelta(minutes=5)
+IN_FLIGHT_WINDOW = REQUEST_TIMEOUT + IN_FLIGHT_MARGIN
+# A second PaymentIntent for an attempt can only appear while one of its requests is in flight;
+# customers with an attempt charged within this lookback are checked every run.
+DUPLICATE_LOOKBACK = timedelta(days=7)
 
 _STATE = """
 WITH acct AS (
@@ -99,13 +131,18 @@ class TopupResult:
     resumed: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     unresolved: list[tuple[str, str]] = field(default_factory=list)
+    # (account, attempt key, PaymentIntent ids): an attempt Stripe charged more than once.
+    duplicates: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    # Customers whose PaymentIntents could not be listed, so the duplicate check did not cover them.
+    unchecked: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
             f"auto top-up: {len(self.charged)} charged ({sum((c[1] for c in self.charged), Decimal(0))} credits), "
             f"{len(self.recovered)} recovered after an interruption, {len(self.failed)} failed, "
             f"{len(self.paused)} paused, {len(self.resumed)} resumed after a card change, "
-            f"{len(self.skipped)} skipped, {len(self.unresolved)} left pending"
+            f"{len(self.skipped)} skipped, {len(self.unresolved)} left pending, "
+            f"{len(self.duplicates)} attempt(s) charged more than once"
         )
 
 
@@ -117,6 +154,7 @@ class _Attempt:
     amount: Decimal
     customer: str
     payment_method: str
+    charge_requested_at: datetime
 
 
 def _month(now: datetime) -> date:
@@ -165,7 +203,33 @@ def run_auto_topup(
                 result.unresolved.append((account, f"{type(exc).__name__}: {exc}"[:500]))
             finally:
                 lock_conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_lock_key(account),))
+        _check_duplicates(conn, stripe, now, account_id, result)
     return result
+
+
+def _check_duplicates(
+    conn: psycopg.Connection, stripe: StripeResource, now: datetime, account_id: str | None, result: TopupResult
+) -> None:
+    """Every attempt key that more than one PaymentIntent carries, for the customers charged lately."""
+    customers = conn.execute(
+        "SELECT DISTINCT account_id, stripe_customer_id FROM billing.topup_attempts "
+        "WHERE (%(account)s::text IS NULL OR account_id = %(account)s) "
+        "AND (status = 'pending' OR coalesce(charge_requested_at, created_at) >= %(since)s) "
+        "ORDER BY account_id, stripe_customer_id",
+        {"account": account_id, "since": now - DUPLICATE_LOOKBACK},
+    ).fetchall()
+    conn.commit()
+    if customers:
+        stripe.check_configured()
+    for account, customer in customers:
+        try:
+            found = stripe.payment_intents_by_attempt(customer_id=customer)
+        except Exception as exc:  # not checked is reported, never taken for "no duplicate"
+            result.unchecked.append((account, f"{customer}: {type(exc).__name__}: {exc}"[:500]))
+            continue
+        for key, outcomes in sorted(found.items()):
+            if len(outcomes) > 1:
+                result.duplicates.append((account, key, sorted(o.payment_intent_id or "" for o in outcomes)))
 
 
 def _state(conn: psycopg.Connection, now: datetime, account_id: str | None) -> list[tuple]:
@@ -177,7 +241,8 @@ def _process_account(
 ) -> None:
     # 1. An attempt a previous run left unresolved is finished first, never charged anew.
     row = conn.execute(
-        "SELECT id, account_id, attempt_key, amount, stripe_customer_id, stripe_payment_method_id "
+        "SELECT id, account_id, attempt_key, amount, stripe_customer_id, stripe_payment_method_id, "
+        "coalesce(charge_requested_at, created_at) "
         "FROM billing.topup_attempts WHERE account_id = %s AND status = 'pending'",
         (account,),
     ).fetchone()
@@ -186,7 +251,26 @@ def _process_account(
         attempt = _Attempt(*row)
         outcome = stripe.find_payment_intent(customer_id=attempt.customer, attempt_key=attempt.attempt_key)
         if outcome is None:
-            # Stripe never saw it (the run died before the call): charge under the same key.
+            # Stripe does not know it *yet*: the last request may still be on its way (the run that
+            # sent it was killed while waiting). Charging now could make a second PaymentIntent.
+            in_flight_until = attempt.charge_requested_at + IN_FLIGHT_WINDOW
+            if now < in_flight_until:
+                result.unresolved.append(
+                    (
+                        account,
+                        f"{attempt.attempt_key}: its charge request of {attempt.charge_requested_at.isoformat()} "
+                        f"may still be in flight and Stripe does not know it yet; not charged again before "
+                        f"{in_flight_until.isoformat()}",
+                    )
+                )
+                return
+            # Past the window the request never reached Stripe: charge under the same key,
+            # recording the new request first so a kill during it is covered the same way.
+            with conn.transaction():
+                conn.execute(
+                    "UPDATE billing.topup_attempts SET charge_requested_at = %s WHERE id = %s AND status = 'pending'",
+                    (now, attempt.id),
+                )
             outcome = _charge(stripe, attempt)
         if _finish(conn, attempt, outcome, now, result):
             result.recovered.append((account, attempt.attempt_key))
@@ -251,12 +335,13 @@ def _process_account(
             *conn.execute(
                 """
             INSERT INTO billing.topup_attempts (account_id, attempt_key, attempt_no, amount, month,
-                stripe_customer_id, stripe_payment_method_id, created_at)
+                stripe_customer_id, stripe_payment_method_id, created_at, charge_requested_at)
             SELECT %(account)s, 'auto_topup:' || %(account)s || ':' || n, n, %(amount)s, %(month)s,
-                   %(customer)s, %(pm)s, %(now)s
+                   %(customer)s, %(pm)s, %(now)s, %(now)s
             FROM (SELECT coalesce(max(attempt_no), 0) + 1 AS n FROM billing.topup_attempts
                   WHERE account_id = %(account)s) x
-            RETURNING id, account_id, attempt_key, amount, stripe_customer_id, stripe_payment_method_id
+            RETURNING id, account_id, attempt_key, amount, stripe_customer_id, stripe_payment_method_id,
+                      charge_requested_at
             """,
                 {
                     "account": account,

@@ -5,12 +5,19 @@ logged) and ``STRIPE_API_BASE`` (optional, e.g. the local emulator's URL). Unset
 to those environment variables when the resource is used, so a pipeline without Stripe
 configured still runs every stage that does not charge anyone; charging then fails with a
 ``ConfigurationError`` that names the variable.
+
+Every request is sent once (no automatic retries) with an explicit timeout: the client waits at
+most ``CONNECT_TIMEOUT`` to connect and ``READ_TIMEOUT`` for each read of the answer
+(``REQUEST_TIMEOUT`` together), instead of the library's 80 s default. The auto top-up's in-flight
+window (``payments.topup.IN_FLIGHT_WINDOW``) is built on that figure.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
@@ -20,6 +27,13 @@ from billing_pipeline.core.errors import ConfigurationError
 
 ATTEMPT_KEY_METADATA = "satusky_attempt_key"
 ACCOUNT_METADATA = "satusky_account_id"
+
+# requests' timeouts: to connect, then between bytes of the answer (Stripe sends it in one piece,
+# so in practice the wait for the answer). Not a limit on how long Stripe itself may take to act
+# on a request that reached it: payments.topup adds a margin for that.
+CONNECT_TIMEOUT = timedelta(seconds=10)
+READ_TIMEOUT = timedelta(seconds=30)
+REQUEST_TIMEOUT = CONNECT_TIMEOUT + READ_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -74,7 +88,12 @@ class StripeResource(dg.ConfigurableResource):
                 "secret key (or a test key with STRIPE_API_BASE pointing at a local emulator)."
             )
         base = self.api_base or os.environ.get("STRIPE_API_BASE")
-        kwargs: dict[str, Any] = {"max_network_retries": 0}
+        kwargs: dict[str, Any] = {
+            "max_network_retries": 0,
+            "http_client": stripe.RequestsClient(
+                timeout=(CONNECT_TIMEOUT.total_seconds(), READ_TIMEOUT.total_seconds())
+            ),
+        }
         if base:
             kwargs["base_addresses"] = {"api": base.rstrip("/")}
         return stripe.StripeClient(key, **kwargs)
@@ -123,26 +142,47 @@ class StripeResource(dg.ConfigurableResource):
             )
         return _outcome_of(pi)
 
-    def find_payment_intent(self, *, customer_id: str, attempt_key: str, max_pages: int = 20) -> PaymentOutcome | None:
+    def find_payment_intent(self, *, customer_id: str, attempt_key: str) -> PaymentOutcome | None:
         """The PaymentIntent created for ``attempt_key`` (by its metadata), or None if Stripe has none.
 
-        Listing by customer is strongly consistent (search can lag by a minute); an emulator that
-        refuses the customer filter is listed whole.
+        With more than one (which ``payment_intents_by_attempt`` reports), a succeeded one wins.
         """
+        found = self.payment_intents_by_attempt(customer_id=customer_id).get(attempt_key, [])
+        if not found:
+            return None
+        return next((o for o in found if o.status == "succeeded"), found[0])
+
+    def payment_intents_by_attempt(self, *, customer_id: str, max_pages: int = 50) -> dict[str, list[PaymentOutcome]]:
+        """The customer's PaymentIntents that carry an attempt key in their metadata, by attempt key.
+
+        Listing by customer is strongly consistent (search can lag by a minute); an emulator that
+        refuses the customer filter is listed whole and filtered here. Raises if the customer has
+        more than ``max_pages`` pages of PaymentIntents, rather than answer from part of them.
+        """
+        out: dict[str, list[PaymentOutcome]] = {}
+        for pi in self._payment_intents_of(customer_id, max_pages):
+            key = (pi.get("metadata") or {}).get(ATTEMPT_KEY_METADATA)
+            if key:
+                out.setdefault(key, []).append(_outcome_of(pi))
+        return out
+
+    def _payment_intents_of(self, customer_id: str, max_pages: int) -> Iterator[dict]:
         client = self._client()
+        filtered = True
         try:
             page = client.v1.payment_intents.list(params={"customer": customer_id, "limit": 100})
         except stripe.InvalidRequestError:
+            filtered = False
             page = client.v1.payment_intents.list(params={"limit": 100})
         for _ in range(max_pages):
             for obj in page.data:
                 pi = obj.to_dict()
-                if (pi.get("metadata") or {}).get(ATTEMPT_KEY_METADATA) == attempt_key:
-                    return _outcome_of(pi)
+                if filtered or pi.get("customer") == customer_id:
+                    yield pi
             if not page.has_more or not page.data:
-                return None
+                return
             page = page.next_page()
-        return None
+        raise RuntimeError(f"Stripe customer {customer_id} has more than {max_pages} pages of PaymentIntents")
 
 
 def stripe_resource() -> StripeResource:

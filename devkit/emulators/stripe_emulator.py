@@ -7,8 +7,13 @@ with the pickle load/dump switched off. Start it with ``start_stripe_emulator()`
 ``.stop()`` (by PID). ``python -m devkit.emulators.stripe_emulator`` runs it in the
 foreground and prints the URL to use as ``STRIPE_API_BASE``.
 
-localstripe ignores Stripe idempotency keys: the project's own guard (top-up attempts committed
-before Stripe is called, recovered by PaymentIntent metadata) is what prevents double charges.
+localstripe ignores Stripe idempotency keys, so against it only the project's own guard prevents
+a double charge: a top-up attempt committed before Stripe is called, recovered by PaymentIntent
+metadata, and not charged again while its last request may still be in flight (younger than the
+client's timeout plus a margin: ``payments.topup.IN_FLIGHT_WINDOW``). A request delayed beyond that
+window and delivered after a second charge would make two PaymentIntents here; on real Stripe the
+shared ``Idempotency-Key`` deduplicates it for 24 hours. ``tests/support/stripe_proxy.py`` puts a
+delaying proxy in front of this emulator to test the window.
 """
 
 from __future__ import annotations

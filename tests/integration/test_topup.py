@@ -16,11 +16,12 @@ import psycopg
 import pytest
 
 from billing_pipeline.ledger import balance_of, verify_ledger
-from billing_pipeline.payments.topup import run_auto_topup
-from billing_pipeline.resources.stripe import StripeResource
+from billing_pipeline.payments.topup import DUPLICATE_LOOKBACK, IN_FLIGHT_MARGIN, IN_FLIGHT_WINDOW, run_auto_topup
+from billing_pipeline.resources.stripe import REQUEST_TIMEOUT, StripeResource
 from devkit.emulators.stripe_emulator import create_customer_with_card, payment_intents
 from tests.support.payments import configure_account, post, stripe_emulator
 from tests.support.platform import create_accounts
+from tests.support.stripe_proxy import DelayingProxy
 
 D = Decimal
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -166,7 +167,11 @@ def test_killed_before_stripe_was_called_charges_once_on_the_next_run(db_url, st
             "WHERE id = 'acme'",
             (NOW,),
         )
-    result = run_auto_topup(db_url, stripe_res, NOW)
+    # Stripe does not know it, but its request may still be in flight until the window has passed.
+    early = run_auto_topup(db_url, stripe_res, NOW + IN_FLIGHT_WINDOW - timedelta(seconds=1))
+    assert early.recovered == [] and [u[0] for u in early.unresolved] == ["acme"]
+    assert payment_intents(stripe_emulator.url) == [] and auto_topups(db_url) == []
+    result = run_auto_topup(db_url, stripe_res, NOW + IN_FLIGHT_WINDOW)
     assert result.recovered == [("acme", "auto_topup:acme:1")]
     assert len(payment_intents(stripe_emulator.url)) == 1 and len(auto_topups(db_url)) == 1
 
@@ -265,3 +270,178 @@ def test_without_a_stripe_key_nothing_is_recorded(db_url, stripe_emulator, monke
     with pytest.raises(ConfigurationError, match="STRIPE_API_KEY"):
         run_auto_topup(db_url, StripeResource(api_base=stripe_emulator.url), NOW)
     assert attempts(db_url) == []
+
+
+# --- issue 21, point 5: a charge in flight is never repeated ---
+
+# The proxy holds each PaymentIntent creation this long before Stripe sees it, unless the test
+# releases it sooner (once it has seen what the re-run does meanwhile).
+HOLD_SECONDS = 60
+
+
+def _advisory_locks_released(url: str, timeout: float = 30) -> None:
+    """A SIGKILLed run's connection (and its account lock) ends when PostgreSQL notices."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0]:
+            assert time.monotonic() < deadline, "the killed run's advisory lock was never released"
+            time.sleep(0.05)
+
+
+def test_the_in_flight_window_is_the_clients_timeout_plus_a_margin():
+    assert timedelta(seconds=40) == REQUEST_TIMEOUT and timedelta(minutes=5) == IN_FLIGHT_MARGIN
+    assert IN_FLIGHT_WINDOW == REQUEST_TIMEOUT + IN_FLIGHT_MARGIN
+    client = StripeResource(api_key="sk_test_x")._client()
+    assert client._requestor._client._timeout == (10.0, 30.0)  # explicit, not the library's 80 s
+
+
+def test_a_run_killed_while_its_charge_is_in_flight_is_not_charged_again(db_url, stripe_emulator):
+    """The PaymentIntent creation held in front of Stripe, the run SIGKILLed while it waits, an
+    immediate re-run: one PaymentIntent for the attempt key, and once the window is over, one credit."""
+    create_accounts(db_url, "race")
+    enable(db_url, stripe_emulator, "race")
+    post(db_url, "race", "topup", "1", "t1")
+    with DelayingProxy(stripe_emulator.url, HOLD_SECONDS) as proxy:
+        via_proxy = StripeResource(api_key=stripe_emulator.api_key, api_base=proxy.url)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", TOPUP_RUN, db_url, stripe_emulator.api_key, proxy.url],
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=os.getcwd(),
+        )
+        try:
+            proxy.wait_for("received")  # the charge is on its way, held by the proxy
+            os.kill(proc.pid, signal.SIGKILL)
+            assert proc.wait(timeout=30) == -signal.SIGKILL
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
+        assert attempts(db_url) == [("auto_topup:race:1", "pending", None)]
+        _advisory_locks_released(db_url)
+
+        # The immediate re-run (3 s later by the run's clock): Stripe does not know the attempt yet,
+        # and it is not charged again.
+        rerun = run_auto_topup(db_url, via_proxy, NOW + timedelta(seconds=3))
+        assert rerun.charged == [] and rerun.recovered == [] and rerun.duplicates == []
+        [(account, why)] = rerun.unresolved
+        assert account == "race" and why.startswith("auto_topup:race:1: its charge request of 2026-11-25T12:00:00")
+        assert "may still be in flight" in why and (NOW + IN_FLIGHT_WINDOW).isoformat() in why
+        assert proxy.count("received") == 1  # nothing else was sent to create a PaymentIntent
+
+        proxy.release()
+        proxy.wait_for("forwarded", timeout=30)  # the killed run's request reaches Stripe
+        [pi] = payment_intents(stripe_emulator.url)
+        assert pi["status"] == "succeeded" and pi["metadata"]["satusky_attempt_key"] == "auto_topup:race:1"
+        assert auto_topups(db_url) == []
+
+        # After the window the next run finds it and credits it once; later runs change nothing.
+        after = run_auto_topup(db_url, via_proxy, NOW + IN_FLIGHT_WINDOW + timedelta(seconds=1))
+        assert after.recovered == [("race", "auto_topup:race:1")] and after.duplicates == []
+        assert [(a, amount, p) for a, amount, p in after.charged] == [("race", D("25"), pi["id"])]
+        run_auto_topup(db_url, via_proxy, NOW + timedelta(hours=1))
+        assert proxy.count("received") == 1
+    assert [p["id"] for p in payment_intents(stripe_emulator.url)] == [pi["id"]]
+    assert [r[:3] for r in auto_topups(db_url)] == [("race", D("25"), "auto_topup:race:1")]
+    assert attempts(db_url) == [("auto_topup:race:1", "succeeded", None)]
+    with psycopg.connect(db_url) as conn:
+        assert balance_of(conn, "race") == D("26")
+
+
+def test_a_recovery_charge_in_flight_is_not_repeated_either(db_url, stripe_emulator):
+    """Past the window, a run charges the attempt again and is killed during that request: the
+    window starts again from that request (charge_requested_at), not from the attempt's creation."""
+    create_accounts(db_url, "race")
+    enable(db_url, stripe_emulator, "race")
+    post(db_url, "race", "topup", "1", "t1")
+    with psycopg.connect(db_url) as conn:  # a run that died before calling Stripe
+        conn.execute(
+            "INSERT INTO billing.topup_attempts (account_id, attempt_key, attempt_no, amount, month, "
+            "stripe_customer_id, stripe_payment_method_id, created_at) SELECT 'race', 'auto_topup:race:1', 1, "
+            "25, '2026-11-01', stripe_customer_id, stripe_payment_method_id, %s FROM billing.accounts "
+            "WHERE id = 'race'",
+            (NOW - timedelta(hours=1),),
+        )
+    with DelayingProxy(stripe_emulator.url, HOLD_SECONDS) as proxy:
+        via_proxy = StripeResource(api_key=stripe_emulator.api_key, api_base=proxy.url)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", TOPUP_RUN, db_url, stripe_emulator.api_key, proxy.url],
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=os.getcwd(),
+        )
+        try:
+            proxy.wait_for("received")
+            os.kill(proc.pid, signal.SIGKILL)
+            assert proc.wait(timeout=30) == -signal.SIGKILL
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
+        _advisory_locks_released(db_url)
+        rerun = run_auto_topup(db_url, via_proxy, NOW + timedelta(seconds=3))
+        assert rerun.charged == [] and [u[0] for u in rerun.unresolved] == ["race"]
+        assert proxy.count("received") == 1
+        proxy.release()
+        proxy.wait_for("forwarded", timeout=30)
+    assert len(payment_intents(stripe_emulator.url)) == 1
+    after = run_auto_topup(
+        db_url, StripeResource(api_key=stripe_emulator.api_key, api_base=stripe_emulator.url), NOW + IN_FLIGHT_WINDOW
+    )
+    assert after.recovered == [("race", "auto_topup:race:1")]
+    assert len(payment_intents(stripe_emulator.url)) == 1 and len(auto_topups(db_url)) == 1
+
+
+def test_an_attempt_key_with_two_payment_intents_is_reported_and_fails_the_check(
+    db_url, stripe_emulator, stripe_res, monkeypatch, tmp_path
+):
+    """What the unguarded recovery left behind: two succeeded PaymentIntents for one attempt."""
+    import dagster as dg
+
+    from billing_pipeline.payments.defs import auto_topups as auto_topups_asset
+    from billing_pipeline.resources.postgres import PostgresResource
+
+    create_accounts(db_url, "race", "calm")
+    customer, method = enable(db_url, stripe_emulator, "race")
+    enable(db_url, stripe_emulator, "calm")
+    post(db_url, "race", "topup", "1", "t1")
+    post(db_url, "calm", "topup", "1", "t2")
+    first = run_auto_topup(db_url, stripe_res, NOW)
+    assert sorted(c[0] for c in first.charged) == ["calm", "race"] and first.duplicates == []
+    # The second charge of auto_topup:race:1, as the issue found it on the emulator.
+    extra = stripe_res.charge_off_session(
+        customer_id=customer,
+        payment_method_id=method,
+        amount_cents=2500,
+        idempotency_key="auto_topup:race:1",
+        metadata={"satusky_attempt_key": "auto_topup:race:1", "satusky_account_id": "race"},
+    )
+    assert extra.status == "succeeded"
+    intents = sorted(
+        p["id"] for p in payment_intents(stripe_emulator.url) if p["metadata"]["satusky_account_id"] == "race"
+    )
+    assert len(intents) == 2
+
+    later = run_auto_topup(db_url, stripe_res, NOW + timedelta(hours=1))
+    assert later.duplicates == [("race", "auto_topup:race:1", intents)] and later.charged == []
+    assert "1 attempt(s) charged more than once" in later.summary()
+
+    # In the cycle: the asset check fails (ERROR), naming the key and both PaymentIntents.
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    result = dg.materialize(
+        [auto_topups_asset],
+        resources={"postgres": PostgresResource(database_url=db_url), "stripe": stripe_res},
+        tags={"billing/now": (NOW + timedelta(hours=2)).isoformat()},
+        raise_on_error=False,
+    )
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["every_topup_settled"].passed
+    twice = checks["one_payment_intent_per_attempt"]
+    assert not twice.passed and twice.severity == dg.AssetCheckSeverity.ERROR
+    assert twice.description == f"race: auto_topup:race:1 charged 2 times ({', '.join(intents)})"
+
+    # A week after the last charge the customer is no longer listed every run.
+    quiet = run_auto_topup(db_url, stripe_res, NOW + DUPLICATE_LOOKBACK + timedelta(minutes=1))
+    assert quiet.duplicates == []
