@@ -50,6 +50,15 @@ def db_url(databases, monkeypatch) -> str:
     return url
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--update-screenshots",
+        action="store_true",
+        help="tests/e2e/test_browser.py writes its screenshots into docs/images/ (the README's pictures) "
+        "instead of pytest's temporary folder",
+    )
+
+
 TIERS = ("unit", "integration", "e2e")
 TESTS = Path(__file__).resolve().parent
 
