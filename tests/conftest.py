@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import settings as hypothesis_settings
+from hypothesis import settings
 
 # The ledger signs entries with an HMAC key from the environment (docs/rules/ledger.md); the
 # whole session (and every subprocess it starts) uses this throw-away one.
@@ -27,10 +27,13 @@ os.environ.setdefault("BILLING_FIRST_HOUR", "2025-01-01T00:00:00Z")
 from tests.support.clock import frozen_clock
 from tests.support.databases import DatabaseFactory
 
-# Every property test is seeded: the examples derive from the test's own code, never from a
-# random seed, so a run's outcome cannot differ from the last one's (tests/unit/test_seeded.py).
-hypothesis_settings.register_profile("seeded", derandomize=True, database=None)
-hypothesis_settings.load_profile("seeded")
+# Every property test is seeded, globally: this profile is loaded before any test module is
+# imported, so every @given and @settings made afterwards inherits derandomize=True (the examples
+# come from a hash of the test's source: the same on every run and machine, and no example
+# database in the repository). A test can still pin @seed(n); derandomize=False is refused at
+# collection (pytest_collection_modifyitems below).
+settings.register_profile("seeded", derandomize=True, print_blob=True)
+settings.load_profile("seeded")
 
 
 @pytest.fixture(scope="session")
@@ -48,12 +51,35 @@ def db_url(databases, monkeypatch) -> str:
     return url
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--update-screenshots",
+        action="store_true",
+        help="tests/e2e/test_browser.py writes its screenshots into docs/images/ (the README's pictures) "
+        "instead of pytest's temporary folder",
+    )
+
+
 TIERS = ("unit", "integration", "e2e")
 TESTS = Path(__file__).resolve().parent
 
 
+def is_seeded(test) -> bool:
+    """A Hypothesis test draws the same examples on every run: derandomised, or an explicit @seed."""
+    if not getattr(test, "is_hypothesis_test", False):
+        return True
+    return test._hypothesis_internal_use_settings.derandomize or test._hypothesis_internal_use_seed is not None
+
+
 def pytest_collection_modifyitems(config, items):
-    """Mark every test with its tier, from its folder; a test outside the tiers is an error."""
+    """Mark every test with its tier, from its folder; a test outside the tiers is an error, and
+    so is a property test that is not seeded."""
+    unseeded = sorted({item.nodeid.split("[")[0] for item in items if not is_seeded(getattr(item, "obj", None))})
+    if unseeded:
+        raise pytest.UsageError(
+            f"property tests not seeded: {', '.join(unseeded)}: let tests/conftest.py's 'seeded' profile "
+            "derandomise them (no derandomize=False, no other --hypothesis-profile) or pin @seed(n)"
+        )
     for item in items:
         relative = Path(str(item.path)).resolve().relative_to(TESTS)
         tier = relative.parts[0] if len(relative.parts) > 1 else None

@@ -3,7 +3,12 @@ ledger and the lifecycle, the six jobs exist, sensors and schedules show their s
 
 `dagster-webserver` serves workspace.yaml on a throw-away Dagster database; Playwright drives
 Debian's chromium (`scripts/setup` installs it; `playwright install` cannot download here).
-Screenshots land in docs/images/ui-*.png, which the README shows.
+Every step waits on the page's state (an element, a menu item, the drawn labels), never on a fixed
+delay, and clicks elements by their role or text, never a pixel.
+
+Screenshots go to pytest's temporary folder; with ``--update-screenshots`` (an option of
+tests/conftest.py) they replace docs/images/ui-*.png, which the README shows:
+``scripts/test tests/e2e/test_browser.py -n 0 --update-screenshots``.
 """
 
 from __future__ import annotations
@@ -48,6 +53,12 @@ ASSET_CHAIN = [
 ]
 # Each key must be upstream of the next (the settlement is downstream of the marts).
 CHAIN_IS_DIRECTED = True
+# With every group open, the graph is drawn whole and labelled only on a screen this large (the UI
+# draws no labels when it shrinks the graph to fit, and only the nodes in view): no panning.
+WHOLE_GRAPH_VIEWPORT = {"width": 2400, "height": 4000}
+VIEWPORT = {"width": 1600, "height": 1000}
+# The graph's groups, as a newcomer first sees them.
+GROUPS = ("platform", "ingestion", "dbt_staging", "dbt_intermediate", "dbt_marts", "ledger", "lifecycle")
 
 # The six jobs of docs/rules/README.md and the assets each one materialises.
 JOBS = {
@@ -132,7 +143,7 @@ def page(webserver):
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        context = browser.new_context(viewport={"width": 1600, "height": 1000})
+        context = browser.new_context(viewport=VIEWPORT)
         # The community sign-up dialog of a fresh instance would cover the screenshots.
         context.add_init_script("window.localStorage.setItem('communityNux', '\"1\"')")
         # Generous: the whole graph (about 60 assets) renders slowly in headless chromium on two
@@ -142,9 +153,32 @@ def page(webserver):
         browser.close()
 
 
-def _shot(page, name: str) -> None:
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / f"ui-{name}.png"))
+@pytest.fixture(scope="module")
+def screenshots(request, tmp_path_factory) -> Path:
+    """Where the screenshots go: docs/images/ only when asked (``--update-screenshots``), so a
+    test run never rewrites tracked files."""
+    if request.config.getoption("--update-screenshots"):
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        return IMAGES
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def _shot(page, folder: Path, name: str) -> None:
+    page.screenshot(path=str(folder / f"ui-{name}.png"))
+
+
+# The drawn node labels (the graph shortens long names with an ellipsis, as _label_matches reads).
+LABELS_JS = """() => [...document.querySelectorAll("[class*='AssetNode_assetName']")].map(e => e.innerText.trim())"""
+CHAIN_DRAWN_JS = """names => {
+    const labels = [...document.querySelectorAll("[class*='AssetNode_assetName']")].map(e => e.innerText.trim());
+    const matches = (label, name) => {
+        const cut = label.indexOf("\u2026");
+        if (cut < 0) return label === name;
+        const head = label.slice(0, cut), tail = label.slice(cut + 1);
+        return name.startsWith(head) && name.endsWith(tail) && head.length + tail.length < name.length;
+    };
+    return names.every(name => labels.some(label => matches(label, name)));
+}"""
 
 
 def _label_matches(label: str, name: str) -> bool:
@@ -169,7 +203,7 @@ def _connected(graph: dict[str, set[str]], start: str, goal: str) -> bool:
     return False
 
 
-def _asset_graph_shows_the_chain(webserver, page):
+def _asset_graph_shows_the_chain(webserver, page, screenshots):
     base, repository, database = webserver
     keys = {"/".join(a["assetKey"]["path"]) for a in repository["assetNodes"]}
     assert set(ASSET_CHAIN) <= keys, f"missing from the code location: {sorted(set(ASSET_CHAIN) - keys)}"
@@ -188,45 +222,27 @@ def _asset_graph_shows_the_chain(webserver, page):
 
     # The groups, as a newcomer first sees them: the story in a few boxes.
     page.goto(f"{base}/asset-groups")
-    page.get_by_text("dbt_marts").first.wait_for()
+    group_nodes = page.locator("[class*='CollapsedGroupNode_collapsedGroupNodeBox']")
+    for group in GROUPS:
+        group_nodes.filter(has_text=group).first.wait_for()  # drawn in the graph, not only listed
     page.wait_for_load_state("networkidle")
-    for group in ("platform", "ingestion", "dbt_staging", "dbt_intermediate", "dbt_marts", "ledger", "lifecycle"):
-        assert page.get_by_text(group, exact=True).count() > 0, f"group {group} is not drawn"
-    page.wait_for_timeout(1000)  # let the layout settle for the picture
-    _shot(page, "lineage-groups")
+    _shot(page, screenshots, "lineage-groups")
 
-    # Every group expanded (the UI's own shortcut, ⌥E): each asset of the chain is a node.
-    page.mouse.click(1200, 900)
-    page.keyboard.press("Alt+e")
-    # With every group open the whole graph is fitted to the screen, too small for the UI to draw
-    # node labels: zoom in (the graph's zoom-in button) until it does.
-    page.wait_for_timeout(1500)
-    for _ in range(4):
-        page.mouse.click(1572, 680)
-        page.wait_for_timeout(400)
-    # The graph draws only the nodes in view, and is taller than the screen: pan from the top
-    # to the bottom and collect every node label drawn on the way.
-    nodes = page.locator("[class*='AssetNode_assetName']")
-    nodes.first.wait_for()
-    page.wait_for_timeout(500)
-    _shot(page, "lineage-assets")
-    # Zoomed in, the graph is wider and taller than the screen: sweep it column by column.
-    labels: set[str] = set(nodes.all_inner_texts())
-    page.mouse.move(1000, 600)
-    for _ in range(8):
-        page.mouse.wheel(-800, -800)
-        page.wait_for_timeout(80)
-    for _column in range(16):
-        for dy in [800] * 10 + [-800] * 10:
-            labels |= set(nodes.all_inner_texts())
-            page.mouse.wheel(0, dy)
-            page.wait_for_timeout(80)
-        page.mouse.wheel(800, 0)
-        page.wait_for_timeout(80)
-    labels |= set(nodes.all_inner_texts())
-    for key in ASSET_CHAIN:
-        name = key.rsplit("/", 1)[-1]
-        assert any(_label_matches(label, name) for label in labels), f"{key} is not drawn; nodes: {sorted(labels)}"
+    # Every group expanded (the graph's settings menu): each asset of the chain is a labelled node.
+    page.set_viewport_size(WHOLE_GRAPH_VIEWPORT)
+    page.get_by_role("button", name="settings", exact=True).last.click()
+    page.get_by_role("menuitem", name="Expand all groups").click()
+    page.keyboard.press("Escape")  # close the menu before the picture
+    page.get_by_role("menuitem", name="Collapse all groups").wait_for(state="detached")
+    names = [key.rsplit("/", 1)[-1] for key in ASSET_CHAIN]
+    try:
+        page.wait_for_function(CHAIN_DRAWN_JS, arg=names, timeout=60_000)
+    except Exception:
+        labels = page.evaluate(LABELS_JS)
+        missing = [n for n in names if not any(_label_matches(label, n) for label in labels)]
+        raise AssertionError(f"not drawn in the expanded graph: {missing}; nodes: {sorted(labels)}") from None
+    page.locator("[data-svg-viewport]").screenshot(path=str(screenshots / "ui-lineage-assets.png"))
+    page.set_viewport_size(VIEWPORT)
 
     # One mart's page: description, owner, and the database it is really stored in.
     page.goto(f"{base}/assets/analytics/fct_priced_usage")
@@ -234,10 +250,10 @@ def _asset_graph_shows_the_chain(webserver, page):
     text = " ".join(page.inner_text("body").split())
     assert "Priced usage, one row per account, hour" in text
     assert re.search(r"Owners billing\b", text), "the owner (team:billing) is not shown"
-    _shot(page, "asset-fct_priced_usage")
+    _shot(page, screenshots, "asset-fct_priced_usage")
 
 
-def _jobs_are_listed(webserver, page):
+def _jobs_are_listed(webserver, page, screenshots):
     base, repository, _ = webserver
     present = {j["name"] for j in repository["jobs"]}
     page.goto(f"{base}/jobs")
@@ -246,10 +262,10 @@ def _jobs_are_listed(webserver, page):
     for job in JOBS:
         assert job in present, f"job {job} is missing from the code location"
         assert re.search(rf"\b{job}\b", text), f"job {job} is not listed at /jobs"
-    _shot(page, "jobs")
+    _shot(page, screenshots, "jobs")
 
 
-def _sensors_and_schedules_show_their_state(webserver, page):
+def _sensors_and_schedules_show_their_state(webserver, page, screenshots):
     base, repository, _ = webserver
     expected = {s["name"]: s["sensorState"]["status"] == "RUNNING" for s in repository["sensors"]}
     expected |= {s["name"]: s["scheduleState"]["status"] == "RUNNING" for s in repository["schedules"]}
@@ -269,14 +285,14 @@ def _sensors_and_schedules_show_their_state(webserver, page):
         return rows;
     }""")
     assert shown == expected, f"the switches at /automation disagree with the instance: {shown} vs {expected}"
-    _shot(page, "automation")
+    _shot(page, screenshots, "automation")
 
 
-def test_the_ui_tells_the_whole_story(webserver, page):
+def test_the_ui_tells_the_whole_story(webserver, page, screenshots):
     """One webserver, one browser: lineage, jobs, automation (screenshots for the README)."""
-    _asset_graph_shows_the_chain(webserver, page)
-    _jobs_are_listed(webserver, page)
-    _sensors_and_schedules_show_their_state(webserver, page)
+    _asset_graph_shows_the_chain(webserver, page, screenshots)
+    _jobs_are_listed(webserver, page, screenshots)
+    _sensors_and_schedules_show_their_state(webserver, page, screenshots)
 
 
 @pytest.mark.parametrize("job", list(JOBS))

@@ -1,9 +1,7 @@
-"""One rule for "balance -> state": machine.py owns it; SQL (alerts), dbt and the report ask it.
-The SQL form run on PostgreSQL is tests/integration/test_lifecycle_rule_sql.py."""
+"""One rule for "balance -> state": machine.py owns it; SQL (alerts), dbt and the report ask it."""
 
 from __future__ import annotations
 
-import itertools
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -13,8 +11,15 @@ import jinja2
 from billing_pipeline.lifecycle.machine import State, state_for_balance, state_sql
 
 ROOT = Path(__file__).resolve().parents[2]
-BALANCES = [Decimal(x) for x in ("-5", "-0.000001", "0", "0.000001", "9.999999", "10", "10.000001", "1000")]
-THRESHOLDS = [Decimal(x) for x in ("0", "10", "20")]
+
+
+def test_the_python_form_on_the_edges():
+    # The SQL form is checked against this one on a real server: tests/integration/test_lifecycle_rule_sql.py.
+    assert state_for_balance(Decimal("0"), Decimal("10")) == State.GRACE_PERIOD
+    assert state_for_balance(Decimal("-0.000001"), Decimal("10")) == State.GRACE_PERIOD
+    assert state_for_balance(Decimal("0.000001"), Decimal("10")) == State.LOW_BALANCE
+    assert state_for_balance(Decimal("10"), Decimal("10")) == State.LOW_BALANCE
+    assert state_for_balance(Decimal("10.000001"), Decimal("10")) == State.HEALTHY
 
 
 def test_the_dbt_macro_renders_the_machines_sql():
