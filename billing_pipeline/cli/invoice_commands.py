@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 
+from billing_pipeline.cli.inputs import parse_month
 from billing_pipeline.cli.output import credits, emit
 from billing_pipeline.db.connection import connect, database_url
-from billing_pipeline.invoicing.months import parse_month
 
 
 def register(subparsers, json_parent) -> None:
@@ -33,7 +33,7 @@ def register(subparsers, json_parent) -> None:
 def _close_month(args) -> int:
     from billing_pipeline.orchestration.month_end import run_month_end
 
-    month = parse_month(args.month)  # input errors before anything else
+    month = parse_month(args.month, what="month")  # input errors before anything else
     os.environ["BILLING_DATABASE_URL"] = database_url()  # the Dagster resources read it from the environment
     summary = run_month_end(month, args.now)
 

@@ -7,7 +7,7 @@ read back from the ledger itself: the sum of ``usage_deduction`` and ``reversal`
 reference names that same account, hour and usage kind. The difference, computed in one SQL
 statement for the whole window, is posted through the ledger module:
 
-* nothing settled yet -> a ``usage_deduction`` with key ``usage:<account>:<hour>:<kind>``;
+* nothing settled yet -> a ``usage_deduction`` with key ``usage:<account>:<hour>:<kind>`` (``keys.usage_key``);
 * more owed than settled (late data, a correction, an estimate made final) -> another
   ``usage_deduction`` for the difference, key ``...:<n>`` (n = entries already settling it),
   reference ``{"adjusts": <original entry id>}``;
@@ -34,6 +34,7 @@ from psycopg import sql
 from billing_pipeline.core.errors import BillingError
 from billing_pipeline.core.hours import HOUR_TEXT_SQL
 from billing_pipeline.ledger.entries import Entry
+from billing_pipeline.ledger.keys import usage_key
 from billing_pipeline.ledger.posting import post_entries
 
 CHARGES_SCHEMA = "analytics"
@@ -174,7 +175,7 @@ def settle_priced_usage(
 
 def _entry(account_id, hour_text, usage_kind, owed, settled, entries, original_id, is_estimate, lines) -> Entry:
     difference = owed - settled  # > 0: more is owed; < 0: too much was deducted
-    key = f"usage:{account_id}:{hour_text}:{usage_kind}" + (f":{entries + 1}" if entries else "")
+    key = usage_key(account_id, hour_text, usage_kind, entries)
     # Kept small on purpose (it is validated and hashed per entry): what was settled, the total
     # owed after this entry, and whether it was an estimate. What was settled before is the
     # ledger's own sum of the earlier entries.

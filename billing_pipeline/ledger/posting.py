@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 import psycopg
 
+from billing_pipeline.core.clock import ledger_now
 from billing_pipeline.ledger.entries import (
     GENESIS_HASH,
     MAX_ABS_AMOUNT,
@@ -164,7 +165,7 @@ def post_entries(conn: psycopg.Connection, entries: Iterable[Entry]) -> list[Pos
     keyring = ledger_keyring()  # before any SQL: no key, no posting
     batch = _dedupe_batch(given)
     accounts = sorted({e.account_id for e in batch})
-    now = datetime.now(UTC)
+    now = ledger_now()
     with conn.transaction(), conn.cursor() as cur:
         _lock_accounts(cur, accounts)
         heads = _account_heads(cur, accounts)

@@ -53,7 +53,7 @@ def run_month_end(
     from billing_pipeline.db.connection import database_url as configured_url
     from billing_pipeline.orchestration.launcher import Launcher, code_location, default_instance
 
-    month = parse_month(month)
+    month = month.replace(day=1) if isinstance(month, date) else parse_month(month, what="month")
     now = datetime.now(UTC) if now is None else clock_input(now, "--now")
     check_month_ended(month, now)
     url = database_url or configured_url()
