@@ -7,7 +7,8 @@ lifecycle deadlines) reads it with ``run_clock(context)`` and falls back to the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from billing_pipeline.core.times import parse_time
@@ -55,3 +56,14 @@ def set_ledger_clock(clock: Callable[[], datetime] | None) -> None:
     """Make posting read ``clock()`` for its entries' time (None: the wall clock again). Tests only."""
     global _ledger_clock
     _ledger_clock = clock
+
+
+@contextmanager
+def ledger_clock_at(moment: datetime) -> Iterator[None]:
+    """Within the block, posting stamps entries with ``moment`` (tests and the demo's scripted
+    history only: production posts at the time it posts)."""
+    set_ledger_clock(lambda: moment)
+    try:
+        yield
+    finally:
+        set_ledger_clock(None)

@@ -1,8 +1,9 @@
 """Settling priced usage: the ledger pays for what ``fct_usage_charges`` says is owed.
 
 For every account, UTC hour and usage kind (``workload_consumption`` | ``machine_rental``) the
-amount owed is the mart's ``amount``, already rounded half-even to micro-credits by dbt (the one
-place the rounding rule lives: the ``round_half_even`` macro). What was already settled is
+amount owed is the mart's ``amount``, already rounded half-even to micro-credits by dbt (the
+``round_half_even`` macro; the ledger module's ``round_credits`` applies the same rule to every
+writer and so finds nothing left to round here). What was already settled is
 read back from the ledger itself: the sum of ``usage_deduction`` and ``reversal`` entries whose
 reference names that same account, hour and usage kind. The difference, computed in one SQL
 statement for the whole window, is posted through the ledger module:
