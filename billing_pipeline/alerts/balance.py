@@ -7,7 +7,8 @@ A *crossing* opens when an account enters a warning condition and closes when it
   keeps its crossing open (the grace period has its own notices), so no second warning is sent
   on the way back up through the low-balance band.
 * ``short_runway``: opens when the balance is positive and lasts under 24 hours at the current
-  burn rate (``fct_account_balances.burn_rate_per_hour``, usage of the last 24 hours);
+  burn rate (``fct_account_balances.burn_rate_per_hour``, usage of the last 24 hours), by the one
+  runway formula ``billing.runway_hours`` (migration 0010) that the balances mart uses too;
   closes when the runway is 24 hours or more (or nothing is being used) with a positive balance.
 
 The balance is the ledger's, read live (``billing.credits``), since deduction may have posted
@@ -52,12 +53,12 @@ _OPEN = (
 WITH state AS ({state}),
 conditions AS (
     SELECT s.*, k.kind,
-           CASE WHEN s.burn_rate > 0 THEN round(s.balance / s.burn_rate, 2) END AS runway_hours,
+           billing.runway_hours(s.balance, s.burn_rate) AS runway_hours,
            CASE k.kind
                WHEN 'low_balance' THEN s.balance_state = '"""
     + State.LOW_BALANCE.value
     + """'
-               ELSE s.balance > 0 AND s.burn_rate > 0 AND s.balance / s.burn_rate < %(runway)s
+               ELSE s.balance > 0 AND billing.runway_hours(s.balance, s.burn_rate) < %(runway)s
            END AS entered
     FROM state s CROSS JOIN (VALUES ('low_balance'), ('short_runway')) AS k (kind)
 ),
@@ -91,11 +92,10 @@ recovered AS (
               WHEN 'low_balance' THEN s.balance_state = '"""
     + State.HEALTHY.value
     + """'
-              ELSE s.balance > 0 AND (s.burn_rate IS NULL OR s.burn_rate <= 0
-                                      OR s.balance / s.burn_rate >= %(runway)s)
+              ELSE s.balance > 0 AND coalesce(billing.runway_hours(s.balance, s.burn_rate) >= %(runway)s, true)
           END
     RETURNING x.account_id, x.kind, x.crossing_no, s.balance, s.threshold,
-              CASE WHEN s.burn_rate > 0 THEN round(s.balance / s.burn_rate, 2) END AS runway_hours
+              billing.runway_hours(s.balance, s.burn_rate) AS runway_hours
 )
 SELECT * FROM recovered
 """

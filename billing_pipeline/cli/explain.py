@@ -1,5 +1,9 @@
 """`billing explain ACCOUNT --month YYYY-MM [--detail]`: one month of an account's bill, as a statement.
 
+Its money is the month's invoice: for a closed month the issued invoice (opening, lines, closing,
+periods), for an open one the same computation over what is posted so far, with the usage not
+yet settled said apart (``invoicing.statement.month_account``).
+
 Both measurements side by side (docs/rules/pricing.md): machine capacity *rented* (from
 ``machine_usages``) and what the workloads *consumed* (from Prometheus). What the account's
 rentals covered is said once, in credits; exceptions come with what to do; the ledger shows how
@@ -104,7 +108,7 @@ def statement_document(statement: MonthStatement) -> dict:
         "account_id": statement.account_id,
         "name": statement.name,
         "month": statement.start.strftime("%Y-%m"),
-        "ledger": statement.movements._asdict(),
+        "invoice": _month_account(statement),
         "rented": [r._asdict() for r in statement.rented],
         "consumed": [c._asdict() for c in statement.consumed],
         "covered_by_rentals": {
@@ -122,6 +126,48 @@ def statement_document(statement: MonthStatement) -> dict:
             {**e._asdict(), "priced_lines": [p._asdict() for p in e.priced_lines]} for e in statement.trail
         ]
     return data
+
+
+def _month_account(statement: MonthStatement) -> dict:
+    account = statement.account
+    return {
+        **account._asdict(),
+        "lines": [line._asdict() for line in account.lines],
+    }
+
+
+def _account_lines(d: dict) -> list:
+    """The invoice part of the statement: opening, lines, closing (the invoice's own identity)."""
+    inv = d["invoice"]
+    if inv["status"] == "invoiced":
+        head = f"Invoice {inv['invoice_number']}, issued {inv['issued_at']:%Y-%m-%d %H:%M} UTC (as issued):"
+    else:
+        head = "Not closed yet: the invoice as it stands now (entries posted so far; closing the month issues this):"
+    rows = [
+        [
+            line["line_no"],
+            line["description"],
+            f"{line['period']:%Y-%m}",
+            len(line["ledger_entry_ids"]),
+            credits(line["amount"]),
+        ]
+        for line in inv["lines"]
+    ]
+    out: list = [head, f"Opening balance: {credits(inv['opening'])} credits."]
+    if rows:
+        out.append(table(["line", "description", "period", ("entries", "right"), ("credits", "right")], rows))
+    else:
+        out.append("No lines.")
+    out.append(
+        f"Closing balance: {credits(inv['closing'])} credits (opening {credits(inv['opening'])} + lines "
+        f"{credits(inv['total'])})."
+    )
+    if inv["settled_after_invoice"]:
+        out.append(
+            f"Settled after this invoice: {credits(inv['settled_after_invoice'])} credits of this month "
+            "(they are on the next invoice, as prior-period lines)."
+        )
+    return out
 
 
 def _hour(value: datetime) -> str:
@@ -240,13 +286,9 @@ def _detail_table(d: dict):
 
 
 def render(d: dict) -> list:
-    led = d["ledger"]
     out: list = [
         f"Statement for {d['name']} ({d['account_id']}), {d['month']} (UTC)",
-        f"Balance on the 1st: {credits(led['opening'])} credits. At the end of the month (or now): "
-        f"{credits(led['closing'])} credits.",
-        f"Added this month: top-ups {credits(led['topups'])}, SLA credits {credits(led['sla_credits'])}, "
-        f"adjustments {credits(led['adjustments'])}.",
+        *_account_lines(d),
         "",
         "Machines rented (billed per machine-hour, used or not) and what your workloads consumed "
         "(billed by consumption, except on machines you rent):",
@@ -264,7 +306,8 @@ def render(d: dict) -> list:
     out += [
         "",
         f"Usage of the month, priced: {credits(d['priced_usage_total'])} credits; deducted from the ledger: "
-        f"{credits(d['usage_deducted'])}; not yet deducted: {credits(d['not_yet_settled'])}.",
+        f"{credits(d['usage_deducted'])}; not yet deducted: {credits(d['not_yet_settled'])}"
+        + (" (not in the invoice above until it is settled)." if d["not_yet_settled"] else "."),
     ]
     if d["exceptions"]:
         out += ["", "Needs attention:"]
@@ -282,8 +325,9 @@ def render(d: dict) -> list:
 
 def _explain(args) -> int:
     from billing_pipeline.cli.inputs import parse_month
+    from billing_pipeline.core.times import month_bounds
 
-    start, end = parse_month(args.month)
+    start, end = month_bounds(parse_month(args.month))
     with connect() as conn:
         statement = month_statement(conn, args.account, start, end, detail=args.detail)
         daily = daily_spend(conn, args.account, start, end) if args.html else []

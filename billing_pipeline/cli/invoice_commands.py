@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+from billing_pipeline.cli.inputs import parse_month
 from billing_pipeline.cli.output import credits, emit
 from billing_pipeline.db.connection import connect, database_url
-from billing_pipeline.invoicing.months import parse_month
 
 
 def register(subparsers, json_parent) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from datetime import UTC
 from decimal import Decimal, InvalidOperation
@@ -11,7 +10,8 @@ from billing_pipeline.cli.inputs import parse_amount, parse_limit, parse_text
 from billing_pipeline.cli.output import credits, emit, table
 from billing_pipeline.core.errors import ConfigurationError, InputError
 from billing_pipeline.db import connect
-from billing_pipeline.ledger import Entry, EntryType, balance_of, post_entry, verify_ledger
+from billing_pipeline.ledger import PostResult, balance_of, verify_ledger
+from billing_pipeline.ledger.manual import post_adjustment, post_manual_topup
 from billing_pipeline.ledger.queries import ledger_page
 
 # `billing adjust` asks for --yes above this many credits (either sign); BILLING_ADJUST_CONFIRM_ABOVE
@@ -36,12 +36,12 @@ def register(subparsers, json_parent) -> None:
         "topup",
         parents=[json_parent],
         help="credit a payment received",
-        description="Credit a payment received. The reference is the idempotency key: the same reference "
-        "twice posts once.",
+        description="Credit a payment received. The payment reference makes it exactly once: the same "
+        "reference twice posts once (idempotency key topup:<reference>).",
     )
     p.add_argument("account", help="the account id (billing.accounts.id), e.g. acme")
     p.add_argument("amount", help="credits, a positive decimal, e.g. 100 or 25.50")
-    p.add_argument("--reference", required=True, help="the payment's reference; also its idempotency key")
+    p.add_argument("--reference", required=True, help="the payment's reference; the same reference posts once")
     p.set_defaults(handler=_topup)
 
     p = subparsers.add_parser(
@@ -57,8 +57,9 @@ def register(subparsers, json_parent) -> None:
     p.add_argument("--actor", required=True, help="who decided it (a person or ticket)")
     p.add_argument(
         "--key",
-        help="idempotency key; default derived from account, amount, reason and actor, so repeating "
-        "the same command posts once. Give a new key to post an identical adjustment again.",
+        help="a key of your own (posted as adjust:key:<KEY>); by default the key is derived from account, "
+        "amount, reason and actor, so repeating the same command posts once. Give a new key to post an "
+        "identical adjustment again.",
     )
     p.add_argument(
         "--yes", action="store_true", help="confirm an adjustment above BILLING_ADJUST_CONFIRM_ABOVE credits"
@@ -138,9 +139,7 @@ def _ledger(args) -> int:
     return 0
 
 
-def _post_and_report(args, entry: Entry) -> int:
-    with connect() as conn:
-        result = post_entry(conn, entry)
+def _report(args, result: PostResult) -> int:
     data = {
         "entry_id": result.entry_id,
         "account_id": result.account_id,
@@ -168,15 +167,9 @@ def _post_and_report(args, entry: Entry) -> int:
 
 def _topup(args) -> int:
     args.reference = parse_text(args.reference, what="--reference", max_length=200)
-    entry = Entry(
-        args.account,
-        EntryType.TOPUP,
-        parse_amount(args.amount, positive=True),
-        args.reference,
-        reference={"payment_reference": args.reference},
-        actor="cli",
-    )
-    return _post_and_report(args, entry)
+    amount = parse_amount(args.amount, positive=True)
+    with connect() as conn:
+        return _report(args, post_manual_topup(conn, args.account, amount, args.reference))
 
 
 def adjust_confirm_above() -> Decimal:
@@ -209,15 +202,9 @@ def _adjust(args) -> int:
         )
         error.code = "confirmation_required"
         raise error
-    key = (
-        args.key
-        or "adjust:"
-        + hashlib.sha256(
-            "\x1f".join([args.account, f"{amount}", args.reason or "", args.actor or ""]).encode()
-        ).hexdigest()[:32]
-    )
-    entry = Entry(args.account, EntryType.ADMIN_ADJUSTMENT, amount, key, reason=args.reason, actor=args.actor)
-    return _post_and_report(args, entry)
+    key = parse_text(args.key, what="--key", required=False, max_length=150)
+    with connect() as conn:
+        return _report(args, post_adjustment(conn, args.account, amount, args.reason, args.actor, key))
 
 
 def _verify(args) -> int:

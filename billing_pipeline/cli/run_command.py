@@ -13,10 +13,10 @@ import logging
 import os
 import sys
 from contextlib import redirect_stderr, redirect_stdout
-from datetime import datetime
 
 from billing_pipeline.cli.output import credits, emit
 from billing_pipeline.core.errors import ConfigurationError
+from billing_pipeline.core.times import parse_time
 
 
 def register(subparsers, json_parent) -> None:
@@ -167,5 +167,5 @@ def render(d: dict) -> str:
 
 def _t(value) -> str:
     if isinstance(value, str):
-        value = datetime.fromisoformat(value)
+        value = parse_time(value)
     return f"{value:%Y-%m-%d %H:%M}"

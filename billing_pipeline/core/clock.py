@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from billing_pipeline.core.errors import InputError
+from billing_pipeline.core.times import parse_time
 
 CLOCK_TAG = "billing/now"
 
@@ -33,12 +33,9 @@ def system_now() -> datetime:
     return _frozen_at if _frozen_at is not None else datetime.now(UTC)
 
 
-def parse_clock(value: str) -> datetime:
-    """An ISO timestamp as an aware UTC datetime (naive input is taken as UTC)."""
-    parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+def parse_clock(value: str, what: str = "clock") -> datetime:
+    """An ISO timestamp as an aware UTC datetime (naive input is taken as UTC): ``core.times.parse_time``."""
+    return parse_time(value, what=what)
 
 
 def run_clock(context) -> datetime:
@@ -54,12 +51,7 @@ def clock_input(value: datetime | str, what: str) -> datetime:
     Text that is not ISO 8601 is refused with an ``InputError`` naming ``what`` and the value.
     """
     if isinstance(value, str):
-        try:
-            return parse_clock(value)
-        except ValueError:
-            raise InputError(
-                f"{what} {value!r} is not an ISO 8601 timestamp (for example 2026-11-01T06:00:00Z)"
-            ) from None
+        return parse_time(value, what=what)
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC)

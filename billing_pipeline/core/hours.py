@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from billing_pipeline.core.errors import InputError
+from billing_pipeline.core.times import parse_time
 
 HOUR = timedelta(hours=1)
 # Dagster's hourly partition key (HourlyPartitionsDefinition's default format).
@@ -76,8 +77,8 @@ class Hour:
             value = datetime.strptime(raw, PARTITION_FORMAT).replace(tzinfo=UTC)
         except ValueError:
             try:
-                value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-            except ValueError:
+                value = parse_time(raw, what="hour")
+            except InputError:
                 raise InputError(
                     f"{text!r} is not an hour: write 2026-11-24T10:00:00+00:00 (or the partition key 2026-11-24-10:00)"
                 ) from None

@@ -7,12 +7,13 @@ must see the same value: set it once in the deployment's environment.
 """
 
 import os
-from datetime import UTC, datetime
+from datetime import date, datetime
 
 import dagster as dg
 
-from billing_pipeline.core.errors import ConfigurationError
+from billing_pipeline.core.errors import ConfigurationError, InputError
 from billing_pipeline.core.hours import PARTITION_FORMAT, Hour
+from billing_pipeline.core.times import month_of, parse_time
 
 FIRST_HOUR_VARIABLE = "BILLING_FIRST_HOUR"
 DEFAULT_FIRST_HOUR = "2026-11-01T00:00:00+00:00"
@@ -22,15 +23,9 @@ def first_billable_hour() -> datetime:
     """``BILLING_FIRST_HOUR`` as an aware UTC datetime; a value that is not an hour is refused."""
     raw = os.environ.get(FIRST_HOUR_VARIABLE) or DEFAULT_FIRST_HOUR
     try:
-        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigurationError(
-            f"{FIRST_HOUR_VARIABLE}={raw!r} is not an ISO 8601 time; set it to the first billable hour, "
-            "e.g. 2026-11-01T00:00Z"
-        ) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    value = value.astimezone(UTC)
+        value = parse_time(raw, what=FIRST_HOUR_VARIABLE)
+    except InputError as exc:
+        raise ConfigurationError(f"{exc} Set it to the first billable hour, e.g. 2026-11-01T00:00Z.") from None
     if value.minute or value.second or value.microsecond:
         raise ConfigurationError(
             f"{FIRST_HOUR_VARIABLE}={raw!r} is not on an hour boundary (e.g. {value:%Y-%m-%dT%H}:00Z)"
@@ -42,3 +37,8 @@ def first_billable_hour() -> datetime:
 hourly_partitions = dg.HourlyPartitionsDefinition(
     start_date=Hour(first_billable_hour()).key, timezone="UTC", fmt=PARTITION_FORMAT
 )
+
+
+def first_billable_month() -> date:
+    """The month of ``BILLING_FIRST_HOUR``: where the monthly (month-end) partitions start."""
+    return month_of(first_billable_hour())

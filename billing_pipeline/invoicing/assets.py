@@ -14,6 +14,7 @@ import dagster as dg
 
 from billing_pipeline.core.asset_keys import ACCOUNT_LIFECYCLE, LEDGER
 from billing_pipeline.core.ownership import BILLING_OWNERS
+from billing_pipeline.core.partitions import first_billable_month
 from billing_pipeline.ingestion.assets import METRIC_HOURS
 from billing_pipeline.ingestion.probes import PROBE_DEPLOYMENT_HOURS
 from billing_pipeline.invoicing.invoices import issue_invoices
@@ -23,7 +24,8 @@ from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.transform.assets import dbt_model_key
 
 GROUP = "invoicing"
-MONTHLY_START = "2025-01-01"
+# The months start with the first billable hour's month (BILLING_FIRST_HOUR), as the hours do.
+MONTHLY_START = f"{first_billable_month():%Y-%m-%d}"
 
 # end_offset=1: the running month is a partition too, so a month can be closed by a clock
 # (``billing close-month --now``) ahead of the wall clock; the schedule and the command refuse a

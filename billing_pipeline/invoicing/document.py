@@ -17,6 +17,7 @@ import psycopg
 from billing_pipeline.core.errors import BillingError, InputError
 from billing_pipeline.invoicing.months import month_bounds, month_text
 from billing_pipeline.ledger.invoice_checks import invoice_problems
+from billing_pipeline.ledger.keys import usage_hour_sql
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STREAMS = (
@@ -46,8 +47,8 @@ ORDER BY usage_kind, resource, machine_type NULLS FIRST, unit_price
 """
 
 # Daily spend of the invoice's own period, by stream, from the ledger entries it holds.
-_DAILY = """
-SELECT date_trunc('day', (t.reference ->> 'hour')::timestamptz, 'UTC')::date AS day,
+_DAILY = f"""
+SELECT date_trunc('day', {usage_hour_sql("t")}, 'UTC')::date AS day,
        t.reference ->> 'usage_kind' AS stream, -sum(t.amount) AS spend
 FROM billing.invoice_lines l
 CROSS JOIN LATERAL unnest(l.ledger_entry_ids) AS e (id)

@@ -29,11 +29,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 
 import psycopg
 
 from billing_pipeline.core.hours import HOUR
-from billing_pipeline.invoicing.months import month_bounds, month_text
+from billing_pipeline.invoicing.months import month_bounds, month_text, next_month
+from billing_pipeline.ledger.checkpoint import HEAD_OF
+from billing_pipeline.ledger.keys import period_sql
 
 PRICED_USAGE = "analytics.fct_priced_usage"
 
@@ -43,18 +46,19 @@ CREATE TEMP TABLE close_candidates ON COMMIT DROP AS
 SELECT a.id AS account_id, a.created_at
 FROM billing.accounts a
 WHERE NOT EXISTS (SELECT 1 FROM billing.invoices i WHERE i.account_id = a.id AND i.period_month >= %(month)s)
+  AND (%(account)s::text IS NULL OR a.id = %(account)s::text)
 """
 
 # The period is computed once per entry (the subquery is fenced by OFFSET 0); usage entries keep
 # only what their lines need (millions of rows a month), other entries their reference and reason.
-_ENTRIES = """
+_ENTRIES = f"""
 CREATE TEMP TABLE close_entries ON COMMIT DROP AS
 SELECT * FROM (
     SELECT t.id, t.account_id, t.type, t.amount, k.usage_kind,
            CASE WHEN k.usage_kind IS NULL THEN t.reason END AS reason,
            CASE WHEN k.usage_kind IS NULL THEN t.actor END AS actor,
            CASE WHEN k.usage_kind IS NULL THEN t.reference END AS reference,
-           billing.ledger_entry_period(t.type, t.reference, t.created_at) AS period
+           {period_sql("t")} AS period
     FROM billing.credit_transactions t
     JOIN close_candidates c ON c.account_id = t.account_id
     CROSS JOIN LATERAL (
@@ -63,7 +67,7 @@ SELECT * FROM (
     WHERE NOT EXISTS (SELECT 1 FROM billing.invoice_entries ie WHERE ie.ledger_entry_id = t.id)
     OFFSET 0
 ) e
-WHERE e.period <= %(month)s
+WHERE e.period <= %(month)s AND (%(from)s::date IS NULL OR e.period >= %(from)s::date)
 """
 
 _ACCOUNTS = """
@@ -72,7 +76,7 @@ SELECT c.account_id, prev.id AS previous_invoice_id, coalesce(prev.closing_balan
 FROM close_candidates c
 LEFT JOIN LATERAL (
     SELECT i.id, i.closing_balance FROM billing.invoices i
-    WHERE i.account_id = c.account_id ORDER BY i.period_month DESC LIMIT 1
+    WHERE i.account_id = c.account_id AND i.period_month < %(month)s ORDER BY i.period_month DESC LIMIT 1
 ) prev ON true
 WHERE c.created_at < %(end)s OR prev.id IS NOT NULL
    OR EXISTS (SELECT 1 FROM close_entries e WHERE e.account_id = c.account_id)
@@ -118,7 +122,7 @@ SELECT g.*, g.period < %(month)s AS prior_period,
 FROM grouped g
 """
 
-_INVOICES = """
+_INVOICES = f"""
 WITH totals AS (
     SELECT account_id, sum(amount) AS total FROM close_lines GROUP BY account_id
 ), numbered AS (
@@ -131,10 +135,7 @@ INSERT INTO billing.invoices (
 SELECT %(last)s + n.rn, n.account_id, %(month)s, n.opening_balance, n.total, n.opening_balance + n.total,
        n.previous_invoice_id, %(unbilled)s::jsonb, %(unbilled_count)s, h.id, h.account_seq, h.entry_hash, %(close_id)s
 FROM numbered n
-LEFT JOIN LATERAL (
-    SELECT t.id, t.account_seq, t.entry_hash FROM billing.credit_transactions t
-    WHERE t.account_id = n.account_id ORDER BY t.account_seq DESC LIMIT 1
-) h ON true
+LEFT JOIN LATERAL ({HEAD_OF.format(account="n.account_id")}) h ON true
 ORDER BY n.rn
 """
 
@@ -227,7 +228,15 @@ def issue_invoices(conn: psycopg.Connection, month: date, close_id: str) -> Issu
             "SELECT last_number FROM billing.invoice_number_counter WHERE singleton FOR UPDATE"
         ).fetchone()[0]
         cur.execute("SET LOCAL jit = off")  # one-off statements: compiling costs more than it saves
-        params = {"month": month, "start": start, "end": end, "close_id": close_id, "last": last}
+        params = {
+            "month": month,
+            "start": start,
+            "end": end,
+            "close_id": close_id,
+            "last": last,
+            "account": None,
+            "from": None,
+        }
         cur.execute(_CANDIDATES, params, prepare=False)
         if not cur.rowcount:  # every account is invoiced for this month (or later): nothing to do
             return result
@@ -257,3 +266,75 @@ def issue_invoices(conn: psycopg.Connection, month: date, close_id: str) -> Issu
             ).fetchone()
             result.invoices_issued, result.first_number, result.last_number = issued, last + 1, last + issued
     return result
+
+
+# ---- the same computation, not issued: `billing explain` of a month not closed yet -----------------
+
+_OPEN_MONTHS = f"""
+SELECT (SELECT max(i.period_month) FROM billing.invoices i WHERE i.account_id = %(account)s),
+       (SELECT min(p.period) FROM (
+            SELECT {period_sql("t")} AS period FROM billing.credit_transactions t
+            WHERE t.account_id = %(account)s
+              AND NOT EXISTS (SELECT 1 FROM billing.invoice_entries ie WHERE ie.ledger_entry_id = t.id)
+            OFFSET 0) p)
+"""
+
+_FOLDED = """
+SELECT coalesce(sum(t.amount), 0) FROM billing.credit_transactions t
+WHERE t.account_id = %(account)s
+  AND NOT EXISTS (SELECT 1 FROM billing.invoice_entries ie WHERE ie.ledger_entry_id = t.id)
+  AND {period} < %(from)s
+""".format(period=period_sql("t"))
+
+_PREVIEW_LINES = """
+SELECT line_no, line_type, usage_kind, period, prior_period, description, amount, ids
+FROM close_lines WHERE account_id = %(account)s ORDER BY line_no
+"""
+
+
+@dataclass(frozen=True)
+class InvoicePreview:
+    """What closing ``month`` now would issue for one account (nothing is written)."""
+
+    opening_balance: Decimal
+    lines: list[tuple]  # (line_no, line_type, usage_kind, period, prior_period, description, amount, ids)
+    total: Decimal
+    closing_balance: Decimal
+    previous_invoice_id: int | None
+
+
+def preview_invoice(conn: psycopg.Connection, account_id: str, month: date) -> InvoicePreview:
+    """The invoice of ``account_id`` for ``month`` as the close would issue it now: the same
+    statements as ``issue_invoices`` (the same entries by ``billing.ledger_entry_period``, the same
+    lines and opening), run in a transaction that is rolled back.
+
+    Months are closed in order, so a month after the first open one is shown as it will be once
+    the months before it are closed too: the entries of those earlier open months are in its
+    opening (they will be on their own invoices), not among its lines. The first open month
+    (after the account's last invoice) carries, like the close, the entries of earlier periods
+    settled after their invoice as prior-period lines.
+    """
+    start, end = month_bounds(month)
+    params = {"month": month, "start": start, "end": end, "account": account_id, "from": None}
+    last_invoiced, first_open_period = conn.execute(_OPEN_MONTHS, params, prepare=False).fetchone()
+    first_open = next_month(last_invoiced) if last_invoiced is not None else (first_open_period or month)
+    folded = Decimal("0")
+    if month > first_open:
+        params["from"] = month
+        folded = conn.execute(_FOLDED, params, prepare=False).fetchone()[0]
+    lines, row = [], None
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SET LOCAL jit = off")
+        cur.execute(_CANDIDATES, params, prepare=False)
+        cur.execute(_ENTRIES, params, prepare=False)
+        cur.execute(_ACCOUNTS, params, prepare=False)
+        cur.execute(_LINES, params, prepare=False)
+        lines = cur.execute(_PREVIEW_LINES, params, prepare=False).fetchall()
+        row = cur.execute(
+            "SELECT opening_balance, previous_invoice_id FROM close_accounts WHERE account_id = %(account)s",
+            params,
+        ).fetchone()
+        raise psycopg.Rollback()  # the temporary tables go with it; nothing else was written
+    opening = (row[0] if row else Decimal("0")) + folded
+    total = sum((line[6] for line in lines), Decimal("0"))
+    return InvoicePreview(opening, lines, total, opening + total, row[1] if row else None)

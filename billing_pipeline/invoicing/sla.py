@@ -17,7 +17,7 @@
      ``usage_kind = workload_consumption``); credit = base × share, kept exact in the measurement
      and rounded half-even to micro-credits by the ledger module when posted (its one rounding rule).
 2. **Credit** each measurement with outcome ``credit`` as one ``sla_credit`` ledger entry, key
-   ``sla:<deployment>:<YYYY-MM>``, the measurement in its reference (through the ledger module).
+   ``sla:<deployment>:<YYYY-MM>`` (``ledger.keys.sla_key``), the measurement in its reference (through the ledger module).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import psycopg
 
 from billing_pipeline.invoicing.months import month_bounds, month_text
 from billing_pipeline.ledger import Entry, post_entries, round_credits
+from billing_pipeline.ledger.keys import sla_key_sql
 
 SLA_LOCK = "billing.sla_credit"
 PRICED_USAGE = "analytics.fct_priced_usage"
@@ -38,10 +39,6 @@ NO_PRICED_USAGE = (
     "(SELECT NULL::text AS deployment_id, NULL::numeric AS amount, NULL::text AS usage_kind, "
     "NULL::timestamptz AS hour WHERE false)"
 )
-
-
-def sla_key(deployment_id: str, month: date) -> str:
-    return f"sla:{deployment_id}:{month_text(month)}"
 
 
 def _minutes(ranges: str) -> str:
@@ -142,7 +139,7 @@ SELECT deployment_id, %(month)s, account_id, existed_minutes, existed_minutes - 
             -- a credit that rounds (half-even) to zero micro-credits is nothing to post
             WHEN credit_amount <= 0.0000005 THEN 'no_base'
             ELSE 'credit' END,
-       'sla:' || deployment_id || ':' || %(month_text)s
+       {sla_key_sql("deployment_id", "%(month_text)s")}
 FROM tiered
 ON CONFLICT (deployment_id, month) DO NOTHING
 """

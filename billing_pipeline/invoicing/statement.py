@@ -6,9 +6,15 @@ Both measurements side by side: machine capacity *rented* (``machine_usages``, p
 how the month's usage was settled in the ledger; and, on request, the trail from each usage
 ledger entry to the priced lines it paid for.
 
-Everything comes from the dbt marts (schema ``analytics``) and the ledger (``ledger.queries``);
-the only arithmetic here is adding up what SQL already states. Unlike an invoice (``document.py``),
-a statement is read live, so it changes while the month runs or as late hours are settled.
+Its money part is the invoice (``month_account``): for a closed month, the issued invoice itself
+(opening, lines, closing, periods); for a month not closed yet, the same computation over what is
+posted so far (``invoices.preview_invoice``: the entries by ``billing.ledger_entry_period``, grouped
+as the close groups them), plus the usage priced but not yet settled, labelled as such. So
+`billing explain`, `billing invoice`, the marts (fct_invoices, fct_invoice_lines) and `billing
+status` state one identity: opening + lines = closing.
+
+Everything else comes from the dbt marts (schema ``analytics``) and the ledger (``ledger.queries``);
+the only arithmetic here is adding up what SQL already states.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from typing import NamedTuple
 import psycopg
 
 from billing_pipeline.core.errors import BillingError, InputError
-from billing_pipeline.ledger.queries import MonthMovements, UsageEntry, month_movements, usage_entries
+from billing_pipeline.invoicing.invoices import preview_invoice
+from billing_pipeline.ledger.keys import period_sql
+from billing_pipeline.ledger.queries import UsageEntry, usage_entries, usage_settled
 
 ZERO = Decimal("0")
 PRICED_USAGE = "analytics.fct_priced_usage"
@@ -140,6 +148,69 @@ class DailySpend(NamedTuple):
     spend: Decimal
 
 
+class StatementLine(NamedTuple):
+    """One line of the month's invoice (issued, or as the close would issue it now)."""
+
+    line_no: int
+    line_type: str  # usage | topup | auto_topup | sla_credit | admin_adjustment | reversal
+    usage_kind: str | None
+    period: date  # billing.ledger_entry_period of its entries
+    prior_period: bool  # entries of an earlier month settled after that month's invoice
+    description: str
+    amount: Decimal  # signed like the ledger: + credits the account, - debits it
+    ledger_entry_ids: list[int]
+
+
+class MonthAccount(NamedTuple):
+    """The money of the month, as its invoice states it: opening + sum(lines) = closing."""
+
+    status: str  # invoiced (the issued invoice) | open (what the close would issue now)
+    invoice_number: str | None
+    issued_at: datetime | None
+    opening: Decimal
+    lines: list[StatementLine]
+    total: Decimal
+    closing: Decimal
+    # Entries of this month's period not on this document: posted after its invoice (they go on
+    # the next invoice as prior-period lines). Always 0 for an open month.
+    settled_after_invoice: Decimal
+
+
+_INVOICE = """
+SELECT id, invoice_number, issued_at, opening_balance, total, closing_balance
+FROM billing.invoices WHERE account_id = %(account)s AND period_month = %(month)s
+"""
+
+_INVOICE_LINES = """
+SELECT line_no, line_type, usage_kind, period_month, prior_period, description, amount, ledger_entry_ids
+FROM billing.invoice_lines WHERE invoice_id = %(invoice)s ORDER BY line_no
+"""
+
+_SETTLED_AFTER = f"""
+SELECT coalesce(sum(t.amount), 0) FROM billing.credit_transactions t
+WHERE t.account_id = %(account)s AND {period_sql("t")} = %(month)s
+  AND NOT EXISTS (SELECT 1 FROM billing.invoice_entries ie
+                  WHERE ie.ledger_entry_id = t.id AND ie.invoice_id = %(invoice)s)
+"""
+
+
+def month_account(conn: psycopg.Connection, account_id: str, month: date) -> MonthAccount:
+    """The month's invoice: the issued one, else what closing the month now would issue."""
+    params = {"account": account_id, "month": month}
+    invoice = conn.execute(_INVOICE, params).fetchone()
+    if invoice is not None:
+        invoice_id, number, issued_at, opening, total, closing = invoice
+        params["invoice"] = invoice_id
+        lines = [StatementLine._make(row) for row in conn.execute(_INVOICE_LINES, params).fetchall()]
+        after = conn.execute(_SETTLED_AFTER, params, prepare=False).fetchone()[0]
+        return MonthAccount("invoiced", number, issued_at, opening, lines, total, closing, after)
+    preview = preview_invoice(conn, account_id, month)
+    lines = [StatementLine._make(row) for row in preview.lines]
+    return MonthAccount(
+        "open", None, None, preview.opening_balance, lines, preview.total, preview.closing_balance, ZERO
+    )
+
+
 @dataclass(frozen=True)
 class MonthStatement:
     """An account's month ``[start, end)``: rented vs consumed, what rentals covered, how it was settled."""
@@ -148,7 +219,8 @@ class MonthStatement:
     name: str
     start: datetime
     end: datetime
-    movements: MonthMovements
+    account: MonthAccount  # the money of the month: the invoice (issued, or as it stands)
+    usage_settled: Decimal  # negative: the ledger's usage entries of the month's hours, posted at any time
     rented: list[RentedMachines]
     consumed: list[ConsumedResource]
     covered_nodes: list[CoveredNode]
@@ -161,12 +233,12 @@ class MonthStatement:
     @property
     def usage_deducted(self) -> Decimal:
         """Usage of the month's hours deducted from the ledger so far (positive)."""
-        return -self.movements.usage_of_month_settled
+        return -self.usage_settled
 
     @property
     def not_yet_settled(self) -> Decimal:
         """Usage priced but not yet deducted (the next hourly cycle deducts it); 0 once settled."""
-        return self.priced_usage_total + self.movements.usage_of_month_settled
+        return self.priced_usage_total + self.usage_settled
 
     @property
     def reconciliation_exceptions(self) -> list[NodeReconciliation]:
@@ -296,7 +368,8 @@ def month_statement(
             "the priced-usage marts do not exist yet (schema analytics): run the pipeline first, "
             "e.g. `billing run --start ... --end ...`."
         )
-    movements = month_movements(conn, account_id, start, end)
+    account = month_account(conn, account_id, start.date())
+    settled = usage_settled(conn, account_id, start, end)
     usage = usage_by_stream(conn, account_id, start, end)
     priced_total = priced_usage_total(conn, account_id, start, end)
     reconciliation = reconciliation_by_node(conn, account_id, start, end)
@@ -335,7 +408,8 @@ def month_statement(
         name=name,
         start=start,
         end=end,
-        movements=movements,
+        account=account,
+        usage_settled=settled,
         rented=rented,
         consumed=consumed,
         covered_nodes=covered_nodes,

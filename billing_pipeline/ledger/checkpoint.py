@@ -37,15 +37,18 @@ FORMAT = "satusky-ledger-checkpoint/1"
 # unique): the settlement records the heads every hour, and a DISTINCT ON over the ledger sorted
 # every entry ever posted (1 s at a month of history, growing with it). Every account with
 # entries is in billing.accounts (the ledger refuses others).
-CHAIN_HEADS = """
-SELECT a.id AS account_id, t.account_seq, t.id, t.entry_hash
-FROM billing.accounts a
-CROSS JOIN LATERAL (
+# HEAD_OF is the one reading of an account's head: a lateral subquery over ``{account}``, used
+# here and by the invoices (which carry their account's head) in their own set-based statement.
+HEAD_OF = """
     SELECT account_seq, id, entry_hash FROM billing.credit_transactions t
-    WHERE t.account_id = a.id
+    WHERE t.account_id = {account}
     ORDER BY account_seq DESC
     LIMIT 1
-) t
+"""
+CHAIN_HEADS = f"""
+SELECT a.id AS account_id, t.account_seq, t.id, t.entry_hash
+FROM billing.accounts a
+CROSS JOIN LATERAL ({HEAD_OF.format(account="a.id")}) t
 ORDER BY a.id
 """
 
@@ -64,13 +67,13 @@ def chain_heads(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
 
 def chain_head(conn: psycopg.Connection, account_id: str) -> dict[str, Any] | None:
     """One account's chain head (as in ``chain_heads``), or None when it has no entries."""
-    row = conn.execute(
-        "SELECT account_seq, id, entry_hash FROM billing.credit_transactions WHERE account_id = %s "
-        "ORDER BY account_seq DESC LIMIT 1",
-        (account_id,),
-        prepare=False,
-    ).fetchone()
+    row = conn.execute(HEAD_OF.format(account="%s"), (account_id,), prepare=False).fetchone()
     return None if row is None else {"entries": row[0], "last_id": row[1], "head": row[2]}
+
+
+def chain_heads_digest(heads: dict[str, dict[str, Any]]) -> str:
+    """SHA-256 of the heads as ``canonical_json`` spells them: one digest a reader can recompute."""
+    return hashlib.sha256(canonical_json(heads).encode()).hexdigest()
 
 
 def _mac(keyring: LedgerKeyring, key_id: str, body: dict[str, Any]) -> str:

@@ -1,13 +1,14 @@
 """Settling priced usage: the ledger pays for what ``fct_usage_charges`` says is owed.
 
 For every account, UTC hour and usage kind (``workload_consumption`` | ``machine_rental``) the
-amount owed is the mart's ``amount``, already rounded half-even to micro-credits by dbt (the one
-place the rounding rule lives: the ``round_half_even`` macro). What was already settled is
+amount owed is the mart's ``amount``, already rounded half-even to micro-credits by dbt (the
+``round_half_even`` macro; the ledger module's ``round_credits`` applies the same rule to every
+writer and so finds nothing left to round here). What was already settled is
 read back from the ledger itself: the sum of ``usage_deduction`` and ``reversal`` entries whose
 reference names that same account, hour and usage kind. The difference, computed in one SQL
 statement for the whole window, is posted through the ledger module:
 
-* nothing settled yet -> a ``usage_deduction`` with key ``usage:<account>:<hour>:<kind>``;
+* nothing settled yet -> a ``usage_deduction`` with key ``usage:<account>:<hour>:<kind>`` (``keys.usage_key``);
 * more owed than settled (late data, a correction, an estimate made final) -> another
   ``usage_deduction`` for the difference, key ``...:<n>`` (n = entries already settling it),
   reference ``{"adjusts": <original entry id>}``;
@@ -34,6 +35,7 @@ from psycopg import sql
 from billing_pipeline.core.errors import BillingError
 from billing_pipeline.core.hours import HOUR_TEXT_SQL
 from billing_pipeline.ledger.entries import MICRO, Entry
+from billing_pipeline.ledger.keys import usage_key
 from billing_pipeline.ledger.posting import post_entries
 
 CHARGES_SCHEMA = "analytics"
@@ -174,7 +176,7 @@ def settle_priced_usage(
 
 def _entry(account_id, hour_text, usage_kind, owed, settled, entries, original_id, is_estimate, lines) -> Entry:
     difference = owed - settled  # > 0: more is owed; < 0: too much was deducted
-    key = f"usage:{account_id}:{hour_text}:{usage_kind}" + (f":{entries + 1}" if entries else "")
+    key = usage_key(account_id, hour_text, usage_kind, entries)
     # Kept small on purpose (it is validated and hashed per entry): what was settled, the total
     # owed after this entry, and whether it was an estimate. What was settled before is the
     # ledger's own sum of the earlier entries.

@@ -11,9 +11,6 @@
 * ``credit_usage_job``: the settlement alone, for one hour or a range (docs/rules/ledger.md).
 """
 
-import hashlib
-import json
-
 import dagster as dg
 
 from billing_pipeline.core.asset_keys import LEDGER
@@ -21,8 +18,9 @@ from billing_pipeline.core.hours import Hour
 from billing_pipeline.core.ownership import BILLING_OWNERS
 from billing_pipeline.core.partitions import hourly_partitions
 from billing_pipeline.core.runs import JOB_TAGS
-from billing_pipeline.ledger.checkpoint import chain_heads
+from billing_pipeline.ledger.checkpoint import chain_heads, chain_heads_digest
 from billing_pipeline.ledger.deduction import CHARGES_SCHEMA, CHARGES_TABLE, settle_priced_usage
+from billing_pipeline.ledger.keys import usage_hour_sql
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.transform.assets import dbt_model_key
 
@@ -36,7 +34,7 @@ WITH owed AS (
     WHERE hour >= %(start)s AND hour < %(end)s
       AND account_id IN (SELECT id FROM billing.accounts)
 ), settled AS (
-    SELECT account_id, (reference ->> 'hour')::timestamptz AS hour, reference ->> 'usage_kind' AS usage_kind,
+    SELECT account_id, {usage_hour_sql()} AS hour, reference ->> 'usage_kind' AS usage_kind,
            -sum(amount) AS amount
     FROM billing.credit_transactions
     -- The run's hours as the ledger spells them (Hour.text), so that the partial index on
@@ -129,9 +127,7 @@ def credit_transactions(context: dg.AssetExecutionContext, postgres: PostgresRes
             # all heads, and the heads themselves up to a size the UI shows comfortably.
             "ledger_accounts": len(heads),
             "ledger_entries": sum(h["entries"] for h in heads.values()),
-            "chain_heads_sha256": hashlib.sha256(
-                json.dumps(heads, sort_keys=True, separators=(",", ":")).encode()
-            ).hexdigest(),
+            "chain_heads_sha256": chain_heads_digest(heads),
             "chain_heads": dg.MetadataValue.json(dict(sorted(heads.items())[:CHAIN_HEADS_SHOWN])),
         }
     )

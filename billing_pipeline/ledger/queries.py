@@ -1,5 +1,5 @@
-"""Reads of the credit ledger: an account's entries page by page, a month's movements, and the
-usage entries that settled a month's hours.
+"""Reads of the credit ledger: an account's entries page by page, and the usage entries that
+settled a month's hours (by their usage hour, ``keys.usage_hour_sql``: the ledger's one reading).
 
 Writes stay in ``posting.py``; these functions only read ``billing.credit_transactions``. Amounts
 are ``Decimal`` exactly as stored (micro-credits); rows come back as named tuples whose fields
@@ -13,6 +13,8 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 import psycopg
+
+from billing_pipeline.ledger.keys import usage_hour_sql
 
 
 class LedgerLine(NamedTuple):
@@ -62,48 +64,19 @@ def ledger_page(conn: psycopg.Connection, account_id: str, *, limit: int, before
     return LedgerPage(entries, total, entries[-1].id if more and entries else None)
 
 
-class MonthMovements(NamedTuple):
-    """How an account's balance moved over a window (a month), from the ledger alone.
-
-    ``usage_settled_in_month`` counts usage entries *posted* in the window; ``usage_of_month_settled``
-    counts usage entries whose *hour* lies in the window, whenever they were posted. The two differ
-    when an hour is settled late or corrected after the month ends.
-    """
-
-    opening: Decimal  # balance before ``start``
-    closing: Decimal  # balance before ``end`` (today's balance while the month runs)
-    topups: Decimal
-    sla_credits: Decimal
-    adjustments: Decimal
-    usage_settled_in_month: Decimal  # negative: usage deductions and their reversals posted in the window
-    usage_of_month_settled: Decimal  # negative: the same for the window's hours, posted at any time
-
-
-_MONTH_MOVEMENTS = """
-SELECT
-    coalesce(sum(amount) FILTER (WHERE created_at < %(start)s), 0) AS opening,
-    coalesce(sum(amount) FILTER (WHERE created_at < %(end)s), 0) AS closing,
-    coalesce(sum(amount) FILTER (WHERE created_at >= %(start)s AND created_at < %(end)s
-                                 AND type IN ('topup', 'auto_topup')), 0) AS topups,
-    coalesce(sum(amount) FILTER (WHERE created_at >= %(start)s AND created_at < %(end)s
-                                 AND type = 'sla_credit'), 0) AS sla_credits,
-    coalesce(sum(amount) FILTER (WHERE created_at >= %(start)s AND created_at < %(end)s
-                                 AND type = 'admin_adjustment'), 0) AS adjustments,
-    coalesce(sum(amount) FILTER (WHERE created_at >= %(start)s AND created_at < %(end)s
-                                 AND (type = 'usage_deduction' OR (type = 'reversal' AND reference ? 'hour'))), 0)
-        AS usage_settled_in_month,
-    coalesce(sum(amount) FILTER (WHERE (type = 'usage_deduction' OR (type = 'reversal' AND reference ? 'hour'))
-                                 AND (reference->>'hour')::timestamptz >= %(start)s
-                                 AND (reference->>'hour')::timestamptz < %(end)s), 0) AS usage_of_month_settled
-FROM billing.credit_transactions
-WHERE account_id = %(account)s
+_USAGE_SETTLED = f"""
+SELECT coalesce(sum(amount), 0) FROM (
+    SELECT amount, {usage_hour_sql()} AS hour FROM billing.credit_transactions
+    WHERE account_id = %(account)s AND type IN ('usage_deduction', 'reversal')
+) e
+WHERE hour >= %(start)s AND hour < %(end)s
 """
 
 
-def month_movements(conn: psycopg.Connection, account_id: str, start: datetime, end: datetime) -> MonthMovements:
-    """Opening and closing balance of ``[start, end)`` and what moved it, by kind of entry."""
-    row = conn.execute(_MONTH_MOVEMENTS, {"account": account_id, "start": start, "end": end}).fetchone()
-    return MonthMovements._make(row)
+def usage_settled(conn: psycopg.Connection, account_id: str, start: datetime, end: datetime) -> Decimal:
+    """What the ledger holds for the usage hours in ``[start, end)`` (negative: deducted), posted at
+    any time: the sum of the usage entries whose usage hour (``keys.usage_hour``) lies there."""
+    return conn.execute(_USAGE_SETTLED, {"account": account_id, "start": start, "end": end}).fetchone()[0]
 
 
 class UsageEntry(NamedTuple):
@@ -119,14 +92,16 @@ class UsageEntry(NamedTuple):
     is_estimate: bool
 
 
-_USAGE_ENTRIES = """
-SELECT id AS entry_id, type, amount, created_at, idempotency_key,
-       (reference->>'hour')::timestamptz AS hour, reference->>'usage_kind' AS usage_kind,
-       coalesce((reference->>'is_estimate')::boolean, false) AS is_estimate
-FROM billing.credit_transactions
-WHERE account_id = %(account)s AND type IN ('usage_deduction', 'reversal') AND reference ? 'hour'
-  AND (reference->>'hour')::timestamptz >= %(start)s AND (reference->>'hour')::timestamptz < %(end)s
-ORDER BY (reference->>'hour')::timestamptz, reference->>'usage_kind', id
+_USAGE_ENTRIES = f"""
+SELECT * FROM (
+    SELECT id AS entry_id, type, amount, created_at, idempotency_key,
+           {usage_hour_sql()} AS hour, reference->>'usage_kind' AS usage_kind,
+           coalesce((reference->>'is_estimate')::boolean, false) AS is_estimate
+    FROM billing.credit_transactions
+    WHERE account_id = %(account)s AND type IN ('usage_deduction', 'reversal')
+) e
+WHERE hour >= %(start)s AND hour < %(end)s
+ORDER BY hour, usage_kind, entry_id
 """
 
 

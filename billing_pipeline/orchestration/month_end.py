@@ -38,7 +38,7 @@ def month_to_close(value: date | str, now: datetime) -> date:
         raise InputError(
             f"month {value[:20]!r} is not YYYY-MM: write it with four digits, a dash and two (e.g. 2026-10)."
         )
-    month = parse_month(value)
+    month = value.replace(day=1) if isinstance(value, date) else parse_month(value)
     first = first_billable_hour()
     if (month.year, month.month) < (first.year, first.month):
         raise InputError(
@@ -86,9 +86,8 @@ def run_month_end(
     from billing_pipeline.db.connection import database_url as configured_url
     from billing_pipeline.orchestration.launcher import Launcher, code_location, default_instance
 
-    month = parse_month(month)
     now = system_now() if now is None else clock_input(now, "--now")
-    check_month_ended(month, now)
+    month = month_to_close(month, now)
     url = database_url or configured_url()
     instance = instance or default_instance()
     with connect(url, autocommit=True) as conn, code_location(instance) as (workspace, location):

@@ -54,6 +54,7 @@ from billing_pipeline.core.clock import system_now
 from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.db.connection import connect
 from billing_pipeline.ledger import Entry, post_entry
+from billing_pipeline.ledger.keys import auto_topup_key_sql
 from billing_pipeline.notifications.outbox import enqueue_notification
 from billing_pipeline.resources.stripe import (
     ACCOUNT_METADATA,
@@ -336,7 +337,9 @@ def _process_account(
                 """
             INSERT INTO billing.topup_attempts (account_id, attempt_key, attempt_no, amount, month,
                 stripe_customer_id, stripe_payment_method_id, created_at, charge_requested_at)
-            SELECT %(account)s, 'auto_topup:' || %(account)s || ':' || n, n, %(amount)s, %(month)s,
+            SELECT %(account)s, """
+                + auto_topup_key_sql("%(account)s", "n")
+                + """, n, %(amount)s, %(month)s,
                    %(customer)s, %(pm)s, %(now)s, %(now)s
             FROM (SELECT coalesce(max(attempt_no), 0) + 1 AS n FROM billing.topup_attempts
                   WHERE account_id = %(account)s) x

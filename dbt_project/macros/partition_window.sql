@@ -93,16 +93,3 @@
         {%- do return(relation) -%}
     {%- endif -%}
 {%- endmacro %}
-
-{#- Pre-hook of fct_invoice_lines: its usage lines of the months the window touches, and all
-    its ledger lines, which the build then writes again. invoice_month is a date: read as the
-    UTC midnight it stands for, whatever the session's time zone. -#}
-{% macro delete_invoice_lines_to_rebuild() -%}
-    {%- if is_incremental() -%}
-        delete from {{ this }}
-        where line_type <> 'usage'
-           or {{ in_window_periods("(invoice_month::timestamp at time zone 'UTC')", 'month') }}
-    {%- else -%}
-        select 1 /* full build: nothing to delete */
-    {%- endif -%}
-{%- endmacro %}

@@ -35,6 +35,8 @@ from billing_pipeline.ledger.deduction import settle_priced_usage
 from billing_pipeline.payments.topup import run_auto_topup
 from billing_pipeline.resources.notify import NotifyResource, verify_webhook_signature
 from billing_pipeline.resources.stripe import StripeResource
+from devkit.clock import posted_at
+from devkit.demo.platform import OPENING_CREDIT_AT
 from devkit.emulators.smtp_sink import SmtpSink, start_smtp_sink
 from devkit.emulators.stripe_emulator import (
     StripeEmulator,
@@ -150,7 +152,10 @@ def prepare_demo_accounts(database_url: str, services: LocalServices) -> list[st
                 ),
             )
             conn.commit()
-            post_entries(conn, [Entry(account, "topup", Decimal(opening), f"demo-opening:{account}", {"demo": True})])
+            with posted_at(OPENING_CREDIT_AT):  # paid before the usage it pays for
+                post_entries(
+                    conn, [Entry(account, "topup", Decimal(opening), f"demo-opening:{account}", {"demo": True})]
+                )
             lines.append(
                 f"  {account}: created, opening credit {opening}, threshold {threshold}, "
                 f"auto top-up {amount} (limit {limit}/month) on card ...{card[-4:]}"

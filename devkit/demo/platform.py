@@ -19,7 +19,7 @@ The demo window is 2026-11-24 10:00-16:00 UTC. It shows both measurement streams
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -150,6 +150,10 @@ PRICES = [
 
 # Opening credit: (account, amount, payment reference). initech starts just above its warning
 # threshold of 20, so the demo's usage crosses it and the low-balance warning goes out.
+# The opening credit is paid before the usage it pays for: the ledger stamps it one hour before
+# the demo's first hour, so the statement, the invoice and `billing status` of November tell one
+# story (opening 0, top-up, usage, closing = the balance), whatever the date the demo runs on.
+OPENING_CREDIT_AT = DEMO_START - timedelta(hours=1)
 OPENING_TOPUPS = [
     ("acme", D("500.00"), "demo-opening-acme"),
     ("globex", D("150.00"), "demo-opening-globex"),

@@ -20,8 +20,11 @@ from billing_pipeline.cli.output import credits
 from billing_pipeline.db.connection import connect, redact_url, state_dir
 from billing_pipeline.db.dagster_instance import prepare_dagster_home
 from billing_pipeline.db.migrate import upgrade
-from billing_pipeline.ledger import Entry, EntryType, ensure_demo_ledger_key, post_entries, verify_ledger
+from billing_pipeline.ledger import Entry, EntryType, ensure_demo_ledger_key, verify_ledger
+from billing_pipeline.ledger.keys import manual_topup_key
+from billing_pipeline.ledger.manual import post_once
 from billing_pipeline.orchestration.cycle import run_billing_window
+from devkit.clock import posted_at
 from devkit.demo import platform
 from devkit.demo.database import demo_database_url
 from devkit.demo.lifecycle import ACCOUNT as LIFECYCLE_ACCOUNT
@@ -50,13 +53,24 @@ def table(conn, query: str, headers: list[str], params: tuple = ()) -> None:
 
 
 def post_opening_credit(conn) -> None:
-    results = post_entries(
-        conn,
-        [
-            Entry(account, EntryType.TOPUP, amount, reference, reference={"payment_reference": reference}, actor="demo")
+    # Paid before the usage it pays for (platform.OPENING_CREDIT_AT), not at the wall clock.
+    # A payment received, keyed as every manual top-up is (ledger.keys); a demo database from
+    # before that key format still finds its entry (post_once), so a re-run posts nothing.
+    with posted_at(platform.OPENING_CREDIT_AT):
+        results = [
+            post_once(
+                conn,
+                Entry(
+                    account,
+                    EntryType.TOPUP,
+                    amount,
+                    manual_topup_key(reference),
+                    reference={"payment_reference": reference},
+                    actor="demo",
+                ),
+            )
             for account, amount, reference in platform.OPENING_TOPUPS
-        ],
-    )
+        ]
     for r in results:
         verb = "posted" if r.created else "already posted"
         print(f"  {r.account_id:<8} top-up {credits(r.amount)} ({verb}, entry {r.entry_id})")

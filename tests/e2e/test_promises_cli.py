@@ -74,7 +74,12 @@ def test_explain_json_through_the_console_script(priced_month):
     # 1.5 core-hours x 0.04 + 2 GiB-hours x 0.005 of acme's own consumption on its rented node.
     assert statement["covered_by_rentals"]["amount"] == "0.070000"
     assert statement["usage_deducted"] == statement["priced_usage_total"] and statement["not_yet_settled"] == "0.000000"
-    assert D(statement["ledger"]["usage_of_month_settled"]) == -D(statement["usage_deducted"])
+    # The money is the month's invoice as it stands (November is not closed): opening + lines = closing.
+    invoice = statement["invoice"]
+    assert invoice["status"] == "open" and invoice["invoice_number"] is None
+    assert D(invoice["opening"]) + sum(D(line["amount"]) for line in invoice["lines"]) == D(invoice["closing"])
+    usage_lines = sum(D(line["amount"]) for line in invoice["lines"] if line["line_type"] == "usage")
+    assert usage_lines == -D(statement["usage_deducted"])
     assert statement["exceptions"] == []
     code, other, _ = billing(priced_month, "explain", "initech", "--month", "2026-11", "--json")
     assert code == 0 and [x["kind"] for x in other["exceptions"]] == ["reconciliation_exception"]

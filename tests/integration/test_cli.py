@@ -36,7 +36,7 @@ def test_topup_twice_with_one_reference_posts_once_and_says_so(cli_db, capsys):
     assert code == 0 and "Posted topup of +25.500000 credits to acme" in out
     code, out, _ = run(capsys, "topup", "acme", "25.50", "--reference", "pay-1", "--json")
     assert code == 0 and json.loads(out)["created"] is False
-    assert ledger_rows(cli_db) == [("acme", 1, "topup", Decimal("25.5"), Decimal("25.5"), "pay-1")]
+    assert ledger_rows(cli_db) == [("acme", 1, "topup", Decimal("25.5"), Decimal("25.5"), "topup:pay-1")]
 
 
 def test_adjust_repeated_posts_once_and_a_new_key_posts_again(cli_db, capsys):

@@ -1,5 +1,5 @@
 """The ledger's reads (billing_pipeline/ledger/queries.py): an account's entries page by page,
-a month's movements by kind, and the usage entries of a month's hours."""
+what a month's hours settled, and the usage entries of a month's hours."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from billing_pipeline.db import connect
 from billing_pipeline.ledger import Entry, EntryType, post_entry
-from billing_pipeline.ledger.queries import ledger_page, month_movements, usage_entries
+from billing_pipeline.ledger.queries import ledger_page, usage_entries, usage_settled
 from tests.support.platform import create_accounts
 
 D = Decimal
@@ -65,24 +65,20 @@ def test_ledger_page_pages_newest_first_by_entry_id(ledger_db):
     assert stranger == ([], 0, None)
 
 
-def test_month_movements_split_posted_in_the_month_from_hours_of_the_month(ledger_db, frozen_clock):
-    # The window is [start, start + 1 day); entries are stamped by the test's clock, either side of start.
-    start = datetime(2026, 11, 10, 12, tzinfo=UTC)
-    end = start + timedelta(days=1)
-    hour_in = start + timedelta(hours=2)
+def test_usage_is_counted_by_its_usage_hour_whenever_it_was_posted(ledger_db):
+    """usage_settled and usage_entries read the ledger's one usage hour (keys.usage_hour_sql):
+    an entry counts for the hour it settles, not for when it was posted; top-ups, SLA credits,
+    adjustments and a reversal that names no usage hour never count as usage."""
+    hour_in = datetime(2026, 11, 24, 10, tzinfo=UTC)
     hour_before = hour_in - timedelta(hours=4)
-    frozen_clock.set(start - timedelta(minutes=30))
+    start, end = hour_in, hour_in + timedelta(days=1)
     post(ledger_db, topup("acme", "100", "p0"))
-    # Posted before the window, for an hour inside it: counts in the opening balance and as the
-    # window's usage, but not as usage posted in the window.
     early = post(ledger_db, usage("acme", "-1", "u-early", hour_in))
-    frozen_clock.set(start)  # the window's first instant belongs to it
-
-    # Inside the window: one entry of each kind.
     post(ledger_db, topup("acme", "10", "p1"))
     post(ledger_db, Entry("acme", EntryType.SLA_CREDIT, D("3"), "sla1", reference={"deployment_id": "dep"}))
-    post(ledger_db, Entry("acme", EntryType.ADMIN_ADJUSTMENT, D("-2"), "adj1", reason="goodwill", actor="ops"))
-    late = post(ledger_db, usage("acme", "-4", "u-late", hour_before))  # an earlier hour, settled in the window
+    adjustment = Entry("acme", EntryType.ADMIN_ADJUSTMENT, D("-2"), "adj1", reason="goodwill", actor="ops")
+    adjusted = post(ledger_db, adjustment)
+    late = post(ledger_db, usage("acme", "-4", "u-late", hour_before))  # an earlier hour
     rent = post(ledger_db, usage("acme", "-0.25", "u-rent", hour_in, kind="machine_rental"))
     settled = post(ledger_db, usage("acme", "-1.5", "u-in", hour_in))
     reversal = post(
@@ -95,21 +91,17 @@ def test_month_movements_split_posted_in_the_month_from_hours_of_the_month(ledge
             reference={"reverses": settled, "hour": hour_in.isoformat(), "usage_kind": "workload_consumption"},
         ),
     )
+    # A reversal of the adjustment: it names no usage hour, so it is not usage.
+    post(ledger_db, Entry("acme", EntryType.REVERSAL, D("2"), "rev2", reference={"reverses": adjusted}))
     post(ledger_db, usage("globex", "-7", "g-u", hour_in))  # another account's
 
     with connect(ledger_db) as conn:
-        month = month_movements(conn, "acme", start, end)
-        later = month_movements(conn, "acme", end, end + timedelta(days=1))
-        hour_before_only = month_movements(conn, "acme", hour_before, hour_before + timedelta(hours=1))
+        month = usage_settled(conn, "acme", start, end)
+        hour_before_only = usage_settled(conn, "acme", hour_before, hour_before + timedelta(hours=1))
         entries = usage_entries(conn, "acme", start, end)
 
-    assert month.opening == D("99.000000")  # 100 - 1
-    assert month.closing == D("104.750000")  # 99 + 10 + 3 - 2 - 4 - 0.25 - 1.5 + 0.5
-    assert (month.topups, month.sla_credits, month.adjustments) == (D("10.000000"), D("3.000000"), D("-2.000000"))
-    assert month.usage_settled_in_month == D("-5.250000")  # posted in the window: -4 - 0.25 - 1.5 + 0.5
-    assert month.usage_of_month_settled == D("-2.250000")  # the window's hours: -1 - 0.25 - 1.5 + 0.5
-    assert later == (D("104.750000"), D("104.750000"), 0, 0, 0, 0, 0)
-    assert hour_before_only.usage_of_month_settled == D("-4.000000")  # the late entry counts for its own hour
+    assert month == D("-2.250000")  # the window's hours: -1 - 0.25 - 1.5 + 0.5
+    assert hour_before_only == D("-4.000000")  # the late entry counts for its own hour
 
     # The window's hour only: rentals before consumption, then by entry id.
     assert [(e.entry_id, e.type, e.amount, e.usage_kind) for e in entries] == [

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from billing_pipeline.cli import inputs
 from billing_pipeline.cli.main import main
 from billing_pipeline.core.errors import InputError
+from billing_pipeline.core.times import month_bounds
 from billing_pipeline.ledger import MAX_ENTRY_AMOUNT, Entry, LedgerInputError, post_entry
 from billing_pipeline.ledger.entries import MAX_ABS_AMOUNT
 from tests.support.platform import create_accounts, ledger_rows
@@ -135,13 +136,16 @@ def test_every_iso_time_round_trips(moment):
 
 @SETTINGS
 @given(st.text(max_size=20) | st.from_regex(r"[0-9]{4}-[0-9]{2}", fullmatch=True))
-def test_any_text_either_parses_to_a_month_window_or_is_an_input_error(text):
+def test_any_text_either_parses_to_a_month_or_is_an_input_error(text):
+    """One month parser (core.times) for the command line, close-month and the partitions:
+    exactly YYYY-MM, nothing around it (issue 21: close-month took "2026-1" and "2026-11 ")."""
     try:
-        start, end = inputs.parse_month(text)
+        month = inputs.parse_month(text)
     except InputError:
         return
+    start, end = month_bounds(month)
     assert start.day == 1 and end.day == 1 and 28 <= (end - start).days <= 31
-    assert start.strftime("%Y-%m") == text.strip()
+    assert start.strftime("%Y-%m") == text
 
 
 @SETTINGS

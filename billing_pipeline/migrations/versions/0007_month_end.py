@@ -82,8 +82,9 @@ CREATE TABLE billing.sla_measurements (
 
 -- ---------------------------------------------------------------- invoices (docs/rules/month-end.md)
 -- An entry's period: the month of its usage hour (usage deductions and their reversals), the
--- measured month (SLA credits), else the month of its created_at. Used by the invoice job and
--- by the analysts' models, so the rule lives once.
+-- measured month (SLA credits), else the month of its created_at. Migration 0010 rebuilds it on
+-- billing.ledger_entry_usage_hour; the invoice job, `billing explain` and the ledger's dbt
+-- staging model (so the marts) all read it.
 -- The usage hour is read as the deduction writes it (UTC, ISO 8601, '+00:00') without parsing
 -- a timestamp (this runs for every entry at month-end); any other spelling is parsed.
 CREATE FUNCTION billing.ledger_entry_period(entry_type text, reference jsonb, created_at timestamptz)

@@ -26,11 +26,8 @@ select
     account_id,
     date_trunc('day', created_at, 'UTC') as entry_day,
     sum(amount) as amount,
-    -- Deducted usage, net of reversals that name a usage window (reference hour + usage_kind).
-    coalesce(-sum(amount) filter (
-        where transaction_type = 'usage_deduction'
-        or (transaction_type = 'reversal' and reference_usage_kind is not null)
-    ), 0) as usage_deducted,
+    -- Deducted usage, net of reversals: the entries that settle a usage hour.
+    coalesce(-sum(amount) filter (where usage_hour is not null), 0) as usage_deducted,
     count(*) as entries,
     max(created_at) as last_transaction_at
 from ledger

@@ -68,10 +68,8 @@ select
     ledger_balance - usage_not_yet_deducted as available_balance,
     burn_rate_per_hour,
     burn_rate_includes_estimates,
-    case
-        when ledger_balance - usage_not_yet_deducted <= 0 then 0
-        when burn_rate_per_hour > 0 then round((ledger_balance - usage_not_yet_deducted) / burn_rate_per_hour, 2)
-    end as runway_hours,
+    -- The one runway formula (migration 0010), also what the short-runway alerts call.
+    billing.runway_hours(ledger_balance - usage_not_yet_deducted, burn_rate_per_hour) as runway_hours,
     low_balance_threshold,
     lifecycle_state,
     lifecycle_state_source,

@@ -11,7 +11,8 @@
     )
 }}
 -- The ledger-bound amounts: what one usage_deduction per account, hour and usage kind should
--- take, rounded half-even to 6 decimal places here and nowhere else.
+-- take, rounded half-even to 6 decimal places here (the round_half_even macro). The ledger posts
+-- these amounts as they are; invoices sum the posted entries, never re-price or re-round them.
 
 with priced as (
     select * from {{ ref('fct_priced_usage') }}

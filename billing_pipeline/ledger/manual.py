@@ -1,0 +1,72 @@
+"""Entries a person posts (``billing topup``, ``billing adjust``): their keys from ``keys.py``,
+exactly once across key formats.
+
+The command line parses what was typed and calls these; it mints no key. A top-up's payment
+reference and an adjustment's given key were once posted as bare keys; they are namespaced now
+(``keys.py``). Keys are inside the entries' hashes, so the entries already posted keep their
+keys, and repeating the same action must find them: before posting under the new key, the
+earlier spellings (``keys.earlier_keys``) are looked up, and an entry found there is reported as
+already posted (or refused, if it is not the same entry), as the ledger does for any key.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import psycopg
+
+from billing_pipeline.ledger.entries import Entry, EntryType, IdempotencyConflict
+from billing_pipeline.ledger.keys import adjustment_key, earlier_keys, manual_topup_key
+from billing_pipeline.ledger.posting import PostResult, post_entry
+
+_POSTED_UNDER = """
+SELECT id, account_id, idempotency_key, type, amount, balance_after
+FROM billing.credit_transactions WHERE idempotency_key = ANY(%s)
+ORDER BY array_position(%s, idempotency_key) LIMIT 1
+"""
+
+
+def post_once(conn: psycopg.Connection, entry: Entry) -> PostResult:
+    """Post ``entry`` unless it was posted under an earlier spelling of its key."""
+    earlier = earlier_keys(entry.idempotency_key)
+    if earlier:
+        row = conn.execute(_POSTED_UNDER, (earlier, earlier), prepare=False).fetchone()
+        if row is not None:
+            prior = PostResult(*row, created=False)
+            wanted = entry.validated()
+            if (prior.account_id, prior.type, prior.amount) != (wanted.account_id, wanted.type, wanted.amount):
+                raise IdempotencyConflict(
+                    f"key {prior.idempotency_key!r} was already posted as entry {prior.entry_id} ({prior.account_id} "
+                    f"{prior.type} {prior.amount}), not as {wanted.account_id} {wanted.type} {wanted.amount}. "
+                    "Use a different reference (or key) for a different entry; nothing was posted."
+                )
+            return prior
+    return post_entry(conn, entry)
+
+
+def post_manual_topup(conn: psycopg.Connection, account_id: str, amount: Decimal, payment_reference: str) -> PostResult:
+    """Credit a payment received, once per payment reference."""
+    entry = Entry(
+        account_id,
+        EntryType.TOPUP,
+        amount,
+        manual_topup_key(payment_reference),
+        reference={"payment_reference": payment_reference},
+        actor="cli",
+    )
+    return post_once(conn, entry)
+
+
+def post_adjustment(
+    conn: psycopg.Connection, account_id: str, amount: Decimal, reason: str | None, actor: str | None, key: str | None
+) -> PostResult:
+    """An admin adjustment, once per (account, amount, reason, actor), or once per given key."""
+    entry = Entry(
+        account_id,
+        EntryType.ADMIN_ADJUSTMENT,
+        amount,
+        adjustment_key(account_id, amount, reason, actor, key),
+        reason=reason,
+        actor=actor,
+    )
+    return post_once(conn, entry)
