@@ -139,7 +139,12 @@ def _month_account(statement: MonthStatement) -> dict:
 def _account_lines(d: dict) -> list:
     """The invoice part of the statement: opening, lines, closing (the invoice's own identity)."""
     inv = d["invoice"]
-    if inv["status"] == "invoiced":
+    if inv["status"] == "invoiced" and f"{inv['invoice_month']:%Y-%m}" != d["month"]:
+        head = (
+            f"No invoice of its own (a later month was closed first): its entries are on invoice "
+            f"{inv['invoice_number']} for {inv['invoice_month']:%Y-%m}, issued {inv['issued_at']:%Y-%m-%d %H:%M} UTC:"
+        )
+    elif inv["status"] == "invoiced":
         head = f"Invoice {inv['invoice_number']}, issued {inv['issued_at']:%Y-%m-%d %H:%M} UTC (as issued):"
     else:
         head = "Not closed yet: the invoice as it stands now (entries posted so far; closing the month issues this):"

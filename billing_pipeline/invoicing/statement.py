@@ -165,6 +165,10 @@ class MonthAccount(NamedTuple):
     """The money of the month, as its invoice states it: opening + sum(lines) = closing."""
 
     status: str  # invoiced (the issued invoice) | open (what the close would issue now)
+    # The month of the invoice that states this month's money: the month itself, or, for a month
+    # the close skipped (a later month was closed first), the later invoice that carries its
+    # entries as prior-period lines.
+    invoice_month: date
     invoice_number: str | None
     issued_at: datetime | None
     opening: Decimal
@@ -177,8 +181,9 @@ class MonthAccount(NamedTuple):
 
 
 _INVOICE = """
-SELECT id, invoice_number, issued_at, opening_balance, total, closing_balance
-FROM billing.invoices WHERE account_id = %(account)s AND period_month = %(month)s
+SELECT id, period_month, invoice_number, issued_at, opening_balance, total, closing_balance
+FROM billing.invoices WHERE account_id = %(account)s AND period_month >= %(month)s
+ORDER BY period_month LIMIT 1
 """
 
 _INVOICE_LINES = """
@@ -195,19 +200,20 @@ WHERE t.account_id = %(account)s AND {period_sql("t")} = %(month)s
 
 
 def month_account(conn: psycopg.Connection, account_id: str, month: date) -> MonthAccount:
-    """The month's invoice: the issued one, else what closing the month now would issue."""
+    """The month's invoice: the issued one (or, for a month the close skipped, the later invoice
+    that holds its entries), else what closing the month now would issue."""
     params = {"account": account_id, "month": month}
     invoice = conn.execute(_INVOICE, params).fetchone()
     if invoice is not None:
-        invoice_id, number, issued_at, opening, total, closing = invoice
+        invoice_id, invoice_month, number, issued_at, opening, total, closing = invoice
         params["invoice"] = invoice_id
         lines = [StatementLine._make(row) for row in conn.execute(_INVOICE_LINES, params).fetchall()]
         after = conn.execute(_SETTLED_AFTER, params, prepare=False).fetchone()[0]
-        return MonthAccount("invoiced", number, issued_at, opening, lines, total, closing, after)
+        return MonthAccount("invoiced", invoice_month, number, issued_at, opening, lines, total, closing, after)
     preview = preview_invoice(conn, account_id, month)
     lines = [StatementLine._make(row) for row in preview.lines]
     return MonthAccount(
-        "open", None, None, preview.opening_balance, lines, preview.total, preview.closing_balance, ZERO
+        "open", month, None, None, preview.opening_balance, lines, preview.total, preview.closing_balance, ZERO
     )
 
 

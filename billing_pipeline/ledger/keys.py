@@ -29,6 +29,9 @@ An entry's usage hour and its period are read here too, in Python (``usage_hour`
 settles (``reference.hour`` of an entry whose reference names a ``usage_kind``); the period is
 the month of that hour, the measured month of an SLA credit, else the month the entry was
 posted (``created_at``, UTC). tests/integration/test_ledger_readings.py holds the two to the letter.
+The settlement (``deduction.py``) and its hourly check still compare ``reference ->> 'hour'`` with
+``Hour.text`` as text: that is the writer finding the entries it wrote, in the spelling it wrote
+them, through the index on that expression, not a reading of the hour.
 """
 
 from __future__ import annotations

@@ -132,7 +132,8 @@ def dbt_usage_models(context: dg.AssetExecutionContext, dbt: BillingDbtCliResour
     name="dbt_ledger_models",
 )
 def dbt_ledger_models(context: dg.AssetExecutionContext, dbt: BillingDbtCliResource, postgres: PostgresResource):
-    """Balances, runway and invoice lines from the settled ledger and the lifecycle (``dbt build``)."""
+    """Balances and runway, the issued invoices and their lines, and the unbilled-usage estimate, from the
+    settled ledger, the lifecycle and the month-end tables (``dbt build``)."""
     yield from _build(context, dbt, postgres)
 
 

@@ -1,4 +1,5 @@
-"""The analysts' month-end marts (fct_invoices, fct_sla_availability) built by dbt from issued rows."""
+"""The analysts' month-end marts (fct_invoices, fct_invoice_lines, fct_sla_availability) built by dbt
+from issued rows."""
 
 from __future__ import annotations
 
@@ -38,7 +39,15 @@ def test_marts_show_invoices_and_sla_availability(db_url, tmp_path, frozen_clock
 
     run_dbt(
         db_url,
-        ["build", "--exclude-resource-type", "unit_test", "--select", "+fct_invoices+", "+fct_sla_availability+"],
+        [
+            "build",
+            "--exclude-resource-type",
+            "unit_test",
+            "--select",
+            "+fct_invoices+",
+            "+fct_invoice_lines+",
+            "+fct_sla_availability+",
+        ],
         tmp_path,
     )
 
@@ -60,3 +69,16 @@ def test_marts_show_invoices_and_sla_availability(db_url, tmp_path, frozen_clock
     assert invoices[0][3] == sla[0][3] > 0 and invoices[0][4] is True and invoices[0][5] == 31 * 24 * 2 + 1
     assert [s[:3] for s in sla] == [("dep-acme", "credit", "below_99"), ("dep-globex", "no_measurement", None)]
     assert sla[1][3] == Decimal("0") and sla[1][4] == 31 * 24 * 60
+    # fct_invoice_lines is the issued lines as issued, line for line.
+    issued = query(
+        db_url,
+        "SELECT i.invoice_number, l.line_no, l.line_type, l.usage_kind, l.period_month, l.prior_period, l.amount, "
+        "cardinality(l.ledger_entry_ids) FROM billing.invoice_lines l JOIN billing.invoices i ON i.id = l.invoice_id "
+        "ORDER BY 1, 2",
+    )
+    mart = query(
+        db_url,
+        "SELECT invoice_number, line_no, line_type, usage_kind, line_period_month, is_prior_period, amount, "
+        "ledger_entry_count FROM analytics.fct_invoice_lines ORDER BY 1, 2",
+    )
+    assert mart == issued and len(mart) >= 4

@@ -287,3 +287,24 @@ def test_explain_equals_invoice_equals_marts_for_every_account_and_month(databas
                     )
                     for l in doc.lines
                 ]
+
+
+def test_a_month_the_close_skipped_is_stated_by_the_invoice_that_holds_its_entries(db_url):
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO billing.accounts (id, name, email, low_balance_threshold, created_at) "
+            "VALUES ('acme', 'Acme', 'a@example.test', 10, '2026-09-01T00:00Z')"
+        )
+        book = Book(conn)
+        book.apply("acme", ("oct", 0, 40_000_000, 5, "machine_rental"), 0)  # a top-up of 40 in October
+        book.apply("acme", ("nov_late", 2, 1_500_000, 3, "workload_consumption"), 1)  # November usage
+        issue_invoices(conn, NOV, close_id="november-first")  # October never closed on its own
+        october = month_account(conn, "acme", OCT)
+        november = month_account(conn, "acme", NOV)
+    assert document(october) == document(november)
+    assert (october.status, october.invoice_month, october.invoice_number) == ("invoiced", NOV, "SAT-00000001")
+    assert [(line.line_type, line.period, line.prior_period, line.amount) for line in october.lines] == [
+        ("usage", NOV, False, D("-1.500000")),
+        ("topup", OCT, True, D("40.000000")),
+    ]
+    assert october.closing == D("38.500000")
