@@ -31,6 +31,15 @@ def _partitioning(partitions_def) -> str | None:
     return repr(partitions_def)
 
 
+def _selection_text(selection) -> str:
+    """The selection as Dagster writes it, its `or` terms sorted: a multi-asset's keys come from a
+    set, so their order in the text changes from one process to the next."""
+    text = selection.to_selection_str()
+    if "(" not in text and " or " in text:
+        return " or ".join(sorted(text.split(" or ")))
+    return text
+
+
 def asset_graph() -> dict:
     """Plain, sorted data (the .ambr is deterministic whatever the definitions' order)."""
     graph = defs.resolve_asset_graph()
@@ -45,7 +54,7 @@ def asset_graph() -> dict:
             "partitions": _partitioning(node.partitions_def),
             "materializable": node.is_materializable,
         }
-    selections = {job.name: job.selection.to_selection_str() for job in defs.jobs if hasattr(job, "selection")}
+    selections = {job.name: _selection_text(job.selection) for job in defs.jobs if hasattr(job, "selection")}
     jobs = {}
     for job in sorted(defs.resolve_all_job_defs(), key=lambda j: j.name):
         if job.name.startswith("__"):  # Dagster's implicit job over every asset
