@@ -238,7 +238,7 @@ def test_corrected_rentals_reslice_exactly_the_hours_they_touch(platform, scenar
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--start", "yesterday", "--end", "2025-03-01T02:00Z"], "not an ISO 8601 timestamp"),
+        (["--start", "yesterday", "--end", "2025-03-01T02:00Z"], "is not an ISO 8601 time"),
         (["--start", "2025-03-01T02:00Z", "--end", "2025-03-01T01:00Z"], "must be after --start"),
         (["--start", "2025-03-01T01:00Z", "--end", "2025-03-01T01:00Z"], "must be after --start"),
         (["--start", "2025-03-01T01:30Z", "--end", "2025-03-01T03:00Z"], "not on an hour boundary"),

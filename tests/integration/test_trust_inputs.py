@@ -17,7 +17,13 @@ from billing_pipeline.cli.main import main
 from billing_pipeline.core.errors import InputError
 from billing_pipeline.core.times import month_bounds
 from billing_pipeline.ledger import MAX_ENTRY_AMOUNT, Entry, LedgerInputError, post_entry
-from billing_pipeline.ledger.entries import MAX_ABS_AMOUNT
+from billing_pipeline.ledger.entries import (
+    GENESIS_HASH,
+    MAX_ABS_AMOUNT,
+    entry_hash,
+    ledger_keyring,
+    timestamp_text,
+)
 from tests.support.platform import create_accounts, ledger_rows
 
 BAD_INPUT = [
@@ -63,12 +69,22 @@ def test_bad_input_gets_one_clear_line_and_exit_2(cli_db, capsys):
 
 
 def test_a_balance_that_would_overflow_is_refused_in_one_line(cli_db, capsys):
+    # A balance near the top, as if grown over years: one entry signed with the ledger's key, so
+    # posting signs onto it (a head it cannot verify is refused before any amount is checked).
+    keyring = ledger_keyring()
+    balance, created_at = MAX_ABS_AMOUNT - 5, datetime(2026, 1, 1, tzinfo=UTC)
+    signed = entry_hash(
+        prev_hash=GENESIS_HASH, account_id="acme", account_seq=1, type="topup", amount=balance,
+        balance_after=balance, idempotency_key="big", reference_json="{}", reason=None, actor=None,
+        created_at=timestamp_text(created_at), key_id=keyring.current_id, key=keyring.current_key,
+    )  # fmt: skip
     with psycopg.connect(cli_db) as conn:
-        conn.execute("SET session_replication_role = replica")  # a balance near the top, as if grown over years
+        conn.execute("SET session_replication_role = replica")  # the balance cache is not the point here
         conn.execute(
             "INSERT INTO billing.credit_transactions (account_id, account_seq, type, amount, balance_after, "
-            "idempotency_key, prev_hash, entry_hash, key_id) VALUES ('acme', 1, 'topup', %s, %s, 'big', %s, 'x', 'k')",
-            (MAX_ABS_AMOUNT - 5, MAX_ABS_AMOUNT - 5, "0" * 64),
+            "idempotency_key, reference, created_at, prev_hash, entry_hash, key_id) "
+            "VALUES ('acme', 1, 'topup', %s, %s, 'big', '{}', %s, %s, %s, %s)",
+            (balance, balance, created_at, GENESIS_HASH, signed, keyring.current_id),
         )
     assert main(["topup", "acme", "10", "--reference", "over"]) == 2
     err = capsys.readouterr().err
