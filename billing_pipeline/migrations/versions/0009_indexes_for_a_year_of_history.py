@@ -5,8 +5,8 @@
   rental, and before it the whole rental history was aggregated every hour.
 * ``credit_transactions (created_at) WHERE type IN (...)``: the invoice lines read the ledger's
   top-ups, SLA credits, adjustments and reversals, a few rows among millions of usage
-  deductions; the predicate is the one fct_invoice_lines filters on, so the planner can prove
-  the index covers it.
+  deductions; the predicate was the one the old estimate model (fct_invoice_lines before
+  migration 0010; now fct_unbilled_usage, which no longer reads the ledger) filtered on.
 
 Revision ID: 0009
 Revises: 0008
