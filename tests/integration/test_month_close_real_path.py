@@ -30,6 +30,7 @@ import pytest
 from billing_pipeline.db.connection import connect
 from billing_pipeline.orchestration import cycle
 from billing_pipeline.orchestration.month_end import run_month_end
+from devkit.clock import posted_at
 from devkit.synthetic import (
     GIB,
     Account,
@@ -93,8 +94,10 @@ def closed(databases, tmp_path_factory):
         try:
             with connect(url) as conn:
                 write_platform_rows(conn, cluster)
-            # Prices from January 2025 and an opening top-up of 100 credits each (tests/support/cycle.py).
-            load_priced_platform(url, cluster, opening="100")
+            # Prices from January 2025 and an opening top-up of 100 credits each (tests/support/cycle.py),
+            # posted an hour before the usage it pays for: it counts in October whatever today's date.
+            with posted_at(START - H):
+                load_priced_platform(url, cluster, opening="100")
             result = cycle.run_billing_window(START, END, CYCLE_NOW)
             assert [r.status for r in result.runs] == ["SUCCESS"] and result.problems == [], result.problems
             summary = run_month_end("2026-10", CLOSE_NOW)
@@ -190,13 +193,14 @@ def test_invoice_lines_are_the_ledger_and_the_bill(closed):
     for _id, account, _n, opening, total, closing in invoices:
         assert opening == 0 and total == sum(e[2] for i, e in entries.items() if i in invoiced and e[0] == account)
         assert closing == opening + total
-    # The usage and SLA lines are the bill computed from the cluster (the opening top-up's line,
-    # dated by the database's clock, is on October's invoice only when posted in October).
-    billed = sorted((a, t, k, amount) for a, t, k, amount, _ in lines if t != "topup")
+    # The lines are the opening top-up and the bill computed from the cluster.
+    billed = sorted((a, t, k, amount) for a, t, k, amount, _ in lines)
     assert billed == [
         ("acct-a", "sla_credit", None, D("0.0225")),
+        ("acct-a", "topup", None, D("100")),
         ("acct-a", "usage", "workload_consumption", D("-0.225")),
         ("acct-b", "sla_credit", None, D("0.025")),
+        ("acct-b", "topup", None, D("100")),
         ("acct-b", "usage", "machine_rental", D("-2.70")),
         ("acct-b", "usage", "workload_consumption", D("-0.10")),
     ]
