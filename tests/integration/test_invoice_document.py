@@ -16,6 +16,7 @@ import pytest
 
 from billing_pipeline.cli.main import main
 from billing_pipeline.invoicing.invoices import issue_invoices, preview_invoice
+from tests.integration.test_cli_json import validate
 from tests.support.month_end import (
     create_platform,
     create_priced_usage_mart,
@@ -132,6 +133,7 @@ def test_a_one_line_invoice_is_one_page_inside_the_margins_in_words_a_customer_r
     code, out, _ = cli(capsys, "invoice", "solo", "--month", "2026-10", "--json", "--pdf", str(pdf))
     assert code == 0
     doc = json.loads(out)
+    validate("invoice", doc)
     assert [line["type"] for line in doc["lines"]] == ["usage"] and doc["status"] == "issued"
     pages, problems = layout_problems(pdf)
     assert problems == [] and pages == 1
@@ -166,14 +168,16 @@ def test_a_one_line_invoice_is_one_page_inside_the_margins_in_words_a_customer_r
 
 def test_a_long_invoice_paginates_inside_the_margins_without_overlaps(october_closed, capsys, tmp_path):
     pdf, html = tmp_path / "busy.pdf", tmp_path / "busy.html"
-    code, out, _ = cli(capsys, "invoice", "busy", "--month", "2026-10", "--json", "--pdf", str(pdf), "--html", str(html))
+    code, out, _ = cli(
+        capsys, "invoice", "busy", "--month", "2026-10", "--json", "--pdf", str(pdf), "--html", str(html)
+    )
     assert code == 0
     doc = json.loads(out)
     assert len(doc["lines"]) == 62  # two usage lines and 60 top-ups
     pages, problems = layout_problems(pdf)
-    assert problems == [] and pages == 2
+    assert problems == [] and pages == 3  # the lines run over page 2; the appendix is alone on page 3
     text = pdf_text(pdf)
-    assert "Page 2 of 2" in text
+    assert "Page 3 of 3" in text
     with pdfplumber.open(pdf) as opened:
         assert "DESCRIPTION QUANTITY UNIT PRICE AMOUNT" in opened.pages[1].extract_text()  # the header repeats
     # Credits to the account carry a minus sign; the default credit value is said.
@@ -195,13 +199,16 @@ def test_the_draft_of_the_open_month_is_marked_and_nothing_is_issued(october_clo
     code, out, _ = cli(capsys, "invoice", "solo", "--month", "CURRENT", "--json", "--pdf", str(pdf))
     assert code == 0
     doc = json.loads(out)
+    validate("invoice", doc)
     assert doc["status"] == "draft" and doc["number"] is None and doc["issued_at"] is None
     assert doc["month"] == "2026-11" and doc["as_of"] == "2026-11-20T10:30:00+00:00"
     assert [(line["line_no"], Decimal(line["amount"]), line["ledger_entry_ids"]) for line in doc["lines"]] == [
         (n, amount, list(ids)) for n, _t, _k, _p, _pp, _d, amount, ids in preview.lines
     ]
-    assert Decimal(doc["closing_balance"]) == preview.closing_balance == Decimal(doc["opening_balance"]) + sum(
-        Decimal(line["amount"]) for line in doc["lines"]
+    assert (
+        Decimal(doc["closing_balance"])
+        == preview.closing_balance
+        == Decimal(doc["opening_balance"]) + sum(Decimal(line["amount"]) for line in doc["lines"])
     )
     # Hours of November not billed yet: only those that began before the draft's clock.
     assert doc["unbilled_hours"]["count"] == 19 * 24 + 11
