@@ -235,6 +235,11 @@ def test_explain_validates_and_reads_as_a_statement(priced_month, capsys, tmp_pa
     assert html.count("<h1>") == 1 and "<pre>" not in html and 'class="lines"' in html
     assert "<td>Machines rented</td><td>std-4</td>" in html and "core_hour" not in html
     assert "covered consumption worth 0.070000 credits" in html and "Nothing needs attention." in html
+    # Printed, the statement's page keeps inside the margins with no text over other text.
+    from billing_pipeline.invoicing.document import write_pdf
+    from tests.support.pdf_layout import layout_problems
+
+    assert layout_problems(write_pdf(html, tmp_path / "acme.pdf")) == (1, [])
 
     assert main(["explain", "initech", "--month", "2026-11", "--detail"]) == 0
     text = capsys.readouterr().out
