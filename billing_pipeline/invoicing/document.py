@@ -169,9 +169,7 @@ SELECT a.created_at,
        (SELECT min(i.issued_at) FROM billing.invoices i WHERE i.period_month = %(month)s) AS month_closed_at,
        EXISTS (SELECT 1 FROM billing.invoices i WHERE i.account_id = a.id AND i.period_month < %(month)s),
        EXISTS (SELECT 1 FROM (
-           SELECT {period_sql("t")} AS period FROM billing.credit_transactions t
-           WHERE t.account_id = a.id
-             AND NOT EXISTS (SELECT 1 FROM billing.invoice_entries ie WHERE ie.ledger_entry_id = t.id)
+           SELECT {period_sql("t")} AS period FROM billing.credit_transactions t WHERE t.account_id = a.id
            OFFSET 0) p WHERE p.period <= %(month)s)
 FROM billing.accounts a
 LEFT JOIN LATERAL (
@@ -313,7 +311,7 @@ def no_invoice_reason(
 
     Checked in the close's own terms (``invoices``): an account gets an invoice for a month when it
     has none for that month or a later one, and it existed before the month ended, had an earlier
-    invoice, or has entries of that period or before not yet invoiced."""
+    invoice, or has entries of that period or before."""
     from billing_pipeline.invoicing.statement import account_name
 
     account_name(conn, account_id)  # an unknown account: InputError with the closest known id
@@ -321,6 +319,13 @@ def no_invoice_reason(
         _ABSENCE, {"account": account_id, "month": month}
     ).fetchone()
     m = month_text(month)
+    end = month_bounds(month)[1]
+    if created_at >= end and not has_previous and not has_entries:
+        return (
+            f"no invoice for {account_id} in {m}: it had no entries in or before that month (the account was "
+            f"created on {created_at:%Y-%m-%d}, after the month ended). Its first invoice is for the month of "
+            "its first entry."
+        )
     if later_number is not None:
         return (
             f"no invoice for {account_id} in {m}: {month_text(later_month)} was closed first, so the entries of "
@@ -331,13 +336,6 @@ def no_invoice_reason(
         return (
             f"no invoice for {account_id} in {m}: the month has not begun (it is {now:%Y-%m-%d %H:%M} UTC). "
             f"`--month CURRENT` shows the draft of {month_text(month_of(now))}."
-        )
-    end = month_bounds(month)[1]
-    if created_at >= end and not has_previous and not has_entries:
-        return (
-            f"no invoice for {account_id} in {m}: it had no entries in or before that month (the account was "
-            f"created on {created_at:%Y-%m-%d}, after the month ended). Its first invoice is for the month of "
-            "its first entry."
         )
     return None
 

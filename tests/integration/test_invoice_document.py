@@ -192,12 +192,34 @@ def test_an_account_without_an_invoice_is_told_why(october_closed, capsys, froze
     assert code == 2 and "no invoice for solo in 2026-12: the month has not begun" in err
     code, _, err = cli(capsys, "invoice", "sollo", "--month", "2026-10")
     assert code == 2 and "unknown account 'sollo'" in err and "Did you mean 'solo'?" in err
+    # An account added after October was closed, though it existed before October ended: the close
+    # would give it an invoice now, so it is a draft that says so.
+    with psycopg.connect(october_closed) as conn:
+        create_platform(conn, {"newbie": "dep-newbie"}, created_at=datetime(2026, 10, 20, tzinfo=UTC))
+    code, out, _ = cli(capsys, "invoice", "newbie", "--month", "2026-10", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["status"] == "draft" and doc["lines"] == []
+    assert doc["draft_note"].startswith("2026-10 was closed on ")
+    assert (
+        "before newbie had anything to invoice for it; closing it again (`billing close-month 2026-10`)"
+        in (doc["draft_note"])
+    )
     # An ended month not closed yet is a draft that says so, not an error.
     frozen_clock.set(datetime(2026, 12, 1, 3, tzinfo=UTC))
     code, out, _ = cli(capsys, "invoice", "solo", "--month", "2026-11", "--json")
     doc = json.loads(out)
     assert code == 0 and doc["status"] == "draft"
     assert doc["draft_note"].startswith("2026-11 has ended but is not closed yet")
+    # November closed for every account: October of "late" stays "no entries", not "closed first";
+    # "newbie", never invoiced for October, is sent to November's invoice.
+    with psycopg.connect(october_closed) as conn:
+        assert issue_invoices(conn, NOV.date(), "close-2026-11").invoices_issued == 4
+    code, _, err = cli(capsys, "invoice", "late", "--month", "2026-10")
+    assert code == 2 and "no invoice for late in 2026-10: it had no entries in or before that month" in err
+    code, _, err = cli(capsys, "invoice", "newbie", "--month", "2026-10")
+    assert code == 2
+    assert "no invoice for newbie in 2026-10: 2026-11 was closed first, so the entries of 2026-10 are on " in err
+    assert "(for 2026-11), as prior-period lines. Show it with `billing invoice newbie --month 2026-11`" in err
 
 
 def test_a_credit_value_that_is_not_one_is_a_configuration_error(october_closed, capsys, tmp_path, monkeypatch):
