@@ -227,11 +227,3 @@ def test_a_credit_value_that_is_not_one_is_a_configuration_error(october_closed,
     code, _, err = cli(capsys, "invoice", "solo", "--month", "2026-10", "--html", str(tmp_path / "x.html"))
     assert code == 3 and "BILLING_CREDIT_VALUE 'a lot' is not the value of one credit" in err
     assert not (tmp_path / "x.html").exists()
-
-
-def test_the_period_is_written_as_people_write_it():
-    from billing_pipeline.invoicing.document import period_text
-
-    assert period_text(NOV, datetime(2026, 12, 1, tzinfo=UTC)) == "Nov 1 – Nov 30, 2026"
-    assert period_text(datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)) == "Dec 1 – Dec 31, 2026"
-    assert period_text(datetime(2028, 2, 1, tzinfo=UTC), datetime(2028, 3, 1, tzinfo=UTC)) == "Feb 1 – Feb 29, 2028"
