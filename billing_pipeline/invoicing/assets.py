@@ -20,7 +20,7 @@ from billing_pipeline.ingestion.assets import METRIC_HOURS
 from billing_pipeline.ingestion.probes import PROBE_DEPLOYMENT_HOURS
 from billing_pipeline.invoicing.invoices import issue_invoices
 from billing_pipeline.invoicing.months import parse_month
-from billing_pipeline.invoicing.readiness import MonthNotReadyError, forced, month_readiness
+from billing_pipeline.invoicing.readiness import forced, month_readiness
 from billing_pipeline.invoicing.sla import credit_sla
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.transform.assets import dbt_model_key
@@ -103,7 +103,8 @@ def invoices(context: dg.AssetExecutionContext, postgres: PostgresResource):
         # Invoices are immutable: a month not settled yet is closed only after the wait, or forced.
         readiness = month_readiness(conn, month, run_clock(context))
         if not readiness.ready and not forced(context.run.tags):
-            raise MonthNotReadyError(f"not closed: {readiness.reason}")
+            # A Failure, not an exception: the UI shows the reason, not a stack trace.
+            raise dg.Failure(description=f"not closed: {readiness.reason}", allow_retries=False)
         if not readiness.ready:
             context.log.warning(f"closed by force (billing/force_close): {readiness.reason}")
         result = issue_invoices(conn, month, close_id=context.run.run_id)

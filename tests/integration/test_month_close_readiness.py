@@ -99,7 +99,10 @@ def test_a_run_launched_by_hand_needs_the_force_tag(october):
     refused = job.execute_in_process(partition_key="2026-10-01", instance=instance, tags=clock, raise_on_error=False)
     assert not refused.success and invoice_count(october) == 0
     (failure,) = [e for e in refused.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    assert "not closed: 2 hour(s) of 2026-10 are not settled yet" in failure.step_failure_data.error.message
+    # A dg.Failure: the UI shows the reason as the step's failure, without a stack trace.
+    assert failure.step_failure_data.user_failure_data.description.startswith(
+        "not closed: 2 hour(s) of 2026-10 are not settled yet (the first: 2026-10-31T22:00Z"
+    )
     forced = job.execute_in_process(
         partition_key="2026-10-01", instance=instance, tags={**clock, "billing/force_close": "true"}
     )
