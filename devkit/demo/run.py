@@ -5,7 +5,9 @@ answers, else an embedded PostgreSQL started under ./.billing. The demo then sta
 127.0.0.1 only, a Prometheus serving the demo cluster's metrics, the Kubernetes API emulator,
 localstripe, an SMTP sink and a webhook receiver; runs the hourly cycle through Dagster
 (ingestion, dbt, deduction, auto top-up, alerts, lifecycle) for the demo hours; prints the
-bill; walks one account through grace to expiry; and stops every service it started.
+bill; walks one account through grace to expiry; closes the month (SLA credits, invoices) and
+writes one invoice as HTML and PDF; stops every service it started; and writes ``demo.env`` with
+the environment of the next steps it prints (``devkit.demo.env``).
 Everything written is idempotent: run it again and nothing is posted, charged or sent twice.
 """
 
