@@ -145,3 +145,9 @@ def test_no_stripe_key_skips_only_the_top_ups(db_url, monkeypatch, tmp_path, smt
         "one_payment_intent_per_attempt": ("WARN", warned["one_payment_intent_per_attempt"][1]),
     }
     assert warned["one_payment_intent_per_attempt"][1].startswith("not checked: STRIPE_API_KEY is not set")
+    # `billing run` prints them as warnings, apart from the problems that set its exit status.
+    from billing_pipeline.cli.run_command import render
+
+    text = render({**result.as_dict(), "log_file": "cycle.log"})
+    assert "Warnings (the exit status stays 0):\n  payments/auto_topups (every_topup_settled): skipped: " in text
+    assert "Problems" not in text
