@@ -16,6 +16,7 @@ import psycopg
 
 from billing_pipeline.core.errors import BillingError, InputError
 from billing_pipeline.invoicing.months import month_bounds, month_text
+from billing_pipeline.ledger.grant_queries import GrantSummary, grant_summary
 from billing_pipeline.ledger.invoice_checks import invoice_problems
 from billing_pipeline.ledger.keys import usage_hour_sql
 
@@ -56,6 +57,25 @@ JOIN billing.credit_transactions t ON t.id = e.id
 WHERE l.invoice_id = %s AND l.line_type = 'usage' AND NOT l.prior_period
 GROUP BY 1, 2
 """
+
+
+def credits_document(summary: GrantSummary, as_of_entry: int | None = None) -> dict:
+    """The month's paid and free credits as the invoice and `billing explain` show them
+    (``ledger.grant_queries.grant_summary``; docs/rules/credits.md): positive amounts."""
+    return {
+        "paid_drawn": summary.drawn_paid,
+        "free_drawn": summary.drawn_free,
+        "expired": summary.expired,
+        "expired_paid": summary.expired_paid,
+        "expired_free": summary.expired_free,
+        "granted_paid": summary.granted_paid,
+        "granted_free": summary.granted_free,
+        "remaining_paid": summary.remaining_paid,
+        "remaining_free": summary.remaining_free,
+        "remaining_total": summary.remaining_paid + summary.remaining_free,
+        "remaining_by_expiry": [r._asdict() for r in summary.remaining],
+        "as_of_entry_id": as_of_entry,
+    }
 
 
 def _refuse_altered(conn: psycopg.Connection, invoice_id: int, number: str) -> None:
@@ -160,6 +180,10 @@ def load_invoice(conn: psycopg.Connection, account_id: str, month: date) -> dict
         for r in conn.execute(_DETAILS, (invoice_id,)).fetchall()
     ]
     daily = conn.execute(_DAILY, (invoice_id,)).fetchall()
+    # As of the chain head at issue, so that the figures never move once issued (an account with no
+    # entry then: as of entry 0, i.e. nothing).
+    as_of = head_id or 0
+    credit_summary = credits_document(grant_summary(conn, account, period, as_of_entry=as_of), as_of)
     return {
         "number": number,
         "sequence": seq,
@@ -181,12 +205,18 @@ def load_invoice(conn: psycopg.Connection, account_id: str, month: date) -> dict
         "unbilled_hours": {"count": unbilled_count, "ranges": unbilled},
         "chain_head": {"entry_id": head_id, "account_seq": head_seq, "entry_hash": head_hash},
         "daily_spend": [{"day": d, "stream": s, "spend": v} for d, s, v in sorted(daily)],
+        "credits": credit_summary,
     }
 
 
 def _money(value) -> str:
     value = Decimal(value)
     return f"{value if value else abs(value):+,.6f}"
+
+
+def _credits(value) -> str:
+    """A positive amount of credits with all six places (the Credits block)."""
+    return f"{Decimal(value):,.6f}"
 
 
 def _quantity(value) -> str:
@@ -282,7 +312,7 @@ def render_html(invoice: dict) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(money=_money, quantity=_quantity, price=_price, percent=_percent)
+    env.filters.update(money=_money, quantity=_quantity, price=_price, percent=_percent, credits=_credits)
     usage_lines = [line for line in invoice["lines"] if line["type"] == "usage" and not line["prior_period"]]
     streams = []
     for stream, label, colour in STREAMS:
