@@ -108,11 +108,11 @@ WITH grouped AS (
                WHEN 'admin_adjustment' THEN 'Adjustment: ' || coalesce(reason, '') || ' (by ' || coalesce(actor, '') || ')'
                WHEN 'reversal' THEN 'Reversal of entry ' || coalesce(reference ->> 'reverses', '?')
                WHEN 'promotional_grant' THEN 'Promotional credits: ' || coalesce(reason, '')
-                    || coalesce(', expiring ' || to_char((reference -> 'grant' ->> 'expires_at')::timestamptz
+                    || coalesce(', expiring ' || to_char(billing.grant_time(reference -> 'grant' ->> 'expires_at')
                                                          AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC', '')
                WHEN 'grant_expiry' THEN 'Credits expired, unused: grant of entry '
                     || coalesce(reference ->> 'grant_entry_id', '?')
-                    || coalesce(' (expired ' || to_char((reference ->> 'expires_at')::timestamptz AT TIME ZONE 'UTC',
+                    || coalesce(' (expired ' || to_char(billing.grant_time(reference ->> 'expires_at') AT TIME ZONE 'UTC',
                                                         'YYYY-MM-DD HH24:MI') || ' UTC)', '')
                ELSE type END
            || CASE WHEN period < %(month)s THEN ' (' || to_char(period, 'YYYY-MM') || ')' ELSE '' END,

@@ -93,7 +93,7 @@ def post_promotional_grant(
         terms["expires_at"] = expires_at.isoformat()
     entry = Entry(
         account_id,
-        "promotional_grant",
+        EntryType.PROMOTIONAL_GRANT,
         amount,
         promotional_grant_key(reference),
         reference={"grant_reference": reference, **({"grant": terms} if terms else {})},

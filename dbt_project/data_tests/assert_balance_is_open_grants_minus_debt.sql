@@ -52,4 +52,10 @@ left join grant_totals on heads.account_id = grant_totals.account_id
 left join debts on heads.account_id = debts.account_id
 where
     heads.balance <> coalesce(grant_totals.remaining, 0) - coalesce(debts.debt, 0)
-    and (grant_totals.account_id is null or grant_totals.account_last_entry_id = heads.last_entry_id)
+    and (
+        grant_totals.account_last_entry_id = heads.last_entry_id
+        or (
+            grant_totals.account_id is null
+            and not exists (select 1 from {{ ref('stg_ledger__grants') }} as g where g.account_id = heads.account_id)
+        )
+    )
