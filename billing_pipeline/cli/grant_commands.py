@@ -1,4 +1,4 @@
-"""Credit grant commands (CONTRACT §11): `billing grant` posts a promotional grant, `billing grants`
+"""Credit grant commands (docs/rules/credit-reports.md): `billing grant` posts a promotional grant, `billing grants`
 lists an account's grants in the order usage burns them."""
 
 from __future__ import annotations

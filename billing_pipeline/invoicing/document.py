@@ -61,7 +61,7 @@ GROUP BY 1, 2
 
 def credits_document(summary: GrantSummary, as_of_entry: int | None = None) -> dict:
     """The month's paid and free credits as the invoice and `billing explain` show them
-    (``ledger.grant_queries.grant_summary``; docs/rules/credits.md): positive amounts."""
+    (``ledger.grant_queries.grant_summary``; docs/rules/credit-reports.md): positive amounts."""
     return {
         "paid_drawn": summary.drawn_paid,
         "free_drawn": summary.drawn_free,

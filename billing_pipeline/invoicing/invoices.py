@@ -16,7 +16,7 @@
    Entries of an earlier period are prior-period lines.
 3. Groups them into lines: usage (deductions and their reversals) per usage kind and period; one
    line per top-up, SLA credit, promotional grant, adjustment, other reversal and grant expiry
-   (whose period is the month its grant expired, CONTRACT §9). A line's amount is the exact sum of
+   (whose period is the month its grant expired, docs/rules/month-end.md). A line's amount is the exact sum of
    its entries; the invoice's total is the sum of its lines; opening = the previous invoice's
    closing (0 for the first), closing = opening + total (also a check constraint).
 4. Writes invoices, lines, their entries, the resource detail beneath the usage lines (from

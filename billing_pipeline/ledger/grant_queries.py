@@ -1,10 +1,10 @@
-"""Reads of the credit grants (CONTRACT §11): an account's grants, and one month's paid and free
+"""Reads of the credit grants (docs/rules/credit-reports.md): an account's grants, and one month's paid and free
 credits, for `billing grants`, `billing explain` and the invoice.
 
 Writes stay in ``posting.py`` (grants and their draws are written there, with the entries);
 these functions only read ``billing.grants``, ``billing.grant_draws`` and ``billing.grant_balances``.
 
-**The month of a draw** (docs/rules/credits.md), the one rule every reader of a month follows
+**The month of a draw** (docs/rules/credit-reports.md), the one rule every reader of a month follows
 (``grant_summary`` here, and the dbt marts ``fct_credit_revenue`` through
 ``int_grant_draws_dated``; tests/integration/test_grant_reads.py holds the two to the letter):
 the later of the period of the entry that drew (``billing.ledger_entry_period``: a usage

@@ -84,8 +84,8 @@ def post_promotional_grant(
     expires_at: datetime | None = None,
     priority: int | None = None,
 ) -> PostResult:
-    """Free credits given (CONTRACT §11), once per reference. Terms not given keep the defaults of
-    §11 (priority 10, no expiry); the posting opens the grant from ``reference.grant``."""
+    """Free credits given (docs/rules/ledger.md), once per reference. Terms not given keep the
+    defaults (priority 10, no expiry); the posting opens the grant from ``reference.grant``."""
     terms: dict = {}
     if priority is not None:
         terms["priority"] = priority

@@ -1,4 +1,4 @@
--- CONTRACT §11: an account's balance = the remaining of its grants - its debt. The balance is the
+-- docs/rules/credit-reports.md: an account's balance = the remaining of its grants - its debt. The balance is the
 -- balance_after of the account's newest ledger entry (the ledger's running sum, which
 -- `billing verify` holds to the entries), read through the (account_id, account_seq) key rather
 -- than summing the whole ledger every hour. Checked for the accounts whose ledger has not moved

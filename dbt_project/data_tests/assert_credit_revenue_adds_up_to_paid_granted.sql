@@ -1,4 +1,4 @@
--- CONTRACT §11: recognised + breakage + deferred = paid granted, to the micro-credit, cumulative to
+-- docs/rules/credit-reports.md: recognised + breakage + deferred = paid granted, to the micro-credit, cumulative to
 -- each month's end. Rows returned are account-months that break it.
 select
     account_id,

@@ -1,4 +1,4 @@
-"""Credit grants, read (CONTRACT §11): `billing grant` / `billing grants`, the month's paid and free
+"""Credit grants, read (docs/rules/credit-reports.md): `billing grant` / `billing grants`, the month's paid and free
 credits in `billing explain` and the invoice (JSON, HTML, PDF), and the marts fct_grant_balances and
 fct_credit_revenue, against real PostgreSQL, the real posting (its burn-down hook) and a real dbt build.
 
@@ -79,7 +79,7 @@ class Scenario:
     def __init__(self, conn: psycopg.Connection, clock) -> None:
         self.conn, self.clock, self.ids = conn, clock, {}
 
-    def post(self, name: str, when: str, entry: Entry) -> int:
+    def post(self, name: str, when: str, entry: Entry) -> int:  # noqa
         self.clock.set(t(when))
         result = post_entry(self.conn, entry)
         assert result.created
@@ -307,7 +307,7 @@ def test_grant_posts_once_with_its_terms_and_grants_lists_them_in_burn_order(acm
         f"Already posted: key 'promotional_grant:welcome-1' is entry {posted['entry_id']}"
     )
     code, out, _ = run(capsys, "grant", "acme", "7", "--reference", "w2", "--reason", "promo", "--actor", "ops")
-    assert code == 0 and "priority 10, no expiry" in out  # the defaults of §11
+    assert code == 0 and "priority 10, no expiry" in out  # the defaults
     run(capsys, "topup", "acme", "50", "--reference", "pay-1")
     frozen_clock.set(t("2026-10-02T00:00"))
     hour_text = Hour.of(t("2026-10-01T10:00")).text

@@ -1,4 +1,4 @@
--- Every draw on a grant with the month it counts in (docs/rules/credits.md): the later of the
+-- Every draw on a grant with the month it counts in (docs/rules/credit-reports.md): the later of the
 -- period of the entry that drew (billing.ledger_entry_period: a usage deduction's usage hour, a
 -- grant_expiry's expiry month, else when posted) and the month the grant was granted. The same
 -- rule as billing_pipeline/ledger/grant_queries.py (what explain and the invoice show);

@@ -1,4 +1,4 @@
--- Per account and UTC month, the revenue view of the credits (CONTRACT §11, docs/rules/credits.md):
+-- Per account and UTC month, the revenue view of the credits (docs/rules/credit-reports.md):
 -- recognised = paid credits drawn in the month, breakage = paid credits expired in it, deferred =
 -- paid credits remaining at its end, promotion_cost = free credits drawn in it. A draw counts in
 -- the month of int_grant_draws_dated (never before its grant's month). Deferred is summed grant by

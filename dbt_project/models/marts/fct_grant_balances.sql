@@ -1,4 +1,4 @@
--- One row per credit grant (CONTRACT §11): what it granted, what debits drew from it, what
+-- One row per credit grant (docs/rules/credit-reports.md): what it granted, what debits drew from it, what
 -- expired unused and what remains, as the ledger stood at the build (the hourly cycle builds it
 -- after settling its hours: as of the last settled hour). account_last_entry_id is the newest
 -- ledger entry of the account the figures include (the identity test compares the ledger up to it).
