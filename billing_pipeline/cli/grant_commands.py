@@ -14,7 +14,7 @@ from billing_pipeline.core.errors import InputError
 from billing_pipeline.core.times import MAX_INPUT_LENGTH, shown
 from billing_pipeline.db import connect
 from billing_pipeline.ledger import balance_of
-from billing_pipeline.ledger.grant_queries import account_debt, account_grants
+from billing_pipeline.ledger.grant_queries import account_debt, account_grants, grant_terms
 from billing_pipeline.ledger.manual import post_promotional_grant
 
 MAX_PRIORITY = 1000
@@ -102,9 +102,7 @@ def _grant(args) -> int:
         result = post_promotional_grant(
             conn, args.account, amount, reference, reason, actor, expires_at=expires_at, priority=priority
         )
-        terms = conn.execute(
-            "SELECT kind, priority, expires_at FROM billing.grants WHERE entry_id = %s", (result.entry_id,)
-        ).fetchone()
+        terms = grant_terms(conn, result.entry_id)
     kind, granted_priority, granted_expiry = terms if terms else ("free", priority, expires_at)
     data = {
         "entry_id": result.entry_id,

@@ -69,6 +69,22 @@ def account_grants(conn: psycopg.Connection, account_id: str, *, include_closed:
     return [GrantRow._make(row) for row in rows]
 
 
+class GrantTerms(NamedTuple):
+    """What the posting opened for an entry: kind, priority and expiry."""
+
+    kind: str
+    priority: int
+    expires_at: datetime | None
+
+
+def grant_terms(conn: psycopg.Connection, entry_id: int) -> GrantTerms | None:
+    """The grant the entry ``entry_id`` opened, or None (an entry that opened none)."""
+    row = conn.execute(
+        "SELECT kind, priority, expires_at FROM billing.grants WHERE entry_id = %s", (entry_id,)
+    ).fetchone()
+    return GrantTerms._make(row) if row else None
+
+
 def account_debt(conn: psycopg.Connection, account_id: str) -> Decimal:
     """What the account's debits took beyond its grants and no grant has paid yet (positive)."""
     return conn.execute(

@@ -79,7 +79,7 @@ class Scenario:
     def __init__(self, conn: psycopg.Connection, clock) -> None:
         self.conn, self.clock, self.ids = conn, clock, {}
 
-    def post(self, name: str, when: str, entry: Entry) -> int:  # noqa
+    def post(self, name: str, when: str, entry: Entry) -> int:
         self.clock.set(t(when))
         result = post_entry(self.conn, entry)
         assert result.created
