@@ -71,6 +71,9 @@ CREATE TABLE billing.grants (
     CONSTRAINT grants_paid_terms_only_on_paid CHECK (kind = 'paid' OR (paid_amount IS NULL AND paid_currency IS NULL))
 );
 CREATE INDEX grants_account_idx ON billing.grants (account_id, entry_id);
+-- The expiring grants of an account (the posting hook splits a batch of debits at expiries;
+-- the hourly expiry finds what has expired).
+CREATE INDEX grants_expiring_idx ON billing.grants (account_id, expires_at) WHERE expires_at IS NOT NULL;
 COMMENT ON TABLE billing.grants IS
     'Credit grants: the terms of every credit-adding ledger entry (CONTRACT §11). Append-only.';
 
@@ -194,6 +197,12 @@ ALTER TABLE billing.credit_transactions
 def upgrade() -> None:
     op.execute(GRANT_TIME)
     op.execute(UPGRADE)
+    # The entries already posted: replayed in order by the posting's own code, in this
+    # migration's transaction (Alembic runs on psycopg 3, which the replay speaks).
+    from billing_pipeline.ledger.grants import backfill
+
+    with op.get_bind().connection.dbapi_connection.cursor() as cur:
+        backfill(cur)
 
 
 def downgrade() -> None:
