@@ -375,8 +375,8 @@ _APPLY = [
         DELETE FROM {debts} d USING c WHERE d.entry_id = c.entry_id AND c.after = 0
     )
     INSERT INTO {debts} AS d (entry_id, account_id, outstanding)
-    SELECT entry_id, account_id, debt FROM c WHERE after <> 0
-    ON CONFLICT (entry_id) DO UPDATE SET outstanding = d.outstanding + excluded.outstanding
+    SELECT entry_id, account_id, after FROM c WHERE after <> 0
+    ON CONFLICT (entry_id) DO UPDATE SET outstanding = excluded.outstanding
     """,
     "DELETE FROM pg_temp.grant_moves",
 ]
@@ -453,14 +453,15 @@ def backfill(cur: Any) -> None:
 def rebuild_draws(conn: Any, account_ids: list[str] | None = None) -> list[tuple[int, int, Decimal]]:
     """Replay the ledger (of ``account_ids``, or all) from the entries and their grants' terms
     into temporary tables (``pg_temp.rb_*``, kept until the next rebuild in this session) and
-    return the draws as ``(entry_id, grant_entry_id, amount)`` in the order they were made."""
+    return the draws as ``(entry_id, grant_entry_id, amount)``, by entry, each entry's in the order
+    they were made (the order of ``billing.grant_draws`` ordered by ``entry_id, id``)."""
     cur = conn.cursor()
     cur.execute(_REBUILT_TABLES)
     if account_ids is None:
         _replay(cur, REBUILT, "true", {})
     else:
         _replay(cur, REBUILT, "t.account_id = ANY(%(accounts)s::text[])", {"accounts": list(account_ids)})
-    cur.execute("SELECT entry_id, grant_entry_id, amount FROM pg_temp.rb_grant_draws ORDER BY id")
+    cur.execute("SELECT entry_id, grant_entry_id, amount FROM pg_temp.rb_grant_draws ORDER BY entry_id, id")
     return [tuple(row) for row in cur.fetchall()]
 
 
