@@ -1,4 +1,4 @@
-"""Credit grants: which grant paid for each debit (CONTRACT §11, docs/rules/ledger.md "Grants").
+"""Credit grants: which grant paid for each debit (docs/rules/ledger.md, "Grants").
 
 Every credit-adding entry opens a grant (``billing.grants``: kind, priority, expiry). Debits draw
 on the account's open grants in burn order; what they take beyond them is debt, which the next
@@ -30,7 +30,7 @@ from typing import Any
 
 from billing_pipeline.ledger.problems import LedgerProblem
 
-# Default priorities (CONTRACT §11): lower burns first. A writer overrides them through the
+# Default priorities (docs/rules/ledger.md, "Grants"): lower burns first. A writer overrides them through the
 # entry's reference.grant.priority.
 DEFAULT_PRIORITY = {
     "promotional_grant": 10,
@@ -524,7 +524,7 @@ WHERE (s.account_id, s.outstanding) IS DISTINCT FROM (r.account_id, r.outstandin
 ORDER BY 2
 """
 
-# The identity (CONTRACT §11): balance = remaining of the open grants - debt, per account.
+# The identity: balance = remaining of the open grants - debt, per account.
 _IDENTITY = """
 WITH accounts AS (
     SELECT account_id FROM billing.credits WHERE {accounts}

@@ -48,7 +48,7 @@ class VerifyReport:
     notes: list[str] = field(default_factory=list)  # what else was checked or written (checkpoint)
 
     invoices: int = 0
-    grants: int = 0  # credit grants checked (CONTRACT §11)
+    grants: int = 0  # credit grants checked (docs/rules/ledger.md, "Grants")
     grant_draws: int = 0  # draws rebuilt from the ledger and compared with billing.grant_draws
 
     @property

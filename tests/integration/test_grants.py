@@ -1,4 +1,4 @@
-"""Credit grants against real PostgreSQL (CONTRACT §11, docs/rules/ledger.md "Grants"): the burn-down
+"""Credit grants against real PostgreSQL (docs/rules/ledger.md, "Grants"): the burn-down
 order, debt paid by the next grant, expiry, reversals giving back, the rebuild and `billing verify`.
 
 Every expected draw is worked out by hand in the test, from the rules; entries are named by
