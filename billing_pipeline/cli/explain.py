@@ -123,7 +123,7 @@ def statement_document(statement: MonthStatement) -> dict:
         "not_yet_settled": statement.not_yet_settled,
     }
     if statement.credits is not None:
-        data["credits"] = credits_document(statement.credits)
+        data["credits"] = credits_document(statement.credits, statement.credits_as_of)
     if statement.trail is not None:
         data["detail"] = [
             {**e._asdict(), "priced_lines": [p._asdict() for p in e.priced_lines]} for e in statement.trail

@@ -241,6 +241,7 @@ class MonthStatement:
     # Paid and free credits of the month (``ledger.grant_queries.grant_summary``): as the month's
     # issued invoice states them (as of its chain head), else as posted so far.
     credits: GrantSummary | None = None
+    credits_as_of: int | None = None  # the invoice's chain head the credits are as of; None: as posted so far
 
     @property
     def usage_deducted(self) -> Decimal:
@@ -422,9 +423,8 @@ def month_statement(
         for r in reconciliation
         if r.reconciliation_status == "covered_by_rental"
     ]
-    credits = grant_summary(
-        conn, account_id, start.date(), as_of_entry=invoice_chain_head(conn, account_id, start.date())
-    )
+    credits_as_of = invoice_chain_head(conn, account_id, start.date())
+    credits = grant_summary(conn, account_id, start.date(), as_of_entry=credits_as_of)
     trail = None
     if detail:
         trail = usage_trail(usage_entries(conn, account_id, start, end), priced_lines(conn, account_id, start, end))
@@ -444,4 +444,5 @@ def month_statement(
         priced_usage_total=priced_total,
         trail=trail,
         credits=credits,
+        credits_as_of=credits_as_of,
     )
