@@ -56,6 +56,9 @@ where
         grant_totals.account_last_entry_id = heads.last_entry_id
         or (
             grant_totals.account_id is null
-            and not exists (select 1 from {{ ref('stg_ledger__grants') }} as g where g.account_id = heads.account_id)
+            and not exists (
+                select 1 from {{ ref('stg_ledger__grants') }} as g
+                where g.account_id = heads.account_id
+            )
         )
     )
