@@ -46,3 +46,18 @@ def balances(conn) -> list[tuple]:
 
 def debts(conn) -> list[tuple]:
     return keyed(conn, "SELECT entry_id, outstanding FROM billing.grant_debts ORDER BY entry_id")
+
+
+def replay_grant_tables(conn) -> None:
+    """What someone with full database rights does after editing the ledger, so the grant tables
+    give nothing away: rewrite them from the edited ledger with the product's own replay. Needs
+    the triggers off (``session_replication_role = replica``). The tamper tests then show what
+    the rest of ``billing verify`` catches on its own."""
+    from billing_pipeline.ledger.grants import backfill
+
+    conn.execute("DELETE FROM billing.grant_draws")
+    conn.execute("DELETE FROM billing.grant_debts")
+    conn.execute("DELETE FROM billing.grant_balances")
+    conn.execute("DELETE FROM billing.grants")
+    with conn.cursor() as cur:
+        backfill(cur)
