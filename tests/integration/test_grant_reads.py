@@ -18,13 +18,15 @@ G5     topup 11-03 00:00                paid   50    20        never
 * U1 usage of 10-05 10:00, 25: G2 25 (priority 10, expires first).
 * expiry of G2 (10-15 01:00): its 15 left expire.
 * U2 usage of 10-16 10:00, 12: G2 is no longer valid at that hour; G3 12.
-* U3 usage of 10-20 10:00, 50: G3 8, then G1 42 (priority 50 before G4's 60).
+* U3 usage of 10-20 10:00, 50.123457: G3 8, then G1 42.123457 (priority 50 before G4's 60).
 * expiry of G4 (10-25 01:00): 10 paid credits expire unused (breakage).
-* October: granted paid 110, free 65; drawn paid 42, free 45; expired paid 10, free 15; left at
-  its end G6 5 (expires 12-31) and G1 58 (never): 63 = the balance.
-* U4 usage of 11-02 10:00, 70: G1 58, G6 5, 7 of debt; G5 (11-03) pays the debt first: 13 left.
-* November: granted paid 20; drawn paid 58 + 7 = 65, free 5; left G5 13: the balance.
-* Revenue: October 42 + 10 + 58 = 110 paid granted; November (42 + 65) + 10 + 13 = 130.
+* October: granted paid 110, free 65; drawn paid 42.123457, free 45; expired paid 10, free 15;
+  left at its end G6 5 (expires 12-31) and G1 57.876543 (never): 62.876543 = the balance.
+* U4 usage of 11-02 10:00, 70: G1 57.876543, G6 5, 7.123457 of debt; G5 (11-03) pays the debt
+  first: 12.876543 left.
+* November: granted paid 20; drawn paid 57.876543 + 7.123457 = 65, free 5; left G5 12.876543.
+* Revenue: October 42.123457 + 10 + 57.876543 = 110 paid granted; November (42.123457 + 65) + 10
+  + 12.876543 = 130.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ class Scenario:
         self.usage("U1", "2026-10-05T10:00", "2026-10-05T11:05", "25")
         self.expire("E2", "2026-10-15T01:00", "G2", "15", "2026-10-15T00:00:00+00:00")
         self.usage("U2", "2026-10-16T10:00", "2026-10-16T11:05", "12")
-        self.usage("U3", "2026-10-20T10:00", "2026-10-20T11:05", "50")
+        self.usage("U3", "2026-10-20T10:00", "2026-10-20T11:05", "50.123457")
         self.expire("E4", "2026-10-25T01:00", "G4", "10", "2026-10-25T00:00:00+00:00")
 
     def november(self) -> None:
@@ -149,11 +151,11 @@ def draws(conn, ids: dict) -> set[tuple]:
 OCTOBER = dict(
     granted_paid=D(110),
     granted_free=D(65),
-    drawn_paid=D(42),
+    drawn_paid=D("42.123457"),
     drawn_free=D(45),
     expired_paid=D(10),
     expired_free=D(15),
-    remaining_paid=D(58),
+    remaining_paid=D("57.876543"),
     remaining_free=D(5),
 )
 NOVEMBER = dict(
@@ -163,7 +165,7 @@ NOVEMBER = dict(
     drawn_free=D(5),
     expired_paid=D(0),
     expired_free=D(0),
-    remaining_paid=D(13),
+    remaining_paid=D("12.876543"),
     remaining_free=D(0),
 )
 
@@ -181,25 +183,25 @@ def test_the_month_summary_follows_the_draws_the_posting_recorded(acme, frozen_c
         ("E2", "G2", D(15)),
         ("U2", "G3", D(12)),
         ("U3", "G3", D(8)),
-        ("U3", "G1", D(42)),
+        ("U3", "G1", D("42.123457")),
         ("E4", "G4", D(10)),
     }
     october = grant_summary(acme, "acme", OCT)
     assert figures(october) == OCTOBER
     assert october.remaining == [
         RemainingByExpiry(t("2026-12-31T00:00"), D(0), D(5), D(5)),
-        RemainingByExpiry(None, D(58), D(0), D(58)),
+        RemainingByExpiry(None, D("57.876543"), D(0), D("57.876543")),
     ]
     s.november()
-    assert draws(acme, s.ids) >= {("U4", "G1", D(58)), ("U4", "G6", D(5)), ("U4", "G5", D(7))}
+    assert draws(acme, s.ids) >= {("U4", "G1", D("57.876543")), ("U4", "G6", D(5)), ("U4", "G5", D("7.123457"))}
     # October as it stands now is unchanged by November (no draw of November dates before it) ...
     assert figures(grant_summary(acme, "acme", OCT)) == OCTOBER
     november = grant_summary(acme, "acme", NOV)
     assert figures(november) == NOVEMBER
-    assert november.remaining == [RemainingByExpiry(None, D(13), D(0), D(13))]
+    assert november.remaining == [RemainingByExpiry(None, D("12.876543"), D(0), D("12.876543"))]
     # ... and the balance is what is left in the grants (no debt left: G5 paid it).
     balance = acme.execute("SELECT balance FROM billing.credits WHERE account_id = 'acme'").fetchone()[0]
-    assert balance == november.remaining_paid + november.remaining_free == D(13)
+    assert balance == november.remaining_paid + november.remaining_free == D("12.876543")
     # Another account's month is empty, not an error.
     assert figures(grant_summary(acme, "initech", OCT)) == dict.fromkeys(OCTOBER, D(0))
 
@@ -223,7 +225,7 @@ def test_the_invoice_shows_paid_and_free_credits_as_issued_in_json_html_and_pdf(
     # invoice) draws 3 from G1 in October, and November happens; the October invoice must not move.
     s.usage("U5", "2026-10-31T22:00", "2026-11-01T02:00", "3")
     s.november()
-    assert grant_summary(acme, "acme", OCT).drawn_paid == D(45)  # October as it stands now
+    assert grant_summary(acme, "acme", OCT).drawn_paid == D("45.123457")  # October as it stands now
 
     code, out, _ = run(
         capsys, "invoice", "acme", "--month", "2026-10", "--json", "--html", str(tmp_path / "i.html"), "--pdf",
@@ -233,19 +235,19 @@ def test_the_invoice_shows_paid_and_free_credits_as_issued_in_json_html_and_pdf(
     document = json.loads(out)
     validate("invoice", document)
     assert document["credits"] == {
-        "paid_drawn": "42.000000",
+        "paid_drawn": "42.123457",
         "free_drawn": "45.000000",
         "expired": "25.000000",
         "expired_paid": "10.000000",
         "expired_free": "15.000000",
         "granted_paid": "110.000000",
         "granted_free": "65.000000",
-        "remaining_paid": "58.000000",
+        "remaining_paid": "57.876543",
         "remaining_free": "5.000000",
-        "remaining_total": "63.000000",
+        "remaining_total": "62.876543",
         "remaining_by_expiry": [
             {"expires_at": "2026-12-31T00:00:00+00:00", "paid": "0.000000", "free": "5.000000", "total": "5.000000"},
-            {"expires_at": None, "paid": "58.000000", "free": "0.000000", "total": "58.000000"},
+            {"expires_at": None, "paid": "57.876543", "free": "0.000000", "total": "57.876543"},
         ],
         "as_of_entry_id": s.ids["E4"],
     }
@@ -257,9 +259,13 @@ def test_the_invoice_shows_paid_and_free_credits_as_issued_in_json_html_and_pdf(
         ("promotional_grant", "5.000000", "2026-10"),
         ("grant_expiry", "-15.000000", "2026-10"),
         ("grant_expiry", "-10.000000", "2026-10"),
-        ("usage", "-87.000000", "2026-10"),
+        ("usage", "-87.123457", "2026-10"),
     } <= lines
-    assert document["closing_balance"] == "63.000000" == document["credits"]["remaining_total"]
+    assert document["closing_balance"] == "62.876543" == document["credits"]["remaining_total"]
+    # What the grants lost in October is exactly what the invoice's debits took from the ledger.
+    debits = sum(D(line["amount"]) for line in document["lines"] if line["type"] in ("usage", "grant_expiry"))
+    credits = document["credits"]
+    assert D(credits["paid_drawn"]) + D(credits["free_drawn"]) + D(credits["expired"]) == -debits == D("112.123457")
     expiry = next(line for line in document["lines"] if line["ledger_entry_ids"] == [s.ids["E2"]])
     assert expiry["description"] == (
         f"Credits expired, unused: grant of entry {s.ids['G2']} (expired 2026-10-15 00:00 UTC)"
@@ -270,7 +276,7 @@ def test_the_invoice_shows_paid_and_free_credits_as_issued_in_json_html_and_pdf(
     html = (tmp_path / "i.html").read_text()
     start = html.index("<h2>Credits: paid and free</h2>")
     block = html[start : html.index("<h2>", start + 1)]
-    for shown in ("110.000000", "65.000000", "42.000000", "45.000000", "58.000000", "2026-12-31 00:00 UTC", "never"):
+    for shown in ("110.000000", "65.000000", "42.123457", "45.000000", "57.876543", "2026-12-31 00:00 UTC", "never"):
         assert shown in block, shown
     assert (tmp_path / "i.pdf").read_bytes()[:5] == b"%PDF-"
     # The PDF's pages as WeasyPrint lays them out carry the same block.
@@ -405,8 +411,8 @@ def test_explain_and_the_marts_state_the_same_credits_to_the_micro_credit(acme, 
         "FROM analytics.fct_credit_revenue WHERE account_id = 'acme' ORDER BY month",
     )
     assert revenue == [
-        (OCT, D(110), D(42), D(10), D(58), D(65), D(45), D(15), D(5), D(110), D(42), D(10)),
-        (NOV, D(20), D(65), D(0), D(13), D(0), D(5), D(0), D(0), D(130), D(107), D(10)),
+        (OCT, D(110), D("42.123457"), D(10), D("57.876543"), D(65), D(45), D(15), D(5), D(110), D("42.123457"), D(10)),
+        (NOV, D(20), D(65), D(0), D("12.876543"), D(0), D(5), D(0), D(0), D(130), D("107.123457"), D(10)),
     ]
     for month, *_ in revenue:  # the one rule, read two ways: the marts and the reader explain uses
         live = grant_summary(acme, "acme", month)
@@ -428,7 +434,7 @@ def test_explain_and_the_marts_state_the_same_credits_to_the_micro_credit(acme, 
         ("promotional_grant", "free", 10, D(20), D(20), D(0), D(0), False),
         ("topup", "paid", 60, D(10), D(0), D(10), D(0), False),
         ("promotional_grant", "free", 90, D(5), D(5), D(0), D(0), False),
-        ("topup", "paid", 50, D(20), D(7), D(0), D(13), True),
+        ("topup", "paid", 50, D(20), D("7.123457"), D(0), D("12.876543"), True),
     ]
 
     code, out, _ = run(capsys, "explain", "acme", "--month", "2026-10", "--json")
@@ -442,8 +448,8 @@ def test_explain_and_the_marts_state_the_same_credits_to_the_micro_credit(acme, 
     assert (november["paid_drawn"], november["free_drawn"], november["remaining_paid"], november["as_of_entry_id"]) == (
         "65.000000",
         "5.000000",
-        "13.000000",
+        "12.876543",
         None,
     )
     code, out, _ = run(capsys, "explain", "acme", "--month", "2026-10")
-    assert "Credits: paid credits drawn +42.000000, free (promotional, SLA, adjustment) credits drawn +45.000000" in out
+    assert "Credits: paid credits drawn +42.123457, free (promotional, SLA, adjustment) credits drawn +45.000000" in out
