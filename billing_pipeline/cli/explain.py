@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from billing_pipeline.cli.output import credits, decimal_text, emit, quantity, resource_words, table, unit_words
 from billing_pipeline.core.errors import InputError
 from billing_pipeline.db import connect
+from billing_pipeline.invoicing.document import credits_document
 from billing_pipeline.invoicing.statement import MonthStatement, daily_spend, month_statement
 
 WHAT_TO_DO_EXCEPTION = (
@@ -121,6 +122,8 @@ def statement_document(statement: MonthStatement) -> dict:
         "usage_deducted": statement.usage_deducted,
         "not_yet_settled": statement.not_yet_settled,
     }
+    if statement.credits is not None:
+        data["credits"] = credits_document(statement.credits, statement.credits_as_of)
     if statement.trail is not None:
         data["detail"] = [
             {**e._asdict(), "priced_lines": [p._asdict() for p in e.priced_lines]} for e in statement.trail
@@ -172,6 +175,37 @@ def _account_lines(d: dict) -> list:
             f"Settled after this invoice: {credits(inv['settled_after_invoice'])} credits of this month "
             "(they are on the next invoice, as prior-period lines)."
         )
+    return out
+
+
+def _credits_lines(c: dict) -> list:
+    """Paid and free credits of the month: what usage drew from each, what expired, what is left."""
+    out: list = [
+        f"Credits: paid credits drawn {credits(c['paid_drawn'])}, free (promotional, SLA, adjustment) credits "
+        f"drawn {credits(c['free_drawn'])}, expired unused {credits(c['expired'])}"
+        + (f" (paid {credits(c['expired_paid'])})." if c["expired_paid"] else ".")
+    ]
+    if c["granted_paid"] or c["granted_free"]:
+        out.append(f"Granted this month: paid {credits(c['granted_paid'])}, free {credits(c['granted_free'])}.")
+    if c["remaining_by_expiry"]:
+        rows = [
+            [
+                f"{r['expires_at'].astimezone(UTC):%Y-%m-%d %H:%M}" if r["expires_at"] else "never",
+                credits(r["paid"]),
+                credits(r["free"]),
+                credits(r["total"]),
+            ]
+            for r in c["remaining_by_expiry"]
+        ]
+        out.append(
+            table(
+                ["expires (UTC)", ("paid", "right"), ("free", "right"), ("total", "right")],
+                rows,
+                title=f"Left at the end of the month, by expiry: {credits(c['remaining_total'])} credits",
+            )
+        )
+    else:
+        out.append("No credits left in grants at the end of the month.")
     return out
 
 
@@ -314,6 +348,8 @@ def render(d: dict) -> list:
         f"{credits(d['usage_deducted'])}; not yet deducted: {credits(d['not_yet_settled'])}"
         + (" (not in the invoice above until it is settled)." if d["not_yet_settled"] else "."),
     ]
+    if d.get("credits"):
+        out += ["", *_credits_lines(d["credits"])]
     if d["exceptions"]:
         out += ["", "Needs attention:"]
         for x in d["exceptions"]:

@@ -32,6 +32,7 @@ from billing_pipeline.core.errors import BillingError, ConfigurationError, Input
 COMMAND_MODULES = [
     "billing_pipeline.cli.db_commands",
     "billing_pipeline.cli.ledger_commands",
+    "billing_pipeline.cli.grant_commands",
     "billing_pipeline.cli.status",
     "billing_pipeline.cli.explain",
     "billing_pipeline.cli.lifecycle_commands",

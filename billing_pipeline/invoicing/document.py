@@ -29,6 +29,7 @@ from billing_pipeline.core.errors import BillingError, ConfigurationError, Input
 from billing_pipeline.core.units import resource_words, unit_words
 from billing_pipeline.invoicing.months import month_bounds, month_of, month_text
 from billing_pipeline.ledger.checkpoint import HEAD_OF
+from billing_pipeline.ledger.grant_queries import GrantSummary, grant_summary
 from billing_pipeline.ledger.invoice_checks import invoice_problems
 from billing_pipeline.ledger.keys import period_sql, usage_hour_sql
 
@@ -180,6 +181,25 @@ WHERE a.id = %(account)s
 """
 
 
+def credits_document(summary: GrantSummary, as_of_entry: int | None = None) -> dict:
+    """The month's paid and free credits as the invoice and `billing explain` show them
+    (``ledger.grant_queries.grant_summary``; docs/rules/credit-reports.md): positive amounts."""
+    return {
+        "paid_drawn": summary.drawn_paid,
+        "free_drawn": summary.drawn_free,
+        "expired": summary.expired,
+        "expired_paid": summary.expired_paid,
+        "expired_free": summary.expired_free,
+        "granted_paid": summary.granted_paid,
+        "granted_free": summary.granted_free,
+        "remaining_paid": summary.remaining_paid,
+        "remaining_free": summary.remaining_free,
+        "remaining_total": summary.remaining_paid + summary.remaining_free,
+        "remaining_by_expiry": [r._asdict() for r in summary.remaining],
+        "as_of_entry_id": as_of_entry,
+    }
+
+
 def _refuse_altered(conn: psycopg.Connection, invoice_id: int, number: str) -> None:
     """An invoice that no longer agrees with the ledger is not shown: its amounts would be forged."""
     problems = invoice_problems(conn, invoice_id)
@@ -274,6 +294,10 @@ def load_invoice(conn: psycopg.Connection, account_id: str, month: date) -> dict
                     },
                 }
             )
+    # As of the chain head at issue, so that the figures never move once issued (an account with no
+    # entry then: as of entry 0, i.e. nothing).
+    as_of = head_id or 0
+    credit_summary = credits_document(grant_summary(conn, account, period, as_of_entry=as_of), as_of)
     return {
         "number": number,
         "sequence": seq,
@@ -297,6 +321,7 @@ def load_invoice(conn: psycopg.Connection, account_id: str, month: date) -> dict
         "unbilled_hours": {"count": unbilled_count, "ranges": unbilled},
         "chain_head": {"entry_id": head_id, "account_seq": head_seq, "entry_hash": head_hash},
         "daily_spend": _daily(conn, lines),
+        "credits": credit_summary,
     }
 
 
@@ -416,6 +441,8 @@ def draft_invoice(conn: psycopg.Connection, account_id: str, month: date, now: d
             "entry_hash": head[2] if head else None,
         },
         "daily_spend": _daily(conn, lines),
+        # As posted so far (as_of_entry None): a draft moves with the ledger until it is issued.
+        "credits": credits_document(grant_summary(conn, account_id, month)),
     }
 
 
@@ -552,7 +579,7 @@ def money_summary(opening, lines: list[dict], closing) -> dict:
     }
 
 
-def spend_chart_svg(invoice: dict, width: int = 720, height: int = 150) -> str:
+def spend_chart_svg(invoice: dict, width: int = 720, height: int = 110) -> str:
     """Daily spend by stream (rented capacity, workload consumption) as stacked bars, pure SVG.
 
     It scales to the width of its box (``viewBox``), so it stays inside the page margins."""

@@ -15,7 +15,8 @@
    (``billing.invoice_entries``, whose primary key is the entry: exactly one invoice per entry).
    Entries of an earlier period are prior-period lines.
 3. Groups them into lines: usage (deductions and their reversals) per usage kind and period; one
-   line per top-up, SLA credit, adjustment and other reversal. A line's amount is the exact sum of
+   line per top-up, SLA credit, promotional grant, adjustment, other reversal and grant expiry
+   (whose period is the month its grant expired, docs/rules/month-end.md). A line's amount is the exact sum of
    its entries; the invoice's total is the sum of its lines; opening = the previous invoice's
    closing (0 for the first), closing = opening + total (also a check constraint).
 4. Writes invoices, lines, their entries, the resource detail beneath the usage lines (from
@@ -106,6 +107,13 @@ WITH grouped AS (
                     || '%%)'
                WHEN 'admin_adjustment' THEN 'Adjustment: ' || coalesce(reason, '') || ' (by ' || coalesce(actor, '') || ')'
                WHEN 'reversal' THEN 'Reversal of entry ' || coalesce(reference ->> 'reverses', '?')
+               WHEN 'promotional_grant' THEN 'Promotional credits: ' || coalesce(reason, '')
+                    || coalesce(', expiring ' || to_char(billing.grant_time(reference -> 'grant' ->> 'expires_at')
+                                                         AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC', '')
+               WHEN 'grant_expiry' THEN 'Credits expired, unused: grant of entry '
+                    || coalesce(reference ->> 'grant_entry_id', '?')
+                    || coalesce(' (expired ' || to_char(billing.grant_time(reference ->> 'expires_at') AT TIME ZONE 'UTC',
+                                                        'YYYY-MM-DD HH24:MI') || ' UTC)', '')
                ELSE type END
            || CASE WHEN period < %(month)s THEN ' (' || to_char(period, 'YYYY-MM') || ')' ELSE '' END,
            CASE WHEN type = 'sla_credit' THEN reference ELSE reference - 'account_id' END
@@ -115,7 +123,8 @@ SELECT g.*, g.period < %(month)s AS prior_period,
        row_number() OVER (
            PARTITION BY g.account_id
            ORDER BY g.period < %(month)s,
-                    array_position(ARRAY['usage', 'sla_credit', 'topup', 'auto_topup', 'admin_adjustment', 'reversal'],
+                    array_position(ARRAY['usage', 'sla_credit', 'topup', 'auto_topup', 'promotional_grant', 'admin_adjustment',
+                                         'reversal', 'grant_expiry'],
                                    g.line_type),
                     g.usage_kind, g.period, g.first_id
        )::integer AS line_no

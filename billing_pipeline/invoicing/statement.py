@@ -29,6 +29,7 @@ import psycopg
 
 from billing_pipeline.core.errors import BillingError, InputError
 from billing_pipeline.invoicing.invoices import preview_invoice
+from billing_pipeline.ledger.grant_queries import GrantSummary, grant_summary
 from billing_pipeline.ledger.keys import period_sql
 from billing_pipeline.ledger.queries import UsageEntry, usage_entries, usage_settled
 
@@ -152,7 +153,9 @@ class StatementLine(NamedTuple):
     """One line of the month's invoice (issued, or as the close would issue it now)."""
 
     line_no: int
-    line_type: str  # usage | topup | auto_topup | sla_credit | admin_adjustment | reversal
+    line_type: (
+        str  # usage | topup | auto_topup | sla_credit | promotional_grant | admin_adjustment | reversal | grant_expiry
+    )
     usage_kind: str | None
     period: date  # billing.ledger_entry_period of its entries
     prior_period: bool  # entries of an earlier month settled after that month's invoice
@@ -235,6 +238,10 @@ class MonthStatement:
     has_estimates: bool  # some hours were priced from incomplete metrics
     priced_usage_total: Decimal  # what the deduction settles (fct_usage_charges, rounded per hour and kind)
     trail: list[TrailEntry] | None  # only when asked for (``detail=True``)
+    # Paid and free credits of the month (``ledger.grant_queries.grant_summary``): as the month's
+    # issued invoice states them (as of its chain head), else as posted so far.
+    credits: GrantSummary | None = None
+    credits_as_of: int | None = None  # the invoice's chain head the credits are as of; None: as posted so far
 
     @property
     def usage_deducted(self) -> Decimal:
@@ -250,6 +257,16 @@ class MonthStatement:
     def reconciliation_exceptions(self) -> list[NodeReconciliation]:
         """Nodes where the workloads ran on a machine another account rents."""
         return [r for r in self.reconciliation if r.reconciliation_status == "exception"]
+
+
+def invoice_chain_head(conn: psycopg.Connection, account_id: str, month: date) -> int | None:
+    """The newest ledger entry of the account when the month's own invoice was issued (0 when it had
+    none), or None when the month has no invoice of its own: the point its credits are shown as of."""
+    row = conn.execute(
+        "SELECT coalesce(chain_head_entry_id, 0) FROM billing.invoices WHERE account_id = %s AND period_month = %s",
+        (account_id, month),
+    ).fetchone()
+    return row[0] if row else None
 
 
 def account_name(conn: psycopg.Connection, account_id: str) -> str:
@@ -406,6 +423,8 @@ def month_statement(
         for r in reconciliation
         if r.reconciliation_status == "covered_by_rental"
     ]
+    credits_as_of = invoice_chain_head(conn, account_id, start.date())
+    credits = grant_summary(conn, account_id, start.date(), as_of_entry=credits_as_of)
     trail = None
     if detail:
         trail = usage_trail(usage_entries(conn, account_id, start, end), priced_lines(conn, account_id, start, end))
@@ -424,4 +443,6 @@ def month_statement(
         has_estimates=any(u.estimate for u in usage),
         priced_usage_total=priced_total,
         trail=trail,
+        credits=credits,
+        credits_as_of=credits_as_of,
     )

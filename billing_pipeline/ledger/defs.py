@@ -20,6 +20,7 @@ from billing_pipeline.core.partitions import hourly_partitions
 from billing_pipeline.core.runs import JOB_TAGS
 from billing_pipeline.ledger.checkpoint import chain_heads, chain_heads_digest
 from billing_pipeline.ledger.deduction import CHARGES_SCHEMA, CHARGES_TABLE, settle_priced_usage
+from billing_pipeline.ledger.grant_tables import grant_table_specs
 from billing_pipeline.ledger.keys import usage_hour_sql
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.transform.assets import dbt_model_key
@@ -157,4 +158,4 @@ credit_usage_job = dg.define_asset_job(
     description="Settles priced usage into the ledger for an hour (or a range), exactly once (docs/rules/ledger.md).",
 )
 
-defs = dg.Definitions(assets=[credit_transactions], jobs=[credit_usage_job])
+defs = dg.Definitions(assets=[credit_transactions, *grant_table_specs], jobs=[credit_usage_job])

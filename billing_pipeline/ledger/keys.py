@@ -18,6 +18,7 @@ manual top-up             ``topup:<payment reference>``                   issue 
 admin adjustment          ``adjust:<32 hex of account, amount, reason,    always (a given
                           actor>`` or ``adjust:key:<given key>``          ``--key``: before, bare)
 reversal by hand          ``reversal:<entry id>[:<n>]``                   issue 21
+promotional grant         ``promotional_grant:<reference>``               issue 22
 ========================  ==============================================  ======================
 
 ``<hour>`` is ``core.hours.Hour.text``; the settlement builds the same text set-based in SQL.
@@ -27,8 +28,8 @@ An entry's usage hour and its period are read here too, in Python (``usage_hour`
 ``billing.ledger_entry_period`` from 0007, whose SQL spellings ``USAGE_HOUR_SQL`` and
 ``PERIOD_SQL`` every query uses): the usage hour is the hour a usage deduction or its reversal
 settles (``reference.hour`` of an entry whose reference names a ``usage_kind``); the period is
-the month of that hour, the measured month of an SLA credit, else the month the entry was
-posted (``created_at``, UTC). tests/integration/test_ledger_readings.py holds the two to the letter.
+the month of that hour, the measured month of an SLA credit, the month of a grant expiry's
+``reference.expires_at`` (migration 0014), else the month the entry was posted (``created_at``, UTC). tests/integration/test_ledger_readings.py holds the two to the letter.
 The settlement (``deduction.py``) and its hourly check still compare ``reference ->> 'hour'`` with
 ``Hour.text`` as text: that is the writer finding the entries it wrote, in the spelling it wrote
 them, through the index on that expression, not a reading of the hour.
@@ -49,6 +50,7 @@ from billing_pipeline.core.times import parse_time
 USAGE_TYPES = ("usage_deduction", "reversal")
 MANUAL_TOPUP_PREFIX = "topup:"
 ADJUSTMENT_PREFIX = "adjust:"
+PROMOTIONAL_GRANT_PREFIX = "promotional_grant:"
 
 # ---- keys ------------------------------------------------------------------------------------
 
@@ -83,6 +85,12 @@ def manual_topup_key(payment_reference: str) -> str:
     """The key of a top-up a person posts for a payment received: the payment's reference,
     namespaced so that it can never be taken for another writer's key."""
     return MANUAL_TOPUP_PREFIX + payment_reference
+
+
+def promotional_grant_key(reference: str) -> str:
+    """The key of a promotional grant a person posts (``billing grant --reference``): the
+    reference, namespaced like a top-up's, so the same reference grants once."""
+    return PROMOTIONAL_GRANT_PREFIX + reference
 
 
 def adjustment_key(account_id: str, amount: Decimal, reason: str | None, actor: str | None, given: str | None) -> str:
@@ -149,4 +157,10 @@ def entry_period(entry_type: str, reference: Mapping[str, Any] | None, created_a
     month = (reference or {}).get("month") if entry_type == "sla_credit" else None
     if isinstance(month, str) and re.fullmatch(r"\d{4}-\d{2}", month, re.ASCII):
         return date(int(month[:4]), int(month[5:]), 1)
+    expires = (reference or {}).get("expires_at") if entry_type == "grant_expiry" else None
+    if isinstance(expires, str) and _HOUR_LIKE.match(expires):
+        try:
+            return parse_time(expires, what="grant expiry").astimezone(UTC).date().replace(day=1)
+        except InputError:
+            pass
     return created_at.astimezone(UTC).date().replace(day=1)

@@ -1,4 +1,4 @@
-"""Entries a person posts (``billing topup``, ``billing adjust``): their keys from ``keys.py``,
+"""Entries a person posts (``billing topup``, ``billing adjust``, ``billing grant``): their keys from ``keys.py``,
 exactly once across key formats.
 
 The command line parses what was typed and calls these; it mints no key. A top-up's payment
@@ -11,12 +11,13 @@ already posted (or refused, if it is not the same entry), as the ledger does for
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 import psycopg
 
 from billing_pipeline.ledger.entries import Entry, EntryType, IdempotencyConflict
-from billing_pipeline.ledger.keys import adjustment_key, earlier_keys, manual_topup_key
+from billing_pipeline.ledger.keys import adjustment_key, earlier_keys, manual_topup_key, promotional_grant_key
 from billing_pipeline.ledger.posting import PostResult, post_entry
 
 _POSTED_UNDER = """
@@ -66,6 +67,36 @@ def post_adjustment(
         EntryType.ADMIN_ADJUSTMENT,
         amount,
         adjustment_key(account_id, amount, reason, actor, key),
+        reason=reason,
+        actor=actor,
+    )
+    return post_once(conn, entry)
+
+
+def post_promotional_grant(
+    conn: psycopg.Connection,
+    account_id: str,
+    amount: Decimal,
+    reference: str,
+    reason: str,
+    actor: str,
+    *,
+    expires_at: datetime | None = None,
+    priority: int | None = None,
+) -> PostResult:
+    """Free credits given (docs/rules/ledger.md), once per reference. Terms not given keep the
+    defaults (priority 10, no expiry); the posting opens the grant from ``reference.grant``."""
+    terms: dict = {}
+    if priority is not None:
+        terms["priority"] = priority
+    if expires_at is not None:
+        terms["expires_at"] = expires_at.isoformat()
+    entry = Entry(
+        account_id,
+        EntryType.PROMOTIONAL_GRANT,
+        amount,
+        promotional_grant_key(reference),
+        reference={"grant_reference": reference, **({"grant": terms} if terms else {})},
         reason=reason,
         actor=actor,
     )

@@ -1,0 +1,129 @@
+-- Per account and UTC month, the revenue view of the credits (docs/rules/credit-reports.md):
+-- recognised = paid credits drawn in the month, breakage = paid credits expired in it, deferred =
+-- paid credits remaining at its end, promotion_cost = free credits drawn in it. A draw counts in
+-- the month of int_grant_draws_dated (never before its grant's month). Deferred is summed grant by
+-- grant (each grant's remainder at each month's end), not derived from the other columns, so
+-- the test recognised + breakage + deferred = paid granted (cumulative) checks the dating.
+
+with grants as (
+    select * from {{ ref('stg_ledger__grants') }}
+),
+
+draws as (
+    select * from {{ ref('int_grant_draws_dated') }}
+),
+
+last_month as (
+    select
+        greatest(
+            date_trunc('month', {{ as_of_timestamp() }}, 'UTC')::date,
+            (select max(draws.draw_month) from draws),
+            (select max(grants.granted_month) from grants)
+        ) as month
+),
+
+grant_months as (
+    -- Every grant at the end of every month from its own to the last one.
+    select
+        grants.grant_entry_id,
+        grants.account_id,
+        grants.kind,
+        grants.granted,
+        series.month::date as month
+    from grants
+    cross join last_month
+    cross join lateral generate_series(grants.granted_month, last_month.month, interval '1 month') as series (month)
+),
+
+grant_month_draws as (
+    select
+        grant_entry_id,
+        draw_month as month,
+        sum(amount) as amount
+    from draws
+    group by grant_entry_id, draw_month
+),
+
+grant_remaining as (
+    select
+        grant_months.account_id,
+        grant_months.month,
+        grant_months.kind,
+        grant_months.granted - coalesce(sum(grant_month_draws.amount) over (
+            partition by grant_months.grant_entry_id
+            order by grant_months.month
+            rows between unbounded preceding and current row
+        ), 0) as remaining_at_month_end
+    from grant_months
+    left join grant_month_draws
+        on
+            grant_months.grant_entry_id = grant_month_draws.grant_entry_id
+            and grant_months.month = grant_month_draws.month
+),
+
+remaining as (
+    select
+        account_id,
+        month,
+        coalesce(sum(remaining_at_month_end) filter (where kind = 'paid'), 0) as deferred,
+        coalesce(sum(remaining_at_month_end) filter (where kind = 'free'), 0) as free_remaining
+    from grant_remaining
+    group by account_id, month
+),
+
+granted as (
+    select
+        account_id,
+        granted_month as month,
+        coalesce(sum(granted) filter (where kind = 'paid'), 0) as paid_granted,
+        coalesce(sum(granted) filter (where kind = 'free'), 0) as free_granted
+    from grants
+    group by account_id, granted_month
+),
+
+drawn as (
+    select
+        account_id,
+        draw_month as month,
+        coalesce(sum(amount) filter (where kind = 'paid' and not is_expiry), 0) as recognised,
+        coalesce(sum(amount) filter (where kind = 'paid' and is_expiry), 0) as breakage,
+        coalesce(sum(amount) filter (where kind = 'free' and not is_expiry), 0) as promotion_cost,
+        coalesce(sum(amount) filter (where kind = 'free' and is_expiry), 0) as free_expired
+    from draws
+    group by account_id, draw_month
+),
+
+monthly as (
+    select
+        remaining.account_id,
+        remaining.month,
+        coalesce(granted.paid_granted, 0) as paid_granted,
+        coalesce(drawn.recognised, 0) as recognised,
+        coalesce(drawn.breakage, 0) as breakage,
+        remaining.deferred,
+        coalesce(granted.free_granted, 0) as free_granted,
+        coalesce(drawn.promotion_cost, 0) as promotion_cost,
+        coalesce(drawn.free_expired, 0) as free_expired,
+        remaining.free_remaining
+    from remaining
+    left join granted on remaining.account_id = granted.account_id and remaining.month = granted.month
+    left join drawn on remaining.account_id = drawn.account_id and remaining.month = drawn.month
+)
+
+select
+    account_id,
+    month,
+    paid_granted,
+    recognised,
+    breakage,
+    deferred,
+    free_granted,
+    promotion_cost,
+    free_expired,
+    free_remaining,
+    sum(paid_granted) over to_date as paid_granted_to_date,
+    sum(recognised) over to_date as recognised_to_date,
+    sum(breakage) over to_date as breakage_to_date,
+    {{ as_of_timestamp() }} as as_of
+from monthly
+window to_date as (partition by account_id order by month rows between unbounded preceding and current row)
