@@ -290,3 +290,30 @@ def test_verify_fails_when_the_identity_is_broken(acme, frozen_clock):
     assert report.problems[1].detail == (
         "the balance is -2.000000, but its grants have 0.000000 left and it owes 0 of debt (0.000000 - 0 = 0.000000)"
     )
+
+
+def test_a_grant_expiry_belongs_to_the_month_of_its_grant_expiry_in_sql_and_python(acme, frozen_clock):
+    """Its period is the month of the grant's expires_at (UTC), not of its posting: 23:30 at -02:00
+    on 30 November is 1 December in UTC."""
+    from billing_pipeline.ledger import LedgerInputError
+    from billing_pipeline.ledger.keys import entry_period, period_sql
+
+    with psycopg.connect(acme, autocommit=True) as conn:
+        ids = post_at(
+            conn,
+            frozen_clock,
+            "2026-11-01T08:00Z",
+            Entry("acme", "promotional_grant", D("5"), "P1", {"grant": {"expires_at": "2026-11-30T23:30:00-02:00"}}),
+        )
+        expiry = {"grant_entry_id": ids["P1"], "expires_at": "2026-11-30T23:30:00-02:00"}
+        post_at(conn, frozen_clock, "2027-01-03T00:00Z", Entry("acme", "grant_expiry", D("-5"), "X1", expiry))
+        type_, reference, created_at, period = conn.execute(
+            f"SELECT type, reference, created_at, {period_sql()} FROM billing.credit_transactions "
+            "WHERE idempotency_key = 'X1'"
+        ).fetchone()
+        assert str(period) == "2026-12-01" == str(entry_period(type_, reference, created_at))
+        assert draws(conn) == [("X1", "P1", D("5"))]
+        with pytest.raises(LedgerInputError, match=r"reference\['grant_entry_id'\]"):
+            post_entries(conn, [Entry("acme", "grant_expiry", D("-1"), "X2", {"grant_entry_id": str(ids["P1"])})])
+        with pytest.raises(LedgerInputError, match="priority must be an integer"):
+            post_entries(conn, [Entry("acme", "promotional_grant", D("1"), "P2", {"grant": {"priority": "1"}})])
