@@ -22,7 +22,7 @@ from billing_pipeline.db.dagster_instance import prepare_dagster_home
 from billing_pipeline.db.migrate import upgrade
 from billing_pipeline.ledger import Entry, EntryType, ensure_demo_ledger_key, verify_ledger
 from billing_pipeline.ledger.keys import manual_topup_key
-from billing_pipeline.ledger.manual import post_once
+from billing_pipeline.ledger.manual import post_once, topup_reference
 from billing_pipeline.orchestration.cycle import run_billing_window
 from devkit.clock import posted_at
 from devkit.demo import platform
@@ -65,7 +65,7 @@ def post_opening_credit(conn) -> None:
                     EntryType.TOPUP,
                     amount,
                     manual_topup_key(reference),
-                    reference={"payment_reference": reference},
+                    reference=topup_reference(reference, amount),
                     actor="demo",
                 ),
             )
