@@ -58,11 +58,13 @@ class EntryType(StrEnum):
     SLA_CREDIT = "sla_credit"
     ADMIN_ADJUSTMENT = "admin_adjustment"
     REVERSAL = "reversal"
+    PROMOTIONAL_GRANT = "promotional_grant"  # free credits given (CONTRACT §11)
+    GRANT_EXPIRY = "grant_expiry"  # what an expired grant had left, leaving the balance
 
 
 ENTRY_TYPES = {t.value: t for t in EntryType}
-CREDITING_TYPES = {EntryType.TOPUP, EntryType.AUTO_TOPUP, EntryType.SLA_CREDIT}
-DEBITING_TYPES = {EntryType.USAGE_DEDUCTION}
+CREDITING_TYPES = {EntryType.TOPUP, EntryType.AUTO_TOPUP, EntryType.SLA_CREDIT, EntryType.PROMOTIONAL_GRANT}
+DEBITING_TYPES = {EntryType.USAGE_DEDUCTION, EntryType.GRANT_EXPIRY}
 
 
 class LedgerInputError(InputError):
@@ -184,7 +186,51 @@ class Entry:
         reference = _plain_json(self.reference, key)
         if entry_type is EntryType.REVERSAL and "reverses" not in reference:
             raise LedgerInputError(f"{where}: a reversal must name the entry it reverses in reference['reverses'].")
+        if entry_type is EntryType.GRANT_EXPIRY and "grant_entry_id" not in reference:
+            raise LedgerInputError(
+                f"{where}: a grant expiry must name the grant it expires in reference['grant_entry_id']."
+            )
+        if "grant" in reference or "paid" in reference:
+            _check_grant_terms(reference, where)
         return Entry(self.account_id, entry_type.value, amount, key, reference, reason, actor)
+
+
+def _check_grant_terms(reference: Mapping[str, Any], where: str) -> None:
+    """A grant's terms as a writer overrides them (``reference.grant``: priority, expires_at) and
+    what a paid top-up cost (``reference.paid``: amount, currency), checked before posting: the
+    posting hook reads them with SQL casts, which must not fail half-way."""
+    from billing_pipeline.core.times import parse_time
+
+    terms = reference.get("grant")
+    if terms is not None:
+        if not isinstance(terms, Mapping) or set(terms) - {"priority", "expires_at"}:
+            raise LedgerInputError(
+                f"{where}: reference['grant'] must be a mapping of 'priority' (an integer) and 'expires_at' (ISO time)."
+            )
+        priority = terms.get("priority")
+        if priority is not None and (type(priority) is not int or abs(priority) > 1_000_000):
+            raise LedgerInputError(
+                f"{where}: a grant's priority must be an integer (lower burns first), not {priority!r}."
+            )
+        expires = terms.get("expires_at")
+        if expires is not None:
+            try:
+                parse_time(expires, what=f"{where}: the grant's expires_at")
+            except InputError as exc:
+                raise LedgerInputError(str(exc)) from None
+    paid = reference.get("paid")
+    if paid is not None:
+        amount = paid.get("amount") if isinstance(paid, Mapping) else None
+        currency = paid.get("currency") if isinstance(paid, Mapping) else None
+        try:
+            ok = isinstance(amount, str) and Decimal(amount).is_finite() and Decimal(amount) >= 0
+        except InvalidOperation:
+            ok = False
+        if not ok or not (currency is None or (isinstance(currency, str) and currency.isalpha())):
+            raise LedgerInputError(
+                f"{where}: reference['paid'] must be {{'amount': '12.34', 'currency': 'usd'}} (what the customer paid), "
+                f"not {paid!r}."
+            )
 
 
 def entry_hash(

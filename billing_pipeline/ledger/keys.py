@@ -28,8 +28,8 @@ An entry's usage hour and its period are read here too, in Python (``usage_hour`
 ``billing.ledger_entry_period`` from 0007, whose SQL spellings ``USAGE_HOUR_SQL`` and
 ``PERIOD_SQL`` every query uses): the usage hour is the hour a usage deduction or its reversal
 settles (``reference.hour`` of an entry whose reference names a ``usage_kind``); the period is
-the month of that hour, the measured month of an SLA credit, else the month the entry was
-posted (``created_at``, UTC). tests/integration/test_ledger_readings.py holds the two to the letter.
+the month of that hour, the measured month of an SLA credit, the month of a grant expiry's
+``reference.expires_at`` (migration 0014), else the month the entry was posted (``created_at``, UTC). tests/integration/test_ledger_readings.py holds the two to the letter.
 The settlement (``deduction.py``) and its hourly check still compare ``reference ->> 'hour'`` with
 ``Hour.text`` as text: that is the writer finding the entries it wrote, in the spelling it wrote
 them, through the index on that expression, not a reading of the hour.
@@ -156,4 +156,10 @@ def entry_period(entry_type: str, reference: Mapping[str, Any] | None, created_a
     month = (reference or {}).get("month") if entry_type == "sla_credit" else None
     if isinstance(month, str) and re.fullmatch(r"\d{4}-\d{2}", month, re.ASCII):
         return date(int(month[:4]), int(month[5:]), 1)
+    expires = (reference or {}).get("expires_at") if entry_type == "grant_expiry" else None
+    if isinstance(expires, str) and _HOUR_LIKE.match(expires):
+        try:
+            return parse_time(expires, what="grant expiry").astimezone(UTC).date().replace(day=1)
+        except InputError:
+            pass
     return created_at.astimezone(UTC).date().replace(day=1)

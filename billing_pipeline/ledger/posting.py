@@ -11,6 +11,7 @@ How one batch is posted, in one transaction:
 4. New rows get consecutive per-account sequence numbers, running balances and hashes chained
    under the current ledger key (HMAC, ``entries.ledger_keyring``), are written with one
    ``COPY``, and the cache is set from the running balances.
+5. The new entries' grants, draws and debts are written (``grants.apply_grants``, set-based).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from billing_pipeline.ledger.entries import (
     ledger_keyring,
     timestamp_text,
 )
+from billing_pipeline.ledger.grants import apply_grants
 
 # _NO_GENERIC_PLANS: statements over credit_transactions are planned on every call, never as
 # a server-side prepared statement. A generic plan made while the ledger was small (a hash join
@@ -245,6 +247,7 @@ def post_entries(conn: psycopg.Connection, entries: Iterable[Entry]) -> list[Pos
                 """,
                 (touched, [heads[a].balance for a in touched], [last_ids[a] for a in touched]),
             )
+            apply_grants(cur, [results[row[5]].entry_id for row in new_rows])  # grants and draws (CONTRACT §11)
     returned: list[PostResult] = []
     seen: set[str] = set()
     for entry in given:  # a key repeated within the batch is reported as the duplicate it is

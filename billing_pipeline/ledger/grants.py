@@ -1,0 +1,616 @@
+"""Credit grants: which grant paid for each debit (CONTRACT §11, docs/rules/ledger.md "Grants").
+
+Every credit-adding entry opens a grant (``billing.grants``: kind, priority, expiry). Debits draw
+on the account's open grants in burn order; what they take beyond them is debt, which the next
+grant pays first; a ``grant_expiry`` takes what its grant has left; a positive reversal gives
+back to the grants its entries drew from. Each movement is a row of ``billing.grant_draws``;
+``grant_balances`` and ``grant_debts`` are caches of the result, like ``billing.credits``.
+
+``apply_grants`` runs inside ``post_entries``' transaction, after the batch's rows are written,
+set-based: the batch is cut per account into *segments* (a run of debits valid against the same
+grants, a run of new grants, a run of expiries, or one give-back), and each segment number is a
+few statements across all accounts at once. Within a segment of debits the draws are the overlap
+of two sets of cumulative intervals: the debits in sequence order against the open grants in
+burn order; what lies beyond the last grant is debt. Processing a run of entries together gives
+exactly what processing them one by one would, so the result does not depend on how the entries
+were batched: ``rebuild_draws`` replays the whole ledger the same way into temporary tables,
+and ``check_grants`` (``billing verify``) holds the stored rows to it. Migration 0014 fills the
+tables for the entries posted before it with the same replay (``backfill``).
+
+The SQL works on any DB-API cursor whose ``execute(sql, params)`` takes ``%(name)s``
+parameters (psycopg 3 here, also inside Alembic), reading results with ``fetchall``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from billing_pipeline.ledger.problems import LedgerProblem
+
+# Default priorities (CONTRACT §11): lower burns first. A writer overrides them through the
+# entry's reference.grant.priority.
+DEFAULT_PRIORITY = {
+    "promotional_grant": 10,
+    "sla_credit": 20,
+    "admin_adjustment": 30,
+    "reversal": 30,  # what a reversal gives back beyond what its entries took (rare; see the rules)
+    "topup": 50,
+    "auto_topup": 50,
+}
+PAID_TYPES = ("topup", "auto_topup")
+
+
+@dataclass(frozen=True)
+class _Tables:
+    grants: str
+    balances: str
+    debts: str
+    draws: str
+
+
+LIVE = _Tables("billing.grants", "billing.grant_balances", "billing.grant_debts", "billing.grant_draws")
+REBUILT = _Tables("pg_temp.rb_grants", "pg_temp.rb_grant_balances", "pg_temp.rb_grant_debts", "pg_temp.rb_grant_draws")
+
+# The work tables of one replay (the batch, cut into segments, and one segment's movements).
+_WORK_TABLES = """
+CREATE TEMP TABLE IF NOT EXISTS grant_batch (
+    id          bigint PRIMARY KEY,
+    account_id  text NOT NULL,
+    account_seq bigint NOT NULL,
+    type        text NOT NULL,
+    amount      numeric NOT NULL,
+    reference   jsonb NOT NULL,
+    created_at  timestamptz NOT NULL,
+    cls         char(1) NOT NULL,  -- C opens a grant, D debits, X expires a grant, R gives back
+    t_valid     timestamptz NOT NULL,  -- a debit may use grants expiring after this
+    seg         integer
+);
+CREATE TEMP TABLE IF NOT EXISTS grant_moves (
+    pos            bigint GENERATED ALWAYS AS IDENTITY,
+    account_id     text NOT NULL,
+    source_id      bigint NOT NULL,  -- the entry that caused the movement
+    entry_id       bigint NOT NULL,  -- the entry the draw row (or debt) belongs to
+    grant_entry_id bigint,
+    drawn          numeric NOT NULL DEFAULT 0,
+    expired        numeric NOT NULL DEFAULT 0,
+    debt           numeric NOT NULL DEFAULT 0
+);
+"""
+
+_REBUILT_TABLES = """
+DROP TABLE IF EXISTS pg_temp.rb_grants, pg_temp.rb_grant_balances, pg_temp.rb_grant_debts, pg_temp.rb_grant_draws;
+CREATE TEMP TABLE rb_grants (LIKE billing.grants);
+ALTER TABLE pg_temp.rb_grants ADD PRIMARY KEY (entry_id);
+CREATE TEMP TABLE rb_grant_balances (LIKE billing.grant_balances INCLUDING DEFAULTS);
+ALTER TABLE pg_temp.rb_grant_balances ADD PRIMARY KEY (grant_entry_id);
+CREATE INDEX ON pg_temp.rb_grant_balances (account_id) WHERE remaining > 0;
+CREATE TEMP TABLE rb_grant_debts (LIKE billing.grant_debts);
+ALTER TABLE pg_temp.rb_grant_debts ADD PRIMARY KEY (entry_id);
+CREATE INDEX ON pg_temp.rb_grant_debts (account_id, entry_id);
+CREATE TEMP TABLE rb_grant_draws (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    entry_id bigint NOT NULL, grant_entry_id bigint NOT NULL, amount numeric(20, 6) NOT NULL
+);
+CREATE INDEX ON pg_temp.rb_grant_draws (entry_id);
+"""
+
+# Each entry's class. A negative reversal takes credits back (it reverses a credit): it draws
+# like any debit.
+_CLASS = """CASE
+    WHEN t.type IN ('topup', 'auto_topup', 'promotional_grant', 'sla_credit')
+         OR (t.type = 'admin_adjustment' AND t.amount > 0) THEN 'C'
+    WHEN t.type = 'grant_expiry' THEN 'X'
+    WHEN t.type = 'reversal' AND t.amount > 0 THEN 'R'
+    ELSE 'D' END"""
+
+_BATCH = f"""
+INSERT INTO pg_temp.grant_batch (id, account_id, account_seq, type, amount, reference, created_at, cls, t_valid)
+SELECT t.id, t.account_id, t.account_seq, t.type, t.amount, t.reference, t.created_at, {_CLASS},
+       -- "valid at": a usage deduction's usage hour, any other debit's posting time
+       CASE WHEN t.type = 'usage_deduction'
+            THEN coalesce(billing.ledger_entry_usage_hour(t.type, t.reference), t.created_at)
+            ELSE t.created_at END
+FROM billing.credit_transactions t
+WHERE {{where}}
+"""
+
+
+def _priority_sql(type_sql: str) -> str:
+    cases = " ".join(f"WHEN '{t}' THEN {p}" for t, p in DEFAULT_PRIORITY.items())
+    return f"CASE {type_sql} {cases} ELSE 50 END"
+
+
+# The terms of the grants the batch's credit-adding entries open. Overrides in reference.grant
+# were checked when the entry was posted (entries._check_grant_terms); the guards below keep an
+# older, unchecked reference from failing the statement (it gets the defaults instead).
+_OPEN_GRANTS = f"""
+INSERT INTO {{grants}} (entry_id, account_id, kind, source_type, priority, expires_at, granted, granted_at,
+                        paid_amount, paid_currency)
+SELECT b.id, b.account_id,
+       CASE WHEN b.type IN ('topup', 'auto_topup') THEN 'paid' ELSE 'free' END,
+       b.type,
+       CASE WHEN jsonb_typeof(b.reference -> 'grant' -> 'priority') = 'number'
+                 AND (b.reference -> 'grant' ->> 'priority') ~ '^-?\\d{{1,7}}$'
+            THEN (b.reference -> 'grant' ->> 'priority')::integer
+            ELSE {_priority_sql("b.type")} END,
+       CASE WHEN (b.reference -> 'grant' ->> 'expires_at') ~ '^\\d{{4}}-\\d{{2}}-\\d{{2}}[T ]\\d{{2}}:\\d{{2}}'
+            THEN billing.grant_time(b.reference -> 'grant' ->> 'expires_at') END,
+       b.amount, b.created_at,
+       CASE WHEN b.type IN ('topup', 'auto_topup') THEN
+           CASE WHEN (b.reference -> 'paid' ->> 'amount') ~ '^\\d{{1,20}}(\\.\\d{{1,12}})?$'
+                THEN (b.reference -> 'paid' ->> 'amount')::numeric
+                {{attempt_amount}} END END,
+       CASE WHEN b.type IN ('topup', 'auto_topup') THEN b.reference -> 'paid' ->> 'currency' END
+FROM pg_temp.grant_batch b
+{{attempt_join}}
+WHERE b.cls = 'C'
+ORDER BY b.id
+"""
+_ATTEMPT_JOIN = "LEFT JOIN billing.topup_attempts ta ON ta.ledger_entry_id = b.id AND ta.status = 'succeeded' AND b.type = 'auto_topup'"
+
+_OPEN_BALANCES = """
+INSERT INTO {balances} (grant_entry_id, account_id, drawn, expired, remaining)
+SELECT g.entry_id, g.account_id, 0, 0, g.granted
+FROM {grants} g JOIN pg_temp.grant_batch b ON b.id = g.entry_id
+WHERE NOT EXISTS (SELECT 1 FROM {balances} x WHERE x.grant_entry_id = g.entry_id)
+"""
+
+# Segments: per account, a new one starts where the class changes, at every give-back (each is
+# processed alone: what it gives beyond its entries opens a grant that pays debts at once), and
+# among debits where an expiry of one of the account's grants falls between two debits' times
+# (so every debit of a segment may use the same grants).
+_SEGMENTS = """
+UPDATE pg_temp.grant_batch b SET seg = s.seg
+FROM (
+    SELECT id, sum(brk) OVER (PARTITION BY account_id ORDER BY account_seq) AS seg
+    FROM (
+        SELECT id, account_id, account_seq,
+               CASE WHEN lag(cls) OVER w IS DISTINCT FROM cls OR cls = 'R'
+                         OR lag(rnk) OVER w IS DISTINCT FROM rnk THEN 1 ELSE 0 END AS brk
+        FROM (
+            SELECT x.*, CASE WHEN x.cls = 'D' THEN
+                       (SELECT count(*) FROM {grants} g
+                        WHERE g.account_id = x.account_id AND g.expires_at <= x.t_valid) END AS rnk
+            FROM pg_temp.grant_batch x
+        ) r
+        WINDOW w AS (PARTITION BY account_id ORDER BY account_seq)
+    ) k
+) s
+WHERE b.id = s.id
+"""
+
+# Debits of a segment draw on the open grants valid at them, in burn order: priority, earliest
+# expiry (none last), oldest. [hi - amount, hi) is each debit's interval of the segment's
+# cumulative debits, [hi - remaining, hi) each grant's; a draw is their overlap.
+_DEBITS = """
+INSERT INTO pg_temp.grant_moves (account_id, source_id, entry_id, grant_entry_id, drawn, debt)
+WITH d AS (
+    SELECT b.id, b.account_id, -b.amount AS amount, b.t_valid,
+           sum(-b.amount) OVER (PARTITION BY b.account_id ORDER BY b.account_seq) AS hi
+    FROM pg_temp.grant_batch b
+    WHERE b.seg = %(seg)s AND b.cls = 'D'
+), acc AS (
+    SELECT account_id, min(id) AS first_id, min(t_valid) AS t FROM d GROUP BY account_id
+), g AS (
+    SELECT gb.account_id, gb.grant_entry_id, gb.remaining,
+           sum(gb.remaining) OVER w AS hi, row_number() OVER w AS burn
+    FROM acc
+    JOIN {balances} gb ON gb.account_id = acc.account_id AND gb.remaining > 0
+    JOIN {grants} gr ON gr.entry_id = gb.grant_entry_id
+    WHERE gr.entry_id < acc.first_id AND (gr.expires_at IS NULL OR gr.expires_at > acc.t)
+    WINDOW w AS (PARTITION BY gb.account_id ORDER BY gr.priority, gr.expires_at NULLS LAST, gr.entry_id)
+), total AS (
+    SELECT account_id, max(hi) AS total FROM g GROUP BY account_id
+)
+SELECT account_id, entry_id, entry_id, grant_entry_id, drawn, debt FROM (
+    SELECT d.account_id, d.id AS entry_id, g.grant_entry_id,
+           least(d.hi, g.hi) - greatest(d.hi - d.amount, g.hi - g.remaining) AS drawn, 0 AS debt, g.burn
+    FROM d JOIN g ON g.account_id = d.account_id AND g.hi - g.remaining < d.hi AND d.hi - d.amount < g.hi
+    UNION ALL
+    SELECT d.account_id, d.id, NULL, 0, d.hi - greatest(d.hi - d.amount, coalesce(t.total, 0)), 9223372036854775807
+    FROM d LEFT JOIN total t ON t.account_id = d.account_id
+    WHERE d.hi > coalesce(t.total, 0)
+) m
+ORDER BY entry_id, burn
+"""
+
+# A grant_expiry takes what its grant has left, up to its amount, as expired; more than the grant
+# has left (the grant was drawn on after the expiry's amount was read) is debt of the expiry.
+_EXPIRIES = """
+INSERT INTO pg_temp.grant_moves (account_id, source_id, entry_id, grant_entry_id, expired, debt)
+WITH x AS (
+    SELECT b.id, b.account_id, b.account_seq, -b.amount AS amount,
+           CASE WHEN b.reference ->> 'grant_entry_id' ~ '^\\d{1,18}$'
+                THEN (b.reference ->> 'grant_entry_id')::bigint END AS gid
+    FROM pg_temp.grant_batch b
+    WHERE b.seg = %(seg)s AND b.cls = 'X'
+), y AS (
+    SELECT x.id, x.account_id, x.amount, gb.grant_entry_id,
+           least(x.amount, greatest(coalesce(gb.remaining, 0)
+               - (sum(x.amount) OVER (PARTITION BY x.account_id, x.gid ORDER BY x.account_seq) - x.amount), 0)) AS took
+    FROM x LEFT JOIN {balances} gb ON gb.grant_entry_id = x.gid AND gb.account_id = x.account_id AND x.gid < x.id
+)
+SELECT account_id, id, id, grant_entry_id, took, 0 FROM y WHERE grant_entry_id IS NOT NULL AND took > 0
+UNION ALL
+SELECT account_id, id, id, NULL, 0, amount - coalesce(took, 0) FROM y WHERE amount > coalesce(took, 0)
+ORDER BY 2, 4 NULLS LAST
+"""
+
+# A positive reversal gives back what its entries took: the entry it reverses and, for a usage
+# deduction, every entry settling the same account, hour and usage kind before it (the members).
+# First it cancels the members' outstanding debt (newest debit first), then it returns credits
+# to the grants, most recently drawn first: the members' draws, newest first, less what earlier
+# reversals of the members gave back already (a stack popped from the top).
+_GIVE_BACKS = """
+INSERT INTO pg_temp.grant_moves (account_id, source_id, entry_id, grant_entry_id, drawn, debt)
+WITH r AS (
+    SELECT b.id, b.account_id, b.amount,
+           CASE WHEN b.reference ->> 'reverses' ~ '^\\d{1,18}$' THEN (b.reference ->> 'reverses')::bigint END AS reverses
+    FROM pg_temp.grant_batch b
+    WHERE b.seg = %(seg)s AND b.cls = 'R'
+), target AS (
+    SELECT r.id, r.account_id, r.reverses, o.type AS o_type, o.reference AS o_ref,
+           (o.type = 'usage_deduction' AND o.reference ? 'usage_kind') AS usage
+    FROM r JOIN billing.credit_transactions o ON o.id = r.reverses AND o.account_id = r.account_id
+), members AS (
+    SELECT tg.id AS rid, m.id AS mid
+    FROM target tg
+    JOIN billing.credit_transactions m
+      ON m.reference ->> 'hour' = tg.o_ref ->> 'hour' AND m.account_id = tg.account_id
+     AND m.type IN ('usage_deduction', 'reversal') AND m.reference ? 'usage_kind'
+     AND m.reference ->> 'usage_kind' = tg.o_ref ->> 'usage_kind' AND m.id < tg.id
+    WHERE tg.usage
+    UNION ALL
+    SELECT tg.id, tg.reverses FROM target tg WHERE NOT tg.usage
+    UNION ALL
+    SELECT tg.id, p.id
+    FROM target tg
+    JOIN billing.credit_transactions p
+      ON p.account_id = tg.account_id AND p.type = 'reversal' AND p.reference ->> 'reverses' = tg.reverses::text
+     AND p.id < tg.id
+    WHERE NOT tg.usage
+), debts AS (
+    SELECT mb.rid, d.entry_id, d.outstanding AS amount,
+           sum(d.outstanding) OVER (PARTITION BY mb.rid ORDER BY d.entry_id DESC) AS hi
+    FROM members mb JOIN {debts} d ON d.entry_id = mb.mid
+), debt_total AS (
+    SELECT rid, max(hi) AS total FROM debts GROUP BY rid
+), given AS (
+    SELECT mb.rid, -sum(dr.amount) AS amount
+    FROM members mb JOIN {draws} dr ON dr.entry_id = mb.mid
+    WHERE dr.amount < 0
+    GROUP BY mb.rid
+), stack AS (
+    SELECT mb.rid, dr.id, dr.grant_entry_id, dr.amount,
+           sum(dr.amount) OVER (PARTITION BY mb.rid ORDER BY dr.id DESC) - coalesce(gv.amount, 0) AS hi
+    FROM members mb
+    JOIN {draws} dr ON dr.entry_id = mb.mid AND dr.amount > 0
+    LEFT JOIN given gv ON gv.rid = mb.rid
+), sinks AS (
+    SELECT rid, entry_id AS debit_id, NULL::bigint AS grant_entry_id, hi - amount AS lo, hi, 0 AS phase, -entry_id AS ord
+    FROM debts
+    UNION ALL
+    SELECT s.rid, NULL, s.grant_entry_id, coalesce(t.total, 0) + greatest(s.hi - s.amount, 0),
+           coalesce(t.total, 0) + s.hi, 1, -s.id
+    FROM stack s LEFT JOIN debt_total t ON t.rid = s.rid
+    WHERE s.hi > 0
+)
+SELECT r.account_id, r.id, coalesce(s.debit_id, r.id), s.grant_entry_id,
+       CASE WHEN s.grant_entry_id IS NOT NULL THEN -(least(r.amount, s.hi) - s.lo) ELSE 0 END,
+       CASE WHEN s.grant_entry_id IS NULL THEN -(least(r.amount, s.hi) - s.lo) ELSE 0 END
+FROM r JOIN sinks s ON s.rid = r.id AND s.lo < r.amount
+ORDER BY r.id, s.phase, s.ord
+"""
+
+# What a give-back returns beyond what its entries took opens a free grant (source_type reversal).
+_EXCESS_GRANTS = f"""
+INSERT INTO {{grants}} (entry_id, account_id, kind, source_type, priority, expires_at, granted, granted_at)
+SELECT b.id, b.account_id, 'free', 'reversal', {DEFAULT_PRIORITY["reversal"]}, NULL,
+       b.amount - coalesce((SELECT sum(-m.drawn - m.debt) FROM pg_temp.grant_moves m WHERE m.source_id = b.id), 0),
+       b.created_at
+FROM pg_temp.grant_batch b
+WHERE b.seg = %(seg)s AND b.cls = 'R'
+  AND b.amount > coalesce((SELECT sum(-m.drawn - m.debt) FROM pg_temp.grant_moves m WHERE m.source_id = b.id), 0)
+"""
+
+_EXCESS_BALANCES = """
+INSERT INTO {balances} (grant_entry_id, account_id, drawn, expired, remaining)
+SELECT g.entry_id, g.account_id, 0, 0, g.granted
+FROM {grants} g JOIN pg_temp.grant_batch b ON b.id = g.entry_id
+WHERE b.seg = %(seg)s AND b.cls = 'R'
+"""
+
+# New grants pay the account's debts first: oldest debit first, the grants in entry order.
+_PAY_DEBTS = """
+INSERT INTO pg_temp.grant_moves (account_id, source_id, entry_id, grant_entry_id, drawn, debt)
+WITH ng AS (
+    SELECT g.account_id, g.entry_id, gb.remaining AS amount,
+           sum(gb.remaining) OVER (PARTITION BY g.account_id ORDER BY g.entry_id) AS hi
+    FROM pg_temp.grant_batch b
+    JOIN {grants} g ON g.entry_id = b.id
+    JOIN {balances} gb ON gb.grant_entry_id = g.entry_id
+    WHERE b.seg = %(seg)s AND b.cls IN ('C', 'R')
+), debts AS (
+    SELECT d.account_id, d.entry_id, d.outstanding AS amount,
+           sum(d.outstanding) OVER (PARTITION BY d.account_id ORDER BY d.entry_id) AS hi
+    FROM {debts} d
+    WHERE d.account_id IN (SELECT account_id FROM ng)
+)
+SELECT ng.account_id, ng.entry_id, debts.entry_id, ng.entry_id,
+       least(ng.hi, debts.hi) - greatest(ng.hi - ng.amount, debts.hi - debts.amount),
+       -(least(ng.hi, debts.hi) - greatest(ng.hi - ng.amount, debts.hi - debts.amount))
+FROM ng JOIN debts ON debts.account_id = ng.account_id
+ AND debts.hi - debts.amount < ng.hi AND ng.hi - ng.amount < debts.hi
+ORDER BY ng.entry_id, debts.entry_id
+"""
+
+# The movements of a segment applied to the tables: draw rows (one per entry and grant), grant
+# balances, debts. Then the movements are cleared for the next segment.
+_APPLY = [
+    """
+    INSERT INTO {draws} (entry_id, grant_entry_id, amount)
+    SELECT entry_id, grant_entry_id, sum(drawn + expired)
+    FROM pg_temp.grant_moves WHERE grant_entry_id IS NOT NULL
+    GROUP BY entry_id, grant_entry_id HAVING sum(drawn + expired) <> 0
+    ORDER BY min(pos)
+    """,
+    """
+    UPDATE {balances} gb
+    SET drawn = gb.drawn + m.drawn, expired = gb.expired + m.expired, remaining = gb.remaining - m.drawn - m.expired
+    FROM (SELECT grant_entry_id, sum(drawn) AS drawn, sum(expired) AS expired
+          FROM pg_temp.grant_moves WHERE grant_entry_id IS NOT NULL GROUP BY grant_entry_id) m
+    WHERE gb.grant_entry_id = m.grant_entry_id
+    """,
+    """
+    WITH m AS (
+        SELECT entry_id, min(account_id) AS account_id, sum(debt) AS debt
+        FROM pg_temp.grant_moves WHERE debt <> 0 GROUP BY entry_id
+    ), c AS (
+        SELECT m.*, coalesce(x.outstanding, 0) + m.debt AS after
+        FROM m LEFT JOIN {debts} x ON x.entry_id = m.entry_id
+    ), paid AS (
+        DELETE FROM {debts} d USING c WHERE d.entry_id = c.entry_id AND c.after = 0
+    )
+    INSERT INTO {debts} AS d (entry_id, account_id, outstanding)
+    SELECT entry_id, account_id, debt FROM c WHERE after <> 0
+    ON CONFLICT (entry_id) DO UPDATE SET outstanding = d.outstanding + excluded.outstanding
+    """,
+    "DELETE FROM pg_temp.grant_moves",
+]
+
+
+def _sql(text: str, tables: _Tables, **tokens: str) -> str:
+    """``text`` with its ``{grants}``, ``{balances}``, ``{debts}``, ``{draws}`` (and other) tokens
+    replaced: not ``str.format``, whose braces would clash with the regular expressions."""
+    for name, value in {**vars(tables), **tokens}.items():
+        text = text.replace("{" + name + "}", value)
+    return text
+
+
+def _run(cur: Any, sql: str, tables: _Tables, params: dict | None = None, **tokens: str) -> None:
+    # Planned on every call (see posting.py's _NO_GENERIC_PLANS): batch sizes vary by 10,000x.
+    extra = {"prepare": False} if _is_psycopg3(cur) else {}
+    cur.execute(_sql(sql, tables, **tokens), params or {}, **extra)
+
+
+def _is_psycopg3(cur: Any) -> bool:
+    return type(cur).__module__.startswith("psycopg.")
+
+
+def _replay(cur: Any, tables: _Tables, where: str, params: dict, *, attempts: bool = False) -> None:
+    """Replay the entries selected by ``where`` (over ``billing.credit_transactions t``) into
+    ``tables``: open their grants, then each segment in turn."""
+    cur.execute(_WORK_TABLES)
+    cur.execute("DELETE FROM pg_temp.grant_batch")
+    cur.execute("DELETE FROM pg_temp.grant_moves")
+    _run(cur, _BATCH, tables, params, where=where)
+    _run(
+        cur,
+        _OPEN_GRANTS,
+        tables,
+        attempt_join=_ATTEMPT_JOIN if attempts else "",
+        attempt_amount="WHEN ta.id IS NOT NULL THEN ta.amount" if attempts else "",
+    )
+    _run(cur, _OPEN_BALANCES, tables)
+    _run(cur, _SEGMENTS, tables)
+    cur.execute("SELECT seg, string_agg(DISTINCT cls::text, '') FROM pg_temp.grant_batch GROUP BY seg ORDER BY seg")
+    for seg, classes in cur.fetchall():
+        params = {"seg": seg}
+        if "D" in classes:
+            _run(cur, _DEBITS, tables, params)
+        if "X" in classes:
+            _run(cur, _EXPIRIES, tables, params)
+        if "R" in classes:
+            _run(cur, _GIVE_BACKS, tables, params)
+            _run(cur, _EXCESS_GRANTS, tables, params)  # reads the give-backs' movements
+            _run(cur, _EXCESS_BALANCES, tables, params)
+        if classes != "C":
+            for statement in _APPLY:
+                _run(cur, statement, tables)
+        if "C" in classes or "R" in classes:
+            _run(cur, _PAY_DEBTS, tables, params)
+            for statement in _APPLY:
+                _run(cur, statement, tables)
+    cur.execute("DELETE FROM pg_temp.grant_batch")
+
+
+def apply_grants(cur: Any, entry_ids: list[int]) -> None:
+    """The posting hook: grants, draws, balances and debts for entries just written (ids in
+    sequence order per account), in the caller's transaction. Called by ``post_entries``."""
+    if entry_ids:
+        _replay(cur, LIVE, "t.id = ANY(%(ids)s::bigint[])", {"ids": list(entry_ids)})
+
+
+def backfill(cur: Any) -> None:
+    """Migration 0014: the grants and draws of every entry already posted, replaying the ledger
+    in order. A paid top-up without ``reference.paid`` takes the paid amount from its top-up attempt."""
+    _replay(cur, LIVE, "true", {}, attempts=True)
+
+
+def rebuild_draws(conn: Any, account_ids: list[str] | None = None) -> list[tuple[int, int, Decimal]]:
+    """Replay the ledger (of ``account_ids``, or all) from the entries and their grants' terms
+    into temporary tables (``pg_temp.rb_*``, kept until the next rebuild in this session) and
+    return the draws as ``(entry_id, grant_entry_id, amount)`` in the order they were made."""
+    cur = conn.cursor()
+    cur.execute(_REBUILT_TABLES)
+    if account_ids is None:
+        _replay(cur, REBUILT, "true", {})
+    else:
+        _replay(cur, REBUILT, "t.account_id = ANY(%(accounts)s::text[])", {"accounts": list(account_ids)})
+    cur.execute("SELECT entry_id, grant_entry_id, amount FROM pg_temp.rb_grant_draws ORDER BY id")
+    return [tuple(row) for row in cur.fetchall()]
+
+
+# What verify compares: each query returns (account_id, grant or entry id, detail) per difference.
+_TERMS_DIFFER = """
+SELECT coalesce(s.account_id, r.account_id), coalesce(s.entry_id, r.entry_id),
+       CASE WHEN s.entry_id IS NULL THEN 'entry ' || r.entry_id || ' adds credits but has no grant'
+            WHEN r.entry_id IS NULL THEN 'grant ' || s.entry_id || ' has no credit-adding ledger entry behind it'
+            ELSE 'grant ' || s.entry_id || ' says ' || concat_ws(' ', s.kind, s.source_type, 'priority', s.priority,
+                 'expires', coalesce(s.expires_at::text, 'never'), 'granted', s.granted)
+                 || ', its ledger entry says ' || concat_ws(' ', r.kind, r.source_type, 'priority', r.priority,
+                 'expires', coalesce(r.expires_at::text, 'never'), 'granted', r.granted) END
+FROM (SELECT * FROM billing.grants WHERE {accounts}) s
+FULL JOIN pg_temp.rb_grants r ON r.entry_id = s.entry_id
+WHERE s.entry_id IS NULL OR r.entry_id IS NULL
+   OR (s.account_id, s.kind, s.source_type, s.priority, s.granted, s.granted_at)
+      IS DISTINCT FROM (r.account_id, r.kind, r.source_type, r.priority, r.granted, r.granted_at)
+   OR s.expires_at IS DISTINCT FROM r.expires_at
+ORDER BY 2
+"""
+
+_DRAWS_DIFFER = """
+WITH s AS (
+    SELECT d.grant_entry_id, d.entry_id, sum(d.amount) AS amount, count(*) AS n
+    FROM billing.grant_draws d JOIN billing.grants g ON g.entry_id = d.grant_entry_id
+    WHERE {accounts_g}
+    GROUP BY 1, 2
+), r AS (
+    SELECT grant_entry_id, entry_id, sum(amount) AS amount, count(*) AS n FROM pg_temp.rb_grant_draws GROUP BY 1, 2
+)
+SELECT (SELECT account_id FROM billing.grants g WHERE g.entry_id = coalesce(s.grant_entry_id, r.grant_entry_id)),
+       coalesce(s.grant_entry_id, r.grant_entry_id),
+       'grant ' || coalesce(s.grant_entry_id, r.grant_entry_id) || ': entry ' || coalesce(s.entry_id, r.entry_id)
+       || ' drew ' || coalesce(s.amount::text, 'nothing') || coalesce(' in ' || nullif(s.n, 1) || ' rows', '')
+       || ' from it, the rebuild from the ledger says ' || coalesce(r.amount::text, 'nothing')
+FROM s FULL JOIN r ON r.grant_entry_id = s.grant_entry_id AND r.entry_id = s.entry_id
+WHERE s.amount IS DISTINCT FROM r.amount OR s.n IS DISTINCT FROM r.n
+ORDER BY 2, coalesce(s.entry_id, r.entry_id)
+"""
+
+_BALANCES_DIFFER = """
+SELECT coalesce(s.account_id, r.account_id), coalesce(s.grant_entry_id, r.grant_entry_id),
+       'grant ' || coalesce(s.grant_entry_id, r.grant_entry_id) || ': grant_balances says drawn '
+       || coalesce(s.drawn::text, '-') || ', expired ' || coalesce(s.expired::text, '-') || ', remaining '
+       || coalesce(s.remaining::text, '-') || '; the rebuild says drawn ' || coalesce(r.drawn::text, '-')
+       || ', expired ' || coalesce(r.expired::text, '-') || ', remaining ' || coalesce(r.remaining::text, '-')
+FROM (SELECT * FROM billing.grant_balances WHERE {accounts}) s
+FULL JOIN pg_temp.rb_grant_balances r ON r.grant_entry_id = s.grant_entry_id
+WHERE (s.account_id, s.drawn, s.expired, s.remaining) IS DISTINCT FROM (r.account_id, r.drawn, r.expired, r.remaining)
+ORDER BY 2
+"""
+
+_DEBTS_DIFFER = """
+SELECT coalesce(s.account_id, r.account_id), coalesce(s.entry_id, r.entry_id),
+       'entry ' || coalesce(s.entry_id, r.entry_id) || ': grant_debts says ' || coalesce(s.outstanding::text, 'no debt')
+       || ' outstanding, the rebuild says ' || coalesce(r.outstanding::text, 'no debt')
+FROM (SELECT * FROM billing.grant_debts WHERE {accounts}) s
+FULL JOIN pg_temp.rb_grant_debts r ON r.entry_id = s.entry_id
+WHERE (s.account_id, s.outstanding) IS DISTINCT FROM (r.account_id, r.outstanding)
+ORDER BY 2
+"""
+
+# The identity (CONTRACT §11): balance = remaining of the open grants - debt, per account.
+_IDENTITY = """
+WITH accounts AS (
+    SELECT account_id FROM billing.credits WHERE {accounts}
+    UNION SELECT account_id FROM billing.grant_balances WHERE {accounts}
+    UNION SELECT account_id FROM billing.grant_debts WHERE {accounts}
+)
+SELECT a.account_id, coalesce(c.balance, 0), coalesce(g.remaining, 0), coalesce(d.debt, 0)
+FROM accounts a
+LEFT JOIN billing.credits c ON c.account_id = a.account_id
+LEFT JOIN (SELECT account_id, sum(remaining) AS remaining FROM billing.grant_balances GROUP BY 1) g
+       ON g.account_id = a.account_id
+LEFT JOIN (SELECT account_id, sum(outstanding) AS debt FROM billing.grant_debts GROUP BY 1) d
+       ON d.account_id = a.account_id
+WHERE coalesce(c.balance, 0) <> coalesce(g.remaining, 0) - coalesce(d.debt, 0)
+ORDER BY 1
+"""
+
+
+@dataclass(frozen=True)
+class GrantCheck:
+    """What ``check_grants`` found, and how much it looked at."""
+
+    problems: list[LedgerProblem]
+    grants: int
+    draws: int
+
+
+def check_grants(conn: Any, account_ids: list[str] | None = None) -> GrantCheck:
+    """``billing verify``'s grant checks: the grants' terms, the draws, the grant balances and the
+    debts equal the rebuild from the ledger, and every account's balance equals the remaining of
+    its grants less its debt. Each finding names the grant (or the debit) and the account."""
+    rebuilt = rebuild_draws(conn, account_ids)
+    if account_ids is None:
+        accounts, accounts_g, params = "true", "true", {}
+    else:
+        accounts, accounts_g = "account_id = ANY(%(accounts)s::text[])", "g.account_id = ANY(%(accounts)s::text[])"
+        params = {"accounts": list(account_ids)}
+    cur = conn.cursor()
+    problems: list[LedgerProblem] = []
+    for kind, query in (
+        ("grant_terms", _TERMS_DIFFER),
+        ("grant_draws", _DRAWS_DIFFER),
+        ("grant_balance", _BALANCES_DIFFER),
+        ("grant_debt", _DEBTS_DIFFER),
+    ):
+        cur.execute(_sql(query, LIVE, accounts=accounts, accounts_g=accounts_g), params)
+        for account, about, detail in cur.fetchall():
+            problems.append(LedgerProblem(account, kind, detail, about))
+    cur.execute(_sql(_IDENTITY, LIVE, accounts=accounts), params)
+    for account, balance, remaining, debt in cur.fetchall():
+        problems.append(
+            LedgerProblem(
+                account,
+                "grant_identity",
+                f"the balance is {balance}, but its grants have {remaining} left and it owes {debt} of debt "
+                f"({remaining} - {debt} = {remaining - debt})",
+            )
+        )
+    cur.execute(f"SELECT count(*) FROM billing.grants WHERE {accounts}", params)
+    grants = cur.fetchall()[0][0]
+    return GrantCheck(problems, grants, len(rebuilt))
+
+
+@dataclass(frozen=True)
+class OpenGrant:
+    """A grant with credits left, as a debit at ``at`` would see it (in burn order)."""
+
+    entry_id: int
+    kind: str
+    source_type: str
+    priority: int
+    expires_at: datetime | None
+    granted: Decimal
+    remaining: Decimal
+
+
+def open_grants(conn: Any, account_id: str, at: datetime) -> list[OpenGrant]:
+    """The account's grants a debit valid at ``at`` would draw on, in burn order."""
+    cur = conn.cursor()
+    cur.execute(
+        """
+        SELECT g.entry_id, g.kind, g.source_type, g.priority, g.expires_at, g.granted, b.remaining
+        FROM billing.grant_balances b JOIN billing.grants g ON g.entry_id = b.grant_entry_id
+        WHERE b.account_id = %(account)s AND b.remaining > 0
+          AND (g.expires_at IS NULL OR g.expires_at > %(at)s)
+        ORDER BY g.priority, g.expires_at NULLS LAST, g.entry_id
+        """,
+        {"account": account_id, "at": at},
+    )
+    return [OpenGrant(*row) for row in cur.fetchall()]
