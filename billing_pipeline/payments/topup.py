@@ -388,6 +388,7 @@ def _process_account(
 
 def _notify_capped(conn, attempt: _Attempt, wanted, target, balance, used, monthly_limit, now: datetime) -> None:
     """Tell the account its target-mode top-up was cut to what the monthly limit leaves."""
+    charged = attempt.amount.quantize(CENT)
     enqueue_notification(
         conn,
         account_id=attempt.account_id,
@@ -396,15 +397,15 @@ def _notify_capped(conn, attempt: _Attempt, wanted, target, balance, used, month
         subject=f"Satusky: auto top-up on account {attempt.account_id} capped by the monthly limit",
         body=(
             f"Reaching the target balance of {target} credits needs {wanted} credits (the balance is {balance}), "
-            f"but the monthly auto top-up limit of {monthly_limit} credits leaves {attempt.amount} in "
-            f"{_month(now):%B %Y} ({used} already used), so {attempt.amount} credits are charged. Add credits by "
+            f"but the monthly auto top-up limit of {monthly_limit} credits leaves {charged} in "
+            f"{_month(now):%B %Y} ({used} already used), so {charged} credits are charged. Add credits by "
             "hand or raise the limit to reach the target."
         ),
         payload={
             "event": "auto_topup_capped",
             "account_id": attempt.account_id,
             "attempt_key": attempt.attempt_key,
-            "amount": str(attempt.amount),
+            "amount": str(charged),
             "wanted": str(wanted),
             "target_balance": str(target),
             "balance": str(balance),

@@ -157,16 +157,16 @@ def _expire_in_child(url: str, now: datetime):
     return process
 
 
-def _backend_waiting(conn: psycopg.Connection, timeout: float = 30.0) -> int:
-    """The pid of the (other) backend of this database that waits on a lock."""
+def _backend_waiting(conn: psycopg.Connection, timeout: float = 30.0) -> tuple[int, str]:
+    """The pid and statement of the (other) backend of this database that waits on a lock."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         row = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "SELECT pid, query FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
             "AND wait_event_type = 'Lock'"
         ).fetchone()
         if row:
-            return row[0]
+            return row[0], " ".join(row[1].split())
         time.sleep(0.05)
     raise AssertionError("no backend ever waited on the lock the test holds")
 
@@ -182,8 +182,14 @@ def _gone(conn: psycopg.Connection, pid: int, timeout: float = 30.0) -> None:
 # has read nothing yet), and on the grant's balance row (its grant_expiry entry is written, the
 # draw not yet: the transaction is mid-way when the process dies).
 HOLD = {
-    "before_posting": "SELECT 1 FROM billing.credits WHERE account_id = 'trial' FOR UPDATE",
-    "after_the_entry_is_written": "SELECT 1 FROM billing.grant_balances WHERE grant_entry_id = %(grant)s FOR UPDATE",
+    "before_posting": (
+        "SELECT 1 FROM billing.credits WHERE account_id = 'trial' FOR UPDATE",
+        "SELECT c.account_id FROM billing.credits c WHERE c.account_id IN (",
+    ),
+    "after_the_entry_is_written": (
+        "SELECT 1 FROM billing.grant_balances WHERE grant_entry_id = %(grant)s FOR UPDATE",
+        "UPDATE billing.grant_balances gb SET drawn = gb.drawn + m.drawn, expired = gb.expired + m.expired",
+    ),
 }
 
 
@@ -191,9 +197,11 @@ HOLD = {
 def test_a_run_sigkilled_mid_way_leaves_nothing_and_the_next_run_expires_once(db_url, frozen_clock, point):
     grant = seed(db_url, frozen_clock)
     with psycopg.connect(db_url) as holder, psycopg.connect(db_url, autocommit=True) as watcher:
-        holder.execute(HOLD[point], {"grant": grant})
+        hold, held_at = HOLD[point]
+        holder.execute(hold, {"grant": grant})
         child = _expire_in_child(db_url, EXPIRES + timedelta(hours=1))
-        backend = _backend_waiting(watcher)
+        backend, statement = _backend_waiting(watcher)
+        assert statement.startswith(held_at), statement  # the run is held where the test means to kill it
         os.kill(child.pid, signal.SIGKILL)
         child.join(30)
         assert child.exitcode == -signal.SIGKILL
@@ -294,7 +302,7 @@ def test_an_account_pushed_into_grace_by_expired_promotional_credits_is_told_why
     assert (t.from_state.value, t.to_state.value) == ("healthy", "grace_period")
     assert t.reason == "promotional credits expired: balance -1.000000 is at or below zero"
     (c,) = by_account["control"].transitions
-    assert (c.to_state.value, c.reason) == ("low_balance", "balance 9.000000 against threshold 10")
+    assert (c.to_state.value, c.reason) == ("low_balance", "balance 9.000000 against threshold 10.000000")
 
     with psycopg.connect(db_url) as conn:
         detail, subject, body = conn.execute(
