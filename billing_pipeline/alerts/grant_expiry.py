@@ -1,4 +1,4 @@
-"""Warnings before credits expire: one notice per grant (CONTRACT §11, Alerts).
+"""Warnings before credits expire: one notice per grant (docs/rules/ledger.md, "Grant expiry").
 
 A grant with credits left (``billing.grant_balances.remaining > 0``) whose ``expires_at`` falls
 within the account's ``grant_expiry_warning_days`` of the run's clock (``now < expires_at <= now

@@ -10,7 +10,7 @@
   balance cache (``billing.credits``) equals the ledger's sum for every account.
 * ``ledger/grant_expiry`` (after the settlement, unpartitioned: it acts at the run's clock): one
   ``grant_expiry`` entry per grant past its ``expires_at`` with credits left (``ledger.expiry``),
-  with the check ``balance_equals_open_grants_minus_debt`` (CONTRACT §11's identity, per account).
+  with the check ``balance_equals_open_grants_minus_debt`` (the grants' identity, per account: docs/rules/ledger.md).
 * ``credit_usage_job``: the settlement alone, for one hour or a range (docs/rules/ledger.md).
 """
 
@@ -162,7 +162,7 @@ def credit_transactions(context: dg.AssetExecutionContext, postgres: PostgresRes
     kinds={"postgres"},
     owners=BILLING_OWNERS,
     description="grant_expiry entries in billing.credit_transactions: what is left of each credit grant past its "
-    "expires_at leaves the balance by one entry, exactly once per grant, at the run's clock (CONTRACT §11).",
+    "expires_at leaves the balance by one entry, exactly once per grant, at the run's clock (docs/rules/ledger.md).",
     check_specs=[
         dg.AssetCheckSpec(
             "balance_equals_open_grants_minus_debt",

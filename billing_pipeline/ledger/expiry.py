@@ -1,6 +1,6 @@
 """Grant expiry: what is left of a grant past its ``expires_at`` leaves the balance by one entry.
 
-CONTRACT §11. The hourly cycle calls ``expire_due_grants(conn, now)`` at the run's clock (the
+docs/rules/ledger.md, "Grant expiry". The hourly cycle calls ``expire_due_grants(conn, now)`` at the run's clock (the
 ``ledger/grant_expiry`` asset, after the settlement). In one transaction:
 
 1. the settlement's advisory lock (``deduction.SETTLEMENT_LOCK``) is taken, so an expiry run and
@@ -150,7 +150,7 @@ def expire_due_grants(conn: psycopg.Connection, now: datetime) -> ExpiryResult:
     return result
 
 
-# Balance = remaining of the open grants − debt, per account (CONTRACT §11). Grants past their
+# Balance = remaining of the open grants − debt, per account (docs/rules/ledger.md). Grants past their
 # expiry whose entry is not posted yet still count: their remaining is still in the balance.
 _IDENTITY = """
 WITH open_grants AS (

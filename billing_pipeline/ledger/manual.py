@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import psycopg
 
-from billing_pipeline.ledger.entries import Entry, EntryType, IdempotencyConflict
+from billing_pipeline.ledger.entries import Entry, EntryType, IdempotencyConflict, round_credits
 from billing_pipeline.ledger.keys import adjustment_key, earlier_keys, manual_topup_key
 from billing_pipeline.ledger.posting import PostResult, post_entry
 
@@ -49,8 +49,11 @@ DEFAULT_CURRENCY = "usd"
 
 def topup_reference(payment_reference: str, amount: Decimal, currency: str = DEFAULT_CURRENCY) -> dict:
     """A paid top-up's reference: the payment's reference and what the customer paid
-    (``paid``: amount and currency), which its paid grant keeps (CONTRACT §11)."""
-    return {"payment_reference": payment_reference, "paid": {"amount": f"{amount}", "currency": currency}}
+    (``paid``: amount and currency), which its paid grant keeps (docs/rules/ledger.md)."""
+    return {
+        "payment_reference": payment_reference,
+        "paid": {"amount": f"{round_credits(amount)}", "currency": currency},
+    }
 
 
 def post_manual_topup(

@@ -48,7 +48,7 @@ PaymentIntent carries (``TopupResult.duplicates``; the asset check
 Currency: one credit is one unit of the Stripe currency (``StripeResource.currency``), charged in
 cents; amounts are rounded half-even to the cent and exactly what was charged is credited. The
 entry's ``reference.paid`` (``{"amount", "currency"}``) keeps what the customer paid: its credits
-open a paid grant (CONTRACT §11).
+open a paid grant (docs/rules/ledger.md).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ import psycopg
 from billing_pipeline.core.clock import system_now
 from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.db.connection import connect
-from billing_pipeline.ledger import Entry, post_entry
+from billing_pipeline.ledger import Entry, post_entry, round_credits
 from billing_pipeline.ledger.keys import auto_topup_key_sql
 from billing_pipeline.notifications.outbox import enqueue_notification
 from billing_pipeline.resources.stripe import (
@@ -463,8 +463,8 @@ def _finish(
                         "payment_intent": outcome.payment_intent_id,
                         "attempt_key": attempt.attempt_key,
                         "stripe_customer": attempt.customer,
-                        # What the customer paid: the entry opens a paid grant (CONTRACT §11).
-                        "paid": {"amount": f"{credited.quantize(CENT)}", "currency": currency},
+                        # What the customer paid: the entry opens a paid grant (docs/rules/ledger.md).
+                        "paid": {"amount": f"{round_credits(credited)}", "currency": currency},
                     },
                 ),
             )

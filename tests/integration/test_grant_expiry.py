@@ -1,4 +1,4 @@
-"""Grant expiry (issue 22, point 3; CONTRACT §11) against real PostgreSQL: one ``grant_expiry`` per
+"""Grant expiry (issue 22, point 3; docs/rules/ledger.md) against real PostgreSQL: one ``grant_expiry`` per
 grant past its ``expires_at`` with credits left, exactly once under a re-run, a SIGKILL at two
 points of the run and two runs at once; the lifecycle and `billing status` say when expired credits
 changed an account's state; one warning per grant before it expires.

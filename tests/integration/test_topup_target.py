@@ -1,4 +1,4 @@
-"""Target-mode auto top-up (issue 22, point 4; CONTRACT §11) against real PostgreSQL and localstripe:
+"""Target-mode auto top-up (issue 22, point 4; docs/rules/ledger.md) against real PostgreSQL and localstripe:
 the charge takes the balance exactly to ``auto_topup_target_balance``, within the monthly limit
 (capped, and the account told); top-ups, automatic and by hand, keep what was paid in
 ``reference.paid`` and open paid grants."""
@@ -78,9 +78,9 @@ def test_a_target_mode_top_up_lands_exactly_on_the_target(db_url, stripe_emulato
     assert result.capped == []
     assert sorted(pi["amount"] for pi in payment_intents(stripe_emulator.url)) == [5250, 5288]
     assert auto_topups(db_url) == [
-        ("acme", D("52.500000"), D("60.000000"), {"amount": "52.50", "currency": "usd"}),
+        ("acme", D("52.500000"), D("60.000000"), {"amount": "52.500000", "currency": "usd"}),
         # A balance with fractions of a cent: charged in whole cents, rounded up, so never below the target.
-        ("fractional", D("52.880000"), D("60.003456"), {"amount": "52.88", "currency": "usd"}),
+        ("fractional", D("52.880000"), D("60.003456"), {"amount": "52.880000", "currency": "usd"}),
     ]
     # Run again: both at (or above) their target, above the threshold: nothing charged.
     assert run_auto_topup(db_url, stripe_res, NOW).charged == []
@@ -88,8 +88,8 @@ def test_a_target_mode_top_up_lands_exactly_on_the_target(db_url, stripe_emulato
         assert balance_of(conn, "acme") == D("60.000000")
     # The top-ups open paid grants that keep what was paid.
     assert [row for row in paid_grants(db_url) if row[2] == "auto_topup"] == [
-        ("acme", "paid", "auto_topup", D("52.500000"), D("52.50"), "usd"),
-        ("fractional", "paid", "auto_topup", D("52.880000"), D("52.88"), "usd"),
+        ("acme", "paid", "auto_topup", D("52.500000"), D("52.500000"), "usd"),
+        ("fractional", "paid", "auto_topup", D("52.880000"), D("52.880000"), "usd"),
     ]
 
 
@@ -134,12 +134,12 @@ def test_a_manual_top_up_keeps_what_was_paid(db_url, capsys):
             "SELECT reference FROM billing.credit_transactions WHERE type = 'topup' ORDER BY id"
         ).fetchall()
     assert [r[0] for r in refs] == [
-        {"payment_reference": "wire-1", "paid": {"amount": "12.5", "currency": "eur"}},
-        {"payment_reference": "wire-2", "paid": {"amount": "3", "currency": "usd"}},
+        {"payment_reference": "wire-1", "paid": {"amount": "12.500000", "currency": "eur"}},
+        {"payment_reference": "wire-2", "paid": {"amount": "3.000000", "currency": "usd"}},
     ]
     assert [(r[3], r[4], r[5]) for r in paid_grants(db_url)] == [
-        (D("12.500000"), D("12.5"), "eur"),
-        (D("3.000000"), D("3"), "usd"),
+        (D("12.500000"), D("12.500000"), "eur"),
+        (D("3.000000"), D("3.000000"), "usd"),
     ]
     assert billing(["topup", "acme", "1", "--reference", "wire-3", "--currency", "EURO", "--json"]) == 2
     err = json.loads(capsys.readouterr().err)
