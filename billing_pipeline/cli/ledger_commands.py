@@ -226,6 +226,8 @@ def _verify(args) -> int:
         "accounts": report.accounts,
         "entries": report.entries,
         "invoices": report.invoices,
+        "grants": report.grants,
+        "grant_draws": report.grant_draws,
         "unkeyed_entries": report.unkeyed_entries,
         "key_ids": report.key_ids,
         "notes": report.notes,
@@ -237,8 +239,8 @@ def _verify(args) -> int:
         if d["ok"]:
             return "\n".join(
                 [
-                    f"Ledger verified: {d['entries']} entries in {d['accounts']} accounts; balances, cache "
-                    "and hash chain agree"
+                    f"Ledger verified: {d['entries']} entries in {d['accounts']} accounts; balances, cache, "
+                    f"hash chain and the {d['grants']} credit grants' draws agree"
                     + (
                         f", and so do the {d['invoices']} issued invoices and their numbering."
                         if d["invoices"]

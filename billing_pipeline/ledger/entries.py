@@ -58,7 +58,7 @@ class EntryType(StrEnum):
     SLA_CREDIT = "sla_credit"
     ADMIN_ADJUSTMENT = "admin_adjustment"
     REVERSAL = "reversal"
-    PROMOTIONAL_GRANT = "promotional_grant"  # free credits given (CONTRACT §11)
+    PROMOTIONAL_GRANT = "promotional_grant"  # free credits given (docs/rules/ledger.md, "Grants")
     GRANT_EXPIRY = "grant_expiry"  # what an expired grant had left, leaving the balance
 
 

@@ -1,4 +1,4 @@
-"""Credit grants: which grant paid for each debit (CONTRACT §11, docs/rules/ledger.md "Grants").
+"""Credit grants: which grant paid for each debit (docs/rules/ledger.md, "Grants").
 
 Every credit-adding entry opens a grant (``billing.grants``: kind, priority, expiry). Debits draw
 on the account's open grants in burn order; what they take beyond them is debt, which the next
@@ -30,7 +30,7 @@ from typing import Any
 
 from billing_pipeline.ledger.problems import LedgerProblem
 
-# Default priorities (CONTRACT §11): lower burns first. A writer overrides them through the
+# Default priorities (docs/rules/ledger.md, "Grants"): lower burns first. A writer overrides them through the
 # entry's reference.grant.priority.
 DEFAULT_PRIORITY = {
     "promotional_grant": 10,
@@ -375,8 +375,8 @@ _APPLY = [
         DELETE FROM {debts} d USING c WHERE d.entry_id = c.entry_id AND c.after = 0
     )
     INSERT INTO {debts} AS d (entry_id, account_id, outstanding)
-    SELECT entry_id, account_id, debt FROM c WHERE after <> 0
-    ON CONFLICT (entry_id) DO UPDATE SET outstanding = d.outstanding + excluded.outstanding
+    SELECT entry_id, account_id, after FROM c WHERE after <> 0
+    ON CONFLICT (entry_id) DO UPDATE SET outstanding = excluded.outstanding
     """,
     "DELETE FROM pg_temp.grant_moves",
 ]
@@ -453,14 +453,15 @@ def backfill(cur: Any) -> None:
 def rebuild_draws(conn: Any, account_ids: list[str] | None = None) -> list[tuple[int, int, Decimal]]:
     """Replay the ledger (of ``account_ids``, or all) from the entries and their grants' terms
     into temporary tables (``pg_temp.rb_*``, kept until the next rebuild in this session) and
-    return the draws as ``(entry_id, grant_entry_id, amount)`` in the order they were made."""
+    return the draws as ``(entry_id, grant_entry_id, amount)``, by entry, each entry's in the order
+    they were made (the order of ``billing.grant_draws`` ordered by ``entry_id, id``)."""
     cur = conn.cursor()
     cur.execute(_REBUILT_TABLES)
     if account_ids is None:
         _replay(cur, REBUILT, "true", {})
     else:
         _replay(cur, REBUILT, "t.account_id = ANY(%(accounts)s::text[])", {"accounts": list(account_ids)})
-    cur.execute("SELECT entry_id, grant_entry_id, amount FROM pg_temp.rb_grant_draws ORDER BY id")
+    cur.execute("SELECT entry_id, grant_entry_id, amount FROM pg_temp.rb_grant_draws ORDER BY entry_id, id")
     return [tuple(row) for row in cur.fetchall()]
 
 
@@ -523,7 +524,7 @@ WHERE (s.account_id, s.outstanding) IS DISTINCT FROM (r.account_id, r.outstandin
 ORDER BY 2
 """
 
-# The identity (CONTRACT §11): balance = remaining of the open grants - debt, per account.
+# The identity: balance = remaining of the open grants - debt, per account.
 _IDENTITY = """
 WITH accounts AS (
     SELECT account_id FROM billing.credits WHERE {accounts}

@@ -247,7 +247,7 @@ def post_entries(conn: psycopg.Connection, entries: Iterable[Entry]) -> list[Pos
                 """,
                 (touched, [heads[a].balance for a in touched], [last_ids[a] for a in touched]),
             )
-            apply_grants(cur, [results[row[5]].entry_id for row in new_rows])  # grants and draws (CONTRACT §11)
+            apply_grants(cur, [results[row[5]].entry_id for row in new_rows])  # grants and draws (grants.py)
     returned: list[PostResult] = []
     seen: set[str] = set()
     for entry in given:  # a key repeated within the batch is reported as the duplicate it is

@@ -9,7 +9,9 @@ the key (``legacy.py``), not on the boundary row alone. Issued invoices are held
 they name, their totals, their recorded chain heads and gapless numbering (``invoice_checks.py``,
 SQL); a deleted newest entry that an invoice recorded as its head is caught there. With a
 checkpoint file (``checkpoint.py``) the chain heads published earlier are checked too, which
-also catches newest entries deleted since the last invoice.
+also catches newest entries deleted since the last invoice. The credit grants' draws, balances
+and debts are replayed from the ledger and compared, and each account's balance is held to its
+grants' remaining less its debt (``grants.check_grants``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from billing_pipeline.ledger.entries import (
     ledger_keyring,
     timestamp_text,
 )
+from billing_pipeline.ledger.grants import check_grants
 from billing_pipeline.ledger.invoice_checks import invoice_problems, numbering_problems
 from billing_pipeline.ledger.legacy import LegacyRun, recorded_boundary, seal_problems, write_seal
 from billing_pipeline.ledger.problems import LedgerProblem
@@ -45,6 +48,8 @@ class VerifyReport:
     notes: list[str] = field(default_factory=list)  # what else was checked or written (checkpoint)
 
     invoices: int = 0
+    grants: int = 0  # credit grants checked (docs/rules/ledger.md, "Grants")
+    grant_draws: int = 0  # draws rebuilt from the ledger and compared with billing.grant_draws
 
     @property
     def ok(self) -> bool:
@@ -268,6 +273,8 @@ def verify_ledger(
             problems += chain
             problems += seal_problems(conn, keyring, legacy_runs, boundary)
             problems += invoice_problems(conn) + numbering_problems(conn)
+            grant_check = check_grants(conn)
+            problems += grant_check.problems
             invoices = conn.execute("SELECT count(*) FROM billing.invoices").fetchone()[0]
             path = None if checkpoint is None else Path(checkpoint)
             if path is not None and path.exists():
@@ -296,4 +303,6 @@ def verify_ledger(
             f"{legacy} entries predate the keyed chain ({LEGACY_KEY_ID}), trusted only under the seal made with "
             f"the ledger key; {unsealed} of them are not yet followed by a keyed entry of their account"
         )
-    return VerifyReport(accounts, entries, problems, legacy, key_ids, notes, invoices)
+    return VerifyReport(
+        accounts, entries, problems, legacy, key_ids, notes, invoices, grant_check.grants, grant_check.draws
+    )

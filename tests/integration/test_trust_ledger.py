@@ -28,6 +28,7 @@ from billing_pipeline.ledger import (
 )
 from billing_pipeline.ledger.entries import canonical_json, entry_hash, key_fingerprint, timestamp_text
 from tests.support.databases import server_url
+from tests.support.grants import replay_grant_tables
 from tests.support.platform import create_accounts
 
 D = Decimal
@@ -69,6 +70,7 @@ def test_deleting_the_newest_entry_and_rolling_back_the_cache_is_caught_by_the_c
             "UPDATE billing.credits SET balance = balance + 7.25, last_transaction_id = %s WHERE account_id = 'acme'",
             (previous,),
         )
+        replay_grant_tables(conn)
     assert problems(ledger_db) == []  # the chain alone cannot see a shortened tail ...
     assert problems(ledger_db, checkpoint=checkpoint) == ["checkpoint_missing_entries"]  # ... the checkpoint can
     assert json.loads(checkpoint.read_text())["accounts"]["acme"]["entries"] == 4  # left as it was
@@ -85,6 +87,7 @@ def test_rewriting_an_old_entry_and_rechaining_with_unkeyed_sha256_is_caught(led
             "WHERE idempotency_key IN ('u1', 'u2')"
         )
         conn.execute("UPDATE billing.credits SET balance = balance + 7 WHERE account_id = 'acme'")
+        replay_grant_tables(conn)
         rows = conn.execute(
             "SELECT id, account_id, account_seq, type, amount, balance_after, idempotency_key, reference, reason, "
             "actor, created_at FROM billing.credit_transactions WHERE account_id = 'acme' ORDER BY account_seq"

@@ -22,6 +22,7 @@ from billing_pipeline.invoicing.invoices import issue_invoices
 from billing_pipeline.ledger import Entry, post_entries
 from billing_pipeline.ledger.entries import canonical_json, entry_hash, key_fingerprint, timestamp_text
 from tests.support.cycle import billing
+from tests.support.grants import replay_grant_tables
 from tests.support.platform import create_accounts
 
 D = Decimal
@@ -140,6 +141,7 @@ def test_moving_the_legacy_boundary_and_rechaining_as_legacy_is_caught(issued):
         )
         conn.execute("UPDATE billing.credits SET balance = 1999.82 WHERE account_id = 'initech'")
         rechain_as_legacy(conn, "initech")
+        replay_grant_tables(conn)
     code, report = verify()
     assert code == 1 and report["kinds"] == {"legacy_unsealed": 1}
     assert report["problems"][0]["account_id"] == "initech"
@@ -162,6 +164,7 @@ def delete_newest(conn: psycopg.Connection, account: str, amount: str) -> None:
 def test_deleting_the_newest_entry_that_an_invoice_records_as_its_chain_head_is_caught(issued):
     with superuser(issued) as conn:
         delete_newest(conn, "acme", "-0.25")
+        replay_grant_tables(conn)
         head = conn.execute("SELECT chain_head_entry_id FROM billing.invoices WHERE account_id = 'acme'").fetchone()
     code, report = verify()
     assert code == 1
@@ -177,6 +180,7 @@ def test_deleting_an_invoiced_entry_that_is_not_the_head_is_caught_by_its_line(i
     with superuser(issued) as conn:
         conn.execute("DELETE FROM billing.credit_transactions WHERE idempotency_key LIKE 'usage:globex:%'")
         conn.execute("DELETE FROM billing.credits WHERE account_id = 'globex'")
+        replay_grant_tables(conn)
     code, report = verify()
     assert code == 1 and report["kinds"] == {"invoice_line_mismatch": 1, "invoice_chain_head": 1}
 

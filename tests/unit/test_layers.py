@@ -60,6 +60,14 @@ DOMAIN_DEPENDENCIES = {
     },
 }
 
+# A data migration that fills a domain's tables from the ledger calls that domain's own replay,
+# so what it writes is exactly what the domain (and `billing verify`) later rebuilds and compares;
+# a copy of the rules frozen in the migration would drift from them. Only these, by name.
+MIGRATION_REPLAYS = {
+    # 0014: credit grants, draws, balances and debts of the entries posted before it.
+    "billing_pipeline.migrations.versions.0014_credit_grants": {"billing_pipeline.ledger.grants"},
+}
+
 RANK = {name: rank for rank, (name, _prefixes) in enumerate(LAYERS)}
 PREFIXES = sorted(((prefix, name) for name, prefixes in LAYERS for prefix in prefixes), key=lambda p: -len(p[0]))
 
@@ -116,7 +124,7 @@ def violations(path: Path) -> list[str]:
     for line, imported in imports_of(path):
         imported_layer = layer_of(imported)
         where = f"{path.relative_to(PACKAGE.parent)}:{line} imports {imported}"
-        if RANK[imported_layer] > RANK[importer_layer]:
+        if RANK[imported_layer] > RANK[importer_layer] and imported not in MIGRATION_REPLAYS.get(importer, ()):
             out.append(f"{where}: {importer_layer} must not import {imported_layer} (a layer above)")
         imported_domain = domain_of(imported)
         if (

@@ -1,4 +1,4 @@
-"""Credit grants: paid and free credits, their burn-down order, expiry and debt (issue 22, CONTRACT §11).
+"""Credit grants: paid and free credits, their burn-down order, expiry and debt (issue 22; docs/rules/ledger.md, "Grants").
 
 * ``credit_transactions`` gains the types ``promotional_grant`` (amount > 0) and
   ``grant_expiry`` (amount < 0, its reference names the grant: ``grant_entry_id``).
@@ -11,7 +11,7 @@
 * ``grant_balances`` and ``grant_debts``: caches, like ``credits``, equal to the replay of the
   ledger at every commit (``billing verify`` checks it).
 * ``invoice_lines.line_type`` and ``ledger_entry_period`` know the two new types; the period of
-  a ``grant_expiry`` is the month of its grant's ``expires_at`` (CONTRACT §9).
+  a ``grant_expiry`` is the month of its grant's ``expires_at`` (docs/rules/month-end.md).
 
 The entries already posted get their grants, draws, balances and debts by replaying the ledger
 in order with the same code the posting uses (``ledger.grants.backfill``), so what the migration
@@ -75,7 +75,7 @@ CREATE INDEX grants_account_idx ON billing.grants (account_id, entry_id);
 -- the hourly expiry finds what has expired).
 CREATE INDEX grants_expiring_idx ON billing.grants (account_id, expires_at) WHERE expires_at IS NOT NULL;
 COMMENT ON TABLE billing.grants IS
-    'Credit grants: the terms of every credit-adding ledger entry (CONTRACT §11). Append-only.';
+    'Credit grants: the terms of every credit-adding ledger entry. Append-only.';
 
 -- What each entry drew from each grant (+), or gave back to it (-, a reversal). No foreign key
 -- on entry_id (checked by billing verify's rebuild): a per-row trigger for every usage
