@@ -18,6 +18,7 @@ manual top-up             ``topup:<payment reference>``                   issue 
 admin adjustment          ``adjust:<32 hex of account, amount, reason,    always (a given
                           actor>`` or ``adjust:key:<given key>``          ``--key``: before, bare)
 reversal by hand          ``reversal:<entry id>[:<n>]``                   issue 21
+promotional grant         ``promotional_grant:<reference>``               issue 22
 grant expiry              ``grant_expiry:<grant's entry id>``             issue 22
 ========================  ==============================================  ======================
 
@@ -50,6 +51,7 @@ from billing_pipeline.core.times import parse_time
 USAGE_TYPES = ("usage_deduction", "reversal")
 MANUAL_TOPUP_PREFIX = "topup:"
 ADJUSTMENT_PREFIX = "adjust:"
+PROMOTIONAL_GRANT_PREFIX = "promotional_grant:"
 
 # ---- keys ------------------------------------------------------------------------------------
 
@@ -84,6 +86,12 @@ def manual_topup_key(payment_reference: str) -> str:
     """The key of a top-up a person posts for a payment received: the payment's reference,
     namespaced so that it can never be taken for another writer's key."""
     return MANUAL_TOPUP_PREFIX + payment_reference
+
+
+def promotional_grant_key(reference: str) -> str:
+    """The key of a promotional grant a person posts (``billing grant --reference``): the
+    reference, namespaced like a top-up's, so the same reference grants once."""
+    return PROMOTIONAL_GRANT_PREFIX + reference
 
 
 def adjustment_key(account_id: str, amount: Decimal, reason: str | None, actor: str | None, given: str | None) -> str:
