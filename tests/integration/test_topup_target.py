@@ -72,15 +72,15 @@ def test_a_target_mode_top_up_lands_exactly_on_the_target(db_url, stripe_emulato
     target_mode(db_url, stripe_emulator, "acme")
     target_mode(db_url, stripe_emulator, "fractional")
     post(db_url, "acme", "topup", "7.50", "t1")
-    post(db_url, "fractional", "topup", "7.123456", "t2")
+    post(db_url, "fractional", "topup", "7.126544", "t2")
     result = run_auto_topup(db_url, stripe_res, NOW)
     assert sorted((a, amount) for a, amount, _ in result.charged) == [("acme", D("52.50")), ("fractional", D("52.88"))]
     assert result.capped == []
     assert sorted(pi["amount"] for pi in payment_intents(stripe_emulator.url)) == [5250, 5288]
     assert auto_topups(db_url) == [
         ("acme", D("52.500000"), D("60.000000"), {"amount": "52.500000", "currency": "usd"}),
-        # A balance with fractions of a cent: charged in whole cents, rounded up, so never below the target.
-        ("fractional", D("52.880000"), D("60.003456"), {"amount": "52.880000", "currency": "usd"}),
+        # A balance with fractions of a cent: 52.873456 is charged as 52.88 (rounded up, never below the target).
+        ("fractional", D("52.880000"), D("60.006544"), {"amount": "52.880000", "currency": "usd"}),
     ]
     # Run again: both at (or above) their target, above the threshold: nothing charged.
     assert run_auto_topup(db_url, stripe_res, NOW).charged == []
