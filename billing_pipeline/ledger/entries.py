@@ -186,9 +186,10 @@ class Entry:
         reference = _plain_json(self.reference, key)
         if entry_type is EntryType.REVERSAL and "reverses" not in reference:
             raise LedgerInputError(f"{where}: a reversal must name the entry it reverses in reference['reverses'].")
-        if entry_type is EntryType.GRANT_EXPIRY and "grant_entry_id" not in reference:
+        if entry_type is EntryType.GRANT_EXPIRY and type(reference.get("grant_entry_id")) is not int:
             raise LedgerInputError(
-                f"{where}: a grant expiry must name the grant it expires in reference['grant_entry_id']."
+                f"{where}: a grant expiry must name the grant it expires in reference['grant_entry_id'] "
+                "(the grant's entry id, an integer)."
             )
         if "grant" in reference or "paid" in reference:
             _check_grant_terms(reference, where)

@@ -68,6 +68,7 @@ CREATE TEMP TABLE IF NOT EXISTS grant_batch (
     t_valid     timestamptz NOT NULL,  -- a debit may use grants expiring after this
     seg         integer
 );
+CREATE INDEX IF NOT EXISTS grant_batch_seg_idx ON grant_batch (seg);
 CREATE TEMP TABLE IF NOT EXISTS grant_moves (
     pos            bigint GENERATED ALWAYS AS IDENTITY,
     account_id     text NOT NULL,
@@ -416,6 +417,9 @@ def _replay(cur: Any, tables: _Tables, where: str, params: dict, *, attempts: bo
     )
     _run(cur, _OPEN_BALANCES, tables)
     _run(cur, _SEGMENTS, tables)
+    # Temporary tables get no statistics by themselves; without them every segment's plan
+    # guesses the batch's size (a replay of the whole ledger has thousands of segments).
+    cur.execute("ANALYZE pg_temp.grant_batch")
     cur.execute("SELECT seg, string_agg(DISTINCT cls::text, '') FROM pg_temp.grant_batch GROUP BY seg ORDER BY seg")
     for seg, classes in cur.fetchall():
         params = {"seg": seg}

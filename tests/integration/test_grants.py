@@ -47,6 +47,7 @@ def test_a_month_of_paid_promotional_and_sla_grants_burns_in_the_stated_order(ac
                 "P3",
                 {"grant": {"priority": 60, "expires_at": "2026-11-25T00:00Z"}},
             ),
+            Entry("acme", "promotional_grant", D("5"), "P4"),  # no expiry: after P1 and P2 of the same priority
         )
         ids |= post_at(
             conn,
@@ -64,11 +65,11 @@ def test_a_month_of_paid_promotional_and_sla_grants_burns_in_the_stated_order(ac
             ),
         )
         # By hand. Burn order at the start: A1 (priority 5), P1 (10, expires 10th), P2 (10, 20th),
-        # S1 (20), T1 (50), P3 (60).
+        # P4 (10, never), S1 (20), T1 (50), P3 (60).
         post_at(conn, frozen_clock, "2026-11-03T11:00Z", usage("acme", "-12", h(3, 10), "U1"))  # A1 10, P1 2
         post_at(conn, frozen_clock, "2026-11-09T11:00Z", usage("acme", "-15", h(9, 10), "U2"))  # P1 15 (3 left)
-        # One batch, two validity segments: U3's hour is past P1's expiry (P1 skipped: P2 15, S1 30,
-        # T1 5); U4 is late data for the 9th, when P1 was valid (P1 3, then T1 1; P2 and S1 are empty).
+        # One batch, two validity segments: U3's hour is past P1's expiry (P1 skipped: P2 15, P4 5,
+        # S1 30); U4 is late data for the 9th, when P1 was valid (P1 3, then T1 1; the rest is empty).
         post_at(
             conn,
             frozen_clock,
@@ -92,32 +93,33 @@ def test_a_month_of_paid_promotional_and_sla_grants_burns_in_the_stated_order(ac
             ("U1", "P1", D("2")),
             ("U2", "P1", D("15")),
             ("U3", "P2", D("15")),
+            ("U3", "P4", D("5")),
             ("U3", "S1", D("30")),
-            ("U3", "T1", D("5")),
             ("U4", "P1", D("3")),
             ("U4", "T1", D("1")),
             ("A2", "T1", D("2")),
             ("X3", "P3", D("10")),
         ]
         assert balances(conn) == [
-            ("T1", "paid", 50, D("8"), D("0"), D("92")),
+            ("T1", "paid", 50, D("3"), D("0"), D("97")),
             ("P1", "free", 10, D("20"), D("0"), D("0")),
             ("P2", "free", 10, D("15"), D("0"), D("0")),
             ("P3", "free", 60, D("0"), D("10"), D("0")),
+            ("P4", "free", 10, D("5"), D("0"), D("0")),
             ("S1", "free", 20, D("30"), D("0"), D("0")),
             ("A1", "free", 5, D("10"), D("0"), D("0")),
         ]
         assert debts(conn) == []
-        # balance = 100 + 20 + 15 + 10 + 30 + 10 - 12 - 15 - 50 - 4 - 2 - 10 = 92 = T1's remaining
-        assert conn.execute("SELECT balance FROM billing.credits WHERE account_id = 'acme'").fetchone()[0] == D("92")
+        # balance = 100 + 20 + 15 + 10 + 5 + 30 + 10 - 12 - 15 - 50 - 4 - 2 - 10 = 97 = T1's remaining
+        assert conn.execute("SELECT balance FROM billing.credits WHERE account_id = 'acme'").fetchone()[0] == D("97")
         assert keyed(
             conn, "SELECT entry_id, kind, source_type, paid_amount, paid_currency FROM billing.grants ORDER BY 1"
         )[0] == ("T1", "paid", "topup", D("100.00"), "usd")
         assert [(g.entry_id, g.remaining) for g in open_grants(conn, "acme", frozen_clock.now())] == [
-            (ids["T1"], D("92"))
+            (ids["T1"], D("97"))
         ]
         check = check_grants(conn)
-        assert check.problems == [] and (check.grants, check.draws) == (6, 10)
+        assert check.problems == [] and (check.grants, check.draws) == (7, 10)
 
 
 def test_a_debt_is_paid_first_by_the_next_top_up(acme, frozen_clock):
@@ -126,21 +128,20 @@ def test_a_debt_is_paid_first_by_the_next_top_up(acme, frozen_clock):
         post_at(conn, frozen_clock, "2026-11-01T11:00Z", usage("acme", "-15", h(1, 10), "U1"))  # T1 10, debt 5
         post_at(conn, frozen_clock, "2026-11-01T12:00Z", usage("acme", "-2.5", h(1, 11), "U2"))  # debt 2.5
         assert debts(conn) == [("U1", D("5")), ("U2", D("2.5"))]
-        # The top-up first pays U1's debt, then U2's (oldest debit first), with draw rows on those debits.
-        post_at(conn, frozen_clock, "2026-11-02T08:00Z", Entry("acme", "topup", D("20"), "T2"))
-        assert draws(conn) == [("U1", "T1", D("10")), ("U1", "T2", D("5")), ("U2", "T2", D("2.5"))]
-        assert debts(conn) == []
-        post_at(conn, frozen_clock, "2026-11-02T11:00Z", usage("acme", "-1", h(2, 10), "U3"))
-        assert draws(conn)[-1] == ("U3", "T2", D("1"))
+        # The top-up first pays U1's debt, then what it can of U2's (oldest debit first), with draw
+        # rows on those debits; nothing of it is left to draw on.
+        post_at(conn, frozen_clock, "2026-11-02T08:00Z", Entry("acme", "topup", D("6"), "T2"))
+        assert draws(conn) == [("U1", "T1", D("10")), ("U1", "T2", D("5")), ("U2", "T2", D("1"))]
+        assert debts(conn) == [("U2", D("1.5"))]
+        post_at(conn, frozen_clock, "2026-11-03T08:00Z", Entry("acme", "topup", D("20"), "T3"))
+        assert draws(conn)[-1] == ("U2", "T3", D("1.5")) and debts(conn) == []
+        post_at(conn, frozen_clock, "2026-11-03T11:00Z", usage("acme", "-1", h(3, 10), "U3"))
+        assert draws(conn)[-1] == ("U3", "T3", D("1"))
         assert balances(conn) == [
             ("T1", "paid", 50, D("10"), D("0"), D("0")),
-            ("T2", "paid", 50, D("8.5"), D("0"), D("11.5")),
+            ("T2", "paid", 50, D("6"), D("0"), D("0")),
+            ("T3", "paid", 50, D("2.5"), D("0"), D("17.5")),
         ]
-        # A top-up smaller than the debt pays part of it; the rest stays owed.
-        post_at(conn, frozen_clock, "2026-11-03T11:00Z", usage("acme", "-20", h(3, 10), "U4"))  # T2 11.5, debt 8.5
-        post_at(conn, frozen_clock, "2026-11-04T08:00Z", Entry("acme", "topup", D("3"), "T3"))
-        assert draws(conn)[-2:] == [("U4", "T2", D("11.5")), ("U4", "T3", D("3"))]
-        assert debts(conn) == [("U4", D("5.5"))]
         assert check_grants(conn).problems == []
 
 
@@ -289,3 +290,30 @@ def test_verify_fails_when_the_identity_is_broken(acme, frozen_clock):
     assert report.problems[1].detail == (
         "the balance is -2.000000, but its grants have 0.000000 left and it owes 0 of debt (0.000000 - 0 = 0.000000)"
     )
+
+
+def test_a_grant_expiry_belongs_to_the_month_of_its_grant_expiry_in_sql_and_python(acme, frozen_clock):
+    """Its period is the month of the grant's expires_at (UTC), not of its posting: 23:30 at -02:00
+    on 30 November is 1 December in UTC."""
+    from billing_pipeline.ledger import LedgerInputError
+    from billing_pipeline.ledger.keys import entry_period, period_sql
+
+    with psycopg.connect(acme, autocommit=True) as conn:
+        ids = post_at(
+            conn,
+            frozen_clock,
+            "2026-11-01T08:00Z",
+            Entry("acme", "promotional_grant", D("5"), "P1", {"grant": {"expires_at": "2026-11-30T23:30:00-02:00"}}),
+        )
+        expiry = {"grant_entry_id": ids["P1"], "expires_at": "2026-11-30T23:30:00-02:00"}
+        post_at(conn, frozen_clock, "2027-01-03T00:00Z", Entry("acme", "grant_expiry", D("-5"), "X1", expiry))
+        type_, reference, created_at, period = conn.execute(
+            f"SELECT type, reference, created_at, {period_sql()} FROM billing.credit_transactions "
+            "WHERE idempotency_key = 'X1'"
+        ).fetchone()
+        assert str(period) == "2026-12-01" == str(entry_period(type_, reference, created_at))
+        assert draws(conn) == [("X1", "P1", D("5"))]
+        with pytest.raises(LedgerInputError, match=r"reference\['grant_entry_id'\]"):
+            post_entries(conn, [Entry("acme", "grant_expiry", D("-1"), "X2", {"grant_entry_id": str(ids["P1"])})])
+        with pytest.raises(LedgerInputError, match="priority must be an integer"):
+            post_entries(conn, [Entry("acme", "promotional_grant", D("1"), "P2", {"grant": {"priority": "1"}})])
