@@ -2,7 +2,8 @@
 
 * ``alerts/balance_alerts``: opens and closes low-balance and short-runway crossings for every
   account and queues their notices (``alerts.balance``), after the hour's settlement, top-ups and
-  the balances mart (its burn rate).
+  the balances mart (its burn rate); and queues one warning per credit grant that expires within its
+  account's ``grant_expiry_warning_days`` (``alerts.grant_expiry``).
 * ``alerts/notification_deliveries``: delivers every due notice of the outbox by email and
   signed webhook (``alerts.delivery``): the alerts', the top-ups' and the lifecycle's, so it
   runs last in the cycle.
@@ -16,10 +17,12 @@ import dagster as dg
 
 from billing_pipeline.alerts.balance import evaluate_balance_alerts
 from billing_pipeline.alerts.delivery import deliver_due
+from billing_pipeline.alerts.grant_expiry import queue_grant_expiry_warnings
 from billing_pipeline.core.asset_keys import (
     ACCOUNT_LIFECYCLE,
     AUTO_TOPUPS,
     BALANCE_ALERTS,
+    GRANT_EXPIRY,
     LEDGER,
     NOTIFICATION_DELIVERIES,
 )
@@ -36,18 +39,21 @@ ACCOUNT_BALANCES = dbt_model_key("fct_account_balances")
 @dg.asset(
     key=BALANCE_ALERTS,
     # Top-ups first: a balance the saved card restored needs no low-balance warning.
-    deps=[LEDGER, AUTO_TOPUPS, ACCOUNT_BALANCES],
+    deps=[LEDGER, GRANT_EXPIRY, AUTO_TOPUPS, ACCOUNT_BALANCES],
     group_name="alerts",
     kinds={"postgres"},
     owners=BILLING_OWNERS,
     description="billing.balance_alert_crossings: low-balance and short-runway warnings, once per crossing, "
-    "with a recovery notice; notices are queued in billing.notification_outbox.",
+    "with a recovery notice, and one warning per credit grant before it expires; notices are queued in "
+    "billing.notification_outbox.",
 )
 def balance_alerts(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
     now = run_clock(context)
     with postgres.connect(autocommit=True) as conn:
         alerts = evaluate_balance_alerts(conn, now)
+        expiry_warnings = queue_grant_expiry_warnings(conn, now)
     context.log.info(alerts.summary())
+    context.log.info(f"grant expiry warnings: {expiry_warnings} queued")
     return dg.MaterializeResult(
         metadata={
             "now": now.isoformat(),
@@ -55,6 +61,7 @@ def balance_alerts(context: dg.AssetExecutionContext, postgres: PostgresResource
             "crossings_recovered": dg.MetadataValue.json([list(c) for c in alerts.recovered]),
             "notifications_queued": alerts.queued,
             "burn_rate_source": alerts.runway_source,
+            "grant_expiry_warnings_queued": expiry_warnings,
         }
     )
 
@@ -94,8 +101,8 @@ balance_alert_job = dg.define_asset_job(
     "balance_alert_job",
     selection=dg.AssetSelection.assets(balance_alerts, notification_deliveries),
     tags=JOB_TAGS,
-    description="Low-balance and short-runway warnings by email and signed webhook, once per crossing, "
-    "then delivery of every due notice.",
+    description="Low-balance and short-runway warnings by email and signed webhook, once per crossing, and "
+    "credit-expiry warnings once per grant, then delivery of every due notice.",
 )
 
 

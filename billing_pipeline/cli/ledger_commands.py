@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import UTC
 from decimal import Decimal, InvalidOperation
 
@@ -42,6 +43,11 @@ def register(subparsers, json_parent) -> None:
     p.add_argument("account", help="the account id (billing.accounts.id), e.g. acme")
     p.add_argument("amount", help="credits, a positive decimal, e.g. 100 or 25.50")
     p.add_argument("--reference", required=True, help="the payment's reference; the same reference posts once")
+    p.add_argument(
+        "--currency",
+        default="usd",
+        help="the currency the customer paid in, kept with the paid grant (ISO 4217, lower case; default usd)",
+    )
     p.set_defaults(handler=_topup)
 
     p = subparsers.add_parser(
@@ -168,8 +174,13 @@ def _report(args, result: PostResult) -> int:
 def _topup(args) -> int:
     args.reference = parse_text(args.reference, what="--reference", max_length=200)
     amount = parse_amount(args.amount, positive=True)
+    currency = (args.currency or "").strip()
+    if not re.fullmatch(r"[a-z]{3}", currency, re.ASCII):
+        raise InputError(
+            f"--currency {args.currency!r} is not a currency code: give three lower-case letters (ISO 4217), e.g. usd."
+        )
     with connect() as conn:
-        return _report(args, post_manual_topup(conn, args.account, amount, args.reference))
+        return _report(args, post_manual_topup(conn, args.account, amount, args.reference, currency))
 
 
 def adjust_confirm_above() -> Decimal:

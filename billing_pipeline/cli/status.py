@@ -26,6 +26,8 @@ def render_status(d: dict) -> str:
     elif not d["evaluated"]:
         state += " (from the balance; the lifecycle has not evaluated this account yet)"
     lines.append(state + ".")
+    if d.get("cause"):
+        lines.append(f"Why: {d['cause']['text']}")
     if d["state"] == "grace_period":
         lines.append(
             f"Deadline: {fmt_time(d['grace_deadline'])}. Add credits before then to restore routing "

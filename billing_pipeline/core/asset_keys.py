@@ -11,6 +11,7 @@ PROMETHEUS = dg.AssetKey(["prometheus", "cluster_metrics"])
 
 # The money path, in the order the graph runs it.
 LEDGER = dg.AssetKey(["ledger", "credit_transactions"])
+GRANT_EXPIRY = dg.AssetKey(["ledger", "grant_expiry"])
 AUTO_TOPUPS = dg.AssetKey(["payments", "auto_topups"])
 BALANCE_ALERTS = dg.AssetKey(["alerts", "balance_alerts"])
 ACCOUNT_LIFECYCLE = dg.AssetKey(["lifecycle", "account_lifecycle"])

@@ -8,18 +8,23 @@
   database.
 * Asset checks on it: the ledger equals ``fct_usage_charges`` for the run's hours, and the
   balance cache (``billing.credits``) equals the ledger's sum for every account.
+* ``ledger/grant_expiry`` (after the settlement, unpartitioned: it acts at the run's clock): one
+  ``grant_expiry`` entry per grant past its ``expires_at`` with credits left (``ledger.expiry``),
+  with the check ``balance_equals_open_grants_minus_debt`` (the grants' identity, per account: docs/rules/ledger.md).
 * ``credit_usage_job``: the settlement alone, for one hour or a range (docs/rules/ledger.md).
 """
 
 import dagster as dg
 
-from billing_pipeline.core.asset_keys import LEDGER
+from billing_pipeline.core.asset_keys import GRANT_EXPIRY, LEDGER
+from billing_pipeline.core.clock import run_clock
 from billing_pipeline.core.hours import Hour
 from billing_pipeline.core.ownership import BILLING_OWNERS
 from billing_pipeline.core.partitions import hourly_partitions
 from billing_pipeline.core.runs import JOB_TAGS
 from billing_pipeline.ledger.checkpoint import chain_heads, chain_heads_digest
 from billing_pipeline.ledger.deduction import CHARGES_SCHEMA, CHARGES_TABLE, settle_priced_usage
+from billing_pipeline.ledger.expiry import expire_due_grants, grant_identity_mismatches
 from billing_pipeline.ledger.grant_tables import grant_table_specs
 from billing_pipeline.ledger.keys import usage_hour_sql
 from billing_pipeline.resources.postgres import PostgresResource
@@ -151,6 +156,52 @@ def credit_transactions(context: dg.AssetExecutionContext, postgres: PostgresRes
     )
 
 
+@dg.asset(
+    key=GRANT_EXPIRY,
+    deps=[LEDGER],
+    group_name="ledger",
+    kinds={"postgres"},
+    owners=BILLING_OWNERS,
+    description="grant_expiry entries in billing.credit_transactions: what is left of each credit grant past its "
+    "expires_at leaves the balance by one entry, exactly once per grant, at the run's clock (docs/rules/ledger.md).",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "balance_equals_open_grants_minus_debt",
+            asset=GRANT_EXPIRY,
+            description="For every account, billing.credits.balance equals the remaining credits of its grants "
+            "(billing.grant_balances) minus its outstanding debt (billing.grant_debts).",
+        )
+    ],
+)
+def grant_expiry(context: dg.AssetExecutionContext, postgres: PostgresResource):
+    now = run_clock(context)
+    with postgres.connect(autocommit=True) as conn:
+        result = expire_due_grants(conn, now)
+        mismatches = grant_identity_mismatches(conn)
+    context.log.info(result.summary())
+    yield dg.MaterializeResult(
+        metadata={
+            "now": now.isoformat(),
+            "grants_expired": len(result.posted),
+            "credits_expired": str(result.total),
+            "already_posted": len(result.expired) - len(result.posted),
+            "expired": dg.MetadataValue.json(
+                [[e.account_id, e.grant_entry_id, str(e.amount), e.expires_at.isoformat()] for e in result.posted]
+            ),
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name="balance_equals_open_grants_minus_debt",
+        passed=not mismatches,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=None
+        if not mismatches
+        else f"{len(mismatches)} account(s) differ, e.g. "
+        + "; ".join(f"{a}: balance {b}, open grants {g}, debt {d}" for a, b, g, d in mismatches[:3]),
+        metadata={"mismatches": dg.MetadataValue.json([[a, str(b), str(g), str(d)] for a, b, g, d in mismatches])},
+    )
+
+
 credit_usage_job = dg.define_asset_job(
     "credit_usage_job",
     selection=dg.AssetSelection.assets(credit_transactions),
@@ -158,4 +209,4 @@ credit_usage_job = dg.define_asset_job(
     description="Settles priced usage into the ledger for an hour (or a range), exactly once (docs/rules/ledger.md).",
 )
 
-defs = dg.Definitions(assets=[credit_transactions, *grant_table_specs], jobs=[credit_usage_job])
+defs = dg.Definitions(assets=[credit_transactions, grant_expiry, *grant_table_specs], jobs=[credit_usage_job])

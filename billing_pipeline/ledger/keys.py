@@ -19,6 +19,7 @@ admin adjustment          ``adjust:<32 hex of account, amount, reason,    always
                           actor>`` or ``adjust:key:<given key>``          ``--key``: before, bare)
 reversal by hand          ``reversal:<entry id>[:<n>]``                   issue 21
 promotional grant         ``promotional_grant:<reference>``               issue 22
+grant expiry              ``grant_expiry:<grant's entry id>``             issue 22
 ========================  ==============================================  ======================
 
 ``<hour>`` is ``core.hours.Hour.text``; the settlement builds the same text set-based in SQL.
@@ -105,6 +106,12 @@ def adjustment_key(account_id: str, amount: Decimal, reason: str | None, actor: 
 def reversal_key(entry_id: int, entries_before: int = 0) -> str:
     """The key of a reversal a person posts of entry ``entry_id``."""
     return f"reversal:{entry_id}" + (f":{entries_before + 1}" if entries_before else "")
+
+
+def grant_expiry_key(grant_entry_id: int) -> str:
+    """The key of the one ``grant_expiry`` entry of the grant opened by entry ``grant_entry_id``:
+    derived from the grant alone, so a grant expires once whoever posts it and however often."""
+    return f"grant_expiry:{int(grant_entry_id)}"
 
 
 def earlier_keys(key: str) -> list[str]:

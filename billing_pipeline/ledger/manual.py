@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import psycopg
 
-from billing_pipeline.ledger.entries import Entry, EntryType, IdempotencyConflict
+from billing_pipeline.ledger.entries import Entry, EntryType, IdempotencyConflict, round_credits
 from billing_pipeline.ledger.keys import adjustment_key, earlier_keys, manual_topup_key, promotional_grant_key
 from billing_pipeline.ledger.posting import PostResult, post_entry
 
@@ -45,14 +45,32 @@ def post_once(conn: psycopg.Connection, entry: Entry) -> PostResult:
     return post_entry(conn, entry)
 
 
-def post_manual_topup(conn: psycopg.Connection, account_id: str, amount: Decimal, payment_reference: str) -> PostResult:
+DEFAULT_CURRENCY = "usd"
+
+
+def topup_reference(payment_reference: str, amount: Decimal, currency: str = DEFAULT_CURRENCY) -> dict:
+    """A paid top-up's reference: the payment's reference and what the customer paid
+    (``paid``: amount and currency), which its paid grant keeps (docs/rules/ledger.md)."""
+    return {
+        "payment_reference": payment_reference,
+        "paid": {"amount": f"{round_credits(amount)}", "currency": currency},
+    }
+
+
+def post_manual_topup(
+    conn: psycopg.Connection,
+    account_id: str,
+    amount: Decimal,
+    payment_reference: str,
+    currency: str = DEFAULT_CURRENCY,
+) -> PostResult:
     """Credit a payment received, once per payment reference."""
     entry = Entry(
         account_id,
         EntryType.TOPUP,
         amount,
         manual_topup_key(payment_reference),
-        reference={"payment_reference": payment_reference},
+        reference=topup_reference(payment_reference, amount, currency),
         actor="cli",
     )
     return post_once(conn, entry)

@@ -16,7 +16,13 @@ keyed (see ``lifecycle.engine``).
 
 import dagster as dg
 
-from billing_pipeline.core.asset_keys import ACCOUNT_LIFECYCLE, AUTO_TOPUPS, LEDGER, NOTIFICATION_DELIVERIES
+from billing_pipeline.core.asset_keys import (
+    ACCOUNT_LIFECYCLE,
+    AUTO_TOPUPS,
+    GRANT_EXPIRY,
+    LEDGER,
+    NOTIFICATION_DELIVERIES,
+)
 from billing_pipeline.core.clock import CLOCK_TAG, run_clock
 from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.core.ownership import BILLING_OWNERS
@@ -29,7 +35,7 @@ from billing_pipeline.resources.postgres import PostgresResource
 
 @dg.asset(
     key=ACCOUNT_LIFECYCLE,
-    deps=[LEDGER, AUTO_TOPUPS],
+    deps=[LEDGER, GRANT_EXPIRY, AUTO_TOPUPS],
     group_name="lifecycle",
     kinds={"kubernetes", "postgres"},
     owners=BILLING_OWNERS,

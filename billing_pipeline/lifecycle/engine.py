@@ -13,6 +13,11 @@ For each account, in order:
    (``idle``); pending cleanups carried out (``cleanup``, ``snapshots``); snapshots past their
    retention deleted.
 
+A transition into ``low_balance`` or ``grace_period`` says why when credits expired since the
+account's previous evaluation (``grant_expiry`` entries after the newest entry that evaluation
+saw): its reason starts with "promotional credits expired" (or paid, SLA …), its event's detail
+carries ``cause`` (each grant, amount and expiry), and the grace notice says so.
+
 Every cluster write is recorded in ``lifecycle_events`` after it succeeds, under a unique key, so
 a re-run records nothing twice; each action's current state (pending, done, failed with its
 error) is kept in ``lifecycle_actions`` for ``billing status`` (``actions``). A failed call
@@ -27,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import psycopg
@@ -200,7 +205,13 @@ class Lifecycle:
             decision = step(
                 snap, Inputs(account.balance, account.low_balance_threshold, account.grace_period_hours), self.now
             )
+            cause = self._expiry_cause(account, decision.transitions)
+            transitions = []
             for t in decision.transitions:
+                caused = cause if _for_the_worse(t) else None
+                if caused:
+                    t = replace(t, reason=f"{caused['reason']}: {t.reason}")
+                transitions.append(t)
                 self.event(
                     key=f"{account_id}:transition:{t.seq}",
                     account_id=account_id,
@@ -215,32 +226,46 @@ class Lifecycle:
                         "reason": t.reason,
                         "grace_deadline": t.grace_deadline,
                         "episode": t.episode,
+                        **({"cause": caused} if caused else {}),
                     },
                 )
-                self._on_transition(account, t)
-            outcome.transitions.extend(decision.transitions)
+                self._on_transition(account, t, caused)
+            outcome.transitions.extend(transitions)
             if not self.dry_run:
-                store.save_snapshot(self.conn, account_id, decision.snapshot, account.balance, self.now)
+                store.save_snapshot(
+                    self.conn, account_id, decision.snapshot, account.balance, self.now, account.last_entry_id
+                )
             return decision.snapshot.state
 
-    def _on_transition(self, account: Account, t: Transition) -> None:
+    def _expiry_cause(self, account: Account, transitions: list[Transition]) -> dict | None:
+        """The credits that expired since the previous evaluation, when a transition for the worse
+        is being made (None otherwise, or when nothing expired)."""
+        if not any(_for_the_worse(t) for t in transitions):
+            return None
+        previous = store.previous_evaluation(self.conn, account.id)
+        return notices.expiry_cause(store.credits_expired_since(self.conn, account.id, previous, account.last_entry_id))
+
+    def _on_transition(self, account: Account, t: Transition, cause: dict | None = None) -> None:
         deps = store.live_deployments(self.conn, account.id)
         dep_ids = [d.id for d in deps]
         if t.to_state == State.GRACE_PERIOD:
             self._set_domains(account, dep_ids, "active", "suspended", t)
             lines = self._expiry_lines(account, deps, t.grace_deadline)
+            body = notices.grace_body(account, t.balance, t.grace_deadline, t.at, lines)
             self.notify(
                 account,
                 f"lifecycle:{account.id}:grace:{t.episode}",
                 "grace_period",
-                f"{account.name}: credits used up, deletion on {fmt_time(t.grace_deadline)}",
-                notices.grace_body(account, t.balance, t.grace_deadline, t.at, lines),
+                f"{account.name}: {cause['reason'] if cause else 'credits used up'}, deletion on "
+                f"{fmt_time(t.grace_deadline)}",
+                f"{cause['text']}\n\n{body}" if cause else body,
                 {
                     "episode": t.episode,
                     "grace_deadline": t.grace_deadline,
                     "balance": t.balance,
                     "will_happen": lines,
                     "scale_to_zero_at": notices.scale_to_zero_at(account, t.at),
+                    **({"cause": cause} if cause else {}),
                 },
             )
         elif t.from_state == State.GRACE_PERIOD and t.to_state != State.EXPIRED:
@@ -297,6 +322,17 @@ class Lifecycle:
         for v in store.known_volumes(self.conn, [d.id for d in deps]):
             lines.append(notices.volume_fate_line(account, v.name, v.size_bytes, deadline, snapshot_class))
         return lines
+
+
+# The transitions an expiry can cause: changes for the worse, into low balance or grace.
+_WORSE = {
+    State.LOW_BALANCE: (State.HEALTHY,),
+    State.GRACE_PERIOD: (State.HEALTHY, State.LOW_BALANCE),
+}
+
+
+def _for_the_worse(t: Transition) -> bool:
+    return t.from_state in _WORSE.get(t.to_state, ())
 
 
 def run_lifecycle(

@@ -142,3 +142,35 @@ def idle_body(account: Account, dep: Deployment, reason: str) -> str:
 
 def retry_words() -> str:
     return f"retried every {RETRY_EVERY_MINUTES} minutes"
+
+
+def expiry_cause(expired: list[dict]) -> dict | None:
+    """Why a state changed when credits expired since the previous evaluation (``expired``: the
+    ``grant_expiry`` entries, ``store.credits_expired_since``): the words ("promotional credits
+    expired"), each grant with its amount and expiry, and a sentence. None when nothing expired."""
+    if not expired:
+        return None
+    reasons = list(dict.fromkeys(e["reason"] for e in expired))
+    words = " and ".join(reasons)
+    grants = [
+        {
+            "grant_entry_id": e["grant_entry_id"],
+            "expiry_entry_id": e["expiry_entry_id"],
+            "amount": f"{e['amount']}",
+            "expires_at": e["expires_at"],
+            "kind": e["kind"],
+            "reason": e["reason"],
+        }
+        for e in expired
+    ]
+    each = "; ".join(
+        f"grant {g['grant_entry_id']}: {g['amount']} credits expired on {_when(g['expires_at'])}" for g in grants
+    )
+    return {"reason": words, "credits_expired": grants, "text": f"{words[:1].upper()}{words[1:]} ({each})."}
+
+
+def _when(text: str | None) -> str:
+    try:
+        return fmt_time(datetime.fromisoformat(text)) if text else "an unrecorded time"
+    except ValueError:
+        return text

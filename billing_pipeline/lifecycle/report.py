@@ -42,6 +42,7 @@ def lifecycle_status(
     state = snap.state.value if snap else state_for_balance(account.balance, account.low_balance_threshold).value
     deadline = snap.grace_deadline if snap and snap.state in (State.GRACE_PERIOD, State.EXPIRED) else None
     grace_entered = snap.entered_at if snap and snap.state == State.GRACE_PERIOD else None
+    cause = _state_cause(conn, account_id, state) if snap else None
     deployments = store.account_deployments(conn, account_id)
     cleanups = store.cleanups_of(conn, account_id)
     actions = store.actions_of(conn, account_id)
@@ -110,6 +111,7 @@ def lifecycle_status(
         "meaning": MEANING[state],
         "evaluated": snap is not None,
         "entered_at": snap.entered_at if snap else None,
+        "cause": cause,
         "grace_deadline": deadline,
         "grace_period_hours": account.grace_period_hours,
         "volume_policy": account.volume_policy,
@@ -122,6 +124,15 @@ def lifecycle_status(
         "volumes": vol_out,
         "actions": _actions_json(actions, None),
     }
+
+
+def _state_cause(conn: psycopg.Connection, account_id: str, state: str) -> dict[str, Any] | None:
+    """Why the account is in its state, when credits expiring took it there: the cause recorded on
+    the transition into the current state (``engine``), else None."""
+    last = store.latest_transition(conn, account_id)
+    if last is None or last["to_state"] != state:
+        return None
+    return last["detail"].get("cause")
 
 
 def _actions_json(actions: dict, dep_id: str | None) -> list[dict]:

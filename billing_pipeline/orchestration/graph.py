@@ -1,7 +1,8 @@
 """The hourly cycle as one asset graph, and what starts it.
 
 The order of the stages is the graph's: ingestion (Prometheus, rentals) -> dbt -> the ledger's
-settlement (``ledger/credit_transactions``) -> auto top-ups -> lifecycle -> the balances mart
+settlement (``ledger/credit_transactions``) -> grant expiry
+(``ledger/grant_expiry``) -> auto top-ups -> lifecycle -> the balances mart
 -> alerts -> notification deliveries. Each asset declares what it needs; nothing else lists
 the stages.
 

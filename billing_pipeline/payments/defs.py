@@ -16,7 +16,7 @@
 
 import dagster as dg
 
-from billing_pipeline.core.asset_keys import AUTO_TOPUPS, LEDGER
+from billing_pipeline.core.asset_keys import AUTO_TOPUPS, GRANT_EXPIRY, LEDGER
 from billing_pipeline.core.clock import CLOCK_TAG, run_clock
 from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.core.ownership import BILLING_OWNERS
@@ -28,7 +28,8 @@ from billing_pipeline.resources.stripe import StripeResource
 
 @dg.asset(
     key=AUTO_TOPUPS,
-    deps=[LEDGER],
+    # After expiry: a balance that expired credits took below the threshold is topped up this hour.
+    deps=[LEDGER, GRANT_EXPIRY],
     group_name="payments",
     kinds={"stripe", "postgres"},
     owners=BILLING_OWNERS,

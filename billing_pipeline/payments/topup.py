@@ -3,6 +3,13 @@
 For every account with ``auto_topup_enabled``, a saved Stripe customer and payment method, and a
 balance at or below ``auto_topup_threshold`` (else ``low_balance_threshold``):
 
+0. The amount: ``auto_topup_mode = 'fixed'`` (the default) charges ``auto_topup_amount``;
+   ``'target'`` charges what takes the balance to ``auto_topup_target_balance`` (target − balance,
+   rounded up to the cent: on the target exactly, or less than a cent above it when the balance
+   holds fractions of a cent). In target mode a charge that would exceed ``auto_topup_monthly_limit``
+   is capped to what the limit leaves, and the account is told (``auto_topup_capped``); in fixed
+   mode it is skipped, as before. The amount is fixed when the attempt is recorded (step 3).
+
 1. The account is locked for this run with a session advisory lock (a second run skips it; a
    killed run's lock dies with its connection).
 2. Eligibility is re-read under the lock: no unresolved attempt, not paused, backoff elapsed,
@@ -39,21 +46,23 @@ PaymentIntent carries (``TopupResult.duplicates``; the asset check
 ``one_payment_intent_per_attempt`` fails on it). Refunding the extra charge is left to a person.
 
 Currency: one credit is one unit of the Stripe currency (``StripeResource.currency``), charged in
-cents; amounts are rounded half-even to the cent and exactly what was charged is credited.
+cents; amounts are rounded half-even to the cent and exactly what was charged is credited. The
+entry's ``reference.paid`` (``{"amount", "currency"}``) keeps what the customer paid: its credits
+open a paid grant (docs/rules/ledger.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 import psycopg
 
 from billing_pipeline.core.clock import system_now
 from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.db.connection import connect
-from billing_pipeline.ledger import Entry, post_entry
+from billing_pipeline.ledger import Entry, post_entry, round_credits
 from billing_pipeline.ledger.keys import auto_topup_key_sql
 from billing_pipeline.notifications.outbox import enqueue_notification
 from billing_pipeline.resources.stripe import (
@@ -78,14 +87,19 @@ DUPLICATE_LOOKBACK = timedelta(days=7)
 
 _STATE = """
 WITH acct AS (
-    SELECT a.id, a.auto_topup_enabled AS enabled, a.auto_topup_amount AS amount,
+    SELECT a.id, a.auto_topup_enabled AS enabled,
+           CASE WHEN a.auto_topup_mode = 'target' THEN a.auto_topup_target_balance - coalesce(c.balance, 0)
+                ELSE a.auto_topup_amount END AS amount,
            coalesce(a.auto_topup_threshold, a.low_balance_threshold) AS threshold,
            a.auto_topup_monthly_limit AS monthly_limit, a.stripe_customer_id AS customer,
-           a.stripe_payment_method_id AS payment_method, coalesce(c.balance, 0) AS balance
+           a.stripe_payment_method_id AS payment_method, coalesce(c.balance, 0) AS balance,
+           a.auto_topup_mode AS mode, a.auto_topup_target_balance AS target
     FROM billing.accounts a
     LEFT JOIN billing.credits c ON c.account_id = a.id
     WHERE (%(account)s::text IS NULL OR a.id = %(account)s)
-      AND a.auto_topup_enabled AND a.auto_topup_amount > 0
+      AND a.auto_topup_enabled
+      AND CASE WHEN a.auto_topup_mode = 'target' THEN a.auto_topup_target_balance > coalesce(c.balance, 0)
+               ELSE a.auto_topup_amount > 0 END
       AND a.stripe_customer_id IS NOT NULL AND a.stripe_payment_method_id IS NOT NULL
       AND coalesce(c.balance, 0) <= coalesce(a.auto_topup_threshold, a.low_balance_threshold)
 ), marks AS (
@@ -95,7 +109,7 @@ WITH acct AS (
            (SELECT max(p.last_attempt_id) FROM billing.topup_pauses p WHERE p.account_id = acct.id) AS last_pause
     FROM acct
 )
-SELECT acct.id, acct.amount, acct.threshold, acct.monthly_limit, acct.customer, acct.payment_method, acct.balance,
+SELECT acct.id, acct.amount, acct.mode, acct.target, acct.threshold, acct.monthly_limit, acct.customer, acct.payment_method, acct.balance,
        (SELECT coalesce(sum(t.amount), 0) FROM billing.topup_attempts t
         WHERE t.account_id = acct.id AND t.month = %(month)s AND t.status IN ('pending', 'succeeded')) AS used,
        EXISTS (SELECT 1 FROM billing.topup_attempts t WHERE t.account_id = acct.id AND t.status = 'pending') AS pending,
@@ -132,6 +146,8 @@ class TopupResult:
     resumed: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     unresolved: list[tuple[str, str]] = field(default_factory=list)
+    # (account, amount charged, amount the target wanted): target-mode charges cut to the monthly limit.
+    capped: list[tuple[str, Decimal, Decimal]] = field(default_factory=list)
     # (account, attempt key, PaymentIntent ids): an attempt Stripe charged more than once.
     duplicates: list[tuple[str, str, list[str]]] = field(default_factory=list)
     # Customers whose PaymentIntents could not be listed, so the duplicate check did not cover them.
@@ -142,7 +158,8 @@ class TopupResult:
             f"auto top-up: {len(self.charged)} charged ({sum((c[1] for c in self.charged), Decimal(0))} credits), "
             f"{len(self.recovered)} recovered after an interruption, {len(self.failed)} failed, "
             f"{len(self.paused)} paused, {len(self.resumed)} resumed after a card change, "
-            f"{len(self.skipped)} skipped, {len(self.unresolved)} left pending, "
+            f"{len(self.skipped)} skipped, {len(self.capped)} capped by the monthly limit, "
+            f"{len(self.unresolved)} left pending, "
             f"{len(self.duplicates)} attempt(s) charged more than once"
         )
 
@@ -273,7 +290,7 @@ def _process_account(
                     (now, attempt.id),
                 )
             outcome = _charge(stripe, attempt)
-        if _finish(conn, attempt, outcome, now, result):
+        if _finish(conn, attempt, outcome, now, result, stripe.currency):
             result.recovered.append((account, attempt.attempt_key))
         return
 
@@ -285,6 +302,8 @@ def _process_account(
     (
         _,
         amount,
+        mode,
+        target,
         _threshold,
         monthly_limit,
         customer,
@@ -296,7 +315,11 @@ def _process_account(
         failures,
         last_failure_at,
     ) = state[0]
-    amount = amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
+    # Target mode rounds up: the balance lands on the target, never a fraction of a cent below it.
+    amount = amount.quantize(CENT, rounding=ROUND_CEILING if mode == "target" else ROUND_HALF_EVEN)
+    wanted = amount
+    if mode == "target" and monthly_limit is not None and used + amount > monthly_limit:
+        amount = max((monthly_limit - used).quantize(CENT, rounding=ROUND_FLOOR), Decimal("0.00"))
     if paused:
         result.skipped.append((account, "paused after repeated failures until the card changes"))
         return
@@ -305,7 +328,7 @@ def _process_account(
         if now < retry_at:
             result.skipped.append((account, f"backing off until {retry_at.isoformat()}"))
             return
-    if monthly_limit is not None and used + amount > monthly_limit:
+    if monthly_limit is not None and (used + amount > monthly_limit or amount <= 0):
         with conn.transaction():
             enqueue_notification(
                 conn,
@@ -314,14 +337,14 @@ def _process_account(
                 dedupe_key=f"auto_topup_monthly_limit:{account}:{_month(now):%Y-%m}",
                 subject=f"Satusky: auto top-up limit reached on account {account}",
                 body=(
-                    f"Auto top-up of {amount} credits was not charged: {used} of the monthly limit of "
+                    f"Auto top-up of {wanted} credits was not charged: {used} of the monthly limit of "
                     f"{monthly_limit} credits is already used in {_month(now):%B %Y}. The balance is {balance} "
                     "credits; add credits by hand or raise the limit."
                 ),
                 payload={
                     "event": "auto_topup_monthly_limit",
                     "account_id": account,
-                    "amount": str(amount),
+                    "amount": str(wanted),
                     "used": str(used),
                     "monthly_limit": str(monthly_limit),
                     "balance": str(balance),
@@ -330,7 +353,7 @@ def _process_account(
         result.skipped.append((account, f"monthly limit {monthly_limit} would be exceeded ({used} used)"))
         return
 
-    # 3. The attempt is committed before Stripe is called.
+    # 3. The attempt is committed before Stripe is called (with the notice of a capped amount).
     with conn.transaction():
         attempt = _Attempt(
             *conn.execute(
@@ -356,8 +379,40 @@ def _process_account(
                 },
             ).fetchone()
         )
+        if amount < wanted:
+            _notify_capped(conn, attempt, wanted, target, balance, used, monthly_limit, now)
+            result.capped.append((account, amount, wanted))
     outcome = _charge(stripe, attempt)
-    _finish(conn, attempt, outcome, now, result)
+    _finish(conn, attempt, outcome, now, result, stripe.currency)
+
+
+def _notify_capped(conn, attempt: _Attempt, wanted, target, balance, used, monthly_limit, now: datetime) -> None:
+    """Tell the account its target-mode top-up was cut to what the monthly limit leaves."""
+    charged = attempt.amount.quantize(CENT)
+    enqueue_notification(
+        conn,
+        account_id=attempt.account_id,
+        kind="auto_topup_capped",
+        dedupe_key=f"{attempt.attempt_key}:capped",
+        subject=f"Satusky: auto top-up on account {attempt.account_id} capped by the monthly limit",
+        body=(
+            f"Reaching the target balance of {target} credits needs {wanted} credits (the balance is {balance}), "
+            f"but the monthly auto top-up limit of {monthly_limit} credits leaves {charged} in "
+            f"{_month(now):%B %Y} ({used} already used), so {charged} credits are charged. Add credits by "
+            "hand or raise the limit to reach the target."
+        ),
+        payload={
+            "event": "auto_topup_capped",
+            "account_id": attempt.account_id,
+            "attempt_key": attempt.attempt_key,
+            "amount": str(charged),
+            "wanted": str(wanted),
+            "target_balance": str(target),
+            "balance": str(balance),
+            "used": str(used),
+            "monthly_limit": str(monthly_limit),
+        },
+    )
 
 
 def _charge(stripe: StripeResource, attempt: _Attempt) -> PaymentOutcome:
@@ -375,7 +430,12 @@ def _charge(stripe: StripeResource, attempt: _Attempt) -> PaymentOutcome:
 
 
 def _finish(
-    conn: psycopg.Connection, attempt: _Attempt, outcome: PaymentOutcome, now: datetime, result: TopupResult
+    conn: psycopg.Connection,
+    attempt: _Attempt,
+    outcome: PaymentOutcome,
+    now: datetime,
+    result: TopupResult,
+    currency: str,
 ) -> bool:
     """Record Stripe's answer; True when the attempt is resolved (succeeded or failed)."""
     account = attempt.account_id
@@ -403,6 +463,8 @@ def _finish(
                         "payment_intent": outcome.payment_intent_id,
                         "attempt_key": attempt.attempt_key,
                         "stripe_customer": attempt.customer,
+                        # What the customer paid: the entry opens a paid grant (docs/rules/ledger.md).
+                        "paid": {"amount": f"{round_credits(credited)}", "currency": currency},
                     },
                 ),
             )

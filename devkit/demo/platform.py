@@ -15,6 +15,7 @@ The demo window is 2026-11-24 10:00-16:00 UTC. It shows both measurement streams
   node, its consumption is an exception row for a person to look at.
 * a pod of a deployment the platform does not know stays unattributed (reported, not billed).
 * CPU gets dearer at 14:00.
+* hooli, a trial account with promotional credits only, has them expire at 13:00 and enters grace.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ DEMO_CLUSTER = Cluster(
         _account("acme", "Acme Robotics", "50", grace_period_hours=72, volume_policy="delete"),
         _account("globex", "Globex Analytics", "100", volume_policy="retain", volume_retention_days=7),
         _account("initech", "Initech", "20", grace_period_hours=24, early_idle_deletion=True),
+        # A trial living on promotional credits alone: they expire inside the window (PROMOTIONAL_GRANTS).
+        _account("hooli", "Hooli Labs", "5", grace_period_hours=48),
     ),
     deployments=(
         # Every registered deployment is probed (blackbox probe_success), so availability is measured;
@@ -163,6 +166,14 @@ OPENING_TOPUPS = [
     ("acme", D("500.00"), "demo-opening-acme"),
     ("globex", D("150.00"), "demo-opening-globex"),
     ("initech", D("20.50"), "demo-opening-initech"),
+]
+
+# Promotional grants: (account, amount, reference, expires_at), posted with the opening credit.
+# hooli's trial credits expire at 13:00, inside the demo's window: the cycle's grant expiry
+# (at its clock, 16:00) takes what is left, the balance reaches zero, and the lifecycle puts hooli
+# into grace saying why ("promotional credits expired"; `billing status hooli`).
+PROMOTIONAL_GRANTS = [
+    ("hooli", D("5.00"), "demo-trial-hooli", utc(2026, 11, 24, 13)),
 ]
 
 

@@ -25,8 +25,8 @@ from billing_pipeline.db.connection import connect, redact_url, state_dir
 from billing_pipeline.db.dagster_instance import prepare_dagster_home
 from billing_pipeline.db.migrate import upgrade
 from billing_pipeline.ledger import Entry, EntryType, ensure_demo_ledger_key, verify_ledger
-from billing_pipeline.ledger.keys import manual_topup_key
-from billing_pipeline.ledger.manual import post_once
+from billing_pipeline.ledger.keys import manual_topup_key, promotional_grant_key
+from billing_pipeline.ledger.manual import post_once, topup_reference
 from billing_pipeline.orchestration.cycle import run_billing_window
 from devkit.clock import posted_at
 from devkit.demo import platform
@@ -70,15 +70,30 @@ def post_opening_credit(conn) -> None:
                     EntryType.TOPUP,
                     amount,
                     manual_topup_key(reference),
-                    reference={"payment_reference": reference},
+                    reference=topup_reference(reference, amount),
                     actor="demo",
                 ),
             )
             for account, amount, reference in platform.OPENING_TOPUPS
+        ] + [
+            post_once(
+                conn,
+                Entry(
+                    account,
+                    EntryType.PROMOTIONAL_GRANT,
+                    amount,
+                    promotional_grant_key(reference),
+                    reference={"grant": {"expires_at": expires_at.isoformat()}},
+                    reason="trial credits",
+                    actor="demo",
+                ),
+            )
+            for account, amount, reference, expires_at in platform.PROMOTIONAL_GRANTS
         ]
     for r in results:
         verb = "posted" if r.created else "already posted"
-        print(f"  {r.account_id:<8} top-up {credits(r.amount)} ({verb}, entry {r.entry_id})")
+        what = "promotional grant" if r.type == EntryType.PROMOTIONAL_GRANT else "top-up"
+        print(f"  {r.account_id:<8} {what} {credits(r.amount)} ({verb}, entry {r.entry_id})")
 
 
 def show_bill(conn) -> None:
@@ -246,6 +261,8 @@ def main() -> int:
         section("billing status initech")
         billing_cli(["status", "initech", "--now", platform.DEMO_END.isoformat()])
 
+        section("billing status hooli (its promotional credits expired at 13:00)")
+        billing_cli(["status", "hooli", "--now", platform.DEMO_END.isoformat()])
         closed = close_demo_month()
 
         with connect(url) as conn:

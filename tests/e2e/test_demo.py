@@ -26,6 +26,12 @@ def test_demo_runs_on_embedded_postgres_when_no_server_answers(demo_runs):
         assert re.search(r"workloads consumed\s+GPU\s+5\.6667 GPU-hours\s+5\.6667 GPU-hours\s+\+0\.000000", out)
         assert "Your rentals covered consumption worth +8.426667 credits on node-gpu-1" in out
         assert "deducted from the ledger: +14.166667; not yet deducted: +0.000000" in out
+        # hooli's promotional credits expired at 13:00, inside the window: expired once, grace, and why.
+        assert re.search(r"hooli\s+grant_expiry\s+1\s+-5\.000000", out)
+        assert re.search(r"hooli\s+\+0\.000000\s+\+0\.000000\s+\+0\.000000\s+0\.0\s+grace_period", out)
+        assert re.search(
+            r"Why: Promotional credits expired \(grant \d+: 5\.000000 credits expired on 2026-11-24 13:00 UTC\)\.", out
+        )
         outputs.append(out)
     # Re-running posted nothing: the same ledger totals both times.
     # (demo-lifecycle's scenario posts its own entries after this table, in the first run only,

@@ -283,7 +283,11 @@ def _advisory_locks_released(url: str, timeout: float = 30) -> None:
     """A SIGKILLed run's connection (and its account lock) ends when PostgreSQL notices."""
     deadline = time.monotonic() + timeout
     with psycopg.connect(url, autocommit=True) as conn:
-        while conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0]:
+        # This test's database only: the server is shared with other tests' databases.
+        while conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchone()[0]:
             assert time.monotonic() < deadline, "the killed run's advisory lock was never released"
             time.sleep(0.05)
 

@@ -20,15 +20,18 @@ __all__ = [
     "account_ids",
     "account_namespaces",
     "count_events",
+    "credits_expired_since",
     "domains_of",
     "events",
     "fmt_size",
     "fmt_time",
     "known_volumes",
+    "latest_transition",
     "live_deployments",
     "load_account",
     "lock_snapshot",
     "move_domains",
+    "previous_evaluation",
     "record_event",
     "release_domains",
     "retention_end",
@@ -49,6 +52,7 @@ class Account:
     volume_retention_days: int
     early_idle_deletion: bool
     scale_to_zero_after_hours: int | None = None
+    last_entry_id: int | None = None  # the account's newest ledger entry (billing.credits)
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,8 @@ class Volume:
 def load_account(conn: psycopg.Connection, account_id: str) -> Account | None:
     row = conn.execute(
         "SELECT a.id, a.name, coalesce(c.balance, 0), a.low_balance_threshold, a.grace_period_hours, "
-        "a.volume_policy, a.volume_retention_days, a.early_idle_deletion, a.scale_to_zero_after_hours "
+        "a.volume_policy, a.volume_retention_days, a.early_idle_deletion, a.scale_to_zero_after_hours, "
+        "c.last_transaction_id "
         "FROM billing.accounts a LEFT JOIN billing.credits c ON c.account_id = a.id WHERE a.id = %s",
         (account_id,),
     ).fetchone()
@@ -86,7 +91,7 @@ def account_ids(conn: psycopg.Connection) -> list[str]:
 # scale to restore, a cleanup, a snapshot not yet deleted, a cluster action not done). Most
 # accounts, every hour: one statement settles them instead of a dozen round trips each.
 _QUIET = """
-SELECT a.id, coalesce(c.balance, 0) AS balance
+SELECT a.id, coalesce(c.balance, 0) AS balance, c.last_transaction_id AS last_entry_id
 FROM billing.accounts a
 LEFT JOIN billing.account_lifecycle l ON l.account_id = a.id
 LEFT JOIN billing.credits c ON c.account_id = a.id
@@ -113,7 +118,8 @@ def settle_quiet_accounts(conn: psycopg.Connection, now: datetime, *, record: bo
         return [r[0] for r in conn.execute(_QUIET + " ORDER BY a.id").fetchall()]
     rows = conn.execute(
         f"WITH quiet AS ({_QUIET}) "
-        "UPDATE billing.account_lifecycle l SET last_balance = q.balance, evaluated_at = %s "
+        "UPDATE billing.account_lifecycle l SET last_balance = q.balance, evaluated_at = %s, "
+        "last_entry_id = q.last_entry_id "
         "FROM quiet q WHERE l.account_id = q.id RETURNING l.account_id",
         (now,),
     ).fetchall()
@@ -133,14 +139,22 @@ def lock_snapshot(
     return Snapshot(State(row[0]), row[1], row[2], row[3], row[4])
 
 
-def save_snapshot(conn: psycopg.Connection, account_id: str, snap: Snapshot, balance: Decimal, now: datetime) -> None:
+def save_snapshot(
+    conn: psycopg.Connection,
+    account_id: str,
+    snap: Snapshot,
+    balance: Decimal,
+    now: datetime,
+    last_entry_id: int | None = None,
+) -> None:
     conn.execute(
         "INSERT INTO billing.account_lifecycle (account_id, state, entered_at, grace_deadline, episode, "
-        "transitions, last_balance, evaluated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+        "transitions, last_balance, evaluated_at, last_entry_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (account_id) DO UPDATE SET state = excluded.state, entered_at = excluded.entered_at, "
         "grace_deadline = excluded.grace_deadline, episode = excluded.episode, "
         "transitions = excluded.transitions, last_balance = excluded.last_balance, "
-        "evaluated_at = excluded.evaluated_at",
+        "evaluated_at = excluded.evaluated_at, "
+        "last_entry_id = coalesce(excluded.last_entry_id, billing.account_lifecycle.last_entry_id)",
         (
             account_id,
             snap.state.value,
@@ -150,8 +164,73 @@ def save_snapshot(conn: psycopg.Connection, account_id: str, snap: Snapshot, bal
             snap.transitions,
             balance,
             now,
+            last_entry_id,
         ),
     )
+
+
+def previous_evaluation(conn: psycopg.Connection, account_id: str) -> tuple[int | None, datetime] | None:
+    """``(last_entry_id, evaluated_at)`` of the account's previous evaluation, None if it has none."""
+    row = conn.execute(
+        "SELECT last_entry_id, evaluated_at FROM billing.account_lifecycle WHERE account_id = %s", (account_id,)
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+# The grant_expiry entries posted after the previous evaluation: by the ledger's order (entry ids
+# after the newest one it saw) or, for a state recorded before that was kept, by the grants'
+# expiry after its clock. Up to the entry the balance being judged includes.
+_EXPIRED_SINCE = """
+SELECT t.id, (t.reference ->> 'grant_entry_id')::bigint, -t.amount, t.reference ->> 'expires_at',
+       t.reference ->> 'kind', t.reason, t.created_at
+FROM billing.credit_transactions t
+WHERE t.account_id = %(account)s AND t.type = 'grant_expiry'
+  AND (%(upto)s::bigint IS NULL OR t.id <= %(upto)s)
+  AND CASE WHEN %(first)s THEN true
+           WHEN %(since_id)s::bigint IS NOT NULL THEN t.id > %(since_id)s
+           ELSE (t.reference ->> 'expires_at')::timestamptz > %(since_clock)s END
+ORDER BY t.id
+"""
+
+
+def credits_expired_since(
+    conn: psycopg.Connection, account_id: str, previous: tuple[int | None, datetime] | None, upto: int | None
+) -> list[dict[str, Any]]:
+    """The account's ``grant_expiry`` entries since its previous evaluation (``previous_evaluation``;
+    None: never evaluated, so every one), up to entry ``upto``: what expired, from which grant, when."""
+    since_id, since_clock = previous if previous else (None, None)
+    rows = conn.execute(
+        _EXPIRED_SINCE,
+        {
+            "account": account_id,
+            "upto": upto,
+            "first": previous is None,
+            "since_id": since_id,
+            "since_clock": since_clock,
+        },
+    ).fetchall()
+    return [
+        {
+            "expiry_entry_id": entry_id,
+            "grant_entry_id": grant_id,
+            "amount": amount,
+            "expires_at": expires_at,
+            "kind": kind,
+            "reason": reason or "credits expired",
+            "posted_at": posted_at,
+        }
+        for entry_id, grant_id, amount, expires_at, kind, reason, posted_at in rows
+    ]
+
+
+def latest_transition(conn: psycopg.Connection, account_id: str) -> dict[str, Any] | None:
+    """The account's newest recorded transition: ``to_state``, ``detail`` and ``decided_at``."""
+    row = conn.execute(
+        "SELECT to_state, detail, decided_at FROM billing.lifecycle_events "
+        "WHERE account_id = %s AND kind = 'transition' ORDER BY id DESC LIMIT 1",
+        (account_id,),
+    ).fetchone()
+    return None if row is None else {"to_state": row[0], "detail": row[1] or {}, "decided_at": row[2]}
 
 
 def live_deployments(conn: psycopg.Connection, account_id: str) -> list[Deployment]:
