@@ -16,11 +16,13 @@ words and prints them.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from billing_pipeline.cli.output import credits, decimal_text, emit, quantity, resource_words, table, unit_words
 from billing_pipeline.core.errors import InputError
-from billing_pipeline.db import connect
-from billing_pipeline.invoicing.statement import MonthStatement, daily_spend, month_statement
+
+if TYPE_CHECKING:  # the statement module (and psycopg) load when the command runs, not for --help
+    from billing_pipeline.invoicing.statement import MonthStatement
 
 WHAT_TO_DO_EXCEPTION = (
     "Your workloads ran on a machine that another account rents, so they were charged by consumption. "
@@ -331,6 +333,8 @@ def render(d: dict) -> list:
 def _explain(args) -> int:
     from billing_pipeline.cli.inputs import parse_month
     from billing_pipeline.core.times import month_bounds
+    from billing_pipeline.db import connect
+    from billing_pipeline.invoicing.statement import daily_spend, month_statement
 
     start, end = month_bounds(parse_month(args.month))
     with connect() as conn:
