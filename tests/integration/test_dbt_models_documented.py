@@ -15,7 +15,7 @@ def test_every_built_column_is_documented(db_url, tmp_path):
     manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
     models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
     built: dict[str, list[str]] = {}
-    for schema, table, column in d.query(
+    for _schema, table, column in d.query(
         db_url,
         "SELECT table_schema, table_name, column_name FROM information_schema.columns "
         "WHERE table_schema IN ('analytics', 'analytics_staging', 'analytics_intermediate') "
