@@ -83,7 +83,8 @@ def test_every_example_is_a_command_line_the_parser_accepts():
     assert checked >= 25
 
 
-def test_examples_keep_their_lines_and_the_rest_is_wrapped():
+def test_examples_keep_their_lines_and_the_rest_is_wrapped(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # argparse wraps to the terminal's width
     text = build_parser().format_help()
     assert "  # A command's arguments and examples\n  billing COMMAND --help\n\nAdd --json" in text
     assert all(len(line) <= 80 for line in text.splitlines() if not line.startswith("  billing"))
