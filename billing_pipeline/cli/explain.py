@@ -348,31 +348,17 @@ def _explain(args) -> int:
 
 
 def write_html(data: dict, daily: list[dict], start: datetime, end: datetime, path: str):
-    """The statement as one HTML page: the invoice's spend chart (SVG, no JavaScript), then the
-    statement as the command prints it."""
-    import io
-    from html import escape
+    """The statement as one HTML page of the invoice's template family (``invoicing.document``):
+    the same header, money summary, line table, sign convention and chart of daily spend."""
+    import os
     from pathlib import Path
 
-    from rich.console import Console
+    from billing_pipeline.invoicing.document import InvoiceSettings, render_statement_html
 
-    from billing_pipeline.invoicing.document import spend_chart_svg
-
-    console = Console(record=True, width=118, file=io.StringIO(), color_system=None)
-    for item in render(data):
-        console.print(item)
-    chart = spend_chart_svg({"period_start": start, "period_end": end, "daily_spend": daily})
-    title = f"Statement for {data['name']} ({data['account_id']}), {data['month']}"
-    page = (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-        "<style>body{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif;margin:2em;color:#222}"
-        "pre{font-size:12px;line-height:1.35}</style></head><body>"
-        f"<h1>{escape(title)}</h1><h2>Daily spend by stream</h2>{chart}"
-        f"<pre>{escape(console.export_text())}</pre></body></html>\n"
-    )
+    page = render_statement_html(data, daily, start, end, InvoiceSettings.from_environ(os.environ))
     target = Path(path)
     try:
-        target.write_text(page)
+        target.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise InputError(f"--html {path}: cannot write the page ({exc.strerror}); choose a writable file") from None
     return target.resolve()

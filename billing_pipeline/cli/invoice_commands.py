@@ -1,10 +1,13 @@
 """Month-end commands: `billing close-month YYYY-MM [--now ISO]` and
-`billing invoice ACCOUNT --month YYYY-MM [--json] [--html FILE] [--pdf FILE]`."""
+`billing invoice ACCOUNT --month YYYY-MM|CURRENT [--json] [--html FILE] [--pdf FILE]`: the issued
+invoice, or for a month still open its draft (``status: "draft"``, no number; nothing is issued)."""
 
 from __future__ import annotations
 
+import os
+
 from billing_pipeline.cli.inputs import parse_month
-from billing_pipeline.cli.output import credits, emit
+from billing_pipeline.cli.output import emit
 
 
 def register(subparsers, json_parent) -> None:
@@ -19,9 +22,19 @@ def register(subparsers, json_parent) -> None:
     p.add_argument("--now", help="the clock (default: the current time); the month must have ended by then")
     p.set_defaults(handler=_close_month)
 
-    p = subparsers.add_parser("invoice", parents=[json_parent], help="an issued invoice (text, JSON, HTML or PDF)")
+    p = subparsers.add_parser(
+        "invoice",
+        parents=[json_parent],
+        help="an account's invoice for a month: the issued one, or the draft of an open month (text, JSON, HTML, PDF)",
+        description="The issued invoice of ACCOUNT for the month. For a month not closed yet (CURRENT, or "
+        "any month that has begun), the draft: what closing the month would issue from the ledger as it "
+        "stands, marked DRAFT, with no number; nothing is issued. An account with no invoice is told why.",
+    )
     p.add_argument("account")
-    p.add_argument("--month", required=True, help="YYYY-MM")
+    p.add_argument("--month", required=True, help="YYYY-MM, or CURRENT for the month now open")
+    p.add_argument(
+        "--now", help="the clock a draft is computed at and CURRENT is read from (default: the current time)"
+    )
     p.add_argument("--html", metavar="FILE", help="write the invoice as HTML to FILE")
     p.add_argument("--pdf", metavar="FILE", help="write the invoice as PDF to FILE")
     p.set_defaults(handler=_invoice)
@@ -62,15 +75,26 @@ def _close_month(args) -> int:
 
 
 def _invoice(args) -> int:
+    from billing_pipeline.core.clock import clock_input, system_now
     from billing_pipeline.db.connection import connect
-    from billing_pipeline.invoicing.document import load_invoice, render_html, write_pdf
+    from billing_pipeline.invoicing.document import (
+        InvoiceSettings,
+        balance,
+        charge,
+        invoice_or_draft,
+        render_html,
+        write_pdf,
+    )
+    from billing_pipeline.invoicing.months import month_of
 
-    month = parse_month(args.month)
+    now = system_now() if args.now is None else clock_input(args.now, "--now")
+    month = month_of(now) if args.month.strip().upper() == "CURRENT" else parse_month(args.month)
+    settings = InvoiceSettings.from_environ(os.environ) if (args.html or args.pdf) else None
     with connect() as conn:
-        invoice = load_invoice(conn, args.account, month)
+        invoice = invoice_or_draft(conn, args.account, month, now)
     written = []
     if args.html or args.pdf:
-        html = render_html(invoice)
+        html = render_html(invoice, settings)
         if args.html:
             with open(args.html, "w", encoding="utf-8") as f:
                 f.write(html)
@@ -82,22 +106,31 @@ def _invoice(args) -> int:
         data["written"] = written
 
     def render(d) -> str:
-        lines = [
-            f"Invoice {d['number']} ({d['status']}) of {d['account_id']} for {d['month']}, issued "
-            f"{d['issued_at']:%Y-%m-%d %H:%M} UTC",
-            f"  opening balance {credits(d['opening_balance'])}",
-        ]
+        if d["status"] == "draft":
+            lines = [
+                f"DRAFT invoice of {d['account_id']} for {d['month']} (not issued, no number), as of "
+                f"{d['as_of']:%Y-%m-%d %H:%M} UTC.",
+                f"  {d['draft_note']}",
+            ]
+        else:
+            lines = [
+                f"Invoice {d['number']} ({d['status']}) of {d['account_id']} for {d['month']}, issued "
+                f"{d['issued_at']:%Y-%m-%d %H:%M} UTC"
+            ]
+        lines.append("  Credits; on the lines charges are positive and credits to the account negative.")
+        lines.append(f"  opening balance {balance(d['opening_balance'])}")
         for line in d["lines"]:
             tag = f" [prior period {line['period']}]" if line["prior_period"] else ""
             lines.append(
-                f"  {line['line_no']:>3}. {line['description']}{tag}: {credits(line['amount'])} "
+                f"  {line['line_no']:>3}. {line['description']}{tag}: {charge(line['amount'])} "
                 f"({len(line['ledger_entry_ids'])} ledger entr{'y' if len(line['ledger_entry_ids']) == 1 else 'ies'})"
             )
-        lines.append(f"  closing balance {credits(d['closing_balance'])}")
+        lines.append(f"  closing balance {balance(d['closing_balance'])}")
         if d["unbilled_hours"]["count"]:
             lines.append(f"  {d['unbilled_hours']['count']} hour(s) of the month not yet billed.")
         head = d["chain_head"]
-        lines.append(f"  ledger chain head at issue: entry {head['entry_id']} hash {head['entry_hash']}")
+        when = "now" if d["status"] == "draft" else "at issue"
+        lines.append(f"  ledger chain head {when}: entry {head['entry_id']} hash {head['entry_hash']}")
         lines += [f"  written: {w}" for w in written]
         return "\n".join(lines)
 

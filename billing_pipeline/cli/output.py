@@ -23,38 +23,13 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from uuid import UUID
 
+# Units as people say them: the one table lives in core.units (the invoice document words them too).
+from billing_pipeline.core.units import RESOURCE_WORDS as RESOURCE_WORDS
+from billing_pipeline.core.units import UNIT_WORDS as UNIT_WORDS
+from billing_pipeline.core.units import resource_words as resource_words
+from billing_pipeline.core.units import unit_words as unit_words
+
 MICRO = Decimal("0.000001")
-
-# Units as people say them (docs/rules/units.md ids -> words). One place, used by every command.
-UNIT_WORDS = {
-    "core_hour": ("core-hour", "core-hours"),
-    "gib_hour": ("GiB-hour", "GiB-hours"),
-    "gpu_hour": ("GPU-hour", "GPU-hours"),
-    "gib": ("GiB", "GiB"),
-    "machine_hour": ("machine-hour", "machine-hours"),
-}
-
-RESOURCE_WORDS = {
-    "cpu": "CPU",
-    "memory": "memory",
-    "gpu": "GPU",
-    "storage": "storage",
-    "network_egress": "network egress",
-    "machine": "machine",
-}
-
-
-def unit_words(unit: str | None, quantity: Decimal | int | None = None) -> str:
-    """``core_hour`` -> "core-hours" (or "core-hour" for a quantity of exactly 1)."""
-    if unit is None:
-        return ""
-    singular, plural = UNIT_WORDS.get(unit, (unit.replace("_", "-"), unit.replace("_", "-") + "s"))
-    return singular if quantity is not None and Decimal(quantity) == 1 else plural
-
-
-def resource_words(resource: str | None) -> str:
-    """``network_egress`` -> "network egress"."""
-    return RESOURCE_WORDS.get(resource or "", (resource or "").replace("_", " "))
 
 
 def decimal_text(value: Decimal) -> str:

@@ -203,9 +203,15 @@ class IssueResult:
         }
 
 
-def unbilled_hours(conn: psycopg.Connection, month: date) -> list[dict]:
-    """The hours of the month whose usage is not (finally) billed yet, as ranges with a reason."""
+def unbilled_hours(conn: psycopg.Connection, month: date, until: datetime | None = None) -> list[dict]:
+    """The hours of the month whose usage is not (finally) billed yet, as ranges with a reason;
+    with ``until`` (a draft's clock), only the hours that began before it."""
     start, end = month_bounds(month)
+    if until is not None:
+        floor = until.replace(minute=0, second=0, microsecond=0)
+        end = min(end, floor if floor == until else floor + HOUR)
+        if end <= start:
+            return []
     ranges: list[dict] = []
     for hour, reason in conn.execute(_UNBILLED, {"start": start, "end": end}).fetchall():
         last = ranges[-1] if ranges else None

@@ -230,7 +230,16 @@ def test_explain_validates_and_reads_as_a_statement(priced_month, capsys, tmp_pa
     # The invoice's chart (SVG, no JavaScript): acme's rented machine and its consumption on 24 Nov.
     assert "<svg" in html and "<script" not in html and "Rented capacity" in html
     assert "24 Nov: Rented capacity 0.500000" in html
-    assert "machines rented" in html and "covered consumption worth" in html
+    # The invoice's template family: one title, the statement in HTML tables (not terminal text in
+    # <pre>), units in words, charges positive.
+    assert html.count("<h1>") == 1 and "<pre>" not in html and 'class="lines"' in html
+    assert "<td>Machines rented</td><td>std-4</td>" in html and "core_hour" not in html
+    assert "covered consumption worth 0.070000 credits" in html and "Nothing needs attention." in html
+    # Printed, the statement's page keeps inside the margins with no text over other text.
+    from billing_pipeline.invoicing.document import write_pdf
+    from tests.support.pdf_layout import layout_problems
+
+    assert layout_problems(write_pdf(html, tmp_path / "acme.pdf")) == (1, [])
 
     assert main(["explain", "initech", "--month", "2026-11", "--detail"]) == 0
     text = capsys.readouterr().out

@@ -29,6 +29,7 @@ from tests.support.month_end import (
     settle,
     topup,
 )
+from tests.support.pdf_layout import layout_problems
 
 OCT = datetime(2026, 10, 1, tzinfo=UTC)
 NOV = datetime(2026, 11, 1, tzinfo=UTC)
@@ -180,6 +181,8 @@ def test_month_close_lines_equal_the_ledger_to_the_micro_credit_and_closing_agai
     html = (tmp_path / "inv.html").read_text()
     assert "<svg" in html and "<script" not in html and "SAT-00000001" in html and "Rented capacity" in html
     assert (tmp_path / "inv.pdf").read_bytes()[:5] == b"%PDF-"
+    # The whole document (SLA credit, top-up, hours not billed): on one page, inside the margins.
+    assert layout_problems(tmp_path / "inv.pdf") == (1, [])
 
     with psycopg.connect(october) as conn:
         before = invoice_rows(conn, OCT.date())
