@@ -65,6 +65,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "invoice": [
         ("billing invoice acme --month 2026-11", "the issued invoice in words"),
         ("billing invoice acme --month 2026-11 --pdf invoice.pdf", "also as a PDF"),
+        ("billing invoice acme --month CURRENT", "the draft of the month still open, marked as a draft"),
     ],
     "docs": [
         ("billing docs", "build the dbt documentation site under .billing/dbt-docs"),
