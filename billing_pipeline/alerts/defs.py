@@ -7,7 +7,9 @@
   signed webhook (``alerts.delivery``): the alerts', the top-ups' and the lifecycle's, so it
   runs last in the cycle.
 * ``balance_alert_job``: both. ``notification_retry_schedule`` (on by default) runs it every
-  10 minutes, so failed deliveries are retried on their backoff even when no data moves.
+  10 minutes, so failed deliveries are retried on their backoff even when no data moves; it skips
+  with the reason while no channel is configured. A channel that is not configured is never
+  attempted: its deliveries keep their retries (``alerts.delivery``).
 """
 
 import dagster as dg
@@ -21,7 +23,7 @@ from billing_pipeline.core.asset_keys import (
     LEDGER,
     NOTIFICATION_DELIVERIES,
 )
-from billing_pipeline.core.clock import run_clock
+from billing_pipeline.core.clock import CLOCK_TAG, run_clock
 from billing_pipeline.core.ownership import BILLING_OWNERS
 from billing_pipeline.core.runs import JOB_TAGS
 from billing_pipeline.resources.notify import NotifyResource
@@ -75,9 +77,12 @@ def notification_deliveries(
     context.log.info(delivery.summary())
     for nid, channel, error in delivery.failed:
         context.log.warning(f"notification {nid} by {channel} failed, will retry: {error}")
+    for channel, (why, waiting) in delivery.skipped.items():
+        context.log.info(f"{channel} skipped: {why}; {waiting} delivery(ies) left pending, no retry spent")
     return dg.MaterializeResult(
         metadata={
             "now": now.isoformat(),
+            **{f"{ch}_channel": f"skipped: {why} ({n} pending)" for ch, (why, n) in delivery.skipped.items()},
             "delivered": len(delivery.delivered),
             "delivery_failures": len(delivery.failed),
             "failures": dg.MetadataValue.json([[nid, channel, error] for nid, channel, error in delivery.failed]),
@@ -93,14 +98,24 @@ balance_alert_job = dg.define_asset_job(
     "then delivery of every due notice.",
 )
 
-notification_retry_schedule = dg.ScheduleDefinition(
+
+@dg.schedule(
     name="notification_retry_schedule",
     job=balance_alert_job,
     cron_schedule="*/10 * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Retries failed notification deliveries on their backoff, and re-checks balances.",
+    description="Every 10 minutes: re-checks balances and retries failed notification deliveries on their "
+    "backoff. Skips, with the reason, while neither email (SMTP_HOST) nor webhooks (BILLING_WEBHOOK_SECRET) "
+    "are configured.",
 )
+def notification_retry_schedule(context: dg.ScheduleEvaluationContext, notify: NotifyResource):
+    missing = notify.missing_configuration()
+    if len(missing) == 2:  # no channel at all: nothing could be delivered, so no run
+        return dg.SkipReason("skipped: " + " and ".join(missing.values()) + ": no notice can be delivered")
+    at = context.scheduled_execution_time
+    return dg.RunRequest(run_key=f"notifications@{at.isoformat()}", tags={CLOCK_TAG: at.isoformat()})
+
 
 defs = dg.Definitions(
     assets=[balance_alerts, notification_deliveries], jobs=[balance_alert_job], schedules=[notification_retry_schedule]

@@ -33,6 +33,7 @@ SELECT d.notification_id, d.channel, d.target, d.attempts, o.account_id, o.kind,
 FROM billing.notification_deliveries d
 JOIN billing.notification_outbox o ON o.id = d.notification_id
 WHERE d.status = 'pending' AND (d.attempts = 0 OR d.next_attempt_at <= %(now)s)
+  AND d.channel <> ALL(%(unconfigured)s::text[])
 ORDER BY d.next_attempt_at, d.notification_id, d.channel
 LIMIT 1
 FOR UPDATE OF d SKIP LOCKED
@@ -43,10 +44,13 @@ FOR UPDATE OF d SKIP LOCKED
 class DeliveryResult:
     delivered: list[tuple[int, str]] = field(default_factory=list)
     failed: list[tuple[int, str, str]] = field(default_factory=list)
+    # channel -> (why it is not configured, deliveries left pending with their attempts untouched)
+    skipped: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def summary(self) -> str:
         return (
             f"notifications: {len(self.delivered)} delivered, {len(self.failed)} failed (will retry unless exhausted)"
+            + "".join(f"; {ch} skipped: {why} ({n} pending, no retry spent)" for ch, (why, n) in self.skipped.items())
         )
 
 
@@ -78,9 +82,17 @@ def deliver_due(
     """Send every due channel (up to ``limit``), one transaction per channel."""
     now = now or system_now()
     result = DeliveryResult()
+    missing = notify.missing_configuration()
+    unconfigured = sorted(missing)
+    for channel in unconfigured:
+        waiting = conn.execute(
+            "SELECT count(*) FROM billing.notification_deliveries WHERE status = 'pending' AND channel = %s",
+            (channel,),
+        ).fetchone()[0]
+        result.skipped[channel] = (missing[channel], waiting)
     for _ in range(limit):
         with conn.transaction():
-            row = conn.execute(_CLAIM, {"now": now}).fetchone()
+            row = conn.execute(_CLAIM, {"now": now, "unconfigured": unconfigured}).fetchone()
             if row is None:
                 break
             nid, channel, target, attempts, account_id, kind, subject, body, payload, created_at = row

@@ -20,6 +20,12 @@ def register(subparsers, json_parent) -> None:
     )
     p.add_argument("month", help="YYYY-MM")
     p.add_argument("--now", help="the clock (default: the current time); the month must have ended by then")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="close even though hours of the month are not settled yet and BILLING_MONTH_CLOSE_WAIT_HOURS "
+        "(default 72) has not passed since its end; the unbilled hours are listed on each invoice",
+    )
     p.set_defaults(handler=_close_month)
 
     p = subparsers.add_parser(
@@ -48,7 +54,7 @@ def _close_month(args) -> int:
     # Input errors (exit 2) before anything else: no configuration read, no run launched.
     now = system_now() if args.now is None else clock_input(args.now, "--now")
     month = month_to_close(args.month, now)
-    summary = run_month_end(month, now, database_url=database_url())
+    summary = run_month_end(month, now, database_url=database_url(), force=args.force)
 
     def render(d) -> str:
         inv, sla = d["invoices"], d["sla"]
@@ -65,6 +71,10 @@ def _close_month(args) -> int:
             )
         if sla.get("no_measurement"):
             lines.append(f"  No probe data at all (no SLA measurement): {', '.join(sla['no_measurement'])}.")
+        if d["forced"] and not d["readiness"]["ready"]:
+            lines.append(
+                f"  Closed by --force with {d['readiness']['unsettled_hours']} hour(s) of the month not settled."
+            )
         if not d["invoices_issued"] and not d["sla_credits_posted"]:
             lines.append("  Nothing new: the month was already closed.")
         lines += [f"  run {r['job']} {r['run_id'][:8]} {r['status']}" for r in d["runs"]]

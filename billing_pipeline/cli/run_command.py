@@ -158,6 +158,15 @@ def render(d: dict) -> str:
     if d["cluster_actions"]:
         lines.append(f"Cluster actions: {len(d['cluster_actions'])}")
         lines += [f"  {a['account']} {a['action']} {a['outcome']}" for a in d["cluster_actions"][:20]]
+    warnings = [
+        f"{c['asset']} ({c['check']}): {c['description']}"
+        for r in d["runs"]
+        for c in r["failed_checks"]
+        if c["severity"] == "WARN"
+    ]
+    if warnings:  # e.g. a step skipped because its integration is not configured
+        lines.append("Warnings (the exit status stays 0):")
+        lines += [f"  {w}" for w in warnings[:20]]
     if d["problems"]:
         lines.append("Problems (exit status 1):")
         lines += [f"  {p}" for p in d["problems"]]

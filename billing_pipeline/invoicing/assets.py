@@ -13,12 +13,14 @@ Both are re-runnable: a second run of a month measures, posts and issues nothing
 import dagster as dg
 
 from billing_pipeline.core.asset_keys import ACCOUNT_LIFECYCLE, LEDGER
+from billing_pipeline.core.clock import run_clock
 from billing_pipeline.core.ownership import BILLING_OWNERS
 from billing_pipeline.core.partitions import first_billable_month
 from billing_pipeline.ingestion.assets import METRIC_HOURS
 from billing_pipeline.ingestion.probes import PROBE_DEPLOYMENT_HOURS
 from billing_pipeline.invoicing.invoices import issue_invoices
 from billing_pipeline.invoicing.months import parse_month
+from billing_pipeline.invoicing.readiness import forced, month_readiness
 from billing_pipeline.invoicing.sla import credit_sla
 from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.transform.assets import dbt_model_key
@@ -98,6 +100,13 @@ def sla_credits(context: dg.AssetExecutionContext, postgres: PostgresResource) -
 def invoices(context: dg.AssetExecutionContext, postgres: PostgresResource):
     month = partition_month(context)
     with postgres.connect() as conn:
+        # Invoices are immutable: a month not settled yet is closed only after the wait, or forced.
+        readiness = month_readiness(conn, month, run_clock(context))
+        if not readiness.ready and not forced(context.run.tags):
+            # A Failure, not an exception: the UI shows the reason, not a stack trace.
+            raise dg.Failure(description=f"not closed: {readiness.reason}", allow_retries=False)
+        if not readiness.ready:
+            context.log.warning(f"closed by force (billing/force_close): {readiness.reason}")
         result = issue_invoices(conn, month, close_id=context.run.run_id)
     summary = result.as_dict()
     context.log.info(

@@ -3,21 +3,23 @@
 * ``sla_credit_job``: the month's SLA credits (``invoicing/sla_credits``).
 * ``monthly_invoice_job``: SLA credits, then the invoices (``invoicing/invoices`` depends on the
   SLA asset, so a run of the job does them in that order). ``billing close-month`` runs it.
-* ``month_close_schedule``: runs ``monthly_invoice_job`` for the month just ended, on the first of
-  the next month once its last hour has had ``BILLING_MONTH_CLOSE_DELAY_HOURS`` (default 6) to
-  settle (read when the definitions load). On by default: closing is idempotent.
+* ``month_close_schedule``: every hour, considers the month just ended and runs
+  ``monthly_invoice_job`` for it once it is ready (``invoicing.readiness``: every billable hour
+  settled, or ``BILLING_MONTH_CLOSE_WAIT_HOURS``, default 72, after its end); before that each tick
+  skips with the reason. Off by default, like ``hourly_billing_job_schedule``: a month is only
+  ever settled by the hourly cycle, so the close runs where the cycle runs. Turn both on together.
 """
 
-import os
 from datetime import UTC, timedelta
 
 import dagster as dg
 
 from billing_pipeline.core.clock import CLOCK_TAG
+from billing_pipeline.core.partitions import first_billable_month
 from billing_pipeline.core.runs import JOB_TAGS
 from billing_pipeline.invoicing.assets import invoices, sla_credits
-
-DEFAULT_CLOSE_DELAY_HOURS = 6
+from billing_pipeline.invoicing.readiness import month_readiness
+from billing_pipeline.resources.postgres import PostgresResource
 
 sla_credit_job = dg.define_asset_job(
     "sla_credit_job",
@@ -34,42 +36,35 @@ monthly_invoice_job = dg.define_asset_job(
 )
 
 
-def close_delay_hours() -> int:
-    """``BILLING_MONTH_CLOSE_DELAY_HOURS``: hours after the month's end before it is closed."""
-    raw = os.environ.get("BILLING_MONTH_CLOSE_DELAY_HOURS", "").strip()
-    try:
-        value = int(raw) if raw else DEFAULT_CLOSE_DELAY_HOURS
-    except ValueError:
-        value = DEFAULT_CLOSE_DELAY_HOURS
-    return min(max(value, 0), 27 * 24)  # the schedule fires within the next month's first 28 days
-
-
-def build_month_close_schedule(delay_hours: int | None = None) -> dg.ScheduleDefinition:
-    """The schedule closing the month just ended, ``delay_hours`` after its last hour ended."""
-    delay = close_delay_hours() if delay_hours is None else delay_hours
-
-    @dg.schedule(
-        name="month_close_schedule",
-        job=monthly_invoice_job,
-        cron_schedule=f"0 {delay % 24} {1 + delay // 24} * *",
-        execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Closes the month just ended {delay} hour(s) after its last hour: SLA credits, then invoices.",
+@dg.schedule(
+    name="month_close_schedule",
+    job=monthly_invoice_job,
+    cron_schedule="25 * * * *",  # after the hourly cycle (minute 5) has settled the hour
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Closes the month just ended (SLA credits, then invoices) once every billable hour of it is "
+    "settled, or BILLING_MONTH_CLOSE_WAIT_HOURS (default 72) after its end; skips with the reason before that.",
+)
+def month_close_schedule(context: dg.ScheduleEvaluationContext, postgres: PostgresResource):
+    tick = context.scheduled_execution_time.astimezone(UTC)
+    month = (tick.replace(day=1) - timedelta(days=1)).replace(day=1).date()
+    if month < first_billable_month():
+        return dg.SkipReason(f"no month to close: the first billable month is {first_billable_month():%Y-%m}")
+    key = f"{month:%Y-%m-01}"
+    with postgres.connect() as conn:
+        closed = conn.execute("SELECT count(*) FROM billing.invoices WHERE period_month = %s", (month,)).fetchone()[0]
+        if closed:
+            return dg.SkipReason(f"{month:%Y-%m} is closed ({closed} invoice(s) issued)")
+        readiness = month_readiness(conn, month, tick)
+    if not readiness.ready:
+        return dg.SkipReason(f"not closing yet: {readiness.reason}")
+    return dg.RunRequest(
+        run_key=f"month_close:{key}",
+        partition_key=key,
+        # Ready by the wait with hours still missing: the run's asset sees the same clock and closes.
+        tags={CLOCK_TAG: tick.isoformat(), "billing/stage": "month_end"},
     )
-    def month_close_schedule(context: dg.ScheduleEvaluationContext):
-        tick = context.scheduled_execution_time.astimezone(UTC)
-        month_start = (tick.replace(day=1) - timedelta(days=1)).replace(day=1)
-        key = f"{month_start:%Y-%m-01}"
-        return dg.RunRequest(
-            run_key=f"month_close:{key}",
-            partition_key=key,
-            tags={CLOCK_TAG: tick.isoformat(), "billing/stage": "month_end"},
-        )
 
-    return month_close_schedule
-
-
-month_close_schedule = build_month_close_schedule()
 
 defs = dg.Definitions(
     assets=[sla_credits, invoices],

@@ -9,6 +9,9 @@ edit. The keys come from the environment (read by ``ledger_keyring``):
 
 * ``BILLING_LEDGER_KEY``: the current secret (at least 32 characters); new entries are signed
   with it. Without it the ledger refuses to post or verify (a ``ConfigurationError``).
+* ``BILLING_LEDGER_KEY_FILE``: a file holding that secret instead (surrounding whitespace
+  ignored), e.g. the demo's ``.billing/ledger.key``. Either variable may be used; when both are
+  set they must hold the same secret, else the ledger refuses to start (neither silently wins).
 * ``BILLING_LEDGER_KEY_ID``: the current key's id, stored on every entry it signs (default: a
   fingerprint ``k-<12 hex>`` derived one-way from the secret).
 * ``BILLING_LEDGER_RETIRED_KEYS``: ``id:secret,id:secret`` of earlier keys, used only to verify
@@ -47,6 +50,8 @@ MAX_ENTRY_AMOUNT = Decimal("1000000000")
 GENESIS_HASH = "0" * 64
 LEGACY_KEY_ID = "legacy-sha256"
 KEY_ENV, KEY_ID_ENV, RETIRED_KEYS_ENV = "BILLING_LEDGER_KEY", "BILLING_LEDGER_KEY_ID", "BILLING_LEDGER_RETIRED_KEYS"
+KEY_FILE_ENV = "BILLING_LEDGER_KEY_FILE"
+KEY_DOC = "docs/rules/ledger.md"  # "The keyed hash chain": where the key lives and how it rotates
 MIN_KEY_LENGTH = 32
 _KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}", re.ASCII)
 
@@ -293,13 +298,57 @@ def _check_key_id(key_id: str, what: str) -> str:
     return key_id
 
 
+def _missing_key_advice() -> str:
+    """What to do when no key is set. A demo's key file already signs entries: point at it, since a
+    newly generated key would make every entry it signed fail verification as ``unknown_key``."""
+    from billing_pipeline.db.connection import state_dir  # lazy: the ledger does not need the database module
+
+    demo_key = state_dir() / "ledger.key"
+    if demo_key.is_file():
+        return (
+            f"A ledger key file exists at {demo_key} (written by scripts/demo): use it with "
+            f"`export {KEY_FILE_ENV}={demo_key}` (or `source {demo_key.parent}/demo.env`). Do not generate a new "
+            "key: the entries already posted are signed with this one."
+        )
+    return (
+        f"Set {KEY_ENV} to a random secret of at least {MIN_KEY_LENGTH} characters (e.g. `openssl rand -hex 32`), "
+        f"or {KEY_FILE_ENV} to a file holding it."
+    )
+
+
+def _read_key_file(path: str) -> str:
+    try:
+        secret = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{KEY_FILE_ENV}={path}: cannot read the ledger key file ({exc.strerror or exc}). "
+            f"Point {KEY_FILE_ENV} at the file holding the ledger key, or unset it and set {KEY_ENV}."
+        ) from None
+    if not secret:
+        raise ConfigurationError(f"{KEY_FILE_ENV}={path}: the ledger key file is empty; it must hold the key.")
+    return secret
+
+
+def _current_secret(from_env: str | None, key_file: str | None) -> str | None:
+    """The current key from ``BILLING_LEDGER_KEY`` and/or ``BILLING_LEDGER_KEY_FILE``: both may be
+    set only to the same secret (compared in constant time; neither is printed)."""
+    from_env = from_env or None  # used as given, as before the key file existed (its id derives from it)
+    from_file = _read_key_file(key_file.strip()) if key_file and key_file.strip() else None
+    if from_env and from_file and not hmac.compare_digest(from_env.encode(), from_file.encode()):
+        raise ConfigurationError(
+            f"{KEY_ENV} and {KEY_FILE_ENV} ({key_file.strip()}) are both set, to different keys: the ledger would not "
+            f"know which one signs. Unset one of them (keep the key the ledger's entries are signed with; "
+            f"`billing verify` tells). See {KEY_DOC}."
+        )
+    return from_env or from_file
+
+
 @lru_cache(maxsize=8)
 def _keyring(current: str | None, current_id: str | None, retired: str | None) -> LedgerKeyring:
     if not current:
         raise ConfigurationError(
-            f"{KEY_ENV} is not set: the ledger signs every entry with this secret (HMAC-SHA256), kept outside "
-            f"the database. Set {KEY_ENV} to a random secret of at least {MIN_KEY_LENGTH} characters "
-            "(e.g. `openssl rand -hex 32`); see docs/reliability.md."
+            f"{KEY_ENV} (or {KEY_FILE_ENV}) is not set: the ledger signs every entry with this secret "
+            f"(HMAC-SHA256), kept outside the database. {_missing_key_advice()} See {KEY_DOC}."
         )
     keys: dict[str, bytes] = {}
     for item in (retired or "").split(","):
@@ -325,13 +374,16 @@ def _keyring(current: str | None, current_id: str | None, retired: str | None) -
 
 
 def ledger_keyring() -> LedgerKeyring:
-    """The ledger keys from the environment; a ConfigurationError naming the variable if unset."""
-    return _keyring(os.environ.get(KEY_ENV), os.environ.get(KEY_ID_ENV), os.environ.get(RETIRED_KEYS_ENV))
+    """The ledger keys from the environment (``BILLING_LEDGER_KEY`` or ``BILLING_LEDGER_KEY_FILE``);
+    a ConfigurationError naming the variable if unset, unreadable or contradictory."""
+    current = _current_secret(os.environ.get(KEY_ENV), os.environ.get(KEY_FILE_ENV))
+    return _keyring(current, os.environ.get(KEY_ID_ENV), os.environ.get(RETIRED_KEYS_ENV))
 
 
 def ensure_demo_ledger_key(state_dir: Path | str) -> Path:
     """For the demo only: a ledger key kept in ``<state_dir>/ledger.key`` (created once, mode 0600).
-    Returns the file; the demo's driver exports it as ``BILLING_LEDGER_KEY`` for its processes."""
+    Returns the file; the demo exports it as ``BILLING_LEDGER_KEY_FILE`` (and writes it into
+    ``demo.env``) for its processes."""
     path = Path(state_dir) / "ledger.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

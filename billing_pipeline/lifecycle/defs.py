@@ -96,13 +96,18 @@ grace_period_job = dg.define_asset_job(
 
 # Status tells customers pending actions are "retried every N minutes": the same constant.
 @dg.schedule(
+    name="grace_deadline_schedule",
     job=grace_period_job,
     cron_schedule=f"*/{RETRY_EVERY_MINUTES} * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Acts on deadlines that pass without new data.",
+    description="Acts on grace deadlines that pass without new data, and retries pending cluster actions. "
+    "Skips, with the reason, while no Kubernetes cluster is configured.",
 )
-def grace_deadline_schedule(context: dg.ScheduleEvaluationContext):
+def grace_deadline_schedule(context: dg.ScheduleEvaluationContext, kubernetes: KubernetesResource):
+    missing = kubernetes.missing_configuration()
+    if missing:
+        return dg.SkipReason(f"skipped: {missing}: no deadline can be acted on")
     at = context.scheduled_execution_time
     return dg.RunRequest(run_key=f"deadlines@{at.isoformat()}", tags={CLOCK_TAG: at.isoformat()})
 

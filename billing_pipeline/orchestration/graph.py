@@ -80,8 +80,13 @@ account_actions_job = dg.define_asset_job(
 
 hourly_billing_schedule = dg.build_schedule_from_partitioned_job(
     hourly_billing_job,
+    name="hourly_billing_job_schedule",
     minute_of_hour=5,
+    # Off by default: it reads Prometheus (PROMETHEUS_URL) every hour. Turn it on where the cycle
+    # runs, together with month_close_schedule (which closes only months this cycle settled).
     default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Every hour at :05, runs hourly_billing_job for the hour just ended. Off by default; turn it "
+    "on with month_close_schedule where PROMETHEUS_URL and the integrations are configured.",
 )
 
 

@@ -71,25 +71,37 @@ def _summaries(instance, run_id: str) -> dict[str, dict]:
 
 
 def run_month_end(
-    month: date | str, now: datetime | str | None = None, *, instance=None, database_url: str | None = None
+    month: date | str,
+    now: datetime | str | None = None,
+    *,
+    instance=None,
+    database_url: str | None = None,
+    force: bool = False,
 ) -> dict:
     """Close ``month`` (SLA credits, then invoices) through Dagster; returns a JSON-able summary:
-    ``{"month", "now", "invoices_issued", "sla_credits_posted", "sla", "invoices", "runs"}``."""
+    ``{"month", "now", "invoices_issued", "sla_credits_posted", "sla", "invoices", "runs", "readiness"}``.
+
+    A month with hours not settled yet is refused (``MonthNotReadyError``, exit 2, no run launched)
+    until ``BILLING_MONTH_CLOSE_WAIT_HOURS`` after its end, unless ``force`` (invoicing.readiness)."""
     from billing_pipeline.db.connection import connect
     from billing_pipeline.db.connection import database_url as configured_url
+    from billing_pipeline.invoicing.readiness import FORCE_TAG, MonthNotReadyError, month_readiness
     from billing_pipeline.orchestration.launcher import Launcher, code_location, default_instance
 
     now = system_now() if now is None else clock_input(now, "--now")
     month = month_to_close(month, now)
     url = database_url or configured_url()
+    with connect(url, autocommit=True) as conn:
+        readiness = month_readiness(conn, month, now)
+    if not readiness.ready and not force:
+        raise MonthNotReadyError(f"month {month_text(month)} is not ready to close: {readiness.reason}.")
+    tags = {CLOCK_TAG: now.isoformat(), "dagster/partition": f"{month:%Y-%m-%d}", "billing/stage": "month_end"}
+    if force:
+        tags[FORCE_TAG] = "true"
     instance = instance or default_instance()
     with connect(url, autocommit=True) as conn, code_location(instance) as (workspace, location):
         launcher = Launcher(instance, workspace, location, lock_conn=conn)
-        outcome = launcher.run(
-            JOB_NAME,
-            label="",
-            tags={CLOCK_TAG: now.isoformat(), "dagster/partition": f"{month:%Y-%m-%d}", "billing/stage": "month_end"},
-        )
+        outcome = launcher.run(JOB_NAME, label="", tags=tags)
     run = {
         "job": JOB_NAME,
         "run_id": outcome.run_id,
@@ -112,5 +124,7 @@ def run_month_end(
         "sla_credits_posted": sla.get("credits_posted", 0),
         "sla": sla,
         "invoices": invoices,
+        "forced": force,
+        "readiness": readiness.as_dict(),
         "runs": [run],
     }

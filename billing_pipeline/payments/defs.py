@@ -2,20 +2,22 @@
 
 * ``payments/auto_topups`` (downstream of the ledger's settlement): charges saved cards off
   session for accounts at or below their auto top-up threshold, and finishes attempts a crashed
-  run left behind (``payments.topup``). A missing Stripe key or a declined card does not stop
-  the cycle: the asset records what happened and its check ``every_topup_settled`` fails,
-  naming the accounts, while alerts and the lifecycle still run after it. Its check
+  run left behind (``payments.topup``). A declined card does not stop the cycle: the asset records
+  what happened and its check ``every_topup_settled`` fails, naming the accounts, while alerts and
+  the lifecycle still run after it. Without ``STRIPE_API_KEY`` the step is skipped with the reason
+  (metadata ``skipped``; the checks warn, naming the accounts waiting; nothing is recorded). Its check
   ``one_payment_intent_per_attempt`` lists the PaymentIntents of the customers charged in the last
   week and fails, naming the attempt keys and PaymentIntents, if an attempt was charged twice
   (or if a customer's PaymentIntents could not be listed).
 * ``auto_topup_job``: the asset alone. ``auto_topup_retry_schedule`` (on by default) runs it
-  hourly, so a backoff that ends or a pending attempt gets handled even when no data moves.
+  hourly, so a backoff that ends or a pending attempt gets handled even when no data moves; it
+  skips with the reason while ``STRIPE_API_KEY`` is not set.
 """
 
 import dagster as dg
 
 from billing_pipeline.core.asset_keys import AUTO_TOPUPS, LEDGER
-from billing_pipeline.core.clock import run_clock
+from billing_pipeline.core.clock import CLOCK_TAG, run_clock
 from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.core.ownership import BILLING_OWNERS
 from billing_pipeline.core.runs import JOB_TAGS
@@ -52,13 +54,17 @@ def auto_topups(context: dg.AssetExecutionContext, postgres: PostgresResource, s
     try:
         result = run_auto_topup(postgres.database_url, stripe, now)
     except ConfigurationError as exc:
-        # Only the top-ups need Stripe: record why none was made and let the cycle go on.
-        context.log.error(str(exc))
-        yield dg.MaterializeResult(metadata={"now": now.isoformat(), "error": str(exc)})
+        # Only the top-ups need Stripe: the integration is not configured, so the step is skipped
+        # with the reason (not failed) and the cycle goes on. The accounts waiting are named, as a
+        # warning: nobody was charged, and nothing was recorded that a later run must undo.
+        context.log.warning(f"skipped: {exc}")
+        yield dg.MaterializeResult(metadata={"now": now.isoformat(), "skipped": f"skipped: {exc}"})
         yield dg.AssetCheckResult(
-            check_name="every_topup_settled", passed=False, description=str(exc), severity=dg.AssetCheckSeverity.ERROR
+            check_name="every_topup_settled",
+            passed=False,
+            description=f"skipped: {exc}",
+            severity=dg.AssetCheckSeverity.WARN,
         )
-        # Not checked is not passed; the error above already stops the cycle's exit status.
         yield dg.AssetCheckResult(
             check_name="one_payment_intent_per_attempt",
             passed=False,
@@ -109,13 +115,22 @@ auto_topup_job = dg.define_asset_job(
     description="Stripe auto top-up: off-session PaymentIntent on the saved card, credited exactly once.",
 )
 
-auto_topup_retry_schedule = dg.ScheduleDefinition(
+
+@dg.schedule(
     name="auto_topup_retry_schedule",
     job=auto_topup_job,
     cron_schedule="7 * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Hourly pass: finishes pending attempts and retries after a backoff ends.",
+    description="Hourly pass: finishes pending attempts and retries after a backoff ends. Skips, with the "
+    "reason, while STRIPE_API_KEY is not set.",
 )
+def auto_topup_retry_schedule(context: dg.ScheduleEvaluationContext, stripe: StripeResource):
+    missing = stripe.missing_configuration()
+    if missing:
+        return dg.SkipReason(f"skipped: {missing}: no auto top-up can be charged")
+    at = context.scheduled_execution_time
+    return dg.RunRequest(run_key=f"auto_topups@{at.isoformat()}", tags={CLOCK_TAG: at.isoformat()})
+
 
 defs = dg.Definitions(assets=[auto_topups], jobs=[auto_topup_job], schedules=[auto_topup_retry_schedule])

@@ -69,6 +69,13 @@ class KubernetesResource(dg.ConfigurableResource):
         default = Path.home() / ".kube" / "config"
         return str(default) if default.exists() else None
 
+    def missing_configuration(self) -> str | None:
+        """Why no cluster can be reached, or None: no kubeconfig (``KUBECONFIG``, ``~/.kube/config``)
+        and not running in a pod (``KUBERNETES_SERVICE_HOST``). Read when asked, not at load time."""
+        if self._resolved_kubeconfig() or os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return None
+        return "no Kubernetes cluster is configured (KUBECONFIG is not set, no ~/.kube/config, not in a pod)"
+
     def is_dry_run(self) -> bool:
         if self.dry_run is not None:
             return self.dry_run

@@ -12,8 +12,8 @@ Webhook requests carry the JSON body and these headers:
 Configuration: ``SMTP_HOST``, ``SMTP_PORT`` (default 25), ``SMTP_FROM``, optional
 ``SMTP_USERNAME``/``SMTP_PASSWORD`` (STARTTLS is used when a username is set) and
 ``BILLING_WEBHOOK_SECRET``. Unset fields fall back to those variables when used; a channel whose
-configuration is missing fails with a ``ConfigurationError`` recorded on the delivery (and
-retried later), without stopping the other channel.
+configuration is missing is not attempted at all (``missing_configuration``): its deliveries stay
+pending with their retries intact, and the delivery asset says which channel it skipped and why.
 """
 
 from __future__ import annotations
@@ -70,6 +70,16 @@ class NotifyResource(dg.ConfigurableResource):
     smtp_password: str | None = None
     webhook_secret: str | None = None
     timeout_seconds: float = 10.0
+
+    def missing_configuration(self) -> dict[str, str]:
+        """Channel -> why it cannot send (only the unconfigured ones), read when asked. A delivery on
+        such a channel stays pending, its attempts untouched, until the channel is configured."""
+        missing = {}
+        if not (self.smtp_host or os.environ.get("SMTP_HOST")):
+            missing["email"] = "SMTP_HOST is not set"
+        if not (self.webhook_secret or os.environ.get("BILLING_WEBHOOK_SECRET")):
+            missing["webhook"] = "BILLING_WEBHOOK_SECRET is not set"
+        return missing
 
     def send_email(self, *, to: str, subject: str, body: str, message_id: str) -> None:
         host = self.smtp_host or os.environ.get("SMTP_HOST")

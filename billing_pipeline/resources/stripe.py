@@ -76,6 +76,10 @@ class StripeResource(dg.ConfigurableResource):
     api_base: str | None = None
     currency: str = "usd"
 
+    def missing_configuration(self) -> str | None:
+        """Why nothing can be charged, or None (``STRIPE_API_KEY``, read when asked)."""
+        return None if (self.api_key or os.environ.get("STRIPE_API_KEY")) else "STRIPE_API_KEY is not set"
+
     def check_configured(self) -> None:
         """Raise ``ConfigurationError`` now, before any attempt is recorded, if no key is set."""
         self._client()

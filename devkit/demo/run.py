@@ -5,7 +5,9 @@ answers, else an embedded PostgreSQL started under ./.billing. The demo then sta
 127.0.0.1 only, a Prometheus serving the demo cluster's metrics, the Kubernetes API emulator,
 localstripe, an SMTP sink and a webhook receiver; runs the hourly cycle through Dagster
 (ingestion, dbt, deduction, auto top-up, alerts, lifecycle) for the demo hours; prints the
-bill; walks one account through grace to expiry; and stops every service it started.
+bill; walks one account through grace to expiry; closes the month (SLA credits, invoices) and
+writes one invoice as HTML and PDF; stops every service it started; and writes ``demo.env`` with
+the environment of the next steps it prints (``devkit.demo.env``).
 Everything written is idempotent: run it again and nothing is posted, charged or sent twice.
 """
 
@@ -14,6 +16,8 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import ExitStack, redirect_stderr, redirect_stdout
+from datetime import timedelta
+from pathlib import Path
 
 from billing_pipeline.cli.main import main as billing_cli
 from billing_pipeline.cli.output import credits
@@ -27,6 +31,7 @@ from billing_pipeline.orchestration.cycle import run_billing_window
 from devkit.clock import posted_at
 from devkit.demo import platform
 from devkit.demo.database import demo_database_url
+from devkit.demo.env import display_path, write_demo_env
 from devkit.demo.lifecycle import ACCOUNT as LIFECYCLE_ACCOUNT
 from devkit.demo.lifecycle import run_lifecycle_demo
 from devkit.demo.payments import local_payment_services, prepare_demo_accounts
@@ -130,10 +135,42 @@ def show_bill(conn) -> None:
     )
 
 
+DEMO_MONTH = f"{platform.DEMO_START:%Y-%m}"
+# The demo closes its month an hour after it ended. Its other hours were never run, so it is not
+# ready yet (invoicing.readiness): the demo closes it as an operator would, with --force.
+CLOSE_AT = (platform.DEMO_START.replace(day=28) + timedelta(days=4)).replace(day=1, hour=1)
+INVOICE_ACCOUNT = "acme"  # the account whose web front end earns the SLA credit
+# What the demo suggests after it ends: each works in a new shell after `source .billing/demo.env`
+# (tests/e2e/test_demo_next_steps.py runs every one).
+NEXT_STEPS = (
+    "billing status acme",
+    "billing ledger initech",
+    "billing verify",
+    f"billing explain globex --month {DEMO_MONTH}",
+    f"billing invoice {INVOICE_ACCOUNT} --month {DEMO_MONTH}",
+)
+UI_COMMAND = "dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000"
+
+
+def close_demo_month() -> int:
+    """Close the demo's month (SLA credits, then invoices) and write one invoice as HTML and PDF."""
+    section(f"Month-end: billing close-month {DEMO_MONTH} --force --now {CLOSE_AT:%Y-%m-%dT%H:%MZ}")
+    with open(state_dir() / "demo-cycle.log", "a") as log, redirect_stderr(log):  # Dagster's own log lines
+        code = billing_cli(["close-month", DEMO_MONTH, "--force", "--now", CLOSE_AT.isoformat()])
+    if code:
+        return code
+    html, pdf = state_dir() / "invoice.html", state_dir() / "invoice.pdf"
+    section(f"billing invoice {INVOICE_ACCOUNT} --month {DEMO_MONTH} --html {html.name} --pdf {pdf.name}")
+    return billing_cli(["invoice", INVOICE_ACCOUNT, "--month", DEMO_MONTH, "--html", str(html), "--pdf", str(pdf)])
+
+
 def main() -> int:
     url = demo_database_url()  # only the demo may fall back to a local or embedded database
-    # The ledger's HMAC key, kept in ./.billing/ledger.key; the demo's processes get it from here.
-    os.environ.setdefault("BILLING_LEDGER_KEY", ensure_demo_ledger_key(state_dir()).read_text().strip())
+    # The ledger's HMAC key, kept in ./.billing/ledger.key; the demo's processes (and, through
+    # demo.env, the shells after it) read it from that file. A key of your own in BILLING_LEDGER_KEY wins.
+    key_file = ensure_demo_ledger_key(state_dir())
+    if not os.environ.get("BILLING_LEDGER_KEY"):
+        os.environ.setdefault("BILLING_LEDGER_KEY_FILE", str(key_file))
     os.environ["BILLING_DATABASE_URL"] = url  # the Dagster resources read it from the environment
     section("Database")
     print(f"  billing database: {redact_url(url)}")
@@ -209,6 +246,8 @@ def main() -> int:
         section("billing status initech")
         billing_cli(["status", "initech", "--now", platform.DEMO_END.isoformat()])
 
+        closed = close_demo_month()
+
         with connect(url) as conn:
             report = verify_ledger(conn)
         section("billing verify")
@@ -216,12 +255,23 @@ def main() -> int:
             f"  {'OK' if report.ok else 'FAILED'}: {report.entries} entries in {report.accounts} accounts; "
             "balances, cache and hash chain " + ("agree." if report.ok else f"disagree: {report.problems}")
         )
-    print("\nDone. Explore: `billing status acme`, `billing ledger initech`, `billing verify`, SQL on the")
-    print("analytics schema, and the Dagster UI (runs, lineage, schedules):")
-    print(
-        f"  DAGSTER_HOME={home} BILLING_DATABASE_URL='{redact_url(url)}' \\\n"
-        f"    .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000"
+    env_file = write_demo_env(
+        state_dir() / "demo.env",
+        {
+            "BILLING_DATABASE_URL": url,
+            "DAGSTER_HOME": str(home),
+            **{k: os.environ[k] for k in ("BILLING_LEDGER_KEY_FILE", "BILLING_FIRST_HOUR") if os.environ.get(k)},
+        },
+        Path(sys.prefix) / "bin",
     )
+    print(f"\nDone. The environment is in {display_path(env_file)}. Next steps, in any shell:")
+    print(f"  source {display_path(env_file)}")
+    for command in NEXT_STEPS:
+        print(f"  {command}")
+    print("SQL on the analytics schema, and the Dagster UI (runs, lineage, schedules; until Ctrl-C):")
+    print(f"  {UI_COMMAND}")
+    if closed:
+        return closed
     return 0 if report.ok else 1
 
 

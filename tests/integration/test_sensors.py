@@ -84,8 +84,12 @@ def test_every_sensor_and_schedule_ships_in_its_documented_state(defs):
         "auto_topup_retry_schedule": dg.DefaultScheduleStatus.RUNNING,
         "notification_retry_schedule": dg.DefaultScheduleStatus.RUNNING,
         "grace_deadline_schedule": dg.DefaultScheduleStatus.RUNNING,
-        "month_close_schedule": dg.DefaultScheduleStatus.RUNNING,
+        # Off with the hourly schedule: a month is only ever settled by the cycle (issue 23).
+        "month_close_schedule": dg.DefaultScheduleStatus.STOPPED,
     }
+    # One name and a description for each, as the UI lists them.
+    undescribed = [s.name for s in [*defs.sensors, *defs.schedules] if not (s.description or "").strip()]
+    assert undescribed == []
     assert {s.name: s.job_name for s in defs.sensors} == {
         "corrections_sensor": "hourly_billing_job",
         "rental_corrections_sensor": "hourly_billing_job",
