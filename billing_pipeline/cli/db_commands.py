@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from billing_pipeline.cli.output import emit
-from billing_pipeline.db.connection import database_url, redact_url
-from billing_pipeline.db.migrate import upgrade
 
 
 def register(subparsers, json_parent) -> None:
@@ -20,6 +18,9 @@ def register(subparsers, json_parent) -> None:
 
 
 def _upgrade(args) -> int:
+    from billing_pipeline.db.connection import database_url, redact_url
+    from billing_pipeline.db.migrate import upgrade  # Alembic and SQLAlchemy: only for this command
+
     url = database_url()
     revision = upgrade(url, create=args.create)
     emit(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from billing_pipeline.cli.output import emit
-from billing_pipeline.db.connection import database_url, redact_url, state_dir
 
 
 def register(subparsers, json_parent) -> None:
@@ -17,6 +16,7 @@ def register(subparsers, json_parent) -> None:
 
 
 def _docs(args) -> int:
+    from billing_pipeline.db.connection import database_url, redact_url, state_dir
     from billing_pipeline.transform.docs import build_docs  # dbt is only needed here
 
     url = database_url()

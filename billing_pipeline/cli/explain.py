@@ -16,12 +16,13 @@ words and prints them.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from billing_pipeline.cli.output import credits, decimal_text, emit, quantity, resource_words, table, unit_words
 from billing_pipeline.core.errors import InputError
-from billing_pipeline.db import connect
-from billing_pipeline.invoicing.document import credits_document
-from billing_pipeline.invoicing.statement import MonthStatement, daily_spend, month_statement
+
+if TYPE_CHECKING:  # the statement module (and psycopg) load when the command runs, not for --help
+    from billing_pipeline.invoicing.statement import MonthStatement
 
 WHAT_TO_DO_EXCEPTION = (
     "Your workloads ran on a machine that another account rents, so they were charged by consumption. "
@@ -123,6 +124,8 @@ def statement_document(statement: MonthStatement) -> dict:
         "not_yet_settled": statement.not_yet_settled,
     }
     if statement.credits is not None:
+        from billing_pipeline.invoicing.document import credits_document
+
         data["credits"] = credits_document(statement.credits, statement.credits_as_of)
     if statement.trail is not None:
         data["detail"] = [
@@ -367,6 +370,8 @@ def render(d: dict) -> list:
 def _explain(args) -> int:
     from billing_pipeline.cli.inputs import parse_month
     from billing_pipeline.core.times import month_bounds
+    from billing_pipeline.db import connect
+    from billing_pipeline.invoicing.statement import daily_spend, month_statement
 
     start, end = month_bounds(parse_month(args.month))
     with connect() as conn:

@@ -12,10 +12,6 @@ from billing_pipeline.cli.output import credits, emit, table
 from billing_pipeline.core.clock import system_now
 from billing_pipeline.core.errors import InputError
 from billing_pipeline.core.times import MAX_INPUT_LENGTH, shown
-from billing_pipeline.db import connect
-from billing_pipeline.ledger import balance_of
-from billing_pipeline.ledger.grant_queries import account_debt, account_grants, grant_terms
-from billing_pipeline.ledger.manual import post_promotional_grant
 
 MAX_PRIORITY = 1000
 
@@ -97,6 +93,12 @@ def _grant(args) -> int:
         )
         error.code = "confirmation_required"
         raise error
+    # The database and the ledger load when the command runs, not for --help (cli/main.py).
+    from billing_pipeline.db import connect
+    from billing_pipeline.ledger import balance_of
+    from billing_pipeline.ledger.grant_queries import grant_terms
+    from billing_pipeline.ledger.manual import post_promotional_grant
+
     with connect() as conn:
         balance_of(conn, args.account)  # refuses an unknown account, with a suggestion
         result = post_promotional_grant(
@@ -133,6 +135,10 @@ def _grant(args) -> int:
 
 
 def _grants(args) -> int:
+    from billing_pipeline.db import connect
+    from billing_pipeline.ledger import balance_of
+    from billing_pipeline.ledger.grant_queries import account_debt, account_grants
+
     with connect() as conn:
         balance = balance_of(conn, args.account)  # refuses an unknown account
         grants = account_grants(conn, args.account, include_closed=args.all)

@@ -10,10 +10,14 @@ times and months, ``core.times`` (one parser each, shared with close-month and t
 ISO 8601 (``2026-11-24T10:00``, ``...Z`` or with an offset; naive = UTC); ``YYYY-MM`` between 1970-01
 and 9998-12. For free text (reason, actor, references): one line of
 printable text, no control characters, at most 500 characters.
+
+One helper asks the database, after the fact: :func:`unknown_account_hint` finds the account a
+mistyped id was probably meant to be (``main`` adds it to every "unknown account" error).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from datetime import date, datetime
 from decimal import Decimal
@@ -21,7 +25,6 @@ from decimal import Decimal
 from billing_pipeline.core import times
 from billing_pipeline.core.errors import InputError
 from billing_pipeline.core.times import MAX_INPUT_LENGTH, shown
-from billing_pipeline.ledger.entries import _BIDI_CONTROLS, MAX_ENTRY_AMOUNT, MAX_TEXT_LENGTH
 
 _AMOUNT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
@@ -38,6 +41,8 @@ def parse_amount(text: str, *, what: str = "amount", positive: bool = False) -> 
             f"{what} {shown(text)} is not a number the ledger takes: write a plain decimal with ASCII "
             "digits, e.g. 25 or 12.50 (no exponent, no '_' or thousands separators)."
         )
+    from billing_pipeline.ledger.entries import MAX_ENTRY_AMOUNT  # the ledger package loads psycopg: not for --help
+
     amount = Decimal(value)
     if -amount.as_tuple().exponent > 6:
         raise InputError(
@@ -72,8 +77,11 @@ def parse_limit(text: str | int, *, what: str = "--limit", maximum: int = MAX_LI
     return int(value)
 
 
-def parse_text(text: str | None, *, what: str, required: bool = True, max_length: int = MAX_TEXT_LENGTH) -> str | None:
+def parse_text(text: str | None, *, what: str, required: bool = True, max_length: int | None = None) -> str | None:
     """Free text (a reason, an actor, a reference): one line of printable text."""
+    from billing_pipeline.ledger.entries import _BIDI_CONTROLS, MAX_TEXT_LENGTH
+
+    max_length = MAX_TEXT_LENGTH if max_length is None else max_length
     value = (text or "").strip()
     if not value:
         if required:
@@ -88,3 +96,31 @@ def parse_text(text: str | None, *, what: str, required: bool = True, max_length
     if len(value) > max_length:
         raise InputError(f"{what} is {len(value)} characters long; at most {max_length}.")
     return value
+
+
+def account_suggestion(account_id: str, known: list[str]) -> str:
+    """What to say after "unknown account X" (one or two sentences): the closest known id, else
+    where to find them all.
+
+    Matches ignore case, so ``ACME`` finds ``acme``."""
+    lowered = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(str(account_id).lower(), list(lowered), n=1, cutoff=0.6)
+    if close:
+        return f"Did you mean {lowered[close[0]]!r}? `billing accounts` lists every account."
+    if not known:
+        return "There are no accounts yet (billing.accounts is empty)."
+    return f"`billing accounts` lists the {len(known)} account(s)."
+
+
+def unknown_account_hint(account_id: str) -> str | None:
+    """:func:`account_suggestion` for ``account_id`` against billing.accounts, or None when the
+    accounts cannot be read (the error that is being reported then stands alone)."""
+    from billing_pipeline.db import connect
+    from billing_pipeline.lifecycle.store import account_ids
+
+    try:
+        with connect() as conn:
+            known = account_ids(conn)
+    except Exception:
+        return None
+    return account_suggestion(account_id, known)

@@ -8,7 +8,6 @@ import os
 
 from billing_pipeline.cli.inputs import parse_month
 from billing_pipeline.cli.output import emit
-from billing_pipeline.db.connection import connect, database_url
 
 
 def register(subparsers, json_parent) -> None:
@@ -49,6 +48,7 @@ def register(subparsers, json_parent) -> None:
 
 def _close_month(args) -> int:
     from billing_pipeline.core.clock import clock_input, system_now
+    from billing_pipeline.db.connection import database_url
     from billing_pipeline.orchestration.month_end import month_to_close, run_month_end
 
     # Input errors (exit 2) before anything else: no configuration read, no run launched.
@@ -86,6 +86,7 @@ def _close_month(args) -> int:
 
 def _invoice(args) -> int:
     from billing_pipeline.core.clock import clock_input, system_now
+    from billing_pipeline.db.connection import connect
     from billing_pipeline.invoicing.document import (
         InvoiceSettings,
         balance,

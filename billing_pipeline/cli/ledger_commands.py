@@ -10,10 +10,8 @@ from decimal import Decimal, InvalidOperation
 from billing_pipeline.cli.inputs import parse_amount, parse_limit, parse_text
 from billing_pipeline.cli.output import credits, emit, table
 from billing_pipeline.core.errors import ConfigurationError, InputError
-from billing_pipeline.db import connect
-from billing_pipeline.ledger import PostResult, balance_of, verify_ledger
-from billing_pipeline.ledger.manual import post_adjustment, post_manual_topup
-from billing_pipeline.ledger.queries import ledger_page
+
+# The ledger package (and psycopg) load inside each handler: `billing --help` imports none of it.
 
 # `billing adjust` asks for --yes above this many credits (either sign); BILLING_ADJUST_CONFIRM_ABOVE
 # overrides it, e.g. 0 to confirm every adjustment.
@@ -95,6 +93,10 @@ def register(subparsers, json_parent) -> None:
 
 
 def _ledger(args) -> int:
+    from billing_pipeline.db import connect
+    from billing_pipeline.ledger import balance_of
+    from billing_pipeline.ledger.queries import ledger_page
+
     args.limit = parse_limit(args.limit)
     if args.before is not None:
         args.before = parse_limit(args.before, what="--before", maximum=2**62)
@@ -145,7 +147,8 @@ def _ledger(args) -> int:
     return 0
 
 
-def _report(args, result: PostResult) -> int:
+def _report(args, result) -> int:
+    """Print a ``ledger.PostResult``."""
     data = {
         "entry_id": result.entry_id,
         "account_id": result.account_id,
@@ -179,6 +182,9 @@ def _topup(args) -> int:
         raise InputError(
             f"--currency {args.currency!r} is not a currency code: give three lower-case letters (ISO 4217), e.g. usd."
         )
+    from billing_pipeline.db import connect
+    from billing_pipeline.ledger.manual import post_manual_topup
+
     with connect() as conn:
         return _report(args, post_manual_topup(conn, args.account, amount, args.reference, currency))
 
@@ -214,11 +220,17 @@ def _adjust(args) -> int:
         error.code = "confirmation_required"
         raise error
     key = parse_text(args.key, what="--key", required=False, max_length=150)
+    from billing_pipeline.db import connect
+    from billing_pipeline.ledger.manual import post_adjustment
+
     with connect() as conn:
         return _report(args, post_adjustment(conn, args.account, amount, args.reason, args.actor, key))
 
 
 def _verify(args) -> int:
+    from billing_pipeline.db import connect
+    from billing_pipeline.ledger import verify_ledger
+
     with connect() as conn:
         report = verify_ledger(conn, checkpoint=args.checkpoint, seal_legacy=args.seal_legacy)
     data = {

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 from billing_pipeline.cli.output import emit
-from billing_pipeline.core.clock import system_now
-from billing_pipeline.db import connect
-from billing_pipeline.lifecycle.preview import cleanup_preview
-from billing_pipeline.lifecycle.store import fmt_size, fmt_time
 
 
 def register(subparsers, json_parent) -> None:
@@ -22,6 +18,10 @@ def register(subparsers, json_parent) -> None:
 
 def _preview(args) -> int:
     from billing_pipeline.cli.inputs import parse_time
+    from billing_pipeline.core.clock import system_now
+    from billing_pipeline.db import connect
+    from billing_pipeline.lifecycle.preview import cleanup_preview
+    from billing_pipeline.lifecycle.store import fmt_size, fmt_time
     from billing_pipeline.resources.kubernetes import KubernetesResource
 
     now = parse_time(args.now) if args.now else system_now()

@@ -5,9 +5,12 @@ that adds its subcommands; a subcommand sets ``handler`` to a function ``handler
 
 What this module gives every command, so that no command module has to:
 - ``--json`` or ``-o json`` anywhere on the line (before or after the subcommand);
-- ``--version``; did-you-mean suggestions for a mistyped command or option;
-- a description for every command and help for the common arguments (``account``) when the
-  module did not write one;
+- ``--version``; did-you-mean suggestions for a mistyped command or option, among the options
+  of the command being parsed only; for an unknown account, the closest known one;
+- a description for every command, help for the common arguments (``account``) when the
+  module did not write one, and an "Examples:" epilog (``cli/examples.py``);
+- the help of ``billing`` (or of a command group such as ``billing db``) when no command is
+  given, on stdout with exit 0, as kubectl does;
 - errors in plain words on stderr (``billing: ...``), or, in JSON mode, one JSON document
   ``{"error": "...", "code": "...", "exit_code": N}`` on stderr; never a traceback. Exit codes:
   0 success, 1 failure, 2 bad input or usage, 3 configuration, 130 interrupted.
@@ -24,13 +27,13 @@ import os
 import re
 import sys
 
-import psycopg
-
+from billing_pipeline.cli.examples import examples_text
 from billing_pipeline.core.errors import BillingError, ConfigurationError, InputError
 
 # The modules that contribute subcommands, in the order `billing --help` lists them.
 COMMAND_MODULES = [
     "billing_pipeline.cli.db_commands",
+    "billing_pipeline.cli.accounts_command",
     "billing_pipeline.cli.ledger_commands",
     "billing_pipeline.cli.grant_commands",
     "billing_pipeline.cli.status",
@@ -62,7 +65,24 @@ class UsageError(Exception):
         self.usage = usage
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, except that an "Examples:" epilog keeps its lines as written."""
+
+    def _fill_text(self, text, width, indent):
+        paragraphs = []
+        for paragraph in text.split("\n\n"):
+            if paragraph.startswith(("Examples:", " ")):
+                paragraphs.append("\n".join(indent + line if line else "" for line in paragraph.splitlines()))
+            else:
+                paragraphs.append(super()._fill_text(paragraph, width, indent))
+        return "\n\n".join(paragraphs)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # argparse's own usage errors: no traceback, a suggestion if we have one
         raise UsageError(_with_suggestion(self, message), self.format_usage())
 
@@ -79,36 +99,70 @@ def _with_suggestion(parser: argparse.ArgumentParser, message: str) -> str:
         return f"unknown command {wrong!r}; choose from {', '.join(options)} (see {parser.prog} --help)"
     unknown = re.match(r"unrecognized arguments: (.*)", message)
     if unknown:
-        known = _all_options(parser)
+        # argparse reports a subcommand's unknown options at the top level: judge them against
+        # the options of the command being parsed, never another command's.
+        command, _ = command_parser(parser, _ARGV)
         for word in unknown[1].split():
             if word.startswith("-"):
-                close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6)
-                if close:
-                    return f"unknown option {word!r}: did you mean {close[0]!r}? (see {parser.prog} --help)"
-        return f"unexpected argument(s): {unknown[1]} (see {parser.prog} --help)"
+                return _unknown_option(command, word.split("=")[0])
+        return f"unexpected argument(s): {unknown[1]} (see {command.prog} --help)"
     if message.startswith("the following arguments are required"):
         # argparse checks required options before it reports unknown ones: a mistyped
         # `--mnth` shows up as a missing `--month`. Say which word was probably meant.
-        known = _all_options(parser)
+        known = own_options(parser)
         for word in _ARGV:
             option = word.split("=")[0]
             if option.startswith("--") and option not in known:
-                close = difflib.get_close_matches(option, known, n=1, cutoff=0.6)
-                if close:
-                    return f"unknown option {option!r}: did you mean {close[0]!r}? (see {parser.prog} --help)"
+                return _unknown_option(parser, option)
     return f"{message} (see {parser.prog} --help)"
 
 
-def _all_options(parser: argparse.ArgumentParser) -> list[str]:
-    """Every option string of ``parser`` and of its subcommands (argparse reports unknown
-    options of a subcommand at the top level)."""
-    found: list[str] = []
-    for action in parser._actions:
-        found += action.option_strings
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                found += _all_options(sub)
-    return sorted(set(found))
+def _unknown_option(command: argparse.ArgumentParser, option: str) -> str:
+    """An option ``command`` does not have: the closest of its own, else the list of them."""
+    known = own_options(command)
+    close = difflib.get_close_matches(option, known, n=1, cutoff=0.75)
+    if close:
+        return f"unknown option {option!r}: did you mean {close[0]!r}? (see {command.prog} --help)"
+    return (
+        f"{option!r} is not an option of '{command.prog}'; its options are {', '.join(known)} "
+        f"(see {command.prog} --help)"
+    )
+
+
+def own_options(parser: argparse.ArgumentParser) -> list[str]:
+    """The long options of ``parser`` itself (plus ``--json``/``-o``, which every command takes),
+    in the order its help lists them."""
+    found = [
+        next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+        for action in parser._actions
+        if action.option_strings and action.help != argparse.SUPPRESS
+    ]
+    for common in ("--json", "--output-format"):
+        if common not in found:
+            found.append(common)
+    return found
+
+
+def command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.ArgumentParser, int]:
+    """The parser of the (sub)command ``argv`` names, and how many words of ``argv`` named it.
+
+    Follows the words that name subcommands (``db upgrade``), skipping options before them;
+    stops at the first word that is not a subcommand of the parser reached."""
+    current, used = parser, 0
+    for i, word in enumerate(argv):
+        if word == "--":
+            break
+        if word.startswith("-"):
+            continue
+        subparsers = _subparsers_of(current)
+        if subparsers is None or word not in subparsers.choices:
+            break
+        current, used = subparsers.choices[word], i + 1
+    return current, used
+
+
+def _subparsers_of(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
 
 
 def _version() -> str:
@@ -120,8 +174,24 @@ def _version() -> str:
         return "0+unknown"
 
 
-def _complete_help(parser: argparse.ArgumentParser) -> None:
-    """Give every subcommand a description and every common argument a help text."""
+class _VersionAction(argparse.Action):
+    """``--version``, reading the installed version only when asked (importlib.metadata is slow)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"billing {_version()}")
+        parser.exit()
+
+
+def _complete_help(parser: argparse.ArgumentParser, path: str = "") -> None:
+    """Give every subcommand a description, every common argument a help text and every
+    command its examples (``cli/examples.py``) when its module wrote none."""
+    if parser.epilog is None or "Examples:" not in parser.epilog:
+        examples = examples_text(path)
+        if examples:
+            parser.epilog = examples if parser.epilog is None else f"{examples}\n\n{parser.epilog}"
     for action in parser._actions:
         if not isinstance(action, argparse._SubParsersAction):
             continue
@@ -132,7 +202,7 @@ def _complete_help(parser: argparse.ArgumentParser) -> None:
             for arg in sub._actions:
                 if arg.help is None and arg.dest in COMMON_ARGUMENT_HELP:
                     arg.help = COMMON_ARGUMENT_HELP[arg.dest]
-            _complete_help(sub)
+            _complete_help(sub, f"{path} {name}".strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,9 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stderr. Shapes: docs/cli.md. Configuration: BILLING_DATABASE_URL, PROMETHEUS_URL, KUBECONFIG, "
         "STRIPE_API_KEY.",
     )
-    parser.add_argument(
-        "--version", action="version", version=f"billing {_version()}", help="print the version and exit"
-    )
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     parser.add_argument("--json", action="store_true", help="print one JSON document (also: -o json)")
     parser.add_argument(
         "-o",
@@ -208,11 +276,18 @@ def error_code(exc: BaseException) -> str:
         return "configuration"
     if isinstance(exc, BillingError):
         return "failed"
-    if isinstance(exc, psycopg.Error):
+    if _is_database_error(exc):
         return "database"
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
     return "internal"
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    """A psycopg error, without importing psycopg: `billing --help` starts without it, and an
+    error of psycopg's can only come from a command that imported it."""
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.Error)
 
 
 def report_error(message: str, code: str, exit_code: int, *, as_json: bool) -> int:
@@ -230,6 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     argv, want_json = split_output_flags(argv)
     _ARGV[:] = argv
     parser = build_parser()
+    command, used = command_parser(parser, argv)
+    if _subparsers_of(command) is not None and not argv[used:]:
+        # `billing` (or `billing db`) alone: the help, on stdout, exit 0, as kubectl does.
+        command.print_help()
+        return 0
     try:
         args = parser.parse_args(argv)
     except UsageError as exc:
@@ -239,10 +319,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args) or 0
     except BillingError as exc:
-        return report_error(str(exc), error_code(exc), exc.exit_code, as_json=args.json)
-    except psycopg.Error as exc:
-        # A database error we did not anticipate: still one readable line, no traceback.
-        return report_error(f"database error: {str(exc).strip()}", "database", 1, as_json=args.json)
+        message, code = str(exc), error_code(exc)
+        if code == "unknown_account" and getattr(args, "account", None) and "did you mean" not in message.lower():
+            from billing_pipeline.cli.inputs import unknown_account_hint
+
+            hint = unknown_account_hint(args.account)
+            if hint:
+                message = f"{message if message.endswith(('.', '?')) else message + '.'} {hint}"
+        return report_error(message, code, exc.exit_code, as_json=args.json)
     except KeyboardInterrupt:
         return report_error("interrupted", "interrupted", 130, as_json=args.json)
     except BrokenPipeError:  # `billing ledger acme | head`: the reader left; nothing to report
@@ -251,7 +335,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (SystemExit, GeneratorExit):
         raise
-    except Exception as exc:  # a bug: still no traceback for the user, but what and where
+    except Exception as exc:
+        if _is_database_error(exc):
+            # A database error we did not anticipate: still one readable line, no traceback.
+            return report_error(f"database error: {str(exc).strip()}", "database", 1, as_json=args.json)
+        # A bug: still no traceback for the user, but what and where.
         return report_error(
             f"internal error ({type(exc).__name__}): {exc}. This is a bug; please report it with the command you ran.",
             "internal",

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 from billing_pipeline.cli.output import credits, emit
-from billing_pipeline.core.clock import system_now
-from billing_pipeline.db import connect
-from billing_pipeline.lifecycle.report import lifecycle_status
-from billing_pipeline.lifecycle.store import fmt_time
 
 
 def register(subparsers, json_parent) -> None:
@@ -19,6 +15,8 @@ def register(subparsers, json_parent) -> None:
 
 
 def render_status(d: dict) -> str:
+    from billing_pipeline.lifecycle.store import fmt_time
+
     lines = [f"Account {d['account_id']} ({d['name']}): balance {credits(d['balance'])} credits."]
     state = f"State: {d['state']} — {d['meaning']}"
     if d["entered_at"]:
@@ -61,11 +59,13 @@ def render_status(d: dict) -> str:
 
 def _status(args) -> int:
     from billing_pipeline.cli.inputs import parse_time
+    from billing_pipeline.core.clock import system_now
+    from billing_pipeline.db import connect
+    from billing_pipeline.lifecycle.report import lifecycle_status
+    from billing_pipeline.resources.cluster import snapshot_class_from_env
 
     now = parse_time(args.now) if args.now else system_now()
-    from billing_pipeline.resources.kubernetes import KubernetesResource
-
     with connect() as conn:
-        data = lifecycle_status(conn, args.account, now, snapshot_class=KubernetesResource.from_env().snapshot_class)
+        data = lifecycle_status(conn, args.account, now, snapshot_class=snapshot_class_from_env())
     emit(args, data, render_status)
     return 0

@@ -58,8 +58,8 @@ def parse_month(text: str, *, what: str = "month") -> date:
     match = _MONTH.fullmatch(str(text))
     if not match or not 1 <= int(match[2]) <= 12 or not MIN_YEAR <= int(match[1]) <= MAX_YEAR:
         raise InputError(
-            f"{what} {shown(text)} is not a month; write it as YYYY-MM between "
-            f"{MIN_YEAR}-01 and {MAX_YEAR}-12, e.g. 2026-11."
+            f"{what} {shown(text)} is not a month: write it as YYYY-MM (four digits, a dash, two "
+            f"digits) between {MIN_YEAR}-01 and {MAX_YEAR}-12, e.g. 2026-11."
         )
     return date(int(match[1]), int(match[2]), 1)
 

@@ -32,7 +32,9 @@ _NAME = re.compile(r"[a-z][a-z_]*")
 def load(path: Path = DBT_PROJECT_FILE) -> tuple[str, ...]:
     """The policies listed in ``path``'s ``vars.volume_policies``, in their order."""
     try:
-        values = (yaml.safe_load(path.read_text()).get("vars") or {}).get(VAR_NAME)
+        # libyaml's loader when PyYAML has it: read at import, on `billing status`'s path.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        values = (yaml.load(path.read_text(), Loader=loader).get("vars") or {}).get(VAR_NAME)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigurationError(f"cannot read the volume policies from {path}: {exc}") from None
     if (

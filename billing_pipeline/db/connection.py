@@ -23,7 +23,6 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from billing_pipeline.core.errors import ConfigurationError
-from billing_pipeline.db.revisions import head_revision
 
 DATABASE_NAME = "satusky_billing"
 LOCAL_HOST, LOCAL_PORT = "127.0.0.1", 5432
@@ -174,6 +173,8 @@ def _schema_problem(url: str) -> str | None:
                 current = row[0] if row else None
     except psycopg.Error:
         return None
+    from billing_pipeline.db.revisions import head_revision  # Alembic only when the schema is in question
+
     head = head_revision()
     if current == head:
         return None

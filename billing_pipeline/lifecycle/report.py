@@ -30,6 +30,25 @@ MEANING = {
 WORKLOAD = notices.WORKLOAD_OBJECTS
 
 
+def accounts_overview(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Every account with its name, lifecycle state and balance, by id (what ``billing accounts`` lists).
+
+    The state is the persisted one when the lifecycle has evaluated the account, else the state
+    its balance implies (``state_for_balance``, as ``billing status`` says it); ``evaluated``
+    tells which."""
+    return [
+        {
+            "account_id": account_id,
+            "name": name,
+            "state": state or state_for_balance(balance, threshold).value,
+            "evaluated": state is not None,
+            "balance": balance,
+            "low_balance_threshold": threshold,
+        }
+        for account_id, name, balance, threshold, state in store.account_rows(conn)
+    ]
+
+
 def lifecycle_status(
     conn: psycopg.Connection, account_id: str, now: datetime, snapshot_class: str | None = None
 ) -> dict[str, Any]:

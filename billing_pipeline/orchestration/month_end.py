@@ -9,7 +9,6 @@ The summary is JSON-able.
 
 from __future__ import annotations
 
-import re
 from datetime import MAXYEAR, date, datetime
 
 from billing_pipeline.core.clock import CLOCK_TAG, clock_input, system_now
@@ -24,21 +23,15 @@ class MonthEndError(BillingError):
     """The month-end run failed; nothing of the failing step was committed."""
 
 
-_MONTH_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}", re.ASCII)
-
-
 def month_to_close(value: date | str, now: datetime) -> date:
     """The month ``close-month`` may close at ``now``, or an ``InputError`` (exit 2) before any run.
 
-    Text must be exactly ``YYYY-MM`` (not ``2026-1``, not ``"2026-11 "``). The month must lie
+    Text is read by the one month parser (``core.times.parse_month``: exactly ``YYYY-MM``, so not
+    ``2026-1``, not ``"2026-11 "``), with the same message as every command. The month must lie
     between the month of the first billable hour (``BILLING_FIRST_HOUR``: nothing is billed
     before it) and the last month that has ended at ``now``. Compared as (year, month) before
     any date arithmetic, so ``9999-12`` is refused in words instead of overflowing."""
-    if isinstance(value, str) and not _MONTH_TEXT.fullmatch(value):
-        raise InputError(
-            f"month {value[:20]!r} is not YYYY-MM: write it with four digits, a dash and two (e.g. 2026-10)."
-        )
-    month = value.replace(day=1) if isinstance(value, date) else parse_month(value)
+    month = value.replace(day=1) if isinstance(value, date) else parse_month(value, what="month")
     first = first_billable_hour()
     if (month.year, month.month) < (first.year, first.month):
         raise InputError(

@@ -16,6 +16,7 @@ rules must be restored exactly). Every call answers one of three ways:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,14 @@ ACCOUNT_ID_LABEL = "satusky.io/account-id"
 ALWAYS_PROTECTED = ("kube-system", "kube-public", "default")
 # The page visitors of a suspended deployment see ("suspended, add credits"), served by the platform.
 DEFAULT_SUSPENSION_HOST = "suspended.satusky.io"
+
+
+def snapshot_class_from_env() -> str | None:
+    """The ``VolumeSnapshotClass`` named by ``BILLING_SNAPSHOT_CLASS`` (None: the cluster's default).
+
+    Read here, not through the Dagster resource, so `billing status` starts without Dagster."""
+    return os.environ.get("BILLING_SNAPSHOT_CLASS") or None
+
 
 # Kind -> (API class name, method suffix). The order is the cleanup order: routing first, then the
 # workload, its configuration, and the volumes (data) last.

@@ -25,7 +25,12 @@ from pathlib import Path
 import dagster as dg
 
 from billing_pipeline.core.errors import ConfigurationError
-from billing_pipeline.resources.cluster import DEFAULT_SUSPENSION_HOST, Cluster, protected_namespaces
+from billing_pipeline.resources.cluster import (
+    DEFAULT_SUSPENSION_HOST,
+    Cluster,
+    protected_namespaces,
+    snapshot_class_from_env,
+)
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -54,7 +59,7 @@ class KubernetesResource(dg.ConfigurableResource):
             suspension_port=int(os.environ["BILLING_SUSPENSION_PORT"])
             if os.environ.get("BILLING_SUSPENSION_PORT")
             else None,
-            snapshot_class=os.environ.get("BILLING_SNAPSHOT_CLASS") or None,
+            snapshot_class=snapshot_class_from_env(),
         )
 
     def _resolved_kubeconfig(self) -> str | None:
@@ -107,6 +112,6 @@ class KubernetesResource(dg.ConfigurableResource):
             or os.environ.get("BILLING_SUSPENSION_HOST")
             or DEFAULT_SUSPENSION_HOST,
             suspension_port=port,
-            snapshot_class=self.snapshot_class or os.environ.get("BILLING_SNAPSHOT_CLASS") or None,
+            snapshot_class=self.snapshot_class or snapshot_class_from_env(),
             **kwargs,
         )

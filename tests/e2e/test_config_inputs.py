@@ -49,8 +49,9 @@ def one_line(err: str) -> str:
 
 
 BAD_MONTHS = [
-    ("2026-1", "is not YYYY-MM"),
-    ("2026-11 ", "is not YYYY-MM"),
+    # One parser, one message, as for `invoice --month` and `explain --month` (core.times.parse_month).
+    ("2026-1", "month '2026-1' is not a month: write it as YYYY-MM"),
+    ("2026-11 ", "month '2026-11 ' is not a month: write it as YYYY-MM"),
     ("9999-12", "is not a month"),  # beyond the parser's 9998-12; used to be internal error (OverflowError), exit 1
     (
         "1969-12",
@@ -58,7 +59,7 @@ BAD_MONTHS = [
     ),  # before the parser's 1970-01; used to launch a run that failed with two stack traces
     ("2024-12", "before the first billable hour"),  # BILLING_FIRST_HOUR is 2025-01-01 in the tests
     ("2026-12", "has not ended"),
-    ("20261-1", "is not YYYY-MM"),
+    ("20261-1", "month '20261-1' is not a month: write it as YYYY-MM"),
 ]
 
 

@@ -84,12 +84,11 @@ def accounts_db(db_url):
     return db_url
 
 
-def test_an_unknown_account_is_refused_with_the_closest_id(accounts_db):
+def test_an_unknown_account_is_refused(accounts_db):
+    # The closest id is the command line's to suggest (cli.inputs.account_suggestion), for every command.
     with connect(accounts_db) as conn:
         assert account_name(conn, "acme") == "Account acme"
-        with pytest.raises(
-            InputError, match=r"^unknown account 'acmee': not in billing.accounts. Did you mean 'acme'\?$"
-        ):
+        with pytest.raises(InputError, match=r"^unknown account 'acmee': not in billing.accounts.$"):
             account_name(conn, "acmee")
         with pytest.raises(InputError, match=r"^unknown account 'zzz': not in billing.accounts.$"):
             account_name(conn, "zzz")

@@ -19,6 +19,7 @@ __all__ = [
     "account_deployments",
     "account_ids",
     "account_namespaces",
+    "account_rows",
     "count_events",
     "credits_expired_since",
     "domains_of",
@@ -84,6 +85,15 @@ def load_account(conn: psycopg.Connection, account_id: str) -> Account | None:
 
 def account_ids(conn: psycopg.Connection) -> list[str]:
     return [r[0] for r in conn.execute("SELECT id FROM billing.accounts ORDER BY id").fetchall()]
+
+
+def account_rows(conn: psycopg.Connection) -> list[tuple[str, str, Decimal, Decimal, str | None]]:
+    """Every account as (id, name, balance, low-balance threshold, persisted state or None), by id."""
+    return conn.execute(
+        "SELECT a.id, a.name, coalesce(c.balance, 0), a.low_balance_threshold, l.state "
+        "FROM billing.accounts a LEFT JOIN billing.credits c ON c.account_id = a.id "
+        "LEFT JOIN billing.account_lifecycle l ON l.account_id = a.id ORDER BY a.id"
+    ).fetchall()
 
 
 # Accounts with nothing to do this hour: healthy, staying healthy (balance above the threshold,
