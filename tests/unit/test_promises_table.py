@@ -89,6 +89,7 @@ def test_the_table_covers_every_section_of_the_readme_it_promises_for():
         "Reliability and security",
         "Account lifecycle",
         "Month-end",
+        "Credit grants",
         "Command line",
         "Ingestion, transform, deduction",
         "Layout",
