@@ -14,7 +14,7 @@ import dagster as dg
 
 from billing_pipeline.core.asset_keys import ACCOUNT_LIFECYCLE, LEDGER
 from billing_pipeline.core.ownership import BILLING_OWNERS
-from billing_pipeline.core.partitions import first_billable_month
+from billing_pipeline.core.partitions import monthly_partitions
 from billing_pipeline.ingestion.assets import METRIC_HOURS
 from billing_pipeline.ingestion.probes import PROBE_DEPLOYMENT_HOURS
 from billing_pipeline.invoicing.invoices import issue_invoices
@@ -24,13 +24,6 @@ from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.transform.assets import dbt_model_key
 
 GROUP = "invoicing"
-# The months start with the first billable hour's month (BILLING_FIRST_HOUR), as the hours do.
-MONTHLY_START = f"{first_billable_month():%Y-%m-%d}"
-
-# end_offset=1: the running month is a partition too, so a month can be closed by a clock
-# (``billing close-month --now``) ahead of the wall clock; the schedule and the command refuse a
-# month that has not ended at their clock.
-monthly_partitions = dg.MonthlyPartitionsDefinition(start_date=MONTHLY_START, timezone="UTC", end_offset=1)
 
 SLA_CREDITS = dg.AssetKey(["invoicing", "sla_credits"])
 INVOICES = dg.AssetKey(["invoicing", "invoices"])

@@ -2,7 +2,9 @@
 
 * ``sla_credit_job``: the month's SLA credits (``invoicing/sla_credits``).
 * ``monthly_invoice_job``: SLA credits, then the invoices (``invoicing/invoices`` depends on the
-  SLA asset, so a run of the job does them in that order). ``billing close-month`` runs it.
+  SLA asset, so a run of the job does them in that order), then the analysts' month-end marts
+  (the ``dbt_invoicing`` group: invoices, lines, SLA availability, unbilled usage).
+  ``billing close-month`` runs it.
 * ``month_close_schedule``: runs ``monthly_invoice_job`` for the month just ended, on the first of
   the next month once its last hour has had ``BILLING_MONTH_CLOSE_DELAY_HOURS`` (default 6) to
   settle (read when the definitions load). On by default: closing is idempotent.
@@ -16,6 +18,7 @@ import dagster as dg
 from billing_pipeline.core.clock import CLOCK_TAG
 from billing_pipeline.core.runs import JOB_TAGS
 from billing_pipeline.invoicing.assets import invoices, sla_credits
+from billing_pipeline.transform.translator import INVOICING_GROUP
 
 DEFAULT_CLOSE_DELAY_HOURS = 6
 
@@ -28,9 +31,10 @@ sla_credit_job = dg.define_asset_job(
 
 monthly_invoice_job = dg.define_asset_job(
     "monthly_invoice_job",
-    selection=dg.AssetSelection.assets(sla_credits, invoices),
+    selection=dg.AssetSelection.assets(sla_credits, invoices) | dg.AssetSelection.groups(INVOICING_GROUP),
     tags={**JOB_TAGS, "billing/domain": "invoicing"},  # the money lane: one writer at a time
-    description="Month-end: SLA credits, then one immutable invoice per account (docs/rules/month-end.md).",
+    description="Month-end: SLA credits, then one immutable invoice per account (docs/rules/month-end.md), then "
+    "the month-end marts.",
 )
 
 

@@ -66,7 +66,18 @@ JOBS = {
     "balance_alert_job": ["alerts/balance_alerts", "alerts/notification_deliveries"],
     "auto_topup_job": ["payments/auto_topups"],
     "grace_period_job": ["alerts/notification_deliveries", "lifecycle/account_lifecycle"],
-    "monthly_invoice_job": ["invoicing/invoice_lines", "invoicing/invoices", "invoicing/sla_credits"],
+    "monthly_invoice_job": [
+        "analytics/fct_invoice_lines",
+        "analytics/fct_invoices",
+        "analytics/fct_sla_availability",
+        "analytics/fct_unbilled_usage",
+        "analytics_staging/stg_invoicing__invoice_lines",
+        "analytics_staging/stg_invoicing__invoices",
+        "analytics_staging/stg_invoicing__sla_measurements",
+        "invoicing/invoice_lines",
+        "invoicing/invoices",
+        "invoicing/sla_credits",
+    ],
     "sla_credit_job": ["invoicing/sla_credits"],
 }
 
