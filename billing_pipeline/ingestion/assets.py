@@ -66,17 +66,6 @@ def _spec(key: dg.AssetKey, description: str, deps=(), kinds=("postgres",)) -> d
     )
 
 
-# Prometheus itself: the source of every workload metric (cAdvisor and kube-state-metrics).
-prometheus_source = dg.AssetSpec(
-    key=PROMETHEUS,
-    group_name="sources",
-    kinds={"prometheus"},
-    owners=BILLING_OWNERS,
-    description="Prometheus (PROMETHEUS_URL): cAdvisor and kube-state-metrics series of the cluster, read with "
-    "aggregated PromQL per hour.",
-)
-
-
 @dg.multi_asset(
     name="prometheus_metric_hours",
     specs=[
