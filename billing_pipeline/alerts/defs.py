@@ -50,6 +50,7 @@ def balance_alerts(context: dg.AssetExecutionContext, postgres: PostgresResource
     return dg.MaterializeResult(
         metadata={
             "now": now.isoformat(),
+            "dagster/row_count": len(alerts.opened) + len(alerts.recovered),  # crossings opened or closed
             "crossings_opened": dg.MetadataValue.json([list(c) for c in alerts.opened]),
             "crossings_recovered": dg.MetadataValue.json([list(c) for c in alerts.recovered]),
             "notifications_queued": alerts.queued,

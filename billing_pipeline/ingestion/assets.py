@@ -146,6 +146,7 @@ def prometheus_metric_hours(
         asset_key=METRIC_CONTAINER_HOURS,
         metadata={
             **common,
+            "dagster/row_count": sum(s.containers for _, s in summaries),
             "rows": sum(s.containers for _, s in summaries),
             "unattributed_rows": sum(s.unattributed_containers for _, s in summaries),
             "unattributed_cpu_share_max": max(s.unattributed_cpu_share for _, s in summaries),
@@ -154,15 +155,26 @@ def prometheus_metric_hours(
         },
     )  # doubly-claimed Deployments: billed to nobody
     yield dg.MaterializeResult(
-        asset_key=METRIC_POD_NETWORK_HOURS, metadata={**common, "pods": sum(s.pods for _, s in summaries)}
+        asset_key=METRIC_POD_NETWORK_HOURS,
+        metadata={
+            **common,
+            "dagster/row_count": sum(s.pods for _, s in summaries),
+            "pods": sum(s.pods for _, s in summaries),
+        },
     )
     yield dg.MaterializeResult(
-        asset_key=METRIC_VOLUME_HOURS, metadata={**common, "rows": sum(s.volumes for _, s in summaries)}
+        asset_key=METRIC_VOLUME_HOURS,
+        metadata={
+            **common,
+            "dagster/row_count": sum(s.volumes for _, s in summaries),
+            "rows": sum(s.volumes for _, s in summaries),
+        },
     )
     yield dg.MaterializeResult(
         asset_key=METRIC_HOURS,
         metadata={
             **common,
+            "dagster/row_count": len(hours),  # one completeness row per hour
             "complete_hours": len(hours) - len(incomplete),
             "incomplete": dg.MetadataValue.json(incomplete),
         },
@@ -239,6 +251,7 @@ def machine_rentals(context: dg.AssetExecutionContext, postgres: PostgresResourc
             "first_hour": hours[0].isoformat(),
             "last_hour": hours[-1].isoformat(),
             "clock": clock.isoformat(),
+            "dagster/row_count": sum(s.rentals for s in summaries),  # one slice per rental and hour
             "rentals": max(s.rentals for s in summaries),
             "machine_hours": str(sum(Decimal(s.machine_hours) for s in summaries)),
             "ongoing": summaries[-1].ongoing,
@@ -246,7 +259,11 @@ def machine_rentals(context: dg.AssetExecutionContext, postgres: PostgresResourc
     )
     yield dg.MaterializeResult(
         asset_key=QUARANTINED_ROWS,
-        metadata={"unresolved": len(waiting), "new": sum(s.quarantined_new for s in summaries)},
+        metadata={
+            "dagster/row_count": sum(s.quarantined_new for s in summaries),
+            "unresolved": len(waiting),
+            "new": sum(s.quarantined_new for s in summaries),
+        },
     )
     yield dg.AssetCheckResult(
         asset_key=QUARANTINED_ROWS,

@@ -58,6 +58,7 @@ def sla_credits(context: dg.AssetExecutionContext, postgres: PostgresResource) -
     return dg.MaterializeResult(
         metadata={
             "summary": dg.MetadataValue.json(summary),
+            "dagster/row_count": result.measured,  # one measurement per deployment
             "credits_posted": result.credits_posted,
             "no_measurement": dg.MetadataValue.json(result.no_measurement),
         }
@@ -100,8 +101,13 @@ def invoices(context: dg.AssetExecutionContext, postgres: PostgresResource):
     )
     yield dg.MaterializeResult(
         asset_key=INVOICES,
-        metadata={"summary": dg.MetadataValue.json(summary), "invoices_issued": result.invoices_issued},
+        metadata={
+            "summary": dg.MetadataValue.json(summary),
+            "dagster/row_count": result.invoices_issued,
+            "invoices_issued": result.invoices_issued,
+        },
     )
     yield dg.MaterializeResult(
-        asset_key=INVOICE_LINES, metadata={"lines": result.lines, "ledger_entries": result.entries}
+        asset_key=INVOICE_LINES,
+        metadata={"dagster/row_count": result.lines, "lines": result.lines, "ledger_entries": result.entries},
     )

@@ -54,7 +54,7 @@ def auto_topups(context: dg.AssetExecutionContext, postgres: PostgresResource, s
     except ConfigurationError as exc:
         # Only the top-ups need Stripe: record why none was made and let the cycle go on.
         context.log.error(str(exc))
-        yield dg.MaterializeResult(metadata={"now": now.isoformat(), "error": str(exc)})
+        yield dg.MaterializeResult(metadata={"now": now.isoformat(), "dagster/row_count": 0, "error": str(exc)})
         yield dg.AssetCheckResult(
             check_name="every_topup_settled", passed=False, description=str(exc), severity=dg.AssetCheckSeverity.ERROR
         )
@@ -74,6 +74,7 @@ def auto_topups(context: dg.AssetExecutionContext, postgres: PostgresResource, s
     yield dg.MaterializeResult(
         metadata={
             "now": now.isoformat(),
+            "dagster/row_count": len(result.charged) + len(result.recovered),  # top-ups posted to the ledger
             "charged": dg.MetadataValue.json([[a, str(amount), pi] for a, amount, pi in result.charged]),
             "recovered": dg.MetadataValue.json([list(r) for r in result.recovered]),
             "failed": dg.MetadataValue.json([list(f) for f in result.failed]),
