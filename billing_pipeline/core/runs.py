@@ -27,7 +27,8 @@ MAX_COMMAND_LENGTH = 200
 
 
 def origin_tags(argv: list[str], user: str | None = None) -> dict[str, str]:
-    """The tags of a run launched by the command line ``argv`` (``sys.argv``), by ``user``."""
+    """The tags of a run launched by the command line ``argv`` (``sys.argv``), by ``user``: origin
+    ``cli`` for the ``billing`` console script, ``script`` for another program (the demo)."""
     import getpass
     import shlex
     from pathlib import Path
@@ -37,8 +38,14 @@ def origin_tags(argv: list[str], user: str | None = None) -> dict[str, str]:
             user = getpass.getuser()
         except (KeyError, OSError):  # no login name and no passwd entry (some containers)
             user = "unknown"
-    program = Path(argv[0]).name if argv else "billing"
-    command = shlex.join([program, *argv[1:]])
+    path = Path(argv[0]) if argv else Path("billing")
+    # ``python -m devkit.demo`` runs as ``.../devkit/demo/__main__.py``: name the module.
+    program = (
+        ["python", "-m", f"{path.parent.parent.name}.{path.parent.name}"] if path.name == "__main__.py" else [path.name]
+    )
+    command = shlex.join([*program, *argv[1:]])
     if len(command) > MAX_COMMAND_LENGTH:
         command = command[: MAX_COMMAND_LENGTH - 1] + "…"
-    return {ORIGIN_TAG: "cli", USER_TAG: f"{user} (billing CLI)", COMMAND_TAG: command}
+    origin = "cli" if program == ["billing"] else "script"
+    via = "billing CLI" if origin == "cli" else program[-1]
+    return {ORIGIN_TAG: origin, USER_TAG: f"{user} ({via})", COMMAND_TAG: command}

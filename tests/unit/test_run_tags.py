@@ -17,3 +17,8 @@ def test_the_command_is_quoted_and_kept_short():
     assert tags["billing/command"] == "billing adjust acme -5 --reason 'it'\"'\"'s a refund'"
     long = origin_tags(["billing", "run", "x" * 500], user="ana")["billing/command"]
     assert len(long) == 200 and long.endswith("…") and long.startswith("billing run xxx")
+
+
+def test_a_run_the_demo_launches_names_the_demo():
+    tags = origin_tags(["/repo/devkit/demo/__main__.py"], user="ana")
+    assert tags == {"billing/origin": "script", "user": "ana (devkit.demo)", "billing/command": "python -m devkit.demo"}
