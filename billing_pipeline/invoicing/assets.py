@@ -25,6 +25,9 @@ from billing_pipeline.transform.assets import dbt_model_key
 
 GROUP = "invoicing"
 
+# Months are closed one at a time, in order (an invoice's opening balance is the previous closing).
+ONE_MONTH_PER_RUN = dg.BackfillPolicy.multi_run(1)
+
 SLA_CREDITS = dg.AssetKey(["invoicing", "sla_credits"])
 INVOICES = dg.AssetKey(["invoicing", "invoices"])
 INVOICE_LINES = dg.AssetKey(["invoicing", "invoice_lines"])
@@ -39,6 +42,7 @@ def partition_month(context: dg.AssetExecutionContext):
     key=SLA_CREDITS,
     group_name=GROUP,
     partitions_def=monthly_partitions,
+    backfill_policy=ONE_MONTH_PER_RUN,
     kinds={"postgres"},
     owners=BILLING_OWNERS,
     deps=[PROBE_DEPLOYMENT_HOURS, PRICED_USAGE, ACCOUNT_LIFECYCLE, LEDGER],
@@ -88,6 +92,7 @@ def sla_credits(context: dg.AssetExecutionContext, postgres: PostgresResource) -
         ),
     ],
     partitions_def=monthly_partitions,
+    backfill_policy=ONE_MONTH_PER_RUN,
 )
 def invoices(context: dg.AssetExecutionContext, postgres: PostgresResource):
     month = partition_month(context)

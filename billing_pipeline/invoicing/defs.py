@@ -17,7 +17,7 @@ import dagster as dg
 
 from billing_pipeline.core.clock import CLOCK_TAG
 from billing_pipeline.core.runs import JOB_TAGS
-from billing_pipeline.invoicing.assets import invoices, sla_credits
+from billing_pipeline.invoicing.assets import GROUP, invoices, sla_credits
 from billing_pipeline.transform.translator import INVOICING_GROUP
 
 DEFAULT_CLOSE_DELAY_HOURS = 6
@@ -31,7 +31,7 @@ sla_credit_job = dg.define_asset_job(
 
 monthly_invoice_job = dg.define_asset_job(
     "monthly_invoice_job",
-    selection=dg.AssetSelection.assets(sla_credits, invoices) | dg.AssetSelection.groups(INVOICING_GROUP),
+    selection=dg.AssetSelection.groups(GROUP, INVOICING_GROUP),  # sla_credits, invoices, lines; the marts
     tags={**JOB_TAGS, "billing/domain": "invoicing"},  # the money lane: one writer at a time
     description="Month-end: SLA credits, then one immutable invoice per account (docs/rules/month-end.md), then "
     "the month-end marts.",

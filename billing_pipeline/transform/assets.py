@@ -147,6 +147,7 @@ def dbt_ledger_models(context: dg.AssetExecutionContext, dbt: BillingDbtCliResou
     project=dbt_project,
     dagster_dbt_translator=BillingDbtTranslator(),
     partitions_def=monthly_partitions,
+    backfill_policy=dg.BackfillPolicy.multi_run(1),  # as the month-end assets: one month per run
     select=AFTER_INVOICES,
     name="dbt_invoicing_models",
 )
