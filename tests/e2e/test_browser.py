@@ -511,9 +511,15 @@ def test_scripts_ui_after_the_demo_launches_nothing_that_fails_and_the_hourly_jo
     page.goto(f"{base}/locations/billing_pipeline/jobs/hourly_billing_job")
     page.get_by_role("button", name="Materialize all").click()
     dialog = page.get_by_role("dialog")
-    dialog.get_by_text("Single").first.click()
-    dialog.get_by_role("textbox").last.fill(DEMO_HOUR)
-    dialog.get_by_role("button", name=re.compile(r"Launch 1 run")).click()
+    # The partitions start at the demo's first hour (BILLING_FIRST_HOUR), not months before it.
+    dialog.get_by_text("2026-11-24-10:00").first.wait_for()
+    assert "Are you sure" not in dialog.inner_text()  # no hourly asset reads a monthly one
+    partitions = dialog.get_by_role("textbox").first
+    partitions.fill(DEMO_HOUR)
+    partitions.press("Enter")
+    dialog.get_by_text("1 partition", exact=True).wait_for()
+    _shot(page, screenshots, "launch-hourly")
+    dialog.get_by_role("button", name=re.compile(r"^Launch")).click()
     launched = _wait_for(
         lambda: [r for r in _runs(home) if r.run_id not in demo_runs and r.job_name == "hourly_billing_job"],
         120,
