@@ -424,6 +424,7 @@ def test_a_dbt_build_records_row_counts(db_url, tmp_path):
 # launched from the UI succeeds, with the services the demo used running again.
 
 DEMO_HOUR = "2026-11-24-15:00"  # the demo's last hour: re-running it posts nothing new
+SENSORS_ON = {"corrections_sensor", "balance_change_sensor", "failed_checks_sensor"}
 
 
 @pytest.fixture(scope="module")
@@ -495,13 +496,30 @@ def _sensors_ticked(home: Path) -> bool:
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         states = list(instance.all_instigator_state(instigator_type=InstigatorType.SENSOR))
-        running = [s for s in states if s.status.value == "RUNNING"]
-        return bool(running) and all(
-            instance.get_ticks(s.instigator_origin_id, s.selector_id, limit=1) for s in running
-        )
+        # Sensors on by default are DECLARED_IN_CODE until someone switches them in the UI.
+        running = [s for s in states if s.status.value in ("RUNNING", "DECLARED_IN_CODE")]
+        ticked = [s for s in running if instance.get_ticks(s.instigator_origin_id, s.selector_id, limit=1)]
+        return {s.instigator_name for s in ticked} >= SENSORS_ON and len(ticked) == len(running)
 
 
-def test_scripts_ui_after_the_demo_launches_nothing_that_fails_and_the_hourly_job_succeeds(demo_ui, page, screenshots):
+@pytest.fixture(scope="module")
+def ui_page(demo_ui):
+    """A browser of its own for scripts/ui (the module's ``page`` belongs to the plain webserver)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        context = browser.new_context(viewport=VIEWPORT)
+        context.add_init_script("window.localStorage.setItem('communityNux', '\"1\"')")
+        context.set_default_timeout(120_000)
+        yield context.new_page()
+        browser.close()
+
+
+def test_scripts_ui_after_the_demo_launches_nothing_that_fails_and_the_hourly_job_succeeds(
+    demo_ui, ui_page, screenshots
+):
+    page = ui_page
     base, home, log_path = demo_ui
     demo_runs = {r.run_id for r in _runs(home)}
     # The daemon's first evaluations: every running sensor has ticked once.
