@@ -464,7 +464,8 @@ def demo_ui(databases, tmp_path_factory):
         assert repository is not None, "scripts/ui did not serve the code location in time\n" + log_path.read_text()
         yield f"http://127.0.0.1:{port}", state / "dagster_home", log_path
     finally:
-        os.killpg(ui.pid, signal.SIGTERM)  # scripts/ui: stops dagster dev, then the services it started
+        if ui.poll() is None:
+            os.killpg(ui.pid, signal.SIGTERM)  # scripts/ui: stops dagster dev, then the services it started
         try:
             ui.wait(timeout=90)
         except subprocess.TimeoutExpired:
