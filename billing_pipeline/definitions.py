@@ -14,6 +14,7 @@ from billing_pipeline.invoicing.defs import defs as invoicing_defs
 from billing_pipeline.ledger.defs import defs as ledger_defs
 from billing_pipeline.lifecycle.defs import defs as lifecycle_defs
 from billing_pipeline.orchestration.graph import defs as cycle_defs
+from billing_pipeline.orchestration.run_checks import defs as run_checks_defs
 from billing_pipeline.payments.defs import defs as payments_defs
 from billing_pipeline.resources import PostgresResource
 from billing_pipeline.resources.kubernetes import KubernetesResource
@@ -45,6 +46,7 @@ defs = dg.Definitions.merge(
     lifecycle_defs,
     invoicing_defs,
     cycle_defs,
+    run_checks_defs,
     # Steps run one after another in the run's own process: the cycle is a chain, and a subprocess
     # per step would re-import the definitions (seconds each) for nothing.
     dg.Definitions(resources=resources, executor=dg.in_process_executor),

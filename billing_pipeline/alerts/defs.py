@@ -34,6 +34,7 @@ from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.transform.assets import dbt_model_key
 
 ACCOUNT_BALANCES = dbt_model_key("fct_account_balances")
+DELIVERIES_CHECK = "deliveries_succeeded"
 
 
 @dg.asset(
@@ -57,6 +58,7 @@ def balance_alerts(context: dg.AssetExecutionContext, postgres: PostgresResource
     return dg.MaterializeResult(
         metadata={
             "now": now.isoformat(),
+            "dagster/row_count": len(alerts.opened) + len(alerts.recovered),  # crossings opened or closed
             "crossings_opened": dg.MetadataValue.json([list(c) for c in alerts.opened]),
             "crossings_recovered": dg.MetadataValue.json([list(c) for c in alerts.recovered]),
             "notifications_queued": alerts.queued,
@@ -74,6 +76,14 @@ def balance_alerts(context: dg.AssetExecutionContext, postgres: PostgresResource
     owners=BILLING_OWNERS,
     description="Deliveries of billing.notification_outbox by email and HMAC-signed webhook, each channel "
     "recorded, retried with backoff, never re-sent once delivered.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            DELIVERIES_CHECK,
+            asset=NOTIFICATION_DELIVERIES,
+            description="Every channel due in the run was delivered: WARN when a failed one will be retried, ERROR "
+            "when one has used its last attempt (a person must look at it).",
+        )
+    ],
 )
 def notification_deliveries(
     context: dg.AssetExecutionContext, postgres: PostgresResource, notify: NotifyResource
@@ -81,19 +91,52 @@ def notification_deliveries(
     now = run_clock(context)
     with postgres.connect(autocommit=True) as conn:
         delivery = deliver_due(conn, notify, now)
+        given_up = exhausted_channels(conn, delivery.failed)
     context.log.info(delivery.summary())
     for nid, channel, error in delivery.failed:
         context.log.warning(f"notification {nid} by {channel} failed, will retry: {error}")
     for channel, (why, waiting) in delivery.skipped.items():
         context.log.info(f"{channel} skipped: {why}; {waiting} delivery(ies) left pending, no retry spent")
     return dg.MaterializeResult(
+        check_results=[deliveries_check(delivery.failed, given_up)],
         metadata={
             "now": now.isoformat(),
             **{f"{ch}_channel": f"skipped: {why} ({n} pending)" for ch, (why, n) in delivery.skipped.items()},
+            "dagster/row_count": len(delivery.delivered) + len(delivery.failed),  # channel rows updated
             "delivered": len(delivery.delivered),
             "delivery_failures": len(delivery.failed),
             "failures": dg.MetadataValue.json([[nid, channel, error] for nid, channel, error in delivery.failed]),
-        }
+        },
+    )
+
+
+def exhausted_channels(conn, failed: list[tuple[int, str, str]]) -> list[tuple[int, str]]:
+    """Of the channels that failed, those marked ``failed``: their last attempt is spent."""
+    if not failed:
+        return []
+    rows = conn.execute(
+        "SELECT notification_id, channel FROM billing.notification_deliveries WHERE status = 'failed' "
+        "AND (notification_id, channel) IN (SELECT * FROM unnest(%s::bigint[], %s::text[])) ORDER BY 1, 2",
+        ([nid for nid, _, _ in failed], [channel for _, channel, _ in failed]),
+    ).fetchall()
+    return [(nid, channel) for nid, channel in rows]
+
+
+def deliveries_check(failed: list[tuple[int, str, str]], given_up: list[tuple[int, str]]) -> dg.AssetCheckResult:
+    """The run's delivery check (``deliveries_succeeded``)."""
+    return dg.AssetCheckResult(
+        check_name=DELIVERIES_CHECK,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR if given_up else dg.AssetCheckSeverity.WARN,
+        description=(
+            "every due channel delivered"
+            if not failed
+            else f"{len(failed)} channel(s) failed, {len(given_up)} of them on their last attempt"
+        ),
+        metadata={
+            "failed": dg.MetadataValue.json([[nid, channel] for nid, channel, _ in failed]),
+            "given_up": dg.MetadataValue.json([list(c) for c in given_up]),
+        },
     )
 
 

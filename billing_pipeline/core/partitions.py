@@ -42,3 +42,12 @@ hourly_partitions = dg.HourlyPartitionsDefinition(
 def first_billable_month() -> date:
     """The month of ``BILLING_FIRST_HOUR``: where the monthly (month-end) partitions start."""
     return month_of(first_billable_hour())
+
+
+# The months start with the first billable hour's month, as the hours do. end_offset=1: the
+# running month is a partition too, so a month can be closed by a clock (``billing close-month
+# --now``) ahead of the wall clock; the schedule and the command refuse a month that has not
+# ended at their clock.
+monthly_partitions = dg.MonthlyPartitionsDefinition(
+    start_date=f"{first_billable_month():%Y-%m-%d}", timezone="UTC", end_offset=1
+)

@@ -66,17 +66,6 @@ def _spec(key: dg.AssetKey, description: str, deps=(), kinds=("postgres",)) -> d
     )
 
 
-# Prometheus itself: the source of every workload metric (cAdvisor and kube-state-metrics).
-prometheus_source = dg.AssetSpec(
-    key=PROMETHEUS,
-    group_name="sources",
-    kinds={"prometheus"},
-    owners=BILLING_OWNERS,
-    description="Prometheus (PROMETHEUS_URL): cAdvisor and kube-state-metrics series of the cluster, read with "
-    "aggregated PromQL per hour.",
-)
-
-
 @dg.multi_asset(
     name="prometheus_metric_hours",
     specs=[
@@ -157,6 +146,7 @@ def prometheus_metric_hours(
         asset_key=METRIC_CONTAINER_HOURS,
         metadata={
             **common,
+            "dagster/row_count": sum(s.containers for _, s in summaries),
             "rows": sum(s.containers for _, s in summaries),
             "unattributed_rows": sum(s.unattributed_containers for _, s in summaries),
             "unattributed_cpu_share_max": max(s.unattributed_cpu_share for _, s in summaries),
@@ -165,15 +155,26 @@ def prometheus_metric_hours(
         },
     )  # doubly-claimed Deployments: billed to nobody
     yield dg.MaterializeResult(
-        asset_key=METRIC_POD_NETWORK_HOURS, metadata={**common, "pods": sum(s.pods for _, s in summaries)}
+        asset_key=METRIC_POD_NETWORK_HOURS,
+        metadata={
+            **common,
+            "dagster/row_count": sum(s.pods for _, s in summaries),
+            "pods": sum(s.pods for _, s in summaries),
+        },
     )
     yield dg.MaterializeResult(
-        asset_key=METRIC_VOLUME_HOURS, metadata={**common, "rows": sum(s.volumes for _, s in summaries)}
+        asset_key=METRIC_VOLUME_HOURS,
+        metadata={
+            **common,
+            "dagster/row_count": sum(s.volumes for _, s in summaries),
+            "rows": sum(s.volumes for _, s in summaries),
+        },
     )
     yield dg.MaterializeResult(
         asset_key=METRIC_HOURS,
         metadata={
             **common,
+            "dagster/row_count": len(hours),  # one completeness row per hour
             "complete_hours": len(hours) - len(incomplete),
             "incomplete": dg.MetadataValue.json(incomplete),
         },
@@ -250,6 +251,7 @@ def machine_rentals(context: dg.AssetExecutionContext, postgres: PostgresResourc
             "first_hour": hours[0].isoformat(),
             "last_hour": hours[-1].isoformat(),
             "clock": clock.isoformat(),
+            "dagster/row_count": sum(s.rentals for s in summaries),  # one slice per rental and hour
             "rentals": max(s.rentals for s in summaries),
             "machine_hours": str(sum(Decimal(s.machine_hours) for s in summaries)),
             "ongoing": summaries[-1].ongoing,
@@ -257,7 +259,11 @@ def machine_rentals(context: dg.AssetExecutionContext, postgres: PostgresResourc
     )
     yield dg.MaterializeResult(
         asset_key=QUARANTINED_ROWS,
-        metadata={"unresolved": len(waiting), "new": sum(s.quarantined_new for s in summaries)},
+        metadata={
+            "dagster/row_count": sum(s.quarantined_new for s in summaries),
+            "unresolved": len(waiting),
+            "new": sum(s.quarantined_new for s in summaries),
+        },
     )
     yield dg.AssetCheckResult(
         asset_key=QUARANTINED_ROWS,

@@ -208,6 +208,7 @@ def probe_availability_hours(
         asset_key=PROBE_DEPLOYMENT_HOURS,
         metadata={
             **common,
+            "dagster/row_count": sum(s.deployments for s in summaries),  # one row per deployment and hour
             "deployments": max(s.deployments for s in summaries),
             "measured_minutes": measured,
             "down_minutes": down,
@@ -215,7 +216,12 @@ def probe_availability_hours(
     )
     yield dg.MaterializeResult(
         asset_key=PROBE_HOURS,
-        metadata={**common, "complete": complete, "problems": dg.MetadataValue.json(problems[:100])},
+        metadata={
+            **common,
+            "dagster/row_count": len(hours),  # one completeness row per hour
+            "complete": complete,
+            "problems": dg.MetadataValue.json(problems[:100]),
+        },
     )
     yield dg.AssetCheckResult(
         asset_key=PROBE_HOURS,

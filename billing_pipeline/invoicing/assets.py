@@ -15,7 +15,7 @@ import dagster as dg
 from billing_pipeline.core.asset_keys import ACCOUNT_LIFECYCLE, LEDGER
 from billing_pipeline.core.clock import run_clock
 from billing_pipeline.core.ownership import BILLING_OWNERS
-from billing_pipeline.core.partitions import first_billable_month
+from billing_pipeline.core.partitions import monthly_partitions
 from billing_pipeline.ingestion.assets import METRIC_HOURS
 from billing_pipeline.ingestion.probes import PROBE_DEPLOYMENT_HOURS
 from billing_pipeline.invoicing.invoices import issue_invoices
@@ -26,13 +26,9 @@ from billing_pipeline.resources.postgres import PostgresResource
 from billing_pipeline.transform.assets import dbt_model_key
 
 GROUP = "invoicing"
-# The months start with the first billable hour's month (BILLING_FIRST_HOUR), as the hours do.
-MONTHLY_START = f"{first_billable_month():%Y-%m-%d}"
 
-# end_offset=1: the running month is a partition too, so a month can be closed by a clock
-# (``billing close-month --now``) ahead of the wall clock; the schedule and the command refuse a
-# month that has not ended at their clock.
-monthly_partitions = dg.MonthlyPartitionsDefinition(start_date=MONTHLY_START, timezone="UTC", end_offset=1)
+# Months are closed one at a time, in order (an invoice's opening balance is the previous closing).
+ONE_MONTH_PER_RUN = dg.BackfillPolicy.multi_run(1)
 
 SLA_CREDITS = dg.AssetKey(["invoicing", "sla_credits"])
 INVOICES = dg.AssetKey(["invoicing", "invoices"])
@@ -48,6 +44,7 @@ def partition_month(context: dg.AssetExecutionContext):
     key=SLA_CREDITS,
     group_name=GROUP,
     partitions_def=monthly_partitions,
+    backfill_policy=ONE_MONTH_PER_RUN,
     kinds={"postgres"},
     owners=BILLING_OWNERS,
     deps=[PROBE_DEPLOYMENT_HOURS, PRICED_USAGE, ACCOUNT_LIFECYCLE, LEDGER],
@@ -67,6 +64,7 @@ def sla_credits(context: dg.AssetExecutionContext, postgres: PostgresResource) -
     return dg.MaterializeResult(
         metadata={
             "summary": dg.MetadataValue.json(summary),
+            "dagster/row_count": result.measured,  # one measurement per deployment
             "credits_posted": result.credits_posted,
             "no_measurement": dg.MetadataValue.json(result.no_measurement),
         }
@@ -96,6 +94,7 @@ def sla_credits(context: dg.AssetExecutionContext, postgres: PostgresResource) -
         ),
     ],
     partitions_def=monthly_partitions,
+    backfill_policy=ONE_MONTH_PER_RUN,
 )
 def invoices(context: dg.AssetExecutionContext, postgres: PostgresResource):
     month = partition_month(context)
@@ -116,8 +115,13 @@ def invoices(context: dg.AssetExecutionContext, postgres: PostgresResource):
     )
     yield dg.MaterializeResult(
         asset_key=INVOICES,
-        metadata={"summary": dg.MetadataValue.json(summary), "invoices_issued": result.invoices_issued},
+        metadata={
+            "summary": dg.MetadataValue.json(summary),
+            "dagster/row_count": result.invoices_issued,
+            "invoices_issued": result.invoices_issued,
+        },
     )
     yield dg.MaterializeResult(
-        asset_key=INVOICE_LINES, metadata={"lines": result.lines, "ledger_entries": result.entries}
+        asset_key=INVOICE_LINES,
+        metadata={"dagster/row_count": result.lines, "lines": result.lines, "ledger_entries": result.entries},
     )

@@ -2,7 +2,9 @@
 
 * ``sla_credit_job``: the month's SLA credits (``invoicing/sla_credits``).
 * ``monthly_invoice_job``: SLA credits, then the invoices (``invoicing/invoices`` depends on the
-  SLA asset, so a run of the job does them in that order). ``billing close-month`` runs it.
+  SLA asset, so a run of the job does them in that order), then the analysts' month-end marts
+  (the ``dbt_invoicing`` group: invoices, lines, SLA availability, unbilled usage).
+  ``billing close-month`` runs it.
 * ``month_close_schedule``: every hour, considers the month just ended and runs
   ``monthly_invoice_job`` for it once it is ready (``invoicing.readiness``: every billable hour
   settled, or ``BILLING_MONTH_CLOSE_WAIT_HOURS``, default 72, after its end); before that each tick
@@ -17,9 +19,10 @@ import dagster as dg
 from billing_pipeline.core.clock import CLOCK_TAG
 from billing_pipeline.core.partitions import first_billable_month
 from billing_pipeline.core.runs import JOB_TAGS
-from billing_pipeline.invoicing.assets import invoices, sla_credits
+from billing_pipeline.invoicing.assets import GROUP, invoices, sla_credits
 from billing_pipeline.invoicing.readiness import month_readiness
 from billing_pipeline.resources.postgres import PostgresResource
+from billing_pipeline.transform.translator import INVOICING_GROUP
 
 sla_credit_job = dg.define_asset_job(
     "sla_credit_job",
@@ -30,9 +33,10 @@ sla_credit_job = dg.define_asset_job(
 
 monthly_invoice_job = dg.define_asset_job(
     "monthly_invoice_job",
-    selection=dg.AssetSelection.assets(sla_credits, invoices),
+    selection=dg.AssetSelection.groups(GROUP, INVOICING_GROUP),  # sla_credits, invoices, lines; the marts
     tags={**JOB_TAGS, "billing/domain": "invoicing"},  # the money lane: one writer at a time
-    description="Month-end: SLA credits, then one immutable invoice per account (docs/rules/month-end.md).",
+    description="Month-end: SLA credits, then one immutable invoice per account (docs/rules/month-end.md), then "
+    "the month-end marts.",
 )
 
 

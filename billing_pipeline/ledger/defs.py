@@ -121,6 +121,7 @@ def credit_transactions(context: dg.AssetExecutionContext, postgres: PostgresRes
     yield dg.MaterializeResult(
         metadata={
             "window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
+            "dagster/row_count": result.deductions + result.adjustments + result.reversals,  # entries posted
             "deductions": result.deductions,
             "adjustments": result.adjustments,
             "reversals": result.reversals,

@@ -72,6 +72,8 @@ def account_lifecycle(context: dg.AssetExecutionContext, postgres: PostgresResou
         metadata={
             "now": now.isoformat(),
             "dry_run": dry_run,
+            # lifecycle events recorded: each transition and each cluster action
+            "dagster/row_count": sum(len(a.transitions) + len(a.actions) for a in report.accounts),
             "accounts": len(report.accounts),
             "transitions": sum(len(a.transitions) for a in report.accounts),
             "cluster_actions": sum(len(a.actions) for a in report.accounts),

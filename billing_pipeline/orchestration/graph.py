@@ -42,7 +42,7 @@ from billing_pipeline.resources.postgres import PostgresResource
 # The cycle's stages by the asset groups they materialise (``billing run --only STAGE``).
 STAGE_GROUPS = {
     "ingestion": ("ingestion",),
-    "dbt": ("dbt_staging", "dbt_intermediate", "dbt_marts"),
+    "dbt": ("dbt_usage", "dbt_balances"),  # before and after the settlement (transform/translator.py)
     "ledger": ("ledger",),
     "payments": ("payments",),
     "lifecycle": ("lifecycle",),

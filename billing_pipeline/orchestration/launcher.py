@@ -18,6 +18,7 @@ Either way the caller waits, and ``on_progress`` hears of each step as it starts
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -35,7 +36,8 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 
 from billing_pipeline.core.errors import BillingError
-from billing_pipeline.core.runs import LANE_TAG, MONEY_LANE
+from billing_pipeline.core.runs import LANE_TAG, MONEY_LANE, origin_tags
+from billing_pipeline.orchestration.run_checks import tag_failed_checks
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 # The code location's name in workspace.yaml: runs created here must carry it, or the daemon
@@ -155,7 +157,8 @@ class Launcher:
             status=None,
             root_run_id=None,
             parent_run_id=None,
-            tags={**remote_job.tags, **tags},
+            # Launched from this process: the command line that asked for it, and by whom.
+            tags={**remote_job.tags, **origin_tags(sys.argv), **tags},
             job_snapshot=remote_job.job_snapshot,
             execution_plan_snapshot=plan.execution_plan_snapshot,
             parent_job_snapshot=remote_job.parent_job_snapshot,
@@ -277,6 +280,8 @@ class Launcher:
             elif event.event_type == DagsterEventType.RUN_FAILURE and event.message:
                 outcome.errors.append(event.message)  # e.g. the run could not be launched
         outcome.errors = list(dict.fromkeys(outcome.errors))
+        if tag_failed_checks(self.instance, run_id):  # as failed_checks_sensor tags the UI's runs
+            outcome.tags = dict(self.instance.get_run_by_id(run_id).tags)
         return outcome
 
 

@@ -59,7 +59,9 @@ def auto_topups(context: dg.AssetExecutionContext, postgres: PostgresResource, s
         # with the reason (not failed) and the cycle goes on. The accounts waiting are named, as a
         # warning: nobody was charged, and nothing was recorded that a later run must undo.
         context.log.warning(f"skipped: {exc}")
-        yield dg.MaterializeResult(metadata={"now": now.isoformat(), "skipped": f"skipped: {exc}"})
+        yield dg.MaterializeResult(
+            metadata={"now": now.isoformat(), "dagster/row_count": 0, "skipped": f"skipped: {exc}"}
+        )
         yield dg.AssetCheckResult(
             check_name="every_topup_settled",
             passed=False,
@@ -81,6 +83,7 @@ def auto_topups(context: dg.AssetExecutionContext, postgres: PostgresResource, s
     yield dg.MaterializeResult(
         metadata={
             "now": now.isoformat(),
+            "dagster/row_count": len(result.charged) + len(result.recovered),  # top-ups posted to the ledger
             "charged": dg.MetadataValue.json([[a, str(amount), pi] for a, amount, pi in result.charged]),
             "recovered": dg.MetadataValue.json([list(r) for r in result.recovered]),
             "failed": dg.MetadataValue.json([list(f) for f in result.failed]),

@@ -12,7 +12,7 @@ import dagster as dg
 from dagster_dbt import dbt_assets, get_asset_key_for_model, get_asset_keys_by_output_name_for_source
 
 from billing_pipeline.core.hours import Hour
-from billing_pipeline.core.partitions import hourly_partitions
+from billing_pipeline.core.partitions import hourly_partitions, monthly_partitions
 from billing_pipeline.resources import PostgresResource
 from billing_pipeline.transform.project import (
     DBT_THREADS,
@@ -33,12 +33,17 @@ def window_env(start, end) -> dict[str, str]:
     return {"BILLING_DBT_MIN_HOUR": Hour.of(start).text, "BILLING_DBT_MAX_HOUR": Hour.of(end).text}
 
 
-# The models that read the ledger, the persisted lifecycle or the month-end tables run after the
-# settlement and the lifecycle; everything else (pricing, reconciliation, usage charges) runs
-# before the settlement.
-# Two dbt invocations per run, declared here, rather than the several subsets Dagster would cut
-# out of one definition to break the cycle dbt -> ledger -> dbt.
-AFTER_LEDGER = "source:ledger+ source:lifecycle+ source:invoicing+"
+# Three dbt invocations, one per stage of the money path (transform/translator.py names the same
+# stages as asset groups), declared here rather than the several subsets Dagster would cut out of
+# one definition to break the cycle dbt -> ledger -> dbt:
+# * the usage models (pricing, reconciliation, usage charges) run before the settlement;
+# * the models that read the ledger or the persisted lifecycle (balances, runway) run after the
+#   settlement and the lifecycle, in the same hourly run;
+# * the models that read the month-end tables (the issued invoices, SLA measurements, the
+#   unbilled-usage estimate) run in the monthly job after the invoices, so no hourly asset
+#   depends on a monthly one.
+AFTER_INVOICES = "source:invoicing+"
+AFTER_LEDGER = "source:ledger+ source:lifecycle+"
 # The manifest as it names the database the pipeline writes (storage metadata, row counts).
 MANIFEST = manifest_for_database(ensure_manifest())
 
@@ -114,7 +119,7 @@ def with_row_counts(conn, events: list) -> list:
     dagster_dbt_translator=BillingDbtTranslator(),
     partitions_def=hourly_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    exclude=AFTER_LEDGER,
+    exclude=f"{AFTER_LEDGER} {AFTER_INVOICES}",
     name="dbt_usage_models",
 )
 def dbt_usage_models(context: dg.AssetExecutionContext, dbt: BillingDbtCliResource, postgres: PostgresResource):
@@ -129,15 +134,31 @@ def dbt_usage_models(context: dg.AssetExecutionContext, dbt: BillingDbtCliResour
     partitions_def=hourly_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     select=AFTER_LEDGER,
+    exclude=AFTER_INVOICES,
     name="dbt_ledger_models",
 )
 def dbt_ledger_models(context: dg.AssetExecutionContext, dbt: BillingDbtCliResource, postgres: PostgresResource):
-    """Balances and runway, the issued invoices and their lines, and the unbilled-usage estimate, from the
-    settled ledger, the lifecycle and the month-end tables (``dbt build``)."""
+    """Balances and runway, from the settled ledger and the lifecycle (``dbt build``)."""
     yield from _build(context, dbt, postgres)
 
 
-DBT_MODELS = [dbt_usage_models, dbt_ledger_models]
+@dbt_assets(
+    manifest=MANIFEST,
+    project=dbt_project,
+    dagster_dbt_translator=BillingDbtTranslator(),
+    partitions_def=monthly_partitions,
+    backfill_policy=dg.BackfillPolicy.multi_run(1),  # as the month-end assets: one month per run
+    select=AFTER_INVOICES,
+    name="dbt_invoicing_models",
+)
+def dbt_invoicing_models(context: dg.AssetExecutionContext, dbt: BillingDbtCliResource, postgres: PostgresResource):
+    """The issued invoices and their lines, the SLA availability and the unbilled-usage estimate, from the
+    month-end tables (``dbt build``, after the month's invoices). Views and whole tables: the month's
+    window bounds nothing they compute."""
+    yield from _build(context, dbt, postgres)
+
+
+DBT_MODELS = [dbt_usage_models, dbt_ledger_models, dbt_invoicing_models]
 
 
 def dbt_model_key(model_name: str) -> dg.AssetKey:

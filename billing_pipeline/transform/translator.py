@@ -1,6 +1,16 @@
-"""How dbt nodes appear in Dagster: one group per layer, so the asset graph reads
-ingestion -> dbt_staging -> dbt_intermediate -> dbt_marts; every model owned by the billing team
-and described (the model's own dbt description, else what its layer is for)."""
+"""How dbt nodes appear in Dagster: one group per stage of the money path, so the groups form an
+acyclic graph read left to right (tests/unit/test_asset_groups.py):
+
+    sources, platform -> ingestion -> dbt_usage -> ledger -> payments, lifecycle -> dbt_balances
+        -> alerts -> invoicing -> dbt_invoicing
+
+A model's stage follows from the sources it reads, directly or through other models: what reads
+the month-end tables (``source:invoicing``) is ``dbt_invoicing``, built by the monthly job after the
+invoices; what reads the settled ledger or the lifecycle is ``dbt_balances``, built by the hourly
+job after them; everything else (staging, pricing, reconciliation, usage charges) is
+``dbt_usage``, which the settlement reads. The layer (staging, intermediate, marts) stays in
+the asset key's prefix. Every model is owned by the billing team and described (the model's own
+dbt description, else what its layer is for)."""
 
 from __future__ import annotations
 
@@ -12,7 +22,10 @@ from dagster_dbt import DagsterDbtTranslator, DbtProject
 
 from billing_pipeline.core.ownership import BILLING_OWNER
 
-LAYER_GROUPS = {"staging": "dbt_staging", "intermediate": "dbt_intermediate", "marts": "dbt_marts"}
+USAGE_GROUP, BALANCES_GROUP, INVOICING_GROUP = "dbt_usage", "dbt_balances", "dbt_invoicing"
+# The dbt sources whose readers run after the settlement (hourly), or after the invoices (monthly).
+AFTER_LEDGER_SOURCES = frozenset({"ledger", "lifecycle"})
+AFTER_INVOICES_SOURCES = frozenset({"invoicing"})
 
 # What each layer is for, for a model whose YAML has no description yet.
 LAYER_DESCRIPTIONS = {
@@ -22,9 +35,27 @@ LAYER_DESCRIPTIONS = {
 }
 
 
-def layer_group(fqn: list[str]) -> str | None:
-    """The asset group of a model from its fqn (``[project, layer, ..., model]``)."""
-    return LAYER_GROUPS.get(fqn[1]) if len(fqn) > 2 else None
+def upstream_sources(manifest: Mapping[str, Any], unique_id: str) -> frozenset[str]:
+    """The names of the dbt sources a node reads, directly or through other nodes."""
+    seen, todo, found = {unique_id}, [unique_id], set()
+    while todo:
+        node = manifest["nodes"].get(todo.pop()) or {}
+        for parent in node.get("depends_on", {}).get("nodes", []):
+            if parent.startswith("source."):
+                found.add(manifest["sources"][parent]["source_name"])
+            elif parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return frozenset(found)
+
+
+def stage_group(sources: frozenset[str]) -> str:
+    """The asset group of a model that reads ``sources`` (see the module's docstring)."""
+    if sources & AFTER_INVOICES_SOURCES:
+        return INVOICING_GROUP
+    if sources & AFTER_LEDGER_SOURCES:
+        return BALANCES_GROUP
+    return USAGE_GROUP
 
 
 def model_description(props: Mapping[str, Any]) -> str:
@@ -41,7 +72,7 @@ def model_description(props: Mapping[str, Any]) -> str:
 
 
 class BillingDbtTranslator(DagsterDbtTranslator):
-    """Groups models by layer, owns and describes them; sources keep the asset keys their
+    """Groups models by stage, owns and describes them; sources keep the asset keys their
     ``meta.dagster`` names (their owners are set where those assets are defined)."""
 
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
@@ -49,6 +80,5 @@ class BillingDbtTranslator(DagsterDbtTranslator):
         props = self.get_resource_props(manifest, unique_id)
         if props.get("resource_type") != "model":
             return spec
-        group = layer_group(list(props.get("fqn", [])))
-        spec = spec.replace_attributes(owners=[BILLING_OWNER], description=model_description(props))
-        return spec.replace_attributes(group_name=group) if group else spec
+        group = stage_group(upstream_sources(manifest, unique_id))
+        return spec.replace_attributes(owners=[BILLING_OWNER], description=model_description(props), group_name=group)

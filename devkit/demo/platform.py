@@ -35,6 +35,9 @@ def utc(*parts: int) -> datetime:
 
 
 DEMO_START = utc(2026, 11, 24, 10)
+# The demo's first billable hour: BILLING_FIRST_HOUR for every process on the demo's instance
+# (scripts/ui, .billing/demo.env), so the UI's partitions start where the demo's data does.
+DEMO_FIRST_HOUR = DEMO_START
 DEMO_END = utc(2026, 11, 24, 16)
 PRICE_CHANGE = utc(2026, 11, 24, 14)
 EFFECTIVE = utc(2026, 1, 1)

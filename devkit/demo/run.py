@@ -277,7 +277,9 @@ def main() -> int:
         {
             "BILLING_DATABASE_URL": url,
             "DAGSTER_HOME": str(home),
-            **{k: os.environ[k] for k in ("BILLING_LEDGER_KEY_FILE", "BILLING_FIRST_HOUR") if os.environ.get(k)},
+            # The UI's partitions start at the demo's first hour (scripts/ui sets the same).
+            "BILLING_FIRST_HOUR": os.environ.get("BILLING_FIRST_HOUR") or platform.DEMO_FIRST_HOUR.isoformat(),
+            **{k: os.environ[k] for k in ("BILLING_LEDGER_KEY_FILE",) if os.environ.get(k)},
         },
         Path(sys.prefix) / "bin",
     )

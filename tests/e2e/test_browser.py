@@ -57,8 +57,23 @@ CHAIN_IS_DIRECTED = True
 # draws no labels when it shrinks the graph to fit, and only the nodes in view): no panning.
 WHOLE_GRAPH_VIEWPORT = {"width": 2400, "height": 4000}
 VIEWPORT = {"width": 1600, "height": 1000}
-# The graph's groups, as a newcomer first sees them.
-GROUPS = ("platform", "ingestion", "dbt_staging", "dbt_intermediate", "dbt_marts", "ledger", "lifecycle")
+# The graph's groups, as a newcomer first sees them: the money path (tests/unit/test_asset_groups.py).
+GROUPS = (
+    "sources",
+    "platform",
+    "ingestion",
+    "dbt_usage",
+    "ledger",
+    "payments",
+    "lifecycle",
+    "dbt_balances",
+    "alerts",
+    "invoicing",
+    "dbt_invoicing",
+)
+# The group boxes as drawn: {name: [left, right]} (the name is the box's first line of text).
+GROUP_BOXES_JS = """() => Object.fromEntries([...document.querySelectorAll("[class*='CollapsedGroupNode_collapsedGroupNodeBox']")]
+    .map(e => { const r = e.getBoundingClientRect(); return [e.innerText.trim().split("\\n")[0].trim(), [r.left, r.right]]; }))"""
 
 # The six jobs of docs/rules/README.md and the assets each one materialises.
 JOBS = {
@@ -66,7 +81,18 @@ JOBS = {
     "balance_alert_job": ["alerts/balance_alerts", "alerts/notification_deliveries"],
     "auto_topup_job": ["payments/auto_topups"],
     "grace_period_job": ["alerts/notification_deliveries", "lifecycle/account_lifecycle"],
-    "monthly_invoice_job": ["invoicing/invoice_lines", "invoicing/invoices", "invoicing/sla_credits"],
+    "monthly_invoice_job": [
+        "analytics/fct_invoice_lines",
+        "analytics/fct_invoices",
+        "analytics/fct_sla_availability",
+        "analytics/fct_unbilled_usage",
+        "analytics_staging/stg_invoicing__invoice_lines",
+        "analytics_staging/stg_invoicing__invoices",
+        "analytics_staging/stg_invoicing__sla_measurements",
+        "invoicing/invoice_lines",
+        "invoicing/invoices",
+        "invoicing/sla_credits",
+    ],
     "sla_credit_job": ["invoicing/sla_credits"],
 }
 
@@ -74,7 +100,7 @@ REPOSITORY_QUERY = """{ repositoriesOrError { ... on RepositoryConnection { node
     jobs { name }
     sensors { name sensorState { status } }
     schedules { name scheduleState { status } }
-    assetNodes { assetKey { path } dependencyKeys { path } } } } } }"""
+    assetNodes { assetKey { path } groupName dependencyKeys { path } } } } } }"""
 
 pytestmark = [
     pytest.mark.slow,
@@ -227,6 +253,19 @@ def _asset_graph_shows_the_chain(webserver, page, screenshots):
         group_nodes.filter(has_text=group).first.wait_for()  # drawn in the graph, not only listed
     page.wait_for_load_state("networkidle")
     _shot(page, screenshots, "lineage-groups")
+    # Drawn left to right: every group edge (an asset of one group reading one of another) points
+    # right, so the path reads sources -> ... -> invoicing without a turn back.
+    boxes = page.evaluate(GROUP_BOXES_JS)
+    assert set(GROUPS) <= set(boxes), f"group boxes drawn: {sorted(boxes)}"
+    group_of = {"/".join(a["assetKey"]["path"]): a["groupName"] for a in repository["assetNodes"]}
+    edges = {
+        (group_of["/".join(dep["path"])], a["groupName"])
+        for a in repository["assetNodes"]
+        for dep in a["dependencyKeys"]
+        if group_of["/".join(dep["path"])] != a["groupName"]
+    }
+    backwards = sorted((up, down) for up, down in edges if boxes[up][1] >= boxes[down][0])
+    assert backwards == [], f"group edges drawn right to left or overlapping: {backwards}; boxes: {boxes}"
 
     # Every group expanded (the graph's settings menu): each asset of the chain is a labelled node.
     page.set_viewport_size(WHOLE_GRAPH_VIEWPORT)
@@ -379,3 +418,147 @@ def test_a_dbt_build_records_row_counts(db_url, tmp_path):
     assert report["success"]
     assert report["row_counts"]["analytics/fct_priced_usage"] == 2  # cpu and memory of one container-hour
     assert report["row_counts"]["analytics/fct_usage_charges"] == 1  # one account, hour and usage kind
+
+
+# scripts/ui after the demo: the first `dagster dev` launches nothing that fails, and the hourly job
+# launched from the UI succeeds, with the services the demo used running again.
+
+DEMO_HOUR = "2026-11-24-15:00"  # the demo's last hour: re-running it posts nothing new
+SENSORS_ON = {"corrections_sensor", "balance_change_sensor", "failed_checks_sensor"}
+
+
+@pytest.fixture(scope="module")
+def demo_ui(databases, tmp_path_factory):
+    """The demo on a throw-away database and state folder, then `scripts/ui` on its instance;
+    stopped by PID (scripts/ui stops dagster dev and its services itself)."""
+    db_url = databases.new()
+    state = tmp_path_factory.mktemp("demo-state")
+    env = {**os.environ, "BILLING_DATABASE_URL": db_url, "BILLING_STATE_DIR": str(state)}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    for name in ("BILLING_FIRST_HOUR", "DAGSTER_HOME", "PROMETHEUS_URL", "KUBECONFIG", "BILLING_LEDGER_KEY"):
+        env.pop(name, None)  # as a newcomer's shell: the demo and scripts/ui set what they need
+    demo = subprocess.run(
+        [sys.executable, "-m", "devkit.demo"], cwd=REPO, env=env, capture_output=True, text=True, timeout=1800
+    )
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    port = free_port()
+    log_path = state / "ui.log"
+    log = open(log_path, "w")
+    ui = subprocess.Popen(
+        [str(REPO / "scripts" / "ui"), "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        repository, deadline = None, time.monotonic() + 300
+        while repository is None and time.monotonic() < deadline:
+            assert ui.poll() is None, log_path.read_text()
+            try:
+                nodes = _graphql(port, REPOSITORY_QUERY)["repositoriesOrError"]["nodes"]
+                repository = nodes[0] if nodes else None
+            except (OSError, KeyError, TypeError, ValueError):
+                time.sleep(1)
+        assert repository is not None, "scripts/ui did not serve the code location in time\n" + log_path.read_text()
+        yield f"http://127.0.0.1:{port}", state / "dagster_home", log_path
+    finally:
+        if ui.poll() is None:
+            os.killpg(ui.pid, signal.SIGTERM)  # scripts/ui: stops dagster dev, then the services it started
+        try:
+            ui.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait(timeout=10)
+        log.close()
+
+
+def _runs(home: Path) -> list:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return list(instance.get_runs())
+
+
+def _wait_for(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _sensors_ticked(home: Path) -> bool:
+    import dagster as dg
+    from dagster._core.definitions.run_request import InstigatorType
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        states = list(instance.all_instigator_state(instigator_type=InstigatorType.SENSOR))
+        # Sensors on by default are DECLARED_IN_CODE until someone switches them in the UI.
+        running = [s for s in states if s.status.value in ("RUNNING", "DECLARED_IN_CODE")]
+        ticked = [s for s in running if instance.get_ticks(s.instigator_origin_id, s.selector_id, limit=1)]
+        return {s.instigator_name for s in ticked} >= SENSORS_ON and len(ticked) == len(running)
+
+
+@pytest.fixture(scope="module")
+def ui_page(demo_ui):
+    """A browser of its own for scripts/ui (the module's ``page`` belongs to the plain webserver)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        context = browser.new_context(viewport=VIEWPORT)
+        context.add_init_script("window.localStorage.setItem('communityNux', '\"1\"')")
+        context.set_default_timeout(120_000)
+        yield context.new_page()
+        browser.close()
+
+
+def test_scripts_ui_after_the_demo_launches_nothing_that_fails_and_the_hourly_job_succeeds(
+    demo_ui, ui_page, screenshots
+):
+    page = ui_page
+    base, home, log_path = demo_ui
+    demo_runs = {r.run_id for r in _runs(home)}
+    # The daemon's first evaluations: every running sensor has ticked once.
+    _wait_for(lambda: _sensors_ticked(home), 300, "every running sensor's first tick")
+
+    # The hourly job, from the UI: its page, "Materialize all", one partition, launch.
+    page.goto(f"{base}/locations/billing_pipeline/jobs/hourly_billing_job")
+    page.get_by_role("button", name="Materialize all").click()
+    dialog = page.get_by_role("dialog")
+    # The partitions start at the demo's first hour (BILLING_FIRST_HOUR), not months before it.
+    dialog.get_by_text("2026-11-24-10:00").first.wait_for()
+    assert "Are you sure" not in dialog.inner_text()  # no hourly asset reads a monthly one
+    partitions = dialog.get_by_role("textbox").first
+    partitions.fill(DEMO_HOUR)
+    partitions.press("Enter")
+    dialog.get_by_text("1 partition", exact=True).wait_for()
+    _shot(page, screenshots, "launch-hourly")
+    dialog.get_by_role("button", name=re.compile(r"^Launch")).click()
+    launched = _wait_for(
+        lambda: [r for r in _runs(home) if r.run_id not in demo_runs and r.job_name == "hourly_billing_job"],
+        120,
+        "the run launched from the UI",
+    )
+    (run,) = launched
+    assert run.tags.get("dagster/partition") == DEMO_HOUR
+    done = _wait_for(
+        lambda: [r for r in _runs(home) if r.run_id == run.run_id and r.is_finished],
+        900,
+        "the hourly run to finish",
+    )
+    page.goto(f"{base}/runs/{run.run_id}")
+    page.get_by_text("Success").first.wait_for()
+    _shot(page, screenshots, "hourly-run")
+    assert done[0].status.value == "SUCCESS", log_path.read_text()[-4000:]
+    assert "billing/checks" not in done[0].tags  # no ERROR check failed either
+
+    # Nothing the daemon launched since the demo failed (sensors, schedules, automation).
+    others = [r for r in _runs(home) if r.run_id not in demo_runs and r.run_id != run.run_id]
+    assert [(r.job_name, r.status.value, r.tags.get("billing/checks")) for r in others if r.is_finished] == [
+        (r.job_name, "SUCCESS", None) for r in others if r.is_finished
+    ]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.events import DagsterEventType
 
 from billing_pipeline.core.asset_keys import (
     ACCOUNT_LIFECYCLE,
@@ -169,6 +170,24 @@ def test_daemon_and_billing_run_share_the_instance_without_collisions(db_url, tm
         assert code == 0, err
         assert [r["launched_by"] for r in first["runs"]] == ["in_process"]
         assert ledger_differs_from_charges(db_url) == []
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            (run,) = instance.get_runs()
+            # The run says where it came from (the UI shows the user instead of "Manually launched").
+            assert run.tags["billing/origin"] == "cli" and run.tags["user"].endswith("(billing CLI)")
+            assert run.tags["billing/command"] == "billing run " + " ".join(window) + " --json"
+            assert "billing/checks" not in run.tags  # no ERROR check failed
+            # Every Python asset that writes rows says how many (dbt's tables get theirs from dbt).
+            counts = {
+                m.asset_key.to_user_string(): m.metadata.get("dagster/row_count")
+                for m in (
+                    r.event_log_entry.asset_materialization
+                    for r in instance.get_records_for_run(
+                        run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
+                    ).records
+                )
+                if m.asset_key.path[0] in ("ingestion", "ledger", "payments", "lifecycle", "alerts")
+            }
+            assert len(counts) == 13 and None not in counts.values(), counts
 
         # 2. `dagster dev` on that instance: the sensors start from the present, nothing is launched.
         dev = subprocess.Popen(

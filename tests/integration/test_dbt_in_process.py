@@ -54,7 +54,8 @@ def test_in_process_dbt_reports_and_builds_what_the_subprocess_does(db_url):
 
     reported = _what_it_reported(in_process_run)
     assert reported == _what_it_reported(subprocess_run)
-    assert len(reported["materialized"]) >= 30 and all(m["timed"] for m in reported["materialized"].values())
+    # The hourly models (the month-end marts build in the monthly job, dbt_invoicing_models).
+    assert len(reported["materialized"]) >= 25 and all(m["timed"] for m in reported["materialized"].values())
     assert len(reported["checks"]) >= 50 and all(reported["checks"].values())
     assert _marts(db_url) == subprocess_rows
     assert len(subprocess_rows["fct_priced_usage"]) > 0

@@ -1,0 +1,1 @@
+"""``scripts/ui``: the Dagster UI on the demo's instance, with the services its jobs need."""
