@@ -706,6 +706,16 @@ def catch_up(scale: Scale, args) -> dict:
         url = scratch_database(cluster)
         print(f"  catch-up: {hours} h at {small.deployments} deployments ...", flush=True)
         run = run_window(url, START, START + hours * H, args.chunk_hours)
+        hourly_run = None
+        if args.catch_up_hourly:
+            # The same hours as runs of one hour each, in the same process: what the catch-up
+            # would cost without ranged runs ("24 x one hour").
+            load_hourly = loadavg()
+            url = scratch_database(cluster)
+            print(f"  catch-up: the same {hours} h as {hours} runs of one hour ...", flush=True)
+            hourly_run = run_window(url, START, START + hours * H, 1)
+            hourly_run["loadavg_before"] = load_hourly
+            hourly_run["loadavg_after"] = loadavg()
     drop_database()
     stages = run["stage_seconds"]
     model_seconds = sum(i["model_seconds"] for i in run["dbt_invocations"])
@@ -731,6 +741,13 @@ def catch_up(scale: Scale, args) -> dict:
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
     }
+    if hourly_run is not None:
+        row["hourly_runs"] = hourly_run
+        row["ranged_over_hourly"] = round(run["wall_seconds"] / hourly_run["wall_seconds"], 3)
+        print(
+            f"  catch-up: ranged {run['wall_seconds']:.1f}s vs {hours} x one hour {hourly_run['wall_seconds']:.1f}s",
+            flush=True,
+        )
     print(
         f"  catch-up: {run['wall_seconds']:.1f}s measured at {small.deployments} deployments; "
         f"EXTRAPOLATED to {scale.deployments}: {extrapolated:.0f}s",
@@ -836,6 +853,15 @@ def report_markdown(report: dict) -> str:
             f"**{e['seconds']:.0f} s** (aim < 600 s).",
             "",
         ]
+        if "hourly_runs" in c:
+            hr = c["hourly_runs"]
+            out += [
+                f"The same {c['hours']} hours as {hr['runs']} runs of one hour each (load "
+                f"{hr['loadavg_before'][0]} -> {hr['loadavg_after'][0]}): **{hr['wall_seconds']:.1f} s**; stages "
+                + ", ".join(f"{k} {v:.1f}" for k, v in hr["stage_seconds"].items())
+                + f". Ranged / hourly: **{c['ranged_over_hourly']:.2f}**.",
+                "",
+            ]
     if report.get("growth"):
         g = report["growth"]
         out += [
@@ -891,6 +917,9 @@ def main() -> int:
     )
     parser.add_argument("--dense-days", type=int, default=30, help="history days loaded hourly (older: daily)")
     parser.add_argument("--chunk-hours", type=int, default=24)
+    parser.add_argument(
+        "--catch-up-hourly", action="store_true", help="also run the catch-up's hours as runs of one hour each"
+    )
     parser.add_argument(
         "--small-run",
         type=int,
