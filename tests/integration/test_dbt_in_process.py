@@ -82,7 +82,9 @@ def test_a_process_never_parses_when_the_projects_parse_state_is_current(db_url,
     assert len(d.query(db_url, "SELECT DISTINCT hour FROM analytics.fct_usage_charges")) == 3
 
 
-def test_a_stale_project_parse_state_is_parsed_for_the_database_once(db_url, monkeypatch):
+def test_a_process_parses_the_project_once_per_database(db_url, monkeypatch):
+    """When the project's parse state is stale (a model changed after it), each database is parsed
+    once per process, not once per call."""
     seed_scenario(db_url)
     calls = []
     invoke = dbt.cli.main.dbtRunner.invoke
