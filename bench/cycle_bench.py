@@ -463,7 +463,7 @@ def cold_hour(cluster) -> dict:
                 "--now",
                 (hour + 2 * H).isoformat(),
             ],
-            env={**os.environ, "BILLING_DATABASE_URL": url},
+            env={**os.environ, "BILLING_DATABASE_URL": url, "DAGSTER_HOME": str(instance.root_directory)},
             capture_output=True,
             text=True,
         )
@@ -490,6 +490,70 @@ def cold_hour(cluster) -> dict:
         flush=True,
     )
     return row
+
+
+SMALL = Scale(3, 1, 3, 3, 1)  # a 3-account platform: one deployment (one pod) and one rental each
+
+
+def small_run(args) -> dict:
+    """One ``billing run`` of one hour on a 3-account platform as a fresh process, on an instance
+    that has run before (issue 24): the first hour is run once (the instance's first run: dbt
+    parses the project for this database), then each of the next ``--small-run`` hours as its own
+    fresh ``billing run`` process, timed whole (wall clock of the command)."""
+    runs = args.small_run
+    tsdb, _built = prepare_tsdb(SMALL, runs + 1, args.rebuild)
+    cluster = cluster_for(SMALL, runs + 1)
+    rows = []
+    with PrometheusServer(tsdb) as prom, dagster_instance() as instance:
+        url = scratch_database(cluster)
+        env = {
+            **os.environ,
+            "BILLING_DATABASE_URL": url,
+            "PROMETHEUS_URL": prom.url,
+            "DAGSTER_HOME": str(instance.root_directory),
+        }
+        for n in range(runs + 1):
+            hour = START + n * H
+            load = loadavg()
+            began = time.monotonic()
+            done = subprocess.run(
+                [
+                    str(Path(sys.executable).with_name("billing")),
+                    "run",
+                    "--start",
+                    hour.isoformat(),
+                    "--end",
+                    (hour + H).isoformat(),
+                    "--now",
+                    (hour + 2 * H).isoformat(),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            wall = time.monotonic() - began
+            row = {
+                "hour": hour.isoformat(),
+                "first_run_on_instance": n == 0,
+                "wall_seconds": round(wall, 2),
+                "exit_code": done.returncode,
+                "loadavg_before": load,
+            }
+            if done.returncode:
+                row["stderr"] = done.stderr[-2000:]
+            print(f"  small run {n}: {wall:.2f}s exit {done.returncode} (load {load})", flush=True)
+            rows.append(row)
+    drop_database()
+    later = [r["wall_seconds"] for r in rows[1:]]
+    return {
+        "scale": dataclasses.asdict(SMALL),
+        "runs": rows,
+        "ok": all(r["exit_code"] == 0 for r in rows),
+        "first_run_seconds": rows[0]["wall_seconds"],
+        "later_runs_seconds": later,
+        "later_median_seconds": sorted(later)[len(later) // 2] if later else None,
+        "aim_seconds": 6,
+    }
 
 
 # Rollups over the whole history that the hourly builds then keep up to date.
@@ -642,6 +706,16 @@ def catch_up(scale: Scale, args) -> dict:
         url = scratch_database(cluster)
         print(f"  catch-up: {hours} h at {small.deployments} deployments ...", flush=True)
         run = run_window(url, START, START + hours * H, args.chunk_hours)
+        hourly_run = None
+        if args.catch_up_hourly:
+            # The same hours as runs of one hour each, in the same process: what the catch-up
+            # would cost without ranged runs ("24 x one hour").
+            load_hourly = loadavg()
+            url = scratch_database(cluster)
+            print(f"  catch-up: the same {hours} h as {hours} runs of one hour ...", flush=True)
+            hourly_run = run_window(url, START, START + hours * H, 1)
+            hourly_run["loadavg_before"] = load_hourly
+            hourly_run["loadavg_after"] = loadavg()
     drop_database()
     stages = run["stage_seconds"]
     model_seconds = sum(i["model_seconds"] for i in run["dbt_invocations"])
@@ -667,6 +741,13 @@ def catch_up(scale: Scale, args) -> dict:
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
     }
+    if hourly_run is not None:
+        row["hourly_runs"] = hourly_run
+        row["ranged_over_hourly"] = round(run["wall_seconds"] / hourly_run["wall_seconds"], 3)
+        print(
+            f"  catch-up: ranged {run['wall_seconds']:.1f}s vs {hours} x one hour {hourly_run['wall_seconds']:.1f}s",
+            flush=True,
+        )
     print(
         f"  catch-up: {run['wall_seconds']:.1f}s measured at {small.deployments} deployments; "
         f"EXTRAPOLATED to {scale.deployments}: {extrapolated:.0f}s",
@@ -735,6 +816,16 @@ def report_markdown(report: dict) -> str:
             + ".",
             "",
         ]
+    if "small_run" in report:
+        sr = report["small_run"]
+        out += [
+            "### A small run: one hour, 3 accounts, a fresh `billing run` process (aim < 6 s)",
+            "",
+            f"First run on the instance {sr['first_run_seconds']:.2f} s; then "
+            + ", ".join(f"{r['wall_seconds']:.2f} s (load {r['loadavg_before'][0]})" for r in sr["runs"][1:])
+            + f"; median {sr['later_median_seconds']} s.",
+            "",
+        ]
     if "month_end" in report:
         me = report["month_end"]
         out += [
@@ -762,6 +853,15 @@ def report_markdown(report: dict) -> str:
             f"**{e['seconds']:.0f} s** (aim < 600 s).",
             "",
         ]
+        if "hourly_runs" in c:
+            hr = c["hourly_runs"]
+            out += [
+                f"The same {c['hours']} hours as {hr['runs']} runs of one hour each (load "
+                f"{hr['loadavg_before'][0]} -> {hr['loadavg_after'][0]}): **{hr['wall_seconds']:.1f} s**; stages "
+                + ", ".join(f"{k} {v:.1f}" for k, v in hr["stage_seconds"].items())
+                + f". Ranged / hourly: **{c['ranged_over_hourly']:.2f}**.",
+                "",
+            ]
     if report.get("growth"):
         g = report["growth"]
         out += [
@@ -817,10 +917,22 @@ def main() -> int:
     )
     parser.add_argument("--dense-days", type=int, default=30, help="history days loaded hourly (older: daily)")
     parser.add_argument("--chunk-hours", type=int, default=24)
+    parser.add_argument(
+        "--catch-up-hourly", action="store_true", help="also run the catch-up's hours as runs of one hour each"
+    )
+    parser.add_argument(
+        "--small-run",
+        type=int,
+        nargs="?",
+        const=3,
+        default=None,
+        metavar="RUNS",
+        help="fresh `billing run` processes of one hour on a 3-account platform (after a first run)",
+    )
     parser.add_argument("--reuse", action="store_true", help="keep and reuse loaded databases (growth, month-end)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached TSDBs")
     args = parser.parse_args()
-    if not (args.hourly or args.month_end or args.catch_up or args.growth):
+    if not (args.hourly or args.month_end or args.catch_up or args.growth or args.small_run):
         args.hourly, args.month_end, args.catch_up, args.growth = True, True, 168, "1,30,365"
     growth = [int(d) for d in (args.growth or "").split(",") if d.strip()]
     scale = Scale(
@@ -877,6 +989,9 @@ def main() -> int:
             if growth:
                 report["growth"] = [hourly(cluster, scale, prom.url, args, days) for days in growth]
                 ok &= all(r["ok"] for r in report["growth"])
+    if args.small_run:
+        report["small_run"] = small_run(args)
+        ok &= report["small_run"]["ok"]
     if args.month_end:
         report["month_end"] = month_end(args)
     if args.catch_up:

@@ -64,6 +64,58 @@ def entries(n: int, accounts: int, *, usage_month: str | None = None) -> list[En
     return out
 
 
+def copy_floor(conn: psycopg.Connection, batch: list[Entry]) -> dict[str, float]:
+    """The raw ``COPY`` floor, measured in the same run on the same server: the same number of
+    ledger rows (every column the batch path writes, hashes as 64 hex characters, computed
+    before the clock starts) COPYed in one transaction into (a) a table like
+    ``billing.credit_transactions`` with its indexes, unique keys and checks but no trigger, and
+    (b) the same table without any index. Each table is dropped afterwards."""
+    import hashlib
+    import json
+
+    seq: dict[str, int] = {}
+    rows = []
+    for e in batch:
+        seq[e.account_id] = seq.get(e.account_id, 0) + 1
+        digest = hashlib.sha256(e.idempotency_key.encode()).hexdigest()
+        rows.append(
+            (
+                e.account_id,
+                seq[e.account_id],
+                e.type,
+                e.amount,
+                e.amount,
+                e.idempotency_key,
+                json.dumps(e.reference or {}),
+                digest,
+                digest,
+                "bench",
+            )
+        )
+    columns = "account_id, account_seq, type, amount, balance_after, idempotency_key, reference, prev_hash, entry_hash, key_id"
+    out = {}
+    for name, like in (
+        (
+            "COPY into the ledger's shape with its indexes",
+            "INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS INCLUDING INDEXES",
+        ),
+        ("COPY into the same columns, no index", "INCLUDING DEFAULTS INCLUDING IDENTITY"),
+    ):
+        conn.execute(
+            f"DROP TABLE IF EXISTS billing.bench_copy_floor; CREATE TABLE billing.bench_copy_floor (LIKE billing.credit_transactions {like})"
+        )
+        conn.commit()
+        started = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(f"COPY billing.bench_copy_floor ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        out[name] = time.perf_counter() - started
+        conn.execute("DROP TABLE billing.bench_copy_floor")
+        conn.commit()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--entries", type=int, default=100_000)
@@ -88,6 +140,13 @@ def main() -> None:
                 post_entries(conn, batch[i : i + args.batch_size])
             seconds = time.perf_counter() - started
             print(f"batch path:        {seconds:7.2f} s  {n / seconds:10,.0f} entries/s", flush=True)
+            floor = copy_floor(conn, batch)
+            for name, floor_seconds in floor.items():
+                print(
+                    f"floor, {name}: {floor_seconds:7.2f} s  {n / floor_seconds:10,.0f} rows/s"
+                    f"  (batch path / floor rate: {floor_seconds / seconds:.2f})",
+                    flush=True,
+                )
             started = time.perf_counter()
             assert verify_ledger(conn).ok
             print(f"verify (chain + balances): {time.perf_counter() - started:.2f} s", flush=True)

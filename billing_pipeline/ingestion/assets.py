@@ -15,7 +15,6 @@ Asset checks (severity WARN, one result per run, naming the hours): ``hour_compl
 over), ``unattributed_share`` (usage no deployment claims), ``no_quarantined_rentals``.
 """
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
 
@@ -26,7 +25,7 @@ from billing_pipeline.core.clock import run_clock
 from billing_pipeline.core.hours import Hour
 from billing_pipeline.core.ownership import BILLING_OWNERS
 from billing_pipeline.core.partitions import hourly_partitions
-from billing_pipeline.ingestion.metrics import fetch_hour, write_hour
+from billing_pipeline.ingestion.metrics import fetch_in_groups, last_series, write_hour
 from billing_pipeline.ingestion.platform import platform_key
 from billing_pipeline.ingestion.rentals import quarantined_rentals, slice_rental_hour
 from billing_pipeline.resources.postgres import PostgresResource
@@ -117,14 +116,13 @@ def prometheus_metric_hours(
     clock = run_clock(context)
     hours = partition_hours(context)
     summaries = []
-    # While one hour is written, the next is fetched (Prometheus and PostgreSQL work at once). A
-    # failed fetch raises when its hour's turn comes: the hours before it are written, it is not.
-    with postgres.connect() as conn, ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as prefetch:
-        next_fetch = prefetch.submit(fetch_hour, prometheus, hours[0], clock)
-        for i, hour in enumerate(hours):
-            fetched = next_fetch.result()  # raises before anything of the hour is written
-            if i + 1 < len(hours):
-                next_fetch = prefetch.submit(fetch_hour, prometheus, hours[i + 1], clock)
+    # The hours are fetched a group at a time, each query one range query over the group (as many
+    # hours as metrics.POINTS_PER_QUERY allows); while one group is written, the next is fetched
+    # (Prometheus and PostgreSQL work at once). A failed fetch raises when its group's turn comes:
+    # the hours before it are written, its own are not.
+    with postgres.connect() as conn:
+        for fetched in fetch_in_groups(prometheus, hours, clock, last_series(conn)):
+            hour = fetched.hour
             summary = write_hour(conn, fetched)
             summaries.append((hour, summary))
             context.log.info(

@@ -1,7 +1,8 @@
 """One hour of pod metrics: Prometheus aggregates -> attributed rows in PostgreSQL.
 
-``fetch_hour(prometheus, hour, clock)`` runs the hour's queries (``promql``) in parallel and
-returns raw per-container, per-pod, per-ReplicaSet and per-PVC figures plus the completeness
+``fetch_hours(prometheus, hours, clock)`` runs the queries (``promql``) of consecutive hours in
+parallel, each as one range query with a one-hour step (``fetch_in_groups`` cuts a long range
+into as few such groups as ``POINTS_PER_QUERY`` allows), and returns per hour raw per-container, per-pod, per-ReplicaSet and per-PVC figures plus the completeness
 problems found. It raises ``PrometheusUnavailable`` (naming the URL and the hour) before
 anything is written when Prometheus does not answer.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -85,23 +87,107 @@ def _minute_ranges(minutes: list[int]) -> str:
     return ", ".join(out)
 
 
+POINTS_PER_QUERY = 2_000_000
+"""Series x hours one range query may return: a chunk of hours is fetched in as few queries as
+this allows (about 300 MB of parsed answer in this process at most)."""
+MAX_HOURS_PER_QUERY = 24
+
+
+def hours_per_query(series: int | None) -> int:
+    """How many hours one range query takes when an hour has ``series`` result series (the
+    largest of the queries); unknown (an instance that never ingested): one hour, to learn it."""
+    if not series:
+        return 1
+    return max(1, min(MAX_HOURS_PER_QUERY, POINTS_PER_QUERY // series))
+
+
+def last_series(conn: psycopg.Connection) -> int | None:
+    """The largest query's series count of the last ingested hour (``metric_hours.series``)."""
+    with conn.transaction():  # its own: each hour's write stays a transaction of its own
+        row = conn.execute(
+            "SELECT series FROM billing.metric_hours WHERE series IS NOT NULL ORDER BY hour DESC LIMIT 1"
+        ).fetchone()
+    if not row or not row[0]:
+        return None
+    return max((int(v) for v in row[0].values()), default=None)
+
+
 def fetch_hour(prometheus: PrometheusResource, hour: datetime, clock: datetime) -> FetchedHour:
     """Query Prometheus for ``[hour, hour+1h)``; raise ``PrometheusUnavailable`` if it fails."""
-    at = promql.eval_time(hour)
-    first, last = promql.minute_steps(hour)
-    label = f"for hour {hour:%Y-%m-%d %H:00} UTC"
+    return fetch_hours(prometheus, [hour], clock)[0]
+
+
+def fetch_in_groups(
+    prometheus: PrometheusResource, hours: list[datetime], clock: datetime, series: int | None = None
+) -> Iterator[FetchedHour]:
+    """Every hour of ``hours`` (consecutive), fetched ``hours_per_query`` hours per range query
+    (sized from ``series``, then from what each group returned); the next group is fetched while
+    the caller writes the current one. A failed fetch raises when its group's turn comes."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+        done = 0
+        future = pool.submit(fetch_hours, prometheus, hours[: hours_per_query(series)], clock)
+        while future is not None:
+            group = future.result()
+            done += len(group)
+            future = None
+            if done < len(hours):
+                size = hours_per_query(max(max(f.series.values(), default=0) for f in group))
+                future = pool.submit(fetch_hours, prometheus, hours[done : done + size], clock)
+            yield from group
+
+
+def _per_step(results: list[dict], first: float, step: float, n: int) -> list[list[tuple[dict, str]]]:
+    """A range query's matrix split by evaluation step: ``n`` lists of (labels, value)."""
+    out: list[list[tuple[dict, str]]] = [[] for _ in range(n)]
+    for r in results:
+        metric = r["metric"]
+        for ts, value in r.get("values", []):
+            out[round((float(ts) - first) / step)].append((metric, value))
+    return out
+
+
+def _scrapes_per_hour(results: list[dict], first: float, n: int) -> list[list[tuple[dict, float]]]:
+    """The per-minute scrape query's points split by hour: ``n`` lists of (labels, timestamp)."""
+    out: list[list[tuple[dict, float]]] = [[] for _ in range(n)]
+    for r in results:
+        metric = r["metric"]
+        for ts, _value in r.get("values", []):
+            t = float(ts)
+            out[int((t - first) // 3600)].append((metric, t))
+    return out
+
+
+def fetch_hours(prometheus: PrometheusResource, hours: list[datetime], clock: datetime) -> list[FetchedHour]:
+    """Query Prometheus for the consecutive ``hours`` at once: each aggregated query as one range
+    query with a one-hour step (the step at ``hour + 1h - 1ms`` is exactly that hour's instant
+    query), the per-minute scrape query over all of them. Raise ``PrometheusUnavailable`` (naming
+    the URL and the hours) if it fails: nothing of these hours is returned."""
+    first_hour, last_hour = hours[0], hours[-1]
+    if len(hours) > 1 and last_hour - first_hour != HOUR * (len(hours) - 1):
+        raise BillingError(f"hours {first_hour.isoformat()} .. {last_hour.isoformat()} are not consecutive")
+    first_at, last_at = promql.eval_time(first_hour), promql.eval_time(last_hour)
+    scrape_first, _ = promql.minute_steps(first_hour)
+    _, scrape_last = promql.minute_steps(last_hour)
+    if len(hours) == 1:
+        label = f"for hour {first_hour:%Y-%m-%d %H:00} UTC"
+    else:
+        label = f"for hours {first_hour:%Y-%m-%d %H:00} to {last_hour:%Y-%m-%d %H:00} UTC"
+    step = HOUR.total_seconds()
     jobs = {
-        "containers": lambda: prometheus.query(promql.CONTAINERS, at, what=label),
-        "pods": lambda: prometheus.query(promql.PODS, at, what=label),
-        "volumes": lambda: prometheus.query(promql.VOLUMES, at, what=label),
-        "scrapes": lambda: prometheus.query_range(promql.SCRAPES, first, last, 60, what=label),
+        name: (lambda q=q: prometheus.query_range(q, first_at, last_at, step, what=label))
+        for name, q in (("containers", promql.CONTAINERS), ("pods", promql.PODS), ("volumes", promql.VOLUMES))
     }
+    jobs["scrapes"] = lambda: prometheus.query_range(promql.SCRAPES, scrape_first, scrape_last, 60, what=label)
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = {name: pool.submit(fn) for name, fn in jobs.items()}
-        results = {}
+        per_hour = {}
         for name, fut in futures.items():
             try:
-                results[name] = fut.result()
+                result = fut.result()
+                if name == "scrapes":
+                    per_hour[name] = _scrapes_per_hour(result, first_hour.timestamp(), len(hours))
+                else:
+                    per_hour[name] = _per_step(result, first_at, step, len(hours))
             except PrometheusUnavailable:
                 raise
             except Exception as exc:  # a malformed answer is as bad as no answer
@@ -109,13 +195,19 @@ def fetch_hour(prometheus: PrometheusResource, hour: datetime, clock: datetime) 
                     f"Prometheus at {prometheus.url} gave an unusable answer {label}: {exc}. "
                     "Nothing was written for that hour."
                 ) from None
+    return [
+        _hour_from(prometheus.url, hour, {name: rows[i] for name, rows in per_hour.items()}, clock)
+        for i, hour in enumerate(hours)
+    ]
 
-    out = FetchedHour(hour=hour, prometheus_url=prometheus.url)
+
+def _hour_from(url: str, hour: datetime, results: dict[str, list[tuple[dict, str]]], clock: datetime) -> FetchedHour:
+    """One hour's figures from its (labels, value) pairs of each query."""
+    out = FetchedHour(hour=hour, prometheus_url=url)
     out.series = {name: len(results[name]) for name in ("containers", "pods", "volumes")}
     bad_values = 0
 
-    for r in results["containers"]:
-        m, value = r["metric"], r["value"][1]
+    for m, value in results["containers"]:
         if not _finite(value):
             bad_values += 1
             continue
@@ -127,8 +219,7 @@ def fetch_hour(prometheus: PrometheusResource, hour: datetime, clock: datetime) 
         else:
             row[q] = value
 
-    for r in results["pods"]:
-        m, value = r["metric"], r["value"][1]
+    for m, value in results["pods"]:
         q = m["q"]
         if q == "replicaset_owner":
             out.replicasets[(m["namespace"], m["replicaset"])] = m["owner_name"]
@@ -149,8 +240,7 @@ def fetch_hour(prometheus: PrometheusResource, hour: datetime, clock: datetime) 
     for namespace, pod, _container in out.containers:
         out.pods.setdefault((namespace, pod), {})
 
-    for r in results["volumes"]:
-        m, value = r["metric"], r["value"][1]
+    for m, value in results["volumes"]:
         row = out.volumes.setdefault((m["namespace"], m["persistentvolumeclaim"]), {})
         if m["q"] == "label":
             row["label"] = m["label_satusky_io_deployment_id"]
@@ -162,10 +252,8 @@ def fetch_hour(prometheus: PrometheusResource, hour: datetime, clock: datetime) 
     # Completeness: every minute of the hour must have samples from both exporters.
     seen: dict[str, set[int]] = {"cAdvisor": set(), "kube-state-metrics": set()}
     base = hour.timestamp()
-    for r in results["scrapes"]:
-        source = r["metric"].get("source")
-        for ts, _v in r.get("values", []):
-            seen.setdefault(source, set()).add(int((float(ts) - base) // 60))
+    for m, ts in results["scrapes"]:
+        seen.setdefault(m.get("source"), set()).add(int((ts - base) // 60))
     if hour + HOUR > clock:
         out.problems.append(
             f"the hour was not over at {clock:%Y-%m-%d %H:%M:%S} UTC (the run's clock): its metrics are still arriving"

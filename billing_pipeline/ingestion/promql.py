@@ -1,5 +1,8 @@
 """The PromQL of one hour: a handful of aggregated queries, never one per pod.
 
+A ranged run sends each as one range query over several hours with a one-hour step
+(``metrics.fetch_hours``): each step is the hour's own evaluation below.
+
 Window: every query is evaluated at ``hour + 1h - 1ms`` with a ``[1h]`` range, i.e. over
 ``[hour - 1ms, hour + 1h - 1ms]``. With 1-minute samples that is exactly the 60 samples of
 ``[hour, hour + 1h)``: Prometheus 2.x range selectors include both ends, so a window ending at
@@ -97,7 +100,8 @@ SCRAPES = _union(
 
 
 def eval_time(hour: datetime) -> float:
-    """UNIX seconds at which the hour's instant queries are evaluated."""
+    """UNIX seconds at which the hour's queries are evaluated (the hour's step of a range query
+    with a one-hour step: ``metrics.fetch_hours``)."""
     return (hour + EVAL_OFFSET).timestamp()
 
 

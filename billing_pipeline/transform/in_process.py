@@ -34,7 +34,13 @@ from dagster_dbt.asset_utils import (
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
-from billing_pipeline.transform.project import DBT_PROJECT_DIR, ensure_manifest
+from billing_pipeline.transform.project import (
+    DBT_PROJECT_DIR,
+    PARTIAL_PARSE_FILE,
+    TARGET_DIR,
+    ensure_manifest,
+    sources_newer_than,
+)
 
 # The events dagster-dbt turns into materialisations and check results.
 RESULT_EVENTS = frozenset({"LogSeedResult", "LogModelResult", "LogSnapshotResult", "LogTestResult"})
@@ -69,20 +75,63 @@ def _database_identity() -> str:
 def parsed_manifest(target: Path):
     """The project parsed for the current database: once per process, then reused.
 
-    The parse runs in ``target``, which ``invocation_target`` seeded with the database's parse
-    state, so even the first parse in a process is partial."""
+    First choice: the project's own parse state (``project_manifest``), loaded and pointed at
+    this database, with no parse at all. Else the project is parsed in ``target``, which
+    ``invocation_target`` seeded with the database's parse state, so even that parse is partial."""
     from dbt.cli.main import dbtRunner
 
     key = (_database_identity(), ensure_manifest().stat().st_mtime_ns)
     if key not in _PARSED:
-        result = dbtRunner().invoke(["parse", "--quiet", *_paths(target)])
-        if not result.success:
-            raise DagsterDbtCliRuntimeError(
-                description=f"dbt could not parse {DBT_PROJECT_DIR}: {result.exception}; see {target / 'dbt.log'}"
-            )
+        manifest = project_manifest(os.environ.get("DBT_PG_DBNAME"))
+        if manifest is None:
+            result = dbtRunner().invoke(["parse", "--quiet", *_paths(target)])
+            if not result.success:
+                raise DagsterDbtCliRuntimeError(
+                    description=f"dbt could not parse {DBT_PROJECT_DIR}: {result.exception}; see {target / 'dbt.log'}"
+                )
+            manifest = result.result
         _PARSED.clear()  # a changed project or another database: the old manifest is done with
-        _PARSED[key] = result.result
+        _PARSED[key] = manifest
     return _PARSED[key]
+
+
+def project_manifest(database: str | None):
+    """The project's parse state (``target/partial_parse.msgpack``, written by the parse that
+    wrote ``manifest.json``: ``ensure_manifest``), as dbt's Manifest naming ``database``; None when
+    it is missing, older than a model, macro or test, or does not load (another dbt version).
+
+    Why this is the same manifest a parse for ``database`` gives: dbt's parse state depends on the
+    connection only through the database name it writes into each node (``database``,
+    ``relation_name``); the models never read ``target.dbname`` (tests/unit/test_dbt_parse_once.py
+    holds that true). Rewriting those two fields is what ``manifest_for_database`` does for
+    Dagster's copy. dbt itself keys its partial parse on the whole connection, hence a full parse
+    for every new database and a partial one in every fresh process before this.
+    """
+    if not database:
+        return None
+    state = TARGET_DIR / PARTIAL_PARSE_FILE
+    try:
+        if not state.exists() or sources_newer_than(state):
+            return None
+        from dbt.contracts.graph.manifest import Manifest
+        from dbt.parser.manifest import extended_mashumuro_decoder
+
+        manifest = Manifest.from_msgpack(state.read_bytes(), decoder=extended_mashumuro_decoder)
+    except Exception:  # an unreadable or foreign state: parse as before
+        return None
+    for collection in (manifest.nodes, manifest.sources, manifest.unit_tests):
+        for node in collection.values():
+            old = getattr(node, "database", None)
+            if not old or old == database:
+                continue
+            node.database = database
+            relation = getattr(node, "relation_name", None)
+            if relation and relation.startswith(f'"{old}".'):
+                node.relation_name = f'"{database}".' + relation[len(f'"{old}".') :]
+    manifest.build_parent_and_child_maps()
+    manifest.build_group_map()
+    manifest.build_flat_graph()
+    return manifest
 
 
 def stream_in_process(args: list[str], *, context, translator, target: Path) -> Iterator | None:

@@ -40,7 +40,8 @@ def dbt_executable() -> str:
     return shutil.which("dbt") or "dbt"
 
 
-def _sources_newer_than(path: Path) -> bool:
+def sources_newer_than(path: Path) -> bool:
+    """True when a model, macro, test or dbt_project.yml changed after ``path`` was written."""
     mtime = path.stat().st_mtime
     for folder in ("models", "macros", "data_tests"):
         for file in (DBT_PROJECT_DIR / folder).rglob("*"):
@@ -68,7 +69,7 @@ def ensure_manifest() -> Path:
     manifest = dbt_project.manifest_path
 
     def needed() -> bool:
-        return not manifest.exists() or _sources_newer_than(manifest)
+        return not manifest.exists() or sources_newer_than(manifest)
 
     if using_dagster_dev() or needed():
         manifest.parent.mkdir(parents=True, exist_ok=True)

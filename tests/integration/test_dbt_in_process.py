@@ -1,5 +1,6 @@
 """dbt in the run's process (transform/in_process.py): the same Dagster events and rows as a dbt
-subprocess, and the project parsed once per process and database, not once per call."""
+subprocess; the project's parse state serves every database (no parse in a process while it
+is current), else the project is parsed once per process and database, not once per call."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import dbt.cli.main
 
 from billing_pipeline.core.hours import Hour
 from billing_pipeline.resources import PostgresResource
+from billing_pipeline.transform import in_process
 from billing_pipeline.transform.assets import dbt_ledger_models, dbt_usage_models
 from billing_pipeline.transform.project import dbt_executable, dbt_project
 from billing_pipeline.transform.resources import BillingDbtCliResource
@@ -61,7 +63,7 @@ def test_in_process_dbt_reports_and_builds_what_the_subprocess_does(db_url):
     assert len(subprocess_rows["fct_priced_usage"]) > 0
 
 
-def test_a_process_parses_the_project_once_per_database(db_url, monkeypatch):
+def test_a_process_never_parses_when_the_projects_parse_state_is_current(db_url, monkeypatch):
     seed_scenario(db_url)
     calls = []
     invoke = dbt.cli.main.dbtRunner.invoke
@@ -71,9 +73,59 @@ def test_a_process_parses_the_project_once_per_database(db_url, monkeypatch):
         return invoke(self, args, **kwargs)
 
     monkeypatch.setattr(dbt.cli.main.dbtRunner, "invoke", counting)
+    monkeypatch.setattr(in_process, "_PARSED", {})  # a fresh process
     for hour in HOURS[:3]:
         assert _materialize(db_url, hour, in_process_=True).success
-    # Three hours, two dbt steps each: six builds and one parse (this database is new here).
+    # Three hours, two dbt steps each: six builds and no parse, on a database this process (and
+    # this machine) never saw: the project's parse state serves every database.
     assert calls.count("build") == 6
-    assert calls.count("parse") == 1
+    assert calls.count("parse") == 0
     assert len(d.query(db_url, "SELECT DISTINCT hour FROM analytics.fct_usage_charges")) == 3
+
+
+def test_a_process_parses_the_project_once_per_database(db_url, monkeypatch):
+    """When the project's parse state is stale (a model changed after it), each database is parsed
+    once per process, not once per call."""
+    seed_scenario(db_url)
+    calls = []
+    invoke = dbt.cli.main.dbtRunner.invoke
+
+    def counting(self, args, **kwargs):
+        calls.append(args[0])
+        return invoke(self, args, **kwargs)
+
+    monkeypatch.setattr(dbt.cli.main.dbtRunner, "invoke", counting)
+    monkeypatch.setattr(in_process, "_PARSED", {})
+    monkeypatch.setattr(in_process, "sources_newer_than", lambda _path: True)  # a model changed since
+    for hour in HOURS[:2]:
+        assert _materialize(db_url, hour, in_process_=True).success
+    assert calls.count("build") == 4
+    assert calls.count("parse") == 1
+
+
+def _comparable(node) -> dict:
+    data = node.to_dict()
+    data.pop("created_at", None)
+    return data
+
+
+def test_the_projects_parse_state_pointed_at_a_database_is_what_a_parse_for_it_gives(db_url):
+    """Node for node (every field but the parse time), models, tests, seeds, sources and unit
+    tests: the manifest loaded from the project's state and pointed at this database equals dbt's
+    own parse with this database's connection."""
+    from dbt.cli.main import dbtRunner
+
+    from billing_pipeline.db.connection import dbt_target
+    from billing_pipeline.transform.project import dbt_environment, invocation_target
+
+    database = str(dbt_target(db_url)["dbname"])
+    with dbt_environment(db_url), invocation_target(db_url) as target:
+        loaded = in_process.project_manifest(database)
+        parsed = dbtRunner().invoke(["parse", "--quiet", *in_process._paths(target)]).result
+    assert loaded is not None
+    for section in ("nodes", "sources", "unit_tests", "macros"):
+        ours, theirs = getattr(loaded, section), getattr(parsed, section)
+        assert set(ours) == set(theirs), section
+        assert {k: _comparable(v) for k, v in ours.items()} == {k: _comparable(v) for k, v in theirs.items()}, section
+    assert {n.database for n in loaded.nodes.values() if n.database} == {database}
+    assert loaded.child_map == parsed.child_map

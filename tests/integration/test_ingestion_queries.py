@@ -1,7 +1,8 @@
 """README promise "never one query per pod": ingesting an hour sends Prometheus the same fixed
-number of PromQL queries whatever the number of pods. Counted by Prometheus itself (its own
-``prometheus_http_requests_total`` per query endpoint), over two real servers backfilled with a
-small and a 30x larger synthetic cluster."""
+number of PromQL queries whatever the number of pods, and a ranged run of several hours sends the
+same number again, not that number per hour (each query is one range query with a one-hour
+step). Counted by Prometheus itself (its own ``prometheus_http_requests_total`` per query
+endpoint), over two real servers backfilled with a small and a 30x larger synthetic cluster."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ pytestmark = pytest.mark.prometheus
 
 START = datetime(2025, 4, 1, tzinfo=UTC)
 HOUR = START + timedelta(hours=1)
-# Three instant queries (containers, pods, volumes) and one per-minute range query (scrapes).
-QUERIES_PER_HOUR = {"/api/v1/query": 3, "/api/v1/query_range": 1}
+# Three range queries with a one-hour step (containers, pods, volumes) and one per-minute range
+# query (scrapes), whatever the number of hours (up to metrics.POINTS_PER_QUERY); no instant query.
+QUERIES_PER_HOUR = {"/api/v1/query": 0, "/api/v1/query_range": 4}
 
 
 def query_requests(prometheus_url: str) -> dict[str, int]:
@@ -40,34 +42,47 @@ def query_requests(prometheus_url: str) -> dict[str, int]:
     return counts
 
 
-def ingest_hour_counting_queries(db_url: str, pods: int, tmp_path) -> tuple[dict[str, int], int]:
-    cluster = generated_cluster(START, 180, pods=pods, accounts=5, nodes=10)
+def ingest_counting_queries(db_url: str, pods: int, tmp_path) -> tuple[dict, dict, int]:
+    """One hour (an instance that never ingested learns its series count from it), then a ranged
+    run of three hours: the queries each sent, and the pods ingested in the last hour."""
+    cluster = generated_cluster(START, 300, pods=pods, accounts=5, nodes=10)
     with connect(db_url) as conn:
         write_platform_rows(conn, cluster)
     tsdb = build_tsdb(cluster, tmp_path / f"tsdb-{pods}")
+    counts = []
     with PrometheusServer(tsdb) as server:
-        before = query_requests(server.url)
-        result = dg.materialize(
-            [prometheus_metric_hours],
-            partition_key=HOUR.strftime("%Y-%m-%d-%H:%M"),
-            resources={
-                "postgres": PostgresResource(database_url=db_url),
-                "prometheus": PrometheusResource(url=server.url),
-            },
-            tags={CLOCK_TAG: (START + timedelta(hours=3)).isoformat()},
-            instance=dg.DagsterInstance.ephemeral(),
-        )
-        assert result.success
-        after = query_requests(server.url)
+        for start, end in ((HOUR, HOUR + timedelta(hours=1)), (HOUR + timedelta(hours=1), HOUR + timedelta(hours=4))):
+            before = query_requests(server.url)
+            result = dg.materialize(
+                [prometheus_metric_hours],
+                resources={
+                    "postgres": PostgresResource(database_url=db_url),
+                    "prometheus": PrometheusResource(url=server.url),
+                },
+                tags={
+                    CLOCK_TAG: (START + timedelta(hours=6)).isoformat(),
+                    "dagster/asset_partition_range_start": start.strftime("%Y-%m-%d-%H:%M"),
+                    "dagster/asset_partition_range_end": (end - timedelta(hours=1)).strftime("%Y-%m-%d-%H:%M"),
+                },
+                instance=dg.DagsterInstance.ephemeral(),
+            )
+            assert result.success
+            after = query_requests(server.url)
+            counts.append({h: after[h] - before[h] for h in QUERIES_PER_HOUR})
     with connect(db_url) as conn:
         ingested_pods = conn.execute(
-            "SELECT count(DISTINCT pod) FROM billing.metric_container_hours WHERE hour = %s", (HOUR,)
+            "SELECT count(DISTINCT pod) FROM billing.metric_container_hours WHERE hour = %s",
+            (HOUR + timedelta(hours=3),),
         ).fetchone()[0]
-    return {h: after[h] - before[h] for h in QUERIES_PER_HOUR}, ingested_pods
+        hours = conn.execute("SELECT count(*) FROM billing.metric_hours WHERE complete").fetchone()[0]
+    assert hours == 4
+    return counts[0], counts[1], ingested_pods
 
 
 def test_an_hour_costs_the_same_queries_for_10_pods_as_for_300(databases, tmp_path):
-    small, small_pods = ingest_hour_counting_queries(databases.new(), 10, tmp_path)
-    large, large_pods = ingest_hour_counting_queries(databases.new(), 300, tmp_path)
+    small_hour, small_range, small_pods = ingest_counting_queries(databases.new(), 10, tmp_path)
+    large_hour, large_range, large_pods = ingest_counting_queries(databases.new(), 300, tmp_path)
     assert (small_pods, large_pods) == (10, 300)  # every pod's usage arrived through those queries
-    assert small == large == QUERIES_PER_HOUR
+    assert small_hour == large_hour == QUERIES_PER_HOUR
+    # Three hours in one ranged run: the same four queries, not twelve.
+    assert small_range == large_range == QUERIES_PER_HOUR
