@@ -263,6 +263,8 @@ def main() -> int:
 
         section("billing status hooli (its promotional credits expired at 13:00)")
         billing_cli(["status", "hooli", "--now", platform.DEMO_END.isoformat()])
+        section("billing explain hooli --month 2026-11 (its usage drawn from promotional, then paid credits)")
+        billing_cli(["explain", "hooli", "--month", "2026-11"])
         closed = close_demo_month()
 
         with connect(url) as conn:
