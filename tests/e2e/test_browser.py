@@ -164,19 +164,26 @@ def webserver(databases, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(webserver):
+def playwright():
+    """One Playwright for the module: its sync API cannot be started twice in one thread, and both
+    browsers below (the plain webserver's and scripts/ui's) are open at once."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        context = browser.new_context(viewport=VIEWPORT)
-        # The community sign-up dialog of a fresh instance would cover the screenshots.
-        context.add_init_script("window.localStorage.setItem('communityNux', '\"1\"')")
-        # Generous: the whole graph (about 60 assets) renders slowly in headless chromium on two
-        # busy cores; a missing element still fails, only later.
-        context.set_default_timeout(90_000)
-        yield context.new_page()
-        browser.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def page(webserver, playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+    context = browser.new_context(viewport=VIEWPORT)
+    # The community sign-up dialog of a fresh instance would cover the screenshots.
+    context.add_init_script("window.localStorage.setItem('communityNux', '\"1\"')")
+    # Generous: the whole graph (about 60 assets) renders slowly in headless chromium on two
+    # busy cores; a missing element still fails, only later.
+    context.set_default_timeout(90_000)
+    yield context.new_page()
+    browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -504,17 +511,14 @@ def _sensors_ticked(home: Path) -> bool:
 
 
 @pytest.fixture(scope="module")
-def ui_page(demo_ui):
+def ui_page(demo_ui, playwright):
     """A browser of its own for scripts/ui (the module's ``page`` belongs to the plain webserver)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        context = browser.new_context(viewport=VIEWPORT)
-        context.add_init_script("window.localStorage.setItem('communityNux', '\"1\"')")
-        context.set_default_timeout(120_000)
-        yield context.new_page()
-        browser.close()
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+    context = browser.new_context(viewport=VIEWPORT)
+    context.add_init_script("window.localStorage.setItem('communityNux', '\"1\"')")
+    context.set_default_timeout(120_000)
+    yield context.new_page()
+    browser.close()
 
 
 def test_scripts_ui_after_the_demo_launches_nothing_that_fails_and_the_hourly_job_succeeds(

@@ -66,7 +66,7 @@ def test_every_printed_next_step_exits_0_in_a_fresh_shell(demo_runs):
         assert "Traceback" not in result.stderr
     # ... and they show the demo's state, read with the demo's key.
     verified = results["billing verify"].stdout
-    assert verified.startswith("Ledger verified: ") and "hash chain agree" in verified
+    assert verified.startswith("Ledger verified: ") and "hash chain" in verified and " agree" in verified
     invoice = results["billing invoice acme --month 2026-11"].stdout
     # (The sign is the invoice's display convention; the amount is the ledger's +0.295625 credit.)
     assert re.search(r"SLA credit, deployment dep-acme-web \(availability 91\.667%\): [+-]0\.295625", invoice)

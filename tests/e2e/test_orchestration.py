@@ -187,7 +187,8 @@ def test_daemon_and_billing_run_share_the_instance_without_collisions(db_url, tm
                 )
                 if m.asset_key.path[0] in ("ingestion", "ledger", "payments", "lifecycle", "alerts")
             }
-            assert len(counts) == 13 and None not in counts.values(), counts
+            assert len(counts) == 14 and None not in counts.values(), counts  # 13 + ledger/grant_expiry
+            assert "ledger/grant_expiry" in counts
 
         # 2. `dagster dev` on that instance: the sensors start from the present, nothing is launched.
         dev = subprocess.Popen(

@@ -144,7 +144,11 @@ def test_grace_period_job_through_dagster_with_schedule(acme, kube, monkeypatch)
     assert [n[0] for n in outbox(acme, "acme")] == ["lifecycle_grace_period"]
 
     # The schedule runs with its tick time as the clock.
-    ctx = dg.build_schedule_context(scheduled_execution_time=T0 + timedelta(hours=72))
+    from billing_pipeline.resources.kubernetes import KubernetesResource
+
+    ctx = dg.build_schedule_context(
+        scheduled_execution_time=T0 + timedelta(hours=72), resources={"kubernetes": KubernetesResource()}
+    )
     req = grace_deadline_schedule(ctx)
     assert req.tags[CLOCK_TAG] == (T0 + timedelta(hours=72)).isoformat()
     # A 500 on one object: the run records what it could, and its check fails naming the object;

@@ -137,13 +137,13 @@ def test_rewriting_with_a_wrong_key_is_caught_and_needs_the_real_key(ledger_db, 
 def test_no_key_is_a_configuration_error_naming_the_variable(ledger_db, monkeypatch, capsys):
     monkeypatch.delenv("BILLING_LEDGER_KEY")
     with psycopg.connect(ledger_db) as conn:
-        with pytest.raises(ConfigurationError, match="BILLING_LEDGER_KEY is not set"):
+        with pytest.raises(ConfigurationError, match=r"BILLING_LEDGER_KEY \(or BILLING_LEDGER_KEY_FILE\) is not set"):
             post_entry(conn, Entry("acme", "topup", D("1"), "nokey"))
         with pytest.raises(ConfigurationError, match="BILLING_LEDGER_KEY"):
             verify_ledger(conn)
     assert main(["topup", "acme", "5", "--reference", "nokey"]) == 3
     err = capsys.readouterr().err
-    assert "BILLING_LEDGER_KEY is not set" in err and "Traceback" not in err
+    assert "BILLING_LEDGER_KEY (or BILLING_LEDGER_KEY_FILE) is not set" in err and "Traceback" not in err
     monkeypatch.setenv("BILLING_LEDGER_KEY", "short")
     assert main(["verify"]) == 3 and "at least 32" in capsys.readouterr().err
 
