@@ -183,6 +183,7 @@ def grant_expiry(context: dg.AssetExecutionContext, postgres: PostgresResource):
     yield dg.MaterializeResult(
         metadata={
             "now": now.isoformat(),
+            "dagster/row_count": len(result.posted),  # grant_expiry entries posted
             "grants_expired": len(result.posted),
             "credits_expired": str(result.total),
             "already_posted": len(result.expired) - len(result.posted),

@@ -69,7 +69,7 @@ def test_every_printed_next_step_exits_0_in_a_fresh_shell(demo_runs):
     assert verified.startswith("Ledger verified: ") and "hash chain" in verified and " agree" in verified
     invoice = results["billing invoice acme --month 2026-11"].stdout
     # (The sign is the invoice's display convention; the amount is the ledger's +0.295625 credit.)
-    assert re.search(r"SLA credit, deployment dep-acme-web \(availability 91\.667%\): [+-]0\.295625", invoice)
+    assert re.search(r"SLA credit, deployment dep-acme-web \(availability 91\.667%\): [+\-\u2212]0\.295625", invoice)
     assert "acme" in results["billing status acme"].stdout
 
 

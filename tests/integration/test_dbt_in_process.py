@@ -4,6 +4,8 @@ is current), else the project is parsed once per process and database, not once 
 
 from __future__ import annotations
 
+import shutil
+
 import dagster as dg
 import dbt.cli.main
 
@@ -83,10 +85,15 @@ def test_a_process_never_parses_when_the_projects_parse_state_is_current(db_url,
     assert len(d.query(db_url, "SELECT DISTINCT hour FROM analytics.fct_usage_charges")) == 3
 
 
-def test_a_process_parses_the_project_once_per_database(db_url, monkeypatch):
+def test_a_process_parses_the_project_once_per_database(db_url, monkeypatch, tmp_path):
     """When the project's parse state is stale (a model changed after it), each database is parsed
     once per process, not once per call."""
     seed_scenario(db_url)
+    # The process' key holds the manifest's mtime; another test process may rewrite the shared
+    # target/manifest.json meanwhile (a real project change would re-parse too). Hold it still.
+    manifest = tmp_path / "manifest.json"
+    shutil.copy2(in_process.ensure_manifest(), manifest)
+    monkeypatch.setattr(in_process, "ensure_manifest", lambda: manifest)
     calls = []
     invoke = dbt.cli.main.dbtRunner.invoke
 

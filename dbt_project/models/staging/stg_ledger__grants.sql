@@ -6,9 +6,9 @@ with source as (
 -- invoice shows it in (an SLA credit posted at the close of October is October's).
 opening_entries as (
     select
-        id,
-        billing.ledger_entry_period(type, reference, created_at) as entry_period
-    from {{ source('ledger', 'credit_transactions') }}
+        transaction_id,
+        entry_period
+    from {{ ref('stg_ledger__credit_transactions') }}
 ),
 
 renamed as (
@@ -27,7 +27,7 @@ renamed as (
         source.paid_amount,
         source.paid_currency
     from source
-    inner join opening_entries on source.entry_id = opening_entries.id
+    inner join opening_entries on source.entry_id = opening_entries.transaction_id
 )
 
 select * from renamed
