@@ -7,7 +7,7 @@ from datetime import UTC
 from decimal import Decimal
 
 from billing_pipeline.cli.inputs import parse_amount, parse_text, parse_time
-from billing_pipeline.cli.ledger_commands import adjust_confirm_above
+from billing_pipeline.cli.ledger_commands import adjust_confirm_above, already_posted_text, posting_data
 from billing_pipeline.cli.output import credits, emit, table
 from billing_pipeline.core.clock import system_now
 from billing_pipeline.core.errors import InputError
@@ -107,27 +107,18 @@ def _grant(args) -> int:
         terms = grant_terms(conn, result.entry_id)
     kind, granted_priority, granted_expiry = terms if terms else ("free", priority, expires_at)
     data = {
-        "entry_id": result.entry_id,
-        "account_id": result.account_id,
-        "type": result.type,
-        "amount": result.amount,
-        "balance_after": result.balance_after,
-        "idempotency_key": result.idempotency_key,
-        "created": result.created,
+        **posting_data(result),
         "grant": {"kind": kind, "priority": granted_priority, "expires_at": granted_expiry},
     }
 
     def render(d) -> str:
+        if not d["created"]:
+            return already_posted_text(d)
         g = d["grant"]
         expiry = f"expires {g['expires_at'].astimezone(UTC):%Y-%m-%d %H:%M} UTC" if g["expires_at"] else "no expiry"
-        if d["created"]:
-            return (
-                f"Granted {credits(d['amount'])} promotional credits to {d['account_id']} (entry {d['entry_id']}, "
-                f"priority {g['priority']}, {expiry}); balance now {credits(d['balance_after'])}."
-            )
         return (
-            f"Already posted: key {d['idempotency_key']!r} is entry {d['entry_id']} "
-            f"({d['type']} {credits(d['amount'])}); nothing new was written."
+            f"Granted {credits(d['amount'])} promotional credits to {d['account_id']} (entry {d['entry_id']}, "
+            f"priority {g['priority']}, {expiry}); balance now {credits(d['balance_after'])}."
         )
 
     emit(args, data, render)

@@ -147,9 +147,9 @@ def _ledger(args) -> int:
     return 0
 
 
-def _report(args, result) -> int:
-    """Print a ``ledger.PostResult``."""
-    data = {
+def posting_data(result) -> dict:
+    """A ``ledger.PostResult`` as the posting commands print it (``--json`` and text)."""
+    return {
         "entry_id": result.entry_id,
         "account_id": result.account_id,
         "type": result.type,
@@ -159,18 +159,27 @@ def _report(args, result) -> int:
         "created": result.created,
     }
 
+
+def already_posted_text(d: dict) -> str:
+    """What a posting command says when its key was posted before (``posting_data``)."""
+    return (
+        f"Already posted: key {d['idempotency_key']!r} is entry {d['entry_id']} "
+        f"({d['type']} {credits(d['amount'])}); nothing new was written."
+    )
+
+
+def _report(args, result) -> int:
+    """Print a ``ledger.PostResult``."""
+
     def render(d) -> str:
-        if d["created"]:
-            return (
-                f"Posted {d['type']} of {credits(d['amount'])} credits to {d['account_id']} "
-                f"(entry {d['entry_id']}); balance now {credits(d['balance_after'])}."
-            )
+        if not d["created"]:
+            return already_posted_text(d)
         return (
-            f"Already posted: key {d['idempotency_key']!r} is entry {d['entry_id']} "
-            f"({d['type']} {credits(d['amount'])}); nothing new was written."
+            f"Posted {d['type']} of {credits(d['amount'])} credits to {d['account_id']} "
+            f"(entry {d['entry_id']}); balance now {credits(d['balance_after'])}."
         )
 
-    emit(args, data, render)
+    emit(args, posting_data(result), render)
     return 0
 
 
