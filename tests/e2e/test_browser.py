@@ -29,6 +29,7 @@ import pytest
 
 from billing_pipeline.db.dagster_instance import prepare_dagster_home
 from devkit.synthetic import free_port
+from tests.support.asset_groups import MONEY_PATH
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "docs" / "images"
@@ -57,20 +58,8 @@ CHAIN_IS_DIRECTED = True
 # draws no labels when it shrinks the graph to fit, and only the nodes in view): no panning.
 WHOLE_GRAPH_VIEWPORT = {"width": 2400, "height": 4000}
 VIEWPORT = {"width": 1600, "height": 1000}
-# The graph's groups, as a newcomer first sees them: the money path (tests/unit/test_asset_groups.py).
-GROUPS = (
-    "sources",
-    "platform",
-    "ingestion",
-    "dbt_usage",
-    "ledger",
-    "payments",
-    "lifecycle",
-    "dbt_balances",
-    "alerts",
-    "invoicing",
-    "dbt_invoicing",
-)
+# The graph's groups, as a newcomer first sees them: the money path.
+GROUPS = MONEY_PATH
 # The group boxes as drawn: {name: [left, right]} (the name is the box's first line of text).
 GROUP_BOXES_JS = """() => Object.fromEntries([...document.querySelectorAll("[class*='CollapsedGroupNode_collapsedGroupNodeBox']")]
     .map(e => { const r = e.getBoundingClientRect(); return [e.innerText.trim().split("\\n")[0].trim(), [r.left, r.right]]; }))"""
@@ -175,13 +164,18 @@ def playwright():
 
 @pytest.fixture(scope="module")
 def page(webserver, playwright):
+    # Generous: the whole graph (about 60 assets) renders slowly in headless chromium on two
+    # busy cores; a missing element still fails, only later.
+    yield from _browser_page(playwright, timeout_ms=90_000)
+
+
+def _browser_page(playwright, *, timeout_ms: int):
+    """A page of a headless chromium of its own, closed when the fixture ends."""
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
     context = browser.new_context(viewport=VIEWPORT)
     # The community sign-up dialog of a fresh instance would cover the screenshots.
     context.add_init_script("window.localStorage.setItem('communityNux', '\"1\"')")
-    # Generous: the whole graph (about 60 assets) renders slowly in headless chromium on two
-    # busy cores; a missing element still fails, only later.
-    context.set_default_timeout(90_000)
+    context.set_default_timeout(timeout_ms)
     yield context.new_page()
     browser.close()
 
@@ -513,12 +507,7 @@ def _sensors_ticked(home: Path) -> bool:
 @pytest.fixture(scope="module")
 def ui_page(demo_ui, playwright):
     """A browser of its own for scripts/ui (the module's ``page`` belongs to the plain webserver)."""
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-    context = browser.new_context(viewport=VIEWPORT)
-    context.add_init_script("window.localStorage.setItem('communityNux', '\"1\"')")
-    context.set_default_timeout(120_000)
-    yield context.new_page()
-    browser.close()
+    yield from _browser_page(playwright, timeout_ms=120_000)
 
 
 def test_scripts_ui_after_the_demo_launches_nothing_that_fails_and_the_hourly_job_succeeds(

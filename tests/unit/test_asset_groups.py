@@ -12,21 +12,9 @@ import dagster as dg
 
 from billing_pipeline.definitions import defs
 from billing_pipeline.transform.translator import stage_group
+from tests.support.asset_groups import MONEY_PATH
 
-# The money path, in the order the lineage reads (transform/translator.py for the dbt stages).
-PATH = [
-    "sources",
-    "platform",
-    "ingestion",
-    "dbt_usage",
-    "ledger",
-    "payments",
-    "lifecycle",
-    "dbt_balances",
-    "alerts",
-    "invoicing",
-    "dbt_invoicing",
-]
+PATH = MONEY_PATH
 
 
 def group_edges(graph) -> set[tuple[str, str]]:
