@@ -6,6 +6,10 @@ on the same data right after the measured cycle. Each floor is run twice and the
   instant queries and the per-minute range query, four at once as ingestion sends them) over
   Prometheus' HTTP API, answers parsed from JSON; plus a COPY of the hour's ingested rows (the
   same number, read back untimed from the ingestion tables) into temp tables shaped like them.
+- ingestion over a window of hours (a ranged run, ``ingestion_window_floor``): the same queries
+  as range queries with a one-hour step (the per-minute scrape query with a one-minute step),
+  in groups of as many hours as ``metrics.hours_per_query`` gives for the hour's series, the
+  four of a group at once, as the ingestion sends them; plus a COPY of the window's rows.
 - dbt_usage_models / dbt_ledger_models: the seconds dbt itself reports for the models of that
   invocation (sum of ``execution_time`` of the ``model.*`` results in the run_results.json the
   invocation wrote); the stage minus this is dbt's start-up, parse and Dagster's bookkeeping.
@@ -98,6 +102,72 @@ def ingestion_floor(conn: psycopg.Connection, prom_url: str, hour: datetime) -> 
         "seconds": promql_s + copy_s,
         "promql_seconds": round(promql_s, 3),
         "copy_seconds": round(copy_s, 3),
+        "series": series,
+        "rows": {t: len(r) for t, r in rows.items()},
+    }
+
+
+def ingestion_window_floor(conn: psycopg.Connection, prom_url: str, hours: list[datetime]) -> dict:
+    """The ingestion floor of a window of consecutive hours, as a ranged run fetches it."""
+    from billing_pipeline.ingestion.metrics import hours_per_query, last_series
+
+    session = requests.Session()
+    group = hours_per_query(last_series(conn))
+    groups = [hours[i : i + group] for i in range(0, len(hours), group)]
+
+    def one(call):
+        path, params = call
+        answer = session.post(f"{prom_url}/api/v1/{path}", data=params, timeout=600)
+        answer.raise_for_status()
+        return len(answer.json()["data"]["result"])
+
+    def queries():
+        series = 0
+        for g in groups:
+            first, last = promql.eval_time(g[0]), promql.eval_time(g[-1])
+            scrape_first, scrape_last = promql.minute_steps(g[0])[0], promql.minute_steps(g[-1])[1]
+            span = {"start": f"{first:.3f}", "end": f"{last:.3f}", "step": "3600"}
+            calls = [("query_range", {"query": q, **span}) for q in (promql.CONTAINERS, promql.PODS, promql.VOLUMES)]
+            calls.append(
+                (
+                    "query_range",
+                    {
+                        "query": promql.SCRAPES,
+                        "start": f"{scrape_first:.3f}",
+                        "end": f"{scrape_last:.3f}",
+                        "step": "60",
+                    },
+                )
+            )
+            with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+                series += sum(pool.map(one, calls))
+        return series
+
+    series = queries()
+    promql_s = _best_of_two(queries)
+    rows = {
+        t: [
+            tuple(Jsonb(v) if isinstance(v, (dict, list)) else v for v in row)
+            for row in conn.execute(f"SELECT * FROM {t} WHERE hour >= %s AND hour <= %s", (hours[0], hours[-1]))
+        ]
+        for t in _existing(conn, INGESTION_TABLES)
+    }
+
+    def copy_rows():
+        with conn.transaction(force_rollback=True), conn.cursor() as cur:
+            for i, (table, table_rows) in enumerate(rows.items()):
+                cur.execute(f"CREATE TEMP TABLE floor_ingest_{i} (LIKE {table}) ON COMMIT DROP")
+                with cur.copy(f"COPY floor_ingest_{i} FROM STDIN") as copy:
+                    for row in table_rows:
+                        copy.write_row(row)
+
+    copy_s = _best_of_two(copy_rows)
+    return {
+        "seconds": promql_s + copy_s,
+        "promql_seconds": round(promql_s, 3),
+        "copy_seconds": round(copy_s, 3),
+        "hours": len(hours),
+        "hours_per_query": group,
         "series": series,
         "rows": {t: len(r) for t, r in rows.items()},
     }
