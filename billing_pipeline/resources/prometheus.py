@@ -21,7 +21,8 @@ class PrometheusUnavailable(BillingError):
 
 def _describe(exc: Exception, timeout: float) -> str:
     """A short reason: urllib3's messages carry the whole (URL-encoded) query otherwise."""
-    if isinstance(exc, requests.Timeout):
+    # A read timeout arrives as a ConnectionError when urllib3's retries are exhausted (read=0).
+    if isinstance(exc, requests.Timeout) or "Read timed out" in str(exc):
         return f"no answer within {timeout:g}s"
     if isinstance(exc, requests.ConnectionError):
         errno = re.search(r"\[Errno -?\d+\] [^'\")]+", str(exc))
