@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime
 
@@ -12,7 +13,11 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from pydantic import PrivateAttr
 from urllib3.util.retry import Retry
 
-from billing_pipeline.core.errors import BillingError
+from billing_pipeline.core.errors import BillingError, ConfigurationError
+
+DEFAULT_TIMEOUT_SECONDS = 600.0
+"""Per query. Generous: the hour's queries at 100,000 deployments take minutes on a small server,
+and a run that waits is better than one that fails every hour."""
 
 
 class PrometheusUnavailable(BillingError):
@@ -40,10 +45,30 @@ class PrometheusResource(dg.ConfigurableResource):
     """
 
     url: str
-    timeout_seconds: float = 120.0
+    # Unset: PROMETHEUS_TIMEOUT_SECONDS, else DEFAULT_TIMEOUT_SECONDS. An hour's queries grow with
+    # the fleet: at 100,000 deployments the containers query alone ran 60-120 s on two cores, so
+    # a timeout sized for a small cluster fails a large one every hour.
+    timeout_seconds: float | None = None
     retries: int = 2
 
     _client: PrometheusConnect | None = PrivateAttr(default=None)
+
+    def timeout(self) -> float:
+        if self.timeout_seconds is not None:
+            return self.timeout_seconds
+        raw = os.environ.get("PROMETHEUS_TIMEOUT_SECONDS", "").strip()
+        if not raw:
+            return DEFAULT_TIMEOUT_SECONDS
+        try:
+            value = float(raw)
+        except ValueError:
+            value = 0.0
+        if not value > 0 or value == float("inf"):
+            raise ConfigurationError(
+                f"PROMETHEUS_TIMEOUT_SECONDS={raw!r} is not a number of seconds above zero; "
+                f"set it to e.g. {DEFAULT_TIMEOUT_SECONDS:g}, or unset it for that default."
+            )
+        return value
 
     def client(self) -> PrometheusConnect:
         if self._client is None:
@@ -56,12 +81,12 @@ class PrometheusResource(dg.ConfigurableResource):
                 allowed_methods=None,
             )
             self._client = PrometheusConnect(
-                url=self.url.rstrip("/"), retry=retry, timeout=self.timeout_seconds, method="POST"
+                url=self.url.rstrip("/"), retry=retry, timeout=self.timeout(), method="POST"
             )
         return self._client
 
     def _fail(self, what: str, exc: Exception) -> PrometheusUnavailable:
-        detail = _describe(exc, self.timeout_seconds)
+        detail = _describe(exc, self.timeout())
         return PrometheusUnavailable(
             f"Prometheus at {self.url} did not answer {what}: {detail}. "
             "Nothing was written for it; check that Prometheus runs (PROMETHEUS_URL), then run it again."

@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from billing_pipeline.resources.prometheus import PrometheusResource, PrometheusUnavailable
+from billing_pipeline.core.errors import ConfigurationError
+from billing_pipeline.resources.prometheus import DEFAULT_TIMEOUT_SECONDS, PrometheusResource, PrometheusUnavailable
 
 
 @pytest.fixture
@@ -54,3 +55,17 @@ def test_a_refused_connection_is_reported_as_one():
         url = f"http://127.0.0.1:{s.getsockname()[1]}"
         with pytest.raises(PrometheusUnavailable, match="cannot connect"):
             PrometheusResource(url=url, timeout_seconds=0.3, retries=0).query("up", 0.0)
+
+
+def test_the_timeout_comes_from_the_environment_and_a_bad_one_is_refused_by_name(monkeypatch, silent_server):
+    monkeypatch.setenv("PROMETHEUS_TIMEOUT_SECONDS", "0.2")
+    with pytest.raises(PrometheusUnavailable, match=r"no answer within 0\.2s"):
+        PrometheusResource(url=silent_server).query("up", 0.0)
+
+    monkeypatch.delenv("PROMETHEUS_TIMEOUT_SECONDS")
+    assert PrometheusResource(url=silent_server).timeout() == DEFAULT_TIMEOUT_SECONDS == 600
+
+    for bad in ("0", "-5", "soon", "inf"):
+        monkeypatch.setenv("PROMETHEUS_TIMEOUT_SECONDS", bad)
+        with pytest.raises(ConfigurationError, match=f"PROMETHEUS_TIMEOUT_SECONDS='{bad}' is not a number"):
+            PrometheusResource(url=silent_server).query("up", 0.0)
