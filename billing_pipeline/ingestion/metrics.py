@@ -36,6 +36,7 @@ from datetime import datetime
 import psycopg
 
 from billing_pipeline.core.errors import BillingError
+from billing_pipeline.core.gc_pause import cyclic_gc_paused
 from billing_pipeline.core.hours import HOUR
 from billing_pipeline.ingestion import promql
 from billing_pipeline.resources.prometheus import PrometheusResource, PrometheusUnavailable
@@ -161,7 +162,13 @@ def fetch_hours(prometheus: PrometheusResource, hours: list[datetime], clock: da
     """Query Prometheus for the consecutive ``hours`` at once: each aggregated query as one range
     query with a one-hour step (the step at ``hour + 1h - 1ms`` is exactly that hour's instant
     query), the per-minute scrape query over all of them. Raise ``PrometheusUnavailable`` (naming
-    the URL and the hours) if it fails: nothing of these hours is returned."""
+    the URL and the hours) if it fails: nothing of these hours is returned. The answers are parsed
+    with the cyclic collector paused (core/gc_pause.py: millions of objects, no cycles)."""
+    with cyclic_gc_paused():
+        return _fetch_hours(prometheus, hours, clock)
+
+
+def _fetch_hours(prometheus: PrometheusResource, hours: list[datetime], clock: datetime) -> list[FetchedHour]:
     first_hour, last_hour = hours[0], hours[-1]
     if len(hours) > 1 and last_hour - first_hour != HOUR * (len(hours) - 1):
         raise BillingError(f"hours {first_hour.isoformat()} .. {last_hour.isoformat()} are not consecutive")
@@ -428,7 +435,13 @@ FROM billing.metric_container_hours WHERE hour = %(hour)s
 
 
 def write_hour(conn: psycopg.Connection, fetched: FetchedHour) -> HourSummary:
-    """Replace the hour's rows (one transaction): DELETE, COPY to staging, INSERT ... SELECT."""
+    """Replace the hour's rows (one transaction): DELETE, COPY to staging, INSERT ... SELECT
+    (the rows built with the cyclic collector paused, as the fetch)."""
+    with cyclic_gc_paused():
+        return _write_hour(conn, fetched)
+
+
+def _write_hour(conn: psycopg.Connection, fetched: FetchedHour) -> HourSummary:
     hour = fetched.hour
     params = {"hour": hour, "hour_end": hour + HOUR}
     with conn.transaction(), conn.cursor() as cur:
