@@ -107,15 +107,26 @@ _CLASS = """CASE
     WHEN t.type = 'reversal' AND t.amount > 0 THEN 'R'
     ELSE 'D' END"""
 
+# The batch with each entry's segment as if no grant of its account expired (where the class
+# changes, and at every give-back); _SEGMENTS then cuts the debits of the few accounts that have
+# expiring grants.
 _BATCH = f"""
-INSERT INTO pg_temp.grant_batch (id, account_id, account_seq, type, amount, reference, created_at, cls, t_valid)
-SELECT t.id, t.account_id, t.account_seq, t.type, t.amount, t.reference, t.created_at, {_CLASS},
-       -- "valid at": a usage deduction's usage hour, any other debit's posting time
-       CASE WHEN t.type = 'usage_deduction'
-            THEN coalesce(billing.ledger_entry_usage_hour(t.type, t.reference), t.created_at)
-            ELSE t.created_at END
-FROM billing.credit_transactions t
-WHERE {{where}}
+INSERT INTO pg_temp.grant_batch (id, account_id, account_seq, type, amount, reference, created_at, cls, t_valid, seg)
+SELECT id, account_id, account_seq, type, amount, reference, created_at, cls, t_valid,
+       sum(brk) OVER (PARTITION BY account_id ORDER BY account_seq)
+FROM (
+    SELECT c.*, CASE WHEN lag(cls) OVER (PARTITION BY account_id ORDER BY account_seq) IS DISTINCT FROM cls
+                          OR cls = 'R' THEN 1 ELSE 0 END AS brk
+    FROM (
+        SELECT t.id, t.account_id, t.account_seq, t.type, t.amount, t.reference, t.created_at, {_CLASS} AS cls,
+               -- "valid at": a usage deduction's usage hour, any other debit's posting time
+               CASE WHEN t.type = 'usage_deduction'
+                    THEN coalesce(billing.ledger_entry_usage_hour(t.type, t.reference), t.created_at)
+                    ELSE t.created_at END AS t_valid
+        FROM billing.credit_transactions t
+        WHERE {{where}}
+    ) c
+) k
 """
 
 
@@ -162,8 +173,15 @@ WHERE NOT EXISTS (SELECT 1 FROM {balances} x WHERE x.grant_entry_id = g.entry_id
 # Segments: per account, a new one starts where the class changes, at every give-back (each is
 # processed alone: what it gives beyond its entries opens a grant that pays debts at once), and
 # among debits where an expiry of one of the account's grants falls between two debits' times
-# (so every debit of a segment may use the same grants).
+# (so every debit of a segment may use the same grants). _BATCH numbered the segments by the
+# first two rules; this renumbers the accounts whose debits may be cut by the third: those with
+# an expiring grant (most have none, and their numbers stand).
 _SEGMENTS = """
+WITH expiring AS (
+    SELECT g.account_id, g.expires_at FROM {grants} g
+    WHERE g.expires_at IS NOT NULL
+      AND g.account_id IN (SELECT account_id FROM pg_temp.grant_batch WHERE cls = 'D')
+)
 UPDATE pg_temp.grant_batch b SET seg = s.seg
 FROM (
     SELECT id, sum(brk) OVER (PARTITION BY account_id ORDER BY account_seq) AS seg
@@ -172,15 +190,18 @@ FROM (
                CASE WHEN lag(cls) OVER w IS DISTINCT FROM cls OR cls = 'R'
                          OR lag(rnk) OVER w IS DISTINCT FROM rnk THEN 1 ELSE 0 END AS brk
         FROM (
-            SELECT x.*, CASE WHEN x.cls = 'D' THEN
-                       (SELECT count(*) FROM {grants} g
-                        WHERE g.account_id = x.account_id AND g.expires_at <= x.t_valid) END AS rnk
+            -- rnk: how many of the account's grants have expired by the debit's time
+            SELECT x.id, x.account_id, x.account_seq, x.cls,
+                   CASE WHEN x.cls = 'D' THEN count(e.expires_at) END AS rnk
             FROM pg_temp.grant_batch x
+            LEFT JOIN expiring e ON x.cls = 'D' AND e.account_id = x.account_id AND e.expires_at <= x.t_valid
+            WHERE x.account_id IN (SELECT account_id FROM expiring)
+            GROUP BY x.id, x.account_id, x.account_seq, x.cls
         ) r
         WINDOW w AS (PARTITION BY account_id ORDER BY account_seq)
     ) k
 ) s
-WHERE b.id = s.id
+WHERE b.id = s.id AND b.seg IS DISTINCT FROM s.seg
 """
 
 # Debits of a segment draw on the open grants valid at them, in burn order: priority, earliest
@@ -334,6 +355,8 @@ WITH ng AS (
     JOIN {grants} g ON g.entry_id = b.id
     JOIN {balances} gb ON gb.grant_entry_id = g.entry_id
     WHERE b.seg = %(seg)s AND b.cls IN ('C', 'R')
+      -- only accounts in debt (whole accounts: each account's running sums stay the same)
+      AND EXISTS (SELECT 1 FROM {debts} x WHERE x.account_id = b.account_id)
 ), debts AS (
     SELECT d.account_id, d.entry_id, d.outstanding AS amount,
            sum(d.outstanding) OVER (PARTITION BY d.account_id ORDER BY d.entry_id) AS hi
