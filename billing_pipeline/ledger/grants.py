@@ -6,7 +6,8 @@ grant pays first; a ``grant_expiry`` takes what its grant has left; a positive r
 back to the grants its entries drew from. Each movement is a row of ``billing.grant_draws``;
 ``grant_balances`` and ``grant_debts`` are caches of the result, like ``billing.credits``.
 
-``apply_grants`` runs inside ``post_entries``' transaction, after the batch's rows are written,
+``apply_staged_grants`` runs inside ``post_entries``' transaction, after the batch's rows are written
+(and loaded by ``stage_new_entries``, which also gives the posting their ids),
 set-based: the batch is cut per account into *segments* (a run of debits valid against the same
 grants, a run of new grants, a run of expiries, or one give-back), and each segment number is a
 few statements across all accounts at once. Within a segment of debits the draws are the overlap
@@ -123,11 +124,19 @@ FROM (
                CASE WHEN t.type = 'usage_deduction'
                     THEN coalesce(billing.ledger_entry_usage_hour(t.type, t.reference), t.created_at)
                     ELSE t.created_at END AS t_valid
-        FROM billing.credit_transactions t
-        WHERE {{where}}
+        FROM {{source}}
     ) c
 ) k
+{{returning}}
 """
+# The entries a posting has just written: each account's from its first new sequence number, an
+# index range per account (OFFSET 0 keeps the lateral subquery a loop over the accounts: as a
+# join, the planner hashed the whole ledger to find them).
+_NEW_ENTRIES = (
+    "unnest(%(accounts)s::text[], %(first_seqs)s::bigint[]) AS v (account_id, first_seq) "
+    "CROSS JOIN LATERAL (SELECT * FROM billing.credit_transactions t "
+    "WHERE t.account_id = v.account_id AND t.account_seq >= v.first_seq OFFSET 0) t"
+)
 
 
 def _priority_sql(type_sql: str) -> str:
@@ -427,10 +436,20 @@ def _is_psycopg3(cur: Any) -> bool:
 def _replay(cur: Any, tables: _Tables, where: str, params: dict, *, attempts: bool = False) -> None:
     """Replay the entries selected by ``where`` (over ``billing.credit_transactions t``) into
     ``tables``: open their grants, then each segment in turn."""
+    _load(cur, tables, f"billing.credit_transactions t WHERE {where}", params)
+    _process(cur, tables, attempts=attempts)
+
+
+def _load(cur: Any, tables: _Tables, source: str, params: dict, returning: str = "") -> None:
     cur.execute(_WORK_TABLES)
     cur.execute("DELETE FROM pg_temp.grant_batch")
     cur.execute("DELETE FROM pg_temp.grant_moves")
-    _run(cur, _BATCH, tables, params, where=where)
+    _run(cur, _BATCH, tables, params, source=source, returning=returning)
+
+
+def _process(cur: Any, tables: _Tables, *, attempts: bool = False) -> None:
+    """The loaded batch (``pg_temp.grant_batch``) into ``tables``: open its grants, then each
+    segment in turn."""
     _run(
         cur,
         _OPEN_GRANTS,
@@ -464,9 +483,30 @@ def _replay(cur: Any, tables: _Tables, where: str, params: dict, *, attempts: bo
     cur.execute("DELETE FROM pg_temp.grant_batch")
 
 
+def stage_new_entries(cur: Any, first_seqs: dict[str, int]) -> list[tuple[str, int, int]]:
+    """The posting's first step: the entries it has just written (per account, from its first new
+    sequence number) loaded for ``apply_staged_grants``. Returns each one's
+    ``(account_id, account_seq, id)``: the ids the database gave, read once for both."""
+    _load(
+        cur,
+        LIVE,
+        _NEW_ENTRIES,
+        {"accounts": list(first_seqs), "first_seqs": list(first_seqs.values())},
+        returning="RETURNING account_id, account_seq, id",
+    )
+    return cur.fetchall()
+
+
+def apply_staged_grants(cur: Any) -> None:
+    """The posting hook: grants, draws, balances and debts for the entries staged by
+    ``stage_new_entries``, in the caller's transaction. Called by ``post_entries``."""
+    _process(cur, LIVE)
+
+
 def apply_grants(cur: Any, entry_ids: list[int]) -> None:
-    """The posting hook: grants, draws, balances and debts for entries just written (ids in
-    sequence order per account), in the caller's transaction. Called by ``post_entries``."""
+    """Grants, draws, balances and debts for entries just written (ids in sequence order per
+    account), in the caller's transaction: what ``post_entries`` does through ``stage_new_entries``
+    and ``apply_staged_grants``, for entries given by their ids."""
     if entry_ids:
         _replay(cur, LIVE, "t.id = ANY(%(ids)s::bigint[])", {"ids": list(entry_ids)})
 

@@ -11,7 +11,8 @@ How one batch is posted, in one transaction:
 4. New rows get consecutive per-account sequence numbers, running balances and hashes chained
    under the current ledger key (HMAC, ``entries.ledger_keyring``), are written with one
    ``COPY``, and the cache is set from the running balances.
-5. The new entries' grants, draws and debts are written (``grants.apply_grants``, set-based).
+5. The new entries' grants, draws and debts are written (``grants.apply_staged_grants``,
+   set-based, over the rows ``grants.stage_new_entries`` read back with their ids).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from billing_pipeline.ledger.entries import (
     ledger_keyring,
     timestamp_text,
 )
-from billing_pipeline.ledger.grants import apply_grants
+from billing_pipeline.ledger.grants import apply_staged_grants, stage_new_entries
 
 # _NO_GENERIC_PLANS: statements over credit_transactions are planned on every call, never as
 # a server-side prepared statement. A generic plan made while the ledger was small (a hash join
@@ -271,7 +272,7 @@ def post_entries(conn: psycopg.Connection, entries: Iterable[Entry]) -> list[Pos
                 """,
                 (touched, [heads[a].balance for a in touched], [last_ids[a] for a in touched]),
             )
-            apply_grants(cur, [results[row[5]].entry_id for row in new_rows])  # grants and draws (grants.py)
+            apply_staged_grants(cur)  # grants and draws of the rows staged by _write (grants.py)
         _restore_settings(cur, previous)
     returned: list[PostResult] = []
     seen: set[str] = set()
@@ -384,24 +385,12 @@ def _write(cur: psycopg.Cursor, new_rows: Iterator[tuple[str, tuple]], results: 
         ) from None
     if not rows:
         return rows
-    # The ids the database gave: found by each account's new sequence numbers, an index range
-    # per account. The lateral subquery is kept a loop over the accounts (OFFSET 0 stops the
-    # planner from flattening it): as a join, the planner hashed the whole ledger to find them
-    # (1.4 s with two million entries, growing with the history).
+    # The ids the database gave, read once for the results and the grants: each account's new
+    # entries, found by its first new sequence number (grants.stage_new_entries).
     first_seq: dict[str, int] = {}
     for row in rows:
         first_seq.setdefault(row[0], row[1])
-    id_of = {
-        (account, seq): entry_id
-        for account, seq, entry_id in cur.execute(
-            "SELECT v.account_id, t.account_seq, t.id "
-            "FROM unnest(%s::text[], %s::bigint[]) AS v (account_id, first_seq) "
-            "CROSS JOIN LATERAL (SELECT account_seq, id FROM billing.credit_transactions t "
-            "WHERE t.account_id = v.account_id AND t.account_seq >= v.first_seq OFFSET 0) t",
-            (list(first_seq), list(first_seq.values())),
-            prepare=False,  # see _NO_GENERIC_PLANS
-        ).fetchall()
-    }
+    id_of = {(account, seq): entry_id for account, seq, entry_id in stage_new_entries(cur, first_seq)}
     for account, seq, type_, amount, balance, key in rows:
         results[key] = PostResult(id_of[(account, seq)], account, key, type_, amount, balance, created=True)
     return rows
