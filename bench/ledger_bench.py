@@ -1,6 +1,10 @@
 """Ledger throughput: 100,000 entries across 1,000 accounts, batch path vs single-entry path.
 
-Usage: .venv/bin/python bench/ledger_bench.py [--entries N] [--accounts N] [--batch-size N] [--invoices]
+Usage: .venv/bin/python bench/ledger_bench.py [--entries N] [--accounts N] [--batch-size N] [--paths batch,single] [--invoices]
+The batch path is measured with the raw ``COPY`` floor beside it, in the same run (``copy_floor``):
+"batch path / floor rate" is the figure issue 24 asks for, steadier than entries/s on a shared
+machine. Account i gets entries i, i + accounts, ...: with an even account count, even accounts
+only top up and odd ones only pay usage, so every usage deduction becomes debt (no draws).
 With --invoices, the batch path's entries are then issued on one invoice per account (this
 month's: the entries' period is their posting month) and verify is timed again, its invoice
 checks apart. Uses a scratch database `satusky_bench_ledger` on BILLING_BENCH_SERVER (default the local

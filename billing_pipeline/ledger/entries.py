@@ -30,7 +30,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -143,6 +143,8 @@ class Entry:
 
     def validated(self) -> Entry:
         """This entry checked against the ledger's rules, its amount rounded to micro-credits."""
+        # Runs once per entry of every batch: the common path does no more than the checks, and
+        # the messages (naming the entry) are only built for an entry that fails one.
         key = self.idempotency_key
         if not isinstance(key, str) or not key.strip():
             raise LedgerInputError(
@@ -151,54 +153,75 @@ class Entry:
             )
         if len(key) > 200 or not key.isprintable():
             raise LedgerInputError(f"idempotency key {key[:60]!r}… must be printable text of at most 200 characters.")
-        where = f"entry {key!r} (account {self.account_id!r})"
         if not isinstance(self.account_id, str) or not self.account_id.strip():
             raise LedgerInputError(f"entry {key!r} has no account id.")
         entry_type = ENTRY_TYPES.get(self.type)
         if entry_type is None:
             raise LedgerInputError(
-                f"{where}: unknown type {self.type!r}; use one of {', '.join(t.value for t in EntryType)}."
+                f"{self._where()}: unknown type {self.type!r}; use one of {', '.join(t.value for t in EntryType)}."
             )
+        type_ = entry_type.value
         amount = self.amount
         if type(amount) is not Decimal and not isinstance(amount, Decimal):
             raise LedgerInputError(
-                f"{where}: amount {amount!r} is a {type(amount).__name__}; the ledger takes "
+                f"{self._where()}: amount {amount!r} is a {type(amount).__name__}; the ledger takes "
                 "decimal.Decimal only, e.g. Decimal('12.50')."
             )
         if not amount.is_finite():
-            raise LedgerInputError(f"{where}: amount {amount} is not a finite number.")
-        amount = round_credits(amount)
-        if amount == 0:
-            raise LedgerInputError(f"{where}: amount is zero after rounding to micro-credits; nothing to post.")
-        if abs(amount) > MAX_ENTRY_AMOUNT:
+            raise LedgerInputError(f"{self._where()}: amount {amount} is not a finite number.")
+        amount = amount.quantize(MICRO, rounding=ROUND_HALF_EVEN)  # round_credits, inlined
+        if not amount:
+            raise LedgerInputError(f"{self._where()}: amount is zero after rounding to micro-credits; nothing to post.")
+        if amount > MAX_ENTRY_AMOUNT or amount < -MAX_ENTRY_AMOUNT:
             raise LedgerInputError(
-                f"{where}: amount {amount} is more than one entry may move ({MAX_ENTRY_AMOUNT:,} credits); "
+                f"{self._where()}: amount {amount} is more than one entry may move ({MAX_ENTRY_AMOUNT:,} credits); "
                 "split it into several entries if it is really meant."
             )
-        if entry_type in CREDITING_TYPES and amount < 0:
+        if amount < 0:
+            if type_ in _CREDITING:
+                raise LedgerInputError(
+                    f"{self._where()}: a {entry_type} credits the account, so its amount must be positive, not {amount}."
+                )
+        elif type_ in _DEBITING:
             raise LedgerInputError(
-                f"{where}: a {entry_type} credits the account, so its amount must be positive, not {amount}."
+                f"{self._where()}: a {entry_type} debits the account, so its amount must be negative, not {amount}."
             )
-        if entry_type in DEBITING_TYPES and amount > 0:
-            raise LedgerInputError(
-                f"{where}: a {entry_type} debits the account, so its amount must be negative, not {amount}."
-            )
-        reason = _plain_text(self.reason, "reason", where)
-        actor = _plain_text(self.actor, "actor", where)
-        if entry_type is EntryType.ADMIN_ADJUSTMENT and (reason is None or actor is None):
+        reason, actor = self.reason, self.actor
+        if reason is not None:
+            reason = _plain_text(reason, "reason", self._where())
+        if actor is not None:
+            actor = _plain_text(actor, "actor", self._where())
+        if type_ == "admin_adjustment" and (reason is None or actor is None):
             missing = " and ".join(n for n, v in (("a reason", reason), ("an actor", actor)) if v is None)
-            raise LedgerInputError(f"{where}: an admin adjustment needs {missing}: say why, and who decided.")
+            raise LedgerInputError(f"{self._where()}: an admin adjustment needs {missing}: say why, and who decided.")
         reference = _plain_json(self.reference, key)
-        if entry_type is EntryType.REVERSAL and "reverses" not in reference:
-            raise LedgerInputError(f"{where}: a reversal must name the entry it reverses in reference['reverses'].")
-        if entry_type is EntryType.GRANT_EXPIRY and type(reference.get("grant_entry_id")) is not int:
+        if reference:
+            if type_ == "reversal" and "reverses" not in reference:
+                raise LedgerInputError(
+                    f"{self._where()}: a reversal must name the entry it reverses in reference['reverses']."
+                )
+            if type_ == "grant_expiry" and type(reference.get("grant_entry_id")) is not int:
+                raise LedgerInputError(_GRANT_EXPIRY_NAMES_GRANT.format(where=self._where()))
+            if "grant" in reference or "paid" in reference:
+                _check_grant_terms(reference, self._where())
+        elif type_ == "reversal":
             raise LedgerInputError(
-                f"{where}: a grant expiry must name the grant it expires in reference['grant_entry_id'] "
-                "(the grant's entry id, an integer)."
+                f"{self._where()}: a reversal must name the entry it reverses in reference['reverses']."
             )
-        if "grant" in reference or "paid" in reference:
-            _check_grant_terms(reference, where)
-        return Entry(self.account_id, entry_type.value, amount, key, reference, reason, actor)
+        elif type_ == "grant_expiry":
+            raise LedgerInputError(_GRANT_EXPIRY_NAMES_GRANT.format(where=self._where()))
+        return Entry(self.account_id, type_, amount, key, reference, reason, actor)
+
+    def _where(self) -> str:
+        return f"entry {self.idempotency_key!r} (account {self.account_id!r})"
+
+
+_CREDITING = frozenset(t.value for t in CREDITING_TYPES)
+_DEBITING = frozenset(t.value for t in DEBITING_TYPES)
+_GRANT_EXPIRY_NAMES_GRANT = (
+    "{where}: a grant expiry must name the grant it expires in reference['grant_entry_id'] "
+    "(the grant's entry id, an integer)."
+)
 
 
 def _check_grant_terms(reference: Mapping[str, Any], where: str) -> None:
@@ -263,19 +286,75 @@ def entry_hash(
     ``reference_json`` is ``canonical_json(reference)`` and ``created_at`` is
     ``timestamp_text(created_at)``: both computed once by the caller.
     """
-    # Exactly canonical_json([...]) of these fields, spelled out because this runs once per entry.
-    text = _quote
-    content = (
-        f"[{text(prev_hash)},{text(account_id)},{int(account_seq)},{text(type)},"
-        f'"{amount:.6f}","{balance_after:.6f}",{text(idempotency_key)},{text(reference_json)},'
-        f"{'null' if reason is None else text(reason)},{'null' if actor is None else text(actor)},"
-        f"{text(created_at)}]"
+    content = _hash_content(
+        prev_hash,
+        account_id,
+        account_seq,
+        type,
+        f"{amount:.6f}",
+        f"{balance_after:.6f}",
+        idempotency_key,
+        reference_json,
+        reason,
+        actor,
+        created_at,
     )
     if key is None:
         if key_id != LEGACY_KEY_ID:
             raise ConfigurationError(f"ledger key {key_id!r} is needed to hash this entry but was not given.")
-        return hashlib.sha256(content.encode()).hexdigest()
-    return hmac.new(key, f"[{text(key_id)},{content[1:]}".encode(), hashlib.sha256).hexdigest()
+        return hashlib.sha256(f"[{content}".encode()).hexdigest()
+    return hmac.new(key, f"[{_quote(key_id)},{content}".encode(), hashlib.sha256).hexdigest()
+
+
+def _hash_content(
+    prev_hash: str,
+    account_id: str,
+    account_seq: int,
+    type: str,
+    amount_text: str,
+    balance_text: str,
+    idempotency_key: str,
+    reference_json: str,
+    reason: str | None,
+    actor: str | None,
+    created_at: str,
+) -> str:
+    """What an entry's hash covers after its key id: exactly ``canonical_json([...])`` of these
+    fields without the opening bracket, spelled out because this runs once per entry. The
+    amounts are given as their six-place text (``f"{amount:.6f}"``)."""
+    text = _quote
+    return (
+        f"{text(prev_hash)},{text(account_id)},{int(account_seq)},{text(type)},"
+        f'"{amount_text}","{balance_text}",{text(idempotency_key)},{text(reference_json)},'
+        f"{'null' if reason is None else text(reason)},{'null' if actor is None else text(actor)},"
+        f"{text(created_at)}]"
+    )
+
+
+_SHA256_BLOCK = 64
+
+
+def keyed_entry_hasher(key_id: str, key: bytes) -> Callable[..., str]:
+    """``entry_hash`` under one ledger key, for a batch: the same hashes, computed faster.
+
+    HMAC-SHA256 (RFC 2104) is SHA-256 over ``key ^ opad`` and the SHA-256 of ``key ^ ipad`` and
+    the message. Both pads, and the message's first part (the key id), are hashed once here;
+    each entry then costs two copies of a SHA-256 state and no HMAC set-up. The returned
+    function takes ``_hash_content``'s arguments (amounts as their six-place text)."""
+    block = hashlib.sha256(key).digest() if len(key) > _SHA256_BLOCK else key
+    block = block.ljust(_SHA256_BLOCK, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+    inner.update(f"[{_quote(key_id)},".encode())
+
+    def hasher(*content: Any) -> str:
+        i = inner.copy()
+        i.update(_hash_content(*content).encode())
+        o = outer.copy()
+        o.update(i.digest())
+        return o.hexdigest()
+
+    return hasher
 
 
 def timestamp_text(moment: datetime) -> str:

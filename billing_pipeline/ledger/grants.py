@@ -6,7 +6,8 @@ grant pays first; a ``grant_expiry`` takes what its grant has left; a positive r
 back to the grants its entries drew from. Each movement is a row of ``billing.grant_draws``;
 ``grant_balances`` and ``grant_debts`` are caches of the result, like ``billing.credits``.
 
-``apply_grants`` runs inside ``post_entries``' transaction, after the batch's rows are written,
+``apply_staged_grants`` runs inside ``post_entries``' transaction, after the batch's rows are written
+(and loaded by ``stage_new_entries``, which also gives the posting their ids),
 set-based: the batch is cut per account into *segments* (a run of debits valid against the same
 grants, a run of new grants, a run of expiries, or one give-back), and each segment number is a
 few statements across all accounts at once. Within a segment of debits the draws are the overlap
@@ -107,16 +108,35 @@ _CLASS = """CASE
     WHEN t.type = 'reversal' AND t.amount > 0 THEN 'R'
     ELSE 'D' END"""
 
+# The batch with each entry's segment as if no grant of its account expired (where the class
+# changes, and at every give-back); _SEGMENTS then cuts the debits of the few accounts that have
+# expiring grants.
 _BATCH = f"""
-INSERT INTO pg_temp.grant_batch (id, account_id, account_seq, type, amount, reference, created_at, cls, t_valid)
-SELECT t.id, t.account_id, t.account_seq, t.type, t.amount, t.reference, t.created_at, {_CLASS},
-       -- "valid at": a usage deduction's usage hour, any other debit's posting time
-       CASE WHEN t.type = 'usage_deduction'
-            THEN coalesce(billing.ledger_entry_usage_hour(t.type, t.reference), t.created_at)
-            ELSE t.created_at END
-FROM billing.credit_transactions t
-WHERE {{where}}
+INSERT INTO pg_temp.grant_batch (id, account_id, account_seq, type, amount, reference, created_at, cls, t_valid, seg)
+SELECT id, account_id, account_seq, type, amount, reference, created_at, cls, t_valid,
+       sum(brk) OVER (PARTITION BY account_id ORDER BY account_seq)
+FROM (
+    SELECT c.*, CASE WHEN lag(cls) OVER (PARTITION BY account_id ORDER BY account_seq) IS DISTINCT FROM cls
+                          OR cls = 'R' THEN 1 ELSE 0 END AS brk
+    FROM (
+        SELECT t.id, t.account_id, t.account_seq, t.type, t.amount, t.reference, t.created_at, {_CLASS} AS cls,
+               -- "valid at": a usage deduction's usage hour, any other debit's posting time
+               CASE WHEN t.type = 'usage_deduction'
+                    THEN coalesce(billing.ledger_entry_usage_hour(t.type, t.reference), t.created_at)
+                    ELSE t.created_at END AS t_valid
+        FROM {{source}}
+    ) c
+) k
+{{returning}}
 """
+# The entries a posting has just written: each account's from its first new sequence number, an
+# index range per account (OFFSET 0 keeps the lateral subquery a loop over the accounts: as a
+# join, the planner hashed the whole ledger to find them).
+_NEW_ENTRIES = (
+    "unnest(%(accounts)s::text[], %(first_seqs)s::bigint[]) AS v (account_id, first_seq) "
+    "CROSS JOIN LATERAL (SELECT * FROM billing.credit_transactions t "
+    "WHERE t.account_id = v.account_id AND t.account_seq >= v.first_seq OFFSET 0) t"
+)
 
 
 def _priority_sql(type_sql: str) -> str:
@@ -162,8 +182,15 @@ WHERE NOT EXISTS (SELECT 1 FROM {balances} x WHERE x.grant_entry_id = g.entry_id
 # Segments: per account, a new one starts where the class changes, at every give-back (each is
 # processed alone: what it gives beyond its entries opens a grant that pays debts at once), and
 # among debits where an expiry of one of the account's grants falls between two debits' times
-# (so every debit of a segment may use the same grants).
+# (so every debit of a segment may use the same grants). _BATCH numbered the segments by the
+# first two rules; this renumbers the accounts whose debits may be cut by the third: those with
+# an expiring grant (most have none, and their numbers stand).
 _SEGMENTS = """
+WITH expiring AS (
+    SELECT g.account_id, g.expires_at FROM {grants} g
+    WHERE g.expires_at IS NOT NULL
+      AND g.account_id IN (SELECT account_id FROM pg_temp.grant_batch WHERE cls = 'D')
+)
 UPDATE pg_temp.grant_batch b SET seg = s.seg
 FROM (
     SELECT id, sum(brk) OVER (PARTITION BY account_id ORDER BY account_seq) AS seg
@@ -172,15 +199,18 @@ FROM (
                CASE WHEN lag(cls) OVER w IS DISTINCT FROM cls OR cls = 'R'
                          OR lag(rnk) OVER w IS DISTINCT FROM rnk THEN 1 ELSE 0 END AS brk
         FROM (
-            SELECT x.*, CASE WHEN x.cls = 'D' THEN
-                       (SELECT count(*) FROM {grants} g
-                        WHERE g.account_id = x.account_id AND g.expires_at <= x.t_valid) END AS rnk
+            -- rnk: how many of the account's grants have expired by the debit's time
+            SELECT x.id, x.account_id, x.account_seq, x.cls,
+                   CASE WHEN x.cls = 'D' THEN count(e.expires_at) END AS rnk
             FROM pg_temp.grant_batch x
+            LEFT JOIN expiring e ON x.cls = 'D' AND e.account_id = x.account_id AND e.expires_at <= x.t_valid
+            WHERE x.account_id IN (SELECT account_id FROM expiring)
+            GROUP BY x.id, x.account_id, x.account_seq, x.cls
         ) r
         WINDOW w AS (PARTITION BY account_id ORDER BY account_seq)
     ) k
 ) s
-WHERE b.id = s.id
+WHERE b.id = s.id AND b.seg IS DISTINCT FROM s.seg
 """
 
 # Debits of a segment draw on the open grants valid at them, in burn order: priority, earliest
@@ -334,6 +364,8 @@ WITH ng AS (
     JOIN {grants} g ON g.entry_id = b.id
     JOIN {balances} gb ON gb.grant_entry_id = g.entry_id
     WHERE b.seg = %(seg)s AND b.cls IN ('C', 'R')
+      -- only accounts in debt (whole accounts: each account's running sums stay the same)
+      AND EXISTS (SELECT 1 FROM {debts} x WHERE x.account_id = b.account_id)
 ), debts AS (
     SELECT d.account_id, d.entry_id, d.outstanding AS amount,
            sum(d.outstanding) OVER (PARTITION BY d.account_id ORDER BY d.entry_id) AS hi
@@ -404,10 +436,20 @@ def _is_psycopg3(cur: Any) -> bool:
 def _replay(cur: Any, tables: _Tables, where: str, params: dict, *, attempts: bool = False) -> None:
     """Replay the entries selected by ``where`` (over ``billing.credit_transactions t``) into
     ``tables``: open their grants, then each segment in turn."""
+    _load(cur, tables, f"billing.credit_transactions t WHERE {where}", params)
+    _process(cur, tables, attempts=attempts)
+
+
+def _load(cur: Any, tables: _Tables, source: str, params: dict, returning: str = "") -> None:
     cur.execute(_WORK_TABLES)
     cur.execute("DELETE FROM pg_temp.grant_batch")
     cur.execute("DELETE FROM pg_temp.grant_moves")
-    _run(cur, _BATCH, tables, params, where=where)
+    _run(cur, _BATCH, tables, params, source=source, returning=returning)
+
+
+def _process(cur: Any, tables: _Tables, *, attempts: bool = False) -> None:
+    """The loaded batch (``pg_temp.grant_batch``) into ``tables``: open its grants, then each
+    segment in turn."""
     _run(
         cur,
         _OPEN_GRANTS,
@@ -441,9 +483,30 @@ def _replay(cur: Any, tables: _Tables, where: str, params: dict, *, attempts: bo
     cur.execute("DELETE FROM pg_temp.grant_batch")
 
 
+def stage_new_entries(cur: Any, first_seqs: dict[str, int]) -> list[tuple[str, int, int]]:
+    """The posting's first step: the entries it has just written (per account, from its first new
+    sequence number) loaded for ``apply_staged_grants``. Returns each one's
+    ``(account_id, account_seq, id)``: the ids the database gave, read once for both."""
+    _load(
+        cur,
+        LIVE,
+        _NEW_ENTRIES,
+        {"accounts": list(first_seqs), "first_seqs": list(first_seqs.values())},
+        returning="RETURNING account_id, account_seq, id",
+    )
+    return cur.fetchall()
+
+
+def apply_staged_grants(cur: Any) -> None:
+    """The posting hook: grants, draws, balances and debts for the entries staged by
+    ``stage_new_entries``, in the caller's transaction. Called by ``post_entries``."""
+    _process(cur, LIVE)
+
+
 def apply_grants(cur: Any, entry_ids: list[int]) -> None:
-    """The posting hook: grants, draws, balances and debts for entries just written (ids in
-    sequence order per account), in the caller's transaction. Called by ``post_entries``."""
+    """Grants, draws, balances and debts for entries just written (ids in sequence order per
+    account), in the caller's transaction: what ``post_entries`` does through ``stage_new_entries``
+    and ``apply_staged_grants``, for entries given by their ids."""
     if entry_ids:
         _replay(cur, LIVE, "t.id = ANY(%(ids)s::bigint[])", {"ids": list(entry_ids)})
 

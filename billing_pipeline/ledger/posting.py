@@ -11,7 +11,8 @@ How one batch is posted, in one transaction:
 4. New rows get consecutive per-account sequence numbers, running balances and hashes chained
    under the current ledger key (HMAC, ``entries.ledger_keyring``), are written with one
    ``COPY``, and the cache is set from the running balances.
-5. The new entries' grants, draws and debts are written (``grants.apply_grants``, set-based).
+5. The new entries' grants, draws and debts are written (``grants.apply_staged_grants``,
+   set-based, over the rows ``grants.stage_new_entries`` read back with their ids).
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ from billing_pipeline.ledger.entries import (
     LedgerKeyring,
     canonical_json,
     entry_hash,
+    keyed_entry_hasher,
     ledger_keyring,
     timestamp_text,
 )
-from billing_pipeline.ledger.grants import apply_grants
+from billing_pipeline.ledger.grants import apply_staged_grants, stage_new_entries
 
 # _NO_GENERIC_PLANS: statements over credit_transactions are planned on every call, never as
 # a server-side prepared statement. A generic plan made while the ledger was small (a hash join
@@ -212,6 +214,28 @@ def _already_posted(cur: psycopg.Cursor, entries: list[Entry]) -> dict[str, Post
     return posted
 
 
+# The posting's statements are few and their row estimates poor (temporary tables, arrays):
+# JIT compilation, which PostgreSQL starts above a cost estimate, took longer (0.4 s for a
+# 100,000-entry batch) than the statement it compiled, and the default work_mem sent the
+# batch's sorts to disk. Both are set for the posting's transaction (or savepoint) only, and
+# put back before it ends, so a caller's own transaction keeps its settings.
+_POSTING_WORK_MEM = "64MB"
+
+
+def _plan_settings(cur: psycopg.Cursor) -> tuple[str, str]:
+    row = cur.execute(
+        "SELECT current_setting('jit'), current_setting('work_mem'), set_config('jit', 'off', true), "
+        "set_config('work_mem', CASE WHEN pg_size_bytes(current_setting('work_mem')) < pg_size_bytes(%s) "
+        "THEN %s ELSE current_setting('work_mem') END, true)",
+        (_POSTING_WORK_MEM, _POSTING_WORK_MEM),
+    ).fetchone()
+    return row[0], row[1]
+
+
+def _restore_settings(cur: psycopg.Cursor, previous: tuple[str, str]) -> None:
+    cur.execute("SELECT set_config('jit', %s, true), set_config('work_mem', %s, true)", previous)
+
+
 def post_entries(conn: psycopg.Connection, entries: Iterable[Entry]) -> list[PostResult]:
     """Post a batch in one transaction; returns one result per given entry, in order.
 
@@ -226,6 +250,7 @@ def post_entries(conn: psycopg.Connection, entries: Iterable[Entry]) -> list[Pos
     accounts = sorted({e.account_id for e in batch})
     now = system_now()
     with conn.transaction(), conn.cursor() as cur:
+        previous = _plan_settings(cur)
         _lock_accounts(cur, accounts)
         heads = _account_heads(cur, accounts)
         _refuse_foreign_heads(heads, keyring)
@@ -247,7 +272,8 @@ def post_entries(conn: psycopg.Connection, entries: Iterable[Entry]) -> list[Pos
                 """,
                 (touched, [heads[a].balance for a in touched], [last_ids[a] for a in touched]),
             )
-            apply_grants(cur, [results[row[5]].entry_id for row in new_rows])  # grants and draws (grants.py)
+            apply_staged_grants(cur)  # grants and draws of the rows staged by _write (grants.py)
+        _restore_settings(cur, previous)
     returned: list[PostResult] = []
     seen: set[str] = set()
     for entry in given:  # a key repeated within the batch is reported as the duplicate it is
@@ -264,65 +290,92 @@ def _chained_rows(
     now: datetime,
     key_id: str,
     key: bytes,
-) -> Iterator[tuple]:
-    """The batch's new entries as table rows: each account's next sequence number, running
-    balance and hash chained (under ``key``) to its previous entry. ``heads`` advances as rows
-    are produced. A balance that would leave the ledger's range refuses the whole batch."""
+) -> Iterator[tuple[str, tuple]]:
+    """The batch's new entries as ``(COPY text line, row)``: each account's next sequence number,
+    running balance and hash chained (under ``key``) to its previous entry; the row is
+    ``(account_id, account_seq, type, amount, balance_after, idempotency_key)``. ``heads``
+    advances as rows are produced. A balance that would leave the ledger's range refuses the
+    whole batch.
+
+    The line is the table row in COPY's text format, built from the same text the hash covers
+    (the amounts' six-place spelling, the reference's canonical JSON, the time's ISO spelling),
+    so nothing is converted twice."""
     now_text = timestamp_text(now)
+    hasher = keyed_entry_hasher(key_id, key)
+    tail = f"\t{_copy_text(now_text)}\t"  # created_at, then prev_hash
+    key_id_text = _copy_text(key_id)
+    account_text: dict[str, str] = {}
     for entry in batch:
-        if entry.idempotency_key in posted:
+        key_ = entry.idempotency_key
+        if key_ in posted:
             continue
-        head = heads[entry.account_id]
-        seq, balance = head.seq + 1, head.balance + entry.amount
+        account = entry.account_id
+        head = heads[account]
+        amount = entry.amount
+        seq, balance = head.seq + 1, head.balance + amount
         if abs(balance) > MAX_ABS_AMOUNT:
             raise LedgerInputError(
-                f"entry {entry.idempotency_key!r} would take account {entry.account_id!r}'s balance from "
+                f"entry {key_!r} would take account {account!r}'s balance from "
                 f"{head.balance} to {balance}, beyond what the ledger can hold (±{MAX_ABS_AMOUNT}); "
                 "nothing of this batch was posted."
             )
         reference_json = canonical_json(entry.reference) if entry.reference else "{}"
-        digest = entry_hash(
-            prev_hash=head.hash,
-            account_id=entry.account_id,
-            account_seq=seq,
-            type=entry.type,
-            amount=entry.amount,
-            balance_after=balance,
-            idempotency_key=entry.idempotency_key,
-            reference_json=reference_json,
-            reason=entry.reason,
-            actor=entry.actor,
-            created_at=now_text,
-            key_id=key_id,
-            key=key,
-        )
-        heads[entry.account_id] = _AccountHead(seq, balance, digest, key_id)
-        yield (
-            entry.account_id,
+        amount_text, balance_text = f"{amount:.6f}", f"{balance:.6f}"
+        reason, actor = entry.reason, entry.actor
+        digest = hasher(
+            head.hash,
+            account,
             seq,
             entry.type,
-            entry.amount,
-            balance,
-            entry.idempotency_key,
+            amount_text,
+            balance_text,
+            key_,
             reference_json,
-            entry.reason,
-            entry.actor,
-            now,
-            head.hash,
-            digest,
-            key_id,
+            reason,
+            actor,
+            now_text,
         )
+        heads[account] = _AccountHead(seq, balance, digest, key_id)
+        acct = account_text.get(account)
+        if acct is None:
+            acct = account_text[account] = _copy_text(account)
+        line = (
+            f"{acct}\t{seq}\t{entry.type}\t{amount_text}\t{balance_text}\t{_copy_text(key_)}\t"
+            f"{_copy_text(reference_json)}\t{_COPY_NULL if reason is None else _copy_text(reason)}\t"
+            f"{_COPY_NULL if actor is None else _copy_text(actor)}{tail}{head.hash}\t{digest}\t{key_id_text}\n"
+        )
+        yield line, (account, seq, entry.type, amount, balance, key_)
 
 
-def _write(cur: psycopg.Cursor, new_rows: Iterator[tuple], results: dict[str, PostResult]) -> list[tuple]:
+_COPY_NULL = "\\N"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+_COPY_LINES_PER_WRITE = 1000
+
+
+def _copy_text(value: str) -> str:
+    """A text value as COPY's text format spells it: backslash, newline, carriage return and tab
+    escaped (validated entries hold no control characters, but a reference's JSON may hold a
+    backslash)."""
+    if "\\" in value or "\n" in value or "\r" in value or "\t" in value:
+        return value.translate(_COPY_ESCAPES)
+    return value
+
+
+def _write(cur: psycopg.Cursor, new_rows: Iterator[tuple[str, tuple]], results: dict[str, PostResult]) -> list[tuple]:
     """COPY the rows as they are produced (the server inserts while Python hashes the next ones),
     record their results, and return them."""
     rows: list[tuple] = []
     try:
         with cur.copy(f"COPY billing.credit_transactions ({COPY_COLUMNS}) FROM STDIN") as copy:
-            for row in new_rows:
-                copy.write_row(row)
+            lines: list[str] = []
+            for line, row in new_rows:
+                lines.append(line)
                 rows.append(row)
+                if len(lines) == _COPY_LINES_PER_WRITE:
+                    copy.write("".join(lines))
+                    lines.clear()
+            if lines:
+                copy.write("".join(lines))
     except psycopg.errors.UniqueViolation as exc:
         # Same-account races are serialised by the lock; this is a key reused for another account
         # by a writer that committed after our check.
@@ -332,25 +385,13 @@ def _write(cur: psycopg.Cursor, new_rows: Iterator[tuple], results: dict[str, Po
         ) from None
     if not rows:
         return rows
-    # The ids the database gave: found by each account's new sequence numbers, an index range
-    # per account. The lateral subquery is kept a loop over the accounts (OFFSET 0 stops the
-    # planner from flattening it): as a join, the planner hashed the whole ledger to find them
-    # (1.4 s with two million entries, growing with the history).
+    # The ids the database gave, read once for the results and the grants: each account's new
+    # entries, found by its first new sequence number (grants.stage_new_entries).
     first_seq: dict[str, int] = {}
     for row in rows:
         first_seq.setdefault(row[0], row[1])
-    id_of = {
-        (account, seq): entry_id
-        for account, seq, entry_id in cur.execute(
-            "SELECT v.account_id, t.account_seq, t.id "
-            "FROM unnest(%s::text[], %s::bigint[]) AS v (account_id, first_seq) "
-            "CROSS JOIN LATERAL (SELECT account_seq, id FROM billing.credit_transactions t "
-            "WHERE t.account_id = v.account_id AND t.account_seq >= v.first_seq OFFSET 0) t",
-            (list(first_seq), list(first_seq.values())),
-            prepare=False,  # see _NO_GENERIC_PLANS
-        ).fetchall()
-    }
-    for account, seq, type_, amount, balance, key, *_rest in rows:
+    id_of = {(account, seq): entry_id for account, seq, entry_id in stage_new_entries(cur, first_seq)}
+    for account, seq, type_, amount, balance, key in rows:
         results[key] = PostResult(id_of[(account, seq)], account, key, type_, amount, balance, created=True)
     return rows
 

@@ -30,7 +30,7 @@ def test_the_migration_backfills_entries_posted_before_it(databases, frozen_cloc
     command.upgrade(alembic_config(old_url), "0013")
     create_accounts(old_url, "acme")
     # The posting of before 0014: no grants tables yet, so no hook.
-    monkeypatch.setattr("billing_pipeline.ledger.posting.apply_grants", lambda cur, ids: None)
+    monkeypatch.setattr("billing_pipeline.ledger.posting.apply_staged_grants", lambda cur: None)
     with psycopg.connect(old_url, autocommit=True) as conn:
 
         def post(when: str, *entries: Entry) -> dict[str, int]:
