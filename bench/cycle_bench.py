@@ -5,7 +5,8 @@ Usage (the full run; every section is also selectable alone):
     .venv/bin/python bench/cycle_bench.py [--deployments 10000] [--pods-per-deployment 3]
         [--accounts 2000] [--rentals 2000] [--nodes N] [--hourly] [--month-end]
         [--catch-up [HOURS]] [--catch-up-deployments 300] [--growth [1,30,365]]
-        [--dense-days 30] [--reuse] [--rebuild] [--chunk-hours 24]
+        [--dense-days 30] [--reuse] [--rebuild] [--chunk-hours 24] [--small-run [RUNS]]
+        [--daemon-run [RUNS]]
 With no section flag every section runs (hourly, month-end, catch-up of 168 h, growth 1,30,365).
 
 Platform: ``devkit.synthetic.generated_cluster`` (deterministic) with
@@ -59,6 +60,11 @@ Sections:
   last ``--dense-days`` days, one copy per day beyond, so 365 days fit on the disk). Prints the
   hour per history size and the ratio of the longest to the shortest (aim: within 20 %).
   ``--reuse`` keeps each loaded database as a template ``satusky_bench_cycle_h_<scale>_<days>d``.
+- small run (``--small-run [3]``): a 3-account platform, its first hour once, then each next hour
+  as a fresh ``billing run`` process: wall and CPU time of each (issue 24: aim < 6 s).
+- daemon run (``--daemon-run [3]``): the same platform, but the runs after the first are queued
+  and launched by ``dagster-daemon run -w workspace.yaml`` on the scratch instance (schedules and
+  sensors stopped): launch latency and execution from each run's event log.
 
 Output: markdown tables (stage, time, floor, ratio) and sections for month-end, catch-up and
 growth, with host, CPUs, load average before/after each section and the git commit; the figures
@@ -75,6 +81,7 @@ import os
 # The scratch database's entries are chained under a key of their own unless one is given.
 os.environ.setdefault("BILLING_LEDGER_KEY", "bench-scratch-ledger-key-not-a-secret-0123456789")
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -500,11 +507,49 @@ def cold_hour(cluster) -> dict:
 SMALL = Scale(3, 1, 3, 3, 1)  # a 3-account platform: one deployment (one pod) and one rental each
 
 
+def billing_run_process(env: dict, hour: datetime) -> dict:
+    """One fresh ``billing run`` process for ``hour``: its wall time and CPU time (user + sys of the
+    process and every child it waited for, from ``getrusage(RUSAGE_CHILDREN)``)."""
+    load = loadavg()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.monotonic()
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("billing")),
+            "run",
+            "--start",
+            hour.isoformat(),
+            "--end",
+            (hour + H).isoformat(),
+            "--now",
+            (hour + 2 * H).isoformat(),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.monotonic() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    row = {
+        "hour": hour.isoformat(),
+        "wall_seconds": round(wall, 2),
+        "user_seconds": round(after.ru_utime - before.ru_utime, 2),
+        "sys_seconds": round(after.ru_stime - before.ru_stime, 2),
+        "exit_code": done.returncode,
+        "loadavg_before": load,
+    }
+    row["cpu_seconds"] = round(row["user_seconds"] + row["sys_seconds"], 2)
+    if done.returncode:
+        row["stderr"] = done.stderr[-2000:]
+    return row
+
+
 def small_run(args) -> dict:
     """One ``billing run`` of one hour on a 3-account platform as a fresh process, on an instance
     that has run before (issue 24): the first hour is run once (the instance's first run: dbt
     parses the project for this database), then each of the next ``--small-run`` hours as its own
-    fresh ``billing run`` process, timed whole (wall clock of the command)."""
+    fresh ``billing run`` process, timed whole (wall clock of the command, and its CPU time: the
+    machine is shared, so CPU time is the steadier figure)."""
     runs = args.small_run
     tsdb, _built = prepare_tsdb(SMALL, runs + 1, args.rebuild)
     cluster = cluster_for(SMALL, runs + 1)
@@ -518,46 +563,163 @@ def small_run(args) -> dict:
             "DAGSTER_HOME": str(instance.root_directory),
         }
         for n in range(runs + 1):
-            hour = START + n * H
-            load = loadavg()
-            began = time.monotonic()
-            done = subprocess.run(
-                [
-                    str(Path(sys.executable).with_name("billing")),
-                    "run",
-                    "--start",
-                    hour.isoformat(),
-                    "--end",
-                    (hour + H).isoformat(),
-                    "--now",
-                    (hour + 2 * H).isoformat(),
-                ],
-                env=env,
-                capture_output=True,
-                text=True,
+            row = {**billing_run_process(env, START + n * H), "first_run_on_instance": n == 0}
+            print(
+                f"  small run {n}: {row['wall_seconds']:.2f}s wall, {row['cpu_seconds']:.2f}s CPU, "
+                f"exit {row['exit_code']} (load {row['loadavg_before']})",
+                flush=True,
             )
-            wall = time.monotonic() - began
-            row = {
-                "hour": hour.isoformat(),
-                "first_run_on_instance": n == 0,
-                "wall_seconds": round(wall, 2),
-                "exit_code": done.returncode,
-                "loadavg_before": load,
-            }
-            if done.returncode:
-                row["stderr"] = done.stderr[-2000:]
-            print(f"  small run {n}: {wall:.2f}s exit {done.returncode} (load {load})", flush=True)
             rows.append(row)
     drop_database()
-    later = [r["wall_seconds"] for r in rows[1:]]
+    later = rows[1:]
     return {
         "scale": dataclasses.asdict(SMALL),
         "runs": rows,
         "ok": all(r["exit_code"] == 0 for r in rows),
         "first_run_seconds": rows[0]["wall_seconds"],
-        "later_runs_seconds": later,
-        "later_median_seconds": sorted(later)[len(later) // 2] if later else None,
+        "later_runs_seconds": [r["wall_seconds"] for r in later],
+        "later_median_seconds": _median([r["wall_seconds"] for r in later]),
+        "later_median_cpu_seconds": _median([r["cpu_seconds"] for r in later]),
         "aim_seconds": 6,
+    }
+
+
+def _median(values: list[float]) -> float | None:
+    return sorted(values)[len(values) // 2] if values else None
+
+
+DAEMON_HEARTBEAT_WAIT_SECONDS = 180
+
+
+def _stop_instigators(instance) -> int:
+    """Stop every schedule and sensor of the code location on ``instance`` (their state is stored
+    on the instance, so the daemon then leaves them alone): the daemon measured here launches
+    only the runs the bench queues, not hours of the calendar clock. Returns how many."""
+    from billing_pipeline.orchestration.launcher import code_location
+
+    stopped = 0
+    with code_location(instance) as (_workspace, location):
+        for repository in location.get_repositories().values():
+            for schedule in repository.get_schedules():
+                instance.stop_schedule(schedule.get_remote_origin_id(), schedule.selector_id, schedule)
+                stopped += 1
+            for sensor in repository.get_sensors():
+                instance.stop_sensor(sensor.get_remote_origin_id(), sensor.selector_id, sensor)
+                stopped += 1
+    return stopped
+
+
+def _run_event_times(instance, run_id: str) -> dict[str, float]:
+    """The first timestamp of each run-level event of ``run_id`` (RUN_ENQUEUED; RUN_STARTING, which
+    the daemon writes when it dequeues the run and asks the code server to launch it; RUN_START,
+    written by the run's own process once it has loaded the code; RUN_SUCCESS / RUN_FAILURE)."""
+    from dagster._core.events import DagsterEventType
+
+    kinds = {
+        DagsterEventType.RUN_ENQUEUED,
+        DagsterEventType.RUN_STARTING,
+        DagsterEventType.RUN_START,
+        DagsterEventType.RUN_SUCCESS,
+        DagsterEventType.RUN_FAILURE,
+    }
+    out: dict[str, float] = {}
+    for record in instance.get_records_for_run(run_id, of_type=kinds).records:
+        name = record.event_log_entry.dagster_event.event_type.name  # the value is the legacy PIPELINE_*
+        out.setdefault(name, record.event_log_entry.timestamp)
+    return out
+
+
+def daemon_run(args) -> dict:
+    """One hour as a run the Dagster daemon launches (issue 24): the 3-account platform of
+    ``--small-run``, its first hour run once by ``billing run`` in its own process, then every
+    schedule and sensor stopped and ``dagster-daemon run -w workspace.yaml`` started on the scratch
+    instance. Each of the next ``--daemon-run`` hours is a ``billing run`` that finds the daemon's
+    heartbeat and queues its run; the daemon dequeues it (every 5 s, the instance's
+    ``dequeue_interval_seconds``) and launches it in a fresh process through the workspace's code
+    server, as production's runs start. Per run, from its event log: launch latency (RUN_ENQUEUED
+    to RUN_START: the queue's wait, the run process' start-up and its load of the code location)
+    and execution (RUN_START to RUN_SUCCESS); of the latency, dequeued (RUN_STARTING) to RUN_START
+    is the run process' start-up (imports, code location); and the wall time of the queuing
+    ``billing run``."""
+    runs = args.daemon_run
+    tsdb, _built = prepare_tsdb(SMALL, runs + 1, args.rebuild)
+    cluster = cluster_for(SMALL, runs + 1)
+    rows = []
+    daemon_log = Path(tempfile.mkdtemp(prefix="cycle-bench-daemon-")) / "daemon.log"
+    with PrometheusServer(tsdb) as prom, dagster_instance() as instance:
+        url = scratch_database(cluster)
+        env = {
+            **os.environ,
+            "BILLING_DATABASE_URL": url,
+            "PROMETHEUS_URL": prom.url,
+            "DAGSTER_HOME": str(instance.root_directory),
+        }
+        first = billing_run_process(env, START)
+        print(f"  daemon run: first hour without the daemon {first['wall_seconds']:.2f}s", flush=True)
+        os.environ.update({k: env[k] for k in ("BILLING_DATABASE_URL", "PROMETHEUS_URL")})
+        stopped = _stop_instigators(instance)
+        from billing_pipeline.orchestration.launcher import daemon_is_running
+
+        with open(daemon_log, "w") as log:
+            daemon = subprocess.Popen(
+                [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(ROOT / "workspace.yaml")],
+                env=env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its code server and run workers go with it
+            )
+        try:
+            began = time.monotonic()
+            while not daemon_is_running(instance):
+                if daemon.poll() is not None or time.monotonic() - began > DAEMON_HEARTBEAT_WAIT_SECONDS:
+                    raise RuntimeError(f"dagster-daemon did not start; see {daemon_log}")
+                time.sleep(1)
+            print(f"  daemon up after {time.monotonic() - began:.1f}s ({stopped} instigators stopped)", flush=True)
+            for n in range(1, runs + 1):
+                row = billing_run_process(env, START + n * H)
+                (record,) = instance.get_run_records(limit=1)
+                run = record.dagster_run
+                times = _run_event_times(instance, run.run_id)
+                end = times.get("RUN_SUCCESS") or times.get("RUN_FAILURE")
+                enqueued = times.get("RUN_ENQUEUED")
+                row.update(
+                    run_id=run.run_id,
+                    status=run.status.value,
+                    launched_by_daemon="RUN_ENQUEUED" in times and "RUN_STARTING" in times,
+                    launch_latency_seconds=round(times["RUN_START"] - enqueued, 2)
+                    if enqueued and "RUN_START" in times
+                    else None,
+                    execution_seconds=round(end - times["RUN_START"], 2) if end and "RUN_START" in times else None,
+                    dequeue_to_start_seconds=round(times["RUN_START"] - times["RUN_STARTING"], 2)
+                    if "RUN_STARTING" in times and "RUN_START" in times
+                    else None,
+                )
+                print(
+                    f"  daemon run {n}: {run.status.value}, launch latency {row['launch_latency_seconds']}s "
+                    f"(dequeue to start {row['dequeue_to_start_seconds']}s), execution {row['execution_seconds']}s; "
+                    f"`billing run` {row['wall_seconds']:.2f}s wall (load {row['loadavg_before']})",
+                    flush=True,
+                )
+                rows.append(row)
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait()
+    drop_database()
+    return {
+        "scale": dataclasses.asdict(SMALL),
+        "first_run": first,
+        "runs": rows,
+        "daemon_log": str(daemon_log),
+        "ok": first["exit_code"] == 0
+        and all(r["exit_code"] == 0 and r["status"] == "SUCCESS" and r["launched_by_daemon"] for r in rows),
+        "median_launch_latency_seconds": _median([r["launch_latency_seconds"] or 0 for r in rows]),
+        "median_execution_seconds": _median([r["execution_seconds"] or 0 for r in rows]),
+        "median_dequeue_to_start_seconds": _median([r["dequeue_to_start_seconds"] or 0 for r in rows]),
     }
 
 
@@ -839,6 +1001,31 @@ def report_markdown(report: dict) -> str:
             + ", ".join(f"{r['wall_seconds']:.2f} s (load {r['loadavg_before'][0]})" for r in sr["runs"][1:])
             + f"; median {sr['later_median_seconds']} s.",
             "",
+            "CPU time (user + sys) of the same runs: "
+            + ", ".join(f"{r.get('cpu_seconds', 0):.2f} s" for r in sr["runs"][1:])
+            + f"; median {sr.get('later_median_cpu_seconds')} s.",
+            "",
+        ]
+    if "daemon_run" in report:
+        dr = report["daemon_run"]
+        out += [
+            "### A run launched by the Dagster daemon: one hour, 3 accounts (queued, dequeued, own process)",
+            "",
+            "| hour | launch latency (enqueued -> RUN_START) | dequeued (RUN_STARTING) -> RUN_START | execution (RUN_START -> "
+            "RUN_SUCCESS) | `billing run` wall | load |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in dr["runs"]:
+            out.append(
+                f"| {r['hour'][:16]} | {r['launch_latency_seconds']} s | {r['dequeue_to_start_seconds']} s | "
+                f"{r['execution_seconds']} s | {r['wall_seconds']:.2f} s | {r['loadavg_before'][0]} |"
+            )
+        out += [
+            "",
+            f"Medians: launch latency {dr['median_launch_latency_seconds']} s (of which the queue's dequeue "
+            f"interval, up to 5 s), dequeued -> RUN_START {dr['median_dequeue_to_start_seconds']} s, execution "
+            f"{dr['median_execution_seconds']} s.",
+            "",
         ]
     if "month_end" in report:
         me = report["month_end"]
@@ -961,10 +1148,19 @@ def main() -> int:
         metavar="RUNS",
         help="fresh `billing run` processes of one hour on a 3-account platform (after a first run)",
     )
+    parser.add_argument(
+        "--daemon-run",
+        type=int,
+        nargs="?",
+        const=3,
+        default=None,
+        metavar="RUNS",
+        help="runs of one hour launched by dagster-daemon on a 3-account platform (after a first run)",
+    )
     parser.add_argument("--reuse", action="store_true", help="keep and reuse loaded databases (growth, month-end)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached TSDBs")
     args = parser.parse_args()
-    if not (args.hourly or args.month_end or args.catch_up or args.growth or args.small_run):
+    if not (args.hourly or args.month_end or args.catch_up or args.growth or args.small_run or args.daemon_run):
         args.hourly, args.month_end, args.catch_up, args.growth = True, True, 168, "1,30,365"
     growth = [int(d) for d in (args.growth or "").split(",") if d.strip()]
     scale = Scale(
@@ -1024,6 +1220,9 @@ def main() -> int:
     if args.small_run:
         report["small_run"] = small_run(args)
         ok &= report["small_run"]["ok"]
+    if args.daemon_run:
+        report["daemon_run"] = daemon_run(args)
+        ok &= report["daemon_run"]["ok"]
     if args.month_end:
         report["month_end"] = month_end(args)
     if args.catch_up:

@@ -52,15 +52,20 @@ from billing_pipeline.resources.postgres import PostgresResource
 def account_lifecycle(context: dg.AssetExecutionContext, postgres: PostgresResource, kubernetes: KubernetesResource):
     now = run_clock(context)
     dry_run = kubernetes.is_dry_run()
-    try:
-        cluster = kubernetes.cluster()
-    except ConfigurationError as exc:
-        # Decisions (states, notices, domains) do not need the cluster; an account that needs a
-        # cluster action then fails with "no cluster configured", reported by the check.
-        context.log.warning(str(exc))
-        cluster = None
+
+    def connect_cluster():
+        # Called when an account first needs the cluster: an hour in which every account is quiet
+        # (settled in one statement) never imports the Kubernetes client nor reads a kubeconfig.
+        try:
+            return kubernetes.cluster()
+        except ConfigurationError as exc:
+            # Decisions (states, notices, domains) do not need the cluster; an account that needs a
+            # cluster action then fails with "no cluster configured", reported by the check.
+            context.log.warning(str(exc))
+            return None
+
     with postgres.connect(autocommit=True) as conn:
-        report = run_lifecycle(conn, cluster, now, dry_run=dry_run)
+        report = run_lifecycle(conn, None, now, dry_run=dry_run, connect_cluster=connect_cluster)
     for a in report.accounts:
         for t in a.transitions:
             context.log.info(f"{a.account_id}: {t.from_state.value} -> {t.to_state.value} ({t.reason})")

@@ -31,7 +31,7 @@ Dry-run computes the same decisions and plans, records each as a ``dry_run`` eve
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -75,7 +75,15 @@ class Lifecycle:
     as ``lc``: its connection, cluster, clock, dry-run flag, and ``event``/``notify``/``failed``.
     """
 
-    def __init__(self, conn: psycopg.Connection, cluster: Cluster | None, now: datetime, *, dry_run: bool = False):
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        cluster: Cluster | None,
+        now: datetime,
+        *,
+        dry_run: bool = False,
+        connect_cluster: Callable[[], Cluster | None] | None = None,
+    ):
         if now.tzinfo is None:
             raise BillingError(
                 f"lifecycle clock {now.isoformat()} has no timezone; give it in UTC, e.g. 2026-11-25T14:00:00Z."
@@ -83,9 +91,19 @@ class Lifecycle:
         if not conn.autocommit:
             raise BillingError("the lifecycle needs an autocommit connection (it commits each step itself).")
         self.conn = conn
-        self.cluster = cluster
+        self._cluster = cluster
+        self._connect_cluster = connect_cluster if cluster is None else None
         self.now = now.astimezone(UTC)
         self.dry_run = dry_run
+
+    @property
+    def cluster(self) -> Cluster | None:
+        """The cluster; with ``connect_cluster`` instead, connected the first time an account
+        needs it (an hour in which every account is quiet never builds a Kubernetes client)."""
+        if self._connect_cluster is not None:
+            connect, self._connect_cluster = self._connect_cluster, None
+            self._cluster = connect()
+        return self._cluster
 
     def need_cluster(self) -> Cluster:
         if self.cluster is None:
@@ -342,6 +360,10 @@ def run_lifecycle(
     *,
     dry_run: bool = False,
     account_ids: Iterable[str] | None = None,
+    connect_cluster: Callable[[], Cluster | None] | None = None,
 ) -> RunReport:
-    """Evaluate every account (or ``account_ids``) at ``now``; see the module docstring."""
-    return Lifecycle(conn, cluster, now, dry_run=dry_run).run(account_ids)
+    """Evaluate every account (or ``account_ids``) at ``now``; see the module docstring.
+
+    ``connect_cluster`` (when ``cluster`` is None) builds the cluster when an account first needs
+    it; it returns None when no cluster is configured."""
+    return Lifecycle(conn, cluster, now, dry_run=dry_run, connect_cluster=connect_cluster).run(account_ids)

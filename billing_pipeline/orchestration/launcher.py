@@ -46,6 +46,7 @@ LOCATION_NAME = "billing_pipeline"
 DEFINITIONS_MODULE = "billing_pipeline.definitions"
 DAEMON_HEARTBEAT_SECONDS = 90
 QUEUE_WAIT_SECONDS = 1800
+POLL_SECONDS = 0.5  # how often the run's progress is read back
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
@@ -229,15 +230,21 @@ class Launcher:
                         event.event_type_value
                     ]
                     self.on_progress(f"{label}{event.step_key} {verb}")
+            if worker is not None and worker.is_alive():
+                # Executed here: the run is done when its worker is, so its record is read only
+                # then (the run storage connects anew for every read), and the wait ends as soon
+                # as the worker does, not up to a poll later.
+                worker.join(POLL_SECONDS)
+                continue
             run = self.instance.get_run_by_id(run_id)
-            if run.status in FINISHED and (worker is None or not worker.is_alive()):
+            if run.status in FINISHED:
                 return
             if run.status == DagsterRunStatus.QUEUED and time.monotonic() > deadline:
                 raise BillingError(
                     f"run {run_id} waited {QUEUE_WAIT_SECONDS} s in the run queue without starting: is "
                     "dagster-daemon running on this DAGSTER_HOME? The run stays queued; it starts when the daemon does."
                 )
-            time.sleep(0.5)
+            time.sleep(POLL_SECONDS)
 
     def _outcome(self, run_id: str, job_name: str, seconds: float, launched_by: str) -> RunOutcome:
         run = self.instance.get_run_by_id(run_id)

@@ -50,3 +50,36 @@ def test_dagster_postgres_own_event_log_connects_for_every_event(db_url, tmp_pat
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.event_log_storage) is not PooledPostgresEventLogStorage
         assert _connections_for_a_ranged_run(instance, hours=24) > 48
+
+
+def test_a_run_writes_its_events_without_pinging_its_busy_connections(db_url, tmp_path, monkeypatch):
+    """A pooled connection is pinged only after it sat idle (PING_AFTER_IDLE_SECONDS), not at every
+    checkout: a run writing events back to back sends no ping at all."""
+    home = prepare_dagster_home(db_url, tmp_path / "dagster_home")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        dialect = instance.event_log_storage._engine.dialect
+        pings = []
+        original = dialect.do_ping
+        monkeypatch.setattr(dialect, "do_ping", lambda conn: pings.append(1) or original(conn))
+        assert _connections_for_a_ranged_run(instance, hours=3) <= 2
+        assert pings == []
+
+
+def test_an_idle_pooled_connection_that_died_is_replaced_before_use(db_url):
+    import psycopg
+    from dagster_postgres.utils import create_pg_engine
+
+    from billing_pipeline.db.dagster_storage import ping_idle_connections
+
+    engine = create_pg_engine(psycopg2_url(db_url), None, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0)
+    ping_idle_connections(engine, idle_seconds=0)
+    try:
+        with engine.connect() as conn:
+            first = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with psycopg.connect(db_url, autocommit=True) as admin:  # the server drops the idle connection
+            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        with engine.connect() as conn:  # pinged at checkout, found dead, replaced: no error here
+            again = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        assert again != first
+    finally:
+        engine.dispose()

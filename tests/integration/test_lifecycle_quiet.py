@@ -93,3 +93,40 @@ def test_a_dry_run_treats_an_account_without_state_as_starting_healthy(db_url, e
     assert evaluated == ["broke"]
     assert {a.account_id: a.state for a in report.accounts} == {"fresh": "healthy", "broke": "grace_period"}
     assert _lifecycle(db_url) == {}
+
+
+def test_a_quiet_hour_never_connects_to_the_cluster(db_url, evaluated):
+    """The Kubernetes client (its imports, the kubeconfig) is built only when an account needs it."""
+    create_accounts(db_url, "calm", threshold=Decimal("10"))
+    set_balance(db_url, "calm", 100)
+    run(db_url, None, T0)
+    connects: list[int] = []
+
+    def connect_cluster():
+        connects.append(1)
+        return None
+
+    evaluated.clear()
+    report = run(db_url, None, T0 + H, connect_cluster=connect_cluster)
+    assert evaluated == [] and connects == []
+    assert [(a.account_id, a.state) for a in report.accounts] == [("calm", "healthy")]
+
+
+def test_the_cluster_is_connected_once_when_first_needed():
+    class Conn:
+        autocommit = True
+
+    cluster = object()
+    connects: list[int] = []
+
+    def connect_cluster():
+        connects.append(1)
+        return cluster
+
+    lc = engine.Lifecycle(Conn(), None, T0, connect_cluster=connect_cluster)
+    assert connects == []
+    assert lc.cluster is cluster and lc.need_cluster() is cluster and lc.cluster is cluster
+    assert connects == [1]
+    # A cluster given directly is used as is; the factory is then never called.
+    assert engine.Lifecycle(Conn(), cluster, T0, connect_cluster=connect_cluster).cluster is cluster
+    assert connects == [1]
