@@ -31,6 +31,7 @@ import psycopg
 from billing_pipeline.core.errors import BillingError
 from billing_pipeline.ledger.deduction import SETTLEMENT_LOCK
 from billing_pipeline.ledger.entries import Entry
+from billing_pipeline.ledger.grants import identity_mismatches
 from billing_pipeline.ledger.keys import grant_expiry_key
 from billing_pipeline.ledger.posting import post_entries
 
@@ -150,26 +151,8 @@ def expire_due_grants(conn: psycopg.Connection, now: datetime) -> ExpiryResult:
     return result
 
 
-# Balance = remaining of the open grants − debt, per account (docs/rules/ledger.md). Grants past their
-# expiry whose entry is not posted yet still count: their remaining is still in the balance.
-_IDENTITY = """
-WITH open_grants AS (
-    SELECT account_id, sum(remaining) AS remaining FROM billing.grant_balances GROUP BY account_id
-), debts AS (
-    SELECT account_id, sum(outstanding) AS outstanding FROM billing.grant_debts GROUP BY account_id
-)
-SELECT a.id, coalesce(c.balance, 0), coalesce(g.remaining, 0), coalesce(d.outstanding, 0)
-FROM billing.accounts a
-LEFT JOIN billing.credits c ON c.account_id = a.id
-LEFT JOIN open_grants g ON g.account_id = a.id
-LEFT JOIN debts d ON d.account_id = a.id
-WHERE coalesce(c.balance, 0) <> coalesce(g.remaining, 0) - coalesce(d.outstanding, 0)
-ORDER BY a.id
-LIMIT %(limit)s
-"""
-
-
 def grant_identity_mismatches(conn: psycopg.Connection, limit: int = 20) -> list[tuple[str, Decimal, Decimal, Decimal]]:
     """Accounts whose balance is not their grants' remaining minus their debt:
     ``(account, balance, remaining, debt)``, at most ``limit``."""
-    return conn.execute(_IDENTITY, {"limit": limit}).fetchall()
+    with conn.cursor() as cur:
+        return identity_mismatches(cur, limit=limit)

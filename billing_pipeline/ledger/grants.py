@@ -591,23 +591,34 @@ WHERE (s.account_id, s.outstanding) IS DISTINCT FROM (r.account_id, r.outstandin
 ORDER BY 2
 """
 
-# The identity: balance = remaining of the open grants - debt, per account.
+# The identity: balance = remaining of the open grants - debt, per account. One aggregation over
+# the three tables, never a join of them: right after a bulk posting the grant tables have no
+# statistics yet, and the planner joined them as if they held 200 rows (a nested loop over
+# 20,000 x 20,000 accounts: 15 s on the hourly path at 100,000 deployments).
 _IDENTITY = """
-WITH accounts AS (
-    SELECT account_id FROM billing.credits WHERE {accounts}
-    UNION SELECT account_id FROM billing.grant_balances WHERE {accounts}
-    UNION SELECT account_id FROM billing.grant_debts WHERE {accounts}
-)
-SELECT a.account_id, coalesce(c.balance, 0), coalesce(g.remaining, 0), coalesce(d.debt, 0)
-FROM accounts a
-LEFT JOIN billing.credits c ON c.account_id = a.account_id
-LEFT JOIN (SELECT account_id, sum(remaining) AS remaining FROM billing.grant_balances GROUP BY 1) g
-       ON g.account_id = a.account_id
-LEFT JOIN (SELECT account_id, sum(outstanding) AS debt FROM billing.grant_debts GROUP BY 1) d
-       ON d.account_id = a.account_id
-WHERE coalesce(c.balance, 0) <> coalesce(g.remaining, 0) - coalesce(d.debt, 0)
+SELECT account_id, sum(balance), sum(remaining), sum(debt)
+FROM (
+    SELECT account_id, balance, 0 AS remaining, 0 AS debt FROM billing.credits WHERE {accounts}
+    UNION ALL SELECT account_id, 0, remaining, 0 FROM billing.grant_balances WHERE {accounts}
+    UNION ALL SELECT account_id, 0, 0, outstanding FROM billing.grant_debts WHERE {accounts}
+) parts
+GROUP BY account_id
+HAVING sum(balance) <> sum(remaining) - sum(debt)
 ORDER BY 1
 """
+
+
+def identity_mismatches(
+    cur: Any, accounts: str = "true", params: dict | None = None, limit: int | None = None
+) -> list[tuple[str, Decimal, Decimal, Decimal]]:
+    """Accounts whose balance (``billing.credits``) is not their grants' remaining minus their
+    debt: ``(account, balance, remaining, debt)`` in account order, at most ``limit``; ``accounts``
+    is a filter on ``account_id`` (``params`` its parameters)."""
+    query = _sql(_IDENTITY, LIVE, accounts=accounts)
+    if limit is not None:
+        query += f"LIMIT {int(limit)}\n"
+    cur.execute(query, params or {})
+    return cur.fetchall()
 
 
 @dataclass(frozen=True)
@@ -640,8 +651,7 @@ def check_grants(conn: Any, account_ids: list[str] | None = None) -> GrantCheck:
         cur.execute(_sql(query, LIVE, accounts=accounts, accounts_g=accounts_g), params)
         for account, about, detail in cur.fetchall():
             problems.append(LedgerProblem(account, kind, detail, about))
-    cur.execute(_sql(_IDENTITY, LIVE, accounts=accounts), params)
-    for account, balance, remaining, debt in cur.fetchall():
+    for account, balance, remaining, debt in identity_mismatches(cur, accounts, params):
         problems.append(
             LedgerProblem(
                 account,
