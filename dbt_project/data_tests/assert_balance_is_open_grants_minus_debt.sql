@@ -4,6 +4,10 @@
 -- than summing the whole ledger every hour. Checked for the accounts whose ledger has not moved
 -- since fct_grant_balances was built (a posting after the build moves balance, grants and debt
 -- together; the next build checks it). Rows returned are accounts that break it.
+-- Dagster shows it as an asset check of fct_grant_balances (it reads several models, so
+-- dagster-dbt needs to be told which one it checks).
+{{ config(meta={'dagster': {'ref': {'name': 'fct_grant_balances'}}}) }}
+
 with accounts as (
     select * from {{ ref('stg_platform__accounts') }}
 ),

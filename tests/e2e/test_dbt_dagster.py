@@ -75,6 +75,10 @@ def test_lineage_runs_from_ingestion_through_the_layers_to_the_marts():
     assert graph.get(dg.AssetKey(["ingestion", "metric_container_hours"])).is_materializable
     checks = {k.name for k in graph.asset_check_keys if k.asset_key == dbt_model_key("fct_priced_usage")}
     assert "unique_fct_priced_usage_priced_usage_key" in checks
+    # A singular test over several models is the check of the one its dbt meta names, not an
+    # observation logged with a warning every hour.
+    grant_checks = {k.name for k in graph.asset_check_keys if k.asset_key == dbt_model_key("fct_grant_balances")}
+    assert "assert_balance_is_open_grants_minus_debt" in grant_checks
     assert window_env(DAY, DAY + H) == {
         "BILLING_DBT_MIN_HOUR": "2025-03-02T00:00:00+00:00",
         "BILLING_DBT_MAX_HOUR": "2025-03-02T01:00:00+00:00",
