@@ -47,9 +47,12 @@ Sections:
 - catch-up: ``--catch-up`` hours (default 168) from 00:00 in ranged runs of ``--chunk-hours``,
   at ``--catch-up-deployments`` (default 300; accounts, rentals and nodes scaled in
   proportion): the TSDB is built from OpenMetrics text of about 7.5 GB per 60,000 pod-hours
-  (measured: 30,000 pods x 2 h), so a week at 10,000 deployments would be about 630 GB and at
-  1,000 deployments about 63 GB, more than this disk's free space; 300 deployments (900 pods)
-  need about 19 GB for the time of the build (the text is deleted once promtool is done). The default scale is then EXTRAPOLATED, and labelled so: the measured seconds split into
+  (measured: 30,000 pods x 2 h), so a week at 10,000 deployments would be about 630 GB. The text
+  is written and backfilled in slices of deployments of at most BILLING_BENCH_TEXT_GB (default 6)
+  each (bench/tsdb_cache.py), so the disk holds one slice at a time; what limits the scale is the
+  build time (a day at 10,000 deployments: 16 slices, 36 min). With ``--catch-up-deployments``
+  equal to ``--deployments`` the catch-up is measured at full scale, against its floors over the
+  same hours and against the hourly section's hour. Below full scale it is EXTRAPOLATED, and labelled so: the measured seconds split into
   the part that grows with the platform (ingestion, dbt model time, settlement, top-ups,
   lifecycle, alerts, deliveries: multiplied by deployments / catch-up-deployments) and the fixed
   part (run overhead, dbt start-up = dbt stage minus model time, time outside runs: kept as is,
