@@ -466,41 +466,23 @@ def cold_hour(cluster) -> dict:
     warm = run_window(url, START, START + H, 24)
     hour = START + H
     with dagster_instance() as instance:
-        began = time.monotonic()
-        done = subprocess.run(
-            [
-                str(Path(sys.executable).with_name("billing")),
-                "run",
-                "--start",
-                hour.isoformat(),
-                "--end",
-                (hour + H).isoformat(),
-                "--now",
-                (hour + 2 * H).isoformat(),
-            ],
-            env={**os.environ, "BILLING_DATABASE_URL": url, "DAGSTER_HOME": str(instance.root_directory)},
-            capture_output=True,
-            text=True,
-        )
-        wall = time.monotonic() - began
+        env = {**os.environ, "BILLING_DATABASE_URL": url, "DAGSTER_HOME": str(instance.root_directory)}
+        process = billing_run_process(env, hour)
         runs = instance.get_run_records()
         timings = [step_timings(instance, r.dagster_run.run_id) for r in runs]
     drop_database()
     stages, per_step, _in_steps = stage_seconds(timings)
     row = {
-        "wall_seconds": round(wall, 2),
-        "exit_code": done.returncode,
-        "ok": done.returncode == 0,
+        **process,
+        "ok": process["exit_code"] == 0,
         "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
         "step_seconds": {k: round(v, 3) for k, v in sorted(per_step.items())},
         "warm_up_problems": warm["problems"],
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
     }
-    if done.returncode != 0:
-        row["stderr"] = done.stderr[-2000:]
     print(
-        f"  cold hour: {wall:.1f}s for the whole `billing run` process, exit {done.returncode}, "
+        f"  cold hour: {row['wall_seconds']:.1f}s for the whole `billing run` process, exit {row['exit_code']}, "
         f"stages {row['stage_seconds']}",
         flush=True,
     )

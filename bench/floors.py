@@ -58,16 +58,9 @@ def _existing(conn: psycopg.Connection, tables) -> list[str]:
     return [t for t in tables if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (t,)).fetchone()[0]]
 
 
-def ingestion_floor(conn: psycopg.Connection, prom_url: str, hour: datetime) -> dict:
-    at = promql.eval_time(hour)
-    first, last = promql.minute_steps(hour)
-    session = requests.Session()
-    calls = [
-        ("query", {"query": promql.CONTAINERS, "time": f"{at:.3f}"}),
-        ("query", {"query": promql.PODS, "time": f"{at:.3f}"}),
-        ("query", {"query": promql.VOLUMES, "time": f"{at:.3f}"}),
-        ("query_range", {"query": promql.SCRAPES, "start": f"{first:.3f}", "end": f"{last:.3f}", "step": "60"}),
-    ]
+def _send_at_once(session: requests.Session, prom_url: str, calls: list[tuple[str, dict]]) -> list[int]:
+    """The calls (API path, form) sent at once, as the ingestion sends an hour's queries; each
+    answer parsed from JSON; the number of result series of each."""
 
     def one(call):
         path, params = call
@@ -75,16 +68,17 @@ def ingestion_floor(conn: psycopg.Connection, prom_url: str, hour: datetime) -> 
         answer.raise_for_status()
         return len(answer.json()["data"]["result"])
 
-    def queries():
-        with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-            return list(pool.map(one, calls))
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(one, calls))
 
-    series = queries()
-    promql_s = _best_of_two(queries)
+
+def _ingested_rows_copy_floor(conn: psycopg.Connection, first_hour: datetime, last_hour: datetime):
+    """The ingested rows of ``[first_hour, last_hour]`` (read back untimed) and the best of two
+    COPYs of them into temp tables shaped like their tables: the ingestion floor's write half."""
     rows = {
         t: [
             tuple(Jsonb(v) if isinstance(v, (dict, list)) else v for v in row)
-            for row in conn.execute(f"SELECT * FROM {t} WHERE hour = %s", (hour,))
+            for row in conn.execute(f"SELECT * FROM {t} WHERE hour >= %s AND hour <= %s", (first_hour, last_hour))
         ]
         for t in _existing(conn, INGESTION_TABLES)
     }
@@ -97,7 +91,26 @@ def ingestion_floor(conn: psycopg.Connection, prom_url: str, hour: datetime) -> 
                     for row in table_rows:
                         copy.write_row(row)
 
-    copy_s = _best_of_two(copy_rows)
+    return rows, _best_of_two(copy_rows)
+
+
+def ingestion_floor(conn: psycopg.Connection, prom_url: str, hour: datetime) -> dict:
+    at = promql.eval_time(hour)
+    first, last = promql.minute_steps(hour)
+    session = requests.Session()
+    calls = [
+        ("query", {"query": promql.CONTAINERS, "time": f"{at:.3f}"}),
+        ("query", {"query": promql.PODS, "time": f"{at:.3f}"}),
+        ("query", {"query": promql.VOLUMES, "time": f"{at:.3f}"}),
+        ("query_range", {"query": promql.SCRAPES, "start": f"{first:.3f}", "end": f"{last:.3f}", "step": "60"}),
+    ]
+
+    def queries():
+        return _send_at_once(session, prom_url, calls)
+
+    series = queries()
+    promql_s = _best_of_two(queries)
+    rows, copy_s = _ingested_rows_copy_floor(conn, hour, hour)
     return {
         "seconds": promql_s + copy_s,
         "promql_seconds": round(promql_s, 3),
@@ -114,12 +127,6 @@ def ingestion_window_floor(conn: psycopg.Connection, prom_url: str, hours: list[
     session = requests.Session()
     group = hours_per_query(last_series(conn))
     groups = [hours[i : i + group] for i in range(0, len(hours), group)]
-
-    def one(call):
-        path, params = call
-        answer = session.post(f"{prom_url}/api/v1/{path}", data=params, timeout=600)
-        answer.raise_for_status()
-        return len(answer.json()["data"]["result"])
 
     def queries():
         series = 0
@@ -139,29 +146,12 @@ def ingestion_window_floor(conn: psycopg.Connection, prom_url: str, hours: list[
                     },
                 )
             )
-            with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-                series += sum(pool.map(one, calls))
+            series += sum(_send_at_once(session, prom_url, calls))
         return series
 
     series = queries()
     promql_s = _best_of_two(queries)
-    rows = {
-        t: [
-            tuple(Jsonb(v) if isinstance(v, (dict, list)) else v for v in row)
-            for row in conn.execute(f"SELECT * FROM {t} WHERE hour >= %s AND hour <= %s", (hours[0], hours[-1]))
-        ]
-        for t in _existing(conn, INGESTION_TABLES)
-    }
-
-    def copy_rows():
-        with conn.transaction(force_rollback=True), conn.cursor() as cur:
-            for i, (table, table_rows) in enumerate(rows.items()):
-                cur.execute(f"CREATE TEMP TABLE floor_ingest_{i} (LIKE {table}) ON COMMIT DROP")
-                with cur.copy(f"COPY floor_ingest_{i} FROM STDIN") as copy:
-                    for row in table_rows:
-                        copy.write_row(row)
-
-    copy_s = _best_of_two(copy_rows)
+    rows, copy_s = _ingested_rows_copy_floor(conn, hours[0], hours[-1])
     return {
         "seconds": promql_s + copy_s,
         "promql_seconds": round(promql_s, 3),
