@@ -60,3 +60,38 @@ def test_accounts_reads_the_database_without_dagster(db_url):
     assert result.returncode == 0, result.stderr[-2000:]
     assert '"count": 2' in result.stdout
     assert heavy(modules) == []
+
+
+def run_console_entry(prelude: str, *argv: str) -> subprocess.CompletedProcess:
+    """The console script's entry (``console_entry``) in a fresh interpreter, after ``prelude``."""
+    code = f"import sys\n{prelude}\nfrom billing_pipeline.cli.main import console_entry\nsys.argv = ['billing', *{list(argv)!r}]\nconsole_entry()\n"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_the_quick_exit_keeps_what_a_normal_exit_does():
+    # The process leaves with os._exit (no interpreter teardown), but first: a non-daemon thread
+    # is waited for, atexit handlers run, and everything printed reaches the pipe.
+    prelude = (
+        "import atexit, threading, time\n"
+        "atexit.register(lambda: print('atexit handler ran', flush=True))\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('thread finished'))).start()\n"
+    )
+    done = run_console_entry(prelude, "--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: billing ")
+    assert "thread finished\n" in done.stdout and done.stdout.endswith("atexit handler ran\n")
+    helped = subprocess.run([str(BILLING), "--help"], capture_output=True, text=True, timeout=120)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: billing ") and len(helped.stdout) > 2000
+
+
+def test_the_quick_exit_keeps_the_exit_status():
+    assert run_console_entry("", "no-such-command").returncode == 2
+    assert run_console_entry("", "--version").returncode == 0
+    failed = subprocess.run(
+        [str(BILLING), "status", "acme"],
+        env={k: v for k, v in os.environ.items() if k != "BILLING_DATABASE_URL"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert failed.returncode == 3 and failed.stderr.startswith("billing: BILLING_DATABASE_URL is not set")
