@@ -34,6 +34,7 @@ from decimal import Decimal
 
 import psycopg
 
+from billing_pipeline.core.clock import system_now
 from billing_pipeline.core.hours import HOUR
 from billing_pipeline.invoicing.months import month_bounds, month_text, next_month
 from billing_pipeline.ledger.checkpoint import HEAD_OF
@@ -140,9 +141,10 @@ WITH totals AS (
 )
 INSERT INTO billing.invoices (
     number, account_id, period_month, opening_balance, total, closing_balance, previous_invoice_id,
-    unbilled_hours, unbilled_hour_count, chain_head_entry_id, chain_head_seq, chain_head_hash, close_id)
+    unbilled_hours, unbilled_hour_count, chain_head_entry_id, chain_head_seq, chain_head_hash, close_id, issued_at)
 SELECT %(last)s + n.rn, n.account_id, %(month)s, n.opening_balance, n.total, n.opening_balance + n.total,
-       n.previous_invoice_id, %(unbilled)s::jsonb, %(unbilled_count)s, h.id, h.account_seq, h.entry_hash, %(close_id)s
+       n.previous_invoice_id, %(unbilled)s::jsonb, %(unbilled_count)s, h.id, h.account_seq, h.entry_hash, %(close_id)s,
+       %(issued_at)s
 FROM numbered n
 LEFT JOIN LATERAL ({HEAD_OF.format(account="n.account_id")}) h ON true
 ORDER BY n.rn
@@ -251,6 +253,9 @@ def issue_invoices(conn: psycopg.Connection, month: date, close_id: str) -> Issu
             "last": last,
             "account": None,
             "from": None,
+            # The product's clock (as the ledger's created_at), not the database's: a test that
+            # sets the clock sees invoices issued at its time, whatever the date it runs on.
+            "issued_at": system_now(),
         }
         cur.execute(_CANDIDATES, params, prepare=False)
         if not cur.rowcount:  # every account is invoiced for this month (or later): nothing to do

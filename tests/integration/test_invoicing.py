@@ -124,6 +124,7 @@ def test_month_close_lines_equal_the_ledger_to_the_micro_credit_and_closing_agai
             "SELECT id, account_id, number, opening_balance, total, closing_balance "
             "FROM billing.invoices ORDER BY number"
         ).fetchall()
+        issued_at = {r[0] for r in conn.execute("SELECT issued_at FROM billing.invoices").fetchall()}
         lines = conn.execute(
             "SELECT invoice_id, line_type, usage_kind, amount, ledger_entry_ids FROM billing.invoice_lines"
         ).fetchall()
@@ -131,6 +132,7 @@ def test_month_close_lines_equal_the_ledger_to_the_micro_credit_and_closing_agai
             "SELECT account_id, usage_kind, hour, sum(amount) FROM analytics.fct_priced_usage GROUP BY 1, 2, 3"
         ).fetchall()
 
+    assert issued_at == {NOV + timedelta(hours=6)}  # the product's clock (here the test's), not the calendar
     # Exactly the entries of period <= October are invoiced, each once; November's top-up is not.
     assert set(invoiced) == {i for i, e in entries.items() if e["period"] <= "2026-10"}
     not_invoiced = [(e["type"], e["period"]) for i, e in entries.items() if i not in invoiced]
