@@ -68,3 +68,25 @@ def test_a_view_is_recreated_only_when_its_definition_would_change(db_url, tmp_p
     refreshed = views(db_url)
     assert all(refreshed[v][0] != rebuilt[v][0] for v in refreshed)
     assert {v: c for v, (_o, c) in refreshed.items()} == {v: c for v, (_o, c) in rebuilt.items()}
+
+
+def test_an_unchanged_view_still_gets_its_grants_back(db_url, tmp_path):
+    # fct_unbilled_usage is a view with grants (the analysts' role): a build that leaves the view
+    # alone still re-grants, as dbt's own materialization does on every build.
+    view = "analytics.fct_unbilled_usage"
+
+    def state():
+        (row,) = d.query(
+            db_url,
+            "SELECT to_regclass(%s)::oid::int, has_table_privilege('billing_analyst', %s, 'SELECT')",
+            (view, view),
+        )
+        return row
+
+    d.run_dbt(db_url, ["run", "--select", "+fct_unbilled_usage"], tmp_path)
+    oid, granted = state()
+    assert granted
+    execute(db_url, f"REVOKE SELECT ON {view} FROM billing_analyst")
+    assert state() == (oid, False)
+    d.run_dbt(db_url, ["run", "--select", "fct_unbilled_usage"], tmp_path)
+    assert state() == (oid, True)  # the same view, granted again

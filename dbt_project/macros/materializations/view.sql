@@ -31,6 +31,13 @@
   {%- endcall -%}
   {%- set row = load_result('main')['data'][0] -%}
   {%- if row[1] and not should_full_refresh() -%}
+    {#- Grants are still re-applied (a no-op when they are as configured), as every build does:
+        a role re-created since the view was keeps its rights on it. -#}
+    {%- set grant_config = config.get('grants') -%}
+    {%- if grant_config -%}
+      {%- do apply_grants(target_relation, grant_config, should_revoke=True) -%}
+      {%- do adapter.commit() -%}
+    {%- endif -%}
     {{ return({'relations': [target_relation]}) }}
   {%- endif -%}
   {%- set built = dbt.materialization_view_default() -%}
