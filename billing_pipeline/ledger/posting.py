@@ -2,7 +2,11 @@
 
 How one batch is posted, in one transaction:
 
-1. Every entry is validated first (``Entry.validated``): a bad batch is refused whole.
+1. Each entry's idempotency key and account id are checked, and the batch's repeated keys
+   compared (``_dedupe_batch``); the rest of each entry is validated (``Entry.checked_fields``,
+   the same rules and messages as ``Entry.validated``) as it is written in step 4. An entry
+   refused at either point refuses the whole batch: the error is raised inside the transaction,
+   which then writes nothing.
 2. The ``credits`` rows of the batch's accounts are locked in account order (``FOR UPDATE``),
    which serialises writers per account and cannot deadlock between batches.
 3. After the lock, a new statement reads each account's last entry (its sequence number,
@@ -26,6 +30,7 @@ import psycopg
 
 from billing_pipeline.core.clock import system_now
 from billing_pipeline.core.errors import ConfigurationError
+from billing_pipeline.core.gc_pause import cyclic_gc_paused
 from billing_pipeline.ledger.entries import (
     GENESIS_HASH,
     LEGACY_KEY_ID,
@@ -77,21 +82,34 @@ class _AccountHead:
 
 
 def _dedupe_batch(entries: Sequence[Entry]) -> list[Entry]:
-    """The batch's distinct entries; the same key twice must mean the same entry."""
+    """The batch's distinct entries; the same key twice must mean the same entry.
+
+    Also the first part of validation, the part the statements before the ``COPY`` need: each
+    entry's idempotency key and account id (an entry failing it is refused with ``validated``'s
+    own message). The rest of each entry is validated as it is written (``_chained_rows``); a
+    key given twice is validated here, both times, so the two are compared as they would be
+    posted (rounded)."""
     by_key: dict[str, Entry] = {}
     for entry in entries:
-        prior = by_key.setdefault(entry.idempotency_key, entry)
-        if prior is not entry and (prior.account_id, prior.type, prior.amount) != (
-            entry.account_id,
-            entry.type,
-            entry.amount,
-        ):
+        key, account = entry.idempotency_key, entry.account_id
+        if type(key) is not str or type(account) is not str or _bad_key_or_account(key, account):
+            entry.validated()  # raises, naming the entry
+        prior = by_key.setdefault(key, entry)
+        if prior is entry:
+            continue
+        first, again = prior.validated(), entry.validated()
+        if (first.account_id, first.type, first.amount) != (again.account_id, again.type, again.amount):
             raise IdempotencyConflict(
-                f"idempotency key {entry.idempotency_key!r} appears twice in one batch with different "
-                f"content ({prior.account_id} {prior.type} {prior.amount} vs "
-                f"{entry.account_id} {entry.type} {entry.amount}); nothing was posted."
+                f"idempotency key {key!r} appears twice in one batch with different "
+                f"content ({first.account_id} {first.type} {first.amount} vs "
+                f"{again.account_id} {again.type} {again.amount}); nothing was posted."
             )
     return list(by_key.values())
+
+
+def _bad_key_or_account(key: str, account: str) -> bool:
+    # What Entry.validated checks first (the caller has it raise its message).
+    return not key.strip() or len(key) > 200 or not key.isprintable() or not account.strip()
 
 
 def _lock_accounts(cur: psycopg.Cursor, accounts: list[str]) -> None:
@@ -203,9 +221,12 @@ def _already_posted(cur: psycopg.Cursor, entries: list[Entry]) -> dict[str, Post
         prepare=False,  # see _NO_GENERIC_PLANS
     ).fetchall()
     posted = {r[2]: PostResult(*r, created=False) for r in rows}
-    for entry in entries:
+    for entry in entries if posted else ():
         prior = posted.get(entry.idempotency_key)
-        if prior and (prior.account_id, prior.type, prior.amount) != (entry.account_id, entry.type, entry.amount):
+        if prior is None:
+            continue
+        entry = entry.validated()  # a key posted before: compared as it would be posted (rounded)
+        if (prior.account_id, prior.type, prior.amount) != (entry.account_id, entry.type, entry.amount):
             raise IdempotencyConflict(
                 f"idempotency key {entry.idempotency_key!r} was already posted as entry {prior.entry_id} "
                 f"({prior.account_id} {prior.type} {prior.amount}), not as {entry.account_id} {entry.type} "
@@ -240,13 +261,18 @@ def post_entries(conn: psycopg.Connection, entries: Iterable[Entry]) -> list[Pos
     """Post a batch in one transaction; returns one result per given entry, in order.
 
     An entry whose idempotency key was posted before is not written again: its result has
-    ``created=False`` and describes the existing entry.
+    ``created=False`` and describes the existing entry. An entry the ledger refuses refuses the
+    whole batch (``LedgerInputError`` naming it); nothing is written.
     """
-    given = [entry.validated() for entry in entries]
+    with cyclic_gc_paused():  # a large batch allocates ~10 objects per entry, none in a cycle
+        return _post_entries(conn, list(entries))
+
+
+def _post_entries(conn: psycopg.Connection, given: list[Entry]) -> list[PostResult]:
     if not given:
         return []
     keyring = ledger_keyring()  # before any SQL: no key, no posting
-    batch = _dedupe_batch(given)
+    batch = _dedupe_batch(given)  # keys and accounts checked; the rest as each entry is written
     accounts = sorted({e.account_id for e in batch})
     now = system_now()
     with conn.transaction(), conn.cursor() as cur:
@@ -306,12 +332,13 @@ def _chained_rows(
     key_id_text = _copy_text(key_id)
     account_text: dict[str, str] = {}
     for entry in batch:
-        key_ = entry.idempotency_key
-        if key_ in posted:
+        if entry.idempotency_key in posted:
             continue
+        # Validated here, as the COPY streams (the server writes the rows before while Python
+        # checks the next): a refused entry raises inside the transaction, which writes nothing.
+        type_, amount, key_, reference, reason, actor = entry.checked_fields()
         account = entry.account_id
         head = heads[account]
-        amount = entry.amount
         seq, balance = head.seq + 1, head.balance + amount
         if abs(balance) > MAX_ABS_AMOUNT:
             raise LedgerInputError(
@@ -319,14 +346,13 @@ def _chained_rows(
                 f"{head.balance} to {balance}, beyond what the ledger can hold (±{MAX_ABS_AMOUNT}); "
                 "nothing of this batch was posted."
             )
-        reference_json = canonical_json(entry.reference) if entry.reference else "{}"
+        reference_json = canonical_json(reference) if reference else "{}"
         amount_text, balance_text = f"{amount:.6f}", f"{balance:.6f}"
-        reason, actor = entry.reason, entry.actor
         digest = hasher(
             head.hash,
             account,
             seq,
-            entry.type,
+            type_,
             amount_text,
             balance_text,
             key_,
@@ -340,11 +366,11 @@ def _chained_rows(
         if acct is None:
             acct = account_text[account] = _copy_text(account)
         line = (
-            f"{acct}\t{seq}\t{entry.type}\t{amount_text}\t{balance_text}\t{_copy_text(key_)}\t"
+            f"{acct}\t{seq}\t{type_}\t{amount_text}\t{balance_text}\t{_copy_text(key_)}\t"
             f"{_copy_text(reference_json)}\t{_COPY_NULL if reason is None else _copy_text(reason)}\t"
             f"{_COPY_NULL if actor is None else _copy_text(actor)}{tail}{head.hash}\t{digest}\t{key_id_text}\n"
         )
-        yield line, (account, seq, entry.type, amount, balance, key_)
+        yield line, (account, seq, type_, amount, balance, key_)
 
 
 _COPY_NULL = "\\N"
