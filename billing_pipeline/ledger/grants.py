@@ -69,7 +69,6 @@ CREATE TEMP TABLE IF NOT EXISTS grant_batch (
     t_valid     timestamptz NOT NULL,  -- a debit may use grants expiring after this
     seg         integer
 );
-CREATE INDEX IF NOT EXISTS grant_batch_seg_idx ON grant_batch (seg);
 CREATE TEMP TABLE IF NOT EXISTS grant_moves (
     pos            bigint GENERATED ALWAYS AS IDENTITY,
     account_id     text NOT NULL,
@@ -129,13 +128,14 @@ FROM (
 ) k
 {{returning}}
 """
-# The entries a posting has just written: each account's from its first new sequence number, an
-# index range per account (OFFSET 0 keeps the lateral subquery a loop over the accounts: as a
-# join, the planner hashed the whole ledger to find them).
+# The entries a posting has just written: those of its accounts with an id above the highest id
+# before its COPY (ids come from one ascending sequence, so every id the COPY took is higher).
+# One range of the primary key, in the order the rows were written (~1,500 consecutive pages for
+# 100,000 entries; an index range per account and sequence number visited a page per row), the
+# accounts hashed. Another writer's rows in the range belong to other accounts: the posting
+# holds the lock of each of its accounts.
 _NEW_ENTRIES = (
-    "unnest(%(accounts)s::text[], %(first_seqs)s::bigint[]) AS v (account_id, first_seq) "
-    "CROSS JOIN LATERAL (SELECT * FROM billing.credit_transactions t "
-    "WHERE t.account_id = v.account_id AND t.account_seq >= v.first_seq OFFSET 0) t"
+    "billing.credit_transactions t WHERE t.id > %(after_id)s AND t.account_id IN (SELECT unnest(%(accounts)s::text[]))"
 )
 
 
@@ -447,6 +447,9 @@ def _load(cur: Any, tables: _Tables, source: str, params: dict, returning: str =
     _run(cur, _BATCH, tables, params, source=source, returning=returning)
 
 
+_SEGMENTS_SCANNED = 3  # up to this many segments, no index on the batch's segment numbers
+
+
 def _process(cur: Any, tables: _Tables, *, attempts: bool = False) -> None:
     """The loaded batch (``pg_temp.grant_batch``) into ``tables``: open its grants, then each
     segment in turn."""
@@ -459,10 +462,19 @@ def _process(cur: Any, tables: _Tables, *, attempts: bool = False) -> None:
     )
     _run(cur, _SEGMENTS, tables)
     # Temporary tables get no statistics by themselves; without them every segment's plan
-    # guesses the batch's size (a replay of the whole ledger has thousands of segments).
-    cur.execute("ANALYZE pg_temp.grant_batch")
+    # guesses the batch's size (a replay of the whole ledger has thousands of segments). The
+    # columns the segments' statements filter, group and join the batch on are enough (the
+    # whole row's statistics, its references' included, took twice as long).
+    cur.execute("ANALYZE pg_temp.grant_batch (seg, cls, account_id, id)")
     cur.execute("SELECT seg, string_agg(DISTINCT cls::text, '') FROM pg_temp.grant_batch GROUP BY seg ORDER BY seg")
-    for seg, classes in cur.fetchall():
+    segments = cur.fetchall()
+    # Each segment's statements read its rows of the batch: by an index when there are many
+    # segments (a replay of the ledger), by a scan when there are a few (a posting: maintaining
+    # the index row by row cost more than the scans it saved). Built after the batch is loaded.
+    indexed = len(segments) > _SEGMENTS_SCANNED
+    if indexed:
+        cur.execute("CREATE INDEX grant_batch_seg_idx ON pg_temp.grant_batch (seg)")
+    for seg, classes in segments:
         params = {"seg": seg}
         if "D" in classes:
             _run(cur, _DEBITS, tables, params)
@@ -479,18 +491,21 @@ def _process(cur: Any, tables: _Tables, *, attempts: bool = False) -> None:
             _run(cur, _PAY_DEBTS, tables, params)
             for statement in _APPLY:
                 _run(cur, statement, tables)
+    if indexed:
+        cur.execute("DROP INDEX pg_temp.grant_batch_seg_idx")
     cur.execute("DELETE FROM pg_temp.grant_batch")
 
 
-def stage_new_entries(cur: Any, first_seqs: dict[str, int]) -> list[tuple[str, int, int]]:
-    """The posting's first step: the entries it has just written (per account, from its first new
-    sequence number) loaded for ``apply_staged_grants``. Returns each one's
-    ``(account_id, account_seq, id)``: the ids the database gave, read once for both."""
+def stage_new_entries(cur: Any, after_id: int, accounts: list[str]) -> list[tuple[str, int, int]]:
+    """The posting's first step: the entries it has just written (those of ``accounts`` with an
+    id above ``after_id``, the highest id before its ``COPY``, read after the accounts were
+    locked) loaded for ``apply_staged_grants``. Returns each one's ``(account_id, account_seq,
+    id)``: the ids the database gave, read once for both."""
     _load(
         cur,
         LIVE,
         _NEW_ENTRIES,
-        {"accounts": list(first_seqs), "first_seqs": list(first_seqs.values())},
+        {"after_id": after_id, "accounts": accounts},
         returning="RETURNING account_id, account_seq, id",
     )
     return cur.fetchall()

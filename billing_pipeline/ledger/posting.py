@@ -282,7 +282,7 @@ def _post_entries(conn: psycopg.Connection, given: list[Entry]) -> list[PostResu
         _refuse_foreign_heads(heads, keyring)
         results = _already_posted(cur, batch)
         new_rows = _write(
-            cur, _chained_rows(batch, results, heads, now, keyring.current_id, keyring.current_key), results
+            cur, _chained_rows(batch, results, heads, now, keyring.current_id, keyring.current_key), results, heads
         )
         if new_rows:
             touched = sorted({row[0] for row in new_rows})
@@ -373,6 +373,7 @@ def _chained_rows(
         yield line, (account, seq, type_, amount, balance, key_)
 
 
+_HIGHEST_ID = "SELECT coalesce(max(id), -9223372036854775808) FROM billing.credit_transactions"
 _COPY_NULL = "\\N"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 _COPY_LINES_PER_WRITE = 1000
@@ -387,9 +388,16 @@ def _copy_text(value: str) -> str:
     return value
 
 
-def _write(cur: psycopg.Cursor, new_rows: Iterator[tuple[str, tuple]], results: dict[str, PostResult]) -> list[tuple]:
+def _write(
+    cur: psycopg.Cursor,
+    new_rows: Iterator[tuple[str, tuple]],
+    results: dict[str, PostResult],
+    heads: dict[str, _AccountHead],
+) -> list[tuple]:
     """COPY the rows as they are produced (the server inserts while Python hashes the next ones),
-    record their results, and return them."""
+    record their results, and return them. ``heads`` are the batch's accounts (locked)."""
+    # Every id the COPY takes is above the highest one now: ids come from an ascending sequence.
+    after_id = cur.execute(_HIGHEST_ID).fetchone()[0]
     rows: list[tuple] = []
     try:
         with cur.copy(f"COPY billing.credit_transactions ({COPY_COLUMNS}) FROM STDIN") as copy:
@@ -411,12 +419,9 @@ def _write(cur: psycopg.Cursor, new_rows: Iterator[tuple[str, tuple]], results: 
         ) from None
     if not rows:
         return rows
-    # The ids the database gave, read once for the results and the grants: each account's new
-    # entries, found by its first new sequence number (grants.stage_new_entries).
-    first_seq: dict[str, int] = {}
-    for row in rows:
-        first_seq.setdefault(row[0], row[1])
-    id_of = {(account, seq): entry_id for account, seq, entry_id in stage_new_entries(cur, first_seq)}
+    # The ids the database gave, read once for the results and the grants: the new entries of
+    # the batch's accounts above the highest id before the COPY (grants.stage_new_entries).
+    id_of = {(account, seq): entry_id for account, seq, entry_id in stage_new_entries(cur, after_id, sorted(heads))}
     for account, seq, type_, amount, balance, key in rows:
         results[key] = PostResult(id_of[(account, seq)], account, key, type_, amount, balance, created=True)
     return rows
