@@ -300,6 +300,8 @@ def _post_entries(conn: psycopg.Connection, given: list[Entry]) -> list[PostResu
             )
             apply_staged_grants(cur)  # grants and draws of the rows staged by _write (grants.py)
         _restore_settings(cur, previous)
+    if len(batch) == len(given):  # no key repeated within the batch
+        return [results[entry.idempotency_key] for entry in given]
     returned: list[PostResult] = []
     seen: set[str] = set()
     for entry in given:  # a key repeated within the batch is reported as the duplicate it is
@@ -423,7 +425,7 @@ def _write(
     # the batch's accounts above the highest id before the COPY (grants.stage_new_entries).
     id_of = {(account, seq): entry_id for account, seq, entry_id in stage_new_entries(cur, after_id, sorted(heads))}
     for account, seq, type_, amount, balance, key in rows:
-        results[key] = PostResult(id_of[(account, seq)], account, key, type_, amount, balance, created=True)
+        results[key] = PostResult(id_of[account, seq], account, key, type_, amount, balance, True)
     return rows
 
 
