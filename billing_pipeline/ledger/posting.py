@@ -35,6 +35,7 @@ from billing_pipeline.ledger.entries import (
     GENESIS_HASH,
     LEGACY_KEY_ID,
     MAX_ABS_AMOUNT,
+    MICRO,
     Entry,
     IdempotencyConflict,
     LedgerInputError,
@@ -69,6 +70,9 @@ class PostResult:
     amount: Decimal
     balance_after: Decimal
     created: bool
+
+
+_ZERO = Decimal("0.000000")
 
 
 @dataclass
@@ -155,9 +159,8 @@ def _account_heads(cur: psycopg.Cursor, accounts: list[str]) -> dict[str, _Accou
     ).fetchall()
     heads = {}
     for account, seq, balance, h, key_id, entry_id, *content in rows:
-        heads[account] = _AccountHead(
-            seq or 0, balance if balance is not None else Decimal("0.000000"), h or GENESIS_HASH, key_id, entry_id
-        )
+        # Six decimal places whatever the column gives (_chained_rows spells balances with str()).
+        heads[account] = _AccountHead(seq or 0, (balance or _ZERO).quantize(MICRO), h or GENESIS_HASH, key_id, entry_id)
         if key_id is not None:
             heads[account].content = content
     return heads
@@ -321,9 +324,9 @@ def _chained_rows(
 ) -> Iterator[tuple[str, tuple]]:
     """The batch's new entries as ``(COPY text line, row)``: each account's next sequence number,
     running balance and hash chained (under ``key``) to its previous entry; the row is
-    ``(account_id, account_seq, type, amount, balance_after, idempotency_key)``. ``heads``
-    advances as rows are produced. A balance that would leave the ledger's range refuses the
-    whole batch.
+    ``(account_id, account_seq, type, amount, balance_after, idempotency_key)``. Each head's
+    sequence number, balance, hash and key id advance as rows are produced. A balance that
+    would leave the ledger's range refuses the whole batch.
 
     The line is the table row in COPY's text format, built from the same text the hash covers
     (the amounts' six-place spelling, the reference's canonical JSON, the time's ISO spelling),
@@ -341,17 +344,20 @@ def _chained_rows(
         type_, amount, key_, reference, reason, actor = entry.checked_fields()
         account = entry.account_id
         head = heads[account]
-        seq, balance = head.seq + 1, head.balance + amount
-        if abs(balance) > MAX_ABS_AMOUNT:
+        seq, balance, prev_hash = head.seq + 1, head.balance + amount, head.hash
+        if balance > MAX_ABS_AMOUNT or balance < _MIN_BALANCE:
             raise LedgerInputError(
                 f"entry {key_!r} would take account {account!r}'s balance from "
                 f"{head.balance} to {balance}, beyond what the ledger can hold (±{MAX_ABS_AMOUNT}); "
                 "nothing of this batch was posted."
             )
         reference_json = canonical_json(reference) if reference else "{}"
-        amount_text, balance_text = f"{amount:.6f}", f"{balance:.6f}"
+        # Both have exactly six decimal places (the amount is rounded to micro-credits, the head's
+        # balance read as numeric(20, 6) and their sum keeps the exponent), so str() spells them
+        # as f"{:.6f}" does (entries.entry_hash), four times faster.
+        amount_text, balance_text = str(amount), str(balance)
         digest = hasher(
-            head.hash,
+            prev_hash,
             account,
             seq,
             type_,
@@ -363,18 +369,19 @@ def _chained_rows(
             actor,
             now_text,
         )
-        heads[account] = _AccountHead(seq, balance, digest, key_id)
+        head.seq, head.balance, head.hash, head.key_id = seq, balance, digest, key_id
         acct = account_text.get(account)
         if acct is None:
             acct = account_text[account] = _copy_text(account)
         line = (
             f"{acct}\t{seq}\t{type_}\t{amount_text}\t{balance_text}\t{_copy_text(key_)}\t"
             f"{_copy_text(reference_json)}\t{_COPY_NULL if reason is None else _copy_text(reason)}\t"
-            f"{_COPY_NULL if actor is None else _copy_text(actor)}{tail}{head.hash}\t{digest}\t{key_id_text}\n"
+            f"{_COPY_NULL if actor is None else _copy_text(actor)}{tail}{prev_hash}\t{digest}\t{key_id_text}\n"
         )
         yield line, (account, seq, type_, amount, balance, key_)
 
 
+_MIN_BALANCE = -MAX_ABS_AMOUNT
 _HIGHEST_ID = "SELECT coalesce(max(id), -9223372036854775808) FROM billing.credit_transactions"
 _COPY_NULL = "\\N"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
