@@ -499,17 +499,17 @@ def _process(cur: Any, tables: _Tables, *, attempts: bool = False) -> None:
     cur.execute("DELETE FROM pg_temp.grant_batch")
 
 
-def stage_new_entries(cur: Any, after_id: int, accounts: list[str]) -> list[tuple[str, int, int]]:
+def stage_new_entries(cur: Any, after_id: int, accounts: list[str]) -> list[tuple[int, str, int]]:
     """The posting's first step: the entries it has just written (those of ``accounts`` with an
     id above ``after_id``, the highest id before its ``COPY``, read after the accounts were
-    locked) loaded for ``apply_staged_grants``. Returns each one's ``(account_id, account_seq,
-    id)``: the ids the database gave, read once for both."""
+    locked) loaded for ``apply_staged_grants``. Returns each one's ``(id, account_id,
+    account_seq)``, in no particular order: the ids the database gave, read once for both."""
     _load(
         cur,
         LIVE,
         _NEW_ENTRIES,
         {"after_id": after_id, "accounts": accounts},
-        returning="RETURNING account_id, account_seq, id",
+        returning="RETURNING id, account_id, account_seq",
     )
     return cur.fetchall()
 

@@ -284,14 +284,18 @@ def _post_entries(conn: psycopg.Connection, given: list[Entry]) -> list[PostResu
         heads = _account_heads(cur, accounts)
         _refuse_foreign_heads(heads, keyring)
         results = _already_posted(cur, batch)
-        new_rows = _write(
-            cur, _chained_rows(batch, results, heads, now, keyring.current_id, keyring.current_key), results, heads
+        new_rows, new_ids = _write(
+            cur, _chained_rows(batch, results, heads, now, keyring.current_id, keyring.current_key), heads
         )
+        created = [
+            PostResult(entry_id, account, key, type_, amount, balance, True)
+            for entry_id, (account, _, type_, amount, balance, key) in zip(new_ids, new_rows)
+        ]
         if new_rows:
             touched = sorted({row[0] for row in new_rows})
             last_ids = {}
-            for row in new_rows:
-                last_ids[row[0]] = results[row[5]].entry_id  # rows are in sequence order per account
+            for row, entry_id in zip(new_rows, new_ids):
+                last_ids[row[0]] = entry_id  # rows are in sequence order per account
             cur.execute(
                 """
                 UPDATE billing.credits AS c
@@ -303,8 +307,9 @@ def _post_entries(conn: psycopg.Connection, given: list[Entry]) -> list[PostResu
             )
             apply_staged_grants(cur)  # grants and draws of the rows staged by _write (grants.py)
         _restore_settings(cur, previous)
-    if len(batch) == len(given):  # no key repeated within the batch
-        return [results[entry.idempotency_key] for entry in given]
+    if not results and len(batch) == len(given):  # every entry new, none twice: written in order
+        return created
+    results.update((result.idempotency_key, result) for result in created)
     returned: list[PostResult] = []
     seen: set[str] = set()
     for entry in given:  # a key repeated within the batch is reported as the duplicate it is
@@ -398,13 +403,11 @@ def _copy_text(value: str) -> str:
 
 
 def _write(
-    cur: psycopg.Cursor,
-    new_rows: Iterator[tuple[str, tuple]],
-    results: dict[str, PostResult],
-    heads: dict[str, _AccountHead],
-) -> list[tuple]:
-    """COPY the rows as they are produced (the server inserts while Python hashes the next ones),
-    record their results, and return them. ``heads`` are the batch's accounts (locked)."""
+    cur: psycopg.Cursor, new_rows: Iterator[tuple[str, tuple]], heads: dict[str, _AccountHead]
+) -> tuple[list[tuple], list[int]]:
+    """COPY the rows as they are produced (the server inserts while Python hashes the next ones)
+    and return them with the ids the database gave them. ``heads`` are the batch's accounts
+    (locked)."""
     # Every id the COPY takes is above the highest one now: ids come from an ascending sequence.
     after_id = cur.execute(_HIGHEST_ID).fetchone()[0]
     rows: list[tuple] = []
@@ -427,13 +430,16 @@ def _write(
             f"({exc.diag.message_detail}); nothing was posted."
         ) from None
     if not rows:
-        return rows
+        return rows, []
     # The ids the database gave, read once for the results and the grants: the new entries of
-    # the batch's accounts above the highest id before the COPY (grants.stage_new_entries).
-    id_of = {(account, seq): entry_id for account, seq, entry_id in stage_new_entries(cur, after_id, sorted(heads))}
-    for account, seq, type_, amount, balance, key in rows:
-        results[key] = PostResult(id_of[account, seq], account, key, type_, amount, balance, True)
-    return rows
+    # the batch's accounts above the highest id before the COPY (grants.stage_new_entries), in id
+    # order. A COPY takes its rows' ids in the order it reads them, so that is the rows' order;
+    # checked (account and sequence number of each), else matched by them.
+    staged = sorted(stage_new_entries(cur, after_id, sorted(heads)))
+    if [(account, seq) for _, account, seq in staged] == [row[:2] for row in rows]:
+        return rows, [entry_id for entry_id, _, _ in staged]
+    id_of = {(account, seq): entry_id for entry_id, account, seq in staged}
+    return rows, [id_of[row[0], row[1]] for row in rows]
 
 
 def post_entry(conn: psycopg.Connection, entry: Entry) -> PostResult:
