@@ -344,8 +344,9 @@ def _chained_rows(
     for entry in batch:
         if entry.idempotency_key in posted:
             continue
-        # Validated here, as the COPY streams (the server writes the rows before while Python
-        # checks the next): a refused entry raises inside the transaction, which writes nothing.
+        # Validated here, as the COPY streams (the server inserts the rows already sent while
+        # Python checks the next ones): a refused entry raises inside the transaction, which
+        # then writes nothing.
         type_, amount, key_, reference, reason, actor = entry.checked_fields()
         account = entry.account_id
         head = heads[account]
