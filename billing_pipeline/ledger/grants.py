@@ -250,13 +250,19 @@ WITH d AS (
 ), acc AS (
     SELECT account_id, min(id) AS first_id, min(t_valid) AS t FROM d GROUP BY account_id
 ), g AS (
-    SELECT gb.account_id, gb.grant_entry_id, gb.remaining,
-           sum(gb.remaining) OVER w AS hi, row_number() OVER w AS burn
-    FROM acc
-    JOIN {balances} gb ON gb.account_id = acc.account_id AND gb.remaining > 0
-    JOIN {grants} gr ON gr.entry_id = gb.grant_entry_id
-    WHERE gr.entry_id < acc.first_id AND (gr.expires_at IS NULL OR gr.expires_at > acc.t)
-    WINDOW w AS (PARTITION BY gb.account_id ORDER BY gr.priority, gr.expires_at NULLS LAST, gr.entry_id)
+    -- each account's open grants, found from the account (OFFSET 0 keeps the lateral subquery a
+    -- loop over the segment's accounts: as a join, right after a bulk posting the planner hashed
+    -- every open grant of the ledger, 80 ms at 50,000 grants for accounts that had none)
+    SELECT o.account_id, o.grant_entry_id, o.remaining,
+           sum(o.remaining) OVER w AS hi, row_number() OVER w AS burn
+    FROM acc CROSS JOIN LATERAL (
+        SELECT gb.account_id, gb.grant_entry_id, gb.remaining, gr.priority, gr.expires_at
+        FROM {balances} gb JOIN {grants} gr ON gr.entry_id = gb.grant_entry_id
+        WHERE gb.account_id = acc.account_id AND gb.remaining > 0
+          AND gr.entry_id < acc.first_id AND (gr.expires_at IS NULL OR gr.expires_at > acc.t)
+        OFFSET 0
+    ) o
+    WINDOW w AS (PARTITION BY o.account_id ORDER BY o.priority, o.expires_at NULLS LAST, o.grant_entry_id)
 ), total AS (
     SELECT account_id, max(hi) AS total FROM g GROUP BY account_id
 )
