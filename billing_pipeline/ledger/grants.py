@@ -442,6 +442,19 @@ _APPLY = [
     """,
     "DELETE FROM pg_temp.grant_moves",
 ]
+# The same after a segment's debits and expiries only: their debts are their own (new entries,
+# no debt row yet), so inserted without looking for one (the join with every debt of the ledger
+# was most of the MERGE's time beyond the insert). A debt row already there would be refused by
+# its primary key, not overwritten.
+_APPLY_NEW_DEBTS = [
+    *_APPLY[:2],
+    """
+    INSERT INTO {debts} (entry_id, account_id, outstanding)
+    SELECT entry_id, min(account_id), sum(debt)
+    FROM pg_temp.grant_moves WHERE debt <> 0 GROUP BY entry_id HAVING sum(debt) <> 0
+    """,
+    *_APPLY[3:],
+]
 
 
 def _sql(text: str, tables: _Tables, **tokens: str) -> str:
@@ -538,7 +551,7 @@ def _process(cur: Any, tables: _Tables, *, attempts: bool = False, loaded_in_one
             _run(cur, _EXCESS_GRANTS, tables, params)  # reads the give-backs' movements
             _run(cur, _EXCESS_BALANCES, tables, params)
         if classes != "C":
-            for statement in _APPLY:
+            for statement in _APPLY if "R" in classes else _APPLY_NEW_DEBTS:
                 _run(cur, statement, tables)
         if "C" in classes or "R" in classes:
             _run(cur, _PAY_DEBTS, tables, params)
