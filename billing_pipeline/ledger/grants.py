@@ -533,7 +533,8 @@ def _process(cur: Any, tables: _Tables, *, attempts: bool = False, loaded_in_one
     )
     listed = cur.fetchall()
     segments = [(seg, classes) for seg, classes, _ in listed]
-    _analyze_batch(cur, sum(n for _, _, n in listed))
+    batch_rows = sum(n for _, _, n in listed)
+    _analyze_batch(cur, batch_rows)
     # Each segment's statements read its rows of the batch: by an index when there are many
     # segments (a replay of the ledger), by a scan when there are a few (a posting: maintaining
     # the index row by row cost more than the scans it saved). Built after the batch is loaded.
@@ -559,7 +560,9 @@ def _process(cur: Any, tables: _Tables, *, attempts: bool = False, loaded_in_one
                 _run(cur, statement, tables)
     if indexed:
         cur.execute("DROP INDEX pg_temp.grant_batch_seg_idx")
-    cur.execute("DELETE FROM pg_temp.grant_batch")
+    # Emptied for the next replay: a large batch truncated (deleting 100,000 rows one by one took
+    # 20-30 ms), a small one deleted (a truncation makes new files: slower for a few rows).
+    cur.execute("TRUNCATE pg_temp.grant_batch" if batch_rows > _SAMPLED_ROWS else "DELETE FROM pg_temp.grant_batch")
 
 
 def stage_new_entries(cur: Any, after_id: int, accounts: list[str]) -> list[tuple[int, str, int]]:
