@@ -18,6 +18,13 @@ were batched: ``rebuild_draws`` replays the whole ledger the same way into tempo
 and ``check_grants`` (``billing verify``) holds the stored rows to it. Migration 0014 fills the
 tables for the entries posted before it with the same replay (``backfill``).
 
+A posting's batch is staged by one range of ids (its ``COPY``'s) and loaded in one segment;
+only its mixed accounts (more than one class, or a give-back) and those with expiring grants are
+then cut, by the statement that cuts at expiries (``_SEGMENTS``), with the same rules: most
+accounts of a posting have one kind of entry, and numbering every row with window functions
+cost more than the rest of the staging. A replay, where most accounts are mixed, numbers them as
+it loads them.
+
 The SQL works on any DB-API cursor whose ``execute(sql, params)`` takes ``%(name)s``
 parameters (psycopg 3 here, also inside Alembic), reading results with ``fetchall``.
 """
