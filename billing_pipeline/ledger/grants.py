@@ -217,7 +217,7 @@ WITH expiring AS (
     WHERE g.expires_at IS NOT NULL
       AND g.account_id IN (SELECT account_id FROM pg_temp.grant_batch WHERE cls = 'D')
 ), mixed AS (
-    -- a posting's batch (loaded in one segment): the accounts whose entries need more than one
+    -- a posting's batch (loaded in one segment): the accounts whose entries need more segments
     SELECT account_id FROM pg_temp.grant_batch
     WHERE {mixed}
     GROUP BY account_id HAVING min(cls) <> max(cls) OR bool_or(cls = 'R')
