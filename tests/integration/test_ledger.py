@@ -55,6 +55,45 @@ def test_entries_chain_balances_and_cache(ledger_db):
         assert verify_ledger(conn).ok
 
 
+def _ids_by_key(conn) -> dict[str, int]:
+    return dict(conn.execute("SELECT idempotency_key, id FROM billing.credit_transactions").fetchall())
+
+
+def test_each_result_carries_its_own_entry_id_with_repeats_and_keys_posted_before(ledger_db):
+    with psycopg.connect(ledger_db) as conn:
+        post_entry(conn, Entry("globex", "topup", D("3"), "old"))
+        batch = [Entry(("acme", "globex")[i % 2], "topup", D(i + 1), f"k{i}") for i in range(6)]
+        results = post_entries(conn, [batch[0], Entry("globex", "topup", D("3"), "old"), *batch[1:], batch[2]])
+        ids = _ids_by_key(conn)
+    assert [(r.idempotency_key, r.entry_id, r.created) for r in results] == [
+        (key, ids[key], created)
+        for key, created in [("k0", True), ("old", False), *((f"k{i}", True) for i in range(1, 6)), ("k2", False)]
+    ]
+
+
+def test_ids_read_back_out_of_the_copy_order_are_matched_by_account_and_sequence(ledger_db, monkeypatch):
+    # Sorted, the staged ids are in COPY order (one COPY takes its ids in the order it reads its
+    # rows); were they not, each is matched by its account and sequence number. Here the ids
+    # handed back to Python are swapped end for end, so that sorting them reverses the rows.
+    import billing_pipeline.ledger.posting as posting
+
+    real = posting.stage_new_entries
+
+    def swapped(*args):
+        staged = real(*args)
+        ids = sorted(i for i, _, _ in staged)
+        swap = dict(zip(ids, reversed(ids)))
+        return [(swap[i], a, s) for i, a, s in staged]
+
+    monkeypatch.setattr(posting, "stage_new_entries", swapped)
+    entries = [Entry(("acme", "globex")[i % 2], "topup", D(i + 1), f"k{i}") for i in range(5)]
+    with psycopg.connect(ledger_db) as conn:
+        results = post_entries(conn, entries)
+        ids = _ids_by_key(conn)
+    real_ids = [ids[f"k{i}"] for i in range(5)]
+    assert [r.entry_id for r in results] == list(reversed(real_ids))
+
+
 @pytest.mark.parametrize(
     ("given", "posted"),
     [("0.0000015", "0.000002"), ("0.0000025", "0.000002"), ("0.0000035", "0.000004"), ("1.0000005", "1.000000")],

@@ -1,6 +1,7 @@
 """The batch path's faster spellings give exactly what the reference ones give (issue 24, point 4):
-the keyed hasher (HMAC pads hashed once per batch) equals ``entry_hash``, and the COPY text line
-escapes what COPY's text format needs escaped."""
+the keyed hasher (HMAC pads hashed once per batch) equals ``entry_hash``, six-place amounts spell
+the same by ``str()`` as by ``entry_hash``'s format, and the COPY text line escapes what COPY's
+text format needs escaped."""
 
 from __future__ import annotations
 
@@ -81,3 +82,14 @@ def test_copy_text_escapes_backslash_and_line_controls_only():
     assert _copy_text('{"a":"b\\"c"}') == '{"a":"b\\\\"c"}'
     assert _copy_text("a\tb\nc\rd\\e") == "a\\tb\\nc\\rd\\\\e"
     assert _copy_text("é ✓ \\N") == "é ✓ \\\\N"
+
+
+@given(amount=amounts, balance=amounts)
+def test_six_place_amounts_and_their_sums_spell_the_same_by_str_as_by_format(amount, balance):
+    # The batch path spells amounts and running balances with str() (posting._chained_rows);
+    # entry_hash, which verify uses, with f"{:.6f}". Rounded to micro-credits (as validation
+    # and the heads give them), and summed as the running balance is, both spell the same.
+    micro = Decimal("0.000001")
+    amount, balance = amount.quantize(micro), balance.quantize(micro)
+    for value in (amount, balance, balance + amount, -amount):
+        assert str(value) == f"{value:.6f}"
