@@ -28,6 +28,7 @@ from billing_pipeline.core.asset_keys import (
 )
 from billing_pipeline.core.clock import CLOCK_TAG, run_clock
 from billing_pipeline.core.ownership import BILLING_OWNERS
+from billing_pipeline.core.partitions import latest_hour_of
 from billing_pipeline.core.runs import JOB_TAGS
 from billing_pipeline.resources.notify import NotifyResource
 from billing_pipeline.resources.postgres import PostgresResource
@@ -40,7 +41,7 @@ DELIVERIES_CHECK = "deliveries_succeeded"
 @dg.asset(
     key=BALANCE_ALERTS,
     # Top-ups first: a balance the saved card restored needs no low-balance warning.
-    deps=[LEDGER, GRANT_EXPIRY, AUTO_TOPUPS, ACCOUNT_BALANCES],
+    deps=[latest_hour_of(LEDGER), GRANT_EXPIRY, AUTO_TOPUPS, latest_hour_of(ACCOUNT_BALANCES)],
     group_name="alerts",
     kinds={"postgres"},
     owners=BILLING_OWNERS,

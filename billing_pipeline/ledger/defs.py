@@ -20,7 +20,7 @@ from billing_pipeline.core.asset_keys import GRANT_EXPIRY, LEDGER
 from billing_pipeline.core.clock import run_clock
 from billing_pipeline.core.hours import Hour
 from billing_pipeline.core.ownership import BILLING_OWNERS
-from billing_pipeline.core.partitions import hourly_partitions
+from billing_pipeline.core.partitions import hourly_partitions, latest_hour_of
 from billing_pipeline.core.runs import JOB_TAGS
 from billing_pipeline.ledger.checkpoint import chain_heads, chain_heads_digest
 from billing_pipeline.ledger.deduction import CHARGES_SCHEMA, CHARGES_TABLE, settle_priced_usage
@@ -159,7 +159,7 @@ def credit_transactions(context: dg.AssetExecutionContext, postgres: PostgresRes
 
 @dg.asset(
     key=GRANT_EXPIRY,
-    deps=[LEDGER],
+    deps=[latest_hour_of(LEDGER)],
     group_name="ledger",
     kinds={"postgres"},
     owners=BILLING_OWNERS,

@@ -26,6 +26,7 @@ from billing_pipeline.core.asset_keys import (
 from billing_pipeline.core.clock import CLOCK_TAG, run_clock
 from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.core.ownership import BILLING_OWNERS
+from billing_pipeline.core.partitions import latest_hour_of
 from billing_pipeline.core.runs import JOB_TAGS
 from billing_pipeline.lifecycle.actions import RETRY_EVERY_MINUTES
 from billing_pipeline.lifecycle.engine import run_lifecycle
@@ -35,7 +36,7 @@ from billing_pipeline.resources.postgres import PostgresResource
 
 @dg.asset(
     key=ACCOUNT_LIFECYCLE,
-    deps=[LEDGER, GRANT_EXPIRY, AUTO_TOPUPS],
+    deps=[latest_hour_of(LEDGER), GRANT_EXPIRY, AUTO_TOPUPS],
     group_name="lifecycle",
     kinds={"kubernetes", "postgres"},
     owners=BILLING_OWNERS,

@@ -20,6 +20,7 @@ from billing_pipeline.core.asset_keys import AUTO_TOPUPS, GRANT_EXPIRY, LEDGER
 from billing_pipeline.core.clock import CLOCK_TAG, run_clock
 from billing_pipeline.core.errors import ConfigurationError
 from billing_pipeline.core.ownership import BILLING_OWNERS
+from billing_pipeline.core.partitions import latest_hour_of
 from billing_pipeline.core.runs import JOB_TAGS
 from billing_pipeline.payments.topup import DUPLICATE_LOOKBACK, run_auto_topup
 from billing_pipeline.resources.postgres import PostgresResource
@@ -29,7 +30,7 @@ from billing_pipeline.resources.stripe import StripeResource
 @dg.asset(
     key=AUTO_TOPUPS,
     # After expiry: a balance that expired credits took below the threshold is topped up this hour.
-    deps=[LEDGER, GRANT_EXPIRY],
+    deps=[latest_hour_of(LEDGER), GRANT_EXPIRY],
     group_name="payments",
     kinds={"stripe", "postgres"},
     owners=BILLING_OWNERS,
