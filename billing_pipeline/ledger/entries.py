@@ -145,12 +145,10 @@ class Entry:
         """This entry checked against the ledger's rules, its amount rounded to micro-credits."""
         return Entry(self.account_id, *self.checked_fields())
 
-    def checked_fields(self) -> tuple[str, Decimal, str, dict[str, Any], str | None, str | None]:
-        """What ``validated`` checks, as the validated entry's fields after its account:
-        ``(type, amount, idempotency_key, reference, reason, actor)``. The batch path reads them
-        as it writes each entry, without building a second ``Entry``."""
-        # Runs once per entry of every batch: the common path does no more than the checks, and
-        # the messages (naming the entry) are only built for an entry that fails one.
+    def checked_key(self) -> str:
+        """The idempotency key, once it and the account id pass the ledger's rules: the first of
+        ``checked_fields``'s checks, and all that the batch path's statements before its ``COPY``
+        need (``posting._dedupe_batch``)."""
         key = self.idempotency_key
         if not isinstance(key, str) or not key.strip():
             raise LedgerInputError(
@@ -161,6 +159,15 @@ class Entry:
             raise LedgerInputError(f"idempotency key {key[:60]!r}… must be printable text of at most 200 characters.")
         if not isinstance(self.account_id, str) or not self.account_id.strip():
             raise LedgerInputError(f"entry {key!r} has no account id.")
+        return key
+
+    def checked_fields(self) -> tuple[str, Decimal, str, dict[str, Any], str | None, str | None]:
+        """What ``validated`` checks, as the validated entry's fields after its account:
+        ``(type, amount, idempotency_key, reference, reason, actor)``. The batch path reads them
+        as it writes each entry, without building a second ``Entry``."""
+        # Runs once per entry of every batch: the common path does no more than the checks, and
+        # the messages (naming the entry) are only built for an entry that fails one.
+        key = self.checked_key()
         entry_type = ENTRY_TYPES.get(self.type)
         if entry_type is None:
             raise LedgerInputError(

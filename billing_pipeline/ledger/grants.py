@@ -419,49 +419,45 @@ ORDER BY ng.entry_id, debts.entry_id
 
 # The movements of a segment applied to the tables: draw rows (one per entry and grant), grant
 # balances, debts. Then the movements are cleared for the next segment.
-_APPLY = [
-    """
-    INSERT INTO {draws} (entry_id, grant_entry_id, amount)
-    SELECT entry_id, grant_entry_id, sum(drawn + expired)
-    FROM pg_temp.grant_moves WHERE grant_entry_id IS NOT NULL
-    GROUP BY entry_id, grant_entry_id HAVING sum(drawn + expired) <> 0
-    ORDER BY min(pos)
-    """,
-    """
-    UPDATE {balances} gb
-    SET drawn = gb.drawn + m.drawn, expired = gb.expired + m.expired, remaining = gb.remaining - m.drawn - m.expired
-    FROM (SELECT grant_entry_id, sum(drawn) AS drawn, sum(expired) AS expired
-          FROM pg_temp.grant_moves WHERE grant_entry_id IS NOT NULL GROUP BY grant_entry_id) m
-    WHERE gb.grant_entry_id = m.grant_entry_id
-    """,
-    # MERGE, not INSERT .. ON CONFLICT: most debts are new (a batch's usage beyond its grants),
-    # and a speculative insertion per row cost twice the join (0.3 s of 0.4 s for 50,000 debts).
-    # The batch's accounts are locked, so no other writer adds a debt of these entries meanwhile.
-    """
-    MERGE INTO {debts} AS d
-    USING (
-        SELECT entry_id, min(account_id) AS account_id, sum(debt) AS debt
-        FROM pg_temp.grant_moves WHERE debt <> 0 GROUP BY entry_id
-    ) m ON d.entry_id = m.entry_id
-    WHEN MATCHED AND d.outstanding + m.debt = 0 THEN DELETE
-    WHEN MATCHED THEN UPDATE SET outstanding = d.outstanding + m.debt
-    WHEN NOT MATCHED AND m.debt <> 0 THEN INSERT (entry_id, account_id, outstanding) VALUES (m.entry_id, m.account_id, m.debt)
-    """,
-    "DELETE FROM pg_temp.grant_moves",
-]
-# The same after a segment's debits and expiries only: their debts are their own (new entries,
-# no debt row yet), so inserted without looking for one (the join with every debt of the ledger
-# was most of the MERGE's time beyond the insert). A debt row already there would be refused by
-# its primary key, not overwritten.
-_APPLY_NEW_DEBTS = [
-    *_APPLY[:2],
-    """
-    INSERT INTO {debts} (entry_id, account_id, outstanding)
-    SELECT entry_id, min(account_id), sum(debt)
-    FROM pg_temp.grant_moves WHERE debt <> 0 GROUP BY entry_id HAVING sum(debt) <> 0
-    """,
-    *_APPLY[3:],
-]
+_WRITE_DRAWS = """
+INSERT INTO {draws} (entry_id, grant_entry_id, amount)
+SELECT entry_id, grant_entry_id, sum(drawn + expired)
+FROM pg_temp.grant_moves WHERE grant_entry_id IS NOT NULL
+GROUP BY entry_id, grant_entry_id HAVING sum(drawn + expired) <> 0
+ORDER BY min(pos)
+"""
+_UPDATE_BALANCES = """
+UPDATE {balances} gb
+SET drawn = gb.drawn + m.drawn, expired = gb.expired + m.expired, remaining = gb.remaining - m.drawn - m.expired
+FROM (SELECT grant_entry_id, sum(drawn) AS drawn, sum(expired) AS expired
+      FROM pg_temp.grant_moves WHERE grant_entry_id IS NOT NULL GROUP BY grant_entry_id) m
+WHERE gb.grant_entry_id = m.grant_entry_id
+"""
+# MERGE, not INSERT .. ON CONFLICT: most debts are new (a batch's usage beyond its grants),
+# and a speculative insertion per row cost twice the join (0.3 s of 0.4 s for 50,000 debts).
+# The batch's accounts are locked, so no other writer adds a debt of these entries meanwhile.
+_MERGE_DEBTS = """
+MERGE INTO {debts} AS d
+USING (
+    SELECT entry_id, min(account_id) AS account_id, sum(debt) AS debt
+    FROM pg_temp.grant_moves WHERE debt <> 0 GROUP BY entry_id
+) m ON d.entry_id = m.entry_id
+WHEN MATCHED AND d.outstanding + m.debt = 0 THEN DELETE
+WHEN MATCHED THEN UPDATE SET outstanding = d.outstanding + m.debt
+WHEN NOT MATCHED AND m.debt <> 0 THEN INSERT (entry_id, account_id, outstanding) VALUES (m.entry_id, m.account_id, m.debt)
+"""
+# After a segment's debits and expiries only, their debts are their own (new entries, no debt row
+# yet), so inserted without looking for one (the join with every debt of the ledger was most of
+# the MERGE's time beyond the insert). A debt row already there would be refused by its primary
+# key, not overwritten.
+_INSERT_NEW_DEBTS = """
+INSERT INTO {debts} (entry_id, account_id, outstanding)
+SELECT entry_id, min(account_id), sum(debt)
+FROM pg_temp.grant_moves WHERE debt <> 0 GROUP BY entry_id HAVING sum(debt) <> 0
+"""
+_CLEAR_MOVES = "DELETE FROM pg_temp.grant_moves"
+_APPLY = [_WRITE_DRAWS, _UPDATE_BALANCES, _MERGE_DEBTS, _CLEAR_MOVES]
+_APPLY_NEW_DEBTS = [_WRITE_DRAWS, _UPDATE_BALANCES, _INSERT_NEW_DEBTS, _CLEAR_MOVES]
 
 
 def _sql(text: str, tables: _Tables, **tokens: str) -> str:

@@ -95,9 +95,7 @@ def _dedupe_batch(entries: Sequence[Entry]) -> list[Entry]:
     posted (rounded)."""
     by_key: dict[str, Entry] = {}
     for entry in entries:
-        key, account = entry.idempotency_key, entry.account_id
-        if type(key) is not str or type(account) is not str or _bad_key_or_account(key, account):
-            entry.validated()  # raises, naming the entry
+        key = entry.checked_key()  # raises, naming the entry
         prior = by_key.setdefault(key, entry)
         if prior is entry:
             continue
@@ -109,11 +107,6 @@ def _dedupe_batch(entries: Sequence[Entry]) -> list[Entry]:
                 f"{again.account_id} {again.type} {again.amount}); nothing was posted."
             )
     return list(by_key.values())
-
-
-def _bad_key_or_account(key: str, account: str) -> bool:
-    # What Entry.validated checks first (the caller has it raise its message).
-    return not key.strip() or len(key) > 200 or not key.isprintable() or not account.strip()
 
 
 def _lock_accounts(cur: psycopg.Cursor, accounts: list[str]) -> None:

@@ -52,6 +52,7 @@ from tests.support.platform import create_accounts
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 OCT, NOV = date(2026, 10, 1), date(2026, 11, 1)
+DEC, JAN, FEB = date(2026, 12, 1), date(2027, 1, 1), date(2027, 2, 1)
 D = Decimal
 
 
@@ -453,3 +454,32 @@ def test_explain_and_the_marts_state_the_same_credits_to_the_micro_credit(acme, 
     )
     code, out, _ = run(capsys, "explain", "acme", "--month", "2026-10")
     assert "Credits: paid credits drawn +42.123457, free (promotional, SLA, adjustment) credits drawn +45.000000" in out
+
+
+def test_credit_revenue_keeps_every_month_after_the_used_up_grants(acme, db_url, frozen_clock, tmp_path):
+    """Months after the scenario: G1-G4 and G6 are used up by November, G5 by a December usage,
+    so from December nothing is left of any grant. The mart still has one row per month up to
+    the clock's month (February), with the to-date sums carried: fct_credit_revenue stops a
+    used-up grant's month rows at its last draw (so it does not grow by grants x months of
+    history) and takes the months from the account, not from its grants."""
+    s = Scenario(acme, frozen_clock)
+    s.october()
+    s.november()
+    s.usage("U5", "2026-12-05T10:00", "2026-12-05T11:00", "12.876543")  # the last of G5
+    d.build(
+        db_url,
+        tmp_path,
+        extra=["--select", "+fct_credit_revenue", "--indirect-selection", "cautious"],
+        vars={"as_of": "2027-02-15T00:00:00+00:00"},
+    )
+    revenue = d.query(
+        db_url,
+        "SELECT month, paid_granted, recognised, breakage, deferred, free_remaining, paid_granted_to_date, "
+        "recognised_to_date FROM analytics.fct_credit_revenue WHERE account_id = 'acme' ORDER BY month",
+    )
+    assert revenue == [
+        (OCT, D(110), D("42.123457"), D(10), D("57.876543"), D(5), D(110), D("42.123457")),
+        (NOV, D(20), D(65), D(0), D("12.876543"), D(0), D(130), D("107.123457")),
+        (DEC, D(0), D("12.876543"), D(0), D(0), D(0), D(130), D(120)),
+        *[(month, D(0), D(0), D(0), D(0), D(0), D(130), D(120)) for month in (JAN, FEB)],
+    ]

@@ -22,8 +22,22 @@ last_month as (
         ) as month
 ),
 
+grant_totals as (
+    -- Each grant's last draw month and what is left of it after its last draw.
+    select
+        grants.grant_entry_id,
+        max(draws.draw_month) as last_draw_month,
+        grants.granted - coalesce(sum(draws.amount), 0) as left_after_last_draw
+    from grants
+    left join draws on grants.grant_entry_id = draws.grant_entry_id
+    group by grants.grant_entry_id, grants.granted
+),
+
 grant_months as (
-    -- Every grant at the end of every month from its own to the last one.
+    -- Each grant at the end of each month from its own to the last month in which it holds
+    -- anything: once a grant is used up for good (nothing left after its last draw), every later
+    -- month would add zero, so its rows stop at its last draw. Bounded by the open grants, not by
+    -- grants x months of history (this table is rebuilt every hour).
     select
         grants.grant_entry_id,
         grants.account_id,
@@ -31,8 +45,16 @@ grant_months as (
         grants.granted,
         series.month::date as month
     from grants
+    inner join grant_totals on grants.grant_entry_id = grant_totals.grant_entry_id
     cross join last_month
-    cross join lateral generate_series(grants.granted_month, last_month.month, interval '1 month') as series (month)
+    cross join lateral generate_series(
+        grants.granted_month,
+        case
+            when grant_totals.left_after_last_draw = 0 then grant_totals.last_draw_month
+            else last_month.month
+        end,
+        interval '1 month'
+    ) as series (month)
 ),
 
 grant_month_draws as (
@@ -61,14 +83,30 @@ grant_remaining as (
             and grant_months.month = grant_month_draws.month
 ),
 
+account_months as (
+    -- Every account at the end of every month from its first grant to the last month.
+    select
+        first_grants.account_id,
+        series.month::date as month
+    from (select account_id, min(granted_month) as first_month from grants group by account_id) as first_grants
+    cross join last_month
+    cross join lateral generate_series(first_grants.first_month, last_month.month, interval '1 month') as series (month)
+),
+
 remaining as (
     select
-        account_id,
-        month,
-        coalesce(sum(remaining_at_month_end) filter (where kind = 'paid'), 0) as deferred,
-        coalesce(sum(remaining_at_month_end) filter (where kind = 'free'), 0) as free_remaining
-    from grant_remaining
-    group by account_id, month
+        account_months.account_id,
+        account_months.month,
+        coalesce(sum(grant_remaining.remaining_at_month_end) filter (where grant_remaining.kind = 'paid'), 0)
+            as deferred,
+        coalesce(sum(grant_remaining.remaining_at_month_end) filter (where grant_remaining.kind = 'free'), 0)
+            as free_remaining
+    from account_months
+    left join grant_remaining
+        on
+            account_months.account_id = grant_remaining.account_id
+            and account_months.month = grant_remaining.month
+    group by account_months.account_id, account_months.month
 ),
 
 granted as (
