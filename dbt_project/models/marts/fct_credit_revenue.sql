@@ -83,12 +83,20 @@ grant_remaining as (
             and grant_months.month = grant_month_draws.month
 ),
 
+first_grants as (
+    select
+        account_id,
+        min(granted_month) as first_month
+    from grants
+    group by account_id
+),
+
 account_months as (
     -- Every account at the end of every month from its first grant to the last month.
     select
         first_grants.account_id,
         series.month::date as month
-    from (select account_id, min(granted_month) as first_month from grants group by account_id) as first_grants
+    from first_grants
     cross join last_month
     cross join lateral generate_series(first_grants.first_month, last_month.month, interval '1 month') as series (month)
 ),
