@@ -1,0 +1,99 @@
+"""fct_credit_revenue's query against the size of the grants' history (the mart is rebuilt whole
+every hour).
+
+Usage: .venv/bin/python bench/revenue_bench.py [--accounts N] [--months M] [--compare-rev REV]
+
+Generates, in a scratch schema ``bench_revenue`` on BILLING_BENCH_SERVER (default the local server
+127.0.0.1:5432, database ``postgres``; dropped afterwards), what the model reads
+(``stg_ledger__grants``, ``int_grant_draws_dated``): N accounts, each with M monthly top-ups of
+100 paid credits, each used up in its own month but the last (40 of it drawn). Then runs the
+model's SELECT as the working tree has it, and with ``--compare-rev`` as that git revision had it,
+twice each, alternating, and prints the time, the rows and two column sums, which must agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+
+from billing_pipeline.db.connection import make_conninfo_url
+
+SERVER = os.environ.get("BILLING_BENCH_SERVER", "127.0.0.1:5432")
+MODEL = "dbt_project/models/marts/fct_credit_revenue.sql"
+ROOT = Path(__file__).resolve().parents[1]
+AS_OF = "'2030-12-15T00:00:00+00:00'::timestamptz"  # after every generated month
+
+
+def model_sql(text: str) -> str:
+    """The model's Jinja replaced by the scratch tables and a fixed clock."""
+    return (
+        text.replace("{{ ref('stg_ledger__grants') }}", "bench_revenue.grants")
+        .replace("{{ ref('int_grant_draws_dated') }}", "bench_revenue.draws")
+        .replace("{{ as_of_timestamp() }}", AS_OF)
+    )
+
+
+def generate(conn: psycopg.Connection, accounts: int, months: int) -> None:
+    conn.execute("DROP SCHEMA IF EXISTS bench_revenue CASCADE")
+    conn.execute("CREATE SCHEMA bench_revenue")
+    conn.execute(
+        """
+        CREATE TABLE bench_revenue.grants AS
+        SELECT (a * 1000 + m)::bigint AS grant_entry_id, 'acct-' || a AS account_id, 'paid'::text AS kind,
+               100::numeric(20, 6) AS granted, (date '2026-01-01' + make_interval(months => m))::date AS granted_month
+        FROM generate_series(1, %(accounts)s) a, generate_series(0, %(months)s - 1) m
+        """,
+        {"accounts": accounts, "months": months},
+    )
+    conn.execute(
+        """
+        CREATE TABLE bench_revenue.draws AS
+        SELECT grant_entry_id, account_id, kind, granted_month AS draw_month, false AS is_expiry,
+               CASE WHEN grant_entry_id %% 1000 < %(months)s - 1 THEN 100 ELSE 40 END::numeric(20, 6) AS amount
+        FROM bench_revenue.grants
+        """,
+        {"months": months},
+    )
+    conn.execute("ANALYZE bench_revenue.grants")
+    conn.execute("ANALYZE bench_revenue.draws")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--accounts", type=int, default=2000)
+    parser.add_argument("--months", type=int, default=48)
+    parser.add_argument("--compare-rev", help="a git revision whose model to time beside the working tree's")
+    args = parser.parse_args()
+    if not 1 <= args.months < 1000:
+        parser.error("--months must be between 1 and 999 (grant ids are account * 1000 + month)")
+    queries = {"working tree": model_sql((ROOT / MODEL).read_text())}
+    if args.compare_rev:
+        old = subprocess.run(
+            ["git", "show", f"{args.compare_rev}:{MODEL}"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+        queries = {args.compare_rev: model_sql(old), **queries}
+    host, port = SERVER.rsplit(":", 1)
+    url = make_conninfo_url(host=host, port=int(port), dbname="postgres")
+    with psycopg.connect(url, autocommit=True) as conn:
+        generate(conn, args.accounts, args.months)
+        print(f"{args.accounts} accounts x {args.months} monthly grants; load average {os.getloadavg()[0]:.2f}")
+        try:
+            for _ in range(2):
+                for name, query in queries.items():
+                    began = time.monotonic()
+                    rows, deferred, recognised = conn.execute(
+                        f"SELECT count(*), sum(deferred), sum(recognised) FROM ({query}) AS revenue"
+                    ).fetchone()
+                    seconds = time.monotonic() - began
+                    print(f"  {name:>14}: {seconds:6.2f} s  {rows} rows  deferred {deferred}  recognised {recognised}")
+        finally:
+            conn.execute("DROP SCHEMA bench_revenue CASCADE")
+
+
+if __name__ == "__main__":
+    main()
