@@ -1,12 +1,13 @@
 """fct_credit_revenue's query against the size of the grants' history (the mart is rebuilt whole
 every hour).
 
-Usage: .venv/bin/python bench/revenue_bench.py [--accounts N] [--months M] [--compare-rev REV]
+Usage: .venv/bin/python bench/revenue_bench.py [--accounts N] [--months M] [--draws-per-grant K] [--compare-rev REV]
 
 Generates, in a scratch schema ``bench_revenue`` on BILLING_BENCH_SERVER (default the local server
 127.0.0.1:5432, database ``postgres``; dropped afterwards), what the model reads
 (``stg_ledger__grants``, ``int_grant_draws_dated``): N accounts, each with M monthly top-ups of
-100 paid credits, each used up in its own month but the last (40 of it drawn). Then runs the
+100 paid credits, each used up in its own month but the last (40 of it drawn), in K draws a
+grant (the settlement draws every hour: K = 720 is a month of hourly usage). Then runs the
 model's SELECT as the working tree has it, and with ``--compare-rev`` as that git revision had it,
 twice each, alternating, and prints the time, the rows and two column sums, which must agree.
 """
@@ -38,7 +39,7 @@ def model_sql(text: str) -> str:
     )
 
 
-def generate(conn: psycopg.Connection, accounts: int, months: int) -> None:
+def generate(conn: psycopg.Connection, accounts: int, months: int, draws_per_grant: int) -> None:
     conn.execute("DROP SCHEMA IF EXISTS bench_revenue CASCADE")
     conn.execute("CREATE SCHEMA bench_revenue")
     conn.execute(
@@ -54,10 +55,13 @@ def generate(conn: psycopg.Connection, accounts: int, months: int) -> None:
         """
         CREATE TABLE bench_revenue.draws AS
         SELECT grant_entry_id, account_id, kind, granted_month AS draw_month, false AS is_expiry,
-               CASE WHEN grant_entry_id %% 1000 < %(months)s - 1 THEN 100 ELSE 40 END::numeric(20, 6) AS amount
-        FROM bench_revenue.grants
+               (CASE WHEN grant_entry_id %% 1000 < %(months)s - 1 THEN 100 ELSE 40 END / %(k)s::numeric)::numeric(20, 6)
+                   + CASE WHEN part = 1 THEN (CASE WHEN grant_entry_id %% 1000 < %(months)s - 1 THEN 100 ELSE 40 END
+                       - %(k)s * (CASE WHEN grant_entry_id %% 1000 < %(months)s - 1 THEN 100 ELSE 40 END
+                                  / %(k)s::numeric)::numeric(20, 6)) ELSE 0 END AS amount
+        FROM bench_revenue.grants, generate_series(1, %(k)s) part
         """,
-        {"months": months},
+        {"months": months, "k": draws_per_grant},
     )
     conn.execute("ANALYZE bench_revenue.grants")
     conn.execute("ANALYZE bench_revenue.draws")
@@ -67,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accounts", type=int, default=2000)
     parser.add_argument("--months", type=int, default=48)
+    parser.add_argument("--draws-per-grant", type=int, default=1)
     parser.add_argument("--compare-rev", help="a git revision whose model to time beside the working tree's")
     args = parser.parse_args()
     if not 1 <= args.months < 1000:
@@ -80,8 +85,10 @@ def main() -> None:
     host, port = SERVER.rsplit(":", 1)
     url = make_conninfo_url(host=host, port=int(port), dbname="postgres")
     with psycopg.connect(url, autocommit=True) as conn:
-        generate(conn, args.accounts, args.months)
-        print(f"{args.accounts} accounts x {args.months} monthly grants; load average {os.getloadavg()[0]:.2f}")
+        generate(conn, args.accounts, args.months, args.draws_per_grant)
+        print(
+            f"{args.accounts} accounts x {args.months} monthly grants x {args.draws_per_grant} draws; load average {os.getloadavg()[0]:.2f}"
+        )
         try:
             for _ in range(2):
                 for name, query in queries.items():
