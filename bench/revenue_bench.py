@@ -54,12 +54,12 @@ def generate(conn: psycopg.Connection, accounts: int, months: int, draws_per_gra
     conn.execute(
         """
         CREATE TABLE bench_revenue.draws AS
+        -- Each grant's total in k parts of micro-credits; the first part takes the remainder.
         SELECT grant_entry_id, account_id, kind, granted_month AS draw_month, false AS is_expiry,
-               (CASE WHEN grant_entry_id %% 1000 < %(months)s - 1 THEN 100 ELSE 40 END / %(k)s::numeric)::numeric(20, 6)
-                   + CASE WHEN part = 1 THEN (CASE WHEN grant_entry_id %% 1000 < %(months)s - 1 THEN 100 ELSE 40 END
-                       - %(k)s * (CASE WHEN grant_entry_id %% 1000 < %(months)s - 1 THEN 100 ELSE 40 END
-                                  / %(k)s::numeric)::numeric(20, 6)) ELSE 0 END AS amount
-        FROM bench_revenue.grants, generate_series(1, %(k)s) part
+               trunc(total / %(k)s, 6) + CASE WHEN part = 1 THEN total - %(k)s * trunc(total / %(k)s, 6) ELSE 0 END
+                   AS amount
+        FROM (SELECT *, CASE WHEN grant_entry_id %% 1000 < %(months)s - 1 THEN 100 ELSE 40 END::numeric AS total
+              FROM bench_revenue.grants) g, generate_series(1, %(k)s) part
         """,
         {"months": months, "k": draws_per_grant},
     )

@@ -8,10 +8,11 @@ since the first billable hour to version its input: 8,760 more a year, paid by e
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 
 import dagster as dg
 
+from billing_pipeline.core.partitions import latest_hour_of
 from billing_pipeline.definitions import defs
 
 
@@ -42,10 +43,6 @@ def test_unpartitioned_steps_read_hourly_assets_at_their_latest_hour():
 def test_latest_hour_of_maps_to_one_partition_however_old_the_install():
     """The mapping's upstream subset is one hour, not the install's whole history (a start years
     before the clock)."""
-    from datetime import datetime, timezone
-
-    from billing_pipeline.core.partitions import latest_hour_of
-
     hours = dg.HourlyPartitionsDefinition(start_date="2020-01-01-00:00", timezone="UTC")
     mapping = latest_hour_of(dg.AssetKey("x")).partition_mapping
     now = datetime(2026, 12, 6, 13, 30, tzinfo=UTC)

@@ -22,15 +22,24 @@ last_month as (
         ) as month
 ),
 
-grant_totals as (
-    -- Each grant's last draw month and what is left of it after its last draw.
+grant_month_draws as (
     select
-        grants.grant_entry_id,
-        max(draws.draw_month) as last_draw_month,
-        grants.granted - coalesce(sum(draws.amount), 0) as left_after_last_draw
-    from grants
-    left join draws on grants.grant_entry_id = draws.grant_entry_id
-    group by grants.grant_entry_id, grants.granted
+        grant_entry_id,
+        draw_month as month,
+        sum(amount) as amount
+    from draws
+    group by grant_entry_id, draw_month
+),
+
+grant_totals as (
+    -- Each drawn grant's last draw month and all it gave, from the monthly sums (the draws, the
+    -- large input, are read once).
+    select
+        grant_entry_id,
+        max(month) as last_draw_month,
+        sum(amount) as drawn_in_all
+    from grant_month_draws
+    group by grant_entry_id
 ),
 
 grant_months as (
@@ -45,25 +54,16 @@ grant_months as (
         grants.granted,
         series.month::date as month
     from grants
-    inner join grant_totals on grants.grant_entry_id = grant_totals.grant_entry_id
+    left join grant_totals on grants.grant_entry_id = grant_totals.grant_entry_id
     cross join last_month
     cross join lateral generate_series(
         grants.granted_month,
         case
-            when grant_totals.left_after_last_draw = 0 then grant_totals.last_draw_month
+            when grants.granted = grant_totals.drawn_in_all then grant_totals.last_draw_month
             else last_month.month
         end,
         interval '1 month'
     ) as series (month)
-),
-
-grant_month_draws as (
-    select
-        grant_entry_id,
-        draw_month as month,
-        sum(amount) as amount
-    from draws
-    group by grant_entry_id, draw_month
 ),
 
 grant_remaining as (
