@@ -4,7 +4,8 @@ Why: a dbt subprocess pays dbt's imports (3.3 s on these machines) and loads its
 (about 1 s) on every call, and the hourly cycle calls dbt twice. In the run's process dbt is
 imported once, the project is parsed once per database and process, and every later call
 starts from that parsed manifest (dbt's "reusing objects":
-https://docs.getdbt.com/reference/programmatic-invocations).
+https://docs.getdbt.com/reference/programmatic-invocations). The Jinja templates dbt compiles
+are kept on disk, so a fresh process loads them instead of compiling them (``jinja_cache``).
 
 What stays as with the subprocess:
 - dbt's structured events become Dagster events through dagster-dbt's own conversion
@@ -34,6 +35,7 @@ from dagster_dbt.asset_utils import (
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
+from billing_pipeline.transform import jinja_cache
 from billing_pipeline.transform.project import (
     DBT_PROJECT_DIR,
     PARTIAL_PARSE_FILE,
@@ -47,6 +49,8 @@ RESULT_EVENTS = frozenset({"LogSeedResult", "LogModelResult", "LogSnapshotResult
 # dbt's own lines shown in the step's stdout, as the subprocess prints them.
 SHOWN_LEVELS = frozenset({"info", "warn", "error"})
 
+# dbt's compiled Jinja, shared by every database: the templates do not name one.
+JINJA_CACHE_DIR = TARGET_DIR / "jinja"
 # One dbt call at a time per process: dbt keeps its flags, adapters and event manager global.
 _DBT_LOCK = threading.Lock()
 # (database, manifest.json's mtime) -> the Manifest dbt parsed for it in this process.
@@ -171,6 +175,7 @@ def _run(cleaned: list[str], params, *, context, target: Path) -> Iterator:
                 errors.append(msg.info.msg)
 
     with _DBT_LOCK:
+        jinja_cache.install(JINJA_CACHE_DIR)
         manifest = parsed_manifest(target)
         # The indirect selection dagster-dbt puts in the subprocess' environment (for asset-check
         # subsets) is dbt's --indirect-selection flag here: this process' environment is not written.

@@ -1,0 +1,98 @@
+"""dbt's compiled Jinja kept on disk (transform/jinja_cache.py): a warm cache compiles nothing,
+renders the same, and never serves a template for another source or environment."""
+
+import jinja2
+import pytest
+from dbt_common.clients.jinja import MacroFuzzEnvironment, NativeSandboxEnvironment, get_template
+from dbt_common.exceptions import CompilationError
+
+from billing_pipeline.transform import jinja_cache
+
+TEMPLATE = "{% for i in items %}{% set cost = i * 2 %}{{ cost }} credits;{% endfor %}"
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    """A fresh cache directory, and dbt's environment class as it was after the test."""
+    saved = {
+        k: MacroFuzzEnvironment.__dict__[k]
+        for k in ("compile", jinja_cache._UNCACHED)
+        if k in MacroFuzzEnvironment.__dict__
+    }
+    jinja_cache.install(tmp_path)
+    yield tmp_path
+    for k in ("compile", jinja_cache._UNCACHED):
+        if k in saved:
+            setattr(MacroFuzzEnvironment, k, saved[k])
+        elif k in MacroFuzzEnvironment.__dict__:
+            delattr(MacroFuzzEnvironment, k)
+
+
+def render(source, native=False, **ctx):
+    return get_template(source, {}, native=native).render(ctx)
+
+
+def forbid_compiling(monkeypatch):
+    """From now on any compile from source fails: what renders came from the cache on disk."""
+
+    def refuse(self, source, name, filename):
+        raise AssertionError(f"compiled again: {source[:40]!r}")
+
+    monkeypatch.setattr(jinja2.Environment, "_parse", refuse)
+
+
+def entries(folder):
+    return sorted(folder.glob(f"*{jinja_cache.SUFFIX}"))
+
+
+def test_a_warm_cache_compiles_nothing_and_renders_the_same(cache_dir, monkeypatch):
+    cold = render(TEMPLATE, items=[1, 2, 3])
+    assert cold == "2 credits;4 credits;6 credits;"
+    assert len(entries(cache_dir)) == 1
+
+    forbid_compiling(monkeypatch)
+    assert render(TEMPLATE, items=[1, 2, 3]) == cold
+    assert render(TEMPLATE, items=[5]) == "10 credits;"
+
+
+def test_the_text_and_native_environments_are_kept_apart(cache_dir, monkeypatch):
+    source = "{{ a }}-{{ b }}"
+    # The two environments generate different code for one source: one entry must not serve both.
+    assert MacroFuzzEnvironment().compile(source, raw=True) != NativeSandboxEnvironment().compile(source, raw=True)
+    assert render(source, a=1, b=2) == "1-2"
+    assert render(source, native=True, a=1, b=2) == "1-2"
+    assert len(entries(cache_dir)) == 2
+
+    forbid_compiling(monkeypatch)
+    assert render(source, a=3, b=4) == "3-4"
+    assert render(source, native=True, a=3, b=4) == "3-4"
+
+
+def test_a_changed_source_is_compiled_not_served_from_the_old_entry(cache_dir):
+    assert render("{{ a }} + 1", a=1) == "1 + 1"
+    assert render("{{ a }} + 2", a=1) == "1 + 2"
+    assert len(entries(cache_dir)) == 2
+
+
+def test_an_unreadable_entry_is_compiled_again_and_rewritten(cache_dir):
+    render(TEMPLATE, items=[1])
+    (entry,) = entries(cache_dir)
+    entry.write_bytes(b"not a code object")
+    assert render(TEMPLATE, items=[1, 2]) == "2 credits;4 credits;"
+    assert entry.read_bytes() != b"not a code object"
+
+
+def test_a_syntax_error_is_dbts_error_and_writes_nothing(cache_dir):
+    with pytest.raises(CompilationError):
+        render("{% if %}")
+    assert entries(cache_dir) == []
+
+
+def test_an_overgrown_cache_is_cleared_when_installed(tmp_path, monkeypatch, cache_dir):
+    monkeypatch.setattr(jinja_cache, "MAX_ENTRIES", 3)
+    for i in range(4):
+        (tmp_path / f"stale{i}{jinja_cache.SUFFIX}").write_bytes(b"x")
+    jinja_cache.install(tmp_path)
+    assert entries(tmp_path) == []
+    assert render("{{ 3 }}") == "3"
+    assert len(entries(tmp_path)) == 1
