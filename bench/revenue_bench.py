@@ -4,12 +4,15 @@ every hour).
 Usage: .venv/bin/python bench/revenue_bench.py [--accounts N] [--months M] [--draws-per-grant K] [--compare-rev REV]
 
 Generates, in a scratch schema ``bench_revenue`` on BILLING_BENCH_SERVER (default the local server
-127.0.0.1:5432, database ``postgres``; dropped afterwards), what the model reads
-(``stg_ledger__grants``, ``int_grant_draws_dated``): N accounts, each with M monthly top-ups of
-100 paid credits, each used up in its own month but the last (40 of it drawn), in K draws a
-grant (the settlement draws every hour: K = 720 is a month of hourly usage). Then runs the
-model's SELECT as the working tree has it, and with ``--compare-rev`` as that git revision had it,
-twice each, alternating, and prints the time, the rows and two column sums, which must agree.
+127.0.0.1:5432, database ``postgres``; dropped afterwards), what the model reads: N accounts, each
+with M monthly top-ups of 100 paid credits (``stg_ledger__grants``), each used up in its own month
+but the last (40 of it drawn), in K draws a grant spread over the month's first 28 days (the
+settlement draws every hour: K = 720 is a month of hourly usage), as the dated draws
+(``int_grant_draws_dated``, which revisions before the daily sums read) and as their daily sums
+(``int_grant_draws_daily``; the time to sum them from scratch, a full refresh, is printed). Then
+runs the model's SELECT as the working tree has it, and with ``--compare-rev`` as that git
+revision had it, twice each, alternating, and prints the time, the rows and two column sums, which
+must agree.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def model_sql(text: str) -> str:
     return (
         text.replace("{{ ref('stg_ledger__grants') }}", "bench_revenue.grants")
         .replace("{{ ref('int_grant_draws_dated') }}", "bench_revenue.draws")
+        .replace("{{ ref('int_grant_draws_daily') }}", "bench_revenue.draws_daily")
         .replace("{{ as_of_timestamp() }}", AS_OF)
     )
 
@@ -56,6 +60,7 @@ def generate(conn: psycopg.Connection, accounts: int, months: int, draws_per_gra
         CREATE TABLE bench_revenue.draws AS
         -- Each grant's total in k parts of micro-credits; the first part takes the remainder.
         SELECT grant_entry_id, account_id, kind, granted_month AS draw_month, false AS is_expiry,
+               granted_month + (part - 1) %% 28 AS written_day,
                trunc(total / %(k)s, 6) + CASE WHEN part = 1 THEN total - %(k)s * trunc(total / %(k)s, 6) ELSE 0 END
                    AS amount
         FROM (SELECT *, CASE WHEN grant_entry_id %% 1000 < %(months)s - 1 THEN 100 ELSE 40 END::numeric AS total
@@ -63,8 +68,18 @@ def generate(conn: psycopg.Connection, accounts: int, months: int, draws_per_gra
         """,
         {"months": months, "k": draws_per_grant},
     )
-    conn.execute("ANALYZE bench_revenue.grants")
-    conn.execute("ANALYZE bench_revenue.draws")
+    began = time.monotonic()
+    conn.execute(
+        """
+        CREATE TABLE bench_revenue.draws_daily AS
+        SELECT grant_entry_id, account_id, kind, draw_month, is_expiry, written_day,
+               sum(amount) AS amount, count(*) AS draws
+        FROM bench_revenue.draws GROUP BY 1, 2, 3, 4, 5, 6
+        """
+    )
+    print(f"  the daily sums from scratch (a full refresh): {time.monotonic() - began:.2f} s")
+    for table in ("grants", "draws", "draws_daily"):
+        conn.execute(f"ANALYZE bench_revenue.{table}")
 
 
 def main() -> None:
@@ -85,10 +100,10 @@ def main() -> None:
     host, port = SERVER.rsplit(":", 1)
     url = make_conninfo_url(host=host, port=int(port), dbname="postgres")
     with psycopg.connect(url, autocommit=True) as conn:
-        generate(conn, args.accounts, args.months, args.draws_per_grant)
         print(
             f"{args.accounts} accounts x {args.months} monthly grants x {args.draws_per_grant} draws; load average {os.getloadavg()[0]:.2f}"
         )
+        generate(conn, args.accounts, args.months, args.draws_per_grant)
         try:
             for _ in range(2):
                 for name, query in queries.items():

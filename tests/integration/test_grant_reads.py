@@ -483,3 +483,41 @@ def test_credit_revenue_keeps_every_month_after_the_used_up_grants(acme, db_url,
         (DEC, D(0), D("12.876543"), D(0), D(0), D(0), D(130), D(120)),
         *[(month, D(0), D(0), D(0), D(0), D(0), D(130), D(120)) for month in (JAN, FEB)],
     ]
+
+
+def test_the_daily_draw_sums_kept_build_by_build_equal_a_full_refresh(acme, db_url, frozen_clock, tmp_path):
+    """int_grant_draws_daily, which both credit marts read, is kept incrementally (the last two
+    days written re-summed each build). Built after October, after U4 (11-02: G1 and G6 drawn,
+    7.123457 of debt) and after G5 (11-03: the debt paid, a draw written with the grant's entry
+    on a later day than the usage that made it), it must hold what one full refresh gives, and
+    the marts must read the same from both."""
+    s = Scenario(acme, frozen_clock)
+    marts = ["--select", "+fct_credit_revenue", "+fct_grant_balances", "--indirect-selection", "cautious"]
+    sums = (
+        "SELECT grant_entry_id, draw_month, is_expiry, written_day::date, amount, draws "
+        "FROM analytics_intermediate.int_grant_draws_daily ORDER BY 1, 2, 3, 4"
+    )
+    revenue = "SELECT * FROM analytics.fct_credit_revenue ORDER BY account_id, month"
+    balances = "SELECT * FROM analytics.fct_grant_balances ORDER BY grant_entry_id"
+    as_of = {"as_of": "2026-11-30T00:00:00+00:00"}
+
+    s.october()
+    d.build(db_url, tmp_path, extra=marts, vars=as_of)
+    s.usage("U4", "2026-11-02T10:00", "2026-11-02T11:05", "70")
+    d.build(db_url, tmp_path, extra=marts, vars=as_of)
+    s.topup("G5", "2026-11-03T00:00", "20")
+    d.build(db_url, tmp_path, extra=marts, vars=as_of)
+    kept = [d.query(db_url, q) for q in (sums, revenue, balances)]
+
+    g = s.ids
+    november_rows = {(r[0], r[3]): r[4] for r in kept[0] if r[1] == NOV}
+    assert november_rows == {
+        (g["G1"], date(2026, 11, 2)): D("57.876543"),
+        (g["G6"], date(2026, 11, 2)): D(5),
+        (g["G5"], date(2026, 11, 3)): D("7.123457"),  # the debt, paid with G5's entry
+    }
+    assert sum(r[4] for r in kept[0]) == D("42.123457") + D(45) + D(10) + D(15) + D(70)
+    assert [r[5] for r in kept[0] if (r[0], r[1]) == (g["G3"], OCT)] == [1, 1]  # U2 and U3, two days
+
+    d.build(db_url, tmp_path, extra=[*marts, "--full-refresh"], vars=as_of)
+    assert [d.query(db_url, q) for q in (sums, revenue, balances)] == kept

@@ -1,7 +1,8 @@
 -- Per account and UTC month, the revenue view of the credits (docs/rules/credit-reports.md):
 -- recognised = paid credits drawn in the month, breakage = paid credits expired in it, deferred =
 -- paid credits remaining at its end, promotion_cost = free credits drawn in it. A draw counts in
--- the month of int_grant_draws_dated (never before its grant's month). Deferred is summed grant by
+-- the month of int_grant_draws_dated (never before its grant's month); the draws are read as
+-- int_grant_draws_daily's daily sums, not one by one. Deferred is summed grant by
 -- grant (each grant's remainder at each month's end), not derived from the other columns, so
 -- the test recognised + breakage + deferred = paid granted (cumulative) checks the dating.
 
@@ -10,7 +11,8 @@ with grants as (
 ),
 
 draws as (
-    select * from {{ ref('int_grant_draws_dated') }}
+    -- Per grant, month, used or expired, and day written.
+    select * from {{ ref('int_grant_draws_daily') }}
 ),
 
 last_month as (

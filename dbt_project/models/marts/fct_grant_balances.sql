@@ -8,7 +8,8 @@ with grants as (
 ),
 
 draws as (
-    select * from {{ ref('int_grant_draws_dated') }}
+    -- The draws summed per grant, month, used or expired, and day written.
+    select * from {{ ref('int_grant_draws_daily') }}
 ),
 
 accounts as (
