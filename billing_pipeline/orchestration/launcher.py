@@ -48,6 +48,8 @@ DAEMON_HEARTBEAT_SECONDS = 90
 QUEUE_WAIT_SECONDS = 1800
 POLL_SECONDS = 0.5  # how often the run's progress is read back
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+# What ``on_progress`` says of a step, by its event.
+STEP_VERBS = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}
 
 
 @dataclass
@@ -182,9 +184,12 @@ class Launcher:
             launched_by = "in_process"
             _restore_sigterm()
             with self._lane():
-                worker = threading.Thread(target=self._execute_here, args=(run.run_id,), daemon=True)
+                worker = threading.Thread(target=self._execute_here, args=(run.run_id, label), daemon=True)
                 worker.start()
-                self._wait(run.run_id, label, worker=worker)
+                # The run is done when its worker is: joined in short waits, so Ctrl-C still
+                # reaches this thread.
+                while worker.is_alive():
+                    worker.join(POLL_SECONDS)
         return self._outcome(run.run_id, job_name, time.monotonic() - started, launched_by)
 
     @contextmanager
@@ -198,19 +203,25 @@ class Launcher:
         finally:
             self.lock_conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"{LANE_TAG}:{MONEY_LANE}",))
 
-    def _execute_here(self, run_id: str) -> None:
+    def _execute_here(self, run_id: str, label: str) -> None:
+        """Execute the run in this thread, as a run worker would. Its progress comes from the
+        events the execution yields, as they happen: no reading back of the event log, which
+        cost the run's own thread CPU time (the interpreter's lock) every half second."""
         from dagster._grpc.impl import core_execute_run
         from dagster._utils.hosted_user_process import recon_job_from_origin
 
         run = self.instance.get_run_by_id(run_id)
         recon_job = recon_job_from_origin(run.job_code_origin)
         try:
-            for _event in core_execute_run(recon_job, run, self.instance, inject_env_vars=True):
-                pass
+            for event in core_execute_run(recon_job, run, self.instance, inject_env_vars=True):
+                verb = STEP_VERBS.get(getattr(event, "event_type_value", None))
+                if verb:
+                    self.on_progress(f"{label}{event.step_key} {verb}")
         except Exception:
-            pass
+            pass  # the run's failure is in its event log: _outcome reads it
 
-    def _wait(self, run_id: str, label: str, worker: threading.Thread | None = None) -> None:
+    def _wait(self, run_id: str, label: str) -> None:
+        """Wait for a queued run, reading its steps' progress back from the event log."""
         seen_steps: set[tuple[str, str]] = set()
         cursor = None
         deadline = time.monotonic() + QUEUE_WAIT_SECONDS
@@ -226,16 +237,7 @@ class Launcher:
                 key = (event.step_key, event.event_type_value)
                 if key not in seen_steps:
                     seen_steps.add(key)
-                    verb = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}[
-                        event.event_type_value
-                    ]
-                    self.on_progress(f"{label}{event.step_key} {verb}")
-            if worker is not None and worker.is_alive():
-                # Executed here: the run is done when its worker is, so its record is read only
-                # then (the run storage connects anew for every read), and the wait ends as soon
-                # as the worker does, not up to a poll later.
-                worker.join(POLL_SECONDS)
-                continue
+                    self.on_progress(f"{label}{event.step_key} {STEP_VERBS[event.event_type_value]}")
             run = self.instance.get_run_by_id(run_id)
             if run.status in FINISHED:
                 return

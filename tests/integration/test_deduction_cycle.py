@@ -27,6 +27,10 @@ from tests.support.platform import create_accounts
 H = datetime(2026, 11, 24, 10, tzinfo=UTC)
 
 
+def cycle_step_verb(event_type) -> str:
+    return {dg.DagsterEventType.STEP_START: "started", dg.DagsterEventType.STEP_SUCCESS: "done"}[event_type]
+
+
 def after_dbt():
     """The cycle from the settlement on (the stand-in marts replace ingestion and dbt here)."""
     from billing_pipeline.definitions import defs
@@ -113,11 +117,21 @@ def test_no_stripe_key_skips_only_the_top_ups(db_url, monkeypatch, tmp_path, smt
         db_url, H, [("acme", "workload_consumption", "cpu", "12.5"), ("globex", "machine_rental", "machine", "15")]
     )
 
+    heard: list[str] = []
     result = cycle.run_billing_window(
-        H, H + timedelta(hours=1), now=H + timedelta(hours=2), asset_selection=after_dbt()
+        H, H + timedelta(hours=1), now=H + timedelta(hours=2), asset_selection=after_dbt(), on_progress=heard.append
     )
     # The run completes: settlement, lifecycle, alerts and deliveries all ran ...
     assert [r.status for r in result.runs] == ["SUCCESS"]
+    # ... and the progress told of each step as the event log has it, in its order.
+    with dg.DagsterInstance.get() as instance:
+        logged = [
+            f"{r.event_log_entry.dagster_event.step_key} {cycle_step_verb(r.event_log_entry.dagster_event_type)}"
+            for r in instance.get_records_for_run(
+                result.runs[0].run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}
+            ).records
+        ]
+    assert len(logged) >= 10 and [line.rsplit(": ", 1)[1] for line in heard if " chunk " in line] == logged
     with psycopg.connect(db_url) as conn:
         deducted = conn.execute(
             "SELECT account_id, amount FROM billing.credit_transactions "
