@@ -45,11 +45,14 @@ def install(directory: Path) -> None:
         from dbt_common.clients.jinja import MacroFuzzEnvironment
     except ImportError:
         return
-    directory.mkdir(parents=True, exist_ok=True)
-    entries = list(directory.glob(f"*{SUFFIX}"))
-    if len(entries) > MAX_ENTRIES:
-        for entry in entries:
-            entry.unlink(missing_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        entries = list(directory.glob(f"*{SUFFIX}"))
+        if len(entries) > MAX_ENTRIES:
+            for entry in entries:
+                entry.unlink(missing_ok=True)
+    except OSError:  # a read-only image or target folder: dbt compiles as it always did
+        return
     uncached = MacroFuzzEnvironment.__dict__.get(_UNCACHED, MacroFuzzEnvironment.compile)
     MacroFuzzEnvironment.compile = _caching_compile(uncached, FileSystemBytecodeCache(str(directory), f"%s{SUFFIX}"))
     setattr(MacroFuzzEnvironment, _UNCACHED, uncached)
