@@ -709,7 +709,7 @@ def daemon_run(args) -> dict:
 
 
 # Rollups over the whole history that the hourly builds then keep up to date.
-HISTORY_ROLLUPS = ["int_ledger_daily", "int_usage_charges_monthly"]
+HISTORY_ROLLUPS = ["int_ledger_daily", "int_usage_charges_monthly", "int_grant_draws_daily"]
 
 
 def rebuild_rollups(url: str) -> None:
