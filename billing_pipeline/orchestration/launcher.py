@@ -17,6 +17,7 @@ Either way the caller waits, and ``on_progress`` hears of each step as it starts
 
 from __future__ import annotations
 
+import queue
 import signal
 import sys
 import threading
@@ -184,12 +185,19 @@ class Launcher:
             launched_by = "in_process"
             _restore_sigterm()
             with self._lane():
-                worker = threading.Thread(target=self._execute_here, args=(run.run_id, label), daemon=True)
+                progress: queue.Queue[str] = queue.Queue()
+                worker = threading.Thread(target=self._execute_here, args=(run.run_id, progress), daemon=True)
                 worker.start()
-                # The run is done when its worker is: joined in short waits, so Ctrl-C still
-                # reaches this thread.
-                while worker.is_alive():
-                    worker.join(POLL_SECONDS)
+                # The worker hands over each step's progress as it happens; this thread tells it
+                # (a slow or closed terminal never holds up or stops the run) and waits on the
+                # queue in short waits, so Ctrl-C still reaches it. The run is done when its
+                # worker is.
+                while worker.is_alive() or not progress.empty():
+                    try:
+                        step_key, verb = progress.get(timeout=POLL_SECONDS)
+                    except queue.Empty:
+                        continue
+                    self.on_progress(f"{label}{step_key} {verb}")
         return self._outcome(run.run_id, job_name, time.monotonic() - started, launched_by)
 
     @contextmanager
@@ -203,10 +211,10 @@ class Launcher:
         finally:
             self.lock_conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"{LANE_TAG}:{MONEY_LANE}",))
 
-    def _execute_here(self, run_id: str, label: str) -> None:
-        """Execute the run in this thread, as a run worker would. Its progress comes from the
-        events the execution yields, as they happen: no reading back of the event log, which
-        cost the run's own thread CPU time (the interpreter's lock) every half second."""
+    def _execute_here(self, run_id: str, progress: queue.Queue) -> None:
+        """Execute the run in this thread, as a run worker would, putting each step's start and
+        end on ``progress`` as the execution yields them: no reading back of the event log, which
+        took CPU time (the interpreter's lock) from this thread every half second."""
         from dagster._grpc.impl import core_execute_run
         from dagster._utils.hosted_user_process import recon_job_from_origin
 
@@ -216,9 +224,9 @@ class Launcher:
             for event in core_execute_run(recon_job, run, self.instance, inject_env_vars=True):
                 verb = STEP_VERBS.get(getattr(event, "event_type_value", None))
                 if verb:
-                    self.on_progress(f"{label}{event.step_key} {verb}")
+                    progress.put((event.step_key, verb))
         except Exception:
-            pass  # the run's failure is in its event log: _outcome reads it
+            pass  # Dagster has written the run's failure to its event log: _outcome reads it
 
     def _wait(self, run_id: str, label: str) -> None:
         """Wait for a queued run, reading its steps' progress back from the event log."""

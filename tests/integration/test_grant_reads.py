@@ -521,3 +521,57 @@ def test_the_daily_draw_sums_kept_build_by_build_equal_a_full_refresh(acme, db_u
 
     d.build(db_url, tmp_path, extra=[*marts, "--full-refresh"], vars=as_of)
     assert [d.query(db_url, q) for q in (sums, revenue, balances)] == kept
+
+
+def test_a_posting_between_the_daily_sums_and_the_marts_is_in_the_marts(acme, db_url, frozen_clock, tmp_path):
+    """The marts read the latest draws live (int_grant_draws_current), in the statement that
+    reads the grants: G5, posted after the daily sums were built and before the marts, pays
+    U4's debt, and both marts show that draw, so the balance identity holds."""
+    s = Scenario(acme, frozen_clock)
+    as_of = {"as_of": "2026-11-30T00:00:00+00:00"}
+    s.october()
+    s.usage("U4", "2026-11-02T10:00", "2026-11-02T11:05", "70")  # 7.123457 of debt
+    cautious = ["--indirect-selection", "cautious"]  # not the tests that read unbuilt models
+    d.build(db_url, tmp_path, extra=["--select", "+fct_credit_revenue", "+fct_grant_balances", *cautious], vars=as_of)
+    s.topup("G5", "2026-11-03T00:00", "20")
+    # Only the marts (and their tests) this time: the daily sums stay as they were before G5.
+    d.build(db_url, tmp_path, extra=["--select", "fct_credit_revenue", "fct_grant_balances", *cautious], vars=as_of)
+    assert d.query(db_url, "SELECT max(written_day)::date FROM analytics_intermediate.int_grant_draws_daily") == [
+        (date(2026, 11, 2),)
+    ]
+    assert d.query(
+        db_url,
+        "SELECT drawn, remaining FROM analytics.fct_grant_balances WHERE grant_entry_id = %s",
+        (s.ids["G5"],),
+    ) == [(D("7.123457"), D("12.876543"))]
+    assert d.query(
+        db_url,
+        "SELECT recognised, deferred FROM analytics.fct_credit_revenue WHERE account_id = 'acme' AND month = %s",
+        (NOV,),
+    ) == [(D(65), D("12.876543"))]
+
+
+def test_the_daily_sums_keep_utc_days_whatever_the_sessions_time_zone(
+    acme, db_url, frozen_clock, tmp_path, monkeypatch
+):
+    """The daily sums' windows are UTC days even on a connection whose time zone keeps daylight
+    saving time: New York left it at 06:00 UTC on 1 November 2026. A build after 3 November
+    re-sums from 2 November 00:00 UTC; counted in New York's days, "the day after 1 November
+    00:00 UTC" would be 2 November 01:00 UTC, and the draws of 00:00-01:00 would be lost."""
+    monkeypatch.setenv("PGTZ", "America/New_York")  # every dbt connection's session time zone
+    s = Scenario(acme, frozen_clock)
+    s.october()
+    s.usage("U6", "2026-11-01T10:00", "2026-11-01T11:05", "1")
+    s.usage("U7", "2026-11-01T23:00", "2026-11-02T00:30", "2")  # in the hour that would be lost
+    s.usage("U8", "2026-11-03T04:00", "2026-11-03T05:05", "3")
+    rollups = ["--select", "int_grant_draws_daily", "int_ledger_daily", "--indirect-selection", "cautious"]
+    sums = (
+        "SELECT grant_entry_id, draw_month, is_expiry, written_day, amount, draws "
+        "FROM analytics_intermediate.int_grant_draws_daily ORDER BY 1, 2, 3, 4"
+    )
+    ledger = "SELECT account_id, entry_day, amount, entries FROM analytics_intermediate.int_ledger_daily ORDER BY 1, 2"
+    d.build(db_url, tmp_path, extra=["--select", "+int_grant_draws_daily", "+int_ledger_daily", *rollups[3:]])
+    full = [d.query(db_url, q) for q in (sums, ledger)]
+    d.build(db_url, tmp_path, extra=rollups)  # incremental: re-sums the last two days
+    assert [d.query(db_url, q) for q in (sums, ledger)] == full
+    assert sum(r[4] for r in full[0] if r[3] == t("2026-11-02T00:00")) == D(2)

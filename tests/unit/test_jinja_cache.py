@@ -3,8 +3,10 @@ renders the same, and never serves a template for another source or environment.
 
 import jinja2
 import pytest
+from dbt_common.clients import jinja as dbt_jinja
 from dbt_common.clients.jinja import MacroFuzzEnvironment, NativeSandboxEnvironment, get_template
 from dbt_common.exceptions import CompilationError
+from jinja2.bccache import bc_magic
 
 from billing_pipeline.transform import jinja_cache
 
@@ -103,3 +105,24 @@ def test_a_folder_that_cannot_be_written_leaves_dbt_compiling_as_before(tmp_path
     blocked.write_text("a file where the cache folder would be")
     jinja_cache.install(blocked / "jinja")  # cannot be created: nothing installed, nothing raised
     assert render("{{ 2 + 2 }}") == "4"
+
+
+def test_another_filter_set_or_dbt_version_is_another_entry(cache_dir, monkeypatch):
+    """The compiler looks filters up and folds constant calls into the code: an environment with
+    another filter, or another dbt, must not be served this one's code."""
+    assert render("{{ 'abc' | as_text }}") == "abc"
+    monkeypatch.setitem(dbt_jinja.TEXT_FILTERS, "as_text", lambda x: x.upper())
+    assert render("{{ 'abc' | as_text }}") == "ABC"
+    assert len(entries(cache_dir)) == 2
+    monkeypatch.setattr(jinja_cache, "_library_versions", lambda: ("0", "0", "0"))
+    jinja_cache.install(cache_dir)
+    assert render("{{ 'abc' | as_text }}") == "ABC"
+    assert len(entries(cache_dir)) == 3
+
+
+def test_an_entry_damaged_past_jinjas_checks_is_compiled_again(cache_dir):
+    render(TEMPLATE, items=[1])
+    (entry,) = entries(cache_dir)
+    entry.write_bytes(bc_magic + b"\x80not a pickle")  # Jinja's header, then a broken checksum
+    assert render(TEMPLATE, items=[1, 2]) == "2 credits;4 credits;"
+    assert entry.read_bytes().startswith(bc_magic) and b"not a pickle" not in entry.read_bytes()

@@ -5,14 +5,14 @@
     drawing entry and its grant (recorded_with_entry_id: a debt is paid when a grant is posted),
     so its day is that entry's created_at day. grant_draws is append-only, so a day once past
     never changes: as int_ledger_daily does, each build removes the last two days present and
-    sums every draw written by an entry created after the last day kept, found through the
-    ledger's index on created_at and the draws' indexes on their two entries. A full refresh
-    sums everything. -#}
+    sums every draw written by an entry created after the last day kept
+    (macros/grant_draws_written_since.sql). A full refresh sums everything. The marts read these
+    sums through int_grant_draws_current, which adds the latest draws live. -#}
 {{
     config(
         materialized='incremental',
         incremental_strategy='append',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where written_day >= (select max(written_day) - interval '1 day' from {{ this }}){% else %}select 1 /* full build */{% endif %}",
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where written_day >= (select {{ utc_days_after('max(written_day)', -1) }} from {{ this }}){% else %}select 1 /* full build */{% endif %}",
         indexes=[
             {'columns': ['written_day']},
             {'columns': ['grant_entry_id', 'draw_month', 'is_expiry', 'written_day'], 'unique': True},
@@ -20,39 +20,16 @@
     )
 }}
 
-with written_by as (
-    -- The entries whose postings wrote the draws to sum.
-    select
-        transaction_id,
-        created_at
-    from {{ ref('stg_ledger__credit_transactions') }}
-    {% if is_incremental() -%}
-    where created_at >= (
-        select coalesce(max(written_day) + interval '1 day', '-infinity'::timestamptz) from {{ this }}
-    )
-    {%- endif %}
-),
+{%- if is_incremental() %}
+    {%- set since -%}
+        (select coalesce({{ utc_days_after('max(written_day)', 1) }}, '-infinity'::timestamptz) from {{ this }})
+    {%- endset %}
+{%- else %}
+    {%- set since = "'-infinity'::timestamptz" %}
+{%- endif %}
 
-draws as (
-    select * from {{ ref('stg_ledger__grant_draws') }}
-),
-
-written as (
-    -- Each draw with the entry it was written with, the later of its two entries, joined on
-    -- each entry column separately so that both indexes serve the incremental build.
-    select
-        draws.draw_id,
-        written_by.created_at
-    from written_by
-    inner join draws on written_by.transaction_id = draws.drawing_entry_id
-    where draws.drawing_entry_id >= draws.grant_entry_id
-    union all
-    select
-        draws.draw_id,
-        written_by.created_at
-    from written_by
-    inner join draws on written_by.transaction_id = draws.grant_entry_id
-    where draws.grant_entry_id > draws.drawing_entry_id
+with written as (
+    {{ grant_draws_written_since(ref('stg_ledger__credit_transactions'), ref('stg_ledger__grant_draws'), since) }}
 )
 
 select

@@ -8,7 +8,7 @@
     config(
         materialized='incremental',
         incremental_strategy='append',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where entry_day >= (select max(entry_day) - interval '1 day' from {{ this }}){% else %}select 1 /* full build */{% endif %}",
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where entry_day >= (select {{ utc_days_after('max(entry_day)', -1) }} from {{ this }}){% else %}select 1 /* full build */{% endif %}",
         indexes=[{'columns': ['entry_day']}, {'columns': ['account_id', 'entry_day'], 'unique': True}],
     )
 }}
@@ -17,7 +17,7 @@ with ledger as (
     select * from {{ ref('stg_ledger__credit_transactions') }}
     {% if is_incremental() -%}
     where created_at >= (
-        select coalesce(max(entry_day) + interval '1 day', '-infinity'::timestamptz) from {{ this }}
+        select coalesce({{ utc_days_after('max(entry_day)', 1) }}, '-infinity'::timestamptz) from {{ this }}
     )
     {%- endif %}
 )

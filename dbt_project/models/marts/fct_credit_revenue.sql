@@ -2,7 +2,7 @@
 -- recognised = paid credits drawn in the month, breakage = paid credits expired in it, deferred =
 -- paid credits remaining at its end, promotion_cost = free credits drawn in it. A draw counts in
 -- the month of int_grant_draws_dated (never before its grant's month); the draws are read as
--- int_grant_draws_daily's daily sums, not one by one. Deferred is summed grant by
+-- daily sums (int_grant_draws_current), not one by one. Deferred is summed grant by
 -- grant (each grant's remainder at each month's end), not derived from the other columns, so
 -- the test recognised + breakage + deferred = paid granted (cumulative) checks the dating.
 
@@ -11,8 +11,8 @@ with grants as (
 ),
 
 draws as (
-    -- Per grant, month, used or expired, and day written.
-    select * from {{ ref('int_grant_draws_daily') }}
+    -- Per grant, month and used or expired: daily sums, the latest draws one by one.
+    select * from {{ ref('int_grant_draws_current') }}
 ),
 
 last_month as (

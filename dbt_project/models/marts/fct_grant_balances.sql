@@ -8,8 +8,8 @@ with grants as (
 ),
 
 draws as (
-    -- The draws summed per grant, month, used or expired, and day written.
-    select * from {{ ref('int_grant_draws_daily') }}
+    -- Per grant, month and used or expired: daily sums, the latest draws one by one.
+    select * from {{ ref('int_grant_draws_current') }}
 ),
 
 accounts as (

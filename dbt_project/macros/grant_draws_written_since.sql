@@ -1,0 +1,27 @@
+{% macro grant_draws_written_since(ledger, draws, since) -%}
+{#- The grant draws written by the ledger entries created at or after `since` (a SQL expression),
+    each with that entry's created_at. A draw is written with the later of its drawing entry and
+    its grant (a debt is paid when a grant is posted; a reversal gives back when it is posted).
+    Joined on each entry column separately, so that a recent window is read through the ledger's
+    index on created_at and the draws' indexes on their two entries. -#}
+    select
+        draws.draw_id,
+        written_by.created_at
+    from {{ ledger }} as written_by
+    inner join {{ draws }} as draws on written_by.transaction_id = draws.drawing_entry_id
+    where written_by.created_at >= {{ since }} and draws.drawing_entry_id >= draws.grant_entry_id
+    union all
+    select
+        draws.draw_id,
+        written_by.created_at
+    from {{ ledger }} as written_by
+    inner join {{ draws }} as draws on written_by.transaction_id = draws.grant_entry_id
+    where written_by.created_at >= {{ since }} and draws.grant_entry_id > draws.drawing_entry_id
+{%- endmacro %}
+
+{% macro utc_days_after(timestamp, days) -%}
+{#- `timestamp` (timestamptz) moved by `days` calendar days in UTC, whatever the session's time
+    zone (interval arithmetic on timestamptz counts days in the session's zone, so a daylight
+    saving change would move a midnight by an hour). -#}
+(({{ timestamp }}) at time zone 'UTC' + interval '{{ days }} day') at time zone 'UTC'
+{%- endmacro %}
