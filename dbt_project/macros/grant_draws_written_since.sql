@@ -25,3 +25,25 @@
     saving change would move a midnight by an hour). -#}
 (({{ timestamp }}) at time zone 'UTC' + interval '{{ days }} day') at time zone 'UTC'
 {%- endmacro %}
+
+{% macro rollup_window_start(relation, day_column) -%}
+{#- Where an incremental daily rollup's window starts: the second-to-last UTC day it holds (each
+    build deletes and re-sums its last two days: an entry committed just after midnight may carry
+    the earlier day), or -infinity when it holds nothing or does not exist yet. Read when the SQL is rendered and
+    written in as a constant, not as a subquery: PostgreSQL plans a comparison with an unknown
+    value as if a third of the table matched, and would scan the whole ledger every hour instead
+    of reading the window through the index on created_at. The pre-hook's delete and the select
+    render it from the same table state, so they agree. -#}
+    {%- set seconds = none -%}
+    {%- if execute and load_relation(relation) is not none -%}
+        {%- set found = run_query(
+            "select extract(epoch from " ~ utc_days_after("max(" ~ day_column ~ ")", -1) ~ ")::bigint from " ~ relation
+        ) -%}
+        {%- set seconds = found.columns[0].values()[0] -%}
+    {%- endif -%}
+    {%- if seconds is not none -%}
+        to_timestamp({{ seconds | int }})
+    {%- else -%}
+        '-infinity'::timestamptz
+    {%- endif -%}
+{%- endmacro %}

@@ -555,15 +555,16 @@ def test_the_daily_sums_keep_utc_days_whatever_the_sessions_time_zone(
     acme, db_url, frozen_clock, tmp_path, monkeypatch
 ):
     """The daily sums' windows are UTC days even on a connection whose time zone keeps daylight
-    saving time: New York left it at 06:00 UTC on 1 November 2026. A build after 3 November
-    re-sums from 2 November 00:00 UTC; counted in New York's days, "the day after 1 November
-    00:00 UTC" would be 2 November 01:00 UTC, and the draws of 00:00-01:00 would be lost."""
+    saving time: New York left it at 06:00 UTC on 1 November 2026. With 2 November the last day
+    held, the next build re-sums from 1 November 00:00 UTC; "a day before 2 November 00:00 UTC"
+    counted in New York's days is 31 October 23:00 UTC, and the draw of 23:30 would be summed
+    again into a day kept."""
     monkeypatch.setenv("PGTZ", "America/New_York")  # every dbt connection's session time zone
     s = Scenario(acme, frozen_clock)
     s.october()
-    s.usage("U6", "2026-11-01T10:00", "2026-11-01T11:05", "1")
-    s.usage("U7", "2026-11-01T23:00", "2026-11-02T00:30", "2")  # in the hour that would be lost
-    s.usage("U8", "2026-11-03T04:00", "2026-11-03T05:05", "3")
+    s.usage("U6", "2026-10-31T22:00", "2026-10-31T23:30", "1")  # in the hour that would be summed twice
+    s.usage("U7", "2026-11-01T10:00", "2026-11-01T11:05", "2")
+    s.usage("U8", "2026-11-02T04:00", "2026-11-02T05:05", "3")
     rollups = ["--select", "int_grant_draws_daily", "int_ledger_daily", "--indirect-selection", "cautious"]
     sums = (
         "SELECT grant_entry_id, draw_month, is_expiry, written_day, amount, draws "
@@ -574,4 +575,4 @@ def test_the_daily_sums_keep_utc_days_whatever_the_sessions_time_zone(
     full = [d.query(db_url, q) for q in (sums, ledger)]
     d.build(db_url, tmp_path, extra=rollups)  # incremental: re-sums the last two days
     assert [d.query(db_url, q) for q in (sums, ledger)] == full
-    assert sum(r[4] for r in full[0] if r[3] == t("2026-11-02T00:00")) == D(2)
+    assert sum(r[4] for r in full[0] if r[3] == t("2026-10-31T00:00")) == D(1)

@@ -5,14 +5,13 @@
     drawing entry and its grant (recorded_with_entry_id: a debt is paid when a grant is posted),
     so its day is that entry's created_at day. grant_draws is append-only, so a day once past
     never changes: as int_ledger_daily does, each build removes the last two days present and
-    sums every draw written by an entry created after the last day kept
-    (macros/grant_draws_written_since.sql). A full refresh sums everything. The marts read these
+    sums every draw written by an entry created since (macros/grant_draws_written_since.sql). A full refresh sums everything. The marts read these
     sums through int_grant_draws_current, which adds the latest draws live. -#}
 {{
     config(
         materialized='incremental',
         incremental_strategy='append',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where written_day >= (select {{ utc_days_after('max(written_day)', -1) }} from {{ this }}){% else %}select 1 /* full build */{% endif %}",
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where written_day >= {{ rollup_window_start(this, 'written_day') }}{% else %}select 1 /* full build */{% endif %}",
         indexes=[
             {'columns': ['written_day']},
             {'columns': ['grant_entry_id', 'draw_month', 'is_expiry', 'written_day'], 'unique': True},
@@ -21,9 +20,7 @@
 }}
 
 {%- if is_incremental() %}
-    {%- set since -%}
-        (select coalesce({{ utc_days_after('max(written_day)', 1) }}, '-infinity'::timestamptz) from {{ this }})
-    {%- endset %}
+    {%- set since = rollup_window_start(this, 'written_day') %}
 {%- else %}
     {%- set since = "'-infinity'::timestamptz" %}
 {%- endif %}

@@ -2,13 +2,14 @@
     instead of reading every entry ever posted, every hour (2 s at a year of history on 2,000
     accounts, and growing with it). The ledger is append-only, so a day once past never changes:
     each build removes the last two days present (an entry committed just after midnight with an
-    earlier created_at still lands in its day) and sums every entry after the last day kept,
-    through the index on created_at. A full refresh sums everything. -#}
+    earlier created_at still lands in its day) and sums every entry since, through the index on
+    created_at (macros/grant_draws_written_since.sql: rollup_window_start). A full refresh sums
+    everything. -#}
 {{
     config(
         materialized='incremental',
         incremental_strategy='append',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where entry_day >= (select {{ utc_days_after('max(entry_day)', -1) }} from {{ this }}){% else %}select 1 /* full build */{% endif %}",
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where entry_day >= {{ rollup_window_start(this, 'entry_day') }}{% else %}select 1 /* full build */{% endif %}",
         indexes=[{'columns': ['entry_day']}, {'columns': ['account_id', 'entry_day'], 'unique': True}],
     )
 }}
@@ -16,9 +17,7 @@
 with ledger as (
     select * from {{ ref('stg_ledger__credit_transactions') }}
     {% if is_incremental() -%}
-    where created_at >= (
-        select coalesce({{ utc_days_after('max(entry_day)', 1) }}, '-infinity'::timestamptz) from {{ this }}
-    )
+    where created_at >= {{ rollup_window_start(this, 'entry_day') }}
     {%- endif %}
 )
 
