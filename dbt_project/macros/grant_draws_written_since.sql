@@ -30,10 +30,10 @@
 {#- Where an incremental daily rollup's window starts: the second-to-last UTC day it holds (each
     build deletes and re-sums its last two days: an entry committed just after midnight may carry
     the earlier day), or -infinity when it holds nothing or does not exist yet. Read when the SQL is rendered and
-    written in as a constant, not as a subquery: PostgreSQL plans a comparison with an unknown
-    value as if a third of the table matched, and would scan the whole ledger every hour instead
-    of reading the window through the index on created_at. The pre-hook's delete and the select
-    render it from the same table state, so they agree. -#}
+    written in as a constant, not as a subquery: PostgreSQL plans a comparison with a value it
+    cannot see by a default share of the table, and in the credit marts' live read it scanned
+    every draw (bench/revenue_bench.py) instead of reading the window through the indexes. The
+    pre-hook's delete and the select render it from the same table state, so they agree. -#}
     {%- set seconds = none -%}
     {%- if execute and load_relation(relation) is not none -%}
         {%- set found = run_query(
