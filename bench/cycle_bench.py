@@ -709,7 +709,9 @@ def daemon_run(args) -> dict:
 
 
 # Rollups over the whole history that the hourly builds then keep up to date.
-HISTORY_ROLLUPS = ["int_ledger_daily", "int_usage_charges_monthly", "int_grant_draws_daily"]
+# int_grant_draws_current is a view on int_grant_draws_daily: a full refresh drops it (CASCADE), so
+# it is built again with it.
+HISTORY_ROLLUPS = ["int_ledger_daily", "int_usage_charges_monthly", "int_grant_draws_daily", "int_grant_draws_current"]
 
 
 def rebuild_rollups(url: str) -> None:

@@ -185,19 +185,23 @@ class Launcher:
             launched_by = "in_process"
             _restore_sigterm()
             with self._lane():
-                progress: queue.Queue[str] = queue.Queue()
+                progress: queue.Queue[tuple[str, str]] = queue.Queue()
                 worker = threading.Thread(target=self._execute_here, args=(run.run_id, progress), daemon=True)
                 worker.start()
-                # The worker hands over each step's progress as it happens; this thread tells it
-                # (a slow or closed terminal never holds up or stops the run) and waits on the
-                # queue in short waits, so Ctrl-C still reaches it. The run is done when its
-                # worker is.
+                # The worker hands over each step's progress as it happens; this thread tells it,
+                # so a slow terminal never holds up the run, and waits on the queue in short
+                # waits, so Ctrl-C still reaches it. The run is done when its worker is.
+                telling = True
                 while worker.is_alive() or not progress.empty():
                     try:
                         step_key, verb = progress.get(timeout=POLL_SECONDS)
                     except queue.Empty:
                         continue
-                    self.on_progress(f"{label}{step_key} {verb}")
+                    if telling:
+                        try:
+                            self.on_progress(f"{label}{step_key} {verb}")
+                        except OSError:  # a closed terminal: the run goes on, untold, in the lane
+                            telling = False
         return self._outcome(run.run_id, job_name, time.monotonic() - started, launched_by)
 
     @contextmanager

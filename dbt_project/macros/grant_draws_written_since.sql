@@ -31,15 +31,19 @@
     build deletes and re-sums its last two days: an entry committed just after midnight may carry
     the earlier day), or -infinity when it holds nothing or does not exist yet. Read when the SQL is rendered and
     written in as a constant, not as a subquery: PostgreSQL plans a comparison with a value it
-    cannot see by a default share of the table, and in the credit marts' live read it scanned
-    every draw (bench/revenue_bench.py) instead of reading the window through the indexes. The
-    pre-hook's delete and the select render it from the same table state, so they agree. -#}
+    cannot see by a default share of the table, and in bench/revenue_bench.py's version of the
+    marts' live read it scanned every draw instead of reading the window through the index. The
+    pre-hook's delete and the select each render it just before they run, from the same table
+    (one build at a time: the money lane), so they agree. -#}
     {%- set seconds = none -%}
     {%- if execute and load_relation(relation) is not none -%}
         {%- set found = run_query(
             "select extract(epoch from " ~ utc_days_after("max(" ~ day_column ~ ")", -1) ~ ")::bigint from " ~ relation
         ) -%}
         {%- set seconds = found.columns[0].values()[0] -%}
+    {%- endif -%}
+    {%- if seconds is not none and seconds % 86400 != 0 -%}
+        {{ exceptions.raise_compiler_error(relation ~ "." ~ day_column ~ " holds a value that is not a UTC midnight") }}
     {%- endif -%}
     {%- if seconds is not none -%}
         to_timestamp({{ seconds | int }})

@@ -103,7 +103,9 @@ def test_an_overgrown_cache_is_cleared_when_installed(tmp_path, monkeypatch, cac
 def test_a_folder_that_cannot_be_written_leaves_dbt_compiling_as_before(tmp_path, cache_dir):
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the cache folder would be")
+    installed = MacroFuzzEnvironment.compile
     jinja_cache.install(blocked / "jinja")  # cannot be created: nothing installed, nothing raised
+    assert MacroFuzzEnvironment.compile is installed
     assert render("{{ 2 + 2 }}") == "4"
 
 
