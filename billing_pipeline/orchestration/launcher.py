@@ -185,23 +185,27 @@ class Launcher:
             launched_by = "in_process"
             _restore_sigterm()
             with self._lane():
-                progress: queue.Queue[tuple[str, str]] = queue.Queue()
-                worker = threading.Thread(target=self._execute_here, args=(run.run_id, progress), daemon=True)
+                progress: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+                ready = threading.Semaphore(0)  # released once per step's progress, once at the end
+                worker = threading.Thread(target=self._execute_here, args=(run.run_id, progress, ready), daemon=True)
                 worker.start()
-                # The worker hands over each step's progress as it happens; this thread tells it,
-                # so a slow terminal never holds up the run, and waits on the queue in short
-                # waits, so Ctrl-C still reaches it. The run is done when its worker is.
+                # This thread tells each step's progress as the worker hands it over (a slow
+                # terminal never holds up the run). It waits without a timeout: under a faked
+                # clock (scripts/test-dates) a timed wait may never end, and the wait for the
+                # next step ends with the run anyway. Ctrl-C still interrupts it.
                 telling = True
-                while worker.is_alive() or not progress.empty():
+                while True:
+                    ready.acquire()
                     try:
-                        step_key, verb = progress.get(timeout=POLL_SECONDS)
-                    except queue.Empty:
-                        continue
+                        step_key, verb = progress.get_nowait()
+                    except queue.Empty:  # the release at the end: every step was told
+                        break
                     if telling:
                         try:
                             self.on_progress(f"{label}{step_key} {verb}")
                         except OSError:  # a closed terminal: the run goes on, untold, in the lane
                             telling = False
+                worker.join()
         return self._outcome(run.run_id, job_name, time.monotonic() - started, launched_by)
 
     @contextmanager
@@ -215,22 +219,26 @@ class Launcher:
         finally:
             self.lock_conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"{LANE_TAG}:{MONEY_LANE}",))
 
-    def _execute_here(self, run_id: str, progress: queue.Queue) -> None:
-        """Execute the run in this thread, as a run worker would, putting each step's start and
-        end on ``progress`` as the execution yields them: no reading back of the event log, which
-        took CPU time (the interpreter's lock) from this thread every half second."""
+    def _execute_here(self, run_id: str, progress: queue.SimpleQueue, ready: threading.Semaphore) -> None:
+        """Execute the run in this thread, as a run worker would, handing each step's start and
+        end to ``progress`` (and a release of ``ready``) as the execution yields them, and a last
+        release of ``ready`` when it ends: no reading back of the event log, which took CPU time
+        (the interpreter's lock) from this thread every half second."""
         from dagster._grpc.impl import core_execute_run
         from dagster._utils.hosted_user_process import recon_job_from_origin
 
-        run = self.instance.get_run_by_id(run_id)
-        recon_job = recon_job_from_origin(run.job_code_origin)
         try:
+            run = self.instance.get_run_by_id(run_id)
+            recon_job = recon_job_from_origin(run.job_code_origin)
             for event in core_execute_run(recon_job, run, self.instance, inject_env_vars=True):
                 verb = STEP_VERBS.get(getattr(event, "event_type_value", None))
                 if verb:
                     progress.put((event.step_key, verb))
+                    ready.release()
         except Exception:
             pass  # Dagster has written the run's failure to its event log: _outcome reads it
+        finally:
+            ready.release()
 
     def _wait(self, run_id: str, label: str) -> None:
         """Wait for a queued run, reading its steps' progress back from the event log."""
