@@ -5,8 +5,9 @@
     drawing entry and its grant (recorded_with_entry_id: a debt is paid when a grant is posted),
     so its day is that entry's created_at day. grant_draws is append-only, so a day once past
     never changes: as int_ledger_daily does, each build removes the last two days present and
-    sums every draw written by an entry created since (macros/grant_draws_written_since.sql). A full refresh sums everything. The marts read these
-    sums through int_grant_draws_current, which adds the latest draws live. -#}
+    sums every draw written by an entry created since (macros/daily_rollups.sql). A full refresh
+    sums everything. The marts read these sums through int_grant_draws_current, which adds the
+    latest draws live. -#}
 {{
     config(
         materialized='incremental',

@@ -3,7 +3,7 @@
     accounts, and growing with it). The ledger is append-only, so a day once past never changes:
     each build removes the last two days present (an entry committed just after midnight with an
     earlier created_at still lands in its day) and sums every entry since, through the index on
-    created_at (macros/grant_draws_written_since.sql: rollup_window_start). A full refresh sums
+    created_at (macros/daily_rollups.sql: rollup_window_start). A full refresh sums
     everything. -#}
 {{
     config(

@@ -29,8 +29,8 @@
 {% macro rollup_window_start(relation, day_column) -%}
 {#- Where an incremental daily rollup's window starts: the second-to-last UTC day it holds (each
     build deletes and re-sums its last two days: an entry committed just after midnight may carry
-    the earlier day), or -infinity when it holds nothing or does not exist yet. Read when the SQL is rendered and
-    written in as a constant, not as a subquery: PostgreSQL plans a comparison with a value it
+    the earlier day), or -infinity when it holds nothing or does not exist yet. Read when the SQL
+    is rendered and written in as a constant, not as a subquery: PostgreSQL plans a comparison with a value it
     cannot see by a default share of the table, and in bench/revenue_bench.py's version of the
     marts' live read it scanned every draw instead of reading the window through the index. The
     pre-hook's delete and the select each render it just before they run, from the same table
