@@ -107,7 +107,6 @@ def _key(env: jinja2.Environment, source: str, defer_init: bool, versions: tuple
         sorted(_name(type(e)) for e in env.extensions.values()),
         sorted((n, _name(f), str(getattr(f, "jinja_pass_arg", ""))) for n, f in env.filters.items()),
         sorted((n, _name(f), str(getattr(f, "jinja_pass_arg", ""))) for n, f in env.tests.items()),
-        sorted(f"{type(e).__module__}.{type(e).__qualname__}" for e in env.extensions.values()),
         env.block_start_string,
         env.block_end_string,
         env.variable_start_string,
