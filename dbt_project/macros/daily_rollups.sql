@@ -1,22 +1,34 @@
-{% macro grant_draws_written_since(ledger, draws, since) -%}
+{% macro grant_draws_written_since(ledger, draws, dated, since) -%}
 {#- The grant draws written by the ledger entries created at or after `since` (a SQL expression),
-    each with that entry's created_at. A draw is written with the later of its drawing entry and
-    its grant (a debt is paid when a grant is posted; a reversal gives back when it is posted).
-    Joined on each entry column separately, so that a recent window is read through the ledger's
-    index on created_at and the draws' indexes on their two entries. -#}
+    as `dated` (int_grant_draws_dated) has them, each with that entry's created_at. A draw is
+    written with the later of its drawing entry and its grant (a debt is paid when a grant is
+    posted; a reversal gives back when it is posted). Joined on each entry column separately, so
+    that a recent window is read through the ledger's index on created_at and the draws' indexes
+    on their two entries. -#}
     select
-        draws.draw_id,
-        written_by.created_at
-    from {{ ledger }} as written_by
-    inner join {{ draws }} as draws on written_by.transaction_id = draws.drawing_entry_id
-    where written_by.created_at >= {{ since }} and draws.drawing_entry_id >= draws.grant_entry_id
-    union all
-    select
-        draws.draw_id,
-        written_by.created_at
-    from {{ ledger }} as written_by
-    inner join {{ draws }} as draws on written_by.transaction_id = draws.grant_entry_id
-    where written_by.created_at >= {{ since }} and draws.grant_entry_id > draws.drawing_entry_id
+        dated.grant_entry_id,
+        dated.account_id,
+        dated.kind,
+        dated.draw_month,
+        dated.is_expiry,
+        dated.amount,
+        written.created_at
+    from (
+        select
+            draws.draw_id,
+            written_by.created_at
+        from {{ ledger }} as written_by
+        inner join {{ draws }} as draws on written_by.transaction_id = draws.drawing_entry_id
+        where written_by.created_at >= {{ since }} and draws.drawing_entry_id >= draws.grant_entry_id
+        union all
+        select
+            draws.draw_id,
+            written_by.created_at
+        from {{ ledger }} as written_by
+        inner join {{ draws }} as draws on written_by.transaction_id = draws.grant_entry_id
+        where written_by.created_at >= {{ since }} and draws.grant_entry_id > draws.drawing_entry_id
+    ) as written
+    inner join {{ dated }} as dated on written.draw_id = dated.draw_id
 {%- endmacro %}
 
 {% macro utc_days_after(timestamp, days) -%}

@@ -14,7 +14,9 @@ with daily as (
 ),
 
 written as (
-    {{ grant_draws_written_since(ref('stg_ledger__credit_transactions'), ref('stg_ledger__grant_draws'), since) }}
+    {{ grant_draws_written_since(
+        ref('stg_ledger__credit_transactions'), ref('stg_ledger__grant_draws'), ref('int_grant_draws_dated'), since
+    ) }}
 )
 
 select
@@ -28,11 +30,10 @@ from daily
 where written_day < {{ since }}
 union all
 select
-    dated.grant_entry_id,
-    dated.account_id,
-    dated.kind,
-    dated.draw_month,
-    dated.is_expiry,
-    dated.amount
+    grant_entry_id,
+    account_id,
+    kind,
+    draw_month,
+    is_expiry,
+    amount
 from written
-inner join {{ ref('int_grant_draws_dated') }} as dated on written.draw_id = dated.draw_id

@@ -27,18 +27,19 @@
 {%- endif %}
 
 with written as (
-    {{ grant_draws_written_since(ref('stg_ledger__credit_transactions'), ref('stg_ledger__grant_draws'), since) }}
+    {{ grant_draws_written_since(
+        ref('stg_ledger__credit_transactions'), ref('stg_ledger__grant_draws'), ref('int_grant_draws_dated'), since
+    ) }}
 )
 
 select
-    dated.grant_entry_id,
-    dated.account_id,
-    dated.kind,
-    dated.draw_month,
-    dated.is_expiry,
-    date_trunc('day', written.created_at, 'UTC') as written_day,
-    sum(dated.amount) as amount,
+    grant_entry_id,
+    account_id,
+    kind,
+    draw_month,
+    is_expiry,
+    date_trunc('day', created_at, 'UTC') as written_day,
+    sum(amount) as amount,
     count(*) as draws
 from written
-inner join {{ ref('int_grant_draws_dated') }} as dated on written.draw_id = dated.draw_id
 group by 1, 2, 3, 4, 5, 6
