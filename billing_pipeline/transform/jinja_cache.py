@@ -36,6 +36,7 @@ from jinja2.bccache import Bucket, FileSystemBytecodeCache
 MAX_ENTRIES = 5000
 SUFFIX = ".jinja"
 _UNCACHED = "_billing_uncached_compile"  # the class attribute keeping the original compile
+_installed_in: Path | None = None  # the folder this process's cache is in
 
 
 def install(directory: Path) -> None:
@@ -45,8 +46,9 @@ def install(directory: Path) -> None:
     environment class is not where this dbt version kept it, when the folder cannot be made, or
     under ``DBT_MACRO_DEBUGGING`` (dbt then keeps each compiled source for the debugger, which a
     cached compile would skip): the cache only saves time."""
-    if os.environ.get("DBT_MACRO_DEBUGGING"):
-        return
+    global _installed_in
+    if os.environ.get("DBT_MACRO_DEBUGGING") or directory == _installed_in:
+        return  # every dbt call installs it: once per process and folder is enough
     try:
         # The text environment; the native one (NativeSandboxEnvironment) is its subclass.
         from dbt_common.clients.jinja import MacroFuzzEnvironment
@@ -64,6 +66,7 @@ def install(directory: Path) -> None:
     cache = FileSystemBytecodeCache(str(directory), f"%s{SUFFIX}")
     MacroFuzzEnvironment.compile = _caching_compile(uncached, cache, _library_versions())
     setattr(MacroFuzzEnvironment, _UNCACHED, uncached)
+    _installed_in = directory
 
 
 def _library_versions() -> tuple[str, ...]:

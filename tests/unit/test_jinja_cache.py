@@ -23,6 +23,7 @@ def cache_dir(tmp_path):
     }
     jinja_cache.install(tmp_path)
     yield tmp_path
+    jinja_cache._installed_in = None
     for k in ("compile", jinja_cache._UNCACHED):
         if k in saved:
             setattr(MacroFuzzEnvironment, k, saved[k])
@@ -94,6 +95,7 @@ def test_an_overgrown_cache_is_cleared_when_installed(tmp_path, monkeypatch, cac
     monkeypatch.setattr(jinja_cache, "MAX_ENTRIES", 3)
     for i in range(4):
         (tmp_path / f"stale{i}{jinja_cache.SUFFIX}").write_bytes(b"x")
+    monkeypatch.setattr(jinja_cache, "_installed_in", None)  # as a new process would
     jinja_cache.install(tmp_path)
     assert entries(tmp_path) == []
     assert render("{{ 3 }}") == "3"
@@ -117,6 +119,7 @@ def test_another_filter_set_or_dbt_version_is_another_entry(cache_dir, monkeypat
     assert render("{{ 'abc' | as_text }}") == "ABC"
     assert len(entries(cache_dir)) == 2
     monkeypatch.setattr(jinja_cache, "_library_versions", lambda: ("0", "0", "0"))
+    monkeypatch.setattr(jinja_cache, "_installed_in", None)  # as a new process would
     jinja_cache.install(cache_dir)
     assert render("{{ 'abc' | as_text }}") == "ABC"
     assert len(entries(cache_dir)) == 3
@@ -128,3 +131,9 @@ def test_an_entry_damaged_past_jinjas_checks_is_compiled_again(cache_dir):
     entry.write_bytes(bc_magic + b"\x80not a pickle")  # Jinja's header, then a broken checksum
     assert render(TEMPLATE, items=[1, 2]) == "2 credits;4 credits;"
     assert entry.read_bytes().startswith(bc_magic) and b"not a pickle" not in entry.read_bytes()
+
+
+def test_installing_again_in_the_same_folder_keeps_the_installed_cache(cache_dir):
+    installed = MacroFuzzEnvironment.compile
+    jinja_cache.install(cache_dir)  # each dbt call does this
+    assert MacroFuzzEnvironment.compile is installed
