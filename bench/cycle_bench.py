@@ -492,15 +492,17 @@ def cold_hour(cluster) -> dict:
 SMALL = Scale(3, 1, 3, 3, 1)  # a 3-account platform: one deployment (one pod) and one rental each
 
 
-def billing_run_process(env: dict, hour: datetime) -> dict:
+def billing_run_process(env: dict, hour: datetime, checkout: Path | None = None) -> dict:
     """One fresh ``billing run`` process for ``hour``: its wall time and CPU time (user + sys of the
-    process and every child it waited for, from ``getrusage(RUSAGE_CHILDREN)``)."""
+    process and every child it waited for, from ``getrusage(RUSAGE_CHILDREN)``). ``checkout``: run
+    that checkout's ``billing`` in its folder (bench/small_run_pairs.py), else this environment's."""
+    billing = checkout / ".venv/bin/billing" if checkout else Path(sys.executable).with_name("billing")
     load = loadavg()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.monotonic()
     done = subprocess.run(
         [
-            str(Path(sys.executable).with_name("billing")),
+            str(billing),
             "run",
             "--start",
             hour.isoformat(),
@@ -509,6 +511,7 @@ def billing_run_process(env: dict, hour: datetime) -> dict:
             "--now",
             (hour + 2 * H).isoformat(),
         ],
+        cwd=checkout,
         env=env,
         capture_output=True,
         text=True,

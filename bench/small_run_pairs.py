@@ -24,19 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results"
-H = timedelta(hours=1)
+from cycle_bench import RESULTS, ROOT, H, billing_run_process  # bench/, beside this script
+
 LEDGER_KEY = "bench-scratch-ledger-key-not-a-secret-0123456789"
 
 # Run under a side's Python: builds that side's platform with its own bench code, prints its
@@ -107,32 +104,15 @@ class Side:
 
     def run_hour(self, n: int) -> dict:
         hour = self.start + n * H
-        load = os.getloadavg()[0]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        began = time.monotonic()
-        done = subprocess.run(
-            [
-                str(self.checkout / ".venv/bin/billing"),
-                "run",
-                "--start",
-                hour.isoformat(),
-                "--end",
-                (hour + H).isoformat(),
-                "--now",
-                (hour + 2 * H).isoformat(),
-            ],
-            cwd=self.checkout,
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
-        )
-        wall = time.monotonic() - began
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        row = {"hour": hour.isoformat(), "wall": round(wall, 2), "cpu": round(cpu, 2), "load": round(load, 2)}
-        if done.returncode:
-            raise SystemExit(f"{self.name}: billing run of {hour} exited {done.returncode}:\n{done.stderr[-2000:]}")
-        return row
+        done = billing_run_process({**os.environ, **self.env}, hour, checkout=self.checkout)
+        if done["exit_code"]:
+            raise SystemExit(f"{self.name}: billing run of {hour} exited {done['exit_code']}:\n{done['stderr']}")
+        return {
+            "hour": done["hour"],
+            "wall": done["wall_seconds"],
+            "cpu": done["cpu_seconds"],
+            "load": round(done["loadavg_before"][0], 2),
+        }
 
     def close(self) -> None:
         self.keeper.stdin.close()
