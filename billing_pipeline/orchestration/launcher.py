@@ -185,21 +185,17 @@ class Launcher:
             launched_by = "in_process"
             _restore_sigterm()
             with self._lane():
-                progress: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
-                ready = threading.Semaphore(0)  # released once per step's progress, once at the end
-                worker = threading.Thread(target=self._execute_here, args=(run.run_id, progress, ready), daemon=True)
+                # (step key, verb) per step's start and end, then None when the run has ended.
+                progress: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
+                worker = threading.Thread(target=self._execute_here, args=(run.run_id, progress), daemon=True)
                 worker.start()
                 # This thread tells each step's progress as the worker hands it over (a slow
                 # terminal never holds up the run). It waits without a timeout: under a faked
                 # clock (scripts/test-dates) a timed wait may never end, and the wait for the
                 # next step ends with the run anyway. Ctrl-C still interrupts it.
                 telling = True
-                while True:
-                    ready.acquire()
-                    try:
-                        step_key, verb = progress.get_nowait()
-                    except queue.Empty:  # the release at the end: every step was told
-                        break
+                while (step := progress.get()) is not None:
+                    step_key, verb = step
                     if telling:
                         try:
                             self.on_progress(f"{label}{step_key} {verb}")
@@ -219,11 +215,11 @@ class Launcher:
         finally:
             self.lock_conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"{LANE_TAG}:{MONEY_LANE}",))
 
-    def _execute_here(self, run_id: str, progress: queue.SimpleQueue, ready: threading.Semaphore) -> None:
+    def _execute_here(self, run_id: str, progress: queue.SimpleQueue) -> None:
         """Execute the run in this thread, as a run worker would, handing each step's start and
-        end to ``progress`` (and a release of ``ready``) as the execution yields them, and a last
-        release of ``ready`` when it ends: no reading back of the event log, which took CPU time
-        (the interpreter's lock) from this thread every half second."""
+        end to ``progress`` as the execution yields them, and None when it ends: no reading back
+        of the event log, which took CPU time (the interpreter's lock) from this thread every
+        half second."""
         from dagster._grpc.impl import core_execute_run
         from dagster._utils.hosted_user_process import recon_job_from_origin
 
@@ -234,11 +230,10 @@ class Launcher:
                 verb = STEP_VERBS.get(getattr(event, "event_type_value", None))
                 if verb:
                     progress.put((event.step_key, verb))
-                    ready.release()
         except Exception:
             pass  # Dagster has written the run's failure to its event log: _outcome reads it
         finally:
-            ready.release()
+            progress.put(None)
 
     def _wait(self, run_id: str, label: str) -> None:
         """Wait for a queued run, reading its steps' progress back from the event log."""
