@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -363,4 +364,13 @@ def test_a_failed_build_through_dagster_still_records_what_it_built(db_url):
     assert dbt_model_key("stg_ingestion__metric_container_hours") in built
     assert dbt_model_key("fct_priced_usage") not in built
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "dbt" in failure.message or "dbt" in str(failure.event_specific_data.error)
+    error = str(failure.event_specific_data.error)
+    assert "dbt" in failure.message or "dbt" in error
+    # The failed call's folder keeps dbt's debug log, written from the call's events: the SQL it
+    # ran and the error, in dbt's own line format. A call that succeeds writes none.
+    debug_log = Path(re.search(r"the debug log is (\S+/dbt\.log)", error).group(1))
+    text = debug_log.read_text()
+    assert re.match(r"\d\d:\d\d:\d\d\.\d{6} \[info \] \[MainThread\]: Running with dbt=", text)
+    assert re.search(r"\[debug\] \[.{10}\]: On model\.satusky_billing\.stg_ingestion__metric_container_hours: ", text)
+    assert re.search(r"\[error\] \[MainThread\]: Failure in model fct_priced_usage", text)
+    assert "no price in force for resource gpu, machine type -, hour 2025-03-01T11:00Z" in text
