@@ -64,7 +64,9 @@ Sections:
   hour per history size and the ratio of the longest to the shortest (aim: within 20 %).
   ``--reuse`` keeps each loaded database as a template ``satusky_bench_cycle_h_<scale>_<days>d``.
 - small run (``--small-run [3]``): a 3-account platform, its first hour once, then each next hour
-  as a fresh ``billing run`` process: wall and CPU time of each (issue 24: aim < 6 s).
+  as a fresh ``billing run`` process: wall and CPU time of each (issue 24: aim < 6 s). After each,
+  the same hour's floor as a fresh process (``bench/small_run_floor.py``: the libraries' imports
+  and the hour's two dbt builds, none of the run's own work), and the run's ratio to it.
 - daemon run (``--daemon-run [3]``): the same platform, but the runs after the first are queued
   and launched by ``dagster-daemon run -w workspace.yaml`` on the scratch instance (schedules and
   sensors stopped): launch latency and execution from each run's event log.
@@ -541,7 +543,7 @@ def small_run(args) -> dict:
     runs = args.small_run
     tsdb, _built = prepare_tsdb(SMALL, runs + 1, args.rebuild)
     cluster = cluster_for(SMALL, runs + 1)
-    rows = []
+    rows, floors = [], []
     with PrometheusServer(tsdb) as prom, dagster_instance() as instance:
         url = scratch_database(cluster)
         env = {
@@ -558,18 +560,61 @@ def small_run(args) -> dict:
                 flush=True,
             )
             rows.append(row)
+            if n:  # the floor of the same hour, right after its run (bench/small_run_floor.py)
+                floor = small_run_floor_process(env, START + n * H)
+                print(
+                    f"    its floor: {floor['wall_seconds']:.2f}s wall (imports {floor.get('imports_seconds')}s, "
+                    f"dbt {floor.get('usage_build_seconds')}s + {floor.get('ledger_build_seconds')}s)",
+                    flush=True,
+                )
+                floors.append(floor)
     drop_database()
     later = rows[1:]
+    run_median = _median([r["wall_seconds"] for r in later])
+    floor_median = _median([f["wall_seconds"] for f in floors])
     return {
         "scale": dataclasses.asdict(SMALL),
         "runs": rows,
-        "ok": all(r["exit_code"] == 0 for r in rows),
+        "floors": floors,
+        "ok": all(r["exit_code"] == 0 for r in rows) and all(f["exit_code"] == 0 and f.get("ok") for f in floors),
         "first_run_seconds": rows[0]["wall_seconds"],
         "later_runs_seconds": [r["wall_seconds"] for r in later],
-        "later_median_seconds": _median([r["wall_seconds"] for r in later]),
+        "later_median_seconds": run_median,
         "later_median_cpu_seconds": _median([r["cpu_seconds"] for r in later]),
+        "floor_median_seconds": floor_median,
+        "floor_median_cpu_seconds": _median([f["cpu_seconds"] for f in floors]),
+        "ratio_to_floor": round(run_median / floor_median, 2) if run_median and floor_median else None,
         "aim_seconds": 6,
     }
+
+
+def small_run_floor_process(env: dict, hour: datetime) -> dict:
+    """``bench/small_run_floor.py`` for ``hour`` as a fresh process: the libraries' imports and the
+    hour's two dbt builds, nothing of the run's own; timed whole as ``billing_run_process`` times
+    a run, with the parts the script reports."""
+    load = loadavg()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "small_run_floor.py"), "--hour", hour.isoformat()],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.monotonic() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    row = {
+        "hour": hour.isoformat(),
+        "wall_seconds": round(wall, 2),
+        "cpu_seconds": round(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, 2),
+        "exit_code": done.returncode,
+        "loadavg_before": load,
+    }
+    if done.returncode == 0 and done.stdout.strip():
+        row.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    else:
+        row["stderr"] = done.stderr[-2000:]
+    return row
 
 
 def _median(values: list[float]) -> float | None:
@@ -997,6 +1042,19 @@ def report_markdown(report: dict) -> str:
             + f"; median {sr.get('later_median_cpu_seconds')} s.",
             "",
         ]
+        if sr.get("floors"):
+            parts = ("imports_seconds", "manifest_seconds", "usage_build_seconds", "ledger_build_seconds")
+            medians = {p: _median([f[p] for f in sr["floors"] if p in f]) for p in parts}
+            out += [
+                "Its floor (`bench/small_run_floor.py`: a fresh process that imports Dagster, dagster-postgres, "
+                "dagster-dbt and dbt and runs the hour's two dbt builds, nothing else), right after each run: "
+                + ", ".join(f"{f['wall_seconds']:.2f} s" for f in sr["floors"])
+                + f"; median {sr['floor_median_seconds']} s (CPU {sr['floor_median_cpu_seconds']} s): imports "
+                f"{medians['imports_seconds']} s, parse state {medians['manifest_seconds']} s, usage build "
+                f"{medians['usage_build_seconds']} s, ledger build {medians['ledger_build_seconds']} s (medians). "
+                f"The run is {sr['ratio_to_floor']} x its floor.",
+                "",
+            ]
     if "daemon_run" in report:
         dr = report["daemon_run"]
         out += [

@@ -11,7 +11,6 @@ the ``postgres`` resource (BILLING_DATABASE_URL), through DBT_PG_* set for the s
 import dagster as dg
 from dagster_dbt import dbt_assets, get_asset_key_for_model, get_asset_keys_by_output_name_for_source
 
-from billing_pipeline.core.hours import Hour
 from billing_pipeline.core.partitions import hourly_partitions, monthly_partitions
 from billing_pipeline.resources import PostgresResource
 from billing_pipeline.transform.project import (
@@ -22,16 +21,10 @@ from billing_pipeline.transform.project import (
     invocation_target,
     manifest_for_database,
     temporary_environment,
+    window_env,
 )
 from billing_pipeline.transform.resources import BillingDbtCliResource
-from billing_pipeline.transform.translator import BillingDbtTranslator
-
-
-def window_env(start, end) -> dict[str, str]:
-    """The hours [start, end), spelled as ``Hour.text`` (UTC ISO 8601), as
-    macros/partition_window.sql reads them."""
-    return {"BILLING_DBT_MIN_HOUR": Hour.of(start).text, "BILLING_DBT_MAX_HOUR": Hour.of(end).text}
-
+from billing_pipeline.transform.translator import AFTER_INVOICES, AFTER_LEDGER, BillingDbtTranslator
 
 # Three dbt invocations, one per stage of the money path (transform/translator.py names the same
 # stages as asset groups), declared here rather than the several subsets Dagster would cut out of
@@ -42,8 +35,6 @@ def window_env(start, end) -> dict[str, str]:
 # * the models that read the month-end tables (the issued invoices, SLA measurements, the
 #   unbilled-usage estimate) run in the monthly job after the invoices, so no hourly asset
 #   depends on a monthly one.
-AFTER_INVOICES = "source:invoicing+"
-AFTER_LEDGER = "source:ledger+ source:lifecycle+"
 # The manifest as it names the database the pipeline writes (storage metadata, row counts).
 MANIFEST = manifest_for_database(ensure_manifest())
 

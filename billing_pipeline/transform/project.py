@@ -17,6 +17,7 @@ from dagster_dbt import DbtProject
 from dagster_dbt.dbt_project import using_dagster_dev
 from filelock import FileLock
 
+from billing_pipeline.core.hours import Hour
 from billing_pipeline.db.connection import dbt_target
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -25,6 +26,12 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 DBT_THREADS = 2
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+
+def window_env(start, end) -> dict[str, str]:
+    """The hours [start, end), spelled as ``Hour.text`` (UTC ISO 8601), as
+    macros/partition_window.sql reads them (transform/assets.py: why not ``--vars``)."""
+    return {"BILLING_DBT_MIN_HOUR": Hour.of(start).text, "BILLING_DBT_MAX_HOUR": Hour.of(end).text}
 
 
 def venv_dbt() -> Path:

@@ -26,6 +26,9 @@ USAGE_GROUP, BALANCES_GROUP, INVOICING_GROUP = "dbt_usage", "dbt_balances", "dbt
 # The dbt sources whose readers run after the settlement (hourly), or after the invoices (monthly).
 AFTER_LEDGER_SOURCES = frozenset({"ledger", "lifecycle"})
 AFTER_INVOICES_SOURCES = frozenset({"invoicing"})
+# The same, as dbt selections: the models downstream of those sources (transform/assets.py).
+AFTER_LEDGER = " ".join(f"source:{name}+" for name in sorted(AFTER_LEDGER_SOURCES))
+AFTER_INVOICES = " ".join(f"source:{name}+" for name in sorted(AFTER_INVOICES_SOURCES))
 
 # What each layer is for, for a model whose YAML has no description yet.
 LAYER_DESCRIPTIONS = {
