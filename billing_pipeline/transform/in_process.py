@@ -12,10 +12,12 @@ What stays as with the subprocess:
   (``DbtCoreCliEventMessage.to_default_asset_events``), so assets, checks and metadata match;
 - the selection is dagster-dbt's, cut from the context (subsets included);
 - a call that fails leaves dbt's debug log, ``dbt.log``, in its own target folder (not its JSON
-  artifacts: nothing reads them). dbt does not write it as it goes: every event is kept in memory
-  and written only when the call fails, since a call that succeeds has its folder removed
-  (``project.invocation_target``). Formatting and writing its ~1,500 debug lines was 0.3–0.4 s
-  of the hour's two builds on a 3-account platform, about a tenth of dbt's time (issue 24);
+  artifacts: nothing reads them). It is written from the call's events, kept in memory, and only
+  when the call fails: a call that succeeds has its folder removed (``project.invocation_target``).
+  dbt's own file log stays off: with ``--log-level none`` and no level of its own, dbt wrote no
+  dbt.log at all, so until the sixth session a failed build's message named a file that did not
+  exist (tests/integration/test_dbt_models.py now reads it). dbt writing it line by line at debug
+  level would cost 0.3–0.4 s of the hour's two builds (bench/small_run_floor.py's process);
 - a failed call raises ``DagsterDbtCliRuntimeError`` naming dbt's errors, after its events.
 
 A subset too large for command-line selection makes dagster-dbt write a selectors.yml into a
