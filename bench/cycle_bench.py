@@ -89,6 +89,7 @@ import platform
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -618,7 +619,9 @@ def small_run_floor_process(env: dict, hour: datetime) -> dict:
 
 
 def _median(values: list[float]) -> float | None:
-    return sorted(values)[len(values) // 2] if values else None
+    """The median (of an even count, the mean of the middle two; before the sixth session, the
+    upper of them)."""
+    return round(statistics.median(values), 3) if values else None
 
 
 DAEMON_HEARTBEAT_WAIT_SECONDS = 180
