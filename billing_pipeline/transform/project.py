@@ -18,7 +18,7 @@ from dagster_dbt.dbt_project import using_dagster_dev
 from filelock import FileLock
 
 from billing_pipeline.core.hours import Hour
-from billing_pipeline.db.connection import dbt_target
+from billing_pipeline.db.connection import dbt_target, session_options
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 
@@ -114,7 +114,9 @@ def manifest_for_database(manifest_path: Path, database: str | None = None) -> d
 
 
 def dbt_env(database_url: str) -> dict[str, str]:
-    """The DBT_PG_* variables profiles.yml reads, for the database at ``database_url``.
+    """The DBT_PG_* variables profiles.yml reads, for the database at ``database_url``, and the
+    libpq options of dbt's sessions, the pipeline's own (``PGOPTIONS``: ``session_options``, JIT
+    off among them, see db/connection.py).
 
     Works for a TCP host and for a Unix-socket folder (embedded pgserver) alike.
     """
@@ -125,6 +127,7 @@ def dbt_env(database_url: str) -> dict[str, str]:
         "DBT_PG_USER": str(target["user"]),
         "DBT_PG_PASSWORD": str(target["password"]),
         "DBT_PG_DBNAME": str(target["dbname"]),
+        "PGOPTIONS": session_options(database_url),
     }
 
 

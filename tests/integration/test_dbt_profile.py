@@ -16,13 +16,15 @@ from billing_pipeline.transform.project import dbt_env, dbt_environment
 from tests.support.dbt import run_dbt
 
 
-def test_dbt_env_for_tcp_and_socket_urls():
+def test_dbt_env_for_tcp_and_socket_urls(monkeypatch):
+    monkeypatch.delenv("PGOPTIONS", raising=False)
     assert dbt_env("postgresql://bill:s3cret@db.internal:6543/billing") == {
         "DBT_PG_HOST": "db.internal",
         "DBT_PG_PORT": "6543",
         "DBT_PG_USER": "bill",
         "DBT_PG_PASSWORD": "s3cret",
         "DBT_PG_DBNAME": "billing",
+        "PGOPTIONS": "-c jit=off",
     }
     socket = make_conninfo_url(host="/tmp/pg-sock", dbname="satusky_billing")
     assert dbt_env(socket)["DBT_PG_HOST"] == "/tmp/pg-sock"
