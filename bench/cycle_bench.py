@@ -495,34 +495,16 @@ def cold_hour(cluster) -> dict:
 SMALL = Scale(3, 1, 3, 3, 1)  # a 3-account platform: one deployment (one pod) and one rental each
 
 
-def billing_run_process(env: dict, hour: datetime, checkout: Path | None = None) -> dict:
-    """One fresh ``billing run`` process for ``hour``: its wall time and CPU time (user + sys of the
-    process and every child it waited for, from ``getrusage(RUSAGE_CHILDREN)``). ``checkout``: run
-    that checkout's ``billing`` in its folder (bench/small_run_pairs.py), else this environment's."""
-    billing = checkout / ".venv/bin/billing" if checkout else Path(sys.executable).with_name("billing")
+def timed_process(command: list[str], env: dict, cwd: Path | None = None) -> tuple[dict, subprocess.CompletedProcess]:
+    """Run ``command`` as a fresh process; its wall time and CPU time (user + sys of the process
+    and every child it waited for, from ``getrusage(RUSAGE_CHILDREN)``), and what it printed."""
     load = loadavg()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.monotonic()
-    done = subprocess.run(
-        [
-            str(billing),
-            "run",
-            "--start",
-            hour.isoformat(),
-            "--end",
-            (hour + H).isoformat(),
-            "--now",
-            (hour + 2 * H).isoformat(),
-        ],
-        cwd=checkout,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.monotonic() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     row = {
-        "hour": hour.isoformat(),
         "wall_seconds": round(wall, 2),
         "user_seconds": round(after.ru_utime - before.ru_utime, 2),
         "sys_seconds": round(after.ru_stime - before.ru_stime, 2),
@@ -532,7 +514,16 @@ def billing_run_process(env: dict, hour: datetime, checkout: Path | None = None)
     row["cpu_seconds"] = round(row["user_seconds"] + row["sys_seconds"], 2)
     if done.returncode:
         row["stderr"] = done.stderr[-2000:]
-    return row
+    return row, done
+
+
+def billing_run_process(env: dict, hour: datetime, checkout: Path | None = None) -> dict:
+    """One fresh ``billing run`` process for ``hour``, timed (``timed_process``). ``checkout``: run
+    that checkout's ``billing`` in its folder (bench/small_run_pairs.py), else this environment's."""
+    billing = checkout / ".venv/bin/billing" if checkout else Path(sys.executable).with_name("billing")
+    command = [str(billing), "run", "--start", hour.isoformat(), "--end", (hour + H).isoformat()]
+    row, _done = timed_process([*command, "--now", (hour + 2 * H).isoformat()], env, cwd=checkout)
+    return {"hour": hour.isoformat(), **row}
 
 
 def small_run(args) -> dict:
@@ -591,31 +582,13 @@ def small_run(args) -> dict:
 
 def small_run_floor_process(env: dict, hour: datetime) -> dict:
     """``bench/small_run_floor.py`` for ``hour`` as a fresh process: the libraries' imports and the
-    hour's two dbt builds, nothing of the run's own; timed whole as ``billing_run_process`` times
-    a run, with the parts the script reports."""
-    load = loadavg()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    began = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "small_run_floor.py"), "--hour", hour.isoformat()],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    wall = time.monotonic() - began
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    row = {
-        "hour": hour.isoformat(),
-        "wall_seconds": round(wall, 2),
-        "cpu_seconds": round(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, 2),
-        "exit_code": done.returncode,
-        "loadavg_before": load,
-    }
+    hour's two dbt builds, nothing of the run's own; timed as a run is (``timed_process``), with
+    the parts the script reports."""
+    command = [sys.executable, str(ROOT / "bench" / "small_run_floor.py"), "--hour", hour.isoformat()]
+    row, done = timed_process(command, env)
     if done.returncode == 0 and done.stdout.strip():
         row.update(json.loads(done.stdout.strip().splitlines()[-1]))
-    else:
-        row["stderr"] = done.stderr[-2000:]
-    return row
+    return {"hour": hour.isoformat(), **row}
 
 
 def _median(values: list[float]) -> float | None:
