@@ -32,8 +32,8 @@ LOCAL_HOST, LOCAL_PORT = "127.0.0.1", 5432
 # ``jit_above_cost``, and inlines and optimises them past ``jit_*_above_cost``. The pipeline's
 # statements are set-based over temporary tables and marts whose estimates pass those
 # thresholds early, and compiling cost more than it saved: with JIT off the hourly cycle at
-# 100,000 deployments went from 116.7 s to 105.0 s (ingestion 81.2 -> 74.6 s, the top-ups 0.67 ->
-# 0.06 s), and the hour's ledger models at 10,000 from 3.68 s to 1.24 s (bench/cycle_bench.py
+# 100,000 deployments went from 116.7 s to 107.6 s (ingestion 81.2 -> 75.6 s, the top-ups 0.67 ->
+# 0.09 s), and the hour's ledger models at 10,000 from 3.68 s to 1.26 s (bench/cycle_bench.py
 # --hourly, the sixth session: docs/benchmarks.md). Analysts' own sessions are left as the
 # server sets them.
 SESSION_OPTIONS = "-c jit=off"
