@@ -39,8 +39,8 @@ def main() -> int:
     from dbt.cli.main import dbtRunner
 
     from billing_pipeline.transform import jinja_cache
-    from billing_pipeline.transform.in_process import JINJA_CACHE_DIR, _paths, parsed_manifest
-    from billing_pipeline.transform.project import DBT_THREADS, dbt_env, window_env
+    from billing_pipeline.transform.in_process import JINJA_CACHE_DIR, OUTPUT_FLAGS, _paths, parsed_manifest
+    from billing_pipeline.transform.project import BUILD_ARGS, dbt_env, window_env
     from billing_pipeline.transform.translator import AFTER_INVOICES, AFTER_LEDGER
 
     imported = time.monotonic()
@@ -51,17 +51,11 @@ def main() -> int:
         jinja_cache.install(JINJA_CACHE_DIR)
         manifest = parsed_manifest(target)
         loaded = time.monotonic()
-        flags = [
-            *("--threads", str(DBT_THREADS), "--exclude-resource-type", "unit_test"),
-            *_paths(target),
-            *("--log-level", "none", "--log-level-file", "none", "--no-write-json"),
-        ]
-        usage = dbtRunner(manifest=manifest).invoke(
-            ["build", "--exclude", *AFTER_LEDGER.split(), AFTER_INVOICES, *flags]
-        )
+        flags = [*BUILD_ARGS, *_paths(target), *OUTPUT_FLAGS]  # as the run's own calls
+        usage = dbtRunner(manifest=manifest).invoke([*flags, "--exclude", *AFTER_LEDGER.split(), AFTER_INVOICES])
         usage_done = time.monotonic()
         ledger = dbtRunner(manifest=manifest).invoke(
-            ["build", "--select", *AFTER_LEDGER.split(), "--exclude", AFTER_INVOICES, *flags]
+            [*flags, "--select", *AFTER_LEDGER.split(), "--exclude", AFTER_INVOICES]
         )
         ledger_done = time.monotonic()
     print(

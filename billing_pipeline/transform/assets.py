@@ -14,7 +14,7 @@ from dagster_dbt import dbt_assets, get_asset_key_for_model, get_asset_keys_by_o
 from billing_pipeline.core.partitions import hourly_partitions, monthly_partitions
 from billing_pipeline.resources import PostgresResource
 from billing_pipeline.transform.project import (
-    DBT_THREADS,
+    BUILD_ARGS,
     dbt_environment,
     dbt_project,
     ensure_manifest,
@@ -41,15 +41,7 @@ MANIFEST = manifest_for_database(ensure_manifest())
 
 def _build(context: dg.AssetExecutionContext, dbt: BillingDbtCliResource, postgres: PostgresResource):
     window = context.partition_time_window
-    # dbt unit tests check SQL logic, not data: they run in CI (tests/integration/test_dbt_unit_tests.py),
-    # not every hour.
-    args = [
-        "build",
-        "--threads",
-        str(DBT_THREADS),
-        "--exclude-resource-type",
-        "unit_test",
-    ]
+    args = list(BUILD_ARGS)
     url = postgres.database_url
     window_environment = temporary_environment(window_env(window.start, window.end))
     # The events are held until dbt has finished, to add the row counts (below). A failed build

@@ -54,6 +54,13 @@ RESULT_EVENTS = frozenset({"LogSeedResult", "LogModelResult", "LogSnapshotResult
 # dbt's own lines shown in the step's stdout, as the subprocess prints them.
 SHOWN_LEVELS = frozenset({"info", "warn", "error"})
 
+# How every in-process call reports. --log-level none: the console lines come from the call's
+# events (``_run``). --log-level-file none: the debug log is written from those events, and only
+# for a failed call (module doc). --no-write-json: the events carry everything the assets
+# report, and writing manifest.json and run_results.json into a folder removed right after cost
+# 0.9 s a call.
+OUTPUT_FLAGS = ("--log-level", "none", "--log-level-file", "none", "--no-write-json")
+
 # dbt's compiled Jinja, shared by every database: the templates do not name one.
 JINJA_CACHE_DIR = TARGET_DIR / "jinja"
 # One dbt call at a time per process: dbt keeps its flags, adapters and event manager global.
@@ -187,22 +194,8 @@ def _run(cleaned: list[str], params, *, context, target: Path) -> Iterator:
         # The indirect selection dagster-dbt puts in the subprocess' environment (for asset-check
         # subsets) is dbt's --indirect-selection flag here: this process' environment is not written.
         indirect = ["--indirect-selection", params.indirect_selection] if params.indirect_selection else []
-        # --log-level none: the console lines come from on_event. --log-level-file none: the
-        # debug log is written from on_event's events, and only for a failed call (module doc).
-        # --no-write-json: the events carry everything the assets report, and writing
-        # manifest.json and run_results.json into a folder removed right after cost 0.9 s a call.
         outcome = dbtRunner(manifest=manifest, callbacks=[on_event]).invoke(
-            [
-                *cleaned,
-                *_paths(target),
-                "--log-level",
-                "none",
-                "--log-level-file",
-                "none",
-                "--no-write-json",
-                *indirect,
-                *params.selection_args,
-            ]
+            [*cleaned, *_paths(target), *OUTPUT_FLAGS, *indirect, *params.selection_args]
         )
         sys.stdout.flush()
 

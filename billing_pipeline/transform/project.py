@@ -24,6 +24,9 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 
 # dbt's threads: the machines have two cores.
 DBT_THREADS = 2
+# Every build of the assets (transform/assets.py). dbt unit tests check SQL logic, not data:
+# they run in CI (tests/integration/test_dbt_unit_tests.py), not every hour.
+BUILD_ARGS = ("build", "--threads", str(DBT_THREADS), "--exclude-resource-type", "unit_test")
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
